@@ -1,0 +1,105 @@
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import helmet from 'helmet';
+import type { Deps } from './deps.js';
+import { Api } from './http/api.js';
+import { merchantAuth, sessionAuth } from './http/auth.js';
+import { operationCors } from './http/cors.js';
+import { idempotency } from './http/idempotency.js';
+import { Metrics } from './http/metrics.js';
+import { errorHandler, jsonBody, noStore, notFound, refuseKeysInQuery, requestId } from './http/middleware.js';
+import { cardRoutes } from './http/routes/cards.js';
+import { operationRoutes } from './http/routes/operations.js';
+import { sessionRoutes } from './http/routes/sessions.js';
+import { VERSION } from './version.js';
+
+export const BODY_LIMIT = 16384;
+
+/** Every route of the API, declared once (Express handlers and the OpenAPI document come from these). */
+export function buildApi(d: Deps): Api {
+  const api = new Api();
+  sessionRoutes(api, d);
+  operationRoutes(api, d);
+  cardRoutes(api, d);
+  return api;
+}
+
+export function openapiDocument(d: Deps): Record<string, unknown> {
+  return buildApi(d).openapi({ serverUrl: d.config.publicBaseUrl, version: VERSION });
+}
+
+/** The Express app, without listen(): tests drive it directly. */
+export function buildApp(d: Deps, metrics = new Metrics()): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+  app.set('etag', false);
+  app.set('query parser', 'simple');
+
+  app.use(requestId);
+  app.use(metrics.middleware());
+  app.use(accessLog(d));
+  app.use(helmet({
+    contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"], baseUri: ["'none'"], formAction: ["'none'"] } },
+    frameguard: { action: 'deny' },
+    crossOriginResourcePolicy: { policy: 'same-origin' },
+  }));
+  app.use(noStore);
+  app.use(refuseKeysInQuery);
+
+  const api = buildApi(d);
+  const document = api.openapi({ serverUrl: d.config.publicBaseUrl, version: VERSION });
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_req, res) => {
+    const checks = { storage: 'ok', keys: d.tokens.ready ? 'ok' : 'missing' };
+    try {
+      await d.store.ping();
+    } catch {
+      checks.storage = 'unreachable';
+    }
+    const ok = checks.storage === 'ok' && checks.keys === 'ok';
+    res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'not_ready', checks });
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.setHeader('Content-Type', metrics.registry.contentType);
+    res.send(await metrics.registry.metrics());
+  });
+  app.get('/.well-known/jwks.json', (_req, res) => {
+    res.json(d.tokens.jwks());
+  });
+  app.get('/openapi.json', (_req, res) => {
+    res.json(document);
+  });
+
+  const operationPaths = ['/CvvOperations/collectCvv', '/CvvOperations/threeDS', '/CvvOperations/threeDS/result', '/CvvOperations/charge'];
+  app.use(operationPaths, operationCors(d.origins));
+  app.use(jsonBody(BODY_LIMIT));
+  const router = express.Router({ caseSensitive: true, strict: false });
+  api.mount(router, {
+    merchantAuth: merchantAuth(d.merchants, d.log),
+    sessionAuth,
+    idempotency: idempotency(d.idempotency, d.log),
+  });
+  app.use(router);
+  app.use(notFound);
+  app.use(errorHandler(d.log));
+  return app;
+}
+
+/** One line per request: method, route template, status, time, ids. Never a query string, body or header value. */
+function accessLog(d: Deps) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    const t0 = process.hrtime.bigint();
+    res.on('finish', () => {
+      d.log.info({
+        requestId: res.locals.requestId, method: req.method,
+        route: req.route?.path ? `${req.baseUrl}${req.route.path}` : 'unmatched',
+        status: res.statusCode, ms: Number(process.hrtime.bigint() - t0) / 1e6,
+        merchantId: res.locals.merchant?.merchant?.id,
+      }, 'request');
+    });
+    next();
+  };
+}

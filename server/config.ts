@@ -1,0 +1,130 @@
+import { Secret } from './secret.js';
+
+export type SigningAlg = 'EdDSA' | 'ES256';
+
+export interface Config {
+  readonly production: boolean;
+  readonly port: number;
+  readonly host: string;
+  readonly publicBaseUrl: string;
+  /** The origin of publicBaseUrl: the hosted pages' own origin. */
+  readonly publicOrigin: string;
+  readonly databaseUrl: string;
+  /** The master key, or null when one should be generated into dataDir (never in production). */
+  readonly masterKey: Secret<Buffer> | null;
+  readonly dataDir: string;
+  readonly demo: boolean;
+  readonly workers: number;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  readonly rateLimit: boolean;
+  readonly allowPrivateTargets: boolean;
+  readonly signingAlg: SigningAlg;
+  /** SQLite `synchronous` for ordinary writes (money writes always use FULL). */
+  readonly sqliteSynchronous: 'FULL' | 'NORMAL';
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+function onOff(name: string, raw: string | undefined, dflt: boolean, problems: string[]): boolean {
+  if (raw === undefined || raw === '') return dflt;
+  const v = raw.trim().toLowerCase();
+  if (['1', 'true', 'on', 'yes'].includes(v)) return true;
+  if (['0', 'false', 'off', 'no'].includes(v)) return false;
+  problems.push(`${name} must be on or off (got "${raw}")`);
+  return dflt;
+}
+
+/**
+ * Reads the configuration from the environment (API.md section 12). Pure:
+ * collects every problem and throws one ConfigError naming each variable.
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env, cores = 1): Config {
+  const problems: string[] = [];
+  const production = env.NODE_ENV === 'production';
+
+  let port = 8080;
+  if (env.PORT !== undefined && env.PORT !== '') {
+    port = Number(env.PORT);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) problems.push(`PORT must be an integer 0-65535 (got "${env.PORT}")`);
+  }
+  const host = env.HOST && env.HOST !== '' ? env.HOST : '127.0.0.1';
+
+  let publicBaseUrl = env.PUBLIC_BASE_URL && env.PUBLIC_BASE_URL !== ''
+    ? env.PUBLIC_BASE_URL.replace(/\/+$/, '')
+    : `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  let publicOrigin = '';
+  try {
+    const u = new URL(publicBaseUrl);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme');
+    if (production && u.protocol !== 'https:') problems.push('PUBLIC_BASE_URL must be https in production');
+    publicOrigin = u.origin;
+  } catch {
+    problems.push(`PUBLIC_BASE_URL must be an http(s) URL (got "${env.PUBLIC_BASE_URL}")`);
+    publicBaseUrl = 'http://invalid';
+  }
+
+  const databaseUrl = env.DATABASE_URL && env.DATABASE_URL !== '' ? env.DATABASE_URL : 'sqlite:./data/cvvops.db';
+  if (!/^sqlite:.+/.test(databaseUrl) && !/^postgres(ql)?:\/\/.+/.test(databaseUrl)) {
+    problems.push('DATABASE_URL must be sqlite:PATH or postgres://…');
+  }
+  let dataDir = './data';
+  const sqlitePath = /^sqlite:(.+)$/.exec(databaseUrl)?.[1];
+  if (sqlitePath && sqlitePath !== ':memory:') {
+    const i = sqlitePath.lastIndexOf('/');
+    dataDir = i > 0 ? sqlitePath.slice(0, i) : '.';
+  }
+  if (env.CVVOPS_DATA_DIR) dataDir = env.CVVOPS_DATA_DIR;
+
+  let masterKey: Secret<Buffer> | null = null;
+  if (env.CVVOPS_MASTER_KEY !== undefined && env.CVVOPS_MASTER_KEY !== '') {
+    const raw = env.CVVOPS_MASTER_KEY.trim();
+    const buf = /^[A-Za-z0-9+/_-]+={0,2}$/.test(raw) ? Buffer.from(raw, 'base64') : Buffer.alloc(0);
+    if (buf.length !== 32) problems.push('CVVOPS_MASTER_KEY must be exactly 32 bytes, base64-encoded');
+    else masterKey = new Secret(buf);
+  } else if (production) {
+    problems.push('CVVOPS_MASTER_KEY is required with NODE_ENV=production (32 bytes, base64)');
+  }
+
+  const demo = onOff('CVVOPS_DEMO', env.CVVOPS_DEMO, !production, problems);
+
+  let workers = 1;
+  const w = env.CVVOPS_WORKERS;
+  if (w !== undefined && w !== '') {
+    if (w === 'auto') workers = Math.max(1, cores);
+    else {
+      workers = Number(w);
+      if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
+        problems.push(`CVVOPS_WORKERS must be auto or an integer 1-64 (got "${w}")`);
+        workers = 1;
+      }
+    }
+  }
+
+  const lvl = (env.LOG_LEVEL && env.LOG_LEVEL !== '' ? env.LOG_LEVEL : 'info') as Config['logLevel'];
+  if (!LOG_LEVELS.includes(lvl)) problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (got "${env.LOG_LEVEL}")`);
+
+  const rateLimit = onOff('CVVOPS_RATE_LIMIT', env.CVVOPS_RATE_LIMIT, true, problems);
+  if (!rateLimit && production) problems.push('CVVOPS_RATE_LIMIT=off is refused with NODE_ENV=production');
+
+  const allowPrivateTargets = onOff('CVVOPS_ALLOW_PRIVATE_TARGETS', env.CVVOPS_ALLOW_PRIVATE_TARGETS, false, problems);
+  if (allowPrivateTargets && production) problems.push('CVVOPS_ALLOW_PRIVATE_TARGETS=on is refused with NODE_ENV=production');
+
+  const signingAlg = (env.CVVOPS_SIGNING_ALG && env.CVVOPS_SIGNING_ALG !== '' ? env.CVVOPS_SIGNING_ALG : 'EdDSA') as SigningAlg;
+  if (signingAlg !== 'EdDSA' && signingAlg !== 'ES256') problems.push(`CVVOPS_SIGNING_ALG must be EdDSA or ES256 (got "${env.CVVOPS_SIGNING_ALG}")`);
+
+  const sync = (env.CVVOPS_SQLITE_SYNCHRONOUS && env.CVVOPS_SQLITE_SYNCHRONOUS !== '' ? env.CVVOPS_SQLITE_SYNCHRONOUS.toUpperCase() : 'NORMAL') as Config['sqliteSynchronous'];
+  if (sync !== 'FULL' && sync !== 'NORMAL') problems.push('CVVOPS_SQLITE_SYNCHRONOUS must be FULL or NORMAL');
+
+  if (problems.length) throw new ConfigError(problems);
+  return Object.freeze({
+    production, port, host, publicBaseUrl, publicOrigin, databaseUrl, masterKey, dataDir, demo, workers,
+    logLevel: lvl, rateLimit, allowPrivateTargets, signingAlg, sqliteSynchronous: sync,
+  });
+}

@@ -1,0 +1,79 @@
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Config } from './config.js';
+import { CardService } from './domain/cards.js';
+import { type Clock, systemClock } from './domain/clock.js';
+import { IdempotencyService } from './domain/idempotency.js';
+import { Keyring } from './domain/keyring.js';
+import { MerchantService } from './domain/merchants.js';
+import { OriginRegistry } from './domain/origins.js';
+import { SessionService } from './domain/sessions.js';
+import { TokenService } from './domain/tokens.js';
+import { Vault } from './domain/vault.js';
+import type { Logger } from './log.js';
+import { Secret } from './secret.js';
+import { KyselyStore } from './store/kysely-store.js';
+import type { Store } from './store/store.js';
+
+/** Everything the app needs, wired once. The one file that names concrete classes. */
+export interface Deps {
+  config: Config;
+  log: Logger;
+  clock: Clock;
+  store: Store;
+  keyring: Keyring;
+  tokens: TokenService;
+  merchants: MerchantService;
+  cards: CardService;
+  vault: Vault;
+  sessions: SessionService;
+  idempotency: IdempotencyService;
+  origins: OriginRegistry;
+  close(): Promise<void>;
+}
+
+/**
+ * The master key: from CVVOPS_MASTER_KEY, or (outside production only)
+ * generated once into the data folder with a loud warning.
+ */
+export function resolveMasterKey(config: Config, log: Logger): Secret<Buffer> {
+  if (config.masterKey) return config.masterKey;
+  if (config.production) throw new Error('CVVOPS_MASTER_KEY is required in production');
+  const file = join(config.dataDir, 'master.key');
+  if (existsSync(file)) {
+    const buf = Buffer.from(readFileSync(file, 'utf8').trim(), 'base64');
+    if (buf.length !== 32) throw new Error(`${file} does not hold a 32-byte base64 key`);
+    log.warn({ file }, 'using the development master key from the data folder; set CVVOPS_MASTER_KEY in production');
+    return new Secret(buf);
+  }
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const key = randomBytes(32);
+  writeFileSync(file, `${key.toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
+  chmodSync(file, 0o600);
+  log.warn({ file }, 'GENERATED a development master key into the data folder; it encrypts every CVV and card here. Set CVVOPS_MASTER_KEY in production');
+  return new Secret(key);
+}
+
+export async function createDeps(config: Config, log: Logger, opts: { clock?: Clock; store?: Store; masterKey?: Secret<Buffer> } = {}): Promise<Deps> {
+  const clock = opts.clock ?? systemClock;
+  const store = opts.store ?? await KyselyStore.open(config.databaseUrl, { synchronous: config.sqliteSynchronous });
+  await store.migrate();
+  const keyring = new Keyring(opts.masterKey ?? resolveMasterKey(config, log));
+  const tokens = new TokenService(store, keyring, clock, { alg: config.signingAlg, issuer: config.publicBaseUrl, log });
+  await tokens.init();
+  const vault = new Vault(store, keyring, clock, log);
+  const merchants = new MerchantService(store, keyring, clock, { production: config.production, log });
+  const cards = new CardService(store, keyring, clock, vault);
+  const sessions = new SessionService(store, tokens, vault, keyring, clock, { publicBaseUrl: config.publicBaseUrl, publicOrigin: config.publicOrigin, log });
+  const idempotency = new IdempotencyService(store, keyring, clock);
+  const origins = new OriginRegistry(store, config.publicOrigin);
+  await origins.refresh();
+  return {
+    config, log, clock, store, keyring, tokens, merchants, cards, vault, sessions, idempotency, origins,
+    async close() {
+      origins.stop();
+      await store.close();
+    },
+  };
+}

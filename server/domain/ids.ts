@@ -1,0 +1,14 @@
+import { randomBytes } from 'node:crypto';
+
+/** Object id prefixes of API.md section 2. */
+export type IdPrefix = 'mer' | 'key' | 'cvo' | 'tok' | 'cvc' | 'ch' | 'tds' | 'frm' | 'whe' | 'evt' | 'req';
+
+/** An opaque, prefixed id carrying 160 bits of randomness (base64url, 27 characters). */
+export function newId(prefix: IdPrefix): string {
+  return `${prefix}_${randomBytes(20).toString('base64url')}`;
+}
+
+/** Only ids of this shape are ever looked up (anything else is simply not found). */
+export function looksLikeId(prefix: IdPrefix, value: string): boolean {
+  return value.length <= 64 && value.startsWith(`${prefix}_`) && /^[A-Za-z0-9_-]+$/.test(value);
+}

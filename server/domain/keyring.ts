@@ -1,0 +1,67 @@
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { Secret } from '../secret.js';
+
+/** What a key is for: each purpose gets its own key, derived from the master key with HKDF. */
+export type KeyPurpose = 'cvv' | 'card' | 'signing-key' | 'replay' | 'idempotency' | 'fingerprint' | 'api-key' | 'demo';
+
+/** A value encrypted with AES-256-GCM: key version, 96-bit IV, ciphertext and tag (one buffer). */
+export interface Sealed {
+  keyVersion: number;
+  /** iv (12) || ciphertext || tag (16) */
+  blob: Buffer;
+}
+
+const CURRENT_VERSION = 1;
+
+/**
+ * The server's symmetric keys, all derived from the master key with
+ * HKDF-SHA256 and a distinct label, so a CVV key never decrypts a card
+ * number and vice versa. Encryption binds each ciphertext to its row with
+ * additional authenticated data (merchant id + record id).
+ */
+export class Keyring {
+  readonly #keys = new Map<string, Buffer>();
+  constructor(master: Secret<Buffer>) {
+    const m = master.expose();
+    if (m.length !== 32) throw new Error('master key must be 32 bytes');
+    const purposes: KeyPurpose[] = ['cvv', 'card', 'signing-key', 'replay', 'idempotency', 'fingerprint', 'api-key', 'demo'];
+    for (const p of purposes) {
+      this.#keys.set(`${p}:${CURRENT_VERSION}`, Buffer.from(hkdfSync('sha256', m, 'cvvops', `cvvops/${p}/v${CURRENT_VERSION}`, 32)));
+    }
+  }
+
+  #key(purpose: KeyPurpose, version: number): Buffer {
+    const k = this.#keys.get(`${purpose}:${version}`);
+    if (!k) throw new Error(`no ${purpose} key of version ${version}`);
+    return k;
+  }
+
+  seal(purpose: KeyPurpose, plaintext: Buffer | string, aad: string): Sealed {
+    const iv = randomBytes(12);
+    const c = createCipheriv('aes-256-gcm', this.#key(purpose, CURRENT_VERSION), iv);
+    c.setAAD(Buffer.from(aad, 'utf8'));
+    const body = Buffer.concat([c.update(typeof plaintext === 'string' ? Buffer.from(plaintext, 'utf8') : plaintext), c.final()]);
+    return { keyVersion: CURRENT_VERSION, blob: Buffer.concat([iv, body, c.getAuthTag()]) };
+  }
+
+  /** Throws if the ciphertext, its tag or its AAD do not match. */
+  open(purpose: KeyPurpose, sealed: Sealed, aad: string): Buffer {
+    const { blob } = sealed;
+    if (blob.length < 28) throw new Error('sealed value too short');
+    const d = createDecipheriv('aes-256-gcm', this.#key(purpose, sealed.keyVersion), blob.subarray(0, 12));
+    d.setAAD(Buffer.from(aad, 'utf8'));
+    d.setAuthTag(blob.subarray(blob.length - 16));
+    return Buffer.concat([d.update(blob.subarray(12, blob.length - 16)), d.final()]);
+  }
+
+  /** A keyed, deterministic digest (HMAC-SHA256, hex): card fingerprints, API key hashes. */
+  mac(purpose: 'fingerprint' | 'api-key' | 'idempotency', value: string): string {
+    return createHmac('sha256', this.#key(purpose, CURRENT_VERSION)).update(value, 'utf8').digest('hex');
+  }
+}
+
+export function constantTimeEqualHex(a: string, b: string): boolean {
+  const x = Buffer.from(a, 'hex');
+  const y = Buffer.from(b, 'hex');
+  return x.length === y.length && x.length > 0 && timingSafeEqual(x, y);
+}

@@ -1,0 +1,87 @@
+import { randomBytes } from 'node:crypto';
+import { AppError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { Secret } from '../secret.js';
+import type { MerchantRecord, Mode, Store } from '../store/store.js';
+import type { Clock } from './clock.js';
+import { newId } from './ids.js';
+import { constantTimeEqualHex, type Keyring } from './keyring.js';
+
+/** Who is calling a merchant endpoint: the merchant and the mode of its key. */
+export interface MerchantContext {
+  merchant: MerchantRecord;
+  mode: Mode;
+  keyId: string;
+}
+
+export const DEFAULT_CVC_TTL_S = 90;
+export const DEFAULT_BLOCK_THRESHOLD = 3;
+const API_KEY = /^sk_(test|live)_[A-Za-z0-9_-]{43}$/;
+const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/**
+ * Checks an allowed origin: exactly `scheme://host[:port]`, https, or http
+ * for loopback hosts (or anywhere outside production). Returns the problem, or null.
+ */
+export function originProblem(origin: string, production: boolean): string | null {
+  let u: URL;
+  try {
+    u = new URL(origin);
+  } catch {
+    return `"${origin}" is not an origin`;
+  }
+  if (u.origin !== origin) return `"${origin}" must be exactly scheme://host[:port] (did you mean "${u.origin}"?)`;
+  if (u.protocol === 'https:') return null;
+  if (u.protocol === 'http:' && (!production || LOOPBACK.has(u.hostname) || u.hostname.endsWith('.localhost'))) return null;
+  return `"${origin}" must use https${production ? '' : ' (or http)'}`;
+}
+
+/** Merchants and their API keys: keys of 256 random bits, shown once, stored as an HMAC, compared in constant time. */
+export class MerchantService {
+  constructor(
+    private readonly store: Store,
+    private readonly keyring: Keyring,
+    private readonly clock: Clock,
+    private readonly opts: { production: boolean; log?: Logger },
+  ) {}
+
+  async create(p: { name: string; origins: string[]; id?: string }): Promise<{ merchant: MerchantRecord; testKey: Secret<string>; liveKey: Secret<string> }> {
+    const problems = p.origins.map((o) => originProblem(o, this.opts.production)).filter((x): x is string => x !== null);
+    if (!p.name.trim()) problems.push('the name must not be empty');
+    if (problems.length) throw new Error(problems.join('; '));
+    const now = this.clock.now();
+    const merchant: MerchantRecord = {
+      id: p.id ?? newId('mer'), name: p.name.trim(), allowedOrigins: [...new Set(p.origins)], allowedProxyTargets: [],
+      processor: { type: 'simulator' }, cvvBlockThreshold: DEFAULT_BLOCK_THRESHOLD, cvcSessionTtlSeconds: DEFAULT_CVC_TTL_S,
+      createdAt: now, updatedAt: now,
+    };
+    await this.store.insertMerchant(merchant);
+    const testKey = await this.createKey(merchant.id, 'test');
+    const liveKey = await this.createKey(merchant.id, 'live');
+    this.opts.log?.info({ audit: true, event: 'merchant.created', merchantId: merchant.id, origins: merchant.allowedOrigins }, 'merchant created');
+    return { merchant, testKey, liveKey };
+  }
+
+  async createKey(merchantId: string, mode: Mode): Promise<Secret<string>> {
+    const key = `sk_${mode}_${randomBytes(32).toString('base64url')}`;
+    await this.store.insertApiKey({
+      id: newId('key'), merchantId, mode, hash: this.keyring.mac('api-key', key), suffix: key.slice(-4),
+      createdAt: this.clock.now(), revokedAt: null,
+    });
+    return new Secret(key);
+  }
+
+  /** Resolves an API key to its merchant and mode, or throws invalid_api_key. */
+  async authenticate(key: Secret<string>): Promise<MerchantContext> {
+    const k = key.expose();
+    if (!API_KEY.test(k)) throw new AppError('invalid_api_key');
+    const hash = this.keyring.mac('api-key', k);
+    const row = await this.store.findApiKeyByHash(hash);
+    if (!row || !constantTimeEqualHex(hash, row.hash) || row.revokedAt !== null || !k.startsWith(`sk_${row.mode}_`)) {
+      throw new AppError('invalid_api_key');
+    }
+    const merchant = await this.store.getMerchant(row.merchantId);
+    if (!merchant) throw new AppError('invalid_api_key');
+    return { merchant, mode: row.mode, keyId: row.id };
+  }
+}

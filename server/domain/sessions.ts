@@ -1,0 +1,310 @@
+import { createHash } from 'node:crypto';
+import { AppError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type {
+  CardRecord, CvvRetention, Mode, Operation, OperationResults, SessionRecord, SessionStatus, Store,
+} from '../store/store.js';
+import { cvvLengthFor } from './cards.js';
+import { type Clock, epochSeconds, isoTime } from './clock.js';
+import { newId } from './ids.js';
+import type { Keyring } from './keyring.js';
+import type { MerchantContext } from './merchants.js';
+import { newJti, type SessionClaims, tokenHash, type TokenFailure, type TokenService } from './tokens.js';
+import type { Vault } from './vault.js';
+
+export const OPERATIONS: readonly Operation[] = ['collectCvv', 'threeDS', 'charge'];
+/** How long the exact repeat of an operation call is answered with its first response. */
+export const REPLAY_WINDOW_MS = 60_000;
+
+export interface CreateSessionInput {
+  card: string;
+  operations: Operation[];
+  amount?: { value: number; currency: string };
+  reference?: string;
+  require3DS?: boolean;
+  requireCvv?: boolean;
+  maxAttempts?: number;
+  ttlSeconds?: number;
+  cvvRetention?: CvvRetention;
+  form?: string;
+  returnUrl?: string;
+  metadata?: Record<string, string>;
+}
+
+/** What the session's state machine shows the outside: `expired` is derived from time. */
+export type PublicStatus = SessionStatus | 'expired';
+
+export interface OperationResponse {
+  result: Record<string, unknown>;
+  token: string;
+  session: { status: PublicStatus };
+}
+
+/** The part of an operation that runs once the token has been won: its result, and the claim kept in `res`. */
+export interface OperationWork {
+  result: Record<string, unknown>;
+  claim: Record<string, unknown>;
+  /** A charge that was approved completes the session. */
+  complete?: boolean;
+}
+
+export interface OperationContext {
+  session: SessionRecord;
+  claims: SessionClaims;
+  card: CardRecord;
+  merchant: MerchantContext['merchant'];
+  /** The jti the new token will carry (already current once `work` runs). */
+  newJti: string;
+}
+
+export type ValidateResult =
+  | { valid: true; current: boolean; claims: SessionClaims; session: Record<string, unknown> }
+  | { valid: false; reason: TokenFailure | 'wrong_merchant' };
+
+const TOKEN_FAILURE_ERROR: Record<TokenFailure, 'invalid_token' | 'token_expired'> = {
+  malformed: 'invalid_token', wrong_type: 'invalid_token', unknown_key: 'invalid_token', bad_signature: 'invalid_token', expired: 'token_expired',
+};
+
+/**
+ * Operations sessions: the state machine behind POST /CvvOperations and the
+ * operation endpoints. A token is good only while its jti is the session's
+ * current one; winning it is one conditional write (Store.claimOperation).
+ */
+export class SessionService {
+  constructor(
+    private readonly store: Store,
+    private readonly tokens: TokenService,
+    private readonly vault: Vault,
+    private readonly keyring: Keyring,
+    private readonly clock: Clock,
+    private readonly opts: { publicBaseUrl: string; publicOrigin: string; log?: Logger },
+  ) {}
+
+  status(s: SessionRecord): PublicStatus {
+    return s.status === 'active' && s.expiresAt <= this.clock.now() ? 'expired' : s.status;
+  }
+
+  async create(m: MerchantContext, input: CreateSessionInput): Promise<Record<string, unknown>> {
+    const card = await this.store.getCard(m.merchant.id, m.mode, input.card);
+    if (!card) throw new AppError('invalid_card', 'No such card.');
+    const ops = input.operations;
+    if (ops.includes('charge') && !input.amount) throw new AppError('invalid_amount', 'An amount is required when charge is allowed.');
+    if (input.returnUrl !== undefined) {
+      const origin = new URL(input.returnUrl).origin;
+      if (!m.merchant.allowedOrigins.includes(origin)) throw new AppError('invalid_request', "returnUrl must be on one of the merchant's allowed origins.");
+    }
+    const form = input.form ?? 'hosted';
+    if (form !== 'hosted') throw new AppError('invalid_request', 'No such custom form.');
+    const now = this.clock.now();
+    const ttl = input.ttlSeconds ?? 900;
+    const s: SessionRecord = {
+      id: newId('cvo'), merchantId: m.merchant.id, mode: m.mode, cardToken: card.token, operations: [...ops],
+      amount: input.amount ?? null, reference: input.reference ?? null, require3DS: input.require3DS ?? false,
+      requireCvv: input.requireCvv ?? true, maxAttempts: input.maxAttempts ?? 3, cvvRetention: input.cvvRetention ?? 'single_use',
+      form, returnUrl: input.returnUrl ?? null, metadata: input.metadata ?? null, status: 'active',
+      jti: newJti(), seq: 0, tokenHash: '', attempts: { collectCvv: 0, threeDS: 0, charge: 0 }, results: {}, replay: null,
+      // Token claims carry whole seconds; the session ends exactly when its tokens do.
+      expiresAt: (epochSeconds(now) + ttl) * 1000, createdAt: now, updatedAt: now,
+    };
+    const token = await this.tokens.sign(this.claimsFor(s, card, s.jti, 0, undefined, {}));
+    s.tokenHash = tokenHash(token);
+    await this.store.insertSession(s);
+    this.opts.log?.info({ audit: true, event: 'session.created', merchantId: m.merchant.id, session: s.id, jti: s.jti, mode: m.mode }, 'session created');
+    const view = await this.view(s, card);
+    const { results: _r, attempts: _a, cvv: _c, ...rest } = view;
+    return {
+      ...rest,
+      token,
+      formUrl: `${this.opts.publicBaseUrl}/hosted/cvv?session=${s.id}#token=${token}`,
+    };
+  }
+
+  claimsFor(s: SessionRecord, card: CardRecord, jti: string, seq: number, prev: string | undefined, res: OperationResults): SessionClaims {
+    return {
+      iss: this.opts.publicBaseUrl, aud: s.merchantId, sub: s.id, jti, iat: epochSeconds(this.clock.now()), exp: epochSeconds(s.expiresAt),
+      seq, mode: s.mode, ops: s.operations, ...(s.amount ? { amt: s.amount } : {}),
+      card: { token: card.token, brand: card.brand, last4: card.last4, cvvLength: cvvLengthFor(card.brand) },
+      ...(prev ? { prev } : {}), form: s.form, res,
+    };
+  }
+
+  /** The session as GET /CvvOperations/{id} shows it. */
+  async view(s: SessionRecord, card?: CardRecord | null): Promise<Record<string, unknown> & { results: unknown; attempts: unknown; cvv: unknown }> {
+    const c = card === undefined ? await this.store.getCard(s.merchantId, s.mode, s.cardToken) : card;
+    const status = this.status(s);
+    const cvv = status === 'active' ? await this.vault.cvvState(s.merchantId, s.cardToken, s.id) : { available: false };
+    const { id: _id, ...cvvView } = cvv as { id?: string };
+    const attempts = Object.fromEntries(s.operations.map((op) => [op, { used: s.attempts[op], max: s.maxAttempts }]));
+    return {
+      id: s.id, object: 'cvv_operations', status, mode: s.mode, expiresAt: isoTime(s.expiresAt), operations: s.operations,
+      amount: s.amount,
+      card: c ? { token: c.token, brand: c.brand, last4: c.last4, expMonth: c.expMonth, expYear: c.expYear } : { token: s.cardToken, deleted: true },
+      reference: s.reference, require3DS: s.require3DS, requireCvv: s.requireCvv, maxAttempts: s.maxAttempts,
+      cvvRetention: s.cvvRetention, form: s.form, returnUrl: s.returnUrl, metadata: s.metadata ?? {},
+      results: s.results, attempts, cvv: cvvView,
+      createdAt: isoTime(s.createdAt), updatedAt: isoTime(s.updatedAt),
+    };
+  }
+
+  /** The session of this merchant and mode, or 404 (another merchant's answers exactly like an unknown one). */
+  async get(m: MerchantContext, id: string): Promise<SessionRecord> {
+    const s = await this.store.getSession(m.merchant.id, m.mode, id);
+    if (!s) throw new AppError('not_found', 'No such session.');
+    return s;
+  }
+
+  async validateToken(m: MerchantContext, token: string): Promise<ValidateResult> {
+    const out = await this.tokens.verify(token);
+    if (!out.ok && out.reason !== 'expired') return { valid: false, reason: out.reason };
+    const claims = out.claims!;
+    if (claims.aud !== m.merchant.id || claims.mode !== m.mode) return { valid: false, reason: 'wrong_merchant' };
+    if (!out.ok) return { valid: false, reason: 'expired' };
+    const s = await this.store.getSession(m.merchant.id, m.mode, claims.sub);
+    if (!s) return { valid: false, reason: 'wrong_merchant' };
+    return { valid: true, current: s.jti === claims.jti && this.status(s) !== 'expired', claims, session: await this.view(s) };
+  }
+
+  #assertOpen(s: SessionRecord): void {
+    const st = this.status(s);
+    if (st === 'completed') throw new AppError('session_completed');
+    if (st === 'canceled') throw new AppError('session_canceled');
+    if (st === 'expired') throw new AppError('session_expired');
+  }
+
+  /** POST /CvvOperations/{id}/token: a new current token; every earlier token stops working. */
+  async reissue(m: MerchantContext, id: string): Promise<{ token: string }> {
+    for (let i = 0; i < 5; i++) {
+      const s = await this.get(m, id);
+      this.#assertOpen(s);
+      const card = await this.#card(s);
+      const jti = newJti();
+      const token = await this.tokens.sign(this.claimsFor(s, card, jti, s.seq + 1, s.tokenHash, s.results));
+      if (await this.store.rotateToken({ id: s.id, jti: s.jti, newJti: jti, tokenHash: tokenHash(token), now: this.clock.now() })) {
+        this.opts.log?.info({ audit: true, event: 'token.reissued', merchantId: m.merchant.id, session: s.id, jti, seq: s.seq + 1 }, 'token reissued');
+        return { token };
+      }
+    }
+    throw new AppError('token_superseded', 'The session changed while reissuing; try again.');
+  }
+
+  async cancel(m: MerchantContext, id: string): Promise<SessionRecord> {
+    const s = await this.get(m, id);
+    if (s.status !== 'canceled') {
+      this.#assertOpen(s);
+      if (!(await this.store.cancelSession(m.merchant.id, m.mode, id, this.clock.now()))) {
+        const again = await this.get(m, id);
+        if (again.status !== 'canceled') this.#assertOpen(again);
+      } else {
+        this.opts.log?.info({ audit: true, event: 'session.canceled', merchantId: m.merchant.id, session: id }, 'session canceled');
+      }
+    }
+    await this.vault.destroySessionCvv(m.merchant.id, id, 'session_canceled');
+    return this.get(m, id);
+  }
+
+  async deleteCvv(m: MerchantContext, id: string): Promise<void> {
+    await this.get(m, id);
+    const n = await this.vault.destroySessionCvv(m.merchant.id, id, 'deleted_by_merchant');
+    if (n === 0) throw new AppError('cvc_session_not_found');
+  }
+
+  async #card(s: SessionRecord): Promise<CardRecord> {
+    const card = await this.store.getCard(s.merchantId, s.mode, s.cardToken);
+    if (!card) throw new AppError('precondition_failed', "The session's card has been deleted.");
+    return card;
+  }
+
+  /** The hash that decides whether an operation call is the exact repeat of an earlier one. */
+  static requestHash(op: Operation, body: unknown): string {
+    return createHash('sha256').update(`${op}\n${JSON.stringify(body ?? {})}`).digest('base64url');
+  }
+
+  /**
+   * The rotation machinery every operation goes through (API.md section 4):
+   * verify the bearer token, insist it is current (or answer the exact
+   * repeat of its call), check the operation, the session and the attempts,
+   * let `prepare` refuse with a 4xx while the token is still untouched, win
+   * the token with one conditional write, run `work`, sign the next token and
+   * record the outcome. Only a 200 rotates; an error after the token was won
+   * puts it back.
+   */
+  async runOperation(p: {
+    op: Operation;
+    token: string;
+    body: unknown;
+    origin: string | undefined;
+    prepare?: (ctx: Omit<OperationContext, 'newJti'>) => Promise<void>;
+    work: (ctx: OperationContext) => Promise<OperationWork>;
+  }): Promise<OperationResponse> {
+    const out = await this.tokens.verify(p.token);
+    if (!out.ok) throw new AppError(TOKEN_FAILURE_ERROR[out.reason]);
+    const claims = out.claims;
+    const s = await this.store.getSessionById(claims.sub);
+    if (!s || s.merchantId !== claims.aud || s.mode !== claims.mode) throw new AppError('invalid_token');
+    const merchant = await this.store.getMerchant(s.merchantId);
+    if (!merchant) throw new AppError('invalid_token');
+    if (p.origin !== undefined && p.origin !== this.opts.publicOrigin && !merchant.allowedOrigins.includes(p.origin)) {
+      throw new AppError('origin_not_allowed');
+    }
+    const hash = SessionService.requestHash(p.op, p.body);
+    if (claims.jti !== s.jti) return this.#replayOrSuperseded(s, claims, hash);
+    if (!claims.ops.includes(p.op)) throw new AppError('operation_not_allowed');
+    this.#assertOpen(s);
+    if (s.attempts[p.op] >= s.maxAttempts) throw new AppError('attempts_exhausted');
+    const card = await this.#card(s);
+    await p.prepare?.({ session: s, claims, card, merchant });
+
+    const jti = newJti();
+    const now = this.clock.now();
+    if (!(await this.store.claimOperation({ id: s.id, jti: claims.jti, newJti: jti, op: p.op, now }))) {
+      const again = await this.store.getSessionById(s.id);
+      if (!again) throw new AppError('invalid_token');
+      if (again.jti !== claims.jti) return this.#replayOrSuperseded(again, claims, hash);
+      this.#assertOpen(again);
+      if (again.attempts[p.op] >= again.maxAttempts) throw new AppError('attempts_exhausted');
+      throw new AppError('token_superseded');
+    }
+    const log = this.opts.log?.child({ merchantId: s.merchantId, session: s.id, op: p.op });
+    let work: OperationWork;
+    try {
+      work = await p.work({ session: s, claims, card, merchant, newJti: jti });
+    } catch (err) {
+      await this.store.unclaimOperation({ id: s.id, jti, oldJti: claims.jti, op: p.op, now: this.clock.now() });
+      throw err;
+    }
+    const results: OperationResults = { ...s.results, [p.op]: work.claim };
+    const next = await this.tokens.sign(this.claimsFor(s, card, jti, s.seq + 1, tokenHash(p.token), results));
+    const status: PublicStatus = work.complete ? 'completed' : this.status(s);
+    const response: OperationResponse = { result: work.result, token: next, session: { status } };
+    const sealed = this.keyring.seal('replay', JSON.stringify({ producedJti: jti, response }), `replay|${s.id}|${claims.jti}`);
+    const done = await this.store.finishOperation({
+      id: s.id, jti, results, tokenHash: tokenHash(next), now: this.clock.now(), complete: work.complete === true,
+      replay: { jti: claims.jti, hash, sealed, at: this.clock.now() },
+    });
+    if (!done) {
+      // The session was canceled (or expired) while the operation ran: its outcome stands, but no token is handed out.
+      const again = await this.store.getSessionById(s.id);
+      if (again) this.#assertOpen(again);
+      throw new AppError('token_superseded');
+    }
+    log?.info({ audit: true, event: 'operation', outcome: work.claim.status, fromJti: claims.jti, jti, seq: s.seq + 1 }, 'operation ran; token rotated');
+    return response;
+  }
+
+  /** An old token: the exact repeat of its call within 60 s gets the same response, while the token it produced is current. */
+  async #replayOrSuperseded(s: SessionRecord, claims: SessionClaims, hash: string): Promise<OperationResponse> {
+    const r = s.replay;
+    if (r && r.jti === claims.jti && r.hash === hash && this.clock.now() - r.at <= REPLAY_WINDOW_MS) {
+      try {
+        const stored = JSON.parse(this.keyring.open('replay', r.sealed, `replay|${s.id}|${claims.jti}`).toString('utf8')) as { producedJti: string; response: OperationResponse };
+        if (stored.producedJti === s.jti) {
+          this.opts.log?.info({ audit: true, event: 'operation.replayed', merchantId: s.merchantId, session: s.id, fromJti: claims.jti }, 'operation response replayed');
+          return stored.response;
+        }
+      } catch {
+        // An unreadable replay record is no replay.
+      }
+    }
+    throw new AppError('token_superseded');
+  }
+}

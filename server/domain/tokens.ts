@@ -1,0 +1,214 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { CompactSign, calculateJwkThumbprint, compactVerify, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
+import type { SigningAlg } from '../config.js';
+import type { Logger } from '../log.js';
+import type { Mode, Operation, OperationResults, Store } from '../store/store.js';
+import type { Clock } from './clock.js';
+import type { Keyring } from './keyring.js';
+
+export const TOKEN_TYP = 'cvvops-session+jwt';
+/** The longest a session (and so a token) lives: API.md `ttlSeconds` ≤ 3600. */
+export const MAX_TOKEN_LIFETIME_S = 3600;
+/** Any Authorization value longer than this is refused before any cryptography. */
+export const MAX_TOKEN_LENGTH = 4096;
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+const FORBIDDEN_HEADER_PARAMS = ['jwk', 'jku', 'x5u', 'x5c', 'x5t', 'x5t#S256', 'crit', 'b64', 'zip', 'enc'];
+
+/** The claims of a session token (API.md section 10). */
+export interface SessionClaims {
+  iss: string;
+  aud: string;
+  sub: string;
+  jti: string;
+  iat: number;
+  exp: number;
+  seq: number;
+  mode: Mode;
+  ops: Operation[];
+  amt?: { value: number; currency: string };
+  card: { token: string; brand: string; last4: string; cvvLength: number };
+  prev?: string;
+  form: string;
+  res: OperationResults;
+}
+
+export type TokenFailure = 'malformed' | 'wrong_type' | 'unknown_key' | 'bad_signature' | 'expired';
+export type VerifyOutcome = { ok: true; claims: SessionClaims } | { ok: false; reason: TokenFailure; claims?: SessionClaims };
+
+type KeyLike = Awaited<ReturnType<typeof importJWK>>;
+
+interface LoadedKey {
+  kid: string;
+  alg: string;
+  publicJwk: JWK;
+  publicKey: KeyLike;
+  privateKey: KeyLike;
+  activatedAt: number;
+  retiredAt: number | null;
+}
+
+/** base64url SHA-256 of a token: the next token's `prev`. */
+export const tokenHash = (token: string): string => createHash('sha256').update(token, 'ascii').digest('base64url');
+export const newJti = (): string => randomBytes(16).toString('base64url');
+
+/**
+ * Session-token signing and verification (RFC 8725): one configured
+ * asymmetric algorithm, keys chosen by `kid` from our own key set only, no
+ * `jwk`/`jku`/`x5u`/`crit`, explicit `typ`, issuer and required claims.
+ * Private keys live encrypted in the store; every instance reloads the set so
+ * a key rotated by command is picked up everywhere.
+ */
+export class TokenService {
+  #keys = new Map<string, LoadedKey>();
+  #active: LoadedKey | null = null;
+  #lastReload = 0;
+  #reloading: Promise<void> | null = null;
+
+  constructor(
+    private readonly store: Store,
+    private readonly keyring: Keyring,
+    private readonly clock: Clock,
+    private readonly opts: { alg: SigningAlg; issuer: string; log?: Logger },
+  ) {}
+
+  /** Loads the key set, creating the first key if there is none for the configured algorithm. */
+  async init(): Promise<void> {
+    await this.reload();
+    if (!this.#active) {
+      await this.rotate('initial');
+    }
+  }
+
+  get ready(): boolean {
+    return this.#active !== null;
+  }
+
+  async reload(): Promise<void> {
+    if (this.#reloading) return this.#reloading;
+    this.#reloading = (async () => {
+      const rows = await this.store.listSigningKeys();
+      const next = new Map<string, LoadedKey>();
+      for (const r of rows) {
+        const old = this.#keys.get(r.kid);
+        if (old) {
+          next.set(r.kid, { ...old, retiredAt: r.retiredAt, activatedAt: r.activatedAt });
+          continue;
+        }
+        const priv = JSON.parse(this.keyring.open('signing-key', r.privateSealed, `signing-key|${r.kid}`).toString('utf8')) as JWK;
+        const publicJwk = JSON.parse(r.publicJwk) as JWK;
+        next.set(r.kid, {
+          kid: r.kid, alg: r.alg, publicJwk,
+          publicKey: await importJWK(publicJwk, r.alg), privateKey: await importJWK(priv, r.alg),
+          activatedAt: r.activatedAt, retiredAt: r.retiredAt,
+        });
+      }
+      this.#keys = next;
+      this.#active = [...next.values()]
+        .filter((k) => k.alg === this.opts.alg && k.retiredAt === null)
+        .sort((a, b) => b.activatedAt - a.activatedAt)[0] ?? null;
+      this.#lastReload = this.clock.now();
+    })();
+    try {
+      await this.#reloading;
+    } finally {
+      this.#reloading = null;
+    }
+  }
+
+  /** Makes a new signing key active; the previous ones stay verifiable until their tokens have expired. */
+  async rotate(reason = 'rotate'): Promise<string> {
+    const { publicKey, privateKey } = await generateKeyPair(this.opts.alg, { extractable: true, ...(this.opts.alg === 'EdDSA' ? { crv: 'Ed25519' } : {}) });
+    const publicJwk = await exportJWK(publicKey);
+    const privateJwk = await exportJWK(privateKey);
+    const kid = await calculateJwkThumbprint(publicJwk);
+    const now = this.clock.now();
+    await this.store.insertSigningKey({
+      kid, alg: this.opts.alg, publicJwk: JSON.stringify({ ...publicJwk, kid, alg: this.opts.alg, use: 'sig' }),
+      privateSealed: this.keyring.seal('signing-key', JSON.stringify(privateJwk), `signing-key|${kid}`),
+      createdAt: now, activatedAt: now, retiredAt: null,
+    });
+    await this.store.retireSigningKeysExcept(kid, now);
+    await this.reload();
+    this.opts.log?.info({ audit: true, event: 'signing_key.rotated', kid, reason }, 'signing key activated');
+    return kid;
+  }
+
+  /** Public keys for offline verification: the active one and every retired one whose tokens may still be alive. */
+  jwks(): { keys: JWK[] } {
+    const horizon = this.clock.now() - (MAX_TOKEN_LIFETIME_S + 60) * 1000;
+    return {
+      keys: [...this.#keys.values()]
+        .filter((k) => k.retiredAt === null || k.retiredAt > horizon)
+        .sort((a, b) => b.activatedAt - a.activatedAt)
+        .map((k) => k.publicJwk),
+    };
+  }
+
+  async sign(claims: SessionClaims): Promise<string> {
+    if (this.clock.now() - this.#lastReload > 10_000) await this.reload();
+    const key = this.#active;
+    if (!key) throw new Error('no active signing key');
+    return new CompactSign(new TextEncoder().encode(JSON.stringify(claims)))
+      .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: TOKEN_TYP })
+      .sign(key.privateKey);
+  }
+
+  /**
+   * Verifies a token completely except for the session's state. The order of
+   * checks fixes which reason a bad token gets: malformed, wrong_type,
+   * unknown_key, bad_signature, then expired (with the verified claims, so a
+   * caller can still tell whose token it was).
+   */
+  async verify(token: string): Promise<VerifyOutcome> {
+    if (typeof token !== 'string' || token.length > MAX_TOKEN_LENGTH || !COMPACT_JWS.test(token)) return { ok: false, reason: 'malformed' };
+    let header: Record<string, unknown>;
+    try {
+      header = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8'));
+    } catch {
+      return { ok: false, reason: 'malformed' };
+    }
+    if (!header || typeof header !== 'object' || Array.isArray(header)) return { ok: false, reason: 'malformed' };
+    if (header.typ !== TOKEN_TYP) return { ok: false, reason: 'wrong_type' };
+    if (typeof header.alg !== 'string' || header.alg !== this.opts.alg && !this.#hasKeyFor(header.alg)) return { ok: false, reason: 'bad_signature' };
+    for (const p of FORBIDDEN_HEADER_PARAMS) if (p in header) return { ok: false, reason: 'bad_signature' };
+    if (typeof header.kid !== 'string') return { ok: false, reason: 'unknown_key' };
+    let key = this.#keys.get(header.kid);
+    if (!key && this.clock.now() - this.#lastReload > 1000) {
+      await this.reload();
+      key = this.#keys.get(header.kid);
+    }
+    if (!key) return { ok: false, reason: 'unknown_key' };
+    if (key.alg !== header.alg) return { ok: false, reason: 'bad_signature' };
+    let payload: Uint8Array;
+    try {
+      ({ payload } = await compactVerify(token, key.publicKey, { algorithms: [key.alg], crit: {} }));
+    } catch {
+      return { ok: false, reason: 'bad_signature' };
+    }
+    let c: SessionClaims;
+    try {
+      c = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(payload));
+    } catch {
+      return { ok: false, reason: 'malformed' };
+    }
+    if (!c || typeof c !== 'object' || c.iss !== this.opts.issuer || typeof c.aud !== 'string' || typeof c.sub !== 'string'
+      || typeof c.jti !== 'string' || !Number.isFinite(c.iat) || !Number.isFinite(c.exp) || !Array.isArray(c.ops)) {
+      return { ok: false, reason: 'malformed' };
+    }
+    if (c.exp * 1000 <= this.clock.now()) return { ok: false, reason: 'expired', claims: c };
+    return { ok: true, claims: c };
+  }
+
+  /** True when some key of ours uses this algorithm (a retired ES256 key after a switch to EdDSA, say). */
+  #hasKeyFor(alg: string): boolean {
+    for (const k of this.#keys.values()) if (k.alg === alg) return true;
+    return false;
+  }
+
+  /** Forgets keys retired long enough ago that no token they signed can still be alive. */
+  async pruneRetiredKeys(): Promise<number> {
+    const n = await this.store.deleteSigningKeysRetiredBefore(this.clock.now() - (MAX_TOKEN_LIFETIME_S + 60) * 1000);
+    if (n > 0) await this.reload();
+    return n;
+  }
+}

@@ -1,0 +1,82 @@
+import { AppError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { Secret } from '../secret.js';
+import type { CardRecord, CvcRetention, CvvRetention, MerchantRecord, Mode, Store } from '../store/store.js';
+import { type Clock, isoTime } from './clock.js';
+import { newId } from './ids.js';
+import type { Keyring } from './keyring.js';
+
+export interface CvcSessionView {
+  id: string;
+  expiresAt: string;
+}
+
+/** Test-mode CVC sessions (test cards only) live one year and are never destroyed by use. */
+export const TEST_CVC_LIFETIME_MS = 365 * 24 * 3600 * 1000;
+
+const CVV_SHAPE = /^[0-9]+$/;
+
+/**
+ * The CVV vault: CVVs enter only through here, are stored only AES-256-GCM
+ * encrypted (bound to merchant and record), only for their lifetime, and
+ * leave only through here.
+ */
+export class Vault {
+  constructor(
+    private readonly store: Store,
+    private readonly keyring: Keyring,
+    private readonly clock: Clock,
+    private readonly log?: Logger,
+  ) {}
+
+  /** ASCII digits only; exactly 3, or 4 for American Express. Anything else is invalid_cvv. */
+  checkCvv(value: unknown, brand: string): Secret<string> {
+    const raw = value instanceof Secret ? value.expose() : value;
+    const len = brand === 'amex' ? 4 : 3;
+    if (typeof raw !== 'string') throw new AppError('invalid_cvv', 'The CVV must be a string of digits.');
+    if (raw.length !== len || !CVV_SHAPE.test(raw)) {
+      throw new AppError('invalid_cvv', `The CVV must be exactly ${len} ASCII digits for this card.`);
+    }
+    return value instanceof Secret ? value : new Secret(raw);
+  }
+
+  async assertNotBlocked(merchantId: string, fingerprint: string): Promise<void> {
+    const st = await this.store.getCvvStatus(merchantId, fingerprint);
+    if (st?.blocked) throw new AppError('cvv_blocked');
+  }
+
+  /** Stores a CVV in a new CVC session (replacing the operations session's earlier one). */
+  async storeCvv(p: { merchant: MerchantRecord; card: CardRecord; sessionId: string | null; cvv: Secret<string>; retention: CvvRetention }): Promise<CvcSessionView> {
+    const now = this.clock.now();
+    const id = newId('cvc');
+    const testMode = p.card.mode === 'test';
+    const retention: CvcRetention = testMode ? 'reusable' : p.retention;
+    const expiresAt = now + (testMode ? TEST_CVC_LIFETIME_MS : p.merchant.cvcSessionTtlSeconds * 1000);
+    await this.store.insertCvcSession({
+      id, merchantId: p.merchant.id, mode: p.card.mode, cardToken: p.card.token, sessionId: p.sessionId,
+      sealed: this.keyring.seal('cvv', p.cvv.expose(), `cvv|${p.merchant.id}|${id}`),
+      retention, expiresAt, firstUsedAt: null, createdAt: now,
+    });
+    this.log?.info({ audit: true, event: 'cvv.collected', merchantId: p.merchant.id, cvcSession: id, card: p.card.token, session: p.sessionId }, 'CVV stored');
+    return { id, expiresAt: isoTime(expiresAt) };
+  }
+
+  /** What a charge of this session could use now, never the value. */
+  async cvvState(merchantId: string, cardToken: string, sessionId: string): Promise<{ available: true; id: string; expiresAt: string } | { available: false }> {
+    const c = await this.store.findUsableCvcSession(merchantId, cardToken, sessionId, this.clock.now());
+    return c ? { available: true, id: c.id, expiresAt: isoTime(c.expiresAt) } : { available: false };
+  }
+
+  /** DELETE /CvcSessions/{id}: 410 cvc_session_not_found for expired, used, unknown and foreign alike. */
+  async deleteCvcSession(merchantId: string, mode: Mode, id: string, reason: string): Promise<void> {
+    const ok = await this.store.deleteCvcSession(merchantId, mode, id, this.clock.now());
+    if (!ok) throw new AppError('cvc_session_not_found');
+    this.log?.info({ audit: true, event: 'cvv.destroyed', merchantId, cvcSession: id, reason }, 'CVV destroyed');
+  }
+
+  async destroySessionCvv(merchantId: string, sessionId: string, reason: string): Promise<number> {
+    const n = await this.store.deleteCvcSessionsOfSession(sessionId);
+    if (n > 0) this.log?.info({ audit: true, event: 'cvv.destroyed', merchantId, session: sessionId, count: n, reason }, 'CVV destroyed');
+    return n;
+  }
+}

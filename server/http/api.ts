@@ -1,0 +1,147 @@
+import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
+import type { NextFunction, Request, Response, Router } from 'express';
+import { AppError, type ErrorCode } from '../errors.js';
+import type { MerchantContext } from '../domain/merchants.js';
+import { ErrorBody, z } from './schemas.js';
+
+export type Auth = 'merchant' | 'session' | 'none';
+type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
+
+export interface HandlerContext<B> {
+  body: B;
+  merchant: MerchantContext;
+  /** The bearer session token (operation endpoints). */
+  token: string;
+  params: Record<string, string>;
+}
+
+export interface RouteDef<S extends z.ZodType | undefined = z.ZodType | undefined> {
+  method: Method;
+  /** OpenAPI style: /CvvOperations/{id} */
+  path: string;
+  summary: string;
+  tag: string;
+  auth: Auth;
+  body?: S;
+  /** Which error code a schema problem of a top-level field gets (default invalid_request). */
+  fieldCodes?: Record<string, ErrorCode>;
+  idempotent?: boolean;
+  responses: Record<number, { description: string; schema?: z.ZodType }>;
+  handler: (req: Request, res: Response, ctx: HandlerContext<S extends z.ZodType ? z.infer<S> : undefined>) => Promise<void>;
+}
+
+/** Turns a schema failure into the API's error: the first issue, its field, never the value. */
+export function schemaError(err: z.ZodError, fieldCodes: Record<string, ErrorCode> = {}): AppError {
+  const issue = err.issues[0]!;
+  const field = issue.path.length ? String(issue.path[0]) : undefined;
+  const code: ErrorCode = (field && fieldCodes[field]) || 'invalid_request';
+  let where = issue.path.map(String).join('.');
+  if (issue.code === 'unrecognized_keys') {
+    const keys = (issue as { keys: string[] }).keys.map((k) => JSON.stringify(k.slice(0, 40))).join(', ');
+    return new AppError(code, `Unknown field${where ? ` in ${where}` : ''}: ${keys}.`);
+  }
+  if (!where) where = 'body';
+  return new AppError(code, `${where}: ${issue.message}`);
+}
+
+/**
+ * The API's routes, declared once: each definition mounts its Express
+ * handler (auth, schema validation) and registers the same zod schemas in the
+ * OpenAPI document, so the document cannot drift from what is enforced.
+ */
+export class Api {
+  readonly routes: RouteDef[] = [];
+
+  add<S extends z.ZodType | undefined>(def: RouteDef<S>): void {
+    this.routes.push(def as unknown as RouteDef);
+  }
+
+  mount(router: Router, mw: {
+    merchantAuth: (req: Request, res: Response, next: NextFunction) => void;
+    sessionAuth: (req: Request, res: Response, next: NextFunction) => void;
+    idempotency: (endpoint: string, fieldCodes?: Record<string, ErrorCode>) => (req: Request, res: Response, next: NextFunction) => void;
+  }): void {
+    const byPath = new Map<string, RouteDef[]>();
+    for (const r of this.routes) {
+      const list = byPath.get(r.path) ?? [];
+      list.push(r);
+      byPath.set(r.path, list);
+    }
+    // Static paths first, so /CvvOperations/validateToken is never taken for /CvvOperations/{id}.
+    const ordered = [...byPath].sort(([a], [b]) => (a.match(/\{/g)?.length ?? 0) - (b.match(/\{/g)?.length ?? 0));
+    for (const [path, defs] of ordered) {
+      const expressPath = path.replace(/\{(\w+)\}/g, ':$1');
+      const route = router.route(expressPath);
+      for (const def of defs) {
+        const chain: Array<(req: Request, res: Response, next: NextFunction) => void | Promise<void>> = [];
+        if (def.auth === 'merchant') chain.push(mw.merchantAuth);
+        if (def.auth === 'session') chain.push(mw.sessionAuth);
+        chain.push((req, _res, next) => {
+          if (def.body) {
+            const parsed = def.body.safeParse(req.body ?? {});
+            if (!parsed.success) throw schemaError(parsed.error, def.fieldCodes);
+            req.body = parsed.data;
+          }
+          next();
+        });
+        if (def.idempotent) chain.push(mw.idempotency(`${def.method.toUpperCase()} ${def.path}`));
+        chain.push(async (req, res) => {
+          await def.handler(req, res, {
+            body: req.body, merchant: res.locals.merchant, token: res.locals.sessionToken,
+            params: req.params as Record<string, string>,
+          } as never);
+        });
+        route[def.method](...chain);
+      }
+      const allow = [...new Set(defs.map((d) => d.method.toUpperCase()))];
+      if (allow.includes('GET')) allow.push('HEAD');
+      route.all((req, _res, next) => {
+        if (req.method === 'OPTIONS') return next();
+        throw new AppError('method_not_allowed', undefined, { headers: { Allow: allow.join(', ') } });
+      });
+    }
+  }
+
+  openapi(opts: { serverUrl: string; version: string }): Record<string, unknown> {
+    const registry = new OpenAPIRegistry();
+    registry.registerComponent('securitySchemes', 'apiKey', {
+      type: 'http', scheme: 'bearer', description: 'A merchant API key: sk_test_… or sk_live_…',
+    });
+    registry.registerComponent('securitySchemes', 'sessionToken', {
+      type: 'http', scheme: 'bearer', bearerFormat: 'JWS', description: 'The current session token (cvvops-session+jwt).',
+    });
+    for (const r of this.routes) {
+      const params = [...r.path.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!);
+      const responses: Record<string, unknown> = {};
+      for (const [status, resp] of Object.entries(r.responses)) {
+        responses[status] = resp.schema
+          ? { description: resp.description, content: { 'application/json': { schema: resp.schema } } }
+          : { description: resp.description };
+      }
+      responses.default = { description: 'An error (API.md section 2).', content: { 'application/json': { schema: ErrorBody } } };
+      const headers = r.idempotent ? z.object({ 'idempotency-key': z.string().max(255).optional() }) : undefined;
+      registry.registerPath({
+        method: r.method,
+        path: r.path,
+        summary: r.summary,
+        tags: [r.tag],
+        security: r.auth === 'merchant' ? [{ apiKey: [] }] : r.auth === 'session' ? [{ sessionToken: [] }] : [],
+        request: {
+          ...(params.length ? { params: z.object(Object.fromEntries(params.map((p) => [p, z.string()]))) } : {}),
+          ...(headers ? { headers } : {}),
+          ...(r.body ? { body: { required: true, content: { 'application/json': { schema: r.body } } } } : {}),
+        },
+        responses: responses as never,
+      });
+    }
+    return new OpenApiGeneratorV31(registry.definitions).generateDocument({
+      openapi: '3.1.0',
+      info: {
+        title: 'cvvops',
+        version: opts.version,
+        description: 'Collect a card\'s CVV safely and use it for one payment. Contract: API.md.',
+      },
+      servers: [{ url: opts.serverUrl }],
+    }) as unknown as Record<string, unknown>;
+  }
+}

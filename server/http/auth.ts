@@ -1,0 +1,46 @@
+import type { NextFunction, Request, Response } from 'express';
+import { AppError, isAppError } from '../errors.js';
+import type { MerchantService } from '../domain/merchants.js';
+import { MAX_TOKEN_LENGTH } from '../domain/tokens.js';
+import type { Logger } from '../log.js';
+import { Secret } from '../secret.js';
+
+const looksLikeJws = (v: string) => /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$/.test(v);
+
+/** The Bearer credential of a request, or null when there is none. */
+function bearer(req: Request): string | null {
+  const h = req.headers.authorization;
+  if (h === undefined || h === '') return null;
+  if (h.length > MAX_TOKEN_LENGTH + 7) throw new AppError('invalid_token', 'The Authorization header is too long.');
+  const m = /^Bearer +(\S+) *$/i.exec(h);
+  if (!m) throw new AppError('unauthenticated', 'Use Authorization: Bearer <credential>.');
+  return m[1]!;
+}
+
+/** Merchant endpoints: an API key, hashed and compared in constant time; every use is audited. */
+export function merchantAuth(merchants: MerchantService, log: Logger) {
+  return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+    const cred = bearer(req);
+    if (cred === null) throw new AppError('unauthenticated', 'An API key is required: Authorization: Bearer sk_…');
+    if (!cred.startsWith('sk_') && looksLikeJws(cred)) throw new AppError('wrong_credential_type', 'Merchant endpoints take an API key, not a session token.');
+    try {
+      const ctx = await merchants.authenticate(new Secret(cred));
+      res.locals.merchant = ctx;
+      log.info({ audit: true, event: 'api_key.used', outcome: 'success', keyId: ctx.keyId, merchantId: ctx.merchant.id, mode: ctx.mode, requestId: res.locals.requestId, ip: req.ip, route: `${req.method} ${req.path}` }, 'API key accepted');
+    } catch (e) {
+      if (isAppError(e)) log.warn({ audit: true, event: 'api_key.used', outcome: 'failure', requestId: res.locals.requestId, ip: req.ip, route: `${req.method} ${req.path}` }, 'API key refused');
+      throw e;
+    }
+    next();
+  };
+}
+
+/** Operation endpoints: a session token (verified by the session service); an API key here is the wrong credential. */
+export function sessionAuth(req: Request, res: Response, next: NextFunction): void {
+  const cred = bearer(req);
+  if (cred === null) throw new AppError('unauthenticated', 'A session token is required: Authorization: Bearer <token>.');
+  if (cred.startsWith('sk_')) throw new AppError('wrong_credential_type', 'Operation endpoints take a session token, not an API key.');
+  if (cred.length > MAX_TOKEN_LENGTH) throw new AppError('invalid_token', 'The session token is too long.');
+  res.locals.sessionToken = cred;
+  next();
+}

@@ -1,0 +1,35 @@
+import type { NextFunction, Request, Response } from 'express';
+import { AppError } from '../errors.js';
+import type { OriginRegistry } from '../domain/origins.js';
+
+const ALLOW_HEADERS = 'Authorization, Content-Type, Idempotency-Key, X-Request-Id';
+const EXPOSE_HEADERS = 'X-Request-Id, Retry-After';
+
+/**
+ * CORS for the operation endpoints only. A preflight is answered for any
+ * origin that some merchant allows (the merchant is unknown until the token
+ * arrives); the real call is then checked against the token's merchant by
+ * the session service (403 origin_not_allowed). Merchant endpoints never get
+ * CORS headers.
+ */
+export function operationCors(origins: OriginRegistry) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    const origin = req.headers.origin;
+    res.vary('Origin');
+    if (origin === undefined) return next();
+    const known = origins.known(origin);
+    if (known) {
+      res.setHeader('Access-Control-Allow-Origin', origin);
+      res.setHeader('Access-Control-Expose-Headers', EXPOSE_HEADERS);
+    }
+    if (req.method === 'OPTIONS') {
+      if (!known) throw new AppError('origin_not_allowed');
+      res.setHeader('Access-Control-Allow-Methods', 'POST');
+      res.setHeader('Access-Control-Allow-Headers', ALLOW_HEADERS);
+      res.setHeader('Access-Control-Max-Age', '600');
+      res.status(204).end();
+      return;
+    }
+    next();
+  };
+}

@@ -1,0 +1,48 @@
+import { cardView } from '../../domain/cards.js';
+import type { Deps } from '../../deps.js';
+import { Secret } from '../../secret.js';
+import type { Api } from '../api.js';
+import { Card, CreateCardBody, CreatedCard } from '../schemas.js';
+
+/** Section 5: card tokens and CVC sessions, for the merchant's server. */
+export function cardRoutes(api: Api, d: Deps): void {
+  api.add({
+    method: 'post', path: '/Cards', tag: 'Cards', auth: 'merchant', summary: 'Tokenize a card (optionally with its CVV)',
+    body: CreateCardBody, idempotent: true,
+    fieldCodes: { number: 'invalid_card', expMonth: 'invalid_card', expYear: 'invalid_card', cvv: 'invalid_cvv' },
+    responses: { 201: { description: 'The card token, masked details and the CVC session if a CVV was given.', schema: CreatedCard } },
+    handler: async (_req, res, { body, merchant }) => {
+      const out = await d.cards.tokenize(merchant, {
+        number: new Secret(body.number), expMonth: body.expMonth, expYear: body.expYear,
+        cvv: body.cvv === undefined ? undefined : new Secret(body.cvv), holderName: body.holderName,
+      });
+      res.status(201).json(out);
+    },
+  });
+
+  api.add({
+    method: 'get', path: '/Cards/{token}', tag: 'Cards', auth: 'merchant', summary: 'Masked card details',
+    responses: { 200: { description: 'The card.', schema: Card } },
+    handler: async (_req, res, { merchant, params }) => {
+      res.json(cardView(await d.cards.get(merchant, params.token!)));
+    },
+  });
+
+  api.add({
+    method: 'delete', path: '/Cards/{token}', tag: 'Cards', auth: 'merchant', summary: 'Delete the card and every CVC session of it',
+    responses: { 204: { description: 'Deleted.' } },
+    handler: async (_req, res, { merchant, params }) => {
+      await d.cards.delete(merchant, params.token!);
+      res.status(204).end();
+    },
+  });
+
+  api.add({
+    method: 'delete', path: '/CvcSessions/{id}', tag: 'Cards', auth: 'merchant', summary: 'Delete one CVC session by id',
+    responses: { 204: { description: 'The CVV is gone from storage.' } },
+    handler: async (_req, res, { merchant, params }) => {
+      await d.vault.deleteCvcSession(merchant.merchant.id, merchant.mode, params.id!, 'deleted_by_merchant');
+      res.status(204).end();
+    },
+  });
+}

@@ -1,0 +1,116 @@
+import { extendZodWithOpenApi } from '@asteasolutions/zod-to-openapi';
+import { z } from 'zod';
+
+extendZodWithOpenApi(z);
+
+export { z };
+
+const CURRENCIES = new Set(Intl.supportedValuesOf('currency'));
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+
+/** Text a person wrote: well-formed Unicode (no lone surrogates), no control characters. */
+export const text = (max: number) =>
+  z.string().min(1).max(max)
+    .refine((s) => s.isWellFormed(), { message: 'must be well-formed Unicode' })
+    .refine((s) => !CONTROL.test(s), { message: 'must not contain control characters' });
+
+export const idOf = (prefix: string) => z.string().regex(new RegExp(`^${prefix}_[A-Za-z0-9_-]{1,60}$`), { message: `must be a ${prefix}_ id` });
+
+export const Amount = z.strictObject({
+  value: z.number().int().min(1).max(99_999_999_999).openapi({ description: 'Minor units (cents).', example: 1999 }),
+  currency: z.string().regex(/^[A-Z]{3}$/).refine((c) => CURRENCIES.has(c), { message: 'must be an ISO 4217 currency code' })
+    .openapi({ example: 'EUR' }),
+}).openapi('Amount');
+
+export const OperationName = z.enum(['collectCvv', 'threeDS', 'charge']).openapi('Operation');
+
+export const CreateSessionBody = z.strictObject({
+  card: idOf('tok'),
+  operations: z.array(OperationName).min(1).max(3)
+    .refine((a) => new Set(a).size === a.length, { message: 'must not contain duplicates' }),
+  amount: Amount.optional(),
+  reference: text(128).optional(),
+  require3DS: z.boolean().optional(),
+  requireCvv: z.boolean().optional(),
+  maxAttempts: z.number().int().min(1).max(10).optional(),
+  ttlSeconds: z.number().int().min(60).max(3600).optional(),
+  cvvRetention: z.enum(['single_use', 'cache']).optional(),
+  form: z.union([z.literal('hosted'), idOf('frm')]).optional(),
+  returnUrl: z.string().max(2048).url().refine((u) => /^https?:\/\//.test(u), { message: 'must be an http(s) URL' }).optional(),
+  metadata: z.record(z.string().min(1).max(40).regex(/^[A-Za-z0-9_.-]+$/), z.string().max(500).refine((s) => s.isWellFormed()))
+    .refine((m) => Object.keys(m).length <= 20, { message: 'at most 20 keys' }).optional(),
+}).openapi('CreateSessionRequest');
+
+export const CardSummary = z.object({
+  token: z.string(), brand: z.string(), last4: z.string(), expMonth: z.number().int(), expYear: z.number().int(),
+}).openapi('CardSummary');
+
+const SessionBase = {
+  id: z.string().openapi({ example: 'cvo_…' }),
+  object: z.literal('cvv_operations'),
+  status: z.enum(['active', 'completed', 'canceled', 'expired']),
+  mode: z.enum(['test', 'live']),
+  expiresAt: z.string(),
+  operations: z.array(OperationName),
+  amount: Amount.nullable(),
+  card: CardSummary,
+  reference: z.string().nullable(),
+  require3DS: z.boolean(),
+  requireCvv: z.boolean(),
+  maxAttempts: z.number().int(),
+  cvvRetention: z.enum(['single_use', 'cache']),
+  form: z.string(),
+  returnUrl: z.string().nullable(),
+  metadata: z.record(z.string(), z.string()),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+};
+
+export const CreatedSession = z.object({
+  ...SessionBase,
+  token: z.string().openapi({ description: 'The first session token (a compact JWS).' }),
+  formUrl: z.string().openapi({ description: 'The hosted form, with the token in the URL fragment.' }),
+}).openapi('CreatedSession');
+
+export const Session = z.object({
+  ...SessionBase,
+  results: z.record(z.string(), z.unknown()),
+  attempts: z.record(z.string(), z.object({ used: z.number().int(), max: z.number().int() })),
+  cvv: z.union([z.object({ available: z.literal(true), expiresAt: z.string() }), z.object({ available: z.literal(false) })]),
+}).openapi('Session');
+
+export const ValidateTokenBody = z.strictObject({ token: z.string().max(16384) }).openapi('ValidateTokenRequest');
+export const ValidateTokenResponse = z.union([
+  z.object({ valid: z.literal(true), current: z.boolean(), claims: z.record(z.string(), z.unknown()), session: Session }),
+  z.object({ valid: z.literal(false), reason: z.enum(['bad_signature', 'malformed', 'expired', 'unknown_key', 'wrong_merchant', 'wrong_type']) }),
+]).openapi('ValidateTokenResponse');
+
+export const TokenResponse = z.object({ token: z.string() }).openapi('TokenResponse');
+
+export const CvcSessionRef = z.object({ id: z.string(), expiresAt: z.string() }).openapi('CvcSessionRef');
+
+export const CreateCardBody = z.strictObject({
+  number: z.string().max(32).openapi({ example: '4000000000001018' }),
+  expMonth: z.number().int().min(1).max(12),
+  expYear: z.number().int().min(2000).max(2100),
+  cvv: z.string().optional(),
+  holderName: text(100).optional(),
+}).openapi('CreateCardRequest');
+
+export const Card = z.object({
+  token: z.string(), brand: z.string(), last4: z.string(), bin: z.string(), expMonth: z.number().int(),
+  expYear: z.number().int(), createdAt: z.string(),
+}).openapi('Card');
+export const CreatedCard = Card.extend({ cvcSession: CvcSessionRef.nullable() }).openapi('CreatedCard');
+
+export const CollectCvvBody = z.strictObject({ cvv: z.string().openapi({ example: '123' }) }).openapi('CollectCvvRequest');
+export const OperationResponse = z.object({
+  result: z.record(z.string(), z.unknown()),
+  token: z.string(),
+  session: z.object({ status: z.enum(['active', 'completed', 'canceled', 'expired']) }),
+}).openapi('OperationResponse');
+
+export const ErrorBody = z.object({
+  error: z.object({ code: z.string(), message: z.string(), requestId: z.string() }),
+}).openapi('Error');

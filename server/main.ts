@@ -1,0 +1,91 @@
+import cluster from 'node:cluster';
+import { availableParallelism } from 'node:os';
+import { buildApp } from './app.js';
+import { ConfigError, loadConfig } from './config.js';
+import { ensureDemoMerchant } from './domain/demo.js';
+import { Sweeper } from './domain/sweeper.js';
+import { createDeps } from './deps.js';
+import { createLogger } from './log.js';
+
+/**
+ * loadConfig → createDeps → buildApp → listen. With CVVOPS_WORKERS > 1 the
+ * primary process prepares storage and keys, runs the background work once,
+ * and forks workers that share the port (node:cluster).
+ */
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(process.env, availableParallelism());
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`${e.message}\n`);
+      process.exit(78);
+    }
+    throw e;
+  }
+  const log = createLogger(config.logLevel);
+  const isWorker = cluster.isWorker;
+  const deps = await createDeps(config, log);
+  const serves = config.workers === 1 || isWorker;
+
+  if (!isWorker) {
+    const sweeper = new Sweeper(deps.store, deps.tokens, deps.clock, log);
+    sweeper.start();
+    if (config.demo) {
+      const demo = await ensureDemoMerchant(deps.store, deps.keyring, deps.merchants, [config.publicOrigin]);
+      await deps.origins.refresh();
+      // API.md section 12: the demo merchant's test key is printed at start (test mode only, never in production).
+      process.stdout.write(
+        `\n  cvvops demo merchant ${demo.merchantId}\n  test key: ${demo.testKey.expose()}\n  demo checkout: ${config.publicBaseUrl}/demo\n\n`,
+      );
+    }
+    if (config.workers > 1) {
+      for (let i = 0; i < config.workers; i++) cluster.fork();
+      cluster.on('exit', (w, code, signal) => {
+        if (!shuttingDown) {
+          log.error({ pid: w.process.pid, code, signal }, 'worker died; starting another');
+          cluster.fork();
+        }
+      });
+    }
+  }
+  deps.origins.start();
+
+  let shuttingDown = false;
+  let server: import('node:http').Server | null = null;
+  if (serves) {
+    const app = buildApp(deps);
+    server = app.listen(config.port, config.host);
+    server.headersTimeout = 10_000;
+    server.requestTimeout = 30_000;
+    server.keepAliveTimeout = 5_000;
+    await new Promise<void>((resolve, reject) => {
+      server!.once('listening', resolve);
+      server!.once('error', reject);
+    });
+    const addr = server.address();
+    log.info({ port: typeof addr === 'object' && addr ? addr.port : config.port, host: config.host, pid: process.pid, engine: deps.store.engine }, 'cvvops listening');
+  }
+
+  const shutdown = async (signal: string) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    log.info({ signal }, 'shutting down: no new connections, draining');
+    if (cluster.isPrimary && config.workers > 1) for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+    if (server) {
+      server.close();
+      server.closeIdleConnections();
+      setTimeout(() => server?.closeAllConnections(), 10_000).unref();
+      await new Promise<void>((r) => server!.once('close', () => r()));
+    }
+    await deps.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err) => {
+  process.stderr.write(`cvvops failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,429 @@
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Selectable } from 'kysely';
+import type BetterSqlite3 from 'better-sqlite3';
+import type { Sealed } from '../domain/keyring.js';
+import { migrationProvider, type Engine } from './migrations.js';
+import type { CardsTable, CvcSessionsTable, Database, MerchantsTable, SessionsTable } from './schema.js';
+import type {
+  ApiKeyRecord, CardRecord, CvcRetention, CvcSessionRecord, CvvStatusRecord, IdempotencyRecord, MerchantRecord,
+  Mode, Operation, SessionRecord, SessionStatus, SigningKeyRecord, Store,
+} from './store.js';
+
+/** A sealed value in one column: its key version in the first byte. */
+const pack = (s: Sealed): Buffer => Buffer.concat([Buffer.from([s.keyVersion]), s.blob]);
+const unpack = (b: Buffer | Uint8Array): Sealed => {
+  const buf = Buffer.isBuffer(b) ? b : Buffer.from(b);
+  return { keyVersion: buf[0]!, blob: buf.subarray(1) };
+};
+
+const ATTEMPT_COLUMN = { collectCvv: 'att_collect', threeDS: 'att_threeds', charge: 'att_charge' } as const satisfies Record<Operation, keyof SessionsTable>;
+
+function toMerchant(r: Selectable<MerchantsTable>): MerchantRecord {
+  return {
+    id: r.id, name: r.name,
+    allowedOrigins: JSON.parse(r.allowed_origins), allowedProxyTargets: JSON.parse(r.allowed_proxy_targets),
+    processor: JSON.parse(r.processor), cvvBlockThreshold: Number(r.cvv_block_threshold),
+    cvcSessionTtlSeconds: Number(r.cvc_session_ttl_seconds), createdAt: Number(r.created_at), updatedAt: Number(r.updated_at),
+  };
+}
+function toCard(r: Selectable<CardsTable>): CardRecord {
+  return {
+    token: r.token, merchantId: r.merchant_id, mode: r.mode as Mode, brand: r.brand, last4: r.last4, bin: r.bin,
+    expMonth: Number(r.exp_month), expYear: Number(r.exp_year), fingerprint: r.fingerprint,
+    numberSealed: unpack(r.number_sealed), holderSealed: r.holder_sealed ? unpack(r.holder_sealed) : null,
+    createdAt: Number(r.created_at),
+  };
+}
+function toCvc(r: Selectable<CvcSessionsTable>): CvcSessionRecord {
+  return {
+    id: r.id, merchantId: r.merchant_id, mode: r.mode as Mode, cardToken: r.card_token, sessionId: r.session_id,
+    sealed: unpack(r.sealed), retention: r.retention as CvcRetention, expiresAt: Number(r.expires_at),
+    firstUsedAt: r.first_used_at === null ? null : Number(r.first_used_at), createdAt: Number(r.created_at),
+  };
+}
+function toSession(r: Selectable<SessionsTable>): SessionRecord {
+  return {
+    id: r.id, merchantId: r.merchant_id, mode: r.mode as Mode, cardToken: r.card_token,
+    operations: JSON.parse(r.operations),
+    amount: r.amount_value === null || r.amount_currency === null ? null : { value: Number(r.amount_value), currency: r.amount_currency },
+    reference: r.reference, require3DS: Number(r.require_3ds) === 1, requireCvv: Number(r.require_cvv) === 1,
+    maxAttempts: Number(r.max_attempts), cvvRetention: r.cvv_retention as SessionRecord['cvvRetention'], form: r.form,
+    returnUrl: r.return_url, metadata: r.metadata === null ? null : JSON.parse(r.metadata), status: r.status as SessionStatus,
+    jti: r.jti, seq: Number(r.seq), tokenHash: r.token_hash,
+    attempts: { collectCvv: Number(r.att_collect), threeDS: Number(r.att_threeds), charge: Number(r.att_charge) },
+    results: JSON.parse(r.results),
+    replay: r.replay_jti && r.replay_hash && r.replay_sealed && r.replay_at !== null
+      ? { jti: r.replay_jti, hash: r.replay_hash, sealed: unpack(r.replay_sealed), at: Number(r.replay_at) } : null,
+    expiresAt: Number(r.expires_at), createdAt: Number(r.created_at), updatedAt: Number(r.updated_at),
+  };
+}
+
+export interface KyselyStoreOptions {
+  /** SQLite `synchronous` for ordinary writes. */
+  synchronous?: 'FULL' | 'NORMAL';
+  /** Called after CVV rows were deleted (tests observe checkpoints). */
+  onCheckpoint?: (ms: number) => void;
+}
+
+/**
+ * The one Store implementation, over Kysely, for SQLite (better-sqlite3) and
+ * PostgreSQL (pg). Dialect differences stay in this file: pragmas and the WAL
+ * checkpoint that makes deleted CVV bytes leave the SQLite files.
+ */
+export class KyselyStore implements Store {
+  readonly db: Kysely<Database>;
+  readonly engine: Engine;
+  readonly #sqlite: BetterSqlite3.Database | null;
+  #checkpointTimer: NodeJS.Timeout | null = null;
+  readonly #opts: KyselyStoreOptions;
+
+  private constructor(db: Kysely<Database>, engine: Engine, sqliteDb: BetterSqlite3.Database | null, opts: KyselyStoreOptions) {
+    this.db = db;
+    this.engine = engine;
+    this.#sqlite = sqliteDb;
+    this.#opts = opts;
+  }
+
+  static async open(url: string, opts: KyselyStoreOptions = {}): Promise<KyselyStore> {
+    if (url.startsWith('sqlite:')) {
+      const path = url.slice('sqlite:'.length);
+      const { default: Sqlite } = await import('better-sqlite3');
+      if (path !== ':memory:') {
+        const { mkdirSync } = await import('node:fs');
+        const { dirname } = await import('node:path');
+        mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      }
+      const raw = new Sqlite(path);
+      raw.pragma('journal_mode = WAL');
+      raw.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
+      raw.pragma('secure_delete = ON');
+      raw.pragma('foreign_keys = ON');
+      raw.pragma('busy_timeout = 5000');
+      const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: raw }) });
+      return new KyselyStore(db, 'sqlite', raw, opts);
+    }
+    if (/^postgres(ql)?:\/\//.test(url)) {
+      const pg = await import('pg');
+      pg.default.types.setTypeParser(20, (v: string) => Number(v));
+      const pool = new pg.default.Pool({ connectionString: url, max: 10 });
+      const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+      return new KyselyStore(db, 'postgres', null, opts);
+    }
+    throw new Error('unsupported DATABASE_URL');
+  }
+
+  async migrate(): Promise<void> {
+    const migrator = new Migrator({ db: this.db, provider: migrationProvider(this.engine) });
+    const { error } = await migrator.migrateToLatest();
+    if (error) throw error instanceof Error ? error : new Error(String(error));
+  }
+
+  async ping(): Promise<void> {
+    await sql`select 1`.execute(this.db);
+  }
+
+  async close(): Promise<void> {
+    if (this.#checkpointTimer) {
+      clearTimeout(this.#checkpointTimer);
+      this.#checkpointTimer = null;
+      this.checkpointNow();
+    }
+    await this.db.destroy();
+  }
+
+  /**
+   * After CVV rows are deleted (secure_delete zeroes them in the main file),
+   * their earlier versions may still sit in the write-ahead log: checkpoint
+   * it with TRUNCATE soon after, batching deletions that come close together.
+   */
+  #afterCvvDelete(): void {
+    if (!this.#sqlite || this.#checkpointTimer) return;
+    this.#checkpointTimer = setTimeout(() => {
+      this.#checkpointTimer = null;
+      this.checkpointNow();
+    }, 50);
+    this.#checkpointTimer.unref();
+  }
+
+  /** Runs the WAL checkpoint at once (SQLite); a no-op on PostgreSQL. */
+  checkpointNow(): void {
+    if (!this.#sqlite || !this.#sqlite.open) return;
+    const t0 = performance.now();
+    try {
+      this.#sqlite.pragma('wal_checkpoint(TRUNCATE)');
+    } catch {
+      // Busy readers: the next deletion or sweep checkpoints again.
+    }
+    this.#opts.onCheckpoint?.(performance.now() - t0);
+  }
+
+  async getMeta(name: string): Promise<string | null> {
+    const r = await this.db.selectFrom('meta').select('value').where('name', '=', name).executeTakeFirst();
+    return r?.value ?? null;
+  }
+
+  async putMetaIfAbsent(name: string, value: string): Promise<string> {
+    await this.db.insertInto('meta').values({ name, value }).onConflict((oc) => oc.column('name').doNothing()).execute();
+    return (await this.getMeta(name)) ?? value;
+  }
+
+  async insertMerchant(m: MerchantRecord): Promise<void> {
+    await this.db.insertInto('merchants').values({
+      id: m.id, name: m.name, allowed_origins: JSON.stringify(m.allowedOrigins),
+      allowed_proxy_targets: JSON.stringify(m.allowedProxyTargets), processor: JSON.stringify(m.processor),
+      cvv_block_threshold: m.cvvBlockThreshold, cvc_session_ttl_seconds: m.cvcSessionTtlSeconds,
+      created_at: m.createdAt, updated_at: m.updatedAt,
+    }).execute();
+  }
+
+  async getMerchant(id: string): Promise<MerchantRecord | null> {
+    const r = await this.db.selectFrom('merchants').selectAll().where('id', '=', id).executeTakeFirst();
+    return r ? toMerchant(r) : null;
+  }
+
+  async listAllAllowedOrigins(): Promise<string[]> {
+    const rows = await this.db.selectFrom('merchants').select('allowed_origins').execute();
+    const all = new Set<string>();
+    for (const r of rows) for (const o of JSON.parse(r.allowed_origins) as string[]) all.add(o);
+    return [...all];
+  }
+
+  async insertApiKey(k: ApiKeyRecord): Promise<void> {
+    await this.db.insertInto('api_keys').values({
+      id: k.id, merchant_id: k.merchantId, mode: k.mode, hash: k.hash, suffix: k.suffix,
+      created_at: k.createdAt, revoked_at: k.revokedAt,
+    }).execute();
+  }
+
+  async findApiKeyByHash(hash: string): Promise<ApiKeyRecord | null> {
+    const r = await this.db.selectFrom('api_keys').selectAll().where('hash', '=', hash).executeTakeFirst();
+    if (!r) return null;
+    return {
+      id: r.id, merchantId: r.merchant_id, mode: r.mode as Mode, hash: r.hash, suffix: r.suffix,
+      createdAt: Number(r.created_at), revokedAt: r.revoked_at === null ? null : Number(r.revoked_at),
+    };
+  }
+
+  async insertSigningKey(k: SigningKeyRecord): Promise<void> {
+    await this.db.insertInto('signing_keys').values({
+      kid: k.kid, alg: k.alg, public_jwk: k.publicJwk, private_sealed: pack(k.privateSealed),
+      key_version: k.privateSealed.keyVersion, created_at: k.createdAt, activated_at: k.activatedAt, retired_at: k.retiredAt,
+    }).execute();
+  }
+
+  async listSigningKeys(): Promise<SigningKeyRecord[]> {
+    const rows = await this.db.selectFrom('signing_keys').selectAll().orderBy('activated_at', 'desc').execute();
+    return rows.map((r) => ({
+      kid: r.kid, alg: r.alg, publicJwk: r.public_jwk, privateSealed: unpack(r.private_sealed),
+      createdAt: Number(r.created_at), activatedAt: Number(r.activated_at), retiredAt: r.retired_at === null ? null : Number(r.retired_at),
+    }));
+  }
+
+  async retireSigningKeysExcept(kid: string, now: number): Promise<void> {
+    await this.db.updateTable('signing_keys').set({ retired_at: now }).where('kid', '!=', kid).where('retired_at', 'is', null).execute();
+  }
+
+  async deleteSigningKeysRetiredBefore(t: number): Promise<number> {
+    const r = await this.db.deleteFrom('signing_keys').where('retired_at', 'is not', null).where('retired_at', '<', t).executeTakeFirst();
+    return Number(r.numDeletedRows);
+  }
+
+  async insertCard(c: CardRecord): Promise<void> {
+    await this.db.insertInto('cards').values({
+      token: c.token, merchant_id: c.merchantId, mode: c.mode, brand: c.brand, last4: c.last4, bin: c.bin,
+      exp_month: c.expMonth, exp_year: c.expYear, fingerprint: c.fingerprint, number_sealed: pack(c.numberSealed),
+      holder_sealed: c.holderSealed ? pack(c.holderSealed) : null, key_version: c.numberSealed.keyVersion, created_at: c.createdAt,
+    }).execute();
+  }
+
+  async getCard(merchantId: string, mode: Mode, token: string): Promise<CardRecord | null> {
+    const r = await this.db.selectFrom('cards').selectAll()
+      .where('token', '=', token).where('merchant_id', '=', merchantId).where('mode', '=', mode).executeTakeFirst();
+    return r ? toCard(r) : null;
+  }
+
+  async deleteCard(merchantId: string, mode: Mode, token: string): Promise<boolean> {
+    const r = await this.db.deleteFrom('cards')
+      .where('token', '=', token).where('merchant_id', '=', merchantId).where('mode', '=', mode).executeTakeFirst();
+    if (Number(r.numDeletedRows) === 0) return false;
+    const c = await this.db.deleteFrom('cvc_sessions').where('card_token', '=', token).where('merchant_id', '=', merchantId).executeTakeFirst();
+    if (Number(c.numDeletedRows) > 0) this.#afterCvvDelete();
+    return true;
+  }
+
+  async getCvvStatus(merchantId: string, fingerprint: string): Promise<CvvStatusRecord | null> {
+    const r = await this.db.selectFrom('cvv_status').selectAll()
+      .where('merchant_id', '=', merchantId).where('fingerprint', '=', fingerprint).executeTakeFirst();
+    if (!r) return null;
+    return {
+      merchantId: r.merchant_id, fingerprint: r.fingerprint, failedAttempts: Number(r.failed_attempts),
+      blocked: Number(r.blocked) === 1, updatedAt: Number(r.updated_at),
+    };
+  }
+
+  async insertCvcSession(c: CvcSessionRecord): Promise<void> {
+    if (c.sessionId !== null) await this.deleteCvcSessionsOfSession(c.sessionId);
+    await this.db.insertInto('cvc_sessions').values({
+      id: c.id, merchant_id: c.merchantId, mode: c.mode, card_token: c.cardToken, session_id: c.sessionId,
+      sealed: pack(c.sealed), key_version: c.sealed.keyVersion, retention: c.retention, expires_at: c.expiresAt,
+      first_used_at: c.firstUsedAt, created_at: c.createdAt,
+    }).execute();
+  }
+
+  async findUsableCvcSession(merchantId: string, cardToken: string, sessionId: string, now: number): Promise<CvcSessionRecord | null> {
+    const rows = await this.db.selectFrom('cvc_sessions').selectAll()
+      .where('merchant_id', '=', merchantId).where('card_token', '=', cardToken).where('expires_at', '>', now)
+      .where((eb) => eb.or([eb('session_id', '=', sessionId), eb('session_id', 'is', null)]))
+      .orderBy('created_at', 'desc').execute();
+    const own = rows.find((r) => r.session_id === sessionId) ?? rows[0];
+    return own ? toCvc(own) : null;
+  }
+
+  async getLiveCvcSession(merchantId: string, mode: Mode, id: string, now: number): Promise<CvcSessionRecord | null> {
+    const r = await this.db.selectFrom('cvc_sessions').selectAll()
+      .where('id', '=', id).where('merchant_id', '=', merchantId).where('mode', '=', mode).where('expires_at', '>', now)
+      .executeTakeFirst();
+    return r ? toCvc(r) : null;
+  }
+
+  async deleteCvcSession(merchantId: string, mode: Mode, id: string, now: number): Promise<boolean> {
+    const r = await this.db.deleteFrom('cvc_sessions')
+      .where('id', '=', id).where('merchant_id', '=', merchantId).where('mode', '=', mode).returning(['expires_at']).execute();
+    if (r.length === 0) return false;
+    this.#afterCvvDelete();
+    return Number(r[0]!.expires_at) > now;
+  }
+
+  async deleteCvcSessionsOfSession(sessionId: string): Promise<number> {
+    const r = await this.db.deleteFrom('cvc_sessions').where('session_id', '=', sessionId).executeTakeFirst();
+    const n = Number(r.numDeletedRows);
+    if (n > 0) this.#afterCvvDelete();
+    return n;
+  }
+
+  async deleteExpiredCvcSessions(now: number, limit: number): Promise<number> {
+    const ids = this.db.selectFrom('cvc_sessions').select('id').where('expires_at', '<=', now).limit(limit);
+    const r = await this.db.deleteFrom('cvc_sessions').where('id', 'in', ids).executeTakeFirst();
+    const n = Number(r.numDeletedRows);
+    if (n > 0) this.#afterCvvDelete();
+    return n;
+  }
+
+  async insertSession(s: SessionRecord): Promise<void> {
+    await this.db.insertInto('sessions').values({
+      id: s.id, merchant_id: s.merchantId, mode: s.mode, card_token: s.cardToken, operations: JSON.stringify(s.operations),
+      amount_value: s.amount?.value ?? null, amount_currency: s.amount?.currency ?? null, reference: s.reference,
+      require_3ds: s.require3DS ? 1 : 0, require_cvv: s.requireCvv ? 1 : 0, max_attempts: s.maxAttempts,
+      cvv_retention: s.cvvRetention, form: s.form, return_url: s.returnUrl,
+      metadata: s.metadata === null ? null : JSON.stringify(s.metadata), status: s.status, jti: s.jti, seq: s.seq,
+      token_hash: s.tokenHash, att_collect: s.attempts.collectCvv, att_threeds: s.attempts.threeDS, att_charge: s.attempts.charge,
+      results: JSON.stringify(s.results), replay_jti: null, replay_hash: null, replay_sealed: null, replay_at: null,
+      expires_at: s.expiresAt, created_at: s.createdAt, updated_at: s.updatedAt,
+    }).execute();
+  }
+
+  async getSession(merchantId: string, mode: Mode, id: string): Promise<SessionRecord | null> {
+    const r = await this.db.selectFrom('sessions').selectAll()
+      .where('id', '=', id).where('merchant_id', '=', merchantId).where('mode', '=', mode).executeTakeFirst();
+    return r ? toSession(r) : null;
+  }
+
+  async getSessionById(id: string): Promise<SessionRecord | null> {
+    const r = await this.db.selectFrom('sessions').selectAll().where('id', '=', id).executeTakeFirst();
+    return r ? toSession(r) : null;
+  }
+
+  async claimOperation(p: { id: string; jti: string; newJti: string; op: Operation; now: number }): Promise<boolean> {
+    const col = ATTEMPT_COLUMN[p.op];
+    const r = await this.db.updateTable('sessions')
+      .set((eb) => ({ jti: p.newJti, seq: eb('seq', '+', 1), [col]: eb(col, '+', 1), updated_at: p.now }))
+      .where('id', '=', p.id).where('jti', '=', p.jti).where('status', '=', 'active')
+      .where('expires_at', '>', p.now).whereRef(col, '<', 'max_attempts')
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  async unclaimOperation(p: { id: string; jti: string; oldJti: string; op: Operation; now: number }): Promise<boolean> {
+    const col = ATTEMPT_COLUMN[p.op];
+    const r = await this.db.updateTable('sessions')
+      .set((eb) => ({ jti: p.oldJti, seq: eb('seq', '-', 1), [col]: eb(col, '-', 1), updated_at: p.now }))
+      .where('id', '=', p.id).where('jti', '=', p.jti)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  async finishOperation(p: Parameters<Store['finishOperation']>[0]): Promise<boolean> {
+    const r = await this.db.updateTable('sessions')
+      .set({
+        results: JSON.stringify(p.results), token_hash: p.tokenHash, updated_at: p.now,
+        replay_jti: p.replay.jti, replay_hash: p.replay.hash, replay_sealed: pack(p.replay.sealed), replay_at: p.replay.at,
+        ...(p.complete ? { status: 'completed' } : {}),
+      })
+      .where('id', '=', p.id).where('jti', '=', p.jti).where('status', '=', 'active')
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  async rotateToken(p: { id: string; jti: string; newJti: string; tokenHash: string; now: number }): Promise<boolean> {
+    const r = await this.db.updateTable('sessions')
+      .set((eb) => ({
+        jti: p.newJti, seq: eb('seq', '+', 1), token_hash: p.tokenHash, updated_at: p.now,
+        replay_jti: null, replay_hash: null, replay_sealed: null, replay_at: null,
+      }))
+      .where('id', '=', p.id).where('jti', '=', p.jti).where('status', '=', 'active').where('expires_at', '>', p.now)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  async cancelSession(merchantId: string, mode: Mode, id: string, now: number): Promise<boolean> {
+    const r = await this.db.updateTable('sessions')
+      .set({ status: 'canceled', updated_at: now, replay_jti: null, replay_hash: null, replay_sealed: null, replay_at: null })
+      .where('id', '=', id).where('merchant_id', '=', merchantId).where('mode', '=', mode)
+      .where('status', '=', 'active').where('expires_at', '>', now)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  async reserveIdempotencyKey(p: Parameters<Store['reserveIdempotencyKey']>[0]): Promise<IdempotencyRecord | null> {
+    const where = { merchant_id: p.merchantId, endpoint: p.endpoint, idem_key: p.key };
+    await this.db.deleteFrom('idempotency_keys')
+      .where('merchant_id', '=', where.merchant_id).where('endpoint', '=', where.endpoint).where('idem_key', '=', where.idem_key)
+      .where('expires_at', '<=', p.now).execute();
+    const ins = await this.db.insertInto('idempotency_keys')
+      .values({ ...where, request_hash: p.requestHash, status: null, response_sealed: null, created_at: p.now, expires_at: p.expiresAt })
+      .onConflict((oc) => oc.columns(['merchant_id', 'endpoint', 'idem_key']).doNothing())
+      .executeTakeFirst();
+    if (Number(ins.numInsertedOrUpdatedRows ?? 0n) === 1) return null;
+    const r = await this.db.selectFrom('idempotency_keys').select(['request_hash', 'status', 'response_sealed'])
+      .where('merchant_id', '=', where.merchant_id).where('endpoint', '=', where.endpoint).where('idem_key', '=', where.idem_key)
+      .executeTakeFirst();
+    if (!r) return this.reserveIdempotencyKey(p);
+    return {
+      requestHash: r.request_hash, status: r.status === null ? null : Number(r.status),
+      responseSealed: r.response_sealed ? unpack(r.response_sealed) : null,
+    };
+  }
+
+  async completeIdempotencyKey(p: Parameters<Store['completeIdempotencyKey']>[0]): Promise<void> {
+    await this.db.updateTable('idempotency_keys').set({ status: p.status, response_sealed: pack(p.responseSealed) })
+      .where('merchant_id', '=', p.merchantId).where('endpoint', '=', p.endpoint).where('idem_key', '=', p.key).execute();
+  }
+
+  async releaseIdempotencyKey(p: Parameters<Store['releaseIdempotencyKey']>[0]): Promise<void> {
+    await this.db.deleteFrom('idempotency_keys')
+      .where('merchant_id', '=', p.merchantId).where('endpoint', '=', p.endpoint).where('idem_key', '=', p.key)
+      .where('status', 'is', null).execute();
+  }
+
+  async deleteExpiredIdempotencyKeys(now: number, limit: number): Promise<number> {
+    const keys = await this.db.selectFrom('idempotency_keys').select(['merchant_id', 'endpoint', 'idem_key'])
+      .where('expires_at', '<=', now).limit(limit).execute();
+    let n = 0;
+    for (const k of keys) {
+      const r = await this.db.deleteFrom('idempotency_keys')
+        .where('merchant_id', '=', k.merchant_id).where('endpoint', '=', k.endpoint).where('idem_key', '=', k.idem_key)
+        .where('expires_at', '<=', now).executeTakeFirst();
+      n += Number(r.numDeletedRows);
+    }
+    return n;
+  }
+}

@@ -1,0 +1,140 @@
+import type { Kysely, Migration, MigrationProvider } from 'kysely';
+
+export type Engine = 'sqlite' | 'postgres';
+
+/**
+ * Schema migrations, in code so `dist/` carries them. Written once for both
+ * engines: integers for times (ms), 0/1 for booleans, blobs for ciphertext.
+ */
+const m0001 = (engine: Engine): Migration => ({
+  async up(db: Kysely<any>) {
+    const blob = engine === 'postgres' ? 'bytea' : 'blob';
+    await db.schema.createTable('merchants')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('allowed_origins', 'text', (c) => c.notNull())
+      .addColumn('allowed_proxy_targets', 'text', (c) => c.notNull())
+      .addColumn('processor', 'text', (c) => c.notNull())
+      .addColumn('cvv_block_threshold', 'integer', (c) => c.notNull())
+      .addColumn('cvc_session_ttl_seconds', 'integer', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema.createTable('api_keys')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('merchant_id', 'text', (c) => c.notNull().references('merchants.id'))
+      .addColumn('mode', 'text', (c) => c.notNull())
+      .addColumn('hash', 'text', (c) => c.notNull().unique())
+      .addColumn('suffix', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('revoked_at', 'bigint')
+      .execute();
+    await db.schema.createTable('signing_keys')
+      .addColumn('kid', 'text', (c) => c.primaryKey())
+      .addColumn('alg', 'text', (c) => c.notNull())
+      .addColumn('public_jwk', 'text', (c) => c.notNull())
+      .addColumn('private_sealed', blob, (c) => c.notNull())
+      .addColumn('key_version', 'integer', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('activated_at', 'bigint', (c) => c.notNull())
+      .addColumn('retired_at', 'bigint')
+      .execute();
+    await db.schema.createTable('cards')
+      .addColumn('token', 'text', (c) => c.primaryKey())
+      .addColumn('merchant_id', 'text', (c) => c.notNull().references('merchants.id'))
+      .addColumn('mode', 'text', (c) => c.notNull())
+      .addColumn('brand', 'text', (c) => c.notNull())
+      .addColumn('last4', 'text', (c) => c.notNull())
+      .addColumn('bin', 'text', (c) => c.notNull())
+      .addColumn('exp_month', 'integer', (c) => c.notNull())
+      .addColumn('exp_year', 'integer', (c) => c.notNull())
+      .addColumn('fingerprint', 'text', (c) => c.notNull())
+      .addColumn('number_sealed', blob, (c) => c.notNull())
+      .addColumn('holder_sealed', blob)
+      .addColumn('key_version', 'integer', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('cards_merchant_fp').on('cards').columns(['merchant_id', 'fingerprint']).execute();
+    await db.schema.createTable('cvv_status')
+      .addColumn('merchant_id', 'text', (c) => c.notNull())
+      .addColumn('fingerprint', 'text', (c) => c.notNull())
+      .addColumn('failed_attempts', 'integer', (c) => c.notNull())
+      .addColumn('blocked', 'integer', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .addPrimaryKeyConstraint('cvv_status_pk', ['merchant_id', 'fingerprint'])
+      .execute();
+    await db.schema.createTable('cvc_sessions')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('merchant_id', 'text', (c) => c.notNull())
+      .addColumn('mode', 'text', (c) => c.notNull())
+      .addColumn('card_token', 'text', (c) => c.notNull())
+      .addColumn('session_id', 'text')
+      .addColumn('sealed', blob, (c) => c.notNull())
+      .addColumn('key_version', 'integer', (c) => c.notNull())
+      .addColumn('retention', 'text', (c) => c.notNull())
+      .addColumn('expires_at', 'bigint', (c) => c.notNull())
+      .addColumn('first_used_at', 'bigint')
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('cvc_sessions_card').on('cvc_sessions').columns(['card_token']).execute();
+    await db.schema.createIndex('cvc_sessions_session').on('cvc_sessions').columns(['session_id']).execute();
+    await db.schema.createIndex('cvc_sessions_expiry').on('cvc_sessions').columns(['expires_at']).execute();
+    await db.schema.createTable('sessions')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('merchant_id', 'text', (c) => c.notNull())
+      .addColumn('mode', 'text', (c) => c.notNull())
+      .addColumn('card_token', 'text', (c) => c.notNull())
+      .addColumn('operations', 'text', (c) => c.notNull())
+      .addColumn('amount_value', 'bigint')
+      .addColumn('amount_currency', 'text')
+      .addColumn('reference', 'text')
+      .addColumn('require_3ds', 'integer', (c) => c.notNull())
+      .addColumn('require_cvv', 'integer', (c) => c.notNull())
+      .addColumn('max_attempts', 'integer', (c) => c.notNull())
+      .addColumn('cvv_retention', 'text', (c) => c.notNull())
+      .addColumn('form', 'text', (c) => c.notNull())
+      .addColumn('return_url', 'text')
+      .addColumn('metadata', 'text')
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('jti', 'text', (c) => c.notNull())
+      .addColumn('seq', 'integer', (c) => c.notNull())
+      .addColumn('token_hash', 'text', (c) => c.notNull())
+      .addColumn('att_collect', 'integer', (c) => c.notNull())
+      .addColumn('att_threeds', 'integer', (c) => c.notNull())
+      .addColumn('att_charge', 'integer', (c) => c.notNull())
+      .addColumn('results', 'text', (c) => c.notNull())
+      .addColumn('replay_jti', 'text')
+      .addColumn('replay_hash', 'text')
+      .addColumn('replay_sealed', blob)
+      .addColumn('replay_at', 'bigint')
+      .addColumn('expires_at', 'bigint', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('sessions_merchant').on('sessions').columns(['merchant_id', 'created_at']).execute();
+    await db.schema.createTable('idempotency_keys')
+      .addColumn('merchant_id', 'text', (c) => c.notNull())
+      .addColumn('endpoint', 'text', (c) => c.notNull())
+      .addColumn('idem_key', 'text', (c) => c.notNull())
+      .addColumn('request_hash', 'text', (c) => c.notNull())
+      .addColumn('status', 'integer')
+      .addColumn('response_sealed', blob)
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('expires_at', 'bigint', (c) => c.notNull())
+      .addPrimaryKeyConstraint('idempotency_pk', ['merchant_id', 'endpoint', 'idem_key'])
+      .execute();
+    await db.schema.createIndex('idempotency_expiry').on('idempotency_keys').columns(['expires_at']).execute();
+    await db.schema.createTable('meta')
+      .addColumn('name', 'text', (c) => c.primaryKey())
+      .addColumn('value', 'text', (c) => c.notNull())
+      .execute();
+  },
+});
+
+export function migrationProvider(engine: Engine): MigrationProvider {
+  return {
+    async getMigrations() {
+      return { '0001_initial': m0001(engine) };
+    },
+  };
+}

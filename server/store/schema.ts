@@ -1,0 +1,124 @@
+/** Table shapes as Kysely sees them (snake_case columns; times are ms since the epoch). */
+export interface MerchantsTable {
+  id: string;
+  name: string;
+  allowed_origins: string;
+  allowed_proxy_targets: string;
+  processor: string;
+  cvv_block_threshold: number;
+  cvc_session_ttl_seconds: number;
+  created_at: number;
+  updated_at: number;
+}
+export interface ApiKeysTable {
+  id: string;
+  merchant_id: string;
+  mode: string;
+  hash: string;
+  suffix: string;
+  created_at: number;
+  revoked_at: number | null;
+}
+export interface SigningKeysTable {
+  kid: string;
+  alg: string;
+  public_jwk: string;
+  private_sealed: Buffer;
+  key_version: number;
+  created_at: number;
+  activated_at: number;
+  retired_at: number | null;
+}
+export interface CardsTable {
+  token: string;
+  merchant_id: string;
+  mode: string;
+  brand: string;
+  last4: string;
+  bin: string;
+  exp_month: number;
+  exp_year: number;
+  fingerprint: string;
+  number_sealed: Buffer;
+  holder_sealed: Buffer | null;
+  key_version: number;
+  created_at: number;
+}
+export interface CvvStatusTable {
+  merchant_id: string;
+  fingerprint: string;
+  failed_attempts: number;
+  blocked: number;
+  updated_at: number;
+}
+export interface CvcSessionsTable {
+  id: string;
+  merchant_id: string;
+  mode: string;
+  card_token: string;
+  session_id: string | null;
+  sealed: Buffer;
+  key_version: number;
+  retention: string;
+  expires_at: number;
+  first_used_at: number | null;
+  created_at: number;
+}
+export interface SessionsTable {
+  id: string;
+  merchant_id: string;
+  mode: string;
+  card_token: string;
+  operations: string;
+  amount_value: number | null;
+  amount_currency: string | null;
+  reference: string | null;
+  require_3ds: number;
+  require_cvv: number;
+  max_attempts: number;
+  cvv_retention: string;
+  form: string;
+  return_url: string | null;
+  metadata: string | null;
+  status: string;
+  jti: string;
+  seq: number;
+  token_hash: string;
+  att_collect: number;
+  att_threeds: number;
+  att_charge: number;
+  results: string;
+  replay_jti: string | null;
+  replay_hash: string | null;
+  replay_sealed: Buffer | null;
+  replay_at: number | null;
+  expires_at: number;
+  created_at: number;
+  updated_at: number;
+}
+export interface IdempotencyTable {
+  merchant_id: string;
+  endpoint: string;
+  idem_key: string;
+  request_hash: string;
+  status: number | null;
+  response_sealed: Buffer | null;
+  created_at: number;
+  expires_at: number;
+}
+export interface MetaTable {
+  name: string;
+  value: string;
+}
+
+export interface Database {
+  merchants: MerchantsTable;
+  api_keys: ApiKeysTable;
+  signing_keys: SigningKeysTable;
+  cards: CardsTable;
+  cvv_status: CvvStatusTable;
+  cvc_sessions: CvcSessionsTable;
+  sessions: SessionsTable;
+  idempotency_keys: IdempotencyTable;
+  meta: MetaTable;
+}

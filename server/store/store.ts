@@ -1,0 +1,201 @@
+import type { Sealed } from '../domain/keyring.js';
+
+export type Mode = 'test' | 'live';
+export type Operation = 'collectCvv' | 'threeDS' | 'charge';
+export type SessionStatus = 'active' | 'completed' | 'canceled';
+export type CvvRetention = 'single_use' | 'cache';
+
+export interface MerchantRecord {
+  id: string;
+  name: string;
+  allowedOrigins: string[];
+  allowedProxyTargets: string[];
+  processor: Record<string, unknown>;
+  cvvBlockThreshold: number;
+  cvcSessionTtlSeconds: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface ApiKeyRecord {
+  id: string;
+  merchantId: string;
+  mode: Mode;
+  /** HMAC-SHA256 of the key (hex); the key itself is never stored. */
+  hash: string;
+  /** The key's last four characters, for people telling keys apart. */
+  suffix: string;
+  createdAt: number;
+  revokedAt: number | null;
+}
+
+export interface SigningKeyRecord {
+  kid: string;
+  alg: string;
+  publicJwk: string;
+  privateSealed: Sealed;
+  createdAt: number;
+  activatedAt: number;
+  retiredAt: number | null;
+}
+
+export interface CardRecord {
+  token: string;
+  merchantId: string;
+  mode: Mode;
+  brand: string;
+  last4: string;
+  bin: string;
+  expMonth: number;
+  expYear: number;
+  /** HMAC of the card number within the server: counts CVV failures per card number. */
+  fingerprint: string;
+  numberSealed: Sealed;
+  holderSealed: Sealed | null;
+  createdAt: number;
+}
+
+export interface CvvStatusRecord {
+  merchantId: string;
+  fingerprint: string;
+  failedAttempts: number;
+  blocked: boolean;
+  updatedAt: number;
+}
+
+/** How a CVC session may be used: per the session's retention, or 'reusable' (test cards in test mode). */
+export type CvcRetention = CvvRetention | 'reusable';
+
+export interface CvcSessionRecord {
+  id: string;
+  merchantId: string;
+  mode: Mode;
+  cardToken: string;
+  /** The operations session that collected it, or null for one made by POST /Cards. */
+  sessionId: string | null;
+  sealed: Sealed;
+  retention: CvcRetention;
+  expiresAt: number;
+  firstUsedAt: number | null;
+  createdAt: number;
+}
+
+export interface OperationResults {
+  collectCvv?: Record<string, unknown>;
+  threeDS?: Record<string, unknown>;
+  charge?: Record<string, unknown>;
+}
+
+export interface SessionRecord {
+  id: string;
+  merchantId: string;
+  mode: Mode;
+  cardToken: string;
+  operations: Operation[];
+  amount: { value: number; currency: string } | null;
+  reference: string | null;
+  require3DS: boolean;
+  requireCvv: boolean;
+  maxAttempts: number;
+  cvvRetention: CvvRetention;
+  form: string;
+  returnUrl: string | null;
+  metadata: Record<string, string> | null;
+  status: SessionStatus;
+  /** The current token's jti: only the token with this jti is current. */
+  jti: string;
+  seq: number;
+  /** base64url SHA-256 of the current token (the next token's `prev`). */
+  tokenHash: string;
+  attempts: Record<Operation, number>;
+  results: OperationResults;
+  replay: { jti: string; hash: string; sealed: Sealed; at: number } | null;
+  expiresAt: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface IdempotencyRecord {
+  requestHash: string;
+  /** null while the first request is still being handled. */
+  status: number | null;
+  responseSealed: Sealed | null;
+}
+
+/**
+ * Storage. Async so SQLite and PostgreSQL both fit. Every state change is one
+ * conditional statement whose result (a row changed or not) tells the caller
+ * whether it won; no transaction spans an await. Expiry is checked in the
+ * queries themselves: an expired row is never served, even before the
+ * sweeper removes it.
+ */
+export interface Store {
+  readonly engine: 'sqlite' | 'postgres';
+  migrate(): Promise<void>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+
+  getMeta(name: string): Promise<string | null>;
+  /** Sets it only if absent; returns the value now stored. */
+  putMetaIfAbsent(name: string, value: string): Promise<string>;
+
+  insertMerchant(m: MerchantRecord): Promise<void>;
+  getMerchant(id: string): Promise<MerchantRecord | null>;
+  /** Every origin some merchant allows (CORS preflights). */
+  listAllAllowedOrigins(): Promise<string[]>;
+
+  insertApiKey(k: ApiKeyRecord): Promise<void>;
+  findApiKeyByHash(hash: string): Promise<ApiKeyRecord | null>;
+
+  insertSigningKey(k: SigningKeyRecord): Promise<void>;
+  listSigningKeys(): Promise<SigningKeyRecord[]>;
+  /** Marks every key but `kid` retired at `now` (those not yet retired). */
+  retireSigningKeysExcept(kid: string, now: number): Promise<void>;
+  deleteSigningKeysRetiredBefore(t: number): Promise<number>;
+
+  insertCard(c: CardRecord): Promise<void>;
+  getCard(merchantId: string, mode: Mode, token: string): Promise<CardRecord | null>;
+  /** Deletes the card and every CVC session of it; false if there was no such card. */
+  deleteCard(merchantId: string, mode: Mode, token: string): Promise<boolean>;
+
+  getCvvStatus(merchantId: string, fingerprint: string): Promise<CvvStatusRecord | null>;
+
+  /** Inserts a CVC session; when `sessionId` is set, deletes that session's earlier ones first. */
+  insertCvcSession(c: CvcSessionRecord): Promise<void>;
+  /** The live CVC session a charge of this session would use: its own, else the card's (from POST /Cards). */
+  findUsableCvcSession(merchantId: string, cardToken: string, sessionId: string, now: number): Promise<CvcSessionRecord | null>;
+  getLiveCvcSession(merchantId: string, mode: Mode, id: string, now: number): Promise<CvcSessionRecord | null>;
+  deleteCvcSession(merchantId: string, mode: Mode, id: string, now: number): Promise<boolean>;
+  deleteCvcSessionsOfSession(sessionId: string): Promise<number>;
+  /** Removes expired CVC sessions (the sweeper); returns how many. */
+  deleteExpiredCvcSessions(now: number, limit: number): Promise<number>;
+
+  insertSession(s: SessionRecord): Promise<void>;
+  getSession(merchantId: string, mode: Mode, id: string): Promise<SessionRecord | null>;
+  /** By id only: the merchant comes from a verified token, and the caller compares it. */
+  getSessionById(id: string): Promise<SessionRecord | null>;
+  /**
+   * Token rotation for an operation: moves the session from `jti` to `newJti`
+   * and counts one attempt, in one conditional write. True only for the one
+   * caller whose `jti` was current, within the attempt limit, on an active,
+   * unexpired session.
+   */
+  claimOperation(p: { id: string; jti: string; newJti: string; op: Operation; now: number }): Promise<boolean>;
+  /** Undoes a claim whose operation failed with an error: the presented token is current again and the attempt uncounted. */
+  unclaimOperation(p: { id: string; jti: string; oldJti: string; op: Operation; now: number }): Promise<boolean>;
+  /** Records an operation's outcome under the token it produced (conditional on that token still being current). */
+  finishOperation(p: {
+    id: string; jti: string; results: OperationResults; tokenHash: string; now: number;
+    complete: boolean; replay: { jti: string; hash: string; sealed: Sealed; at: number };
+  }): Promise<boolean>;
+  /** Reissue: a new current token; every earlier one (and the replay) stops working. */
+  rotateToken(p: { id: string; jti: string; newJti: string; tokenHash: string; now: number }): Promise<boolean>;
+  /** active → canceled; true if it changed. */
+  cancelSession(merchantId: string, mode: Mode, id: string, now: number): Promise<boolean>;
+
+  /** Claims an idempotency key, or returns what is already stored under it (expired keys are replaced). */
+  reserveIdempotencyKey(p: { merchantId: string; endpoint: string; key: string; requestHash: string; now: number; expiresAt: number }): Promise<IdempotencyRecord | null>;
+  completeIdempotencyKey(p: { merchantId: string; endpoint: string; key: string; status: number; responseSealed: Sealed }): Promise<void>;
+  releaseIdempotencyKey(p: { merchantId: string; endpoint: string; key: string }): Promise<void>;
+  deleteExpiredIdempotencyKeys(now: number, limit: number): Promise<number>;
+}
