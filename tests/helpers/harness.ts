@@ -1,0 +1,99 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import type { Express } from 'express';
+import request from 'supertest';
+import { buildApp } from '../../server/app.js';
+import { loadConfig, type Config } from '../../server/config.js';
+import { ManualClock } from '../../server/domain/clock.js';
+import { createDeps, type Deps } from '../../server/deps.js';
+import { createLogger } from '../../server/log.js';
+import { Secret } from '../../server/secret.js';
+
+export const TEST_CARD = '4000000000001018';
+export const AMEX_CARD = '378282246310005';
+
+/** Everything a test needs: deps over a fresh SQLite file, the app, a manual clock and the captured log lines. */
+export interface Harness {
+  deps: Deps;
+  app: Express;
+  clock: ManualClock;
+  config: Config;
+  dir: string;
+  dbPath: string;
+  logs: string[];
+  masterKey: Buffer;
+  close(): Promise<void>;
+}
+
+export async function makeHarness(opts: { env?: Record<string, string>; clock?: ManualClock; databaseUrl?: string } = {}): Promise<Harness> {
+  const dir = mkdtempSync(join(tmpdir(), 'cvvops-test-'));
+  const dbPath = join(dir, 'cvvops.db');
+  const masterKey = randomBytes(32);
+  const config = loadConfig({
+    DATABASE_URL: opts.databaseUrl ?? `sqlite:${dbPath}`,
+    PUBLIC_BASE_URL: 'http://cvv.test',
+    CVVOPS_MASTER_KEY: masterKey.toString('base64'),
+    LOG_LEVEL: 'info',
+    ...opts.env,
+  });
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      logs.push(String(chunk));
+      cb();
+    },
+  });
+  const log = createLogger('info', sink);
+  const clock = opts.clock ?? new ManualClock(Date.now());
+  const deps = await createDeps(config, log, { clock, masterKey: new Secret(masterKey) });
+  const app = buildApp(deps);
+  return {
+    deps, app, clock, config, dir, dbPath, logs, masterKey,
+    async close() {
+      await deps.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface TestMerchant {
+  id: string;
+  testKey: string;
+  liveKey: string;
+}
+
+export async function makeMerchant(h: Harness, origins: string[] = ['https://shop.example']): Promise<TestMerchant> {
+  const { merchant, testKey, liveKey } = await h.deps.merchants.create({ name: 'Shop', origins });
+  await h.deps.origins.refresh();
+  return { id: merchant.id, testKey: testKey.expose(), liveKey: liveKey.expose() };
+}
+
+export const auth = (key: string) => ({ Authorization: `Bearer ${key}` });
+
+export async function makeCard(h: Harness, key: string, body: Record<string, unknown> = {}): Promise<string> {
+  const res = await request(h.app).post('/Cards').set(auth(key)).send({ number: TEST_CARD, expMonth: 12, expYear: 2030, ...body });
+  if (res.status !== 201) throw new Error(`card: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body.token;
+}
+
+export async function makeSession(h: Harness, key: string, body: Record<string, unknown> = {}): Promise<{ id: string; token: string; body: Record<string, any> }> {
+  const card = (body.card as string | undefined) ?? await makeCard(h, key);
+  const res = await request(h.app).post('/CvvOperations').set(auth(key)).send({
+    card, operations: ['collectCvv', 'threeDS', 'charge'], amount: { value: 1999, currency: 'EUR' }, ...body,
+  });
+  if (res.status !== 201) throw new Error(`session: ${res.status} ${JSON.stringify(res.body)}`);
+  return { id: res.body.id, token: res.body.token, body: res.body };
+}
+
+export function collect(h: Harness, token: string, cvv = '123', headers: Record<string, string> = {}) {
+  return request(h.app).post('/CvvOperations/collectCvv').set({ ...auth(token), ...headers }).send({ cvv });
+}
+
+/** Decodes a compact JWS's header and payload (no verification: for assertions only). */
+export function decodeJws(token: string): { header: Record<string, any>; payload: Record<string, any> } {
+  const [h, p] = token.split('.');
+  return { header: JSON.parse(Buffer.from(h!, 'base64url').toString()), payload: JSON.parse(Buffer.from(p!, 'base64url').toString()) };
+}
