@@ -9,22 +9,29 @@ import { Metrics } from './http/metrics.js';
 import { errorHandler, jsonBody, noStore, notFound, refuseKeysInQuery, requestId } from './http/middleware.js';
 import { cardRoutes } from './http/routes/cards.js';
 import { operationRoutes } from './http/routes/operations.js';
+import { publicRoutes } from './http/routes/public.js';
 import { sessionRoutes } from './http/routes/sessions.js';
 import { VERSION } from './version.js';
 
 export const BODY_LIMIT = 16384;
 
 /** Every route of the API, declared once (Express handlers and the OpenAPI document come from these). */
-export function buildApi(d: Deps): Api {
+export function buildApi(d: Deps, metrics: () => Metrics = () => new Metrics()): Api {
   const api = new Api();
+  let doc: Record<string, unknown> | undefined;
+  publicRoutes(api, d, metrics, () => (doc ??= api.openapi({ serverUrl: d.config.publicBaseUrl, version: VERSION })));
   sessionRoutes(api, d);
   operationRoutes(api, d);
   cardRoutes(api, d);
   return api;
 }
 
-export function openapiDocument(d: Deps): Record<string, unknown> {
-  return buildApi(d).openapi({ serverUrl: d.config.publicBaseUrl, version: VERSION });
+/**
+ * The OpenAPI document. Route declarations only close over `deps` (handlers
+ * use it when they run), so the document can be generated without a server.
+ */
+export function openapiDocument(serverUrl: string, d: Deps = {} as Deps): Record<string, unknown> {
+  return buildApi(d).openapi({ serverUrl, version: VERSION });
 }
 
 /** The Express app, without listen(): tests drive it directly. */
@@ -46,32 +53,7 @@ export function buildApp(d: Deps, metrics = new Metrics()): Express {
   app.use(noStore);
   app.use(refuseKeysInQuery);
 
-  const api = buildApi(d);
-  const document = api.openapi({ serverUrl: d.config.publicBaseUrl, version: VERSION });
-
-  app.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
-  });
-  app.get('/readyz', async (_req, res) => {
-    const checks = { storage: 'ok', keys: d.tokens.ready ? 'ok' : 'missing' };
-    try {
-      await d.store.ping();
-    } catch {
-      checks.storage = 'unreachable';
-    }
-    const ok = checks.storage === 'ok' && checks.keys === 'ok';
-    res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'not_ready', checks });
-  });
-  app.get('/metrics', async (_req, res) => {
-    res.setHeader('Content-Type', metrics.registry.contentType);
-    res.send(await metrics.registry.metrics());
-  });
-  app.get('/.well-known/jwks.json', (_req, res) => {
-    res.json(d.tokens.jwks());
-  });
-  app.get('/openapi.json', (_req, res) => {
-    res.json(document);
-  });
+  const api = buildApi(d, () => metrics);
 
   const operationPaths = ['/CvvOperations/collectCvv', '/CvvOperations/threeDS', '/CvvOperations/threeDS/result', '/CvvOperations/charge'];
   app.use(operationPaths, operationCors(d.origins));
