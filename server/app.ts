@@ -61,7 +61,7 @@ export function buildApp(d: Deps, metrics = new Metrics()): Express {
   const router = express.Router({ caseSensitive: true, strict: false });
   api.mount(router, {
     merchantAuth: merchantAuth(d.merchants, d.log),
-    sessionAuth,
+    sessionAuth: sessionAuth(d.tokens),
     idempotency: idempotency(d.idempotency, d.log),
   });
   app.use(router);

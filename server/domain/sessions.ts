@@ -61,10 +61,6 @@ export type ValidateResult =
   | { valid: true; current: boolean; claims: SessionClaims; session: Record<string, unknown> }
   | { valid: false; reason: TokenFailure | 'wrong_merchant' };
 
-const TOKEN_FAILURE_ERROR: Record<TokenFailure, 'invalid_token' | 'token_expired'> = {
-  malformed: 'invalid_token', wrong_type: 'invalid_token', unknown_key: 'invalid_token', bad_signature: 'invalid_token', expired: 'token_expired',
-};
-
 /**
  * Operations sessions: the state machine behind POST /CvvOperations and the
  * operation endpoints. A token is good only while its jti is the session's
@@ -221,7 +217,7 @@ export class SessionService {
 
   /**
    * The rotation machinery every operation goes through (API.md section 4):
-   * verify the bearer token, insist it is current (or answer the exact
+   * given a verified bearer token, insist it is current (or answer the exact
    * repeat of its call), check the operation, the session and the attempts,
    * let `prepare` refuse with a 4xx while the token is still untouched, win
    * the token with one conditional write, run `work`, sign the next token and
@@ -230,15 +226,15 @@ export class SessionService {
    */
   async runOperation(p: {
     op: Operation;
+    /** The bearer token, already verified (TokenService.verify) by the caller. */
     token: string;
+    claims: SessionClaims;
     body: unknown;
     origin: string | undefined;
     prepare?: (ctx: Omit<OperationContext, 'newJti'>) => Promise<void>;
     work: (ctx: OperationContext) => Promise<OperationWork>;
   }): Promise<OperationResponse> {
-    const out = await this.tokens.verify(p.token);
-    if (!out.ok) throw new AppError(TOKEN_FAILURE_ERROR[out.reason]);
-    const claims = out.claims;
+    const claims = p.claims;
     const s = await this.store.getSessionById(claims.sub);
     if (!s || s.merchantId !== claims.aud || s.mode !== claims.mode) throw new AppError('invalid_token');
     const merchant = await this.store.getMerchant(s.merchantId);

@@ -2,6 +2,7 @@ import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-ope
 import type { NextFunction, Request, Response, Router } from 'express';
 import { AppError, type ErrorCode } from '../errors.js';
 import type { MerchantContext } from '../domain/merchants.js';
+import type { VerifiedToken } from './auth.js';
 import { ErrorBody, z } from './schemas.js';
 
 export type Auth = 'merchant' | 'session' | 'none';
@@ -10,8 +11,8 @@ type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 export interface HandlerContext<B> {
   body: B;
   merchant: MerchantContext;
-  /** The bearer session token (operation endpoints). */
-  token: string;
+  /** The verified bearer session token (operation endpoints). */
+  token: VerifiedToken;
   params: Record<string, string>;
 }
 
@@ -57,8 +58,8 @@ export class Api {
   }
 
   mount(router: Router, mw: {
-    merchantAuth: (req: Request, res: Response, next: NextFunction) => void;
-    sessionAuth: (req: Request, res: Response, next: NextFunction) => void;
+    merchantAuth: (req: Request, res: Response, next: NextFunction) => void | Promise<void>;
+    sessionAuth: (req: Request, res: Response, next: NextFunction) => void | Promise<void>;
     idempotency: (endpoint: string, fieldCodes?: Record<string, ErrorCode>) => (req: Request, res: Response, next: NextFunction) => void;
   }): void {
     const byPath = new Map<string, RouteDef[]>();

@@ -1,7 +1,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import { AppError, isAppError } from '../errors.js';
 import type { MerchantService } from '../domain/merchants.js';
-import { MAX_TOKEN_LENGTH } from '../domain/tokens.js';
+import { MAX_TOKEN_LENGTH, type SessionClaims, type TokenService } from '../domain/tokens.js';
 import type { Logger } from '../log.js';
 import { Secret } from '../secret.js';
 
@@ -35,12 +35,26 @@ export function merchantAuth(merchants: MerchantService, log: Logger) {
   };
 }
 
-/** Operation endpoints: a session token (verified by the session service); an API key here is the wrong credential. */
-export function sessionAuth(req: Request, res: Response, next: NextFunction): void {
-  const cred = bearer(req);
-  if (cred === null) throw new AppError('unauthenticated', 'A session token is required: Authorization: Bearer <token>.');
-  if (cred.startsWith('sk_')) throw new AppError('wrong_credential_type', 'Operation endpoints take a session token, not an API key.');
-  if (cred.length > MAX_TOKEN_LENGTH) throw new AppError('invalid_token', 'The session token is too long.');
-  res.locals.sessionToken = cred;
-  next();
+/**
+ * Operation endpoints: a session token, verified (signature, algorithm, kid,
+ * typ, issuer, expiry) before the body is looked at. Whether it is still the
+ * session's current token is the session service's business.
+ */
+export function sessionAuth(tokens: TokenService) {
+  return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+    const cred = bearer(req);
+    if (cred === null) throw new AppError('unauthenticated', 'A session token is required: Authorization: Bearer <token>.');
+    if (cred.startsWith('sk_')) throw new AppError('wrong_credential_type', 'Operation endpoints take a session token, not an API key.');
+    if (cred.length > MAX_TOKEN_LENGTH) throw new AppError('invalid_token', 'The session token is too long.');
+    const out = await tokens.verify(cred);
+    if (!out.ok) throw new AppError(out.reason === 'expired' ? 'token_expired' : 'invalid_token');
+    res.locals.sessionToken = { token: cred, claims: out.claims } satisfies VerifiedToken;
+    next();
+  };
+}
+
+/** A bearer token whose signature and claims have been verified. */
+export interface VerifiedToken {
+  token: string;
+  claims: SessionClaims;
 }

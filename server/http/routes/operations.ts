@@ -17,7 +17,7 @@ export function operationRoutes(api: Api, d: Deps): void {
       const cvvInput = new Secret(body.cvv);
       let cvv: Secret<string> | undefined;
       const out = await d.sessions.runOperation({
-        op: 'collectCvv', token, origin: origin(req),
+        op: 'collectCvv', token: token.token, claims: token.claims, origin: origin(req),
         // The replay fingerprint must not hold the CVV itself: a keyed hash of it stands in.
         body: { cvv: d.keyring.mac('fingerprint', `replay-cvv|${body.cvv}`) },
         prepare: async ({ card, merchant }) => {
