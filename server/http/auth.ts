@@ -26,9 +26,9 @@ export function merchantAuth(merchants: MerchantService, log: Logger) {
     try {
       const ctx = await merchants.authenticate(new Secret(cred));
       res.locals.merchant = ctx;
-      log.info({ audit: true, event: 'api_key.used', outcome: 'success', keyId: ctx.keyId, merchantId: ctx.merchant.id, mode: ctx.mode, requestId: res.locals.requestId, ip: req.ip, route: `${req.method} ${req.path}` }, 'API key accepted');
+      log.info({ audit: true, event: 'api_key.used', outcome: 'success', keyId: ctx.keyId, merchantId: ctx.merchant.id, mode: ctx.mode, requestId: res.locals.requestId, ip: req.ip, route: `${req.method} ${req.route?.path ?? "?"}` }, 'API key accepted');
     } catch (e) {
-      if (isAppError(e)) log.warn({ audit: true, event: 'api_key.used', outcome: 'failure', requestId: res.locals.requestId, ip: req.ip, route: `${req.method} ${req.path}` }, 'API key refused');
+      if (isAppError(e)) log.warn({ audit: true, event: 'api_key.used', outcome: 'failure', requestId: res.locals.requestId, ip: req.ip, route: `${req.method} ${req.route?.path ?? "?"}` }, 'API key refused');
       throw e;
     }
     next();

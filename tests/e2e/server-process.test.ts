@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+/** Starts the real server process (as `npm start` does, from TypeScript) and reads what it prints. */
+function startServer(env: Record<string, string>): Promise<{ child: ChildProcess; port: number; stdout: () => string; stderr: () => string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts'], {
+    cwd: process.cwd(), env: { ...process.env, NODE_ENV: '', PORT: '0', LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (b) => (err += b));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}\n${err}`)), 20_000);
+    child.stdout!.on('data', (b) => {
+      out += b;
+      const m = /"msg":"cvvops listening"/.test(out) && /"port":(\d+)/.exec(out.slice(out.indexOf('cvvops listening') - 200));
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, port: Number(m[1]), stdout: () => out, stderr: () => err });
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`server exited ${code}:\n${out}\n${err}`)));
+  });
+}
+
+describe('the server process', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'cvvops-proc-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('starts on SQLite, generates a dev master key (0600), prints the demo key, serves, and stops cleanly on SIGTERM', async () => {
+    const s = await startServer({ DATABASE_URL: `sqlite:${join(dir, 'db', 'cvvops.db')}` });
+    try {
+      const key = /test key: (sk_test_[A-Za-z0-9_-]+)/.exec(s.stdout())?.[1];
+      assert.ok(key, 'the demo test key is printed');
+      assert.equal(statSync(join(dir, 'db', 'master.key')).mode & 0o777, 0o600);
+      const base = `http://127.0.0.1:${s.port}`;
+      assert.equal((await fetch(`${base}/readyz`)).status, 200);
+      const card = await fetch(`${base}/Cards`, {
+        method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ number: '4000000000001018', expMonth: 12, expYear: 2030 }),
+      });
+      assert.equal(card.status, 201);
+      // The demo key is printed once to stdout by design (API.md section 12); it never reaches a log line.
+      const logLines = s.stdout().split('\n').filter((l) => l.startsWith('{'));
+      assert.ok(logLines.length > 3);
+      assert.ok(!logLines.some((l) => l.includes(key!)), 'no log line carries the API key');
+    } finally {
+      s.child.kill('SIGTERM');
+    }
+    const code = await new Promise((r) => s.child.once('exit', r));
+    assert.equal(code, 0);
+  });
+
+  it('the same data folder keeps the same demo merchant and key across restarts', async () => {
+    const env = { DATABASE_URL: `sqlite:${join(dir, 'db2', 'cvvops.db')}` };
+    const a = await startServer(env);
+    a.child.kill('SIGTERM');
+    await new Promise((r) => a.child.once('exit', r));
+    const b = await startServer(env);
+    b.child.kill('SIGTERM');
+    await new Promise((r) => b.child.once('exit', r));
+    const keyOf = (t: string) => /test key: (\S+)/.exec(t)?.[1];
+    assert.ok(keyOf(a.stdout()));
+    assert.equal(keyOf(b.stdout()), keyOf(a.stdout()));
+  });
+
+  it('refuses to start in production without CVVOPS_MASTER_KEY, naming the variable', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts'], {
+      env: { ...process.env, NODE_ENV: 'production', CVVOPS_MASTER_KEY: '', PUBLIC_BASE_URL: 'https://cvv.example', DATABASE_URL: `sqlite:${join(dir, 'p.db')}` },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    child.stderr.on('data', (b) => (err += b));
+    const code = await new Promise((r) => child.once('exit', r));
+    assert.notEqual(code, 0);
+    assert.match(err, /CVVOPS_MASTER_KEY/);
+  });
+});

@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import request from 'supertest';
+import { auth, type Harness, makeHarness, makeMerchant, makeSession, type TestMerchant } from '../helpers/harness.js';
+
+describe('CORS on the operation endpoints', () => {
+  let h: Harness;
+  let a: TestMerchant;
+  let b: TestMerchant;
+  before(async () => {
+    h = await makeHarness();
+    a = await makeMerchant(h, ['https://shop-a.example']);
+    b = await makeMerchant(h, ['https://shop-b.example']);
+  });
+  after(() => h.close());
+
+  it('answers a preflight for an origin some merchant allows, with exact headers', async () => {
+    const res = await request(h.app).options('/CvvOperations/collectCvv')
+      .set('Origin', 'https://shop-b.example').set('Access-Control-Request-Method', 'POST')
+      .set('Access-Control-Request-Headers', 'authorization, content-type');
+    assert.equal(res.status, 204);
+    assert.equal(res.headers['access-control-allow-origin'], 'https://shop-b.example');
+    assert.match(res.headers['access-control-allow-headers'], /Authorization/);
+    assert.match(res.headers['access-control-allow-methods'], /POST/);
+    assert.equal(res.headers['access-control-allow-credentials'], undefined);
+    assert.match(res.headers.vary, /Origin/);
+  });
+
+  it('refuses a preflight from an origin no merchant allows, without CORS headers', async () => {
+    const res = await request(h.app).options('/CvvOperations/collectCvv')
+      .set('Origin', 'https://evil.example').set('Access-Control-Request-Method', 'POST');
+    assert.equal(res.status, 403);
+    assert.equal(res.body.error.code, 'origin_not_allowed');
+    assert.equal(res.headers['access-control-allow-origin'], undefined);
+  });
+
+  it("a real call from the token's merchant's origin works and is readable cross-origin", async () => {
+    const s = await makeSession(h, a.testKey);
+    const res = await request(h.app).post('/CvvOperations/collectCvv').set(auth(s.token)).set('Origin', 'https://shop-a.example').send({ cvv: '123' });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers['access-control-allow-origin'], 'https://shop-a.example');
+  });
+
+  it("a real call from another merchant's origin is 403 origin_not_allowed and does not rotate", async () => {
+    const s = await makeSession(h, a.testKey);
+    const res = await request(h.app).post('/CvvOperations/collectCvv').set(auth(s.token)).set('Origin', 'https://shop-b.example').send({ cvv: '123' });
+    assert.equal(res.status, 403);
+    assert.equal(res.body.error.code, 'origin_not_allowed');
+    const v = await request(h.app).post('/CvvOperations/validateToken').set(auth(a.testKey)).send({ token: s.token });
+    assert.equal(v.body.current, true);
+    const g = await request(h.app).get(`/CvvOperations/${s.id}`).set(auth(a.testKey));
+    assert.equal(g.body.attempts.collectCvv.used, 0);
+    assert.equal(g.body.cvv.available, false, 'nothing was stored');
+  });
+
+  it('an unknown origin is refused too; the server\'s own origin (hosted forms) is always allowed', async () => {
+    const s = await makeSession(h, a.testKey);
+    const evil = await request(h.app).post('/CvvOperations/collectCvv').set(auth(s.token)).set('Origin', 'https://evil.example').send({ cvv: '123' });
+    assert.equal(evil.status, 403);
+    assert.equal(evil.headers['access-control-allow-origin'], undefined);
+    const own = await request(h.app).post('/CvvOperations/collectCvv').set(auth(s.token)).set('Origin', 'http://cvv.test').send({ cvv: '123' });
+    assert.equal(own.status, 200);
+  });
+
+  it('origins match exactly: scheme, host and port', async () => {
+    const s = await makeSession(h, a.testKey);
+    for (const o of ['http://shop-a.example', 'https://shop-a.example:8443', 'https://sub.shop-a.example', 'https://shop-a.example.evil.example', 'null']) {
+      const res = await request(h.app).post('/CvvOperations/collectCvv').set(auth(s.token)).set('Origin', o).send({ cvv: '123' });
+      assert.equal(res.status, 403, o);
+    }
+  });
+
+  it('merchant endpoints never send CORS headers and do not answer preflights', async () => {
+    const res = await request(h.app).get('/CvvOperations/cvo_x').set(auth(a.testKey)).set('Origin', 'https://shop-a.example');
+    assert.equal(res.headers['access-control-allow-origin'], undefined);
+    const pre = await request(h.app).options('/CvvOperations').set('Origin', 'https://shop-a.example').set('Access-Control-Request-Method', 'POST');
+    assert.equal(pre.headers['access-control-allow-origin'], undefined);
+    assert.notEqual(pre.status, 204);
+  });
+});
