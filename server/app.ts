@@ -60,8 +60,8 @@ export function buildApp(d: Deps, metrics = new Metrics()): Express {
   app.use(jsonBody(BODY_LIMIT));
   const router = express.Router({ caseSensitive: true, strict: false });
   api.mount(router, {
-    merchantAuth: merchantAuth(d.merchants, d.log),
-    sessionAuth: sessionAuth(d.tokens),
+    merchantAuth: merchantAuth(d.merchants, d.limits, d.log),
+    sessionAuth: sessionAuth(d.tokens, d.limits),
     idempotency: idempotency(d.idempotency, d.log),
   });
   app.use(router);

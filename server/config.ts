@@ -17,6 +17,8 @@ export interface Config {
   readonly workers: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   readonly rateLimit: boolean;
+  /** Requests per minute: per API key, per operations session, per client address (operations and hosted pages). */
+  readonly rateLimits: { apiKey: number; session: number; address: number };
   readonly allowPrivateTargets: boolean;
   readonly signingAlg: SigningAlg;
   /** SQLite `synchronous` for ordinary writes (money writes always use FULL). */
@@ -113,6 +115,22 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const rateLimit = onOff('CVVOPS_RATE_LIMIT', env.CVVOPS_RATE_LIMIT, true, problems);
   if (!rateLimit && production) problems.push('CVVOPS_RATE_LIMIT=off is refused with NODE_ENV=production');
 
+  const perMinute = (name: string, dflt: number): number => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return dflt;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 1 || n > 1_000_000) {
+      problems.push(`${name} must be an integer 1-1000000 (requests per minute; got "${raw}")`);
+      return dflt;
+    }
+    return n;
+  };
+  const rateLimits = {
+    apiKey: perMinute('CVVOPS_RATE_LIMIT_API_KEY', 6000),
+    session: perMinute('CVVOPS_RATE_LIMIT_SESSION', 60),
+    address: perMinute('CVVOPS_RATE_LIMIT_ADDRESS', 600),
+  };
+
   const allowPrivateTargets = onOff('CVVOPS_ALLOW_PRIVATE_TARGETS', env.CVVOPS_ALLOW_PRIVATE_TARGETS, false, problems);
   if (allowPrivateTargets && production) problems.push('CVVOPS_ALLOW_PRIVATE_TARGETS=on is refused with NODE_ENV=production');
 
@@ -125,6 +143,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (problems.length) throw new ConfigError(problems);
   return Object.freeze({
     production, port, host, publicBaseUrl, publicOrigin, databaseUrl, masterKey, dataDir, demo, workers,
-    logLevel: lvl, rateLimit, allowPrivateTargets, signingAlg, sqliteSynchronous: sync,
+    logLevel: lvl, rateLimit, rateLimits: Object.freeze(rateLimits), allowPrivateTargets, signingAlg, sqliteSynchronous: sync,
   });
 }

@@ -8,6 +8,7 @@ import { IdempotencyService } from './domain/idempotency.js';
 import { Keyring } from './domain/keyring.js';
 import { MerchantService } from './domain/merchants.js';
 import { OriginRegistry } from './domain/origins.js';
+import { RateLimits } from './domain/rate-limits.js';
 import { SessionService } from './domain/sessions.js';
 import { TokenService } from './domain/tokens.js';
 import { Vault } from './domain/vault.js';
@@ -30,6 +31,7 @@ export interface Deps {
   sessions: SessionService;
   idempotency: IdempotencyService;
   origins: OriginRegistry;
+  limits: RateLimits;
   close(): Promise<void>;
 }
 
@@ -55,7 +57,7 @@ export function resolveMasterKey(config: Config, log: Logger): Secret<Buffer> {
   return new Secret(key);
 }
 
-export async function createDeps(config: Config, log: Logger, opts: { clock?: Clock; store?: Store; masterKey?: Secret<Buffer> } = {}): Promise<Deps> {
+export async function createDeps(config: Config, log: Logger, opts: { clock?: Clock; store?: Store; masterKey?: Secret<Buffer>; limits?: RateLimits } = {}): Promise<Deps> {
   const clock = opts.clock ?? systemClock;
   const store = opts.store ?? await KyselyStore.open(config.databaseUrl, { synchronous: config.sqliteSynchronous });
   await store.migrate();
@@ -69,8 +71,9 @@ export async function createDeps(config: Config, log: Logger, opts: { clock?: Cl
   const idempotency = new IdempotencyService(store, keyring, clock);
   const origins = new OriginRegistry(store, config.publicOrigin);
   await origins.refresh();
+  const limits = opts.limits ?? (config.rateLimit ? RateLimits.inMemory(config.rateLimits) : RateLimits.off());
   return {
-    config, log, clock, store, keyring, tokens, merchants, cards, vault, sessions, idempotency, origins,
+    config, log, clock, store, keyring, tokens, merchants, cards, vault, sessions, idempotency, origins, limits,
     async close() {
       origins.stop();
       await store.close();

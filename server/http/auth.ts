@@ -1,6 +1,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import { AppError, isAppError } from '../errors.js';
 import type { MerchantService } from '../domain/merchants.js';
+import type { RateLimits } from '../domain/rate-limits.js';
 import { MAX_TOKEN_LENGTH, type SessionClaims, type TokenService } from '../domain/tokens.js';
 import type { Logger } from '../log.js';
 import { Secret } from '../secret.js';
@@ -18,7 +19,7 @@ function bearer(req: Request): string | null {
 }
 
 /** Merchant endpoints: an API key, hashed and compared in constant time; every use is audited. */
-export function merchantAuth(merchants: MerchantService, log: Logger) {
+export function merchantAuth(merchants: MerchantService, limits: RateLimits, log: Logger) {
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     const cred = bearer(req);
     if (cred === null) throw new AppError('unauthenticated', 'An API key is required: Authorization: Bearer sk_…');
@@ -26,6 +27,7 @@ export function merchantAuth(merchants: MerchantService, log: Logger) {
     try {
       const ctx = await merchants.authenticate(new Secret(cred));
       res.locals.merchant = ctx;
+      await limits.consume('apiKey', ctx.keyId);
       log.info({ audit: true, event: 'api_key.used', outcome: 'success', keyId: ctx.keyId, merchantId: ctx.merchant.id, mode: ctx.mode, requestId: res.locals.requestId, ip: req.ip, route: `${req.method} ${req.route?.path ?? "?"}` }, 'API key accepted');
     } catch (e) {
       if (isAppError(e)) log.warn({ audit: true, event: 'api_key.used', outcome: 'failure', requestId: res.locals.requestId, ip: req.ip, route: `${req.method} ${req.route?.path ?? "?"}` }, 'API key refused');
@@ -40,14 +42,16 @@ export function merchantAuth(merchants: MerchantService, log: Logger) {
  * typ, issuer, expiry) before the body is looked at. Whether it is still the
  * session's current token is the session service's business.
  */
-export function sessionAuth(tokens: TokenService) {
+export function sessionAuth(tokens: TokenService, limits: RateLimits) {
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     const cred = bearer(req);
     if (cred === null) throw new AppError('unauthenticated', 'A session token is required: Authorization: Bearer <token>.');
     if (cred.startsWith('sk_')) throw new AppError('wrong_credential_type', 'Operation endpoints take a session token, not an API key.');
     if (cred.length > MAX_TOKEN_LENGTH) throw new AppError('invalid_token', 'The session token is too long.');
+    await limits.consume('address', req.ip ?? 'unknown');
     const out = await tokens.verify(cred);
     if (!out.ok) throw new AppError(out.reason === 'expired' ? 'token_expired' : 'invalid_token');
+    await limits.consume('session', out.claims.sub);
     res.locals.sessionToken = { token: cred, claims: out.claims } satisfies VerifiedToken;
     next();
   };

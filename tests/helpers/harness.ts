@@ -37,6 +37,8 @@ export async function makeHarness(opts: { env?: Record<string, string>; clock?: 
     PUBLIC_BASE_URL: 'http://cvv.test',
     CVVOPS_MASTER_KEY: masterKey.toString('base64'),
     LOG_LEVEL: 'info',
+    // Limits are tested on their own (rate-limits.test.ts); elsewhere they would only make tests order-dependent.
+    CVVOPS_RATE_LIMIT: 'off',
     ...opts.env,
   });
   const logs: string[] = [];
