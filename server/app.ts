@@ -8,6 +8,7 @@ import { idempotency } from './http/idempotency.js';
 import { Metrics } from './http/metrics.js';
 import { errorHandler, jsonBody, noStore, notFound, refuseKeysInQuery, requestId } from './http/middleware.js';
 import { cardRoutes } from './http/routes/cards.js';
+import { merchantRoutes } from './http/routes/merchant.js';
 import { operationRoutes } from './http/routes/operations.js';
 import { publicRoutes } from './http/routes/public.js';
 import { sessionRoutes } from './http/routes/sessions.js';
@@ -23,6 +24,7 @@ export function buildApi(d: Deps, metrics: () => Metrics = () => new Metrics()):
   sessionRoutes(api, d);
   operationRoutes(api, d);
   cardRoutes(api, d);
+  merchantRoutes(api, d);
   return api;
 }
 

@@ -71,6 +71,22 @@ export class MerchantService {
     return new Secret(key);
   }
 
+  /** PATCH /Merchant: the settings of section 8 (the processor comes with the charge work). */
+  async updateSettings(m: MerchantContext, patch: { allowedOrigins?: string[]; allowedProxyTargets?: string[]; cvvBlockThreshold?: number; cvcSessionTtlSeconds?: number }): Promise<MerchantRecord> {
+    if (patch.allowedOrigins) {
+      const problems = patch.allowedOrigins.map((o) => originProblem(o, this.opts.production)).filter((x): x is string => x !== null);
+      if (problems.length) throw new AppError('invalid_request', `allowedOrigins: ${problems[0]}`);
+    }
+    const next = await this.store.updateMerchant(m.merchant.id, {
+      ...patch,
+      ...(patch.allowedOrigins ? { allowedOrigins: [...new Set(patch.allowedOrigins)] } : {}),
+      ...(patch.allowedProxyTargets ? { allowedProxyTargets: [...new Set(patch.allowedProxyTargets)] } : {}),
+    }, this.clock.now());
+    if (!next) throw new AppError('not_found');
+    this.opts.log?.info({ audit: true, event: 'merchant.settings_changed', merchantId: m.merchant.id, keyId: m.keyId, fields: Object.keys(patch) }, 'merchant settings changed');
+    return next;
+  }
+
   /** Resolves an API key to its merchant and mode, or throws invalid_api_key. */
   async authenticate(key: Secret<string>): Promise<MerchantContext> {
     const k = key.expose();

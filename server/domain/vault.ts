@@ -1,7 +1,7 @@
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Secret } from '../secret.js';
-import type { CardRecord, CvcRetention, CvvRetention, MerchantRecord, Mode, Store } from '../store/store.js';
+import type { CardRecord, CvcRetention, CvcSessionRecord, CvvRetention, MerchantRecord, Mode, Store } from '../store/store.js';
 import { type Clock, isoTime } from './clock.js';
 import { newId } from './ids.js';
 import type { Keyring } from './keyring.js';
@@ -10,6 +10,15 @@ export interface CvcSessionView {
   id: string;
   expiresAt: string;
 }
+
+/** `cache` retention: the first use opens a window of five minutes, once. */
+export const CACHE_WINDOW_MS = 5 * 60 * 1000;
+
+export type CvvStatusView = {
+  status: 'Unblocked' | 'Blocked';
+  failedAttempts: number;
+  cvcSession: { available: true; id: string; expiresAt: string } | { available: false };
+};
 
 /** Test-mode CVC sessions (test cards only) live one year and are never destroyed by use. */
 export const TEST_CVC_LIFETIME_MS = 365 * 24 * 3600 * 1000;
@@ -59,6 +68,69 @@ export class Vault {
     });
     this.log?.info({ audit: true, event: 'cvv.collected', merchantId: p.merchant.id, cvcSession: id, card: p.card.token, session: p.sessionId }, 'CVV stored');
     return { id, expiresAt: isoTime(expiresAt) };
+  }
+
+  /**
+   * The CVV for one use (a charge attempt or a proxy forward), following the
+   * CVC session's retention: `single_use` is read once (DELETE … RETURNING),
+   * `cache` opens its five-minute window at the first use and never extends
+   * it, `reusable` (test mode) is left as it is. 410 cvc_session_not_found if
+   * it is gone by now.
+   */
+  async useCvv(cvc: CvcSessionRecord, reason: string): Promise<Secret<string>> {
+    const now = this.clock.now();
+    let row: CvcSessionRecord | null;
+    if (cvc.retention === 'single_use') {
+      row = await this.store.takeCvcSession(cvc.id, now);
+      if (row) this.log?.info({ audit: true, event: 'cvv.destroyed', merchantId: cvc.merchantId, cvcSession: cvc.id, reason: `used:${reason}` }, 'CVV destroyed by use');
+    } else {
+      if (cvc.retention === 'cache' && cvc.firstUsedAt === null) await this.store.startCvcCacheWindow(cvc.id, now, now + CACHE_WINDOW_MS);
+      row = await this.store.getCvcSessionById(cvc.id, now);
+    }
+    if (!row || row.merchantId !== cvc.merchantId) throw new AppError('cvc_session_not_found');
+    return new Secret(this.keyring.open('cvv', row.sealed, `cvv|${row.merchantId}|${row.id}`).toString('utf8'));
+  }
+
+  /**
+   * An authorization response arrived (approved or declined): in live mode the
+   * CVV must be unrecoverable at once, whatever the retention (PCI DSS 3.3.1).
+   * Test-mode CVC sessions of test cards are never destroyed by use.
+   */
+  async afterAuthorization(cvc: CvcSessionRecord): Promise<void> {
+    if (cvc.mode !== 'live') return;
+    const n = await this.store.deleteCvcSession(cvc.merchantId, cvc.mode, cvc.id, 0);
+    if (n) this.log?.info({ audit: true, event: 'cvv.destroyed', merchantId: cvc.merchantId, cvcSession: cvc.id, reason: 'authorized' }, 'CVV destroyed after authorization');
+  }
+
+  /**
+   * A charge's CVV verdict for the card number: `incorrect_cvc` counts one
+   * failure (blocking at the merchant's threshold), a match resets the count.
+   */
+  async recordCvvResult(merchant: MerchantRecord, card: CardRecord, p: { cvvResult: string | null; declineCode: string | null }): Promise<void> {
+    const now = this.clock.now();
+    if (p.declineCode === 'incorrect_cvc') {
+      const st = await this.store.recordCvvFailure(merchant.id, card.fingerprint, merchant.cvvBlockThreshold, now);
+      if (st.blocked && st.failedAttempts === merchant.cvvBlockThreshold) {
+        this.log?.warn({ audit: true, event: 'cvv.blocked', merchantId: merchant.id, card: card.token, failedAttempts: st.failedAttempts }, 'card CVV blocked');
+      }
+    } else if (p.cvvResult === 'M') {
+      await this.store.resetCvvStatus(merchant.id, card.fingerprint, now);
+    }
+  }
+
+  async status(merchantId: string, card: CardRecord): Promise<CvvStatusView> {
+    const st = await this.store.getCvvStatus(merchantId, card.fingerprint);
+    const cvc = await this.store.findLiveCvcSessionOfCard(merchantId, card.token, this.clock.now());
+    return {
+      status: st?.blocked ? 'Blocked' : 'Unblocked',
+      failedAttempts: st?.failedAttempts ?? 0,
+      cvcSession: cvc ? { available: true, id: cvc.id, expiresAt: isoTime(cvc.expiresAt) } : { available: false },
+    };
+  }
+
+  async unblock(merchantId: string, card: CardRecord): Promise<void> {
+    await this.store.resetCvvStatus(merchantId, card.fingerprint, this.clock.now());
+    this.log?.info({ audit: true, event: 'cvv.unblocked', merchantId, card: card.token }, 'card CVV unblocked');
   }
 
   /** What a charge of this session could use now, never the value. */

@@ -114,3 +114,28 @@ export const OperationResponse = z.object({
 export const ErrorBody = z.object({
   error: z.object({ code: z.string(), message: z.string(), requestId: z.string() }),
 }).openapi('Error');
+
+export const CvvStatus = z.object({
+  status: z.enum(['Unblocked', 'Blocked']),
+  failedAttempts: z.number().int(),
+  cvcSession: z.union([z.object({ available: z.literal(true), id: z.string(), expiresAt: z.string() }), z.object({ available: z.literal(false) })]),
+}).openapi('CvvStatus');
+
+export const Merchant = z.object({
+  id: z.string(),
+  name: z.string(),
+  allowedOrigins: z.array(z.string()),
+  allowedProxyTargets: z.array(z.string()),
+  processor: z.record(z.string(), z.unknown()),
+  cvvBlockThreshold: z.number().int(),
+  cvcSessionTtlSeconds: z.number().int(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+}).openapi('Merchant');
+
+export const PatchMerchantBody = z.strictObject({
+  allowedOrigins: z.array(z.string().max(300)).max(50).optional(),
+  allowedProxyTargets: z.array(z.string().max(2048).url().refine((u) => u.startsWith('https://'), { message: 'must be an https URL' })).max(50).optional(),
+  cvvBlockThreshold: z.number().int().min(1).max(20).optional(),
+  cvcSessionTtlSeconds: z.number().int().min(30).max(3600).optional(),
+}).openapi('PatchMerchantRequest');

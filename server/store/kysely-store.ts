@@ -1,4 +1,4 @@
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Selectable } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Selectable, type Updateable } from 'kysely';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { Sealed } from '../domain/keyring.js';
 import { migrationProvider, type Engine } from './migrations.js';
@@ -112,7 +112,16 @@ export class KyselyStore implements Store {
   }
 
   async migrate(): Promise<void> {
-    const migrator = new Migrator({ db: this.db, provider: migrationProvider(this.engine) });
+    // PostgreSQL: Kysely's Migrator looks for its bookkeeping tables in every
+    // schema unless told which one, so a `kysely_migration` table in another
+    // schema (another app's, or another cvvops instance's) made it skip
+    // creating its own and then fail. Pin it to the schema our tables go to.
+    let migrationTableSchema: string | undefined;
+    if (this.engine === 'postgres') {
+      const { rows } = await sql<{ schema: string | null }>`select current_schema() as schema`.execute(this.db);
+      migrationTableSchema = rows[0]?.schema ?? undefined;
+    }
+    const migrator = new Migrator({ db: this.db, provider: migrationProvider(this.engine), migrationTableSchema });
     const { error } = await migrator.migrateToLatest();
     if (error) throw error instanceof Error ? error : new Error(String(error));
   }
@@ -425,5 +434,60 @@ export class KyselyStore implements Store {
       n += Number(r.numDeletedRows);
     }
     return n;
+  }
+
+  async takeCvcSession(id: string, now: number): Promise<CvcSessionRecord | null> {
+    const rows = await this.db.deleteFrom('cvc_sessions').where('id', '=', id).where('expires_at', '>', now).returningAll().execute();
+    if (rows.length === 0) return null;
+    this.#afterCvvDelete();
+    return toCvc(rows[0]!);
+  }
+
+  async startCvcCacheWindow(id: string, now: number, until: number): Promise<void> {
+    const row = await this.db.selectFrom('cvc_sessions').select(['expires_at']).where('id', '=', id).where('first_used_at', 'is', null).executeTakeFirst();
+    if (!row) return;
+    const expiresAt = Math.min(Number(row.expires_at), until);
+    await this.db.updateTable('cvc_sessions').set({ first_used_at: now, expires_at: expiresAt })
+      .where('id', '=', id).where('first_used_at', 'is', null).where('expires_at', '=', row.expires_at).execute();
+  }
+
+  async getCvcSessionById(id: string, now: number): Promise<CvcSessionRecord | null> {
+    const r = await this.db.selectFrom('cvc_sessions').selectAll().where('id', '=', id).where('expires_at', '>', now).executeTakeFirst();
+    return r ? toCvc(r) : null;
+  }
+
+  async findLiveCvcSessionOfCard(merchantId: string, cardToken: string, now: number): Promise<CvcSessionRecord | null> {
+    const r = await this.db.selectFrom('cvc_sessions').selectAll()
+      .where('merchant_id', '=', merchantId).where('card_token', '=', cardToken).where('expires_at', '>', now)
+      .orderBy('created_at', 'desc').limit(1).executeTakeFirst();
+    return r ? toCvc(r) : null;
+  }
+
+  async recordCvvFailure(merchantId: string, fingerprint: string, threshold: number, now: number): Promise<CvvStatusRecord> {
+    await this.db.insertInto('cvv_status')
+      .values({ merchant_id: merchantId, fingerprint, failed_attempts: 1, blocked: threshold <= 1 ? 1 : 0, updated_at: now })
+      .onConflict((oc) => oc.columns(['merchant_id', 'fingerprint']).doUpdateSet({
+        failed_attempts: sql`cvv_status.failed_attempts + 1`,
+        blocked: sql`CASE WHEN cvv_status.failed_attempts + 1 >= ${threshold} THEN 1 ELSE cvv_status.blocked END`,
+        updated_at: now,
+      }))
+      .execute();
+    return (await this.getCvvStatus(merchantId, fingerprint))!;
+  }
+
+  async resetCvvStatus(merchantId: string, fingerprint: string, now: number): Promise<void> {
+    await this.db.updateTable('cvv_status').set({ failed_attempts: 0, blocked: 0, updated_at: now })
+      .where('merchant_id', '=', merchantId).where('fingerprint', '=', fingerprint).execute();
+  }
+
+  async updateMerchant(id: string, patch: Parameters<Store['updateMerchant']>[1], now: number): Promise<MerchantRecord | null> {
+    const set: Updateable<MerchantsTable> = { updated_at: now };
+    if (patch.allowedOrigins) set.allowed_origins = JSON.stringify(patch.allowedOrigins);
+    if (patch.allowedProxyTargets) set.allowed_proxy_targets = JSON.stringify(patch.allowedProxyTargets);
+    if (patch.processor) set.processor = JSON.stringify(patch.processor);
+    if (patch.cvvBlockThreshold !== undefined) set.cvv_block_threshold = patch.cvvBlockThreshold;
+    if (patch.cvcSessionTtlSeconds !== undefined) set.cvc_session_ttl_seconds = patch.cvcSessionTtlSeconds;
+    await this.db.updateTable('merchants').set(set).where('id', '=', id).execute();
+    return this.getMerchant(id);
   }
 }

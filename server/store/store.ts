@@ -170,6 +170,19 @@ export interface Store {
   /** Removes expired CVC sessions (the sweeper); returns how many. */
   deleteExpiredCvcSessions(now: number, limit: number): Promise<number>;
 
+  /** Read-once: deletes a live CVC session and returns it (DELETE … RETURNING); null if it was gone or expired. */
+  takeCvcSession(id: string, now: number): Promise<CvcSessionRecord | null>;
+  /** Starts the one-time cache window of a `cache` CVC session: first_used_at=now, expiry pulled in to `until` (never extended). */
+  startCvcCacheWindow(id: string, now: number, until: number): Promise<void>;
+  getCvcSessionById(id: string, now: number): Promise<CvcSessionRecord | null>;
+  /** The newest live CVC session of a card, whichever session made it. */
+  findLiveCvcSessionOfCard(merchantId: string, cardToken: string, now: number): Promise<CvcSessionRecord | null>;
+  /** Counts one incorrect-CVC decline for a card number; blocks it at `threshold`. Returns the new status. */
+  recordCvvFailure(merchantId: string, fingerprint: string, threshold: number, now: number): Promise<CvvStatusRecord>;
+  /** A match (or an unblock): the count back to zero, unblocked. */
+  resetCvvStatus(merchantId: string, fingerprint: string, now: number): Promise<void>;
+  updateMerchant(id: string, patch: Partial<Pick<MerchantRecord, 'allowedOrigins' | 'allowedProxyTargets' | 'processor' | 'cvvBlockThreshold' | 'cvcSessionTtlSeconds'>>, now: number): Promise<MerchantRecord | null>;
+
   insertSession(s: SessionRecord): Promise<void>;
   getSession(merchantId: string, mode: Mode, id: string): Promise<SessionRecord | null>;
   /** By id only: the merchant comes from a verified token, and the caller compares it. */

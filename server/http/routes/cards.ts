@@ -2,7 +2,7 @@ import { cardView } from '../../domain/cards.js';
 import type { Deps } from '../../deps.js';
 import { Secret } from '../../secret.js';
 import type { Api } from '../api.js';
-import { Card, CreateCardBody, CreatedCard } from '../schemas.js';
+import { Card, CreateCardBody, CreatedCard, CvvStatus } from '../schemas.js';
 
 /** Section 5: card tokens and CVC sessions, for the merchant's server. */
 export function cardRoutes(api: Api, d: Deps): void {
@@ -33,6 +33,25 @@ export function cardRoutes(api: Api, d: Deps): void {
     responses: { 204: { description: 'Deleted.' } },
     handler: async (_req, res, { merchant, params }) => {
       await d.cards.delete(merchant, params.token!);
+      res.status(204).end();
+    },
+  });
+
+  api.add({
+    method: 'get', path: '/Cards/{token}/cvv/status', tag: 'Cards', auth: 'merchant', summary: "The card's CVV status: blocking and CVC session",
+    responses: { 200: { description: 'The status; never the CVV.', schema: CvvStatus } },
+    handler: async (_req, res, { merchant, params }) => {
+      const card = await d.cards.get(merchant, params.token!);
+      res.json(await d.vault.status(merchant.merchant.id, card));
+    },
+  });
+
+  api.add({
+    method: 'post', path: '/Cards/{token}/cvv/unblock', tag: 'Cards', auth: 'merchant', summary: "Unblock the card's CVV and reset the count",
+    responses: { 204: { description: 'Unblocked.' } },
+    handler: async (_req, res, { merchant, params }) => {
+      const card = await d.cards.get(merchant, params.token!);
+      await d.vault.unblock(merchant.merchant.id, card);
       res.status(204).end();
     },
   });
