@@ -23,7 +23,8 @@ export function noStore(_req: Request, res: Response, next: NextFunction): void 
 /** Refuses API keys in the query string (they would land in access logs). */
 export function refuseKeysInQuery(req: Request, _res: Response, next: NextFunction): void {
   const q = req.url.indexOf('?');
-  if (q >= 0 && /(^|[&=])(sk_(test|live)_|api_?key=|access_token=)/i.test(decodeURIComponentSafe(req.url.slice(q + 1)))) {
+  const query = q >= 0 ? decodeURIComponentSafe(req.url.slice(q + 1).replace(/\+/g, ' ')) : '';
+  if (q >= 0 && (/sk_(test|live)_/i.test(query) || /(^|&)(api_?key|access_token|key|token)=/i.test(query))) {
     throw new AppError('invalid_api_key', 'Credentials are not accepted in the query string; use the Authorization header.');
   }
   next();

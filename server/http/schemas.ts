@@ -7,7 +7,8 @@ export { z };
 
 const CURRENCIES = new Set(Intl.supportedValuesOf('currency'));
 // eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+/** C0/C1 controls, line separators and the bidirectional controls of "Trojan Source". */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/;
 
 /** Text a person wrote: well-formed Unicode (no lone surrogates), no control characters. */
 export const text = (max: number) =>
