@@ -12,7 +12,9 @@ import { merchantRoutes } from './http/routes/merchant.js';
 import { operationRoutes } from './http/routes/operations.js';
 import { publicRoutes } from './http/routes/public.js';
 import { sessionRoutes } from './http/routes/sessions.js';
-import { VERSION } from './version.js';
+import { projectRoot, VERSION } from './version.js';
+import { join } from 'node:path';
+import { hostedRoutes } from './http/routes/hosted.js';
 
 export const BODY_LIMIT = 16384;
 
@@ -56,6 +58,10 @@ export function buildApp(d: Deps, metrics = new Metrics()): Express {
   app.use(refuseKeysInQuery);
 
   const api = buildApi(d, () => metrics);
+
+  app.set('views', join(projectRoot(), 'views'));
+  app.set('view engine', 'ejs');
+  hostedRoutes(app, d);
 
   const operationPaths = ['/CvvOperations/collectCvv', '/CvvOperations/threeDS', '/CvvOperations/threeDS/result', '/CvvOperations/charge'];
   app.use(operationPaths, operationCors(d.origins));

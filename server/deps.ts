@@ -12,6 +12,15 @@ import { RateLimits } from './domain/rate-limits.js';
 import { SessionService } from './domain/sessions.js';
 import { TokenService } from './domain/tokens.js';
 import { Vault } from './domain/vault.js';
+import { ChargeService } from './domain/charges.js';
+import { ThreeDSService } from './domain/three-ds.js';
+import { WebhookService } from './domain/webhooks.js';
+import { HttpProcessor, HttpProcessorConfig } from './connectors/processors/http.js';
+import type { Processor } from './connectors/processors/processor.js';
+import { SimulatorProcessor } from './connectors/processors/simulator.js';
+import { SimulatorThreeDS } from './connectors/three-ds/simulator.js';
+import type { ThreeDSProvider } from './connectors/three-ds/provider.js';
+import type { MerchantRecord } from './store/store.js';
 import type { Logger } from './log.js';
 import { Secret } from './secret.js';
 import { KyselyStore } from './store/kysely-store.js';
@@ -32,6 +41,10 @@ export interface Deps {
   idempotency: IdempotencyService;
   origins: OriginRegistry;
   limits: RateLimits;
+  webhooks: WebhookService;
+  threeDS: ThreeDSService;
+  charges: ChargeService;
+  processorFor(m: MerchantRecord): { processor: Processor; timeoutMs: number };
   close(): Promise<void>;
 }
 
@@ -57,7 +70,7 @@ export function resolveMasterKey(config: Config, log: Logger): Secret<Buffer> {
   return new Secret(key);
 }
 
-export async function createDeps(config: Config, log: Logger, opts: { clock?: Clock; store?: Store; masterKey?: Secret<Buffer>; limits?: RateLimits } = {}): Promise<Deps> {
+export async function createDeps(config: Config, log: Logger, opts: { clock?: Clock; store?: Store; masterKey?: Secret<Buffer>; limits?: RateLimits; threeDSProvider?: ThreeDSProvider; simulator?: Processor } = {}): Promise<Deps> {
   const clock = opts.clock ?? systemClock;
   const store = opts.store ?? await KyselyStore.open(config.databaseUrl, { synchronous: config.sqliteSynchronous });
   await store.migrate();
@@ -72,10 +85,26 @@ export async function createDeps(config: Config, log: Logger, opts: { clock?: Cl
   const origins = new OriginRegistry(store, config.publicOrigin);
   await origins.refresh();
   const limits = opts.limits ?? (config.rateLimit ? RateLimits.inMemory(config.rateLimits) : RateLimits.off());
+  const webhooks = new WebhookService(store, keyring, clock, { allowPrivate: config.allowPrivateTargets, log });
+  const threeDS = new ThreeDSService(store, keyring, clock, cards, opts.threeDSProvider ?? new SimulatorThreeDS(), webhooks, { publicBaseUrl: config.publicBaseUrl, log });
+  const simulator = opts.simulator ?? new SimulatorProcessor();
+  const httpProcessors = new Map<string, { at: number; processor: HttpProcessor; timeoutMs: number }>();
+  const processorFor = (m: MerchantRecord): { processor: Processor; timeoutMs: number } => {
+    const p = m.processor as { type?: string; sealed?: string };
+    if (p.type !== 'http' || !p.sealed) return { processor: simulator, timeoutMs: 15_000 };
+    const cached = httpProcessors.get(m.id);
+    if (cached && cached.at === m.updatedAt) return cached;
+    const cfg = HttpProcessorConfig.parse(JSON.parse(keyring.open('settings', { keyVersion: 1, blob: Buffer.from(p.sealed, 'base64') }, `processor|${m.id}`).toString('utf8')));
+    const entry = { at: m.updatedAt, processor: new HttpProcessor(cfg, { allowPrivate: config.allowPrivateTargets, onTranscript: (t) => log.debug({ merchantId: m.id, transcript: t }, 'processor transcript (scrubbed)') }), timeoutMs: cfg.timeoutMs };
+    httpProcessors.set(m.id, entry);
+    return entry;
+  };
+  const charges = new ChargeService(store, keyring, clock, cards, vault, threeDS, sessions, webhooks, processorFor, { production: config.production, log });
   return {
-    config, log, clock, store, keyring, tokens, merchants, cards, vault, sessions, idempotency, origins, limits,
+    config, log, clock, store, keyring, tokens, merchants, cards, vault, sessions, idempotency, origins, limits, webhooks, threeDS, charges, processorFor,
     async close() {
       origins.stop();
+      webhooks.stop();
       await store.close();
     },
   };

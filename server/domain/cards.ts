@@ -118,6 +118,15 @@ export class CardService {
     if (!(await this.store.deleteCard(m.merchant.id, m.mode, token))) throw new AppError('not_found', 'No such card.');
   }
 
+  /** The card number and holder name, decrypted for a processor or a 3DS provider only. */
+  open(c: CardRecord): { number: Secret<string>; holderName: Secret<string> | null } {
+    const aad = `${c.merchantId}|${c.token}`;
+    return {
+      number: new Secret(this.keyring.open('card', c.numberSealed, `number|${aad}`).toString('utf8')),
+      holderName: c.holderSealed ? new Secret(this.keyring.open('card', c.holderSealed, `holder|${aad}`).toString('utf8')) : null,
+    };
+  }
+
   /** Per merchant: the same card number tokenized twice has one fingerprint (CVV blocking counts per card number). */
   fingerprint(merchantId: string, number: string): string {
     return this.keyring.mac('fingerprint', `${merchantId}|${number}`);

@@ -2,7 +2,7 @@ import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, ti
 import { Secret } from '../secret.js';
 
 /** What a key is for: each purpose gets its own key, derived from the master key with HKDF. */
-export type KeyPurpose = 'cvv' | 'card' | 'signing-key' | 'replay' | 'idempotency' | 'fingerprint' | 'api-key' | 'demo';
+export type KeyPurpose = 'cvv' | 'card' | 'signing-key' | 'replay' | 'idempotency' | 'fingerprint' | 'api-key' | 'demo' | 'settings' | 'cavv';
 
 /** A value encrypted with AES-256-GCM: key version, 96-bit IV, ciphertext and tag (one buffer). */
 export interface Sealed {
@@ -24,7 +24,7 @@ export class Keyring {
   constructor(master: Secret<Buffer>) {
     const m = master.expose();
     if (m.length !== 32) throw new Error('master key must be 32 bytes');
-    const purposes: KeyPurpose[] = ['cvv', 'card', 'signing-key', 'replay', 'idempotency', 'fingerprint', 'api-key', 'demo'];
+    const purposes: KeyPurpose[] = ['cvv', 'card', 'signing-key', 'replay', 'idempotency', 'fingerprint', 'api-key', 'demo', 'settings', 'cavv'];
     for (const p of purposes) {
       this.#keys.set(`${p}:${CURRENT_VERSION}`, Buffer.from(hkdfSync('sha256', m, 'cvvops', `cvvops/${p}/v${CURRENT_VERSION}`, 32)));
     }

@@ -231,6 +231,8 @@ export class SessionService {
     claims: SessionClaims;
     body: unknown;
     origin: string | undefined;
+    /** false for a call that only fetches an outcome (threeDS/result): no attempt is counted. */
+    countAttempt?: boolean;
     prepare?: (ctx: Omit<OperationContext, 'newJti'>) => Promise<void>;
     work: (ctx: OperationContext) => Promise<OperationWork>;
   }): Promise<OperationResponse> {
@@ -246,13 +248,14 @@ export class SessionService {
     if (claims.jti !== s.jti) return this.#replayOrSuperseded(s, claims, hash);
     if (!claims.ops.includes(p.op)) throw new AppError('operation_not_allowed');
     this.#assertOpen(s);
-    if (s.attempts[p.op] >= s.maxAttempts) throw new AppError('attempts_exhausted');
+    const counts = p.countAttempt !== false;
+    if (counts && s.attempts[p.op] >= s.maxAttempts) throw new AppError('attempts_exhausted');
     const card = await this.#card(s);
     await p.prepare?.({ session: s, claims, card, merchant });
 
     const jti = newJti();
     const now = this.clock.now();
-    if (!(await this.store.claimOperation({ id: s.id, jti: claims.jti, newJti: jti, op: p.op, now }))) {
+    if (!(await this.store.claimOperation({ id: s.id, jti: claims.jti, newJti: jti, op: p.op, now, countAttempt: counts }))) {
       const again = await this.store.getSessionById(s.id);
       if (!again) throw new AppError('invalid_token');
       if (again.jti !== claims.jti) return this.#replayOrSuperseded(again, claims, hash);
@@ -265,7 +268,7 @@ export class SessionService {
     try {
       work = await p.work({ session: s, claims, card, merchant, newJti: jti });
     } catch (err) {
-      await this.store.unclaimOperation({ id: s.id, jti, oldJti: claims.jti, op: p.op, now: this.clock.now() });
+      await this.store.unclaimOperation({ id: s.id, jti, oldJti: claims.jti, op: p.op, now: this.clock.now(), countAttempt: counts });
       throw err;
     }
     const results: OperationResults = { ...s.results, [p.op]: work.claim };
@@ -285,6 +288,31 @@ export class SessionService {
     }
     log?.info({ audit: true, event: 'operation', outcome: work.claim.status, fromJti: claims.jti, jti, seq: s.seq + 1 }, 'operation ran; token rotated');
     return response;
+  }
+
+  /**
+   * Hands out a new current token carrying an outcome that was settled
+   * outside an operation call (a charge reconciled after a crash): one
+   * conditional rotation from whatever token is current.
+   */
+  async rotateWithResult(sessionId: string, op: Operation, result: Record<string, unknown>, claim: Record<string, unknown>, complete: boolean): Promise<OperationResponse> {
+    for (let i = 0; i < 5; i++) {
+      const s = await this.store.getSessionById(sessionId);
+      if (!s) throw new AppError('invalid_token');
+      this.#assertOpen(s);
+      const card = await this.#card(s);
+      const jti = newJti();
+      const results: OperationResults = { ...s.results, [op]: claim };
+      const token = await this.tokens.sign(this.claimsFor(s, card, jti, s.seq + 1, s.tokenHash, results));
+      const now = this.clock.now();
+      if (!(await this.store.rotateToken({ id: s.id, jti: s.jti, newJti: jti, tokenHash: tokenHash(token), now }))) continue;
+      const response: OperationResponse = { result, token, session: { status: complete ? 'completed' : 'active' } };
+      const sealed = this.keyring.seal('replay', JSON.stringify({ producedJti: jti, response }), `replay|${s.id}|-`);
+      await this.store.finishOperation({ id: s.id, jti, results, tokenHash: tokenHash(token), now, complete, replay: { jti: '-', hash: '-', sealed, at: now } });
+      this.opts.log?.info({ audit: true, event: 'operation.reconciled', merchantId: s.merchantId, session: s.id, op, jti, seq: s.seq + 1 }, 'outcome settled; token rotated');
+      return response;
+    }
+    throw new AppError('token_superseded');
   }
 
   /** An old token: the exact repeat of its call within 60 s gets the same response, while the token it produced is current. */

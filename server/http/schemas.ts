@@ -140,3 +140,21 @@ export const PatchMerchantBody = z.strictObject({
   cvvBlockThreshold: z.number().int().min(1).max(20).optional(),
   cvcSessionTtlSeconds: z.number().int().min(30).max(3600).optional(),
 }).openapi('PatchMerchantRequest');
+
+export const ThreeDSBody = z.strictObject({
+  browser: z.strictObject({
+    acceptHeader: z.string().max(2048).optional(),
+    language: z.string().max(35).regex(/^[A-Za-z0-9-]+$/).optional(),
+    screenWidth: z.number().int().min(0).max(100000).optional(),
+    screenHeight: z.number().int().min(0).max(100000).optional(),
+    timeZoneOffset: z.number().int().min(-1440).max(1440).optional(),
+    userAgent: z.string().max(2048).optional(),
+    colorDepth: z.number().int().min(1).max(64).optional(),
+    javaEnabled: z.boolean().optional(),
+    javascriptEnabled: z.boolean().optional(),
+  }).optional(),
+}).openapi('ThreeDSRequest');
+
+export const EmptyBody = z.strictObject({}).openapi('EmptyRequest');
+
+export const ChargeBody = z.strictObject({ amount: Amount.optional() }).openapi('ChargeRequest');

@@ -2,9 +2,9 @@ import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Selectable,
 import type BetterSqlite3 from 'better-sqlite3';
 import type { Sealed } from '../domain/keyring.js';
 import { migrationProvider, type Engine } from './migrations.js';
-import type { CardsTable, CvcSessionsTable, Database, MerchantsTable, SessionsTable } from './schema.js';
+import type { CardsTable, ChargesTable, CvcSessionsTable, Database, MerchantsTable, SessionsTable, WebhookEndpointsTable, WebhookOutboxTable } from './schema.js';
 import type {
-  ApiKeyRecord, CardRecord, CvcRetention, CvcSessionRecord, CvvStatusRecord, IdempotencyRecord, MerchantRecord,
+  ApiKeyRecord, ChargeRecord, OutboxRecord, TdsRecord, WebhookEndpointRecord, CardRecord, CvcRetention, CvcSessionRecord, CvvStatusRecord, IdempotencyRecord, MerchantRecord,
   Mode, Operation, SessionRecord, SessionStatus, SigningKeyRecord, Store,
 } from './store.js';
 
@@ -54,6 +54,31 @@ function toSession(r: Selectable<SessionsTable>): SessionRecord {
     replay: r.replay_jti && r.replay_hash && r.replay_sealed && r.replay_at !== null
       ? { jti: r.replay_jti, hash: r.replay_hash, sealed: unpack(r.replay_sealed), at: Number(r.replay_at) } : null,
     expiresAt: Number(r.expires_at), createdAt: Number(r.created_at), updatedAt: Number(r.updated_at),
+  };
+}
+
+function toCharge(r: Selectable<ChargesTable>): ChargeRecord {
+  return {
+    id: r.id, merchantId: r.merchant_id, sessionId: r.session_id, mode: r.mode as Mode, idempotencyKey: r.idempotency_key,
+    requestHash: r.request_hash, providerKey: r.provider_key, processor: r.processor,
+    amount: { value: Number(r.amount_value), currency: r.currency }, status: r.status as ChargeRecord['status'],
+    authorizationCode: r.authorization_code, declineCode: r.decline_code, cvvResult: r.cvv_result, avsResult: r.avs_result,
+    networkTransactionId: r.network_transaction_id, responseSealed: r.response_sealed ? unpack(r.response_sealed) : null,
+    createdAt: Number(r.created_at), updatedAt: Number(r.updated_at),
+  };
+}
+function toEndpoint(r: Selectable<WebhookEndpointsTable>): WebhookEndpointRecord {
+  return {
+    id: r.id, merchantId: r.merchant_id, mode: r.mode as Mode, url: r.url, events: JSON.parse(r.events),
+    secretSealed: unpack(r.secret_sealed), createdAt: Number(r.created_at),
+  };
+}
+function toOutbox(r: Selectable<WebhookOutboxTable>): OutboxRecord {
+  return {
+    id: r.id, eventId: r.event_id, endpointId: r.endpoint_id, merchantId: r.merchant_id, body: r.body,
+    status: r.status as OutboxRecord['status'], attempts: Number(r.attempts), nextAttemptAt: Number(r.next_attempt_at),
+    lockedUntil: Number(r.locked_until), lastStatus: r.last_status === null ? null : Number(r.last_status),
+    createdAt: Number(r.created_at), deliveredAt: r.delivered_at === null ? null : Number(r.delivered_at),
   };
 }
 
@@ -341,20 +366,23 @@ export class KyselyStore implements Store {
     return r ? toSession(r) : null;
   }
 
-  async claimOperation(p: { id: string; jti: string; newJti: string; op: Operation; now: number }): Promise<boolean> {
+  async claimOperation(p: { id: string; jti: string; newJti: string; op: Operation; now: number; countAttempt?: boolean }): Promise<boolean> {
     const col = ATTEMPT_COLUMN[p.op];
-    const r = await this.db.updateTable('sessions')
-      .set((eb) => ({ jti: p.newJti, seq: eb('seq', '+', 1), [col]: eb(col, '+', 1), updated_at: p.now }))
+    const count = p.countAttempt !== false;
+    let q = this.db.updateTable('sessions')
+      .set((eb) => ({ jti: p.newJti, seq: eb('seq', '+', 1), ...(count ? { [col]: eb(col, '+', 1) } : {}), updated_at: p.now }))
       .where('id', '=', p.id).where('jti', '=', p.jti).where('status', '=', 'active')
-      .where('expires_at', '>', p.now).whereRef(col, '<', 'max_attempts')
-      .executeTakeFirst();
+      .where('expires_at', '>', p.now);
+    if (count) q = q.whereRef(col, '<', 'max_attempts');
+    const r = await q.executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;
   }
 
-  async unclaimOperation(p: { id: string; jti: string; oldJti: string; op: Operation; now: number }): Promise<boolean> {
+  async unclaimOperation(p: { id: string; jti: string; oldJti: string; op: Operation; now: number; countAttempt?: boolean }): Promise<boolean> {
     const col = ATTEMPT_COLUMN[p.op];
+    const count = p.countAttempt !== false;
     const r = await this.db.updateTable('sessions')
-      .set((eb) => ({ jti: p.oldJti, seq: eb('seq', '-', 1), [col]: eb(col, '-', 1), updated_at: p.now }))
+      .set((eb) => ({ jti: p.oldJti, seq: eb('seq', '-', 1), ...(count ? { [col]: eb(col, '-', 1) } : {}), updated_at: p.now }))
       .where('id', '=', p.id).where('jti', '=', p.jti)
       .executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;
@@ -489,5 +517,155 @@ export class KyselyStore implements Store {
     if (patch.cvcSessionTtlSeconds !== undefined) set.cvc_session_ttl_seconds = patch.cvcSessionTtlSeconds;
     await this.db.updateTable('merchants').set(set).where('id', '=', id).execute();
     return this.getMerchant(id);
+  }
+
+  #durableDepth = 0;
+  /**
+   * Money writes (charge intents and outcomes) are durable before the
+   * processor is called and before the response is sent: on SQLite they run
+   * with synchronous=FULL even when ordinary writes use NORMAL; PostgreSQL
+   * commits synchronously by default.
+   */
+  async #durable<T>(fn: () => Promise<T>): Promise<T> {
+    if (!this.#sqlite || this.#opts.synchronous === 'FULL') return fn();
+    if (this.#durableDepth++ === 0) this.#sqlite.pragma('synchronous = FULL');
+    try {
+      return await fn();
+    } finally {
+      if (--this.#durableDepth === 0 && this.#sqlite.open) this.#sqlite.pragma(`synchronous = ${this.#opts.synchronous ?? 'NORMAL'}`);
+    }
+  }
+
+  async insertTds(t: TdsRecord): Promise<void> {
+    await this.db.insertInto('tds_transactions').values({
+      id: t.id, merchant_id: t.merchantId, session_id: t.sessionId, mode: t.mode, status: t.status,
+      ds_transaction_id: t.dsTransactionId, version: t.version, result_status: t.result?.status ?? null, eci: t.result?.eci ?? null,
+      cavv_sealed: t.result?.cavvSealed ? pack(t.result.cavvSealed) : null, created_at: t.createdAt, expires_at: t.expiresAt,
+      completed_at: t.completedAt,
+    }).execute();
+  }
+
+  #toTds(r: Selectable<Database['tds_transactions']>): TdsRecord {
+    return {
+      id: r.id, merchantId: r.merchant_id, sessionId: r.session_id, mode: r.mode as Mode, status: r.status as TdsRecord['status'],
+      dsTransactionId: r.ds_transaction_id, version: r.version,
+      result: r.result_status === null ? null : { status: r.result_status, eci: r.eci, cavvSealed: r.cavv_sealed ? unpack(r.cavv_sealed) : null },
+      createdAt: Number(r.created_at), expiresAt: Number(r.expires_at), completedAt: r.completed_at === null ? null : Number(r.completed_at),
+    };
+  }
+
+  async getTds(id: string): Promise<TdsRecord | null> {
+    const r = await this.db.selectFrom('tds_transactions').selectAll().where('id', '=', id).executeTakeFirst();
+    return r ? this.#toTds(r) : null;
+  }
+
+  async latestTdsOfSession(sessionId: string): Promise<TdsRecord | null> {
+    const r = await this.db.selectFrom('tds_transactions').selectAll().where('session_id', '=', sessionId)
+      .orderBy('created_at', 'desc').orderBy('id', 'desc').limit(1).executeTakeFirst();
+    return r ? this.#toTds(r) : null;
+  }
+
+  async completeTds(id: string, result: NonNullable<TdsRecord['result']>, now: number): Promise<boolean> {
+    const r = await this.db.updateTable('tds_transactions')
+      .set({ status: 'completed', result_status: result.status, eci: result.eci, cavv_sealed: result.cavvSealed ? pack(result.cavvSealed) : null, completed_at: now })
+      .where('id', '=', id).where('status', '=', 'challenge').executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  async insertChargeIntent(c: ChargeRecord): Promise<boolean> {
+    return this.#durable(async () => {
+      const r = await this.db.insertInto('charges').values({
+        id: c.id, merchant_id: c.merchantId, session_id: c.sessionId, mode: c.mode, idempotency_key: c.idempotencyKey,
+        request_hash: c.requestHash, provider_key: c.providerKey, processor: c.processor, amount_value: c.amount.value,
+        currency: c.amount.currency, status: c.status, authorization_code: null, decline_code: null, cvv_result: null,
+        avs_result: null, network_transaction_id: null, response_sealed: null, created_at: c.createdAt, updated_at: c.updatedAt,
+      }).onConflict((oc) => oc.doNothing()).executeTakeFirst();
+      return Number(r.numInsertedOrUpdatedRows ?? 0n) === 1;
+    });
+  }
+
+  async finishCharge(id: string, o: Parameters<Store['finishCharge']>[1], now: number): Promise<boolean> {
+    return this.#durable(async () => {
+      const r = await this.db.updateTable('charges').set({
+        status: o.status, authorization_code: o.authorizationCode, decline_code: o.declineCode, cvv_result: o.cvvResult,
+        avs_result: o.avsResult, network_transaction_id: o.networkTransactionId, updated_at: now,
+      }).where('id', '=', id).where('status', '=', 'pending').executeTakeFirst();
+      return Number(r.numUpdatedRows) === 1;
+    });
+  }
+
+  async setChargeResponse(id: string, sealed: Sealed): Promise<void> {
+    await this.db.updateTable('charges').set({ response_sealed: pack(sealed) }).where('id', '=', id).execute();
+  }
+
+  async getCharge(id: string): Promise<ChargeRecord | null> {
+    const r = await this.db.selectFrom('charges').selectAll().where('id', '=', id).executeTakeFirst();
+    return r ? toCharge(r) : null;
+  }
+
+  async findChargeByIdempotencyKey(merchantId: string, mode: Mode, key: string): Promise<ChargeRecord | null> {
+    const r = await this.db.selectFrom('charges').selectAll()
+      .where('merchant_id', '=', merchantId).where('mode', '=', mode).where('idempotency_key', '=', key).executeTakeFirst();
+    return r ? toCharge(r) : null;
+  }
+
+  async listPendingCharges(olderThan: number, limit: number): Promise<ChargeRecord[]> {
+    const rows = await this.db.selectFrom('charges').selectAll().where('status', '=', 'pending').where('created_at', '<', olderThan)
+      .orderBy('created_at').limit(limit).execute();
+    return rows.map(toCharge);
+  }
+
+  async insertWebhookEndpoint(e: WebhookEndpointRecord): Promise<void> {
+    await this.db.insertInto('webhook_endpoints').values({
+      id: e.id, merchant_id: e.merchantId, mode: e.mode, url: e.url, events: JSON.stringify(e.events),
+      secret_sealed: pack(e.secretSealed), created_at: e.createdAt,
+    }).execute();
+  }
+
+  async listWebhookEndpoints(merchantId: string, mode: Mode): Promise<WebhookEndpointRecord[]> {
+    const rows = await this.db.selectFrom('webhook_endpoints').selectAll().where('merchant_id', '=', merchantId).where('mode', '=', mode)
+      .orderBy('created_at').execute();
+    return rows.map(toEndpoint);
+  }
+
+  async getWebhookEndpoint(id: string): Promise<WebhookEndpointRecord | null> {
+    const r = await this.db.selectFrom('webhook_endpoints').selectAll().where('id', '=', id).executeTakeFirst();
+    return r ? toEndpoint(r) : null;
+  }
+
+  async deleteWebhookEndpoint(merchantId: string, mode: Mode, id: string): Promise<boolean> {
+    const r = await this.db.deleteFrom('webhook_endpoints').where('id', '=', id).where('merchant_id', '=', merchantId).where('mode', '=', mode).executeTakeFirst();
+    return Number(r.numDeletedRows) === 1;
+  }
+
+  async enqueueWebhooks(rows: OutboxRecord[]): Promise<void> {
+    if (rows.length === 0) return;
+    await this.db.insertInto('webhook_outbox').values(rows.map((o) => ({
+      id: o.id, event_id: o.eventId, endpoint_id: o.endpointId, merchant_id: o.merchantId, body: o.body, status: o.status,
+      attempts: o.attempts, next_attempt_at: o.nextAttemptAt, locked_until: o.lockedUntil, last_status: o.lastStatus,
+      created_at: o.createdAt, delivered_at: o.deliveredAt,
+    }))).execute();
+  }
+
+  async claimDueWebhooks(now: number, lockMs: number, limit: number): Promise<OutboxRecord[]> {
+    let due = this.db.selectFrom('webhook_outbox').select('id').where('status', '=', 'pending').where('next_attempt_at', '<=', now)
+      .where('locked_until', '<=', now).orderBy('next_attempt_at').limit(limit);
+    if (this.engine === 'postgres') due = due.forUpdate().skipLocked();
+    const rows = await this.db.updateTable('webhook_outbox').set({ locked_until: now + lockMs })
+      .where('id', 'in', due).where('locked_until', '<=', now).where('status', '=', 'pending')
+      .returningAll().execute();
+    return rows.map(toOutbox);
+  }
+
+  async settleWebhook(id: string, p: Parameters<Store['settleWebhook']>[1]): Promise<void> {
+    await this.db.updateTable('webhook_outbox').set({
+      status: p.status, attempts: p.attempts, next_attempt_at: p.nextAttemptAt, last_status: p.lastStatus, locked_until: 0,
+      ...(p.status === 'delivered' ? { delivered_at: p.now } : {}),
+    }).where('id', '=', id).execute();
+  }
+
+  async listOutbox(merchantId: string): Promise<OutboxRecord[]> {
+    const rows = await this.db.selectFrom('webhook_outbox').selectAll().where('merchant_id', '=', merchantId).orderBy('created_at').execute();
+    return rows.map(toOutbox);
   }
 }

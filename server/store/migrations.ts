@@ -131,10 +131,83 @@ const m0001 = (engine: Engine): Migration => ({
   },
 });
 
+/** 3-D Secure transactions, charges (intent before the processor is called), webhooks and their outbox. */
+const m0002 = (engine: Engine): Migration => ({
+  async up(db: Kysely<any>) {
+    const blob = engine === 'postgres' ? 'bytea' : 'blob';
+    await db.schema.createTable('tds_transactions')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('merchant_id', 'text', (c) => c.notNull())
+      .addColumn('session_id', 'text', (c) => c.notNull())
+      .addColumn('mode', 'text', (c) => c.notNull())
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('ds_transaction_id', 'text', (c) => c.notNull())
+      .addColumn('version', 'text', (c) => c.notNull())
+      .addColumn('result_status', 'text')
+      .addColumn('eci', 'text')
+      .addColumn('cavv_sealed', blob)
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('expires_at', 'bigint', (c) => c.notNull())
+      .addColumn('completed_at', 'bigint')
+      .execute();
+    await db.schema.createIndex('tds_session').on('tds_transactions').columns(['session_id', 'created_at']).execute();
+    await db.schema.createTable('charges')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('merchant_id', 'text', (c) => c.notNull())
+      .addColumn('session_id', 'text', (c) => c.notNull())
+      .addColumn('mode', 'text', (c) => c.notNull())
+      .addColumn('idempotency_key', 'text')
+      .addColumn('request_hash', 'text', (c) => c.notNull())
+      .addColumn('provider_key', 'text', (c) => c.notNull())
+      .addColumn('processor', 'text', (c) => c.notNull())
+      .addColumn('amount_value', 'bigint', (c) => c.notNull())
+      .addColumn('currency', 'text', (c) => c.notNull())
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('authorization_code', 'text')
+      .addColumn('decline_code', 'text')
+      .addColumn('cvv_result', 'text')
+      .addColumn('avs_result', 'text')
+      .addColumn('network_transaction_id', 'text')
+      .addColumn('response_sealed', blob)
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('charges_idem').unique().on('charges').columns(['merchant_id', 'mode', 'idempotency_key'])
+      .where('idempotency_key', 'is not', null).execute();
+    await db.schema.createIndex('charges_session').on('charges').columns(['session_id']).execute();
+    await db.schema.createIndex('charges_pending').on('charges').columns(['status', 'created_at']).execute();
+    await db.schema.createTable('webhook_endpoints')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('merchant_id', 'text', (c) => c.notNull())
+      .addColumn('mode', 'text', (c) => c.notNull())
+      .addColumn('url', 'text', (c) => c.notNull())
+      .addColumn('events', 'text', (c) => c.notNull())
+      .addColumn('secret_sealed', blob, (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('webhook_endpoints_merchant').on('webhook_endpoints').columns(['merchant_id', 'mode']).execute();
+    await db.schema.createTable('webhook_outbox')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('event_id', 'text', (c) => c.notNull())
+      .addColumn('endpoint_id', 'text', (c) => c.notNull())
+      .addColumn('merchant_id', 'text', (c) => c.notNull())
+      .addColumn('body', 'text', (c) => c.notNull())
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('attempts', 'integer', (c) => c.notNull())
+      .addColumn('next_attempt_at', 'bigint', (c) => c.notNull())
+      .addColumn('locked_until', 'bigint', (c) => c.notNull())
+      .addColumn('last_status', 'integer')
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('delivered_at', 'bigint')
+      .execute();
+    await db.schema.createIndex('webhook_outbox_due').on('webhook_outbox').columns(['status', 'next_attempt_at']).execute();
+  },
+});
+
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_initial': m0001(engine) };
+      return { '0001_initial': m0001(engine), '0002_payments_webhooks': m0002(engine) };
     },
   };
 }

@@ -111,7 +111,71 @@ export interface MetaTable {
   value: string;
 }
 
+export interface TdsTable {
+  id: string;
+  merchant_id: string;
+  session_id: string;
+  mode: string;
+  status: string;
+  ds_transaction_id: string;
+  version: string;
+  result_status: string | null;
+  eci: string | null;
+  cavv_sealed: Buffer | null;
+  created_at: number;
+  expires_at: number;
+  completed_at: number | null;
+}
+export interface ChargesTable {
+  id: string;
+  merchant_id: string;
+  session_id: string;
+  mode: string;
+  idempotency_key: string | null;
+  request_hash: string;
+  provider_key: string;
+  processor: string;
+  amount_value: number;
+  currency: string;
+  status: string;
+  authorization_code: string | null;
+  decline_code: string | null;
+  cvv_result: string | null;
+  avs_result: string | null;
+  network_transaction_id: string | null;
+  response_sealed: Buffer | null;
+  created_at: number;
+  updated_at: number;
+}
+export interface WebhookEndpointsTable {
+  id: string;
+  merchant_id: string;
+  mode: string;
+  url: string;
+  events: string;
+  secret_sealed: Buffer;
+  created_at: number;
+}
+export interface WebhookOutboxTable {
+  id: string;
+  event_id: string;
+  endpoint_id: string;
+  merchant_id: string;
+  body: string;
+  status: string;
+  attempts: number;
+  next_attempt_at: number;
+  locked_until: number;
+  last_status: number | null;
+  created_at: number;
+  delivered_at: number | null;
+}
+
 export interface Database {
+  tds_transactions: TdsTable;
+  charges: ChargesTable;
+  webhook_endpoints: WebhookEndpointsTable;
+  webhook_outbox: WebhookOutboxTable;
   merchants: MerchantsTable;
   api_keys: ApiKeysTable;
   signing_keys: SigningKeysTable;

@@ -122,6 +122,71 @@ export interface IdempotencyRecord {
   responseSealed: Sealed | null;
 }
 
+export interface TdsRecord {
+  id: string;
+  merchantId: string;
+  sessionId: string;
+  mode: Mode;
+  status: 'challenge' | 'completed';
+  dsTransactionId: string;
+  version: string;
+  result: { status: string; eci: string | null; cavvSealed: Sealed | null } | null;
+  createdAt: number;
+  expiresAt: number;
+  completedAt: number | null;
+}
+
+export type ChargeStatus = 'pending' | 'approved' | 'declined' | 'error';
+
+export interface ChargeRecord {
+  id: string;
+  merchantId: string;
+  sessionId: string;
+  mode: Mode;
+  /** The merchant's Idempotency-Key, when the page sent one. */
+  idempotencyKey: string | null;
+  requestHash: string;
+  /** The key sent to the processor so a resend can never charge twice. */
+  providerKey: string;
+  processor: string;
+  amount: { value: number; currency: string };
+  status: ChargeStatus;
+  authorizationCode: string | null;
+  declineCode: string | null;
+  cvvResult: string | null;
+  avsResult: string | null;
+  networkTransactionId: string | null;
+  /** The operation's response, encrypted (it holds a token): what a retry with the same key gets. */
+  responseSealed: Sealed | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface WebhookEndpointRecord {
+  id: string;
+  merchantId: string;
+  mode: Mode;
+  url: string;
+  events: string[];
+  secretSealed: Sealed;
+  createdAt: number;
+}
+
+export interface OutboxRecord {
+  id: string;
+  eventId: string;
+  endpointId: string;
+  merchantId: string;
+  body: string;
+  status: 'pending' | 'delivered' | 'failed';
+  attempts: number;
+  nextAttemptAt: number;
+  lockedUntil: number;
+  lastStatus: number | null;
+  createdAt: number;
+  deliveredAt: number | null;
+}
+
 /**
  * Storage. Async so SQLite and PostgreSQL both fit. Every state change is one
  * conditional statement whose result (a row changed or not) tells the caller
@@ -193,9 +258,9 @@ export interface Store {
    * caller whose `jti` was current, within the attempt limit, on an active,
    * unexpired session.
    */
-  claimOperation(p: { id: string; jti: string; newJti: string; op: Operation; now: number }): Promise<boolean>;
+  claimOperation(p: { id: string; jti: string; newJti: string; op: Operation; now: number; countAttempt?: boolean }): Promise<boolean>;
   /** Undoes a claim whose operation failed with an error: the presented token is current again and the attempt uncounted. */
-  unclaimOperation(p: { id: string; jti: string; oldJti: string; op: Operation; now: number }): Promise<boolean>;
+  unclaimOperation(p: { id: string; jti: string; oldJti: string; op: Operation; now: number; countAttempt?: boolean }): Promise<boolean>;
   /** Records an operation's outcome under the token it produced (conditional on that token still being current). */
   finishOperation(p: {
     id: string; jti: string; results: OperationResults; tokenHash: string; now: number;
@@ -205,6 +270,31 @@ export interface Store {
   rotateToken(p: { id: string; jti: string; newJti: string; tokenHash: string; now: number }): Promise<boolean>;
   /** active → canceled; true if it changed. */
   cancelSession(merchantId: string, mode: Mode, id: string, now: number): Promise<boolean>;
+
+  insertTds(t: TdsRecord): Promise<void>;
+  getTds(id: string): Promise<TdsRecord | null>;
+  latestTdsOfSession(sessionId: string): Promise<TdsRecord | null>;
+  /** challenge → completed, once; false if it was already completed. */
+  completeTds(id: string, result: NonNullable<TdsRecord['result']>, now: number): Promise<boolean>;
+
+  /** The charge intent, durable before the processor is called; false if the idempotency key is taken. */
+  insertChargeIntent(c: ChargeRecord): Promise<boolean>;
+  /** The outcome, durable before the response is sent (only from pending). */
+  finishCharge(id: string, outcome: Pick<ChargeRecord, 'status' | 'authorizationCode' | 'declineCode' | 'cvvResult' | 'avsResult' | 'networkTransactionId'>, now: number): Promise<boolean>;
+  setChargeResponse(id: string, sealed: Sealed): Promise<void>;
+  getCharge(id: string): Promise<ChargeRecord | null>;
+  findChargeByIdempotencyKey(merchantId: string, mode: Mode, key: string): Promise<ChargeRecord | null>;
+  listPendingCharges(olderThan: number, limit: number): Promise<ChargeRecord[]>;
+
+  insertWebhookEndpoint(e: WebhookEndpointRecord): Promise<void>;
+  listWebhookEndpoints(merchantId: string, mode: Mode): Promise<WebhookEndpointRecord[]>;
+  getWebhookEndpoint(id: string): Promise<WebhookEndpointRecord | null>;
+  deleteWebhookEndpoint(merchantId: string, mode: Mode, id: string): Promise<boolean>;
+  enqueueWebhooks(rows: OutboxRecord[]): Promise<void>;
+  /** Locks up to `limit` due deliveries for `lockMs` (one instance each: FOR UPDATE SKIP LOCKED on PostgreSQL). */
+  claimDueWebhooks(now: number, lockMs: number, limit: number): Promise<OutboxRecord[]>;
+  settleWebhook(id: string, p: { status: OutboxRecord['status']; attempts: number; nextAttemptAt: number; lastStatus: number | null; now: number }): Promise<void>;
+  listOutbox(merchantId: string): Promise<OutboxRecord[]>;
 
   /** Claims an idempotency key, or returns what is already stored under it (expired keys are replaced). */
   reserveIdempotencyKey(p: { merchantId: string; endpoint: string; key: string; requestHash: string; now: number; expiresAt: number }): Promise<IdempotencyRecord | null>;

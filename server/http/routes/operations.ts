@@ -3,7 +3,9 @@ import { epochSeconds } from '../../domain/clock.js';
 import type { Deps } from '../../deps.js';
 import { Secret } from '../../secret.js';
 import type { Api } from '../api.js';
-import { CollectCvvBody, OperationResponse } from '../schemas.js';
+import { IdempotencyService } from '../../domain/idempotency.js';
+import { ChargeService } from '../../domain/charges.js';
+import { ChargeBody, CollectCvvBody, EmptyBody, OperationResponse, ThreeDSBody } from '../schemas.js';
 
 const origin = (req: Request) => req.headers.origin;
 
@@ -29,6 +31,68 @@ export function operationRoutes(api: Api, d: Deps): void {
           return { result: { status: 'succeeded', cvcSession }, claim: { status: 'succeeded', at: epochSeconds(d.clock.now()) } };
         },
       });
+      res.json(out);
+    },
+  });
+
+  api.add({
+    method: 'post', path: '/CvvOperations/threeDS', tag: 'Operations', auth: 'session',
+    summary: 'Run 3-D Secure (frictionless, or a challenge to open)', body: ThreeDSBody,
+    responses: { 200: { description: 'The 3DS result (status C with challengeUrl when a challenge is needed), and the next token.', schema: OperationResponse } },
+    handler: async (req, res, { body, token }) => {
+      res.json(await d.sessions.runOperation({
+        op: 'threeDS', token: token.token, claims: token.claims, origin: origin(req), body,
+        work: ({ session, card }) => d.threeDS.authenticate(session, card, body.browser ?? {}),
+      }));
+    },
+  });
+
+  api.add({
+    method: 'post', path: '/CvvOperations/threeDS/result', tag: 'Operations', auth: 'session',
+    summary: "The final 3DS result of the session's latest transaction (409 while its challenge is open)", body: EmptyBody,
+    responses: { 200: { description: 'The final 3DS result, and the next token.', schema: OperationResponse } },
+    handler: async (req, res, { body, token }) => {
+      let final: Awaited<ReturnType<typeof d.threeDS.latestFinal>>;
+      res.json(await d.sessions.runOperation({
+        op: 'threeDS', countAttempt: false, token: token.token, claims: token.claims, origin: origin(req), body: { result: body },
+        prepare: async ({ session }) => {
+          final = await d.threeDS.latestFinal(session.id);
+        },
+        work: async () => d.threeDS.resultWork(final),
+      }));
+    },
+  });
+
+  api.add({
+    method: 'post', path: '/CvvOperations/charge', tag: 'Operations', auth: 'session',
+    summary: 'Authorize on the processor with the vaulted CVV', body: ChargeBody, fieldCodes: { amount: 'invalid_amount' },
+    responses: { 200: { description: 'The charge result (approved, declined or error), and the next token.', schema: OperationResponse } },
+    handler: async (req, res, { body, token }) => {
+      const key = req.get('idempotency-key');
+      if (key !== undefined) IdempotencyService.checkKey(key);
+      const hash = ChargeService.requestHash(body);
+      if (key !== undefined) {
+        const first = await d.charges.replayByKey(token.claims, key, hash);
+        if (first) {
+          res.setHeader('Idempotent-Replayed', 'true');
+          res.json(first);
+          return;
+        }
+      }
+      let amount: { value: number; currency: string };
+      let chargeId = '';
+      const out = await d.sessions.runOperation({
+        op: 'charge', token: token.token, claims: token.claims, origin: origin(req), body,
+        prepare: async (ctx) => {
+          ({ amount } = await d.charges.prepare(ctx, body));
+        },
+        work: async (ctx) => {
+          const w = await d.charges.work(ctx, amount, key ?? null, hash);
+          chargeId = w.chargeId;
+          return w;
+        },
+      });
+      if (key !== undefined && chargeId) await d.charges.remember(chargeId, token.claims.aud, out);
       res.json(out);
     },
   });

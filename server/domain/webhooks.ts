@@ -1,0 +1,132 @@
+import { createHmac, randomBytes } from 'node:crypto';
+import { AppError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Mode, OutboxRecord, Store, WebhookEndpointRecord } from '../store/store.js';
+import { outbound } from '../connectors/outbound.js';
+import { type Clock, epochSeconds, isoTime } from './clock.js';
+import { newId } from './ids.js';
+import type { Keyring } from './keyring.js';
+
+export const WEBHOOK_EVENTS = [
+  'cvv.collected', 'threeds.completed', 'charge.succeeded', 'charge.failed', 'session.completed', 'session.canceled',
+  'session.expired', 'cvv.blocked',
+] as const;
+export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
+
+/** Deliveries are retried for this long after the event, then given up. */
+export const RETRY_HORIZON_MS = 24 * 3600 * 1000;
+const LOCK_MS = 30_000;
+
+/** Exponential backoff: 10 s, 20 s, 40 s … capped at one hour. */
+export function backoffMs(attempts: number): number {
+  return Math.min(3600_000, 10_000 * 2 ** Math.max(0, attempts - 1));
+}
+
+/** `Cvvops-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`. */
+export function signWebhook(secret: string, t: number, body: string): string {
+  return `t=${t},v1=${createHmac('sha256', secret).update(`${t}.${body}`).digest('hex')}`;
+}
+
+/**
+ * Webhooks from a durable outbox: an event is written to the outbox (one row
+ * per endpoint) in the store, and a worker delivers due rows, at least once,
+ * with exponential backoff for 24 hours. Rows are claimed with a lock in the
+ * store, so several workers or instances never deliver one row at once.
+ */
+export class WebhookService {
+  #timer: NodeJS.Timeout | null = null;
+  #running = false;
+  constructor(
+    private readonly store: Store,
+    private readonly keyring: Keyring,
+    private readonly clock: Clock,
+    private readonly opts: { allowPrivate: boolean; log?: Logger },
+  ) {}
+
+  async createEndpoint(merchantId: string, mode: Mode, url: string, events: string[]): Promise<{ endpoint: WebhookEndpointRecord; secret: string }> {
+    const u = new URL(url);
+    if (u.protocol !== 'https:' && !(this.opts.allowPrivate && u.protocol === 'http:')) throw new AppError('invalid_request', 'url must be https.');
+    const id = newId('whe');
+    const secret = `whsec_${randomBytes(32).toString('base64url')}`;
+    const endpoint: WebhookEndpointRecord = {
+      id, merchantId, mode, url, events: [...new Set(events)],
+      secretSealed: this.keyring.seal('signing-key', secret, `webhook|${merchantId}|${id}`), createdAt: this.clock.now(),
+    };
+    await this.store.insertWebhookEndpoint(endpoint);
+    this.opts.log?.info({ audit: true, event: 'webhook_endpoint.created', merchantId, endpoint: id }, 'webhook endpoint created');
+    return { endpoint, secret };
+  }
+
+  view(e: WebhookEndpointRecord) {
+    return { id: e.id, url: e.url, events: e.events, mode: e.mode, createdAt: isoTime(e.createdAt) };
+  }
+
+  /** Writes an event to the outbox for every endpoint of the merchant that listens to it. */
+  async emit(merchantId: string, mode: Mode, type: WebhookEvent, data: Record<string, unknown>): Promise<string | null> {
+    const endpoints = (await this.store.listWebhookEndpoints(merchantId, mode)).filter((e) => e.events.includes(type));
+    if (endpoints.length === 0) return null;
+    const now = this.clock.now();
+    const id = newId('evt');
+    const body = JSON.stringify({ id, type, created: epochSeconds(now), mode, data });
+    await this.store.enqueueWebhooks(endpoints.map((e): OutboxRecord => ({
+      id: `${id}.${e.id}`, eventId: id, endpointId: e.id, merchantId, body, status: 'pending', attempts: 0,
+      nextAttemptAt: now, lockedUntil: 0, lastStatus: null, createdAt: now, deliveredAt: null,
+    })));
+    return id;
+  }
+
+  start(everyMs = 500): void {
+    this.#timer = setInterval(() => void this.tick(), everyMs);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+  }
+
+  /** Delivers what is due, a batch at a time. */
+  async tick(limit = 20): Promise<number> {
+    if (this.#running) return 0;
+    this.#running = true;
+    try {
+      const rows = await this.store.claimDueWebhooks(this.clock.now(), LOCK_MS, limit);
+      await Promise.all(rows.map((r) => this.#deliver(r)));
+      return rows.length;
+    } catch (err) {
+      this.opts.log?.error({ err: err instanceof Error ? err.message : String(err) }, 'webhook tick failed');
+      return 0;
+    } finally {
+      this.#running = false;
+    }
+  }
+
+  async #deliver(row: OutboxRecord): Promise<void> {
+    const endpoint = await this.store.getWebhookEndpoint(row.endpointId);
+    const attempts = row.attempts + 1;
+    const now = () => this.clock.now();
+    if (!endpoint) {
+      await this.store.settleWebhook(row.id, { status: 'failed', attempts, nextAttemptAt: now(), lastStatus: null, now: now() });
+      return;
+    }
+    let status: number | null = null;
+    try {
+      const secret = this.keyring.open('signing-key', endpoint.secretSealed, `webhook|${endpoint.merchantId}|${endpoint.id}`).toString('utf8');
+      const t = epochSeconds(now());
+      const res = await outbound({
+        method: 'POST', url: endpoint.url, body: row.body, timeoutMs: 10_000, allowPrivate: this.opts.allowPrivate, maxResponseBytes: 64 * 1024,
+        headers: { 'content-type': 'application/json', 'user-agent': 'cvvops-webhooks/1', 'cvvops-signature': signWebhook(secret, t, row.body) },
+      });
+      status = res.status;
+    } catch (err) {
+      this.opts.log?.warn({ endpoint: endpoint.id, event: row.eventId, err: err instanceof Error ? err.message : String(err) }, 'webhook delivery failed');
+    }
+    if (status !== null && status >= 200 && status < 300) {
+      await this.store.settleWebhook(row.id, { status: 'delivered', attempts, nextAttemptAt: now(), lastStatus: status, now: now() });
+      return;
+    }
+    const next = now() + backoffMs(attempts);
+    const giveUp = next > row.createdAt + RETRY_HORIZON_MS;
+    await this.store.settleWebhook(row.id, { status: giveUp ? 'failed' : 'pending', attempts, nextAttemptAt: next, lastStatus: status, now: now() });
+  }
+}
