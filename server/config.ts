@@ -58,9 +58,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const host = env.HOST && env.HOST !== '' ? env.HOST : '127.0.0.1';
 
-  let publicBaseUrl = env.PUBLIC_BASE_URL && env.PUBLIC_BASE_URL !== ''
-    ? env.PUBLIC_BASE_URL.replace(/\/+$/, '')
-    : `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const givenBase = env.PUBLIC_BASE_URL !== undefined && env.PUBLIC_BASE_URL !== '';
+  const portProblem = problems.length > 0;
+  let publicBaseUrl = givenBase
+    ? env.PUBLIC_BASE_URL!.replace(/\/+$/, '')
+    : `http://${host.includes(':') ? `[${host}]` : host}:${portProblem ? 8080 : port}`;
   let publicOrigin = '';
   try {
     const u = new URL(publicBaseUrl);
@@ -68,7 +70,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     if (production && u.protocol !== 'https:') problems.push('PUBLIC_BASE_URL must be https in production');
     publicOrigin = u.origin;
   } catch {
-    problems.push(`PUBLIC_BASE_URL must be an http(s) URL (got "${env.PUBLIC_BASE_URL}")`);
+    problems.push(givenBase ? `PUBLIC_BASE_URL must be an http(s) URL (got "${env.PUBLIC_BASE_URL}")` : `HOST must be a host name or address (got "${host}")`);
     publicBaseUrl = 'http://invalid';
   }
 

@@ -6,6 +6,8 @@ import type { MerchantRecord, Mode, Store } from '../store/store.js';
 import type { Clock } from './clock.js';
 import { newId } from './ids.js';
 import { constantTimeEqualHex, type Keyring } from './keyring.js';
+import { targetAllowed } from './targets.js';
+import type { HttpProcessorConfig } from '../connectors/processors/http.js';
 
 /** Who is calling a merchant endpoint: the merchant and the mode of its key. */
 export interface MerchantContext {
@@ -72,13 +74,37 @@ export class MerchantService {
   }
 
   /** PATCH /Merchant: the settings of section 8 (the processor comes with the charge work). */
-  async updateSettings(m: MerchantContext, patch: { allowedOrigins?: string[]; allowedProxyTargets?: string[]; cvvBlockThreshold?: number; cvcSessionTtlSeconds?: number }): Promise<MerchantRecord> {
+  async updateSettings(m: MerchantContext, patch: {
+    allowedOrigins?: string[]; allowedProxyTargets?: string[]; cvvBlockThreshold?: number; cvcSessionTtlSeconds?: number;
+    processor?: { type: 'simulator' } | HttpProcessorConfig;
+  }): Promise<MerchantRecord> {
     if (patch.allowedOrigins) {
       const problems = patch.allowedOrigins.map((o) => originProblem(o, this.opts.production)).filter((x): x is string => x !== null);
       if (problems.length) throw new AppError('invalid_request', `allowedOrigins: ${problems[0]}`);
     }
+    const targets = patch.allowedProxyTargets ?? m.merchant.allowedProxyTargets;
+    if (patch.allowedProxyTargets && this.opts.production && patch.allowedProxyTargets.some((t) => !t.startsWith('https://'))) {
+      throw new AppError('invalid_request', 'allowedProxyTargets must be https URLs.');
+    }
+    let processor: Record<string, unknown> | undefined;
+    if (patch.processor?.type === 'http') {
+      const cfg = patch.processor;
+      for (const url of [cfg.request.url, ...(cfg.lookup ? [cfg.lookup.url] : [])]) {
+        if (!targetAllowed(url.replace(/\$\{[A-Za-z.]+\}/g, 'x'), targets)) {
+          throw new AppError('target_not_allowed', "The processor's URLs must be within allowedProxyTargets.");
+        }
+      }
+      processor = {
+        type: 'http', url: cfg.request.url,
+        sealed: this.keyring.seal('settings', JSON.stringify(cfg), `processor|${m.merchant.id}`).blob.toString('base64'),
+      };
+    } else if (patch.processor) {
+      processor = { type: 'simulator' };
+    }
+    const { processor: _p, ...rest } = patch;
     const next = await this.store.updateMerchant(m.merchant.id, {
-      ...patch,
+      ...rest,
+      ...(processor ? { processor } : {}),
       ...(patch.allowedOrigins ? { allowedOrigins: [...new Set(patch.allowedOrigins)] } : {}),
       ...(patch.allowedProxyTargets ? { allowedProxyTargets: [...new Set(patch.allowedProxyTargets)] } : {}),
     }, this.clock.now());

@@ -12,7 +12,7 @@ const looksLikeJws = (v: string) => /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9
 function bearer(req: Request): string | null {
   const h = req.headers.authorization;
   if (h === undefined || h === '') return null;
-  if (h.length > MAX_TOKEN_LENGTH + 7) throw new AppError('invalid_token', 'The Authorization header is too long.');
+  if (h.length > MAX_TOKEN_LENGTH) throw new AppError('invalid_token', 'The Authorization header is too long.');
   const m = /^Bearer +(\S+) *$/i.exec(h);
   if (!m) throw new AppError('unauthenticated', 'Use Authorization: Bearer <credential>.');
   return m[1]!;

@@ -1,5 +1,6 @@
 import { extendZodWithOpenApi } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
+import { HttpProcessorConfig } from '../connectors/processors/http.js';
 
 extendZodWithOpenApi(z);
 
@@ -136,7 +137,8 @@ export const Merchant = z.object({
 
 export const PatchMerchantBody = z.strictObject({
   allowedOrigins: z.array(z.string().max(300)).max(50).optional(),
-  allowedProxyTargets: z.array(z.string().max(2048).url().refine((u) => u.startsWith('https://'), { message: 'must be an https URL' })).max(50).optional(),
+  allowedProxyTargets: z.array(z.string().max(2048).url().refine((u) => /^https?:\/\//.test(u), { message: 'must be an https URL' })).max(50).optional(),
+  processor: z.union([z.strictObject({ type: z.literal('simulator') }), HttpProcessorConfig]).optional(),
   cvvBlockThreshold: z.number().int().min(1).max(20).optional(),
   cvcSessionTtlSeconds: z.number().int().min(30).max(3600).optional(),
 }).openapi('PatchMerchantRequest');
@@ -158,3 +160,13 @@ export const ThreeDSBody = z.strictObject({
 export const EmptyBody = z.strictObject({}).openapi('EmptyRequest');
 
 export const ChargeBody = z.strictObject({ amount: Amount.optional() }).openapi('ChargeRequest');
+
+export const CreateWebhookEndpointBody = z.strictObject({
+  url: z.string().max(2048).url(),
+  events: z.array(z.enum(['cvv.collected', 'threeds.completed', 'charge.succeeded', 'charge.failed', 'session.completed', 'session.canceled', 'session.expired', 'cvv.blocked'])).min(1).max(8),
+}).openapi('CreateWebhookEndpointRequest');
+
+export const WebhookEndpoint = z.object({
+  id: z.string(), url: z.string(), events: z.array(z.string()), mode: z.enum(['test', 'live']), createdAt: z.string(),
+}).openapi('WebhookEndpoint');
+export const CreatedWebhookEndpoint = WebhookEndpoint.extend({ secret: z.string().openapi({ description: 'whsec_…, shown only now.' }) }).openapi('CreatedWebhookEndpoint');

@@ -245,7 +245,7 @@ export class KyselyStore implements Store {
   }
 
   async listSigningKeys(): Promise<SigningKeyRecord[]> {
-    const rows = await this.db.selectFrom('signing_keys').selectAll().orderBy('activated_at', 'desc').execute();
+    const rows = await this.db.selectFrom('signing_keys').selectAll().orderBy('activated_at', 'desc').orderBy('created_at', 'desc').orderBy('kid').execute();
     return rows.map((r) => ({
       kid: r.kid, alg: r.alg, publicJwk: r.public_jwk, privateSealed: unpack(r.private_sealed),
       createdAt: Number(r.created_at), activatedAt: Number(r.activated_at), retiredAt: r.retired_at === null ? null : Number(r.retired_at),

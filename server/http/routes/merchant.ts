@@ -2,12 +2,14 @@ import { isoTime } from '../../domain/clock.js';
 import type { Deps } from '../../deps.js';
 import type { MerchantRecord } from '../../store/store.js';
 import type { Api } from '../api.js';
-import { Merchant, PatchMerchantBody } from '../schemas.js';
+import { AppError } from '../../errors.js';
+import { CreateWebhookEndpointBody, CreatedWebhookEndpoint, Merchant, PatchMerchantBody, WebhookEndpoint, z } from '../schemas.js';
 
 function merchantView(m: MerchantRecord) {
   return {
     id: m.id, name: m.name, allowedOrigins: m.allowedOrigins, allowedProxyTargets: m.allowedProxyTargets,
-    processor: { type: (m.processor as { type?: string }).type ?? 'simulator' },
+    // The processor's headers and body may hold the provider's credentials: only its type and URL are shown.
+    processor: { type: (m.processor as { type?: string }).type ?? 'simulator', ...((m.processor as { url?: string }).url ? { url: (m.processor as { url?: string }).url } : {}) },
     cvvBlockThreshold: m.cvvBlockThreshold, cvcSessionTtlSeconds: m.cvcSessionTtlSeconds,
     createdAt: isoTime(m.createdAt), updatedAt: isoTime(m.updatedAt),
   };
@@ -30,6 +32,31 @@ export function merchantRoutes(api: Api, d: Deps): void {
       const next = await d.merchants.updateSettings(merchant, body);
       await d.origins.refresh();
       res.json(merchantView(next));
+    },
+  });
+
+  api.add({
+    method: 'post', path: '/WebhookEndpoints', tag: 'Webhooks', auth: 'merchant', summary: 'Add a webhook endpoint (its secret is shown once)',
+    body: CreateWebhookEndpointBody,
+    responses: { 201: { description: 'The endpoint and its signing secret.', schema: CreatedWebhookEndpoint } },
+    handler: async (_req, res, { merchant, body }) => {
+      const { endpoint, secret } = await d.webhooks.createEndpoint(merchant.merchant.id, merchant.mode, body.url, body.events);
+      res.status(201).json({ ...d.webhooks.view(endpoint), secret });
+    },
+  });
+  api.add({
+    method: 'get', path: '/WebhookEndpoints', tag: 'Webhooks', auth: 'merchant', summary: 'The webhook endpoints (without secrets)',
+    responses: { 200: { description: 'The endpoints.', schema: z.object({ data: z.array(WebhookEndpoint) }) } },
+    handler: async (_req, res, { merchant }) => {
+      res.json({ data: (await d.store.listWebhookEndpoints(merchant.merchant.id, merchant.mode)).map((e) => d.webhooks.view(e)) });
+    },
+  });
+  api.add({
+    method: 'delete', path: '/WebhookEndpoints/{id}', tag: 'Webhooks', auth: 'merchant', summary: 'Remove a webhook endpoint',
+    responses: { 204: { description: 'Removed.' } },
+    handler: async (_req, res, { merchant, params }) => {
+      if (!(await d.store.deleteWebhookEndpoint(merchant.merchant.id, merchant.mode, params.id!))) throw new AppError('not_found', 'No such webhook endpoint.');
+      res.status(204).end();
     },
   });
 }
