@@ -1,5 +1,6 @@
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import helmet from 'helmet';
+import { AppError } from './errors.js';
 import type { Deps } from './deps.js';
 import { Api } from './http/api.js';
 import { merchantAuth, sessionAuth } from './http/auth.js';
@@ -65,6 +66,13 @@ export function buildApp(d: Deps, metrics = new Metrics()): Express {
 
   const operationPaths = ['/CvvOperations/collectCvv', '/CvvOperations/threeDS', '/CvvOperations/threeDS/result', '/CvvOperations/charge'];
   app.use(operationPaths, operationCors(d.origins));
+  // The proxy forwards the merchant's body as it is (JSON or form), placeholders filled in.
+  app.use('/proxy', (req, res, next) => {
+    if (req.method !== 'POST') return next();
+    const type = (req.headers['content-type'] ?? '').toLowerCase();
+    if (!/^application\/(json|x-www-form-urlencoded)\b/.test(type)) throw new AppError('unsupported_media_type', 'The proxy forwards application/json or application/x-www-form-urlencoded bodies.');
+    express.raw({ type: () => true, limit: BODY_LIMIT })(req, res, next);
+  });
   app.use(jsonBody(BODY_LIMIT));
   const router = express.Router({ caseSensitive: true, strict: false });
   api.mount(router, {

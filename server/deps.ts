@@ -12,6 +12,7 @@ import { RateLimits } from './domain/rate-limits.js';
 import { SessionService } from './domain/sessions.js';
 import { TokenService } from './domain/tokens.js';
 import { Vault } from './domain/vault.js';
+import { ProxyService } from './domain/proxy.js';
 import { ChargeService } from './domain/charges.js';
 import { ThreeDSService } from './domain/three-ds.js';
 import { WebhookService } from './domain/webhooks.js';
@@ -44,6 +45,7 @@ export interface Deps {
   webhooks: WebhookService;
   threeDS: ThreeDSService;
   charges: ChargeService;
+  proxy: ProxyService;
   processorFor(m: MerchantRecord): { processor: Processor; timeoutMs: number };
   close(): Promise<void>;
 }
@@ -80,12 +82,15 @@ export async function createDeps(config: Config, log: Logger, opts: { clock?: Cl
   const vault = new Vault(store, keyring, clock, log);
   const merchants = new MerchantService(store, keyring, clock, { production: config.production, log });
   const cards = new CardService(store, keyring, clock, vault);
-  const sessions = new SessionService(store, tokens, vault, keyring, clock, { publicBaseUrl: config.publicBaseUrl, publicOrigin: config.publicOrigin, log });
+  const webhooks = new WebhookService(store, keyring, clock, { allowPrivate: config.allowPrivateTargets, log });
+  const sessions = new SessionService(store, tokens, vault, keyring, clock, {
+    publicBaseUrl: config.publicBaseUrl, publicOrigin: config.publicOrigin, log,
+    onEvent: (merchantId, mode, type, data) => webhooks.emit(merchantId, mode, type, data),
+  });
   const idempotency = new IdempotencyService(store, keyring, clock);
   const origins = new OriginRegistry(store, config.publicOrigin);
   await origins.refresh();
   const limits = opts.limits ?? (config.rateLimit ? RateLimits.inMemory(config.rateLimits) : RateLimits.off());
-  const webhooks = new WebhookService(store, keyring, clock, { allowPrivate: config.allowPrivateTargets, log });
   const threeDS = new ThreeDSService(store, keyring, clock, cards, opts.threeDSProvider ?? new SimulatorThreeDS(), webhooks, { publicBaseUrl: config.publicBaseUrl, log });
   const simulator = opts.simulator ?? new SimulatorProcessor();
   const httpProcessors = new Map<string, { at: number; processor: HttpProcessor; timeoutMs: number }>();
@@ -100,8 +105,9 @@ export async function createDeps(config: Config, log: Logger, opts: { clock?: Cl
     return entry;
   };
   const charges = new ChargeService(store, keyring, clock, cards, vault, threeDS, sessions, webhooks, processorFor, { production: config.production, log });
+  const proxy = new ProxyService(store, cards, vault, clock, { allowPrivateTargets: config.allowPrivateTargets, log });
   return {
-    config, log, clock, store, keyring, tokens, merchants, cards, vault, sessions, idempotency, origins, limits, webhooks, threeDS, charges, processorFor,
+    config, log, clock, store, keyring, tokens, merchants, cards, vault, sessions, idempotency, origins, limits, webhooks, threeDS, charges, processorFor, proxy,
     async close() {
       origins.stop();
       webhooks.stop();

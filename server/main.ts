@@ -29,8 +29,10 @@ async function main(): Promise<void> {
   const serves = config.workers === 1 || isWorker;
 
   if (!isWorker) {
-    const sweeper = new Sweeper(deps.store, deps.tokens, deps.clock, log);
+    // Background work runs once per server (in the primary with several workers).
+    const sweeper = new Sweeper(deps.store, deps.tokens, deps.clock, log, deps.webhooks);
     sweeper.start();
+    deps.webhooks.start();
     if (config.demo) {
       const demo = await ensureDemoMerchant(deps.store, deps.keyring, deps.merchants, [config.publicOrigin]);
       await deps.origins.refresh();

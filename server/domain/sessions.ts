@@ -73,7 +73,11 @@ export class SessionService {
     private readonly vault: Vault,
     private readonly keyring: Keyring,
     private readonly clock: Clock,
-    private readonly opts: { publicBaseUrl: string; publicOrigin: string; log?: Logger },
+    private readonly opts: {
+      publicBaseUrl: string; publicOrigin: string; log?: Logger;
+      /** Webhook events of the session's life (wired to the outbox in deps.ts). */
+      onEvent?: (merchantId: string, mode: Mode, type: 'session.canceled' | 'cvv.collected', data: Record<string, unknown>) => Promise<unknown>;
+    },
   ) {}
 
   status(s: SessionRecord): PublicStatus {
@@ -192,6 +196,7 @@ export class SessionService {
         if (again.status !== 'canceled') this.#assertOpen(again);
       } else {
         this.opts.log?.info({ audit: true, event: 'session.canceled', merchantId: m.merchant.id, session: id }, 'session canceled');
+        await this.opts.onEvent?.(m.merchant.id, m.mode, 'session.canceled', { session: id });
       }
     }
     await this.vault.destroySessionCvv(m.merchant.id, id, 'session_canceled');

@@ -2,6 +2,7 @@ import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
 import type { Clock } from './clock.js';
 import type { TokenService } from './tokens.js';
+import type { WebhookService } from './webhooks.js';
 
 /**
  * Background purge: expired CVC sessions every second (in batches, so the
@@ -13,7 +14,7 @@ export class Sweeper {
   #timer: NodeJS.Timeout | null = null;
   #ticks = 0;
   #running = false;
-  constructor(private readonly store: Store, private readonly tokens: TokenService, private readonly clock: Clock, private readonly log: Logger) {}
+  constructor(private readonly store: Store, private readonly tokens: TokenService, private readonly clock: Clock, private readonly log: Logger, private readonly webhooks?: WebhookService) {}
 
   start(everyMs = 1000): void {
     this.#timer = setInterval(() => void this.tick(), everyMs);
@@ -37,6 +38,10 @@ export class Sweeper {
         if (n === 500) await new Promise((r) => setImmediate(r));
       }
       if (cvc > 0) this.log.info({ audit: true, event: 'cvv.destroyed', reason: 'expired', count: cvc }, 'expired CVVs purged');
+      for (const s of await this.store.expireSessions(now, 200)) {
+        await this.store.deleteCvcSessionsOfSession(s.id);
+        await this.webhooks?.emit(s.merchantId, s.mode, 'session.expired', { session: s.id });
+      }
       if (this.#ticks++ % 60 === 0) {
         await this.store.deleteExpiredIdempotencyKeys(now, 1000);
         await this.tokens.pruneRetiredKeys();

@@ -411,6 +411,14 @@ export class KyselyStore implements Store {
     return Number(r.numUpdatedRows) === 1;
   }
 
+  async expireSessions(now: number, limit: number): Promise<Array<{ id: string; merchantId: string; mode: Mode }>> {
+    const due = this.db.selectFrom('sessions').select('id').where('status', '=', 'active').where('expires_at', '<=', now).limit(limit);
+    const rows = await this.db.updateTable('sessions').set({ status: 'expired', updated_at: now, replay_sealed: null, replay_jti: null, replay_hash: null, replay_at: null })
+      .where('id', 'in', due).where('status', '=', 'active').where('expires_at', '<=', now)
+      .returning(['id', 'merchant_id', 'mode']).execute();
+    return rows.map((r) => ({ id: r.id, merchantId: r.merchant_id, mode: r.mode as Mode }));
+  }
+
   async cancelSession(merchantId: string, mode: Mode, id: string, now: number): Promise<boolean> {
     const r = await this.db.updateTable('sessions')
       .set({ status: 'canceled', updated_at: now, replay_jti: null, replay_hash: null, replay_sealed: null, replay_at: null })

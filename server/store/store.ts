@@ -2,7 +2,7 @@ import type { Sealed } from '../domain/keyring.js';
 
 export type Mode = 'test' | 'live';
 export type Operation = 'collectCvv' | 'threeDS' | 'charge';
-export type SessionStatus = 'active' | 'completed' | 'canceled';
+export type SessionStatus = 'active' | 'completed' | 'canceled' | 'expired';
 export type CvvRetention = 'single_use' | 'cache';
 
 export interface MerchantRecord {
@@ -268,6 +268,8 @@ export interface Store {
   }): Promise<boolean>;
   /** Reissue: a new current token; every earlier one (and the replay) stops working. */
   rotateToken(p: { id: string; jti: string; newJti: string; tokenHash: string; now: number }): Promise<boolean>;
+  /** active sessions past their expiry → expired (once: the caller emits session.expired for each). */
+  expireSessions(now: number, limit: number): Promise<Array<{ id: string; merchantId: string; mode: Mode }>>;
   /** active → canceled; true if it changed. */
   cancelSession(merchantId: string, mode: Mode, id: string, now: number): Promise<boolean>;
 

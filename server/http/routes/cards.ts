@@ -64,4 +64,22 @@ export function cardRoutes(api: Api, d: Deps): void {
       res.status(204).end();
     },
   });
+
+  api.add({
+    method: 'post', path: '/proxy', tag: 'Proxy', auth: 'merchant',
+    summary: 'Forward a request to an allowed target with ${cvv} and card placeholders filled in',
+    responses: { 200: { description: "The provider's status, headers (minus hop-by-hop) and body, as they came." } },
+    handler: async (req, res, { merchant }) => {
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
+      const out = await d.proxy.forward(merchant, {
+        target: req.get('x-proxy-target'), cardToken: req.get('x-card-token'), cvcSessionId: req.get('x-cvc-session-id'),
+        contentType: req.get('content-type') ?? '', headers, body: Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '',
+      });
+      for (const [k, v] of Object.entries(out.headers)) {
+        if (!['content-security-policy', 'x-frame-options', 'cache-control', 'x-request-id'].includes(k.toLowerCase())) res.setHeader(k, v);
+      }
+      res.status(out.status).send(out.body);
+    },
+  });
 }

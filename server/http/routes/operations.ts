@@ -28,6 +28,7 @@ export function operationRoutes(api: Api, d: Deps): void {
         },
         work: async ({ session, card, merchant }) => {
           const cvcSession = await d.vault.storeCvv({ merchant, card, sessionId: session.id, cvv: cvv!, retention: session.cvvRetention });
+          await d.webhooks.emit(merchant.id, session.mode, 'cvv.collected', { session: session.id, card: card.token, cvcSession: cvcSession.id, expiresAt: cvcSession.expiresAt });
           return { result: { status: 'succeeded', cvcSession }, claim: { status: 'succeeded', at: epochSeconds(d.clock.now()) } };
         },
       });
