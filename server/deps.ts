@@ -90,7 +90,7 @@ export async function createDeps(config: Config, log: Logger, opts: { clock?: Cl
   const idempotency = new IdempotencyService(store, keyring, clock);
   const origins = new OriginRegistry(store, config.publicOrigin);
   await origins.refresh();
-  const limits = opts.limits ?? (config.rateLimit ? RateLimits.inMemory(config.rateLimits) : RateLimits.off());
+  const limits = opts.limits ?? await chooseLimits(config, store);
   const threeDS = new ThreeDSService(store, keyring, clock, cards, opts.threeDSProvider ?? new SimulatorThreeDS(), webhooks, { publicBaseUrl: config.publicBaseUrl, log });
   const simulator = opts.simulator ?? new SimulatorProcessor();
   const httpProcessors = new Map<string, { at: number; processor: HttpProcessor; timeoutMs: number }>();
@@ -114,4 +114,14 @@ export async function createDeps(config: Config, log: Logger, opts: { clock?: Cl
       await store.close();
     },
   };
+}
+
+/** Rate limits that hold where the server runs: PostgreSQL (every instance), node:cluster (every worker), or one process. */
+async function chooseLimits(config: Config, store: Store): Promise<RateLimits> {
+  if (!config.rateLimit) return RateLimits.off();
+  const pool = (store as { pgPool?: unknown }).pgPool;
+  if (store.engine === 'postgres' && pool) return RateLimits.postgres(config.rateLimits, pool);
+  const { default: cluster } = await import('node:cluster');
+  if (config.workers > 1 && cluster.isWorker) return RateLimits.cluster(config.rateLimits);
+  return RateLimits.inMemory(config.rateLimits);
 }

@@ -42,6 +42,11 @@ async function main(): Promise<void> {
       );
     }
     if (config.workers > 1) {
+      if (config.rateLimit && deps.store.engine === 'sqlite') {
+        // The workers' rate-limit counts live here, in the primary.
+        const { RateLimiterClusterMaster } = await import('rate-limiter-flexible');
+        new RateLimiterClusterMaster();
+      }
       for (let i = 0; i < config.workers; i++) cluster.fork();
       cluster.on('exit', (w, code, signal) => {
         if (!shuttingDown) {

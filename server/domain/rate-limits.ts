@@ -1,4 +1,4 @@
-import { RateLimiterMemory, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { RateLimiterCluster, RateLimiterMemory, RateLimiterPostgres, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { AppError } from '../errors.js';
 
 export type LimitName = 'apiKey' | 'session' | 'address';
@@ -18,6 +18,24 @@ export class RateLimits {
   static inMemory(perMinute: Record<LimitName, number>): RateLimits {
     const make = (name: LimitName) => new RateLimiterMemory({ keyPrefix: `cvvops_${name}`, points: perMinute[name], duration: 60 });
     return new RateLimits({ apiKey: make('apiKey'), session: make('session'), address: make('address') });
+  }
+
+  /** node:cluster workers share counts through the primary (which runs RateLimiterClusterMaster). */
+  static cluster(perMinute: Record<LimitName, number>): RateLimits {
+    const make = (name: LimitName) => new RateLimiterCluster({ keyPrefix: `cvvops_${name}`, points: perMinute[name], duration: 60, timeoutMs: 1000 });
+    return new RateLimits({ apiKey: make('apiKey'), session: make('session'), address: make('address') });
+  }
+
+  /** Counts in PostgreSQL, so the limits hold across every instance sharing the database. */
+  static async postgres(perMinute: Record<LimitName, number>, pool: unknown): Promise<RateLimits> {
+    const make = (name: LimitName) => new Promise<RateLimiterAbstract>((resolve, reject) => {
+      const l: RateLimiterPostgres = new RateLimiterPostgres({
+        storeClient: pool, storeType: 'pool', tableName: 'cvvops_rate_limits', keyPrefix: `cvvops_${name}`,
+        points: perMinute[name], duration: 60, clearExpiredByTimeout: true,
+      }, (err?: unknown) => (err ? reject(err) : resolve(l)));
+    });
+    const [apiKey, session, address] = await Promise.all([make('apiKey'), make('session'), make('address')]);
+    return new RateLimits({ apiKey, session, address });
   }
 
   static off(): RateLimits {
