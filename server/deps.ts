@@ -13,6 +13,7 @@ import { SessionService } from './domain/sessions.js';
 import { TokenService } from './domain/tokens.js';
 import { Vault } from './domain/vault.js';
 import { ProxyService } from './domain/proxy.js';
+import { FormService } from './domain/forms.js';
 import { ChargeService } from './domain/charges.js';
 import { ThreeDSService } from './domain/three-ds.js';
 import { WebhookService } from './domain/webhooks.js';
@@ -46,6 +47,7 @@ export interface Deps {
   threeDS: ThreeDSService;
   charges: ChargeService;
   proxy: ProxyService;
+  forms: FormService;
   processorFor(m: MerchantRecord): { processor: Processor; timeoutMs: number };
   close(): Promise<void>;
 }
@@ -95,19 +97,20 @@ export async function createDeps(config: Config, log: Logger, opts: { clock?: Cl
   const simulator = opts.simulator ?? new SimulatorProcessor();
   const httpProcessors = new Map<string, { at: number; processor: HttpProcessor; timeoutMs: number }>();
   const processorFor = (m: MerchantRecord): { processor: Processor; timeoutMs: number } => {
-    const p = m.processor as { type?: string; sealed?: string };
+    const p = m.processor as { type?: string; sealed?: string; keyVersion?: number };
     if (p.type !== 'http' || !p.sealed) return { processor: simulator, timeoutMs: 15_000 };
     const cached = httpProcessors.get(m.id);
     if (cached && cached.at === m.updatedAt) return cached;
-    const cfg = HttpProcessorConfig.parse(JSON.parse(keyring.open('settings', { keyVersion: 1, blob: Buffer.from(p.sealed, 'base64') }, `processor|${m.id}`).toString('utf8')));
+    const cfg = HttpProcessorConfig.parse(JSON.parse(keyring.open('settings', { keyVersion: p.keyVersion ?? 1, blob: Buffer.from(p.sealed, 'base64') }, `processor|${m.id}`).toString('utf8')));
     const entry = { at: m.updatedAt, processor: new HttpProcessor(cfg, { allowPrivate: config.allowPrivateTargets, onTranscript: (t) => log.debug({ merchantId: m.id, transcript: t }, 'processor transcript (scrubbed)') }), timeoutMs: cfg.timeoutMs };
     httpProcessors.set(m.id, entry);
     return entry;
   };
   const charges = new ChargeService(store, keyring, clock, cards, vault, threeDS, sessions, webhooks, processorFor, { production: config.production, log });
   const proxy = new ProxyService(store, cards, vault, clock, { allowPrivateTargets: config.allowPrivateTargets, log });
+  const forms = new FormService(store, clock, { publicBaseUrl: config.publicBaseUrl, log });
   return {
-    config, log, clock, store, keyring, tokens, merchants, cards, vault, sessions, idempotency, origins, limits, webhooks, threeDS, charges, processorFor, proxy,
+    config, log, clock, store, keyring, tokens, merchants, cards, vault, sessions, idempotency, origins, limits, webhooks, threeDS, charges, processorFor, proxy, forms,
     async close() {
       origins.stop();
       webhooks.stop();

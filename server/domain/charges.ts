@@ -108,10 +108,9 @@ export class ChargeService {
     if (outcome.status === 'approved' || outcome.status === 'declined') {
       // An authorization response arrived: in live mode the CVV is destroyed now, whatever the retention.
       if (cvc) await this.vault.afterAuthorization(cvc);
-      const before = await this.store.getCvvStatus(merchant.id, card.fingerprint);
-      await this.vault.recordCvvResult(merchant, card, { cvvResult: outcome.cvvResult, declineCode: outcome.declineCode });
-      const afterSt = await this.store.getCvvStatus(merchant.id, card.fingerprint);
-      if (afterSt?.blocked && !before?.blocked) await this.webhooks.emit(merchant.id, card.mode, 'cvv.blocked', { card: card.token, failedAttempts: afterSt.failedAttempts });
+      if (await this.vault.recordCvvResult(merchant, card, { cvvResult: outcome.cvvResult, declineCode: outcome.declineCode })) {
+        await this.webhooks.emit(merchant.id, card.mode, 'cvv.blocked', { card: card.token, failedAttempts: merchant.cvvBlockThreshold });
+      }
     }
     const data = { session: sessionId, chargeId, status: outcome.status, amount, declineCode: outcome.declineCode, cvvResult: outcome.cvvResult };
     await this.webhooks.emit(merchant.id, card.mode, outcome.status === 'approved' ? 'charge.succeeded' : 'charge.failed', data);
@@ -174,6 +173,14 @@ export class ChargeService {
       }
     } else {
       outcome = { status: c.status, authorizationCode: c.authorizationCode, declineCode: c.declineCode, cvvResult: c.cvvResult, avsResult: c.avsResult, networkTransactionId: c.networkTransactionId };
+      // Finished but never answered (the server stopped after recording the outcome): its effects may not have run.
+      // They are at-least-once: a webhook may repeat, which receivers must tolerate anyway.
+      const session = await this.store.getSessionById(c.sessionId);
+      const card = session ? await this.store.getCard(session.merchantId, session.mode, session.cardToken) : null;
+      if (card && session?.status === 'active') {
+        const cvc = await this.store.findUsableCvcSession(c.merchantId, card.token, c.sessionId, this.clock.now());
+        await this.#after(merchant, c.sessionId, card, cvc, outcome, c.id, c.amount);
+      }
     }
     const w = this.#present(c.id, c.amount, outcome, c.processor);
     const response = await this.sessions.rotateWithResult(c.sessionId, 'charge', w.result, w.claim, outcome.status === 'approved');

@@ -96,7 +96,7 @@ export class MerchantService {
       }
       processor = {
         type: 'http', url: cfg.request.url,
-        sealed: this.keyring.seal('settings', JSON.stringify(cfg), `processor|${m.merchant.id}`).blob.toString('base64'),
+        ...sealedField(this.keyring.seal('settings', JSON.stringify(cfg), `processor|${m.merchant.id}`)),
       };
     } else if (patch.processor) {
       processor = { type: 'simulator' };
@@ -126,4 +126,9 @@ export class MerchantService {
     if (!merchant) throw new AppError('invalid_api_key');
     return { merchant, mode: row.mode, keyId: row.id };
   }
+}
+
+/** A sealed value as JSON fields: base64 blob and its key version. */
+function sealedField(s: { keyVersion: number; blob: Buffer }): { sealed: string; keyVersion: number } {
+  return { sealed: s.blob.toString('base64'), keyVersion: s.keyVersion };
 }

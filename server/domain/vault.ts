@@ -106,16 +106,19 @@ export class Vault {
    * A charge's CVV verdict for the card number: `incorrect_cvc` counts one
    * failure (blocking at the merchant's threshold), a match resets the count.
    */
-  async recordCvvResult(merchant: MerchantRecord, card: CardRecord, p: { cvvResult: string | null; declineCode: string | null }): Promise<void> {
+  /** Returns true when this very result blocked the card (exactly once per block, even with concurrent declines). */
+  async recordCvvResult(merchant: MerchantRecord, card: CardRecord, p: { cvvResult: string | null; declineCode: string | null }): Promise<boolean> {
     const now = this.clock.now();
     if (p.declineCode === 'incorrect_cvc') {
       const st = await this.store.recordCvvFailure(merchant.id, card.fingerprint, merchant.cvvBlockThreshold, now);
       if (st.blocked && st.failedAttempts === merchant.cvvBlockThreshold) {
         this.log?.warn({ audit: true, event: 'cvv.blocked', merchantId: merchant.id, card: card.token, failedAttempts: st.failedAttempts }, 'card CVV blocked');
+        return true;
       }
     } else if (p.cvvResult === 'M') {
       await this.store.resetCvvStatus(merchant.id, card.fingerprint, now);
     }
+    return false;
   }
 
   async status(merchantId: string, card: CardRecord): Promise<CvvStatusView> {

@@ -4,7 +4,7 @@ import type { Sealed } from '../domain/keyring.js';
 import { migrationProvider, type Engine } from './migrations.js';
 import type { CardsTable, ChargesTable, CvcSessionsTable, Database, MerchantsTable, SessionsTable, WebhookEndpointsTable, WebhookOutboxTable } from './schema.js';
 import type {
-  ApiKeyRecord, ChargeRecord, OutboxRecord, TdsRecord, WebhookEndpointRecord, CardRecord, CvcRetention, CvcSessionRecord, CvvStatusRecord, IdempotencyRecord, MerchantRecord,
+  ApiKeyRecord, ChargeRecord, CustomFormRecord, OutboxRecord, TdsRecord, WebhookEndpointRecord, CardRecord, CvcRetention, CvcSessionRecord, CvvStatusRecord, IdempotencyRecord, MerchantRecord,
   Mode, Operation, SessionRecord, SessionStatus, SigningKeyRecord, Store,
 } from './store.js';
 
@@ -98,6 +98,8 @@ export class KyselyStore implements Store {
   readonly db: Kysely<Database>;
   readonly engine: Engine;
   readonly #sqlite: BetterSqlite3.Database | null;
+  /** The pg pool (PostgreSQL only): shared with the rate limiter so limits hold across instances. */
+  pgPool: unknown = null;
   #checkpointTimer: NodeJS.Timeout | null = null;
   readonly #opts: KyselyStoreOptions;
 
@@ -131,7 +133,9 @@ export class KyselyStore implements Store {
       pg.default.types.setTypeParser(20, (v: string) => Number(v));
       const pool = new pg.default.Pool({ connectionString: url, max: 10 });
       const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-      return new KyselyStore(db, 'postgres', null, opts);
+      const store = new KyselyStore(db, 'postgres', null, opts);
+      store.pgPool = pool;
+      return store;
     }
     throw new Error('unsupported DATABASE_URL');
   }
@@ -500,15 +504,22 @@ export class KyselyStore implements Store {
   }
 
   async recordCvvFailure(merchantId: string, fingerprint: string, threshold: number, now: number): Promise<CvvStatusRecord> {
-    await this.db.insertInto('cvv_status')
+    // RETURNING: the status this failure produced. A separate read afterwards
+    // could see later concurrent failures too, so two callers got the same
+    // count and the one that reached the threshold could not tell.
+    const r = await this.db.insertInto('cvv_status')
       .values({ merchant_id: merchantId, fingerprint, failed_attempts: 1, blocked: threshold <= 1 ? 1 : 0, updated_at: now })
       .onConflict((oc) => oc.columns(['merchant_id', 'fingerprint']).doUpdateSet({
         failed_attempts: sql`cvv_status.failed_attempts + 1`,
         blocked: sql`CASE WHEN cvv_status.failed_attempts + 1 >= ${threshold} THEN 1 ELSE cvv_status.blocked END`,
         updated_at: now,
       }))
-      .execute();
-    return (await this.getCvvStatus(merchantId, fingerprint))!;
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return {
+      merchantId: r.merchant_id, fingerprint: r.fingerprint, failedAttempts: Number(r.failed_attempts),
+      blocked: Number(r.blocked) === 1, updatedAt: Number(r.updated_at),
+    };
   }
 
   async resetCvvStatus(merchantId: string, fingerprint: string, now: number): Promise<void> {
@@ -656,11 +667,22 @@ export class KyselyStore implements Store {
   }
 
   async claimDueWebhooks(now: number, lockMs: number, limit: number): Promise<OutboxRecord[]> {
-    let due = this.db.selectFrom('webhook_outbox').select('id').where('status', '=', 'pending').where('next_attempt_at', '<=', now)
-      .where('locked_until', '<=', now).orderBy('next_attempt_at').limit(limit);
-    if (this.engine === 'postgres') due = due.forUpdate().skipLocked();
-    const rows = await this.db.updateTable('webhook_outbox').set({ locked_until: now + lockMs })
-      .where('id', 'in', due).where('locked_until', '<=', now).where('status', '=', 'pending')
+    // The due rows are picked once, in a MATERIALIZED CTE. As a plain
+    // `id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` PostgreSQL may plan the
+    // sub-select as the inner side of a nested-loop semi join and rescan it
+    // for every outer row; each rescan skips the rows this statement has just
+    // updated and locks the next ones, so one call claimed (and the worker
+    // then delivered at once) every due row, whatever the limit.
+    // (SQLite ≥ 3.35 takes the same statement, without the row locks.)
+    const rows = await this.db
+      .with((cte) => cte('due').materialized(), (db) => {
+        const q = db.selectFrom('webhook_outbox').select('id').where('status', '=', 'pending').where('next_attempt_at', '<=', now)
+          .where('locked_until', '<=', now).orderBy('next_attempt_at').orderBy('id').limit(limit);
+        return this.engine === 'postgres' ? q.forUpdate().skipLocked() : q;
+      })
+      .updateTable('webhook_outbox').set({ locked_until: now + lockMs })
+      .where('id', 'in', (eb) => eb.selectFrom('due').select('due.id'))
+      .where('locked_until', '<=', now).where('status', '=', 'pending')
       .returningAll().execute();
     return rows.map(toOutbox);
   }
@@ -675,5 +697,40 @@ export class KyselyStore implements Store {
   async listOutbox(merchantId: string): Promise<OutboxRecord[]> {
     const rows = await this.db.selectFrom('webhook_outbox').selectAll().where('merchant_id', '=', merchantId).orderBy('created_at').execute();
     return rows.map(toOutbox);
+  }
+
+  #toForm(r: Selectable<Database['custom_forms']>): CustomFormRecord {
+    return {
+      id: r.id, merchantId: r.merchant_id, mode: r.mode as Mode, name: r.name, html: r.html, css: r.css,
+      createdAt: Number(r.created_at), updatedAt: Number(r.updated_at),
+    };
+  }
+
+  async insertCustomForm(f: CustomFormRecord): Promise<void> {
+    await this.db.insertInto('custom_forms').values({
+      id: f.id, merchant_id: f.merchantId, mode: f.mode, name: f.name, html: f.html, css: f.css, created_at: f.createdAt, updated_at: f.updatedAt,
+    }).execute();
+  }
+
+  async getCustomForm(id: string): Promise<CustomFormRecord | null> {
+    const r = await this.db.selectFrom('custom_forms').selectAll().where('id', '=', id).executeTakeFirst();
+    return r ? this.#toForm(r) : null;
+  }
+
+  async listCustomForms(merchantId: string, mode: Mode): Promise<CustomFormRecord[]> {
+    const rows = await this.db.selectFrom('custom_forms').selectAll().where('merchant_id', '=', merchantId).where('mode', '=', mode)
+      .orderBy('created_at').orderBy('id').execute();
+    return rows.map((r) => this.#toForm(r));
+  }
+
+  async updateCustomForm(merchantId: string, mode: Mode, id: string, p: { name: string; html: string; css: string; now: number }): Promise<boolean> {
+    const r = await this.db.updateTable('custom_forms').set({ name: p.name, html: p.html, css: p.css, updated_at: p.now })
+      .where('id', '=', id).where('merchant_id', '=', merchantId).where('mode', '=', mode).executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  async deleteCustomForm(merchantId: string, mode: Mode, id: string): Promise<boolean> {
+    const r = await this.db.deleteFrom('custom_forms').where('id', '=', id).where('merchant_id', '=', merchantId).where('mode', '=', mode).executeTakeFirst();
+    return Number(r.numDeletedRows) === 1;
   }
 }

@@ -204,10 +204,27 @@ const m0002 = (engine: Engine): Migration => ({
   },
 });
 
+/** Merchants' custom CVV forms (sanitized HTML and CSS). */
+const m0003: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema.createTable('custom_forms')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('merchant_id', 'text', (c) => c.notNull())
+      .addColumn('mode', 'text', (c) => c.notNull())
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('html', 'text', (c) => c.notNull())
+      .addColumn('css', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('custom_forms_merchant').on('custom_forms').columns(['merchant_id', 'mode', 'created_at']).execute();
+  },
+};
+
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_initial': m0001(engine), '0002_payments_webhooks': m0002(engine) };
+      return { '0001_initial': m0001(engine), '0002_payments_webhooks': m0002(engine), '0003_custom_forms': m0003 };
     },
   };
 }

@@ -171,7 +171,19 @@ export interface WebhookOutboxTable {
   delivered_at: number | null;
 }
 
+export interface CustomFormsTable {
+  id: string;
+  merchant_id: string;
+  mode: string;
+  name: string;
+  html: string;
+  css: string;
+  created_at: number;
+  updated_at: number;
+}
+
 export interface Database {
+  custom_forms: CustomFormsTable;
   tds_transactions: TdsTable;
   charges: ChargesTable;
   webhook_endpoints: WebhookEndpointsTable;

@@ -187,6 +187,18 @@ export interface OutboxRecord {
   deliveredAt: number | null;
 }
 
+export interface CustomFormRecord {
+  id: string;
+  merchantId: string;
+  mode: Mode;
+  name: string;
+  /** Already sanitized. */
+  html: string;
+  css: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
 /**
  * Storage. Async so SQLite and PostgreSQL both fit. Every state change is one
  * conditional statement whose result (a row changed or not) tells the caller
@@ -297,6 +309,12 @@ export interface Store {
   claimDueWebhooks(now: number, lockMs: number, limit: number): Promise<OutboxRecord[]>;
   settleWebhook(id: string, p: { status: OutboxRecord['status']; attempts: number; nextAttemptAt: number; lastStatus: number | null; now: number }): Promise<void>;
   listOutbox(merchantId: string): Promise<OutboxRecord[]>;
+
+  insertCustomForm(f: CustomFormRecord): Promise<void>;
+  getCustomForm(id: string): Promise<CustomFormRecord | null>;
+  listCustomForms(merchantId: string, mode: Mode): Promise<CustomFormRecord[]>;
+  updateCustomForm(merchantId: string, mode: Mode, id: string, p: { name: string; html: string; css: string; now: number }): Promise<boolean>;
+  deleteCustomForm(merchantId: string, mode: Mode, id: string): Promise<boolean>;
 
   /** Claims an idempotency key, or returns what is already stored under it (expired keys are replaced). */
   reserveIdempotencyKey(p: { merchantId: string; endpoint: string; key: string; requestHash: string; now: number; expiresAt: number }): Promise<IdempotencyRecord | null>;

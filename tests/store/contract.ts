@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { Sealed } from '../../server/domain/keyring.js';
 import type {
-  ApiKeyRecord, CardRecord, CvcSessionRecord, MerchantRecord, SessionRecord, SigningKeyRecord, Store,
+  ApiKeyRecord, CardRecord, ChargeRecord, CvcSessionRecord, MerchantRecord, OutboxRecord, SessionRecord, SigningKeyRecord, Store,
+  TdsRecord, WebhookEndpointRecord,
 } from '../../server/store/store.js';
 
 /**
@@ -12,8 +13,9 @@ import type {
  * factory returning a fresh, migrated store.
  *
  * Tests share one store and keep apart by unique ids. The few operations that
- * act on every row (sweeps of expired rows, signing-key retirement) use times
- * far below every other test's (T0), so they only ever see their own rows.
+ * act on every row (sweeps of expired rows, signing-key retirement, session
+ * expiry, pending charges, claiming due webhooks) use times far below every
+ * other test's (T0), so they only ever see their own rows.
  */
 
 /** Every ordinary test's "now": 2026-11-21T12:00:00Z. */
@@ -694,6 +696,614 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(await store.deleteExpiredIdempotencyKeys(SWEEP_NOW, 100), 2);
         assert.equal(await store.deleteExpiredIdempotencyKeys(SWEEP_NOW, 100), 0);
         assert.deepEqual(await store.reserveIdempotencyKey({ ...live, now: SWEEP_NOW }), { requestHash: 'hash-1', status: null, responseSealed: null }, 'the live key stays');
+      });
+    });
+
+    describe('CVC sessions: read-once, cache window, lookups', () => {
+      let card: CardRecord;
+      before(async () => {
+        card = cardRec(mA.id);
+        await store.insertCard(card);
+      });
+
+      it('takeCvcSession returns the row and deletes it; a second take gets null', async () => {
+        const c = cvcRec(mA.id, card.token, { sessionId: uid('cvo'), sealed: { keyVersion: 4, blob: randomBytes(48) }, firstUsedAt: T0 + 1 });
+        await store.insertCvcSession(c);
+        const got = await store.takeCvcSession(c.id, T0 + 2);
+        assert.deepEqual(got, c, 'every field of the taken row');
+        assertSealed(got!.sealed, c.sealed, 'taken');
+        assert.equal(await store.getLiveCvcSession(mA.id, 'test', c.id, T0 + 2), null, 'gone from storage');
+        assert.equal(await store.getCvcSessionById(c.id, T0 + 2), null);
+        assert.equal(await store.takeCvcSession(c.id, T0 + 3), null, 'read once');
+        assert.equal(await store.takeCvcSession(uid('cvc'), T0), null, 'unknown');
+      });
+
+      it('takeCvcSession never returns an expired row: null at expiresAt, the row a millisecond before', async () => {
+        const expired = cvcRec(mA.id, card.token, { expiresAt: T0 + 1_000 });
+        const live = cvcRec(mA.id, card.token, { expiresAt: T0 + 1_000 });
+        await store.insertCvcSession(expired);
+        await store.insertCvcSession(live);
+        assert.equal(await store.takeCvcSession(expired.id, expired.expiresAt), null, 'at expiresAt');
+        assert.equal(await store.takeCvcSession(expired.id, expired.expiresAt + 1), null, 'after');
+        assert.deepEqual(await store.takeCvcSession(live.id, live.expiresAt - 1), live);
+      });
+
+      it('20 simultaneous takes of one CVC session: exactly one gets it', async () => {
+        const c = cvcRec(mA.id, card.token);
+        await store.insertCvcSession(c);
+        const got = await Promise.all(Array.from({ length: 20 }, () => store.takeCvcSession(c.id, T0)));
+        const winners = got.filter((g) => g !== null);
+        assert.equal(winners.length, 1, `winners: ${winners.length}`);
+        assert.deepEqual(winners[0], c);
+        assert.equal(await store.getCvcSessionById(c.id, T0), null);
+      });
+
+      it('startCvcCacheWindow sets first_used_at once and pulls the expiry in to `until`', async () => {
+        const c = cvcRec(mA.id, card.token, { retention: 'cache', expiresAt: T0 + 600_000 });
+        await store.insertCvcSession(c);
+        await store.startCvcCacheWindow(c.id, T0 + 5, T0 + 300_005);
+        const started = await store.getCvcSessionById(c.id, T0 + 5);
+        assert.ok(started);
+        assert.equal(started.firstUsedAt, T0 + 5);
+        assert.equal(started.expiresAt, T0 + 300_005, 'pulled in');
+        assert.deepEqual({ ...started, firstUsedAt: null, expiresAt: c.expiresAt }, c, 'nothing else changes');
+
+        await store.startCvcCacheWindow(c.id, T0 + 10, T0 + 100);
+        assert.deepEqual(await store.getCvcSessionById(c.id, T0 + 10), started, 'a second start changes nothing');
+        await store.startCvcCacheWindow(c.id, T0 + 20, T0 + 900_000);
+        assert.deepEqual(await store.getCvcSessionById(c.id, T0 + 20), started, 'nor does a later, longer one');
+        await store.startCvcCacheWindow(uid('cvc'), T0, T0 + 1);
+      });
+
+      it('startCvcCacheWindow never extends the expiry', async () => {
+        const c = cvcRec(mA.id, card.token, { retention: 'cache', expiresAt: T0 + 30_000 });
+        await store.insertCvcSession(c);
+        await store.startCvcCacheWindow(c.id, T0 + 1, T0 + 300_001);
+        const got = await store.getCvcSessionById(c.id, T0 + 1);
+        assert.equal(got?.firstUsedAt, T0 + 1, 'the window is started');
+        assert.equal(got?.expiresAt, T0 + 30_000, 'the earlier expiry stays');
+      });
+
+      it('10 simultaneous starts of one cache window: one wins, whole', async () => {
+        const c = cvcRec(mA.id, card.token, { retention: 'cache', expiresAt: T0 + 600_000 });
+        await store.insertCvcSession(c);
+        await Promise.all(Array.from({ length: 10 }, (_, i) => store.startCvcCacheWindow(c.id, T0 + i, T0 + 1_000 + i)));
+        const got = await store.getCvcSessionById(c.id, T0);
+        assert.ok(got && got.firstUsedAt !== null);
+        const i = got.firstUsedAt - T0;
+        assert.ok(i >= 0 && i < 10);
+        assert.equal(got.expiresAt, T0 + 1_000 + i, 'first_used_at and the expiry come from the same call');
+      });
+
+      it('getCvcSessionById: by id only, live only', async () => {
+        const c = cvcRec(mB.id, card.token, { mode: 'live', expiresAt: T0 + 1_000 });
+        await store.insertCvcSession(c);
+        assert.deepEqual(await store.getCvcSessionById(c.id, T0), c);
+        assert.deepEqual(await store.getCvcSessionById(c.id, c.expiresAt - 1), c);
+        assert.equal(await store.getCvcSessionById(c.id, c.expiresAt), null, 'at expiresAt');
+        assert.equal(await store.getCvcSessionById(uid('cvc'), T0), null, 'unknown');
+      });
+
+      it("findLiveCvcSessionOfCard: the card's newest live one, whichever session made it", async () => {
+        const c = cardRec(mA.id);
+        await store.insertCard(c);
+        assert.equal(await store.findLiveCvcSessionOfCard(mA.id, c.token, T0), null, 'none yet');
+        const old = cvcRec(mA.id, c.token, { createdAt: T0, expiresAt: T0 + 10_000 });
+        const ofSession = cvcRec(mA.id, c.token, { sessionId: uid('cvo'), createdAt: T0 + 10, expiresAt: T0 + 1_000 });
+        const otherCard = cvcRec(mA.id, card.token, { createdAt: T0 + 20 });
+        for (const x of [old, ofSession, otherCard]) await store.insertCvcSession(x);
+        assert.deepEqual(await store.findLiveCvcSessionOfCard(mA.id, c.token, T0 + 30), ofSession, 'the newest, made by a session');
+        assert.deepEqual(await store.findLiveCvcSessionOfCard(mA.id, c.token, ofSession.expiresAt), old, 'the newest expired: the next one');
+        assert.equal(await store.findLiveCvcSessionOfCard(mA.id, c.token, old.expiresAt), null, 'all expired');
+        assert.equal(await store.findLiveCvcSessionOfCard(mB.id, c.token, T0 + 30), null, 'another merchant');
+        assert.equal(await store.findLiveCvcSessionOfCard(mA.id, uid('tok'), T0 + 30), null, 'another card');
+      });
+    });
+
+    describe('CVV status', () => {
+      const fp = () => randomBytes(32).toString('hex');
+
+      it('recordCvvFailure counts and blocks at the threshold; the status is returned', async () => {
+        const f = fp();
+        assert.equal(await store.getCvvStatus(mA.id, f), null);
+        assert.deepEqual(await store.recordCvvFailure(mA.id, f, 3, T0 + 1), { merchantId: mA.id, fingerprint: f, failedAttempts: 1, blocked: false, updatedAt: T0 + 1 });
+        assert.deepEqual(await store.recordCvvFailure(mA.id, f, 3, T0 + 2), { merchantId: mA.id, fingerprint: f, failedAttempts: 2, blocked: false, updatedAt: T0 + 2 });
+        const third = await store.recordCvvFailure(mA.id, f, 3, T0 + 3);
+        assert.deepEqual(third, { merchantId: mA.id, fingerprint: f, failedAttempts: 3, blocked: true, updatedAt: T0 + 3 }, 'blocked at the threshold');
+        assert.deepEqual(await store.getCvvStatus(mA.id, f), third);
+        const fourth = await store.recordCvvFailure(mA.id, f, 3, T0 + 4);
+        assert.equal(fourth.failedAttempts, 4);
+        assert.equal(fourth.blocked, true, 'stays blocked');
+        assert.equal(await store.getCvvStatus(mB.id, f), null, 'counted per merchant');
+      });
+
+      it('recordCvvFailure with threshold 1 blocks at the first failure; a lowered threshold blocks at once', async () => {
+        const f = fp();
+        assert.equal((await store.recordCvvFailure(mA.id, f, 1, T0)).blocked, true);
+        const g = fp();
+        assert.equal((await store.recordCvvFailure(mA.id, g, 5, T0)).blocked, false);
+        assert.equal((await store.recordCvvFailure(mA.id, g, 5, T0)).blocked, false);
+        assert.equal((await store.recordCvvFailure(mA.id, g, 2, T0)).blocked, true, '3 >= 2');
+      });
+
+      it('10 simultaneous failures count 10, and each caller gets its own count', async () => {
+        const f = fp();
+        const got = await Promise.all(Array.from({ length: 10 }, (_, i) => store.recordCvvFailure(mA.id, f, 3, T0 + i)));
+        const st = await store.getCvvStatus(mA.id, f);
+        assert.equal(st?.failedAttempts, 10);
+        assert.equal(st?.blocked, true);
+        assert.deepEqual(got.map((g) => g.failedAttempts).sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+          'the returned status is the one this failure produced (exactly one caller sees the threshold reached)');
+        for (const g of got) assert.equal(g.blocked, g.failedAttempts >= 3, `blocked matches the count ${g.failedAttempts}`);
+      });
+
+      it('resetCvvStatus: the count back to zero, unblocked; only that merchant and card number', async () => {
+        const f = fp();
+        for (let i = 0; i < 3; i++) await store.recordCvvFailure(mA.id, f, 3, T0);
+        await store.recordCvvFailure(mB.id, f, 3, T0);
+        const other = fp();
+        await store.recordCvvFailure(mA.id, other, 3, T0);
+        await store.resetCvvStatus(mA.id, f, T0 + 50);
+        assert.deepEqual(await store.getCvvStatus(mA.id, f), { merchantId: mA.id, fingerprint: f, failedAttempts: 0, blocked: false, updatedAt: T0 + 50 });
+        assert.equal((await store.getCvvStatus(mB.id, f))?.failedAttempts, 1, 'another merchant keeps its count');
+        assert.equal((await store.getCvvStatus(mA.id, other))?.failedAttempts, 1, 'another card number keeps its count');
+        assert.equal((await store.recordCvvFailure(mA.id, f, 3, T0 + 51)).failedAttempts, 1, 'counting starts over');
+
+        const unknown = fp();
+        await store.resetCvvStatus(mA.id, unknown, T0);
+        const st = await store.getCvvStatus(mA.id, unknown);
+        assert.ok(st === null || (st.failedAttempts === 0 && !st.blocked), 'resetting an unknown card number leaves it unblocked');
+      });
+    });
+
+    describe('merchant settings', () => {
+      it('updateMerchant changes the given fields only, sets updatedAt and returns the merchant', async () => {
+        const m = merchantRec();
+        await store.insertMerchant(m);
+        const processor = { type: 'http', url: 'https://psp.example/v1/charges', sealed: randomBytes(30).toString('base64') };
+        const a = await store.updateMerchant(m.id, { processor, cvvBlockThreshold: 5 }, T0 + 10);
+        const want1 = { ...m, processor, cvvBlockThreshold: 5, updatedAt: T0 + 10 };
+        assert.deepEqual(a, want1);
+        assert.deepEqual(await store.getMerchant(m.id), want1);
+
+        const b = await store.updateMerchant(m.id, {
+          allowedOrigins: ['https://new.example', 'http://localhost:4000'], allowedProxyTargets: ['https://psp.example/v1/'], cvcSessionTtlSeconds: 3600,
+        }, T0 + 20);
+        const want2 = { ...want1, allowedOrigins: ['https://new.example', 'http://localhost:4000'], allowedProxyTargets: ['https://psp.example/v1/'], cvcSessionTtlSeconds: 3600, updatedAt: T0 + 20 };
+        assert.deepEqual(b, want2);
+        assert.ok((await store.listAllAllowedOrigins()).includes('http://localhost:4000'));
+
+        assert.deepEqual(await store.updateMerchant(m.id, { allowedOrigins: [] }, T0 + 30), { ...want2, allowedOrigins: [], updatedAt: T0 + 30 }, 'an empty list is a value');
+        assert.deepEqual(await store.updateMerchant(m.id, {}, T0 + 40), { ...want2, allowedOrigins: [], updatedAt: T0 + 40 }, 'an empty patch only touches updatedAt');
+        assert.deepEqual(await store.getMerchant(mA.id), mA, 'other merchants are untouched');
+      });
+
+      it('updateMerchant of an unknown merchant is null and creates nothing', async () => {
+        const id = uid('mer');
+        assert.equal(await store.updateMerchant(id, { cvvBlockThreshold: 4 }, T0), null);
+        assert.equal(await store.getMerchant(id), null);
+      });
+    });
+
+    describe('operation claims without an attempt', () => {
+      it('claimOperation with countAttempt false moves the token without counting, even with the attempts used up', async () => {
+        const s = await newSession({ maxAttempts: 2, seq: 3, attempts: { collectCvv: 0, threeDS: 2, charge: 0 } });
+        assert.equal(await store.claimOperation({ id: s.id, jti: s.jti, newJti: 'n1', op: 'threeDS', now: T0 }), false, 'a counted claim is refused: 2 is not < 2');
+        assert.equal(await store.claimOperation({ id: s.id, jti: s.jti, newJti: 'n1', op: 'threeDS', now: T0 + 1, countAttempt: false }), true);
+        const claimed = await mustSession(s.id);
+        assert.equal(claimed.jti, 'n1');
+        assert.equal(claimed.seq, 4);
+        assert.deepEqual(claimed.attempts, s.attempts, 'no attempt counted');
+        assert.equal(claimed.updatedAt, T0 + 1);
+        assert.equal(await store.claimOperation({ id: s.id, jti: s.jti, newJti: 'n2', op: 'threeDS', now: T0 + 2, countAttempt: false }), false, 'still only the current jti');
+
+        assert.equal(await store.unclaimOperation({ id: s.id, jti: 'n1', oldJti: s.jti, op: 'threeDS', now: T0 + 3, countAttempt: false }), true);
+        const restored = await mustSession(s.id);
+        assert.equal(restored.jti, s.jti);
+        assert.equal(restored.seq, 3);
+        assert.deepEqual(restored.attempts, s.attempts, 'an uncounted unclaim does not uncount');
+      });
+
+      it('claimOperation with countAttempt false still refuses a completed, canceled or expired session', async () => {
+        for (const over of [{ status: 'completed' as const }, { status: 'canceled' as const }, { status: 'expired' as const }]) {
+          const s = await newSession(over);
+          assert.equal(await store.claimOperation({ id: s.id, jti: s.jti, newJti: 'x', op: 'threeDS', now: T0, countAttempt: false }), false, over.status);
+        }
+        const s = await newSession({ expiresAt: T0 + 10 });
+        assert.equal(await store.claimOperation({ id: s.id, jti: s.jti, newJti: 'x', op: 'threeDS', now: s.expiresAt, countAttempt: false }), false, 'at expiresAt');
+        assert.deepEqual(await mustSession(s.id), s);
+      });
+
+      it('a counted claim undone by a counted unclaim, an uncounted one by an uncounted unclaim: the count is exact', async () => {
+        const s = await newSession({ maxAttempts: 5, attempts: { collectCvv: 0, threeDS: 0, charge: 1 } });
+        assert.equal(await store.claimOperation({ id: s.id, jti: s.jti, newJti: 'k1', op: 'charge', now: T0 }), true);
+        assert.equal((await mustSession(s.id)).attempts.charge, 2);
+        assert.equal(await store.claimOperation({ id: s.id, jti: 'k1', newJti: 'k2', op: 'charge', now: T0, countAttempt: false }), true);
+        assert.equal((await mustSession(s.id)).attempts.charge, 2);
+        assert.equal(await store.unclaimOperation({ id: s.id, jti: 'k2', oldJti: 'k1', op: 'charge', now: T0, countAttempt: false }), true);
+        assert.equal((await mustSession(s.id)).attempts.charge, 2);
+        assert.equal(await store.unclaimOperation({ id: s.id, jti: 'k1', oldJti: s.jti, op: 'charge', now: T0 }), true);
+        const end = await mustSession(s.id);
+        assert.equal(end.attempts.charge, 1);
+        assert.equal(end.jti, s.jti);
+        assert.equal(end.seq, s.seq);
+      });
+    });
+
+    describe('session expiry', () => {
+      // The only test calling expireSessions: it acts on every session. Its sessions expire far below T0.
+      it('expireSessions: only active sessions past expiry, each returned once, even to concurrent callers', async () => {
+        const due = await Promise.all(Array.from({ length: 31 }, (_, i) => newSession({
+          mode: i % 2 ? 'live' : 'test', createdAt: 100, updatedAt: 100, expiresAt: i === 30 ? SWEEP_NOW : 1_000 + i,
+        })));
+        const dueIds = new Set(due.map((s) => s.id));
+        // One with a replay, to see it cleared.
+        assert.equal(await store.claimOperation({ id: due[0]!.id, jti: due[0]!.jti, newJti: 'e1', op: 'collectCvv', now: 500 }), true);
+        assert.equal(await store.finishOperation({ id: due[0]!.id, jti: 'e1', results: {}, tokenHash: 'th', now: 500, complete: false, replay: { jti: 'e1', hash: 'h', sealed: sealed(), at: 500 } }), true);
+        const live = await newSession({ createdAt: 100, expiresAt: SWEEP_NOW + 1 });
+        const completed = await newSession({ status: 'completed', createdAt: 100, expiresAt: 1_000 });
+        const canceled = await newSession({ status: 'canceled', createdAt: 100, expiresAt: 1_000 });
+
+        const rounds = await Promise.all(Array.from({ length: 5 }, () => store.expireSessions(SWEEP_NOW, 10)));
+        const seen: string[] = rounds.flat().map((r) => r.id);
+        for (let round = 0; ; round++) {
+          assert.ok(round < 10, 'the sweep comes to an end');
+          const more = await store.expireSessions(SWEEP_NOW, 10);
+          assert.ok(more.length <= 10, 'the limit holds');
+          if (more.length === 0) break;
+          seen.push(...more.map((r) => r.id));
+        }
+        for (const r of rounds) assert.ok(r.length <= 10, 'the limit holds');
+        assert.equal(new Set(seen).size, seen.length, `no session returned twice (${seen.length} returned)`);
+        assert.deepEqual(new Set(seen), dueIds, 'exactly the active sessions past expiry');
+
+        const byId = new Map(due.map((s) => [s.id, s]));
+        for (const r of rounds.flat()) {
+          const s = byId.get(r.id)!;
+          assert.deepEqual(r, { id: s.id, merchantId: s.merchantId, mode: s.mode });
+        }
+        for (const s of due) {
+          const got = await mustSession(s.id);
+          assert.equal(got.status, 'expired');
+          assert.equal(got.updatedAt, SWEEP_NOW);
+          assert.equal(got.replay, null, 'the replay is cleared');
+        }
+        assert.equal((await mustSession(live.id)).status, 'active', 'one expiring after now stays active');
+        assert.deepEqual(await mustSession(completed.id), completed, 'a completed one is not touched');
+        assert.deepEqual(await mustSession(canceled.id), canceled, 'a canceled one is not touched');
+        assert.deepEqual(await store.expireSessions(SWEEP_NOW, 100), [], 'nothing is expired twice');
+      });
+    });
+
+    describe('3-D Secure transactions', () => {
+      const tdsRec = (over: Partial<TdsRecord> = {}): TdsRecord => ({
+        id: uid('tds'), merchantId: mA.id, sessionId: uid('cvo'), mode: 'test', status: 'challenge', dsTransactionId: randomUUID(),
+        version: '2.2.0', result: null, createdAt: T0, expiresAt: T0 + 600_000, completedAt: null, ...over,
+      });
+
+      it('inserts and gets a transaction with every field; unknown is null', async () => {
+        const open = tdsRec();
+        const done = tdsRec({
+          mode: 'live', status: 'completed', result: { status: 'Y', eci: '05', cavvSealed: { keyVersion: 2, blob: randomBytes(44) } }, completedAt: T0 + 9,
+        });
+        const noCavv = tdsRec({ status: 'completed', result: { status: 'N', eci: null, cavvSealed: null }, completedAt: T0 + 1 });
+        for (const t of [open, done, noCavv]) await store.insertTds(t);
+        assert.deepEqual(await store.getTds(open.id), open);
+        const got = await store.getTds(done.id);
+        assert.deepEqual(got, done);
+        assertSealed(got!.result!.cavvSealed, done.result!.cavvSealed!, 'cavv');
+        assert.deepEqual(await store.getTds(noCavv.id), noCavv);
+        assert.equal(await store.getTds(uid('tds')), null);
+      });
+
+      it("latestTdsOfSession: the session's newest", async () => {
+        const sid = uid('cvo');
+        const first = tdsRec({ sessionId: sid, createdAt: T0 });
+        const second = tdsRec({ sessionId: sid, createdAt: T0 + 5 });
+        const otherSession = tdsRec({ createdAt: T0 + 10 });
+        for (const t of [second, otherSession, first]) await store.insertTds(t);
+        assert.deepEqual(await store.latestTdsOfSession(sid), second);
+        assert.equal(await store.latestTdsOfSession(uid('cvo')), null);
+      });
+
+      it('completeTds: challenge → completed once; a second completion changes nothing', async () => {
+        const t = tdsRec();
+        await store.insertTds(t);
+        const result = { status: 'Y', eci: '05', cavvSealed: sealed(3) };
+        assert.equal(await store.completeTds(t.id, result, T0 + 7), true);
+        const got = await store.getTds(t.id);
+        assert.deepEqual(got, { ...t, status: 'completed', result, completedAt: T0 + 7 });
+        assert.equal(await store.completeTds(t.id, { status: 'N', eci: null, cavvSealed: null }, T0 + 8), false);
+        assert.deepEqual(await store.getTds(t.id), got);
+        assert.equal(await store.completeTds(uid('tds'), result, T0), false, 'unknown');
+      });
+
+      it('10 simultaneous completions: exactly one wins, and its result is stored', async () => {
+        const t = tdsRec();
+        await store.insertTds(t);
+        const results = Array.from({ length: 10 }, (_, i) => ({ status: i % 2 ? 'Y' : 'N', eci: `0${i}`, cavvSealed: null }));
+        const won = await Promise.all(results.map((r, i) => store.completeTds(t.id, r, T0 + i)));
+        assert.equal(won.filter(Boolean).length, 1);
+        const i = won.indexOf(true);
+        assert.deepEqual(await store.getTds(t.id), { ...t, status: 'completed', result: results[i], completedAt: T0 + i });
+      });
+    });
+
+    describe('charges', () => {
+      const chargeRec = (over: Partial<ChargeRecord> = {}): ChargeRecord => {
+        const id = uid('ch');
+        return {
+          id, merchantId: mA.id, sessionId: uid('cvo'), mode: 'test', idempotencyKey: uid('idem'), requestHash: uid('rh'),
+          providerKey: `cvvops_${randomBytes(20).toString('hex')}`, processor: 'http', amount: { value: 1999, currency: 'EUR' },
+          status: 'pending', authorizationCode: null, declineCode: null, cvvResult: null, avsResult: null, networkTransactionId: null,
+          responseSealed: null, createdAt: T0, updatedAt: T0, ...over,
+        };
+      };
+      const outcome = {
+        status: 'approved' as const, authorizationCode: '831000', declineCode: null, cvvResult: 'M', avsResult: 'U', networkTransactionId: 'nt_1',
+      };
+
+      it('insertChargeIntent stores the intent with every field; getCharge of an unknown one is null', async () => {
+        const c = chargeRec({ amount: { value: 5_000_000_000, currency: 'JPY' }, mode: 'live', createdAt: T0 + 1, updatedAt: T0 + 2 });
+        assert.equal(await store.insertChargeIntent(c), true);
+        assert.deepEqual(await store.getCharge(c.id), c);
+        const noKey = chargeRec({ idempotencyKey: null });
+        assert.equal(await store.insertChargeIntent(noKey), true);
+        assert.deepEqual(await store.getCharge(noKey.id), noKey);
+        assert.equal(await store.getCharge(uid('ch')), null);
+      });
+
+      it('insertChargeIntent: false for a second intent with the same merchant, mode and key; keys are scoped', async () => {
+        const c = chargeRec();
+        assert.equal(await store.insertChargeIntent(c), true);
+        const dup = chargeRec({ idempotencyKey: c.idempotencyKey, sessionId: c.sessionId });
+        assert.equal(await store.insertChargeIntent(dup), false);
+        assert.equal(await store.getCharge(dup.id), null, 'the second intent is not stored');
+        assert.deepEqual(await store.getCharge(c.id), c, 'the first is untouched');
+        assert.equal(await store.insertChargeIntent(chargeRec({ idempotencyKey: c.idempotencyKey, mode: 'live' })), true, 'the other mode');
+        assert.equal(await store.insertChargeIntent(chargeRec({ idempotencyKey: c.idempotencyKey, merchantId: mB.id })), true, 'another merchant');
+        const sid = uid('cvo');
+        assert.equal(await store.insertChargeIntent(chargeRec({ idempotencyKey: null, sessionId: sid })), true);
+        assert.equal(await store.insertChargeIntent(chargeRec({ idempotencyKey: null, sessionId: sid })), true, 'intents without a key never collide');
+      });
+
+      it('10 simultaneous intents with one key: exactly one is stored', async () => {
+        const key = uid('idem');
+        const intents = Array.from({ length: 10 }, () => chargeRec({ idempotencyKey: key }));
+        const ok = await Promise.all(intents.map((c) => store.insertChargeIntent(c)));
+        assert.equal(ok.filter(Boolean).length, 1);
+        const winner = intents[ok.indexOf(true)]!;
+        assert.deepEqual(await store.findChargeByIdempotencyKey(mA.id, 'test', key), winner);
+      });
+
+      it('findChargeByIdempotencyKey is scoped by merchant and mode', async () => {
+        const c = chargeRec();
+        await store.insertChargeIntent(c);
+        assert.deepEqual(await store.findChargeByIdempotencyKey(mA.id, 'test', c.idempotencyKey!), c);
+        assert.equal(await store.findChargeByIdempotencyKey(mB.id, 'test', c.idempotencyKey!), null, 'another merchant');
+        assert.equal(await store.findChargeByIdempotencyKey(mA.id, 'live', c.idempotencyKey!), null, 'the other mode');
+        assert.equal(await store.findChargeByIdempotencyKey(mA.id, 'test', uid('idem')), null, 'unknown');
+      });
+
+      it('finishCharge: only from pending, once', async () => {
+        const c = chargeRec();
+        await store.insertChargeIntent(c);
+        assert.equal(await store.finishCharge(c.id, outcome, T0 + 5), true);
+        const done = await store.getCharge(c.id);
+        assert.deepEqual(done, { ...c, ...outcome, updatedAt: T0 + 5 });
+        assert.equal(await store.finishCharge(c.id, { ...outcome, status: 'declined', authorizationCode: null, declineCode: 'do_not_honor' }, T0 + 6), false);
+        assert.deepEqual(await store.getCharge(c.id), done, 'a finished charge keeps its outcome');
+        assert.equal(await store.finishCharge(uid('ch'), outcome, T0), false, 'unknown');
+
+        const declined = chargeRec();
+        await store.insertChargeIntent(declined);
+        const d = { status: 'declined' as const, authorizationCode: null, declineCode: 'incorrect_cvc', cvvResult: 'N', avsResult: null, networkTransactionId: null };
+        assert.equal(await store.finishCharge(declined.id, d, T0 + 1), true);
+        assert.deepEqual(await store.getCharge(declined.id), { ...declined, ...d, updatedAt: T0 + 1 });
+      });
+
+      it('10 simultaneous finishes: exactly one outcome is stored', async () => {
+        const c = chargeRec();
+        await store.insertChargeIntent(c);
+        const outcomes = Array.from({ length: 10 }, (_, i) => ({ ...outcome, authorizationCode: `a${i}` }));
+        const ok = await Promise.all(outcomes.map((o, i) => store.finishCharge(c.id, o, T0 + i)));
+        assert.equal(ok.filter(Boolean).length, 1);
+        const i = ok.indexOf(true);
+        assert.deepEqual(await store.getCharge(c.id), { ...c, ...outcomes[i], updatedAt: T0 + i });
+      });
+
+      it('setChargeResponse stores the sealed response byte-exact', async () => {
+        const c = chargeRec();
+        await store.insertChargeIntent(c);
+        await store.finishCharge(c.id, outcome, T0 + 1);
+        const s1 = { keyVersion: 7, blob: Buffer.concat([Buffer.alloc(3), randomBytes(60)]) };
+        await store.setChargeResponse(c.id, s1);
+        const got = await store.getCharge(c.id);
+        assertSealed(got!.responseSealed, s1, 'response');
+        assert.deepEqual(got, { ...c, ...outcome, updatedAt: T0 + 1, responseSealed: s1 });
+        assertSealed((await store.findChargeByIdempotencyKey(mA.id, 'test', c.idempotencyKey!))!.responseSealed, s1, 'by key');
+      });
+
+      // The only test calling listPendingCharges: its charges are created far below T0.
+      it('listPendingCharges: pending ones created before a time, oldest first, up to the limit', async () => {
+        const old = [3, 1, 2].map((i) => chargeRec({ createdAt: 1_000 + i, updatedAt: 1_000 + i }));
+        const atLimit = chargeRec({ createdAt: SWEEP_NOW });
+        const finished = chargeRec({ createdAt: 900 });
+        for (const c of [...old, atLimit, finished]) assert.equal(await store.insertChargeIntent(c), true);
+        await store.finishCharge(finished.id, outcome, 950);
+        const sorted = [...old].sort((a, b) => a.createdAt - b.createdAt);
+        assert.deepEqual(await store.listPendingCharges(SWEEP_NOW, 100), sorted, 'pending, created strictly before, oldest first');
+        assert.deepEqual(await store.listPendingCharges(SWEEP_NOW, 2), sorted.slice(0, 2), 'the limit');
+        assert.deepEqual(await store.listPendingCharges(1_002, 100), sorted.slice(0, 1));
+      });
+    });
+
+    describe('webhook endpoints', () => {
+      const endpointRec = (over: Partial<WebhookEndpointRecord> = {}): WebhookEndpointRecord => ({
+        id: uid('whe'), merchantId: mA.id, mode: 'test', url: 'https://hooks.example/cvvops', events: ['charge.succeeded', 'charge.failed'],
+        secretSealed: sealed(), createdAt: T0, ...over,
+      });
+
+      it('inserts, gets (by id) and lists (by merchant and mode, oldest first) endpoints with every field', async () => {
+        const merchantId = uid('mer');
+        const a = endpointRec({ merchantId, createdAt: T0 + 2, secretSealed: { keyVersion: 3, blob: Buffer.concat([Buffer.alloc(2), randomBytes(30)]) } });
+        const b = endpointRec({ merchantId, createdAt: T0 + 1, events: [], url: 'https://other.example/h?x=1' });
+        const live = endpointRec({ merchantId, mode: 'live' });
+        const other = endpointRec();
+        for (const e of [a, b, live, other]) await store.insertWebhookEndpoint(e);
+        const got = await store.getWebhookEndpoint(a.id);
+        assert.deepEqual(got, a);
+        assertSealed(got!.secretSealed, a.secretSealed, 'secret');
+        assert.deepEqual(await store.listWebhookEndpoints(merchantId, 'test'), [b, a]);
+        assert.deepEqual(await store.listWebhookEndpoints(merchantId, 'live'), [live]);
+        assert.deepEqual(await store.listWebhookEndpoints(uid('mer'), 'test'), []);
+        assert.equal(await store.getWebhookEndpoint(uid('whe')), null);
+        await assert.rejects(store.insertWebhookEndpoint({ ...a, url: 'https://dup.example' }), 'an id is unique');
+      });
+
+      it('deleteWebhookEndpoint is scoped by merchant and mode', async () => {
+        const e = endpointRec();
+        await store.insertWebhookEndpoint(e);
+        assert.equal(await store.deleteWebhookEndpoint(mB.id, 'test', e.id), false, 'another merchant');
+        assert.equal(await store.deleteWebhookEndpoint(mA.id, 'live', e.id), false, 'the other mode');
+        assert.deepEqual(await store.getWebhookEndpoint(e.id), e);
+        assert.equal(await store.deleteWebhookEndpoint(mA.id, 'test', e.id), true);
+        assert.equal(await store.getWebhookEndpoint(e.id), null);
+        assert.ok(!(await store.listWebhookEndpoints(mA.id, 'test')).some((x) => x.id === e.id));
+        assert.equal(await store.deleteWebhookEndpoint(mA.id, 'test', e.id), false, 'twice');
+      });
+    });
+
+    describe('webhook outbox', () => {
+      /*
+       * claimDueWebhooks acts on every row. Each claiming test works in its
+       * own window of times far below T0, windows descending in test order,
+       * so rows an earlier test left behind are never due in a later one;
+       * every other outbox row is due only at T0 * 2.
+       */
+      const FAR = T0 * 2;
+      const outboxRec = (over: Partial<OutboxRecord> = {}): OutboxRecord => ({
+        id: uid('out'), eventId: uid('evt'), endpointId: uid('whe'), merchantId: mA.id, body: JSON.stringify({ id: 'evt', type: 'charge.succeeded' }),
+        status: 'pending', attempts: 0, nextAttemptAt: FAR, lockedUntil: 0, lastStatus: null, createdAt: T0, deliveredAt: null, ...over,
+      });
+      const settleAll = async (rows: OutboxRecord[], now: number) => {
+        for (const r of rows) await store.settleWebhook(r.id, { status: 'delivered', attempts: 1, nextAttemptAt: now, lastStatus: 200, now });
+      };
+      const ids = (rows: OutboxRecord[]) => rows.map((r) => r.id).sort();
+
+      it('enqueueWebhooks and listOutbox: every field, by merchant, oldest first', async () => {
+        const merchantId = uid('mer');
+        const a = outboxRec({ merchantId, createdAt: T0 + 2, body: '{"é":"✓","n":1}' });
+        const b = outboxRec({
+          merchantId, createdAt: T0 + 1, status: 'delivered', attempts: 3, lockedUntil: 0, lastStatus: 204, deliveredAt: T0 + 50, nextAttemptAt: T0 + 40,
+        });
+        const other = outboxRec();
+        await store.enqueueWebhooks([]);
+        await store.enqueueWebhooks([a, b, other]);
+        assert.deepEqual(await store.listOutbox(merchantId), [b, a]);
+        assert.deepEqual(await store.listOutbox(uid('mer')), []);
+      });
+
+      it('claimDueWebhooks claims only due, unlocked, pending rows, and locks them', async () => {
+        const W = 900_000;
+        const merchantId = uid('mer');
+        const rec = (over: Partial<OutboxRecord>) => outboxRec({ merchantId, createdAt: W - 1_000, ...over });
+        const due1 = rec({ nextAttemptAt: W - 100 });
+        const dueNow = rec({ nextAttemptAt: W, attempts: 2, lastStatus: 503 });
+        const lockExpired = rec({ nextAttemptAt: W - 100, lockedUntil: W });
+        const notYet = rec({ nextAttemptAt: W + 1 });
+        const locked = rec({ nextAttemptAt: W - 100, lockedUntil: W + 5 });
+        const delivered = rec({ nextAttemptAt: W - 100, status: 'delivered', deliveredAt: W - 500 });
+        const failed = rec({ nextAttemptAt: W - 100, status: 'failed', attempts: 20 });
+        const all = [due1, dueNow, lockExpired, notYet, locked, delivered, failed];
+        await store.enqueueWebhooks(all);
+        try {
+          const first = await store.claimDueWebhooks(W, 30_000, 100);
+          assert.deepEqual(ids(first), ids([due1, dueNow, lockExpired]));
+          for (const r of first) {
+            const orig = all.find((x) => x.id === r.id)!;
+            assert.deepEqual(r, { ...orig, lockedUntil: W + 30_000 }, 'the claimed row, with its lock');
+          }
+          assert.deepEqual(await store.claimDueWebhooks(W, 30_000, 100), [], 'claimed rows are locked');
+          assert.deepEqual(ids(await store.claimDueWebhooks(W + 10, 30_000, 100)), ids([notYet, locked]), 'rows become due, locks run out');
+          assert.deepEqual(await store.claimDueWebhooks(W + 29_999, 30_000, 100), [], 'a millisecond before the locks run out');
+          assert.deepEqual(ids(await store.claimDueWebhooks(W + 30_000, 30_000, 100)), ids([due1, dueNow, lockExpired]), 'a lock that ran out: claimable again');
+          const byList = new Map((await store.listOutbox(merchantId)).map((r) => [r.id, r]));
+          assert.deepEqual(byList.get(delivered.id), delivered, 'a delivered row is never claimed');
+          assert.deepEqual(byList.get(failed.id), failed, 'a failed row is never claimed');
+          assert.equal(byList.get(due1.id)!.lockedUntil, W + 60_000);
+        } finally {
+          await settleAll(all.filter((r) => r.status === 'pending'), W + 40_000);
+        }
+      });
+
+      it('claimDueWebhooks respects the limit', async () => {
+        const W = 800_000;
+        const rows = Array.from({ length: 5 }, (_, i) => outboxRec({ nextAttemptAt: W - 10 + i }));
+        await store.enqueueWebhooks(rows);
+        try {
+          const a = await store.claimDueWebhooks(W, 10_000, 2);
+          assert.equal(a.length, 2);
+          const b = await store.claimDueWebhooks(W, 10_000, 2);
+          assert.equal(b.length, 2);
+          const c = await store.claimDueWebhooks(W, 10_000, 2);
+          assert.equal(c.length, 1);
+          assert.deepEqual([...ids(a), ...ids(b), ...ids(c)].sort(), ids(rows));
+        } finally {
+          await settleAll(rows, W + 20_000);
+        }
+      });
+
+      it('settleWebhook records the outcome and unlocks; pending rows come back when due, settled ones never', async () => {
+        const W = 700_000;
+        const r = outboxRec({ nextAttemptAt: W });
+        await store.enqueueWebhooks([r]);
+        try {
+          assert.deepEqual(ids(await store.claimDueWebhooks(W, 1_000, 10)), [r.id]);
+          await store.settleWebhook(r.id, { status: 'pending', attempts: 1, nextAttemptAt: W + 5_000, lastStatus: 500, now: W + 1 });
+          const retry = (await store.listOutbox(r.merchantId)).find((x) => x.id === r.id);
+          assert.deepEqual(retry, { ...r, attempts: 1, nextAttemptAt: W + 5_000, lastStatus: 500, lockedUntil: 0 }, 'unlocked, with the retry time');
+          assert.deepEqual(await store.claimDueWebhooks(W + 4_999, 1_000, 10), [], 'not before its retry time');
+          const again = await store.claimDueWebhooks(W + 5_000, 1_000, 10);
+          assert.deepEqual(again, [{ ...retry, lockedUntil: W + 6_000 }]);
+
+          await store.settleWebhook(r.id, { status: 'pending', attempts: 2, nextAttemptAt: W + 6_000, lastStatus: null, now: W + 5_001 });
+          assert.equal((await store.listOutbox(r.merchantId)).find((x) => x.id === r.id)?.lastStatus, null, 'a transport failure has no status');
+
+          await store.claimDueWebhooks(W + 6_000, 1_000, 10);
+          await store.settleWebhook(r.id, { status: 'delivered', attempts: 3, nextAttemptAt: W + 6_000, lastStatus: 200, now: W + 6_010 });
+          const delivered = (await store.listOutbox(r.merchantId)).find((x) => x.id === r.id);
+          assert.deepEqual(delivered, { ...r, status: 'delivered', attempts: 3, nextAttemptAt: W + 6_000, lastStatus: 200, lockedUntil: 0, deliveredAt: W + 6_010 });
+          assert.deepEqual(await store.claimDueWebhooks(W + 50_000, 1_000, 10), [], 'a delivered row is never claimed again');
+
+          const f = outboxRec({ nextAttemptAt: W + 100 });
+          await store.enqueueWebhooks([f]);
+          await store.settleWebhook(f.id, { status: 'failed', attempts: 20, nextAttemptAt: W + 100, lastStatus: 410, now: W + 100 });
+          const failed = (await store.listOutbox(f.merchantId)).find((x) => x.id === f.id);
+          assert.deepEqual(failed, { ...f, status: 'failed', attempts: 20, lastStatus: 410, lockedUntil: 0, deliveredAt: null });
+          assert.deepEqual(await store.claimDueWebhooks(W + 50_000, 1_000, 10), [], 'a failed row is never claimed');
+        } finally {
+          await settleAll([r], W + 60_000);
+        }
+      });
+
+      it('5 concurrent claimers over 50 due rows never get the same row', async () => {
+        const W = 600_000;
+        const rows = Array.from({ length: 50 }, (_, i) => outboxRec({ nextAttemptAt: W - 50 + i, createdAt: W - 100 }));
+        await store.enqueueWebhooks(rows);
+        try {
+          const claims = await Promise.all(Array.from({ length: 5 }, () => store.claimDueWebhooks(W, 60_000, 10)));
+          const got = claims.flat().map((r) => r.id);
+          assert.equal(new Set(got).size, got.length, `a row was claimed twice (${got.length} claims, ${new Set(got).size} rows)`);
+          for (const c of claims) assert.ok(c.length <= 10, `the limit holds (${c.length} claimed)`);
+          const rest = await store.claimDueWebhooks(W, 60_000, 100);
+          const all = [...got, ...rest.map((r) => r.id)];
+          assert.equal(new Set(all).size, all.length, 'nor by a later claimer');
+          assert.deepEqual(all.sort(), ids(rows), 'every due row claimed once');
+          assert.deepEqual(await store.claimDueWebhooks(W + 59_999, 60_000, 100), []);
+        } finally {
+          await settleAll(rows, W + 70_000);
+        }
       });
     });
   });
