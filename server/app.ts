@@ -10,6 +10,7 @@ import { Metrics } from './http/metrics.js';
 import { errorHandler, jsonBody, noStore, notFound, refuseKeysInQuery, requestId } from './http/middleware.js';
 import { cardRoutes } from './http/routes/cards.js';
 import { merchantRoutes } from './http/routes/merchant.js';
+import { formRoutes } from './http/routes/forms.js';
 import { operationRoutes } from './http/routes/operations.js';
 import { publicRoutes } from './http/routes/public.js';
 import { sessionRoutes } from './http/routes/sessions.js';
@@ -18,6 +19,7 @@ import { join } from 'node:path';
 import { hostedRoutes } from './http/routes/hosted.js';
 
 export const BODY_LIMIT = 16384;
+export const FORM_BODY_LIMIT = 65536;
 
 /** Every route of the API, declared once (Express handlers and the OpenAPI document come from these). */
 export function buildApi(d: Deps, metrics: () => Metrics = () => new Metrics()): Api {
@@ -28,6 +30,7 @@ export function buildApi(d: Deps, metrics: () => Metrics = () => new Metrics()):
   operationRoutes(api, d);
   cardRoutes(api, d);
   merchantRoutes(api, d);
+  formRoutes(api, d);
   return api;
 }
 
@@ -73,6 +76,7 @@ export function buildApp(d: Deps, metrics = new Metrics()): Express {
     if (!/^application\/(json|x-www-form-urlencoded)\b/.test(type)) throw new AppError('unsupported_media_type', 'The proxy forwards application/json or application/x-www-form-urlencoded bodies.');
     express.raw({ type: () => true, limit: BODY_LIMIT })(req, res, next);
   });
+  app.use('/CustomForms', jsonBody(FORM_BODY_LIMIT));
   app.use(jsonBody(BODY_LIMIT));
   const router = express.Router({ caseSensitive: true, strict: false });
   api.mount(router, {

@@ -9,7 +9,9 @@ for (const [net, bits] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], 
   ['192.0.0.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['224.0.0.0', 4], ['240.0.0.0', 4]] as const) {
   PRIVATE.addSubnet(net, bits, 'ipv4');
 }
-for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['::ffff:0:0', 96], ['64:ff9b::', 96]] as const) {
+// IPv4-mapped IPv6 (::ffff:a.b.c.d) is unwrapped and checked as IPv4 below: a ::ffff:0:0/96 rule here would
+// also match every IPv4 address, since BlockList checks IPv4 against IPv6 rules in mapped form.
+for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['64:ff9b::', 96]] as const) {
   PRIVATE.addSubnet(net, bits, 'ipv6');
 }
 

@@ -94,7 +94,10 @@ export class SessionService {
       if (!m.merchant.allowedOrigins.includes(origin)) throw new AppError('invalid_request', "returnUrl must be on one of the merchant's allowed origins.");
     }
     const form = input.form ?? 'hosted';
-    if (form !== 'hosted') throw new AppError('invalid_request', 'No such custom form.');
+    if (form !== 'hosted') {
+      const f = await this.store.getCustomForm(form);
+      if (!f || f.merchantId !== m.merchant.id || f.mode !== m.mode) throw new AppError('invalid_request', 'No such custom form.');
+    }
     const now = this.clock.now();
     const ttl = input.ttlSeconds ?? 900;
     const s: SessionRecord = {
@@ -115,7 +118,7 @@ export class SessionService {
     return {
       ...rest,
       token,
-      formUrl: `${this.opts.publicBaseUrl}/hosted/cvv?session=${s.id}#token=${token}`,
+      formUrl: `${this.opts.publicBaseUrl}${form === 'hosted' ? '/hosted/cvv' : `/hosted/forms/${form}`}?session=${s.id}#token=${token}`,
     };
   }
 

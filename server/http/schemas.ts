@@ -170,3 +170,14 @@ export const WebhookEndpoint = z.object({
   id: z.string(), url: z.string(), events: z.array(z.string()), mode: z.enum(['test', 'live']), createdAt: z.string(),
 }).openapi('WebhookEndpoint');
 export const CreatedWebhookEndpoint = WebhookEndpoint.extend({ secret: z.string().openapi({ description: 'whsec_…, shown only now.' }) }).openapi('CreatedWebhookEndpoint');
+
+export const CustomFormBody = z.strictObject({
+  name: text(100),
+  html: z.string().min(1).max(60000),
+  css: z.string().max(60000).optional(),
+}).openapi('CustomFormRequest');
+
+export const CustomForm = z.object({
+  id: z.string(), name: z.string(), html: z.string(), css: z.string(), previewUrl: z.string(), createdAt: z.string(), updatedAt: z.string(),
+  sanitized: z.array(z.object({ removed: z.string(), count: z.number().int() })).optional(),
+}).openapi('CustomForm');

@@ -1,8 +1,14 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import express, { type Express, type Request, type Response } from 'express';
+import { ensureDemoMerchant } from '../../domain/demo.js';
 import type { Deps } from '../../deps.js';
 import { AppError } from '../../errors.js';
-import type { TdsRecord } from '../../store/store.js';
+import { Secret } from '../../secret.js';
+import type { MerchantRecord, TdsRecord } from '../../store/store.js';
+import { projectRoot } from '../../version.js';
+import { CreatedSession, z } from '../schemas.js';
 
 const OUTCOME_TEXT: Record<string, string> = {
   Y: 'Thank you: the payment is verified.',
@@ -12,47 +18,157 @@ const OUTCOME_TEXT: Record<string, string> = {
   R: 'The bank declined the verification.',
 };
 
+/** Subresource Integrity of our own scripts and styles, computed from the built files at start. */
+function integrity(file: string): string {
+  const path = join(projectRoot(), 'public', file);
+  if (!existsSync(path)) throw new Error(`${path} is missing: run \`npm run build\` (it builds the browser code)`);
+  return `sha384-${createHash('sha384').update(readFileSync(path)).digest('base64')}`;
+}
+
+const nonce = () => randomBytes(16).toString('base64');
+
 /**
- * Hosted pages. The 3-D Secure challenge page (the built-in ACS simulator in
- * test mode) is a plain HTML form that works without JavaScript; it may be
- * framed by the server's own origin and the merchant's allowed origins only.
+ * The CSP of a hosted page: only our nonce'd scripts (with SRI in the HTML),
+ * our styles, calls to our own origin, images from us or data:, and framing
+ * by the server itself and the merchant's allowed origins only.
+ */
+function hostedCsp(n: string, ancestors: string[], extra: { frameSrc?: boolean; styleNonce?: boolean } = {}): string {
+  return [
+    "default-src 'none'",
+    `script-src 'nonce-${n}'`,
+    `style-src 'self'${extra.styleNonce ? ` 'nonce-${n}'` : ''}`,
+    "connect-src 'self'",
+    "img-src 'self' data:",
+    "font-src 'self' data:",
+    `frame-src ${extra.frameSrc ? "'self'" : "'none'"}`,
+    "form-action 'self'",
+    "base-uri 'none'",
+    `frame-ancestors ${["'self'", ...ancestors].join(' ')}`,
+  ].join('; ');
+}
+
+/** Hosted pages are made to be framed by the merchant: the page's CSP decides by whom. */
+function framable(res: Response, csp: string): void {
+  res.setHeader('Content-Security-Policy', csp);
+  res.removeHeader('X-Frame-Options');
+  res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin');
+}
+
+/**
+ * Hosted pages and the browser code: the CVV form (/hosted/cvv), custom
+ * forms (/hosted/forms/{id}), the 3-D Secure challenge (/hosted/3ds/{id}),
+ * the SDK (/sdk/v1/…), our scripts (/assets/…) and the demo checkout (/demo).
  */
 export function hostedRoutes(app: Express, d: Deps): void {
-  const form = express.urlencoded({ extended: false, limit: 4096, parameterLimit: 5 });
+  const sri = { form: integrity('assets/form.js'), challenge: integrity('assets/challenge.js'), demo: integrity('assets/demo.js'), css: integrity('assets/form.css') };
+  const staticHeaders = (res: Response, crossOrigin: boolean) => {
+    res.setHeader('Cache-Control', 'public, max-age=300');
+    if (crossOrigin) {
+      res.setHeader('Access-Control-Allow-Origin', '*');
+      res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin');
+    }
+  };
+  app.use('/sdk/v1', express.static(join(projectRoot(), 'public/sdk/v1'), {
+    index: false, fallthrough: true, setHeaders: (res) => staticHeaders(res as Response, true),
+  }));
+  app.use('/assets', express.static(join(projectRoot(), 'public/assets'), {
+    index: false, fallthrough: true, setHeaders: (res) => staticHeaders(res as Response, false),
+  }));
 
-  async function frameAncestors(t: TdsRecord): Promise<string> {
-    const m = await d.store.getMerchant(t.merchantId);
-    return ["'self'", ...(m?.allowedOrigins ?? [])].join(' ');
+  const limitAddress = (req: Request) => d.limits.consume('address', req.ip ?? 'unknown');
+
+  async function merchantOfSession(id: unknown): Promise<MerchantRecord> {
+    const s = typeof id === 'string' ? await d.store.getSessionById(id) : null;
+    const m = s ? await d.store.getMerchant(s.merchantId) : null;
+    if (!m) throw new AppError('not_found', 'No such session.');
+    return m;
   }
 
-  async function render(res: Response, t: TdsRecord): Promise<void> {
-    const nonce = randomBytes(16).toString('base64');
-    res.setHeader('Content-Security-Policy', [
-      "default-src 'none'", `style-src 'nonce-${nonce}'`, "form-action 'self'", "base-uri 'none'", `frame-ancestors ${await frameAncestors(t)}`,
-    ].join('; '));
-    res.removeHeader('X-Frame-Options');
-    const session = await d.store.getSessionById(t.sessionId);
-    const amount = session?.amount ? new Intl.NumberFormat('en', { style: 'currency', currency: session.amount.currency }).format(session.amount.value / 10 ** minorDigits(session.amount.currency)) : null;
-    const status = t.result?.status ?? '';
-    res.type('html').render('three-ds-challenge', {
-      nonce, state: t.status === 'challenge' ? 'open' : 'done', action: `/hosted/3ds/${t.id}`, mode: t.mode, amount, status,
-      message: OUTCOME_TEXT[status] ?? 'The verification has finished.',
-    });
-  }
-
-  app.get('/hosted/3ds/:id', async (req: Request, res: Response) => {
-    await d.limits.consume('address', req.ip ?? 'unknown');
-    await render(res, await d.threeDS.challenge(String(req.params.id)));
+  app.get('/hosted/cvv', async (req: Request, res: Response) => {
+    await limitAddress(req);
+    const m = await merchantOfSession(req.query.session);
+    const n = nonce();
+    framable(res, hostedCsp(n, m.allowedOrigins));
+    res.type('html').render('hosted-cvv', { nonce: n, sri, allowedOrigins: m.allowedOrigins });
   });
 
+  app.get('/hosted/forms/:id', async (req: Request, res: Response) => {
+    await limitAddress(req);
+    const form = await d.store.getCustomForm(String(req.params.id));
+    if (!form) throw new AppError('not_found', 'No such custom form.');
+    const preview = req.query.session === undefined;
+    let origins: string[] = [];
+    if (!preview) {
+      const s = await d.store.getSessionById(String(req.query.session));
+      if (!s || s.merchantId !== form.merchantId || s.form !== form.id) throw new AppError('not_found', 'No such session.');
+      origins = (await d.store.getMerchant(s.merchantId))?.allowedOrigins ?? [];
+    } else {
+      origins = (await d.store.getMerchant(form.merchantId))?.allowedOrigins ?? [];
+    }
+    const n = nonce();
+    framable(res, hostedCsp(n, origins, { styleNonce: true }));
+    res.type('html').render('custom-form', { nonce: n, sri, allowedOrigins: origins, name: form.name, html: form.html, css: form.css, preview });
+  });
+
+  // The 3-D Secure challenge: a plain HTML form that works without JavaScript.
+  const form = express.urlencoded({ extended: false, limit: 4096, parameterLimit: 5 });
+  async function renderChallenge(res: Response, t: TdsRecord, parentOrigin: string): Promise<void> {
+    const m = await d.store.getMerchant(t.merchantId);
+    const origins = m?.allowedOrigins ?? [];
+    const n = nonce();
+    framable(res, hostedCsp(n, origins, { styleNonce: true }));
+    const session = await d.store.getSessionById(t.sessionId);
+    const amount = session?.amount ? formatAmount(session.amount) : null;
+    const status = t.result?.status ?? '';
+    res.type('html').render('three-ds-challenge', {
+      nonce: n, sri, state: t.status === 'challenge' ? 'open' : 'done', action: `/hosted/3ds/${t.id}`, mode: t.mode, amount, status,
+      message: OUTCOME_TEXT[status] ?? 'The verification has finished.', allowedOrigins: origins, transactionId: t.id,
+      parentOrigin: origins.includes(parentOrigin) ? parentOrigin : '',
+    });
+  }
+  app.get('/hosted/3ds/:id', async (req: Request, res: Response) => {
+    await limitAddress(req);
+    await renderChallenge(res, await d.threeDS.challenge(String(req.params.id)), '');
+  });
   app.post('/hosted/3ds/:id', form, async (req: Request, res: Response) => {
-    await d.limits.consume('address', req.ip ?? 'unknown');
+    await limitAddress(req);
     const code = typeof req.body?.code === 'string' ? req.body.code : '';
     if (code.length > 12) throw new AppError('invalid_request', 'The code is too long.');
-    await render(res, await d.threeDS.submitChallenge(String(req.params.id), code));
+    const origin = typeof req.body?.origin === 'string' ? req.body.origin : '';
+    await renderChallenge(res, await d.threeDS.submitChallenge(String(req.params.id), code), origin);
+  });
+
+  if (!d.config.demo) return;
+  // The demo checkout: the merchant's server side runs here with the demo merchant's test key.
+  const demoKey = async () => (await ensureDemoMerchant(d.store, d.keyring, d.merchants, [d.config.publicOrigin])).testKey;
+  app.get('/demo', async (_req: Request, res: Response) => {
+    const n = nonce();
+    res.setHeader('Content-Security-Policy', [
+      "default-src 'none'", `script-src 'nonce-${n}'`, `style-src 'nonce-${n}'`, "connect-src 'self'", "img-src 'self' data:",
+      "frame-src 'self'", "form-action 'self'", "base-uri 'none'", "frame-ancestors 'none'",
+    ].join('; '));
+    res.type('html').render('demo', { nonce: n, sri });
+  });
+  const demoJson = express.json({ limit: 1024 });
+  const DemoCheckout = z.strictObject({ card: z.enum(['4000000000002024', '4000000000001018', '4000000000006066', '378282246310005']) });
+  app.post('/demo/api/checkout', demoJson, async (req: Request, res: Response) => {
+    const body = DemoCheckout.safeParse(req.body);
+    if (!body.success) throw new AppError('invalid_request', 'Pick one of the demo cards.');
+    const m = await d.merchants.authenticate(await demoKey());
+    const card = await d.cards.tokenize(m, { number: new Secret(body.data.card), expMonth: 12, expYear: new Date(d.clock.now()).getUTCFullYear() + 4 });
+    const session = await d.sessions.create(m, {
+      card: card.token, operations: ['collectCvv', 'threeDS', 'charge'], amount: { value: 1999, currency: 'EUR' }, require3DS: false, reference: 'demo-order',
+    });
+    res.status(201).json(CreatedSession.partial().passthrough().parse(session));
+  });
+  app.post('/demo/api/validate', demoJson, async (req: Request, res: Response) => {
+    const token = typeof req.body?.token === 'string' ? req.body.token : '';
+    const m = await d.merchants.authenticate(await demoKey());
+    res.json(await d.sessions.validateToken(m, token));
   });
 }
 
-function minorDigits(currency: string): number {
-  return new Intl.NumberFormat('en', { style: 'currency', currency }).resolvedOptions().maximumFractionDigits ?? 2;
+function formatAmount(a: { value: number; currency: string }): string {
+  const digits = new Intl.NumberFormat('en', { style: 'currency', currency: a.currency }).resolvedOptions().maximumFractionDigits ?? 2;
+  return new Intl.NumberFormat('en', { style: 'currency', currency: a.currency }).format(a.value / 10 ** digits);
 }

@@ -1,0 +1,21 @@
+/**
+ * Enhances the 3-D Secure challenge page (which works without script): it
+ * carries the SDK's origin (from the URL fragment) through the form post, and
+ * on the finished page tells that origin, exactly, that the challenge is over.
+ */
+import type { FromChallenge } from './protocol';
+
+const root = document.querySelector<HTMLElement>('[data-cvvops-challenge]');
+if (root) {
+  const allowed: string[] = JSON.parse(root.dataset.allowedOrigins ?? '[]');
+  const fromHash = new URLSearchParams(location.hash.slice(1)).get('origin');
+  const field = document.querySelector<HTMLInputElement>('input[name="origin"]');
+  if (field && fromHash && allowed.includes(fromHash)) field.value = fromHash;
+  const target = root.dataset.parentOrigin || (fromHash && allowed.includes(fromHash) ? fromHash : '');
+  const status = root.dataset.status;
+  if (status && target && allowed.includes(target) && window.parent !== window) {
+    const msg: FromChallenge = { type: 'cvvops:3ds-complete', transactionId: root.dataset.transactionId ?? '', status };
+    window.parent.postMessage(msg, target);
+  }
+  document.querySelector<HTMLInputElement>('#code')?.focus();
+}

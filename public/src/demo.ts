@@ -1,0 +1,72 @@
+/** The demo checkout: the merchant side of the flow, on the demo merchant, in test mode. */
+import CvvOps, { type CvvOpsForm, type OperationResponse } from './sdk';
+import { decodeClaims } from './protocol';
+
+const $ = <T extends HTMLElement>(sel: string) => document.querySelector<T>(sel)!;
+const log = $<HTMLOListElement>('#steps');
+const pay = $<HTMLButtonElement>('#pay');
+const start = $<HTMLButtonElement>('#start');
+const cardSelect = $<HTMLSelectElement>('#card');
+let form: CvvOpsForm | null = null;
+
+function step(title: string, data: unknown, token?: string): void {
+  const li = document.createElement('li');
+  const h = document.createElement('h3');
+  h.textContent = title;
+  const pre = document.createElement('pre');
+  pre.textContent = JSON.stringify(data, null, 2);
+  li.append(h, pre);
+  if (token) {
+    const claims = decodeClaims(token);
+    const t = document.createElement('details');
+    const s = document.createElement('summary');
+    s.textContent = `Token seq ${claims?.seq} (claims)`;
+    const p = document.createElement('pre');
+    p.textContent = JSON.stringify(claims, null, 2);
+    t.append(s, p);
+    li.append(t);
+  }
+  log.append(li);
+  li.scrollIntoView({ block: 'nearest' });
+}
+
+async function backend(path: string, body: unknown): Promise<any> {
+  const r = await fetch(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const json = await r.json();
+  if (!r.ok) throw new Error(json?.error?.message ?? r.statusText);
+  return json;
+}
+
+start.addEventListener('click', async () => {
+  start.disabled = true;
+  log.replaceChildren();
+  form?.destroy();
+  try {
+    const session = await backend('/demo/api/checkout', { card: cardSelect.value });
+    step('1. Merchant server: card on file and POST /CvvOperations', { card: session.card, session: session.id, operations: session.operations, amount: session.amount }, session.token);
+    form = await CvvOps.mount('#cvv', { token: session.token, locale: document.documentElement.lang });
+    form.on('change', ({ valid }: { valid: boolean }) => (pay.disabled = !valid));
+    $('#checkout').hidden = false;
+  } catch (e) {
+    step('Error', { message: String(e) });
+  } finally {
+    start.disabled = false;
+  }
+});
+
+pay.addEventListener('click', async () => {
+  if (!form) return;
+  pay.disabled = true;
+  const show = (title: string, r: OperationResponse) => step(title, r.result, r.token);
+  try {
+    show('2. Browser: collectCvv', await form.collectCvv());
+    show('3. Browser: 3-D Secure', await form.threeDS());
+    show('4. Browser: charge', await form.charge());
+    const v = await backend('/demo/api/validate', { token: form.token });
+    step('5. Merchant server: validateToken', { valid: v.valid, current: v.current, status: v.session?.status, charge: v.claims?.res?.charge });
+    $('#outcome').textContent = v.claims?.res?.charge?.status === 'approved' ? 'Paid. The merchant\'s server has verified it.' : 'Not paid: see the steps.';
+  } catch (e: any) {
+    step('Error', { code: e?.code, status: e?.status, message: e?.message });
+    pay.disabled = false;
+  }
+});

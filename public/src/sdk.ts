@@ -1,0 +1,255 @@
+/**
+ * The cvvops browser SDK: mounts the hosted CVV form (or a custom form) in an
+ * iframe served by the cvvops server, and drives the operations through it.
+ * The CVV never enters the merchant's page; the SDK only sees results and the
+ * rotated token.
+ *
+ * @example
+ *   const form = await CvvOps.mount('#cvv', { token });
+ *   form.on('change', ({ valid }) => (pay.disabled = !valid));
+ *   await form.collectCvv();
+ *   await form.threeDS();
+ *   await form.charge();
+ *   sendToMyServer(form.token);
+ */
+import { type ApiErrorShape, decodeClaims, type FromChallenge, type FromForm, type Method, safeTheme, type ToForm } from './protocol';
+
+export interface MountOptions {
+  /** The session token from POST /CvvOperations. */
+  token: string;
+  /** en (default), fr, de or es. */
+  locale?: string;
+  /** CSS variables: --cvvops-accent, --cvvops-text, --cvvops-background, --cvvops-border, --cvvops-error, --cvvops-radius, --cvvops-font-size, --cvvops-font-family. */
+  theme?: Record<string, string>;
+  /** A custom form id (frm_…) instead of the hosted form. */
+  form?: string;
+  /** Milliseconds to wait for the form to be ready (default 15000). */
+  timeoutMs?: number;
+}
+
+export interface OperationResponse {
+  result: Record<string, any>;
+  token: string;
+  session: { status: string };
+}
+
+export type EventName = 'ready' | 'change' | 'focus' | 'blur' | 'error' | 'token' | 'submit';
+
+/** An API error: `code` and `status` as the server answered them. */
+export class CvvOpsError extends Error {
+  readonly code: string;
+  readonly status: number;
+  constructor(e: ApiErrorShape) {
+    super(e.message);
+    this.name = 'CvvOpsError';
+    this.code = e.code;
+    this.status = e.status;
+  }
+}
+
+export class CvvOpsForm {
+  /** The latest session token: send it to your server, which validates it. */
+  token: string;
+  readonly iframe: HTMLIFrameElement;
+  readonly #origin: string;
+  readonly #listeners = new Map<EventName, Set<(data: any) => void>>();
+  readonly #pending = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
+  #nextId = 1;
+  #onMessage: (e: MessageEvent) => void;
+  #overlay: HTMLElement | null = null;
+
+  constructor(iframe: HTMLIFrameElement, origin: string, token: string) {
+    this.iframe = iframe;
+    this.#origin = origin;
+    this.token = token;
+    this.#onMessage = (e) => this.#receive(e);
+    window.addEventListener('message', this.#onMessage);
+  }
+
+  on(name: EventName, fn: (data: any) => void): this {
+    if (!this.#listeners.has(name)) this.#listeners.set(name, new Set());
+    this.#listeners.get(name)!.add(fn);
+    return this;
+  }
+
+  off(name: EventName, fn: (data: any) => void): this {
+    this.#listeners.get(name)?.delete(fn);
+    return this;
+  }
+
+  #emit(name: EventName, data: unknown): void {
+    for (const fn of this.#listeners.get(name) ?? []) {
+      try {
+        fn(data);
+      } catch (err) {
+        setTimeout(() => {
+          throw err;
+        });
+      }
+    }
+  }
+
+  #receive(e: MessageEvent): void {
+    if (e.origin !== this.#origin) return;
+    const fromForm = e.source === this.iframe.contentWindow;
+    const fromChallenge = this.#overlay !== null && e.source === this.#overlay.querySelector('iframe')?.contentWindow;
+    if (!fromForm && !fromChallenge) return;
+    const msg = e.data as FromForm | FromChallenge;
+    if (!msg || typeof msg !== 'object') return;
+    if (fromChallenge) {
+      if (msg.type === 'cvvops:3ds-complete') this.#emit('challenge-complete' as EventName, msg);
+      return;
+    }
+    switch (msg.type) {
+      case 'cvvops:ready':
+        this.#emit('ready', {});
+        break;
+      case 'cvvops:event':
+        this.#emit(msg.name, msg.data);
+        break;
+      case 'cvvops:token':
+        if (typeof msg.token === 'string' && msg.token !== this.token) {
+          this.token = msg.token;
+          this.#emit('token', { token: msg.token });
+        }
+        break;
+      case 'cvvops:result': {
+        const p = this.#pending.get(msg.id);
+        if (!p) return;
+        this.#pending.delete(msg.id);
+        if (msg.ok) p.resolve(msg.response);
+        else p.reject(new CvvOpsError(msg.error));
+        break;
+      }
+      default:
+    }
+  }
+
+  #call(method: Method, args?: ToForm['args']): Promise<OperationResponse> {
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      const msg: ToForm = { type: 'cvvops:call', id, method, args };
+      this.iframe.contentWindow?.postMessage(msg, this.#origin);
+    });
+  }
+
+  /** Sends the CVV typed in the form to the vault. */
+  collectCvv(): Promise<OperationResponse> {
+    return this.#call('collectCvv');
+  }
+
+  /** Runs 3-D Secure; opens the challenge in an overlay when needed and resolves with the final result. */
+  async threeDS(): Promise<OperationResponse> {
+    const first = await this.#call('threeDS');
+    if (first.result?.status !== 'C' || typeof first.result.challengeUrl !== 'string') return first;
+    return this.#challenge(first.result.challengeUrl, first.result.transactionId);
+  }
+
+  /** Charges (at most the session amount) with the vaulted CVV. */
+  charge(opts: { amount?: { value: number; currency: string } } = {}): Promise<OperationResponse> {
+    return this.#call('charge', opts.amount ? { amount: opts.amount } : undefined);
+  }
+
+  /**
+   * The challenge in an overlay frame (our origin). It ends when the
+   * challenge page says so (postMessage, exact origin and source) or, for a
+   * page without script, when asking for the final result stops answering
+   * 409 (asked every 2 s).
+   */
+  #challenge(url: string, transactionId: string): Promise<OperationResponse> {
+    const u = new URL(url);
+    if (u.origin !== this.#origin) return Promise.reject(new CvvOpsError({ code: 'invalid_request', status: 0, message: 'unexpected challenge origin' }));
+    const overlay = document.createElement('div');
+    overlay.setAttribute('role', 'dialog');
+    overlay.setAttribute('aria-modal', 'true');
+    overlay.setAttribute('aria-label', 'Payment verification');
+    overlay.style.cssText = 'position:fixed;inset:0;z-index:2147483647;background:rgba(0,0,0,.55);display:flex;align-items:center;justify-content:center';
+    const frame = document.createElement('iframe');
+    frame.title = 'Payment verification';
+    frame.src = `${url}#origin=${encodeURIComponent(location.origin)}`;
+    frame.referrerPolicy = 'no-referrer';
+    frame.style.cssText = 'width:min(440px,96vw);height:min(560px,90vh);border:0;border-radius:8px;background:#fff';
+    overlay.appendChild(frame);
+    document.body.appendChild(overlay);
+    this.#overlay = overlay;
+    frame.addEventListener('load', () => frame.focus(), { once: true });
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      let asking = false;
+      const cleanup = () => {
+        settled = true;
+        clearInterval(poll);
+        this.off('challenge-complete' as EventName, onComplete);
+        overlay.remove();
+        this.#overlay = null;
+      };
+      const ask = async () => {
+        if (settled || asking) return;
+        asking = true;
+        try {
+          const r = await this.#call('threeDSResult');
+          cleanup();
+          resolve(r);
+        } catch (e) {
+          if (!(e instanceof CvvOpsError && e.code === 'precondition_failed')) {
+            cleanup();
+            reject(e);
+          }
+        } finally {
+          asking = false;
+        }
+      };
+      const onComplete = (m: FromChallenge) => {
+        if (m.transactionId === transactionId) void ask();
+      };
+      this.on('challenge-complete' as EventName, onComplete);
+      const poll = setInterval(() => void ask(), 2000);
+    });
+  }
+
+  /** Removes the iframe (and any open challenge) and stops listening. */
+  destroy(): void {
+    window.removeEventListener('message', this.#onMessage);
+    this.iframe.remove();
+    this.#overlay?.remove();
+    for (const p of this.#pending.values()) p.reject(new CvvOpsError({ code: 'destroyed', status: 0, message: 'the form was destroyed' }));
+    this.#pending.clear();
+  }
+}
+
+/** Mounts the form into an element (or a selector) and resolves once it is ready. */
+export function mount(target: string | HTMLElement, options: MountOptions): Promise<CvvOpsForm> {
+  const el = typeof target === 'string' ? document.querySelector<HTMLElement>(target) : target;
+  if (!el) return Promise.reject(new Error(`CvvOps.mount: no element ${String(target)}`));
+  if (!options || typeof options.token !== 'string') return Promise.reject(new Error('CvvOps.mount: options.token is required'));
+  const claims = decodeClaims(options.token);
+  if (!claims || typeof claims.iss !== 'string' || typeof claims.sub !== 'string') return Promise.reject(new Error('CvvOps.mount: the token is not a cvvops session token'));
+  const base = new URL(claims.iss);
+  const formId = options.form ?? (typeof claims.form === 'string' && claims.form !== 'hosted' ? claims.form : null);
+  const path = formId ? `/hosted/forms/${encodeURIComponent(formId)}` : '/hosted/cvv';
+  const frag = new URLSearchParams({ token: options.token, origin: location.origin, locale: options.locale ?? '' });
+  const theme = safeTheme(options.theme);
+  if (Object.keys(theme).length) frag.set('theme', JSON.stringify(theme));
+  const iframe = document.createElement('iframe');
+  iframe.title = 'Card security code';
+  iframe.referrerPolicy = 'no-referrer';
+  iframe.setAttribute('allowtransparency', 'true');
+  iframe.style.cssText = 'width:100%;height:128px;border:0;display:block;background:transparent';
+  iframe.src = `${base.origin}${path}?session=${encodeURIComponent(claims.sub)}#${frag.toString()}`;
+  const form = new CvvOpsForm(iframe, base.origin, options.token);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      form.destroy();
+      reject(new CvvOpsError({ code: 'timeout', status: 0, message: 'the form did not become ready' }));
+    }, options.timeoutMs ?? 15000);
+    form.on('ready', () => {
+      clearTimeout(timer);
+      resolve(form);
+    });
+    el.appendChild(iframe);
+  });
+}
+
+export const CvvOps = { mount, CvvOpsError, version: '1' };
+export default CvvOps;
