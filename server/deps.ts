@@ -95,14 +95,14 @@ export async function createDeps(config: Config, log: Logger, opts: { clock?: Cl
   const limits = opts.limits ?? await chooseLimits(config, store);
   const threeDS = new ThreeDSService(store, keyring, clock, cards, opts.threeDSProvider ?? new SimulatorThreeDS(), webhooks, { publicBaseUrl: config.publicBaseUrl, log });
   const simulator = opts.simulator ?? new SimulatorProcessor();
-  const httpProcessors = new Map<string, { at: number; processor: HttpProcessor; timeoutMs: number }>();
+  const httpProcessors = new Map<string, { sealed: string; processor: HttpProcessor; timeoutMs: number }>();
   const processorFor = (m: MerchantRecord): { processor: Processor; timeoutMs: number } => {
     const p = m.processor as { type?: string; sealed?: string; keyVersion?: number };
     if (p.type !== 'http' || !p.sealed) return { processor: simulator, timeoutMs: 15_000 };
     const cached = httpProcessors.get(m.id);
-    if (cached && cached.at === m.updatedAt) return cached;
+    if (cached && cached.sealed === p.sealed) return cached;
     const cfg = HttpProcessorConfig.parse(JSON.parse(keyring.open('settings', { keyVersion: p.keyVersion ?? 1, blob: Buffer.from(p.sealed, 'base64') }, `processor|${m.id}`).toString('utf8')));
-    const entry = { at: m.updatedAt, processor: new HttpProcessor(cfg, { allowPrivate: config.allowPrivateTargets, onTranscript: (t) => log.debug({ merchantId: m.id, transcript: t }, 'processor transcript (scrubbed)') }), timeoutMs: cfg.timeoutMs };
+    const entry = { sealed: p.sealed, processor: new HttpProcessor(cfg, { allowPrivate: config.allowPrivateTargets, onTranscript: (t) => log.debug({ merchantId: m.id, transcript: t }, 'processor transcript (scrubbed)') }), timeoutMs: cfg.timeoutMs };
     httpProcessors.set(m.id, entry);
     return entry;
   };

@@ -1,4 +1,4 @@
-import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import { lookup as dnsLookup, promises as dnsPromises, type LookupAddress } from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
 import { BlockList, isIP, type LookupFunction } from 'node:net';
@@ -105,4 +105,16 @@ export function outbound(req: OutboundRequest, signal?: AbortSignal): Promise<Ou
     if (req.body !== undefined) r.write(req.body);
     r.end();
   });
+}
+
+/**
+ * Checks a target before anything irreversible happens (a single-use CVV is
+ * taken only after this): refused when it is, or resolves to, a private
+ * address and those are not allowed. outbound() checks again at connect time.
+ */
+export async function assertReachableTarget(url: URL, allowPrivate: boolean): Promise<void> {
+  if (allowPrivate) return;
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  const addresses = isIP(host) ? [host] : (await dnsPromises.lookup(host, { all: true }).catch(() => [])).map((a) => a.address);
+  if (addresses.some(isPrivateAddress)) throw new OutboundError('the target is or resolves to a private address', 'refused');
 }

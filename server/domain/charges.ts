@@ -156,7 +156,7 @@ export class ChargeService {
       }
       let found: ChargeResult | null;
       try {
-        found = await processor.lookup(c.providerKey, AbortSignal.timeout(timeoutMs));
+        found = await processor.lookup(c.providerKey, c.mode, AbortSignal.timeout(timeoutMs));
       } catch (err) {
         throw new AppError('processor_error', 'The outcome of the interrupted charge could not be checked; try again.', { cause: err, retryAfter: 5 });
       }

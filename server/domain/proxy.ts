@@ -1,4 +1,4 @@
-import { outbound, OutboundError, type OutboundResponse } from '../connectors/outbound.js';
+import { assertReachableTarget, outbound, OutboundError, type OutboundResponse } from '../connectors/outbound.js';
 import { fill, jsonEscape, type Placeholder } from '../connectors/processors/http.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -71,6 +71,11 @@ export class ProxyService {
         cardNumber: open.number.expose(), holderName: open.holderName?.expose() ?? '',
         expMonth: String(card.expMonth).padStart(2, '0'), expYear: String(card.expYear).padStart(4, '0'),
       });
+    }
+    try {
+      await assertReachableTarget(url, privateOk);
+    } catch {
+      throw new AppError('target_not_allowed', 'The target resolves to an address that is not allowed.');
     }
     if (needsCvv && cvc) values.cvv = (await this.vault.useCvv(cvc, 'proxy')).expose();
     const escape = /json/i.test(req.contentType) ? jsonEscape : /x-www-form-urlencoded/i.test(req.contentType) ? encodeURIComponent : (v: string) => v;

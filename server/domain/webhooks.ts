@@ -45,7 +45,7 @@ export class WebhookService {
 
   async createEndpoint(merchantId: string, mode: Mode, url: string, events: string[]): Promise<{ endpoint: WebhookEndpointRecord; secret: string }> {
     const u = new URL(url);
-    if (u.protocol !== 'https:' && !(this.opts.allowPrivate && u.protocol === 'http:')) throw new AppError('invalid_request', 'url must be https.');
+    if (u.protocol !== 'https:' && !(this.opts.allowPrivate && mode === 'test' && u.protocol === 'http:')) throw new AppError('invalid_request', 'url must be https.');
     const id = newId('whe');
     const secret = `whsec_${randomBytes(32).toString('base64url')}`;
     const endpoint: WebhookEndpointRecord = {
@@ -114,7 +114,7 @@ export class WebhookService {
       const secret = this.keyring.open('signing-key', endpoint.secretSealed, `webhook|${endpoint.merchantId}|${endpoint.id}`).toString('utf8');
       const t = epochSeconds(now());
       const res = await outbound({
-        method: 'POST', url: endpoint.url, body: row.body, timeoutMs: 10_000, allowPrivate: this.opts.allowPrivate, maxResponseBytes: 64 * 1024,
+        method: 'POST', url: endpoint.url, body: row.body, timeoutMs: 10_000, allowPrivate: this.opts.allowPrivate && endpoint.mode === 'test', maxResponseBytes: 64 * 1024,
         headers: { 'content-type': 'application/json', 'user-agent': 'cvvops-webhooks/1', 'cvvops-signature': signWebhook(secret, t, row.body) },
       });
       status = res.status;

@@ -53,7 +53,7 @@ export function jsonBody(limit: number) {
   return (req: Request, res: Response, next: NextFunction): void => {
     if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS') return next();
     // Already read by a route's own parser (the proxy forwards raw bodies).
-    if ((req as unknown as { _body?: boolean })._body) return next();
+    if (Buffer.isBuffer(req.body) || (req.body !== undefined && req.body !== null && typeof req.body === 'object' && Object.keys(req.body).length > 0)) return next();
     const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
     if (!hasBody) {
       req.body = undefined;

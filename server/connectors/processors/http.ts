@@ -36,7 +36,9 @@ export const HttpProcessorConfig = z.strictObject({
   lookup: RequestTemplate.optional(),
   timeoutMs: z.number().int().min(1000).max(60000).default(15000),
 }).superRefine((c, ctx) => {
-  for (const [where, text] of [['request.url', c.request.url], ['request.body', c.request.body ?? ''], ...Object.entries(c.request.headers).map(([k, v]) => [`request.headers.${k}`, v])]) {
+  const parts = (name: 'request' | 'lookup', t: z.infer<typeof RequestTemplate>) =>
+    [[`${name}.url`, t.url], [`${name}.body`, t.body ?? ''], ...Object.entries(t.headers).map(([k, v]) => [`${name}.headers.${k}`, v])];
+  for (const [where, text] of [...parts('request', c.request), ...(c.lookup ? parts('lookup', c.lookup) : [])]) {
     for (const m of text!.matchAll(PLACEHOLDER)) {
       if (!(PLACEHOLDERS as readonly string[]).includes(m[1]!)) ctx.addIssue({ code: 'custom', path: where!.split('.'), message: `unknown placeholder \${${m[1]}}` });
     }
@@ -153,9 +155,10 @@ export class HttpProcessor implements Processor {
   readonly name = 'http';
   constructor(private readonly config: HttpProcessorConfig, private readonly opts: { allowPrivate: boolean; onTranscript?: (scrubbed: string) => void }) {}
 
-  async #send(built: BuiltRequest, signal: AbortSignal, secrets: Array<Secret<string> | null>): Promise<OutboundResponse> {
+  async #send(built: BuiltRequest, signal: AbortSignal, secrets: Array<Secret<string> | null>, mode: 'test' | 'live'): Promise<OutboundResponse> {
     try {
-      const res = await outbound({ ...built, timeoutMs: this.config.timeoutMs, allowPrivate: this.opts.allowPrivate }, signal);
+      // Never a private, loopback or link-local address in live mode, whatever CVVOPS_ALLOW_PRIVATE_TARGETS says.
+      const res = await outbound({ ...built, timeoutMs: this.config.timeoutMs, allowPrivate: this.opts.allowPrivate && mode === 'test' }, signal);
       this.opts.onTranscript?.(scrub(`${built.method} ${built.url}\n${Object.entries(built.headers).map(([k, v]) => `${k}: ${v}`).join('\n')}\n\n${built.body ?? ''}\n\n<- ${res.status}\n${res.body.toString('utf8')}`, secrets));
       return res;
     } catch (e) {
@@ -167,13 +170,13 @@ export class HttpProcessor implements Processor {
   async charge(req: ChargeRequest, signal: AbortSignal): Promise<ChargeResult> {
     const values = placeholderValues(req);
     const built = buildRequest(this.config.request, values);
-    const res = await this.#send(built, signal, [req.card.number, req.cvv, req.threeDS?.authenticationValue ?? null, req.card.holderName]);
+    const res = await this.#send(built, signal, [req.card.number, req.cvv, req.threeDS?.authenticationValue ?? null, req.card.holderName], req.mode);
     return parseResponse(this.config.response, res.status, res.body);
   }
 
-  async lookup(idempotencyKey: string, signal: AbortSignal): Promise<ChargeResult | null> {
+  async lookup(idempotencyKey: string, mode: 'test' | 'live', signal: AbortSignal): Promise<ChargeResult | null> {
     if (!this.config.lookup) throw new ProcessorError('no lookup request is configured', false);
-    const res = await this.#send(buildRequest(this.config.lookup, { idempotencyKey }), signal, []);
+    const res = await this.#send(buildRequest(this.config.lookup, { idempotencyKey }), signal, [], mode);
     if (res.status === 404) return null;
     return parseResponse(this.config.response, res.status, res.body);
   }

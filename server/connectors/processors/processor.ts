@@ -39,5 +39,5 @@ export interface Processor {
    * provider knows it (crash recovery); null when it never saw the charge.
    * Throws when it cannot be asked.
    */
-  lookup(idempotencyKey: string, signal: AbortSignal): Promise<ChargeResult | null>;
+  lookup(idempotencyKey: string, mode: 'test' | 'live', signal: AbortSignal): Promise<ChargeResult | null>;
 }

@@ -34,7 +34,7 @@ export class SimulatorProcessor implements Processor {
     return result;
   }
 
-  async lookup(idempotencyKey: string): Promise<ChargeResult | null> {
+  async lookup(idempotencyKey: string, _mode?: 'test' | 'live'): Promise<ChargeResult | null> {
     return this.#ledger.get(idempotencyKey) ?? null;
   }
 }
