@@ -43,7 +43,7 @@ start.addEventListener('click', async () => {
   form?.destroy();
   try {
     const session = await backend('/demo/api/checkout', { card: cardSelect.value });
-    step('1. Merchant server: card on file and POST /CvvOperations', { card: session.card, session: session.id, operations: session.operations, amount: session.amount }, session.token);
+    step('Merchant server: card on file and POST /CvvOperations', { card: session.card, session: session.id, operations: session.operations, amount: session.amount }, session.token);
     form = await CvvOps.mount('#cvv', { token: session.token, locale: document.documentElement.lang });
     form.on('change', ({ valid }: { valid: boolean }) => (pay.disabled = !valid));
     $('#checkout').hidden = false;
@@ -59,11 +59,11 @@ pay.addEventListener('click', async () => {
   pay.disabled = true;
   const show = (title: string, r: OperationResponse) => step(title, r.result, r.token);
   try {
-    show('2. Browser: collectCvv', await form.collectCvv());
-    show('3. Browser: 3-D Secure', await form.threeDS());
-    show('4. Browser: charge', await form.charge());
+    show('Browser: collectCvv', await form.collectCvv());
+    show('Browser: 3-D Secure', await form.threeDS());
+    show('Browser: charge', await form.charge());
     const v = await backend('/demo/api/validate', { token: form.token });
-    step('5. Merchant server: validateToken', { valid: v.valid, current: v.current, status: v.session?.status, charge: v.claims?.res?.charge });
+    step('Merchant server: validateToken', { valid: v.valid, current: v.current, status: v.session?.status, charge: v.claims?.res?.charge });
     $('#outcome').textContent = v.claims?.res?.charge?.status === 'approved' ? 'Paid. The merchant\'s server has verified it.' : 'Not paid: see the steps.';
   } catch (e: any) {
     step('Error', { code: e?.code, status: e?.status, message: e?.message });

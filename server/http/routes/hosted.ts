@@ -149,7 +149,7 @@ export function hostedRoutes(app: Express, d: Deps): void {
     ].join('; '));
     res.type('html').render('demo', { nonce: n, sri });
   });
-  const demoJson = express.json({ limit: 1024 });
+  const demoJson = express.json({ limit: 8192 });
   const DemoCheckout = z.strictObject({ card: z.enum(['4000000000002024', '4000000000001018', '4000000000006066', '378282246310005']) });
   app.post('/demo/api/checkout', demoJson, async (req: Request, res: Response) => {
     const body = DemoCheckout.safeParse(req.body);

