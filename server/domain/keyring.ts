@@ -54,6 +54,40 @@ export class Keyring {
     return Buffer.concat([d.update(blob.subarray(12, blob.length - 16)), d.final()]);
   }
 
+  /**
+   * Per-record encryption: the data key is derived (HKDF) from the purpose's
+   * key and a random share kept apart from the ciphertext. Destroying the
+   * share makes the ciphertext useless, even to someone holding the master key.
+   */
+  sealWithShare(purpose: KeyPurpose, share: Buffer, plaintext: string, aad: string): Sealed {
+    return this.#sealWith(this.#recordKey(purpose, CURRENT_VERSION, share, aad), CURRENT_VERSION, Buffer.from(plaintext, 'utf8'), aad);
+  }
+
+  openWithShare(purpose: KeyPurpose, share: Buffer, sealed: Sealed, aad: string): Buffer {
+    return this.#openWith(this.#recordKey(purpose, sealed.keyVersion, share, aad), sealed, aad);
+  }
+
+  #recordKey(purpose: KeyPurpose, version: number, share: Buffer, aad: string): Buffer {
+    return Buffer.from(hkdfSync('sha256', this.#key(purpose, version), share, `cvvops/record/${aad}`, 32));
+  }
+
+  #sealWith(key: Buffer, version: number, plaintext: Buffer, aad: string): Sealed {
+    const iv = randomBytes(12);
+    const c = createCipheriv('aes-256-gcm', key, iv);
+    c.setAAD(Buffer.from(aad, 'utf8'));
+    const body = Buffer.concat([c.update(plaintext), c.final()]);
+    return { keyVersion: version, blob: Buffer.concat([iv, body, c.getAuthTag()]) };
+  }
+
+  #openWith(key: Buffer, sealed: Sealed, aad: string): Buffer {
+    const { blob } = sealed;
+    if (blob.length < 28) throw new Error('sealed value too short');
+    const d = createDecipheriv('aes-256-gcm', key, blob.subarray(0, 12));
+    d.setAAD(Buffer.from(aad, 'utf8'));
+    d.setAuthTag(blob.subarray(blob.length - 16));
+    return Buffer.concat([d.update(blob.subarray(12, blob.length - 16)), d.final()]);
+  }
+
   /** A keyed, deterministic digest (HMAC-SHA256, hex): card fingerprints, API key hashes. */
   mac(purpose: 'fingerprint' | 'api-key' | 'idempotency', value: string): string {
     return createHmac('sha256', this.#key(purpose, CURRENT_VERSION)).update(value, 'utf8').digest('hex');

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Secret } from '../secret.js';
@@ -61,9 +62,12 @@ export class Vault {
     const testMode = p.card.mode === 'test';
     const retention: CvcRetention = testMode ? 'reusable' : p.retention;
     const expiresAt = now + (testMode ? TEST_CVC_LIFETIME_MS : p.merchant.cvcSessionTtlSeconds * 1000);
+    // A fresh key share per CVV, stored apart from the ciphertext and destroyed with it.
+    const share = randomBytes(32);
+    await this.store.putCvvKeyShare(id, share, now);
     await this.store.insertCvcSession({
       id, merchantId: p.merchant.id, mode: p.card.mode, cardToken: p.card.token, sessionId: p.sessionId,
-      sealed: this.keyring.seal('cvv', p.cvv.expose(), `cvv|${p.merchant.id}|${id}`),
+      sealed: this.keyring.sealWithShare('cvv', share, p.cvv.expose(), `cvv|${p.merchant.id}|${id}`),
       retention, expiresAt, firstUsedAt: null, createdAt: now,
     });
     this.log?.info({ audit: true, event: 'cvv.collected', merchantId: p.merchant.id, cvcSession: id, card: p.card.token, session: p.sessionId }, 'CVV stored');
@@ -88,7 +92,14 @@ export class Vault {
       row = await this.store.getCvcSessionById(cvc.id, now);
     }
     if (!row || row.merchantId !== cvc.merchantId) throw new AppError('cvc_session_not_found');
-    return new Secret(this.keyring.open('cvv', row.sealed, `cvv|${row.merchantId}|${row.id}`).toString('utf8'));
+    return this.open(row);
+  }
+
+  /** Decrypts a CVC session's CVV; without its key share (destroyed) there is nothing to open: 410. */
+  async open(row: CvcSessionRecord): Promise<Secret<string>> {
+    const share = row.keyShare !== undefined ? row.keyShare : await this.store.getCvvKeyShare(row.id);
+    if (!share) throw new AppError('cvc_session_not_found');
+    return new Secret(this.keyring.openWithShare('cvv', share, row.sealed, `cvv|${row.merchantId}|${row.id}`).toString('utf8'));
   }
 
   /**

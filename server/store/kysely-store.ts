@@ -1,4 +1,4 @@
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Selectable, type Updateable } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Selectable, type SelectQueryBuilder, type Updateable } from 'kysely';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { Sealed } from '../domain/keyring.js';
 import { migrationProvider, type Engine } from './migrations.js';
@@ -283,6 +283,7 @@ export class KyselyStore implements Store {
     const r = await this.db.deleteFrom('cards')
       .where('token', '=', token).where('merchant_id', '=', merchantId).where('mode', '=', mode).executeTakeFirst();
     if (Number(r.numDeletedRows) === 0) return false;
+    await this.#dropKeys(this.db.selectFrom('cvc_sessions').select('id').where('card_token', '=', token).where('merchant_id', '=', merchantId));
     const c = await this.db.deleteFrom('cvc_sessions').where('card_token', '=', token).where('merchant_id', '=', merchantId).executeTakeFirst();
     if (Number(c.numDeletedRows) > 0) this.#afterCvvDelete();
     return true;
@@ -324,6 +325,7 @@ export class KyselyStore implements Store {
   }
 
   async deleteCvcSession(merchantId: string, mode: Mode, id: string, now: number): Promise<boolean> {
+    await this.#dropKeys(this.db.selectFrom('cvc_sessions').select('id').where('id', '=', id).where('merchant_id', '=', merchantId).where('mode', '=', mode));
     const r = await this.db.deleteFrom('cvc_sessions')
       .where('id', '=', id).where('merchant_id', '=', merchantId).where('mode', '=', mode).returning(['expires_at']).execute();
     if (r.length === 0) return false;
@@ -332,6 +334,7 @@ export class KyselyStore implements Store {
   }
 
   async deleteCvcSessionsOfSession(sessionId: string): Promise<number> {
+    await this.#dropKeys(this.db.selectFrom('cvc_sessions').select('id').where('session_id', '=', sessionId));
     const r = await this.db.deleteFrom('cvc_sessions').where('session_id', '=', sessionId).executeTakeFirst();
     const n = Number(r.numDeletedRows);
     if (n > 0) this.#afterCvvDelete();
@@ -339,8 +342,13 @@ export class KyselyStore implements Store {
   }
 
   async deleteExpiredCvcSessions(now: number, limit: number): Promise<number> {
-    const ids = this.db.selectFrom('cvc_sessions').select('id').where('expires_at', '<=', now).limit(limit);
-    const r = await this.db.deleteFrom('cvc_sessions').where('id', 'in', ids).executeTakeFirst();
+    const ids = (await this.db.selectFrom('cvc_sessions').select('id').where('expires_at', '<=', now).limit(limit).execute()).map((r) => r.id);
+    // Key shares whose CVC session is gone (a failed insert): older than a minute, so none is in the middle of being stored.
+    await this.#dropKeys(this.db.selectFrom('cvv_keys').select('cvc_id as id').where('created_at', '<', now - 60_000)
+      .where(({ not, exists, selectFrom }) => not(exists(selectFrom('cvc_sessions').select('cvc_sessions.id').whereRef('cvc_sessions.id', '=', 'cvv_keys.cvc_id')))));
+    if (ids.length === 0) return 0;
+    await this.#dropKeys(ids);
+    const r = await this.db.deleteFrom('cvc_sessions').where('id', 'in', ids).where('expires_at', '<=', now).executeTakeFirst();
     const n = Number(r.numDeletedRows);
     if (n > 0) this.#afterCvvDelete();
     return n;
@@ -479,8 +487,11 @@ export class KyselyStore implements Store {
   async takeCvcSession(id: string, now: number): Promise<CvcSessionRecord | null> {
     const rows = await this.db.deleteFrom('cvc_sessions').where('id', '=', id).where('expires_at', '>', now).returningAll().execute();
     if (rows.length === 0) return null;
+    // Only the caller that deleted the row gets here: it takes the key share with it.
+    const keys = await this.db.deleteFrom('cvv_keys').where('cvc_id', '=', id).returning('share').execute();
     this.#afterCvvDelete();
-    return toCvc(rows[0]!);
+    this.#afterKeyDelete();
+    return { ...toCvc(rows[0]!), keyShare: keys[0] ? Buffer.from(keys[0].share) : null };
   }
 
   async startCvcCacheWindow(id: string, now: number, until: number): Promise<void> {
@@ -732,5 +743,37 @@ export class KyselyStore implements Store {
   async deleteCustomForm(merchantId: string, mode: Mode, id: string): Promise<boolean> {
     const r = await this.db.deleteFrom('custom_forms').where('id', '=', id).where('merchant_id', '=', merchantId).where('mode', '=', mode).executeTakeFirst();
     return Number(r.numDeletedRows) === 1;
+  }
+
+  async putCvvKeyShare(cvcId: string, share: Buffer, now: number): Promise<void> {
+    await this.db.insertInto('cvv_keys').values({ cvc_id: cvcId, share, created_at: now }).execute();
+  }
+
+  async getCvvKeyShare(cvcId: string): Promise<Buffer | null> {
+    const r = await this.db.selectFrom('cvv_keys').select('share').where('cvc_id', '=', cvcId).executeTakeFirst();
+    return r ? Buffer.from(r.share) : null;
+  }
+
+  /** Deletes the key shares of these CVC sessions (before their rows): what makes their ciphertext useless. */
+  async #dropKeys(ids: string[] | SelectQueryBuilder<Database, any, { id: string }>): Promise<void> {
+    if (Array.isArray(ids) && ids.length === 0) return;
+    const r = await this.db.deleteFrom('cvv_keys').where('cvc_id', 'in', ids as never).executeTakeFirst();
+    if (Number(r.numDeletedRows) > 0) this.#afterKeyDelete();
+  }
+
+  #vacuumTimer: NodeJS.Timeout | null = null;
+  /**
+   * PostgreSQL keeps deleted rows until vacuum: the small, unlogged key-share
+   * table is vacuumed right after deletions (batched within 50 ms), so a
+   * destroyed CVV's share does not linger as a dead tuple. SQLite overwrites
+   * deleted content itself (secure_delete) and checkpoints its WAL.
+   */
+  #afterKeyDelete(): void {
+    if (this.engine !== 'postgres' || this.#vacuumTimer) return;
+    this.#vacuumTimer = setTimeout(() => {
+      this.#vacuumTimer = null;
+      void sql`VACUUM cvv_keys`.execute(this.db).then(() => this.#opts.onCheckpoint?.(0), () => undefined);
+    }, 50);
+    this.#vacuumTimer.unref();
   }
 }

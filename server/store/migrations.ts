@@ -1,4 +1,4 @@
-import type { Kysely, Migration, MigrationProvider } from 'kysely';
+import { type Kysely, type Migration, type MigrationProvider, sql } from 'kysely';
 
 export type Engine = 'sqlite' | 'postgres';
 
@@ -221,10 +221,31 @@ const m0003: Migration = {
   },
 };
 
+/**
+ * Per-CVV key shares, apart from the ciphertext: a CVV's data key is derived
+ * from the CVV key and its share, and the share is deleted with the CVV. On
+ * PostgreSQL the table is UNLOGGED (never in the WAL) and vacuumed after
+ * deletions, so a dead cvc_sessions row left for vacuum holds only a
+ * ciphertext nothing can open.
+ */
+const m0004 = (engine: Engine): Migration => ({
+  async up(db: Kysely<any>) {
+    if (engine === 'postgres') {
+      await sql`CREATE UNLOGGED TABLE cvv_keys (cvc_id text PRIMARY KEY, share bytea NOT NULL, created_at bigint NOT NULL)`.execute(db);
+    } else {
+      await db.schema.createTable('cvv_keys')
+        .addColumn('cvc_id', 'text', (c) => c.primaryKey())
+        .addColumn('share', 'blob', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+    }
+  },
+});
+
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_initial': m0001(engine), '0002_payments_webhooks': m0002(engine), '0003_custom_forms': m0003 };
+      return { '0001_initial': m0001(engine), '0002_payments_webhooks': m0002(engine), '0003_custom_forms': m0003, '0004_cvv_key_shares': m0004(engine) };
     },
   };
 }

@@ -182,7 +182,14 @@ export interface CustomFormsTable {
   updated_at: number;
 }
 
+export interface CvvKeysTable {
+  cvc_id: string;
+  share: Buffer;
+  created_at: number;
+}
+
 export interface Database {
+  cvv_keys: CvvKeysTable;
   custom_forms: CustomFormsTable;
   tds_transactions: TdsTable;
   charges: ChargesTable;

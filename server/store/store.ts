@@ -78,6 +78,8 @@ export interface CvcSessionRecord {
   expiresAt: number;
   firstUsedAt: number | null;
   createdAt: number;
+  /** Only from takeCvcSession: the key share it deleted along with the row. */
+  keyShare?: Buffer | null;
 }
 
 export interface OperationResults {
@@ -237,6 +239,9 @@ export interface Store {
 
   getCvvStatus(merchantId: string, fingerprint: string): Promise<CvvStatusRecord | null>;
 
+  /** Stores a CVV's key share (before its CVC session row). */
+  putCvvKeyShare(cvcId: string, share: Buffer, now: number): Promise<void>;
+  getCvvKeyShare(cvcId: string): Promise<Buffer | null>;
   /** Inserts a CVC session; when `sessionId` is set, deletes that session's earlier ones first. */
   insertCvcSession(c: CvcSessionRecord): Promise<void>;
   /** The live CVC session a charge of this session would use: its own, else the card's (from POST /Cards). */

@@ -149,7 +149,7 @@ window.flow = (async () => {
       const { page, form } = await shopPage('?card=4000000000002024');
       assert.equal(await page.locator('#pay').isDisabled(), true);
       await form.locator('[data-cvvops="cvv"]').fill('123');
-      await page.waitForFunction(() => !(document.querySelector('#pay') as HTMLButtonElement).disabled);
+      await page.waitForFunction("!document.querySelector('#pay').disabled");
       assert.equal(await form.locator('[data-cvvops="cvv"]').getAttribute('autocomplete'), 'cc-csc');
       assert.equal(await form.locator('[data-cvvops="cvv"]').getAttribute('inputmode'), 'numeric');
       assert.equal(await form.locator('[data-cvvops="cvv"]').getAttribute('maxlength'), '3');
@@ -162,7 +162,7 @@ window.flow = (async () => {
       await challenge.locator('#code').fill('123456');
       await page.screenshot({ path: join(SHOTS, 'challenge.png') });
       await challenge.locator('button[type=submit]').click();
-      await page.waitForFunction(() => document.querySelector('#out')!.textContent !== '', undefined, { timeout: 20_000 });
+      await page.waitForFunction("document.querySelector('#out').textContent !== ''", undefined, { timeout: 20_000 });
       const out = JSON.parse((await page.textContent('#out'))!);
       assert.deepEqual(out, { collect: 'succeeded', threeDS: 'Y', charge: 'approved', declineCode: null, valid: true, current: true, res: 'approved' });
       // The CVV never reached the merchant's page: not in its DOM, not in its events.
@@ -186,14 +186,14 @@ window.flow = (async () => {
     it('keyboard only: tab into the field, type, tab to Pay, press Enter', async () => {
       const { page, form } = await shopPage('?card=4000000000001018');
       await page.keyboard.press('Tab');
-      const focused = await form.evaluate(() => document.activeElement?.getAttribute('data-cvvops'));
+      const focused = await form.evaluate("document.activeElement && document.activeElement.getAttribute('data-cvvops')");
       assert.equal(focused, 'cvv');
       await page.keyboard.type('123');
-      await page.waitForFunction(() => !(document.querySelector('#pay') as HTMLButtonElement).disabled);
+      await page.waitForFunction("!document.querySelector('#pay').disabled");
       await page.keyboard.press('Tab'); // the show/hide toggle
       await page.keyboard.press('Tab'); // out of the frame, to Pay
       await page.keyboard.press('Enter');
-      await page.waitForFunction(() => document.querySelector('#out')!.textContent !== '', undefined, { timeout: 20_000 });
+      await page.waitForFunction("document.querySelector('#out').textContent !== ''", undefined, { timeout: 20_000 });
       assert.equal(JSON.parse((await page.textContent('#out'))!).charge, 'approved');
       await page.close();
     });
@@ -204,7 +204,7 @@ window.flow = (async () => {
         const { page, form } = await shopPage(`?card=${number}`);
         await form.locator('[data-cvvops="cvv"]').fill('999');
         await page.click('#pay');
-        await page.waitForFunction(() => document.querySelector('#out')!.textContent !== '', undefined, { timeout: 20_000 });
+        await page.waitForFunction("document.querySelector('#out').textContent !== ''", undefined, { timeout: 20_000 });
         const out = JSON.parse((await page.textContent('#out'))!);
         assert.equal(out.charge, 'declined');
         assert.equal(out.declineCode, 'incorrect_cvc');
@@ -213,7 +213,7 @@ window.flow = (async () => {
       const { page, form } = await shopPage(`?card=${number}`);
       await form.locator('[data-cvvops="cvv"]').fill('123');
       await page.click('#pay');
-      await page.waitForFunction(() => document.querySelector('#out')!.textContent !== '');
+      await page.waitForFunction("document.querySelector('#out').textContent !== ''");
       assert.deepEqual(JSON.parse((await page.textContent('#out'))!), { error: 'cvv_blocked', status: 423 });
       assert.match((await form.locator('[data-cvvops="message"]').textContent())!, /cannot be used/);
       await page.close();
@@ -242,7 +242,7 @@ window.flow = (async () => {
       await form.locator('[data-cvvops="cvv"]').fill('123');
       assert.deepEqual(await axe(form), [], 'axe: custom form');
       await page.click('#pay');
-      await page.waitForFunction(() => document.querySelector('#out')!.textContent !== '', undefined, { timeout: 20_000 });
+      await page.waitForFunction("document.querySelector('#out').textContent !== ''", undefined, { timeout: 20_000 });
       assert.equal(JSON.parse((await page.textContent('#out'))!).charge, 'approved');
       await new Promise((r) => setTimeout(r, 300));
       assert.deepEqual(evilHits, [], 'nothing injected ran or loaded');
@@ -295,7 +295,11 @@ window.flow = (async () => {
       const frame = (await (await page.waitForSelector('#cvv iframe')).contentFrame())!;
       await frame.locator('[data-cvvops="cvv"]').fill('123');
       await page.click('#pay');
-      await page.waitForFunction(() => document.querySelector('#outcome')!.textContent !== '' || /Error/.test(document.querySelector('#steps')!.textContent ?? '')).catch(() => undefined);
+      await page.waitForFunction(() => {
+        // Our pages refuse eval (CSP), so the predicate is a function, not a string.
+        const doc = (globalThis as any).document;
+        return doc.querySelector('#outcome').textContent !== '' || [...doc.querySelectorAll('#steps h3')].some((h: any) => h.textContent === 'Error');
+      }, undefined, { timeout: 20_000 });
       assert.match(await page.textContent('#outcome') ?? '', /Paid/, await page.locator('#steps li').last().textContent() ?? '');
       assert.equal(await page.locator('#steps li').count(), 5);
       await page.screenshot({ path: join(SHOTS, 'demo.png'), fullPage: true });

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { sql } from 'kysely';
 import request from 'supertest';
+import type { KyselyStore } from '../../server/store/kysely-store.js';
 import { auth, collect, type Harness, makeCard, makeHarness, makeMerchant, makeSession, type TestMerchant } from '../helpers/harness.js';
 import { freshPgSchema, PG_BASE } from '../helpers/pg.js';
 
@@ -50,6 +52,30 @@ if (!PG_BASE) {
       const codes: number[] = [];
       for (let i = 0; i < 9; i++) codes.push((await request(h.app).post('/CvvOperations/collectCvv').set(auth(s.token)).send({ cvv: '1' })).status);
       assert.deepEqual(codes, [400, 400, 400, 400, 400, 400, 400, 400, 429]);
+    });
+
+    it('a destroyed CVV is useless on disk: its key share is deleted and the share table vacuumed; the ciphertext alone opens with nothing', async () => {
+      const store = h.deps.store as KyselyStore;
+      const vacuums = async () => Number((await sql<{ n: string }>`select coalesce(vacuum_count, 0) as n from pg_stat_user_tables where relname = 'cvv_keys' and schemaname = current_schema()`.execute(store.db)).rows[0]?.n ?? 0);
+      const before = await vacuums();
+      const s = await makeSession(h, m.testKey);
+      const c = await collect(h, s.token, '777');
+      const id = c.body.result.cvcSession.id;
+      const row = (await h.deps.store.getCvcSessionById(id, h.clock.now()))!;
+      assert.equal((await h.deps.vault.open(row)).expose(), '777');
+      assert.ok(await h.deps.store.getCvvKeyShare(id));
+      await request(h.app).delete(`/CvcSessions/${id}`).set(auth(m.testKey)).expect(204);
+      assert.equal(await h.deps.store.getCvvKeyShare(id), null, 'the share is gone');
+      await assert.rejects(h.deps.vault.open(row), (e: any) => e.code === 'cvc_session_not_found', 'a dead row read back is useless without its share');
+      assert.throws(() => h.deps.keyring.open('cvv', row.sealed, `cvv|${m.id}|${id}`), 'the CVV key alone does not open it');
+      let after = before;
+      for (let i = 0; i < 40 && after === before; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        after = await vacuums();
+      }
+      assert.ok(after > before, 'cvv_keys was vacuumed after the deletion');
+      const kind = await sql<{ relpersistence: string }>`select relpersistence from pg_class where relname = 'cvv_keys' and relnamespace = current_schema()::regnamespace`.execute(store.db);
+      assert.equal(kind.rows[0]?.relpersistence, 'u', 'the share table is UNLOGGED: shares never reach the WAL');
     });
 
     it('concurrent calls with one token: exactly one wins', async () => {

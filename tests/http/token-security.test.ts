@@ -606,7 +606,7 @@ describe('concurrent calls with one token', () => {
   async function storedCvv(s: { id: string; body: Record<string, any> }): Promise<{ id: string; cvv: string }> {
     const c = await h.deps.store.findUsableCvcSession(m.id, s.body.card.token, s.id, h.clock.now());
     assert.ok(c, 'a CVC session was stored');
-    return { id: c.id, cvv: h.deps.keyring.open('cvv', c.sealed, `cvv|${m.id}|${c.id}`).toString('utf8') };
+    return { id: c.id, cvv: (await h.deps.vault.open(c)).expose() };
   }
 
   async function race(cvvs: string[]): Promise<void> {
@@ -722,7 +722,7 @@ describe('the idempotent replay rule', () => {
     assert.equal(v.claims.seq, 1);
     const stored = await h.deps.store.findUsableCvcSession(m.id, s.body.card.token, s.id, h.clock.now());
     assert.equal(stored?.id, first.body.result.cvcSession.id, 'a replay stores no new CVC session');
-    assert.equal(h.deps.keyring.open('cvv', stored!.sealed, `cvv|${m.id}|${stored!.id}`).toString('utf8'), '123');
+    assert.equal((await h.deps.vault.open(stored!)).expose(), '123');
   });
 
   it('after 61 s the same repeat is 409 token_superseded', async () => {

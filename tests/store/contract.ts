@@ -708,9 +708,12 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
 
       it('takeCvcSession returns the row and deletes it; a second take gets null', async () => {
         const c = cvcRec(mA.id, card.token, { sessionId: uid('cvo'), sealed: { keyVersion: 4, blob: randomBytes(48) }, firstUsedAt: T0 + 1 });
+        const share = randomBytes(32);
+        await store.putCvvKeyShare(c.id, share, T0);
         await store.insertCvcSession(c);
         const got = await store.takeCvcSession(c.id, T0 + 2);
-        assert.deepEqual(got, c, 'every field of the taken row');
+        assert.deepEqual(got, { ...c, keyShare: share }, 'every field of the taken row, with the key share it took along');
+        assert.equal(await store.getCvvKeyShare(c.id), null, 'the key share is gone with the row');
         assertSealed(got!.sealed, c.sealed, 'taken');
         assert.equal(await store.getLiveCvcSession(mA.id, 'test', c.id, T0 + 2), null, 'gone from storage');
         assert.equal(await store.getCvcSessionById(c.id, T0 + 2), null);
@@ -725,7 +728,30 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         await store.insertCvcSession(live);
         assert.equal(await store.takeCvcSession(expired.id, expired.expiresAt), null, 'at expiresAt');
         assert.equal(await store.takeCvcSession(expired.id, expired.expiresAt + 1), null, 'after');
-        assert.deepEqual(await store.takeCvcSession(live.id, live.expiresAt - 1), live);
+        assert.deepEqual(await store.takeCvcSession(live.id, live.expiresAt - 1), { ...live, keyShare: null });
+      });
+
+      it('key shares: stored apart, deleted with their CVC session by every deletion path', async () => {
+        const mk = async (over: Partial<CvcSessionRecord> = {}) => {
+          const c = cvcRec(mA.id, card.token, over);
+          await store.putCvvKeyShare(c.id, randomBytes(32), T0);
+          await store.insertCvcSession(c);
+          assert.ok(await store.getCvvKeyShare(c.id));
+          return c;
+        };
+        const a = await mk();
+        assert.equal(await store.deleteCvcSession(mA.id, 'test', a.id, T0), true);
+        assert.equal(await store.getCvvKeyShare(a.id), null, 'deleteCvcSession');
+        const sid = uid('cvo');
+        const b = await mk({ sessionId: sid });
+        await store.deleteCvcSessionsOfSession(sid);
+        assert.equal(await store.getCvvKeyShare(b.id), null, 'deleteCvcSessionsOfSession');
+        const e = await mk({ expiresAt: 5_000 });
+        await store.deleteExpiredCvcSessions(5_000, 1000);
+        assert.equal(await store.getCvvKeyShare(e.id), null, 'deleteExpiredCvcSessions');
+        const foreign = await mk();
+        assert.equal(await store.deleteCvcSession(uid('mer'), 'test', foreign.id, T0), false);
+        assert.ok(await store.getCvvKeyShare(foreign.id), "another merchant's delete leaves the share alone");
       });
 
       it('20 simultaneous takes of one CVC session: exactly one gets it', async () => {
@@ -734,7 +760,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         const got = await Promise.all(Array.from({ length: 20 }, () => store.takeCvcSession(c.id, T0)));
         const winners = got.filter((g) => g !== null);
         assert.equal(winners.length, 1, `winners: ${winners.length}`);
-        assert.deepEqual(winners[0], c);
+        assert.deepEqual(winners[0], { ...c, keyShare: null });
         assert.equal(await store.getCvcSessionById(c.id, T0), null);
       });
 
