@@ -182,16 +182,32 @@ export class KyselyStore implements Store {
     this.#checkpointTimer.unref();
   }
 
-  /** Runs the WAL checkpoint at once (SQLite); a no-op on PostgreSQL. */
+  #checkpointRetries = 0;
+  /**
+   * Runs the WAL checkpoint at once (SQLite); a no-op on PostgreSQL. With
+   * several processes on one file (CVVOPS_WORKERS) another one may be reading:
+   * a checkpoint that could not finish is retried shortly, up to 5 s.
+   */
   checkpointNow(): void {
     if (!this.#sqlite || !this.#sqlite.open) return;
     const t0 = performance.now();
+    let done = false;
     try {
-      this.#sqlite.pragma('wal_checkpoint(TRUNCATE)');
+      const [r] = this.#sqlite.pragma('wal_checkpoint(TRUNCATE)') as Array<{ busy: number }>;
+      done = !r || r.busy === 0;
     } catch {
-      // Busy readers: the next deletion or sweep checkpoints again.
+      done = false;
     }
     this.#opts.onCheckpoint?.(performance.now() - t0);
+    if (done) {
+      this.#checkpointRetries = 0;
+    } else if (this.#checkpointRetries++ < 50 && !this.#checkpointTimer) {
+      this.#checkpointTimer = setTimeout(() => {
+        this.#checkpointTimer = null;
+        this.checkpointNow();
+      }, 100);
+      this.#checkpointTimer.unref();
+    }
   }
 
   async getMeta(name: string): Promise<string | null> {
