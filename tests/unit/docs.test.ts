@@ -1,0 +1,24 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+
+/** The README, .env.example and the code must say the same things. */
+describe('the documentation is true to the code', () => {
+  it('the README gives the SRI hash of the SDK the server serves (npm run build writes it)', () => {
+    const readme = readFileSync('README.md', 'utf8');
+    const sdk = readFileSync('public/sdk/v1/cvvops.js');
+    const sri = `sha384-${createHash('sha384').update(sdk).digest('base64')}`;
+    assert.ok(readme.includes(`integrity="${sri}"`), `README must state ${sri}`);
+  });
+
+  it('every variable the configuration reads is in .env.example, and nothing else', () => {
+    const config = readFileSync('server/config.ts', 'utf8');
+    const used = new Set([...config.matchAll(/env\.([A-Z_]+)|'([A-Z][A-Z_]+)'/g)].map((m) => m[1] ?? m[2]!)
+      .filter((v) => /^(PORT|HOST|PUBLIC_BASE_URL|DATABASE_URL|LOG_LEVEL|CVVOPS_[A-Z_]+)$/.test(v)));
+    const example = readFileSync('.env.example', 'utf8');
+    const listed = new Set([...example.matchAll(/^#?([A-Z][A-Z_]+)=/gm)].map((m) => m[1]!));
+    for (const v of used) assert.ok(listed.has(v), `${v} is read by server/config.ts but missing from .env.example`);
+    for (const v of listed) assert.ok(used.has(v) || v === 'NODE_ENV', `${v} is in .env.example but not read by server/config.ts`);
+  });
+});
