@@ -15,7 +15,8 @@ import { Secret } from '../../server/secret.js';
 import { chromiumAvailable, freePort, launchChromium } from '../helpers/browser.js';
 
 const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
-const SHOTS = join(process.cwd(), 'docs', 'screenshots');
+// Written on every run (gitignored); docs/screenshots/ holds the copies the README shows.
+const SHOTS = join(process.cwd(), 'tests', 'e2e', 'screenshots');
 
 if (!chromiumAvailable()) {
   describe('the browser flow', () => {
