@@ -1,5 +1,5 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { CompactSign, calculateJwkThumbprint, compactVerify, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
+import { createHash, createPrivateKey, createPublicKey, type KeyObject, randomBytes, sign as cryptoSign, verify as cryptoVerify } from 'node:crypto';
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
 import type { SigningAlg } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Mode, Operation, OperationResults, Store } from '../store/store.js';
@@ -35,14 +35,14 @@ export interface SessionClaims {
 export type TokenFailure = 'malformed' | 'wrong_type' | 'unknown_key' | 'bad_signature' | 'expired';
 export type VerifyOutcome = { ok: true; claims: SessionClaims } | { ok: false; reason: TokenFailure; claims?: SessionClaims };
 
-type KeyLike = Awaited<ReturnType<typeof importJWK>>;
-
 interface LoadedKey {
   kid: string;
   alg: string;
   publicJwk: JWK;
-  publicKey: KeyLike;
-  privateKey: KeyLike;
+  publicKey: KeyObject;
+  privateKey: KeyObject;
+  /** The encoded protected header this key signs with: {"alg","kid","typ"}. */
+  headerB64: string;
   activatedAt: number;
   retiredAt: number | null;
 }
@@ -62,6 +62,8 @@ export class TokenService {
   #keys = new Map<string, LoadedKey>();
   #active: LoadedKey | null = null;
   #lastReload = 0;
+  /** How many signatures this instance has checked (tests prove refusals happen before any cryptography). */
+  signatureChecks = 0;
   #reloading: Promise<void> | null = null;
 
   constructor(
@@ -98,7 +100,9 @@ export class TokenService {
         const publicJwk = JSON.parse(r.publicJwk) as JWK;
         next.set(r.kid, {
           kid: r.kid, alg: r.alg, publicJwk,
-          publicKey: await importJWK(publicJwk, r.alg), privateKey: await importJWK(priv, r.alg),
+          publicKey: createPublicKey({ key: publicJwk as import('node:crypto').JsonWebKey, format: 'jwk' }),
+          privateKey: createPrivateKey({ key: priv as import('node:crypto').JsonWebKey, format: 'jwk' }),
+          headerB64: Buffer.from(JSON.stringify({ alg: r.alg, kid: r.kid, typ: TOKEN_TYP })).toString('base64url'),
           activatedAt: r.activatedAt, retiredAt: r.retiredAt,
         });
       }
@@ -148,9 +152,11 @@ export class TokenService {
     if (this.clock.now() - this.#lastReload > 10_000) await this.reload();
     const key = this.#active;
     if (!key) throw new Error('no active signing key');
-    return new CompactSign(new TextEncoder().encode(JSON.stringify(claims)))
-      .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: TOKEN_TYP })
-      .sign(key.privateKey);
+    // Compact JWS (RFC 7515) signed with node:crypto directly: Ed25519 (or P-256 with the
+    // IEEE P1363 signature encoding JWS uses), synchronously, without a thread-pool hop.
+    const input = `${key.headerB64}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+    const sig = cryptoSign(key.alg === 'EdDSA' ? null : 'sha256', Buffer.from(input), { key: key.privateKey, dsaEncoding: 'ieee-p1363' });
+    return `${input}.${sig.toString('base64url')}`;
   }
 
   /**
@@ -179,12 +185,22 @@ export class TokenService {
     }
     if (!key) return { ok: false, reason: 'unknown_key' };
     if (key.alg !== header.alg) return { ok: false, reason: 'bad_signature' };
-    let payload: Uint8Array;
+    const dot = token.lastIndexOf('.');
+    const sigB64 = token.slice(dot + 1);
+    const sig = Buffer.from(sigB64, 'base64url');
+    // Only the canonical encoding: no second spelling of one signature (no malleable tokens).
+    if (sig.toString('base64url') !== sigB64) return { ok: false, reason: 'bad_signature' };
+    let valid = false;
+    this.signatureChecks++;
     try {
-      ({ payload } = await compactVerify(token, key.publicKey, { algorithms: [key.alg], crit: {} }));
+      valid = cryptoVerify(key.alg === 'EdDSA' ? null : 'sha256', Buffer.from(token.slice(0, dot)), { key: key.publicKey, dsaEncoding: 'ieee-p1363' }, sig);
     } catch {
-      return { ok: false, reason: 'bad_signature' };
+      valid = false;
     }
+    if (!valid) return { ok: false, reason: 'bad_signature' };
+    const payloadB64 = token.slice(token.indexOf('.') + 1, dot);
+    const payload = Buffer.from(payloadB64, 'base64url');
+    if (payload.toString('base64url') !== payloadB64) return { ok: false, reason: 'malformed' };
     let c: SessionClaims;
     try {
       c = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(payload));
