@@ -1,0 +1,555 @@
+/**
+ * `npm run bench` — the benchmark of /work/shared/PERFORMANCE.md.
+ *
+ *   npm run bench                              every scenario on SQLite, 3 × 10 s after a 3 s warm-up
+ *   npm run bench -- --duration 2 --reps 1     a quick run
+ *   npm run bench -- --only create,flows-50    a subset (names below)
+ *   npm run bench -- --postgres                the server on PostgreSQL (TEST_DATABASE_URL or postgres://postgres@127.0.0.1:5432/test)
+ *   npm run bench -- --profile                 also a CPU profile of the server under the 50-shopper flow load
+ *   npm run bench -- --only profile            only the profile
+ *
+ * Writes bench/results.md and bench/results.json (and bench/*.cpuprofile with --profile).
+ */
+import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { cannon, type CannonRun, chainedRequest, type PooledSession, SessionPool } from './lib/cannon.js';
+import { AMOUNT, createBody, type FlowRun, runFlows, STEPS, THREEDS_BODY } from './lib/flows.js';
+import { JsonClient, pool } from './lib/http.js';
+import { summarizeProfile } from './lib/profile.js';
+import { cleanupAll, cpuOfProcessesNamed, installExitHandlers, machineBusySeconds } from './lib/proc.js';
+import { renderMarkdown, renderTable } from './lib/report.js';
+import {
+  createMerchant, type Database, postgresDatabase, postgresVersion, ROOT, type Server, SERVER_ENV, sqliteDatabase,
+  scrapeEventLoop, startBaseline, startCvvops,
+} from './lib/servers.js';
+import { median, spread } from './lib/stats.js';
+import { evaluateTargets } from './lib/targets.js';
+import type { BenchResults, Machine, RepResult, ScenarioResult } from './lib/types.js';
+
+const ALL = [
+  'baseline-http', 'baseline-express', 'create', 'collectCvv', 'threeDS', 'charge', 'validateToken',
+  'flows-1', 'flows-10', 'flows-50', 'flows-50-workers2',
+] as const;
+const EXTRA = ['flows-50-sqlite', 'profile'] as const;
+
+const { values: args } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '10' },
+    reps: { type: 'string', default: '3' },
+    warmup: { type: 'string', default: '3' },
+    connections: { type: 'string', default: '50' },
+    postgres: { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+  strict: true,
+});
+
+if (args.help) {
+  process.stdout.write(`usage: npm run bench -- [--duration S] [--reps N] [--warmup S] [--connections N] [--postgres] [--profile] [--only a,b,…]
+scenarios: ${[...ALL, ...EXTRA].join(', ')}
+`);
+  process.exit(0);
+}
+
+const DURATION = Number(args.duration);
+const REPS = Number(args.reps);
+const WARMUP = Number(args.warmup);
+const CONNECTIONS = Number(args.connections);
+for (const [k, v] of [['duration', DURATION], ['reps', REPS], ['warmup', WARMUP], ['connections', CONNECTIONS]] as const) {
+  if (!Number.isFinite(v) || v <= 0 || (k !== 'duration' && k !== 'warmup' && !Number.isInteger(v))) {
+    process.stderr.write(`--${k} must be a positive number\n`);
+    process.exit(2);
+  }
+}
+const POSTGRES = args.postgres;
+const only = args.only ? args.only.split(',').map((s) => s.trim()).filter(Boolean) : null;
+for (const o of only ?? []) {
+  if (![...ALL, ...EXTRA].includes(o as never)) {
+    process.stderr.write(`unknown scenario "${o}"; known: ${[...ALL, ...EXTRA].join(', ')}\n`);
+    process.exit(2);
+  }
+}
+const PROFILE = args.profile || (only?.includes('profile') ?? false);
+const selected: string[] = only ? only.filter((o) => o !== 'profile') : [...ALL, ...(POSTGRES ? ['flows-50-sqlite'] : [])];
+
+const warnings: string[] = [];
+const log = (s: string) => process.stdout.write(`${s}\n`);
+const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : '—');
+
+// ---- machine ------------------------------------------------------------------
+
+function machine(): Machine {
+  const cpus = os.cpus();
+  return {
+    cpus: cpus.length,
+    availableParallelism: os.availableParallelism(),
+    model: cpus[0]?.model.trim() ?? 'unknown',
+    node: process.version,
+    platform: `${os.platform()} ${os.arch()}`,
+    kernel: os.release(),
+    memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    loadAverageAtStart: os.loadavg().map((x) => Math.round(x * 100) / 100),
+  };
+}
+
+function commit(): string {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'server'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    return dirty ? `${head} (server/ has uncommitted changes)` : head;
+  } catch {
+    return 'unknown';
+  }
+}
+
+// ---- measuring a window ---------------------------------------------------------
+
+interface Window {
+  eventLoop?: { p99Ms: number; maxMs: number } | null;
+  serverCpuSeconds: number;
+  serverMainThreadCpuSeconds: number;
+  runnerCpuSeconds: number;
+  /** Busy CPU time of the whole machine over the window, seconds. */
+  machineCpuSeconds: number;
+  /** With PostgreSQL: CPU time of every `postgres` process on the machine. */
+  databaseCpuSeconds: number;
+  seconds: number;
+}
+
+/** Runs `fn` (which lasts `seconds`), sampling the server's CPU time at its start and when the window ends. */
+async function measured<T>(server: Server, seconds: number, fn: () => Promise<T>, eventLoop = false): Promise<{ value: T; w: Window }> {
+  if (eventLoop) await scrapeEventLoop(server.port);
+  const c0 = server.cpu();
+  const r0 = process.cpuUsage();
+  const m0 = machineBusySeconds();
+  const d0 = POSTGRES ? cpuOfProcessesNamed('postgres') : 0;
+  let d1: number | undefined;
+  let c1: ReturnType<Server['cpu']> | undefined;
+  let r1: NodeJS.CpuUsage | undefined;
+  let m1: number | undefined;
+  const timer = setTimeout(() => {
+    c1 = server.cpu();
+    r1 = process.cpuUsage(r0);
+    m1 = machineBusySeconds();
+    d1 = POSTGRES ? cpuOfProcessesNamed('postgres') : 0;
+  }, seconds * 1000);
+  const value = await fn();
+  clearTimeout(timer);
+  c1 ??= server.cpu();
+  r1 ??= process.cpuUsage(r0);
+  m1 ??= machineBusySeconds();
+  d1 ??= POSTGRES ? cpuOfProcessesNamed('postgres') : 0;
+  return {
+    value,
+    w: {
+      eventLoop: eventLoop ? await scrapeEventLoop(server.port) : undefined,
+      serverCpuSeconds: c1.total - c0.total, serverMainThreadCpuSeconds: c1.main - c0.main,
+      runnerCpuSeconds: (r1.user + r1.system) / 1e6, machineCpuSeconds: m1 - m0, databaseCpuSeconds: d1 - d0, seconds,
+    },
+  };
+}
+
+function fromCannon(r: CannonRun, w: Window): RepResult {
+  const n = r.responses;
+  return {
+    seconds: r.seconds, rate: r.rps, requestsPerSecond: r.rps, units: n, requests: n, latency: r.latency,
+    non2xx: r.non2xx, statusCodes: r.statusCodes, errors: r.errors + r.timeouts,
+    serverCpuSeconds: w.serverCpuSeconds, serverCpuCores: w.serverCpuSeconds / w.seconds,
+    serverMainThreadCpuSeconds: w.serverMainThreadCpuSeconds,
+    cpuPerRequestUs: n ? (w.serverCpuSeconds / n) * 1e6 : NaN, mainThreadCpuPerRequestUs: n ? (w.serverMainThreadCpuSeconds / n) * 1e6 : NaN,
+    runnerCpuCores: w.runnerCpuSeconds / w.seconds,
+    otherCpuCores: Math.max(0, w.machineCpuSeconds - w.serverCpuSeconds - w.runnerCpuSeconds - w.databaseCpuSeconds) / w.seconds,
+    ...(POSTGRES ? { databaseCpuCores: w.databaseCpuSeconds / w.seconds } : {}),
+    ...(w.eventLoop ? { eventLoop: w.eventLoop } : {}),
+  };
+}
+
+function fromFlows(r: FlowRun, w: Window): RepResult {
+  return {
+    seconds: r.seconds, rate: r.flowsPerSecond, requestsPerSecond: r.requests / r.seconds, units: r.flows, requests: r.requests,
+    latency: r.flow, steps: r.steps, non2xx: r.non2xx, errors: r.connectionErrors, unexpected: r.unexpected, failedFlows: r.failedFlows,
+    errorSamples: r.errorSamples,
+    serverCpuSeconds: w.serverCpuSeconds, serverCpuCores: w.serverCpuSeconds / w.seconds,
+    serverMainThreadCpuSeconds: w.serverMainThreadCpuSeconds,
+    cpuPerRequestUs: r.requests ? (w.serverCpuSeconds / r.requests) * 1e6 : NaN,
+    mainThreadCpuPerRequestUs: r.requests ? (w.serverMainThreadCpuSeconds / r.requests) * 1e6 : NaN,
+    cpuPerFlowUs: r.flows ? (w.serverCpuSeconds / r.flows) * 1e6 : NaN,
+    runnerCpuCores: w.runnerCpuSeconds / w.seconds,
+    otherCpuCores: Math.max(0, w.machineCpuSeconds - w.serverCpuSeconds - w.runnerCpuSeconds - w.databaseCpuSeconds) / w.seconds,
+    ...(POSTGRES ? { databaseCpuCores: w.databaseCpuSeconds / w.seconds } : {}),
+    ...(w.eventLoop ? { eventLoop: w.eventLoop } : {}),
+  };
+}
+
+function summarize(base: Omit<ScenarioResult, 'rate' | 'requestsPerSecond' | 'p50' | 'p95' | 'p99' | 'non2xx' | 'errors' | 'unexpected' | 'statusCodes'
+  | 'peakRss' | 'cpuPerRequestUs' | 'mainThreadCpuPerRequestUs' | 'serverCpuCores' | 'runnerCpuCores' | 'otherCpuCores'>, server: Server): ScenarioResult {
+  const reps = base.reps;
+  const rss = server.peakRss();
+  const statusCodes: Record<string, number> = {};
+  for (const r of reps) for (const [k, v] of Object.entries(r.statusCodes ?? {})) statusCodes[k] = (statusCodes[k] ?? 0) + v;
+  const res: ScenarioResult = {
+    ...base,
+    rate: spread(reps.map((r) => r.rate)),
+    requestsPerSecond: spread(reps.map((r) => r.requestsPerSecond)),
+    p50: spread(reps.map((r) => r.latency.p50)),
+    p95: spread(reps.map((r) => r.latency.p95)),
+    p99: spread(reps.map((r) => r.latency.p99)),
+    non2xx: reps.reduce((a, r) => a + r.non2xx, 0),
+    errors: reps.reduce((a, r) => a + r.errors, 0),
+    unexpected: reps.reduce((a, r) => a + (r.unexpected ?? 0), 0),
+    statusCodes,
+    peakRss: { sum: rss.sum, max: rss.max, processes: Object.keys(rss.perProcess).length },
+    cpuPerRequestUs: spread(reps.map((r) => r.cpuPerRequestUs)),
+    mainThreadCpuPerRequestUs: spread(reps.map((r) => r.mainThreadCpuPerRequestUs)),
+    serverCpuCores: spread(reps.map((r) => r.serverCpuCores)),
+    runnerCpuCores: spread(reps.map((r) => r.runnerCpuCores)),
+    otherCpuCores: spread(reps.map((r) => r.otherCpuCores)),
+  };
+  if (reps.some((r) => r.databaseCpuCores !== undefined)) res.databaseCpuCores = spread(reps.map((r) => r.databaseCpuCores ?? NaN));
+  if (reps.some((r) => r.eventLoop)) {
+    res.eventLoopDelay = { p99Ms: spread(reps.map((r) => r.eventLoop?.p99Ms ?? NaN)), maxMs: spread(reps.map((r) => r.eventLoop?.maxMs ?? NaN)) };
+  }
+  if (base.kind === 'flows') {
+    res.cpuPerFlowUs = spread(reps.map((r) => r.cpuPerFlowUs ?? NaN));
+    res.steps = Object.fromEntries(STEPS.map((s) => [s, {
+      p50: median(reps.map((r) => r.steps![s].p50)), p95: median(reps.map((r) => r.steps![s].p95)), p99: median(reps.map((r) => r.steps![s].p99)),
+    }]));
+  }
+  if (res.non2xx) res.notes.push(`${res.non2xx} non-2xx answers (${Object.entries(statusCodes).filter(([k]) => !k.startsWith('2')).map(([k, v]) => `${k}: ${v}`).join(', ')})`);
+  if (res.errors) res.notes.push(`${res.errors} connection errors or timeouts`);
+  if (res.unexpected) res.notes.push(`${res.unexpected} 2xx answers with an unexpected outcome`);
+  const samples = [...new Set(reps.flatMap((r) => [...(r.errorSamples ?? []), ...(r.pool?.errorSamples ?? [])]))].slice(0, 5);
+  if (samples.length) res.notes.push(`first errors: ${samples.map((s) => JSON.stringify(s)).join('; ')}`);
+  return res;
+}
+
+function progress(r: RepResult, i: number, unit: string): void {
+  log(`    rep ${i + 1}: ${fmt(r.rate, unit === 'flows/s' ? 1 : 0)} ${unit}, p50 ${fmt(r.latency.p50, 2)} ms, p95 ${fmt(r.latency.p95, 2)} ms, `
+    + `p99 ${fmt(r.latency.p99, 2)} ms, non-2xx ${r.non2xx}, server CPU ${fmt(r.serverCpuCores * 100)}% of a core, `
+    + `${fmt(r.cpuPerRequestUs)} µs/request, runner ${fmt(r.runnerCpuCores * 100)}%, ${r.databaseCpuCores !== undefined ? `postgres ${fmt(r.databaseCpuCores * 100)}%, ` : ''}other processes ${fmt(r.otherCpuCores * 100)}%${r.pool ? `, pool dry ${r.pool.dry}` : ''}`);
+}
+
+// ---- the cvvops server, ready to be measured --------------------------------------
+
+interface Cvvops {
+  server: Server;
+  client: JsonClient;
+  apiKey: string;
+  cards: string[];
+  db: Database;
+  close(): Promise<ScenarioResult['peakRss']>;
+}
+
+async function newDatabase(engine: 'sqlite' | 'postgres'): Promise<Database> {
+  return engine === 'postgres' ? postgresDatabase() : sqliteDatabase();
+}
+
+/** A fresh database, a merchant from the built CLI, the server, and `cardCount` test cards tokenized with CVV 123. */
+async function bootCvvops(engine: 'sqlite' | 'postgres', opts: { workers?: number; nodeArgs?: string[]; cardCount?: number } = {}): Promise<Cvvops> {
+  const db = await newDatabase(engine);
+  const merchant = await createMerchant(db.url);
+  const server = await startCvvops(db, opts);
+  const client = new JsonClient(server.port, 64);
+  const auth = { authorization: `Bearer ${merchant.testKey}` };
+  const expYear = new Date().getUTCFullYear() + 4;
+  const cards = await pool(opts.cardCount ?? CONNECTIONS, 8, async () => {
+    const { json } = await client.post<{ token: string; cvcSession: unknown }>('/Cards',
+      { number: '4000000000001018', expMonth: 12, expYear, cvv: '123', holderName: 'Bench Shopper' }, auth, 201);
+    if (!json.cvcSession) throw new Error('POST /Cards with a CVV returned no CVC session');
+    return json.token;
+  });
+  return {
+    server, client, apiKey: merchant.testKey, cards, db,
+    async close() {
+      const rss = server.peakRss();
+      client.close();
+      const { code, signal } = await server.stop();
+      if (code !== 0) warnings.push(`${server.name} exited with code ${code} signal ${signal} on SIGTERM`);
+      await db.drop().catch(() => {});
+      return { sum: rss.sum, max: rss.max, processes: Object.keys(rss.perProcess).length };
+    },
+  };
+}
+
+async function createSessions(c: Cvvops, n: number, body: (card: string) => Record<string, unknown>, left: number): Promise<PooledSession[]> {
+  const auth = { authorization: `Bearer ${c.apiKey}` };
+  return pool(n, 32, async (i) => {
+    const { json } = await c.client.post<{ id: string; token: string }>('/CvvOperations', body(c.cards[i % c.cards.length]!), auth, 201);
+    return { id: json.id, token: json.token, left };
+  });
+}
+
+// ---- scenarios ------------------------------------------------------------------------
+
+const ECHO_BODY = JSON.stringify({ name: 'bench', amount: 1999, items: [1, 2, 3] });
+
+async function baselineScenario(name: string, kind: 'http' | 'express'): Promise<ScenarioResult> {
+  const server = await startBaseline(kind);
+  try {
+    const o = { port: server.port, connections: CONNECTIONS, path: '/echo', headers: { 'content-type': 'application/json' }, body: ECHO_BODY };
+    await cannon({ ...o, seconds: WARMUP });
+    const reps: RepResult[] = [];
+    for (let i = 0; i < REPS; i++) {
+      const { value, w } = await measured(server, DURATION, () => cannon({ ...o, seconds: DURATION }));
+      reps.push(fromCannon(value, w));
+      progress(reps[i]!, i, 'req/s');
+    }
+    return summarize({
+      name, title: kind === 'http' ? 'baseline: bare node:http, small JSON POST' : 'baseline: Express 5 + express.json() + helmet(), small JSON POST',
+      kind: 'requests', server: server.name, engine: 'none', workers: 1, concurrency: CONNECTIONS, reps, notes: [],
+    }, server);
+  } finally {
+    await server.stop();
+  }
+}
+
+/** A static request against cvvops (the same request every time). */
+async function staticScenario(name: string, title: string, engine: 'sqlite' | 'postgres',
+  request: (c: Cvvops) => Promise<{ path: string; body: string; headers: Record<string, string> }>): Promise<ScenarioResult> {
+  const c = await bootCvvops(engine);
+  try {
+    const req = await request(c);
+    const o = { port: c.server.port, connections: CONNECTIONS, ...req };
+    await cannon({ ...o, seconds: WARMUP });
+    const reps: RepResult[] = [];
+    for (let i = 0; i < REPS; i++) {
+      const { value, w } = await measured(c.server, DURATION, () => cannon({ ...o, seconds: DURATION }), true);
+      reps.push(fromCannon(value, w));
+      progress(reps[i]!, i, 'req/s');
+    }
+    return summarize({ name, title, kind: 'requests', server: c.server.name, engine, workers: 1, concurrency: CONNECTIONS, reps, notes: [] }, c.server);
+  } finally {
+    await c.close();
+  }
+}
+
+/**
+ * An operation with a fresh current token per request: pre-created sessions,
+ * the token chained per connection; a connection moves to the next session
+ * when one's attempts are used up or it completed. The pool is filled before
+ * the warm-up and before each repetition, sized from the rate just seen.
+ */
+async function chainedScenario(name: string, title: string, engine: 'sqlite' | 'postgres', op: 'collectCvv' | 'threeDS' | 'charge'): Promise<ScenarioResult> {
+  const c = await bootCvvops(engine);
+  const perSession = op === 'charge' ? 1 : 10;
+  const body = (card: string): Record<string, unknown> => op === 'charge'
+    ? { card, operations: ['charge'], amount: AMOUNT, maxAttempts: 1, reference: 'bench-charge' }
+    : { card, operations: [op], maxAttempts: 10, reference: `bench-${op}` };
+  const path = { collectCvv: '/CvvOperations/collectCvv', threeDS: '/CvvOperations/threeDS', charge: '/CvvOperations/charge' }[op];
+  const reqBody = { collectCvv: '{"cvv":"123"}', threeDS: THREEDS_BODY, charge: '{}' }[op];
+  const extra = op === 'charge' ? () => ({ 'idempotency-key': randomUUID() }) : () => ({});
+  const sessions = new SessionPool();
+  const notes: string[] = [];
+  try {
+    let estimate = 1000; // requests/s before anything was seen (the warm-up's pool)
+    let measuredOnce = false;
+    // Sessions of 10 calls are cheap to over-provision; charge needs one session per request.
+    const margin = op === 'charge' ? 1.8 : 3;
+    const fill = async (seconds: number, margin: number) => {
+      const need = CONNECTIONS * 2 + Math.ceil((estimate * seconds * margin) / perSession);
+      if (sessions.size < need) {
+        const t = performance.now();
+        sessions.add(await createSessions(c, need - sessions.size, body, perSession));
+        log(`    pool: ${sessions.size} sessions (${perSession} ${op} each) ready, created in ${fmt((performance.now() - t) / 1000, 1)} s`);
+      }
+    };
+    const runOnce = async (seconds: number) => {
+      const before = { taken: sessions.taken, dry: sessions.dry, abandoned: sessions.abandoned, size: sessions.size };
+      let dryAt: number | undefined;
+      const t0 = performance.now();
+      const watch = setInterval(() => {
+        if (dryAt === undefined && sessions.dry > before.dry) dryAt = performance.now();
+      }, 20);
+      const req = chainedRequest(sessions, path, reqBody, extra);
+      const r = await cannon({ port: c.server.port, connections: CONNECTIONS, seconds, requests: [req] });
+      clearInterval(watch);
+      const taken = sessions.taken - before.taken;
+      const dry = sessions.dry - before.dry;
+      const abandoned = sessions.abandoned - before.abandoned;
+      // The rate the pool must sustain: successful calls per second until it ran dry (if it did).
+      const activeSeconds = ((dryAt ?? performance.now()) - t0) / 1000;
+      // The highest rate seen so far: unused sessions carry over to the next repetition, so erring high costs little.
+      const seen = Math.min(r.ok, taken * perSession) / Math.max(0.5, activeSeconds);
+      estimate = measuredOnce ? Math.max(estimate, seen) : Math.max(50, seen);
+      measuredOnce = true;
+      return { r, pool: { sizeBefore: before.size, taken, dry, abandoned, errorSamples: sessions.errorSamples.splice(0) } };
+    };
+    await fill(WARMUP, margin);
+    const warm = await runOnce(WARMUP);
+    if (warm.pool.dry) log(`    (warm-up: pool ran dry after ${warm.pool.taken} sessions; estimated ${fmt(estimate)} req/s)`);
+    const reps: RepResult[] = [];
+    for (let i = 0; i < REPS; i++) {
+      await fill(DURATION, margin);
+      const { value, w } = await measured(c.server, DURATION, () => runOnce(DURATION), true);
+      const rep = fromCannon(value.r, w);
+      rep.pool = value.pool;
+      reps.push(rep);
+      progress(rep, i, 'req/s');
+      if (value.pool.dry) {
+        const msg = `the session pool ran dry in rep ${i + 1} (${value.pool.dry} requests sent with no session, answered 401 and counted as non-2xx)`;
+        notes.push(msg);
+        warnings.push(`${name}: ${msg}`);
+      }
+    }
+    const abandoned = reps.reduce((a, r) => a + (r.pool?.abandoned ?? 0), 0);
+    notes.push(`${reps.reduce((a, r) => a + (r.pool?.taken ?? 0), 0)} pre-created sessions used (${perSession} ${op} each${op === 'charge' ? ', a charge completes the session' : ''})`
+      + `${abandoned ? `, ${abandoned} given up after a non-200 answer` : ''}`);
+    return summarize({ name, title, kind: 'requests', server: c.server.name, engine, workers: 1, concurrency: CONNECTIONS, reps, notes }, c.server);
+  } finally {
+    await c.close();
+  }
+}
+
+async function flowScenario(name: string, engine: 'sqlite' | 'postgres', shoppers: number, workers = 1): Promise<ScenarioResult> {
+  const c = await bootCvvops(engine, { workers, cardCount: shoppers });
+  const client = new JsonClient(c.server.port, shoppers);
+  try {
+    const o = { apiKey: c.apiKey, cards: c.cards, shoppers };
+    await runFlows(client, { ...o, seconds: WARMUP });
+    const reps: RepResult[] = [];
+    for (let i = 0; i < REPS; i++) {
+      const { value, w } = await measured(c.server, DURATION, () => runFlows(client, { ...o, seconds: DURATION }), workers === 1);
+      reps.push(fromFlows(value, w));
+      progress(reps[i]!, i, 'flows/s');
+    }
+    const title = `full flows, ${shoppers} shopper${shoppers > 1 ? 's' : ''}${workers > 1 ? `, CVVOPS_WORKERS=${workers}` : ''}${engine === 'postgres' ? ', PostgreSQL' : ', SQLite'}`;
+    return summarize({ name, title, kind: 'flows', server: c.server.name, engine, workers, concurrency: shoppers, reps, notes: [] }, c.server);
+  } finally {
+    client.close();
+    await c.close();
+  }
+}
+
+async function profileRun(engine: 'sqlite' | 'postgres'): Promise<BenchResults['profile']> {
+  const dir = mkdtempSync(join(os.tmpdir(), 'cvvops-prof-'));
+  try {
+    const c = await bootCvvops(engine, { cardCount: 50, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
+    const client = new JsonClient(c.server.port, 50);
+    let r: FlowRun;
+    try {
+      const o = { apiKey: c.apiKey, cards: c.cards, shoppers: 50 };
+      await runFlows(client, { ...o, seconds: WARMUP });
+      r = await runFlows(client, { ...o, seconds: DURATION });
+    } finally {
+      client.close();
+      await c.close();
+    }
+    log(`    under profile: ${fmt(r.flowsPerSecond, 1)} flows/s (the profiler slows the server), non-2xx ${r.non2xx}`);
+    const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
+    if (!files.length) throw new Error('the server wrote no .cpuprofile (did it exit through process.exit on SIGTERM?)');
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
+    const saved = join(ROOT, 'bench', `cvvops-flows50-${engine}-${stamp}.cpuprofile`);
+    copyFileSync(join(dir, files[0]!), saved);
+    const s = summarizeProfile(saved, ROOT, 10);
+    return { ...s, file: saved, savedAs: saved.slice(ROOT.length + 1), scenario: `full flows, 50 shoppers, ${engine}, server started with --cpu-prof (the profile covers start-up, ${WARMUP} s warm-up and ${DURATION} s of load)` };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ---- main ---------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  installExitHandlers();
+  const startedAt = new Date().toISOString();
+  const builtFrom = commit();
+  const m = machine();
+  const engine = POSTGRES ? 'postgres' : 'sqlite';
+  if (POSTGRES) m.postgres = await postgresVersion();
+  const dbDescribe = POSTGRES ? (await (async () => {
+    const d = await postgresDatabase();
+    await d.drop();
+    return d.describe;
+  })()) : sqliteDatabase().describe;
+  log(`cvvops benchmark — ${m.cpus} cores (${m.model}), Node ${m.node}, ${m.kernel}; load average ${m.loadAverageAtStart.join(' ')}`);
+  log(`database: ${dbDescribe}; ${REPS} × ${DURATION} s after a ${WARMUP} s warm-up; ${CONNECTIONS} connections; `
+    + `autocannon and the flow client run in this process, on the same ${m.cpus} cores as the server`);
+  const scenarios: ScenarioResult[] = [];
+  const run = async (name: string, fn: () => Promise<ScenarioResult>) => {
+    if (!selected.includes(name)) return;
+    log(`\n▶ ${name}`);
+    const r = await fn();
+    scenarios.push(r);
+    log(`  = ${fmt(r.rate.median, r.kind === 'flows' ? 1 : 0)} ${r.kind === 'flows' ? 'flows/s' : 'req/s'} (${fmt(r.rate.min, 0)}–${fmt(r.rate.max, 0)}), `
+      + `p99 ${fmt(r.p99.median, 2)} ms, non-2xx ${r.non2xx}, peak RSS ${fmt(r.peakRss.sum / 1e6)} MB, ${fmt(r.cpuPerRequestUs.median)} µs CPU/request`);
+  };
+
+  await run('baseline-http', () => baselineScenario('baseline-http', 'http'));
+  await run('baseline-express', () => baselineScenario('baseline-express', 'express'));
+  const merchantAuth = (c: Cvvops) => ({ 'content-type': 'application/json', authorization: `Bearer ${c.apiKey}` });
+  await run('create', () => staticScenario('create', 'POST /CvvOperations (a pre-made card token)', engine, async (c) => ({
+    path: '/CvvOperations', headers: merchantAuth(c), body: JSON.stringify(createBody(c.cards[0]!)),
+  })));
+  await run('collectCvv', () => chainedScenario('collectCvv', 'POST /CvvOperations/collectCvv (fresh token per request)', engine, 'collectCvv'));
+  await run('threeDS', () => chainedScenario('threeDS', 'POST /CvvOperations/threeDS (fresh token per request)', engine, 'threeDS'));
+  await run('charge', () => chainedScenario('charge', 'POST /CvvOperations/charge (fresh token and session per request)', engine, 'charge'));
+  await run('validateToken', () => staticScenario('validateToken', 'POST /CvvOperations/validateToken (the final token of a completed flow)', engine, async (c) => {
+    // One completed flow; its final token is validated over and over.
+    const auth = { authorization: `Bearer ${c.apiKey}` };
+    const created = await c.client.post('/CvvOperations', createBody(c.cards[0]!), auth, 201);
+    const a = await c.client.post('/CvvOperations/collectCvv', { cvv: '123' }, { authorization: `Bearer ${created.json.token}` });
+    const b = await c.client.post('/CvvOperations/threeDS', THREEDS_BODY, { authorization: `Bearer ${a.json.token}` });
+    const d = await c.client.post('/CvvOperations/charge', {}, { authorization: `Bearer ${b.json.token}`, 'idempotency-key': randomUUID() });
+    return { path: '/CvvOperations/validateToken', headers: merchantAuth(c), body: JSON.stringify({ token: d.json.token }) };
+  }));
+  await run('flows-1', () => flowScenario('flows-1', engine, 1));
+  await run('flows-10', () => flowScenario('flows-10', engine, 10));
+  await run('flows-50', () => flowScenario('flows-50', engine, 50));
+  await run('flows-50-workers2', () => flowScenario('flows-50-workers2', engine, 50, 2));
+  await run('flows-50-sqlite', () => flowScenario('flows-50-sqlite', 'sqlite', 50));
+
+  const express = scenarios.find((s) => s.name === 'baseline-express');
+  if (express) for (const s of scenarios) s.ratioToExpress = s.requestsPerSecond.median / express.rate.median;
+
+  let profile: BenchResults['profile'];
+  if (PROFILE) {
+    log('\n▶ profile (50 shoppers, --cpu-prof)');
+    profile = await profileRun(engine);
+    log(`  saved ${profile!.savedAs}; busy ${fmt(profile!.busyMs)} ms of ${fmt(profile!.sampledMs)} ms sampled. Heaviest functions by self time:`);
+    for (const f of profile!.top) log(`    ${fmt(f.selfMs, 1).padStart(8)} ms ${fmt(f.percentOfBusy, 1).padStart(5)}%  ${f.functionName}  ${f.location}`);
+  }
+
+  for (const s of scenarios) {
+    if (s.non2xx || s.errors || s.unexpected) warnings.push(`${s.name}: ${s.non2xx} non-2xx, ${s.errors} connection errors/timeouts, ${s.unexpected} unexpected outcomes`);
+  }
+
+  const results: BenchResults = {
+    startedAt, finishedAt: new Date().toISOString(), commit: builtFrom, machine: m,
+    settings: {
+      database: dbDescribe, durationSeconds: DURATION, warmupSeconds: WARMUP, reps: REPS, connections: CONNECTIONS,
+      serverEnv: { ...SERVER_ENV, DATABASE_URL: POSTGRES ? 'postgres://…?options=-c search_path=<fresh schema>' : 'sqlite:<tmp>/bench.db', NODE_ENV: '(unset)' },
+      only,
+    },
+    scenarios, targets: [], profile, warnings: [...new Set(warnings)],
+  };
+  results.targets = evaluateTargets(results);
+  writeFileSync(join(ROOT, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(join(ROOT, 'bench', 'results.md'), renderMarkdown(results));
+  log(`\n${renderTable(results)}`);
+  log('\ntargets:');
+  for (const t of results.targets) log(`  [${t.status}] ${t.target}: ${t.requirement} — ${t.measured}`);
+  if (results.warnings.length) {
+    log('\nwarnings:');
+    for (const w of results.warnings) log(`  - ${w}`);
+  }
+  log('\nwrote bench/results.md and bench/results.json');
+}
+
+main().then(
+  async () => {
+    await cleanupAll();
+    process.exit(0);
+  },
+  async (err: unknown) => {
+    process.stderr.write(`\nbench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    await cleanupAll();
+    process.exit(1);
+  },
+);
