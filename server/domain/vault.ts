@@ -56,7 +56,7 @@ export class Vault {
   }
 
   /** Stores a CVV in a new CVC session (replacing the operations session's earlier one). */
-  async storeCvv(p: { merchant: MerchantRecord; card: CardRecord; sessionId: string | null; cvv: Secret<string>; retention: CvvRetention }): Promise<CvcSessionView> {
+  async storeCvv(p: { merchant: MerchantRecord; card: CardRecord; sessionId: string | null; cvv: Secret<string>; retention: CvvRetention; firstInSession?: boolean }): Promise<CvcSessionView> {
     const now = this.clock.now();
     const id = newId('cvc');
     const testMode = p.card.mode === 'test';
@@ -69,7 +69,7 @@ export class Vault {
       id, merchantId: p.merchant.id, mode: p.card.mode, cardToken: p.card.token, sessionId: p.sessionId,
       sealed: this.keyring.sealWithShare('cvv', share, p.cvv.expose(), `cvv|${p.merchant.id}|${id}`),
       retention, expiresAt, firstUsedAt: null, createdAt: now,
-    });
+    }, { replace: !p.firstInSession });
     this.log?.info({ audit: true, event: 'cvv.collected', merchantId: p.merchant.id, cvcSession: id, card: p.card.token, session: p.sessionId }, 'CVV stored');
     return { id, expiresAt: isoTime(expiresAt) };
   }

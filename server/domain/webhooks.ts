@@ -53,6 +53,7 @@ export class WebhookService {
       secretSealed: this.keyring.seal('signing-key', secret, `webhook|${merchantId}|${id}`), createdAt: this.clock.now(),
     };
     await this.store.insertWebhookEndpoint(endpoint);
+    this.forget(merchantId, mode);
     this.opts.log?.info({ audit: true, event: 'webhook_endpoint.created', merchantId, endpoint: id }, 'webhook endpoint created');
     return { endpoint, secret };
   }
@@ -61,9 +62,30 @@ export class WebhookService {
     return { id: e.id, url: e.url, events: e.events, mode: e.mode, createdAt: isoTime(e.createdAt) };
   }
 
+  /**
+   * Endpoints are read on every operation and change rarely: kept for a
+   * second per merchant and mode (a change made here is seen at once; one made
+   * on another instance within a second).
+   */
+  readonly #endpoints = new Map<string, { at: number; list: WebhookEndpointRecord[] }>();
+  async #endpointsOf(merchantId: string, mode: Mode): Promise<WebhookEndpointRecord[]> {
+    const key = `${merchantId}|${mode}`;
+    const hit = this.#endpoints.get(key);
+    const now = Date.now();
+    if (hit && now - hit.at < 1000) return hit.list;
+    const list = await this.store.listWebhookEndpoints(merchantId, mode);
+    if (this.#endpoints.size > 10_000) this.#endpoints.clear();
+    this.#endpoints.set(key, { at: now, list });
+    return list;
+  }
+
+  forget(merchantId: string, mode: Mode): void {
+    this.#endpoints.delete(`${merchantId}|${mode}`);
+  }
+
   /** Writes an event to the outbox for every endpoint of the merchant that listens to it. */
   async emit(merchantId: string, mode: Mode, type: WebhookEvent, data: Record<string, unknown>): Promise<string | null> {
-    const endpoints = (await this.store.listWebhookEndpoints(merchantId, mode)).filter((e) => e.events.includes(type));
+    const endpoints = (await this.#endpointsOf(merchantId, mode)).filter((e) => e.events.includes(type));
     if (endpoints.length === 0) return null;
     const now = this.clock.now();
     const id = newId('evt');

@@ -243,7 +243,7 @@ export interface Store {
   putCvvKeyShare(cvcId: string, share: Buffer, now: number): Promise<void>;
   getCvvKeyShare(cvcId: string): Promise<Buffer | null>;
   /** Inserts a CVC session; when `sessionId` is set, deletes that session's earlier ones first. */
-  insertCvcSession(c: CvcSessionRecord): Promise<void>;
+  insertCvcSession(c: CvcSessionRecord, opts?: { replace?: boolean }): Promise<void>;
   /** The live CVC session a charge of this session would use: its own, else the card's (from POST /Cards). */
   findUsableCvcSession(merchantId: string, cardToken: string, sessionId: string, now: number): Promise<CvcSessionRecord | null>;
   getLiveCvcSession(merchantId: string, mode: Mode, id: string, now: number): Promise<CvcSessionRecord | null>;

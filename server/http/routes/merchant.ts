@@ -56,6 +56,7 @@ export function merchantRoutes(api: Api, d: Deps): void {
     responses: { 204: { description: 'Removed.' } },
     handler: async (_req, res, { merchant, params }) => {
       if (!(await d.store.deleteWebhookEndpoint(merchant.merchant.id, merchant.mode, params.id!))) throw new AppError('not_found', 'No such webhook endpoint.');
+      d.webhooks.forget(merchant.merchant.id, merchant.mode);
       res.status(204).end();
     },
   });

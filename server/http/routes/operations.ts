@@ -27,7 +27,8 @@ export function operationRoutes(api: Api, d: Deps): void {
           await d.vault.assertNotBlocked(merchant.id, card.fingerprint);
         },
         work: async ({ session, card, merchant }) => {
-          const cvcSession = await d.vault.storeCvv({ merchant, card, sessionId: session.id, cvv: cvv!, retention: session.cvvRetention });
+          // Nothing to replace before the session's first collection (attempts count every collection).
+          const cvcSession = await d.vault.storeCvv({ merchant, card, sessionId: session.id, cvv: cvv!, retention: session.cvvRetention, firstInSession: session.attempts.collectCvv === 0 });
           await d.webhooks.emit(merchant.id, session.mode, 'cvv.collected', { session: session.id, card: card.token, cvcSession: cvcSession.id, expiresAt: cvcSession.expiresAt });
           return { result: { status: 'succeeded', cvcSession }, claim: { status: 'succeeded', at: epochSeconds(d.clock.now()) } };
         },
