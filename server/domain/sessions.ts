@@ -113,7 +113,7 @@ export class SessionService {
     s.tokenHash = tokenHash(token);
     await this.store.insertSession(s);
     this.opts.log?.info({ audit: true, event: 'session.created', merchantId: m.merchant.id, session: s.id, jti: s.jti, mode: m.mode }, 'session created');
-    const view = await this.view(s, card);
+    const view = await this.view(s, card, false);
     const { results: _r, attempts: _a, cvv: _c, ...rest } = view;
     return {
       ...rest,
@@ -132,10 +132,10 @@ export class SessionService {
   }
 
   /** The session as GET /CvvOperations/{id} shows it. */
-  async view(s: SessionRecord, card?: CardRecord | null): Promise<Record<string, unknown> & { results: unknown; attempts: unknown; cvv: unknown }> {
+  async view(s: SessionRecord, card?: CardRecord | null, withCvv = true): Promise<Record<string, unknown> & { results: unknown; attempts: unknown; cvv: unknown }> {
     const c = card === undefined ? await this.store.getCard(s.merchantId, s.mode, s.cardToken) : card;
     const status = this.status(s);
-    const cvv = status === 'active' ? await this.vault.cvvState(s.merchantId, s.cardToken, s.id) : { available: false };
+    const cvv = withCvv && status === 'active' ? await this.vault.cvvState(s.merchantId, s.cardToken, s.id) : { available: false };
     const { id: _id, ...cvvView } = cvv as { id?: string };
     const attempts = Object.fromEntries(s.operations.map((op) => [op, { used: s.attempts[op], max: s.maxAttempts }]));
     return {

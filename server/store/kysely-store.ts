@@ -355,12 +355,15 @@ export class KyselyStore implements Store {
   }
 
   async findUsableCvcSession(merchantId: string, cardToken: string, sessionId: string, now: number): Promise<CvcSessionRecord | null> {
-    const rows = await this.db.selectFrom('cvc_sessions').selectAll()
-      .where('merchant_id', '=', merchantId).where('card_token', '=', cardToken).where('expires_at', '>', now)
-      .where((eb) => eb.or([eb('session_id', '=', sessionId), eb('session_id', 'is', null)]))
-      .orderBy('created_at', 'desc').execute();
-    const own = rows.find((r) => r.session_id === sessionId) ?? rows[0];
-    return own ? toCvc(own) : null;
+    // Two indexed lookups of one row each (a card may hold many CVC sessions: test mode keeps them a year).
+    const own = await this.db.selectFrom('cvc_sessions').selectAll()
+      .where('session_id', '=', sessionId).where('merchant_id', '=', merchantId).where('card_token', '=', cardToken).where('expires_at', '>', now)
+      .orderBy('created_at', 'desc').limit(1).executeTakeFirst();
+    if (own) return toCvc(own);
+    const cardLevel = await this.db.selectFrom('cvc_sessions').selectAll()
+      .where('card_token', '=', cardToken).where('session_id', 'is', null).where('merchant_id', '=', merchantId).where('expires_at', '>', now)
+      .orderBy('created_at', 'desc').limit(1).executeTakeFirst();
+    return cardLevel ? toCvc(cardLevel) : null;
   }
 
   async getLiveCvcSession(merchantId: string, mode: Mode, id: string, now: number): Promise<CvcSessionRecord | null> {
@@ -389,8 +392,9 @@ export class KyselyStore implements Store {
 
   async deleteExpiredCvcSessions(now: number, limit: number): Promise<number> {
     const ids = (await this.db.selectFrom('cvc_sessions').select('id').where('expires_at', '<=', now).limit(limit).execute()).map((r) => r.id);
-    // Key shares whose CVC session is gone (a failed insert): older than a minute, so none is in the middle of being stored.
-    await this.#dropKeys(this.db.selectFrom('cvv_keys').select('cvc_id as id').where('created_at', '<', now - 60_000)
+    // Key shares whose CVC session is gone (a failed insert): a minute to two old, so none is being stored
+    // and the scan stays small (the sweeper runs every second).
+    await this.#dropKeys(this.db.selectFrom('cvv_keys').select('cvc_id as id').where('created_at', '<', now - 60_000).where('created_at', '>=', now - 120_000)
       .where(({ not, exists, selectFrom }) => not(exists(selectFrom('cvc_sessions').select('cvc_sessions.id').whereRef('cvc_sessions.id', '=', 'cvv_keys.cvc_id')))));
     if (ids.length === 0) return 0;
     await this.#dropKeys(ids);

@@ -242,10 +242,19 @@ const m0004 = (engine: Engine): Migration => ({
   },
 });
 
+/** Indexes found by the benchmark's profile: the sweeper's expiry scan, a card's CVC sessions, orphan key shares. */
+const m0005: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema.createIndex('sessions_status_expiry').on('sessions').columns(['status', 'expires_at']).execute();
+    await db.schema.createIndex('cvc_sessions_card_level').on('cvc_sessions').columns(['card_token', 'session_id', 'created_at']).execute();
+    await db.schema.createIndex('cvv_keys_created').on('cvv_keys').columns(['created_at']).execute();
+  },
+};
+
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_initial': m0001(engine), '0002_payments_webhooks': m0002(engine), '0003_custom_forms': m0003, '0004_cvv_key_shares': m0004(engine) };
+      return { '0001_initial': m0001(engine), '0002_payments_webhooks': m0002(engine), '0003_custom_forms': m0003, '0004_cvv_key_shares': m0004(engine), '0005_indexes': m0005 };
     },
   };
 }

@@ -1,31 +1,13 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { startServerProcess } from '../helpers/server-process.js';
 
-/** Starts the real server process (as `npm start` does, from TypeScript) and reads what it prints. */
-function startServer(env: Record<string, string>): Promise<{ child: ChildProcess; port: number; stdout: () => string; stderr: () => string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts'], {
-    cwd: process.cwd(), env: { ...process.env, NODE_ENV: '', PORT: '0', LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stderr!.on('data', (b) => (err += b));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}\n${err}`)), 20_000);
-    child.stdout!.on('data', (b) => {
-      out += b;
-      const m = /"msg":"cvvops listening"/.test(out) && /"port":(\d+)/.exec(out.slice(out.indexOf('cvvops listening') - 200));
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, port: Number(m[1]), stdout: () => out, stderr: () => err });
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`server exited ${code}:\n${out}\n${err}`)));
-  });
-}
+/** The real server process (as `npm start` runs it, from TypeScript), with what it prints. */
+const startServer = (env: Record<string, string>) => startServerProcess(env);
 
 describe('the server process', () => {
   let dir: string;
@@ -40,7 +22,7 @@ describe('the server process', () => {
       const key = /test key: (sk_test_[A-Za-z0-9_-]+)/.exec(s.stdout())?.[1];
       assert.ok(key, 'the demo test key is printed');
       assert.equal(statSync(join(dir, 'db', 'master.key')).mode & 0o777, 0o600);
-      const base = `http://127.0.0.1:${s.port}`;
+      const base = s.base;
       assert.equal((await fetch(`${base}/readyz`)).status, 200);
       const card = await fetch(`${base}/Cards`, {
         method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },

@@ -31,7 +31,8 @@ describe('secrets never reach the logs', () => {
     assert.match(text, /"audit":true/);
     assert.match(text, /"event":"api_key.used","outcome":"failure"/);
     for (const secret of secrets) assert.ok(!text.includes(secret), `a secret (${secret.slice(0, 8)}…) reached the logs`);
-    assert.ok(!text.includes('987'), 'the CVV reached the logs');
+    // A 3-digit CVV can appear by chance inside timings and random ids: look for it as a value.
+    assert.ok(!/"987"|[=:]\s*987\b/.test(text), 'the CVV reached the logs');
     assert.ok(!/"cvv":"\d/.test(text));
   });
 });
