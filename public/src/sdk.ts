@@ -14,26 +14,10 @@
  */
 import { type ApiErrorShape, decodeClaims, type FromChallenge, type FromForm, type Method, safeTheme, type ToForm } from './protocol';
 
-export interface MountOptions {
-  /** The session token from POST /CvvOperations. */
-  token: string;
-  /** en (default), fr, de or es. */
-  locale?: string;
-  /** CSS variables: --cvvops-accent, --cvvops-text, --cvvops-background, --cvvops-border, --cvvops-error, --cvvops-radius, --cvvops-font-size, --cvvops-font-family. */
-  theme?: Record<string, string>;
-  /** A custom form id (frm_…) instead of the hosted form. */
-  form?: string;
-  /** Milliseconds to wait for the form to be ready (default 15000). */
-  timeoutMs?: number;
-}
+// The public types are declared once, in the declarations shipped with the SDK (cvvops.d.ts).
+import type { EventName, MountOptions, OperationResponse } from './cvvops';
 
-export interface OperationResponse {
-  result: Record<string, any>;
-  token: string;
-  session: { status: string };
-}
-
-export type EventName = 'ready' | 'change' | 'focus' | 'blur' | 'error' | 'token' | 'submit';
+export type { EventName, MountOptions, OperationResponse };
 
 /** An API error: `code` and `status` as the server answered them. */
 export class CvvOpsError extends Error {

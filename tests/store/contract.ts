@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { KyselyStore } from '../../server/store/kysely-store.js';
 import type { Sealed } from '../../server/domain/keyring.js';
 import type {
   ApiKeyRecord, CardRecord, ChargeRecord, CvcSessionRecord, MerchantRecord, OutboxRecord, SessionRecord, SigningKeyRecord, Store,
@@ -1333,4 +1334,16 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
       });
     });
   });
+}
+
+/** Opens a store and applies the migrations, closing it again if they fail. */
+export async function openMigrated(url: string): Promise<KyselyStore> {
+  const store = await KyselyStore.open(url);
+  try {
+    await store.migrate();
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+  return store;
 }

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
 import { KyselyStore } from '../../server/store/kysely-store.js';
-import { storeContract } from './contract.js';
+import { openMigrated, storeContract } from './contract.js';
 
 /**
  * The store contract on PostgreSQL, when TEST_DATABASE_URL names a database
@@ -30,14 +30,7 @@ if (!base) {
     await admin.query(`CREATE SCHEMA ${schema}`);
     schemas.push(schema);
     const url = `${base}${base.includes('?') ? '&' : '?'}options=${encodeURIComponent(`-c search_path=${schema}`)}`;
-    const store = await KyselyStore.open(url);
-    try {
-      await store.migrate();
-    } catch (e) {
-      await store.close();
-      throw e;
-    }
-    return store;
+    return openMigrated(url);
   };
 
   storeContract('KyselyStore on PostgreSQL', openInFreshSchema);
