@@ -7,7 +7,7 @@ import { merchantAuth, sessionAuth } from './http/auth.js';
 import { operationCors } from './http/cors.js';
 import { idempotency } from './http/idempotency.js';
 import { Metrics } from './http/metrics.js';
-import { errorHandler, jsonBody, noStore, notFound, refuseKeysInQuery, requestId } from './http/middleware.js';
+import { errorHandler, jsonBody, notFound, refuseKeysInQuery, requestId } from './http/middleware.js';
 import { cardRoutes } from './http/routes/cards.js';
 import { merchantRoutes } from './http/routes/merchant.js';
 import { formRoutes } from './http/routes/forms.js';
@@ -50,15 +50,12 @@ export function buildApp(d: Deps, metrics = new Metrics()): Express {
   app.set('etag', false);
   app.set('query parser', 'simple');
 
-  app.use(requestId);
-  app.use(metrics.middleware());
-  app.use(accessLog(d));
+  app.use(requestContext(d, metrics));
   app.use(helmet({
     contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"], baseUri: ["'none'"], formAction: ["'none'"] } },
     frameguard: { action: 'deny' },
     crossOriginResourcePolicy: { policy: 'same-origin' },
   }));
-  app.use(noStore);
   app.use(refuseKeysInQuery);
 
   const api = buildApi(d, () => metrics);
@@ -90,18 +87,25 @@ export function buildApp(d: Deps, metrics = new Metrics()): Express {
   return app;
 }
 
-/** One line per request: method, route template, status, time, ids. Never a query string, body or header value. */
-function accessLog(d: Deps) {
+/**
+ * Every request: its X-Request-Id, Cache-Control: no-store (no API response
+ * may be cached by anyone), and when it finishes one metrics observation and
+ * one access-log line (method, route template, status, time, ids; never a
+ * query string, body or header value). One listener for both.
+ */
+function requestContext(d: Deps, metrics: Metrics) {
+  const logRequests = d.log.isLevelEnabled('info');
   return (req: Request, res: Response, next: NextFunction): void => {
-    const t0 = process.hrtime.bigint();
+    const t0 = performance.now();
     res.on('finish', () => {
-      d.log.info({
-        requestId: res.locals.requestId, method: req.method,
-        route: req.route?.path ? `${req.baseUrl}${req.route.path}` : 'unmatched',
-        status: res.statusCode, ms: Number(process.hrtime.bigint() - t0) / 1e6,
-        merchantId: res.locals.merchant?.merchant?.id,
-      }, 'request');
+      const ms = performance.now() - t0;
+      const route = req.route?.path ? `${req.baseUrl}${req.route.path}` : 'unmatched';
+      metrics.observe(req.method, route, res.statusCode, ms / 1000);
+      if (logRequests) {
+        d.log.info({ requestId: res.locals.requestId, method: req.method, route, status: res.statusCode, ms, merchantId: res.locals.merchant?.merchant?.id }, 'request');
+      }
     });
-    next();
+    res.setHeader('Cache-Control', 'no-store');
+    requestId(req, res, next);
   };
 }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { type ChargeResult, type Processor, ProcessorError } from '../connectors/processors/processor.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { ChargeRecord, MerchantRecord, Store } from '../store/store.js';
+import type { ChargeRecord, CvcSessionRecord, MerchantRecord, Store } from '../store/store.js';
 import type { CardService } from './cards.js';
 import type { Clock } from './clock.js';
 import { newId } from './ids.js';
@@ -15,6 +15,13 @@ import type { WebhookService } from './webhooks.js';
 
 export interface ChargeBody {
   amount?: { value: number; currency: string };
+}
+
+/** What prepare found, handed to work (read once, before the token was won). */
+export interface ChargePlan {
+  amount: { value: number; currency: string };
+  cvc: CvcSessionRecord | null;
+  threeDS: Awaited<ReturnType<ThreeDSService['forCharge']>>;
 }
 
 type Outcome = Pick<ChargeRecord, 'status' | 'authorizationCode' | 'declineCode' | 'cvvResult' | 'avsResult' | 'networkTransactionId'>;
@@ -48,7 +55,7 @@ export class ChargeService {
   }
 
   /** Checks that must pass before the token is touched (each a 4xx that leaves the token current). */
-  async prepare(ctx: Omit<OperationContext, 'newJti'>, body: ChargeBody): Promise<{ amount: { value: number; currency: string } }> {
+  async prepare(ctx: Omit<OperationContext, 'newJti'>, body: ChargeBody): Promise<ChargePlan> {
     const { session, merchant, card } = ctx;
     const ceiling = session.amount;
     if (!ceiling) throw new AppError('invalid_amount', 'The session has no amount to charge.');
@@ -59,19 +66,19 @@ export class ChargeService {
       throw new AppError('precondition_failed', 'Live charges need an http processor (the simulator is for test mode).');
     }
     await this.vault.assertNotBlocked(merchant.id, card.fingerprint);
-    if (session.requireCvv && !(await this.store.findUsableCvcSession(merchant.id, card.token, session.id, this.clock.now()))) {
-      throw new AppError('precondition_failed', 'A CVV must be collected before the charge.');
+    const cvc = await this.store.findUsableCvcSession(merchant.id, card.token, session.id, this.clock.now());
+    if (session.requireCvv && !cvc) throw new AppError('precondition_failed', 'A CVV must be collected before the charge.');
+    const threeDS = await this.threeDS.forCharge(session.id);
+    if (session.require3DS && (!threeDS || (threeDS.status !== 'Y' && threeDS.status !== 'A'))) {
+      throw new AppError('precondition_failed', 'A successful 3-D Secure authentication (Y or A) is required first.');
     }
-    if (session.require3DS) {
-      const t = await this.threeDS.forCharge(session.id);
-      if (!t || (t.status !== 'Y' && t.status !== 'A')) throw new AppError('precondition_failed', 'A successful 3-D Secure authentication (Y or A) is required first.');
-    }
-    return { amount };
+    return { amount, cvc, threeDS };
   }
 
   /** The operation's work, once the token is won: one processor call for this attempt. */
-  async work(ctx: OperationContext, amount: { value: number; currency: string }, idempotencyKey: string | null, requestHash: string): Promise<OperationWork & { chargeId: string }> {
+  async work(ctx: OperationContext, plan: ChargePlan, idempotencyKey: string | null, requestHash: string): Promise<OperationWork & { chargeId: string }> {
     const { session, merchant, card } = ctx;
+    const { amount, cvc, threeDS } = plan;
     const { processor } = this.processorFor(merchant);
     const now = this.clock.now();
     const chargeId = newId('ch');
@@ -82,9 +89,8 @@ export class ChargeService {
       networkTransactionId: null, responseSealed: null, createdAt: now, updatedAt: now,
     };
     if (!(await this.store.insertChargeIntent(charge))) throw new AppError('idempotency_key_reused', 'This Idempotency-Key is already in use.');
-    const cvc = await this.store.findUsableCvcSession(merchant.id, card.token, session.id, now);
+    // The CVC session prepare found is taken now (atomically: gone by now, it is 410 cvc_session_not_found).
     const cvv = cvc ? await this.vault.useCvv(cvc, 'charge') : null;
-    const threeDS = await this.threeDS.forCharge(session.id);
     const opened = this.cards.open(card);
     let outcome: Outcome;
     try {

@@ -1,5 +1,6 @@
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 import { Secret } from '../secret.js';
+import { secureRandom } from './random.js';
 
 /** What a key is for: each purpose gets its own key, derived from the master key with HKDF. */
 export type KeyPurpose = 'cvv' | 'card' | 'signing-key' | 'replay' | 'idempotency' | 'fingerprint' | 'api-key' | 'demo' | 'settings' | 'cavv';
@@ -37,7 +38,7 @@ export class Keyring {
   }
 
   seal(purpose: KeyPurpose, plaintext: Buffer | string, aad: string): Sealed {
-    const iv = randomBytes(12);
+    const iv = secureRandom(12);
     const c = createCipheriv('aes-256-gcm', this.#key(purpose, CURRENT_VERSION), iv);
     c.setAAD(Buffer.from(aad, 'utf8'));
     const body = Buffer.concat([c.update(typeof plaintext === 'string' ? Buffer.from(plaintext, 'utf8') : plaintext), c.final()]);
@@ -72,7 +73,7 @@ export class Keyring {
   }
 
   #sealWith(key: Buffer, version: number, plaintext: Buffer, aad: string): Sealed {
-    const iv = randomBytes(12);
+    const iv = secureRandom(12);
     const c = createCipheriv('aes-256-gcm', key, iv);
     c.setAAD(Buffer.from(aad, 'utf8'));
     const body = Buffer.concat([c.update(plaintext), c.final()]);

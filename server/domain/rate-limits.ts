@@ -34,8 +34,14 @@ export class RateLimits {
         points: perMinute[name], duration: 60, clearExpiredByTimeout: true,
       }, (err?: unknown) => (err ? reject(err) : resolve(l)));
     });
-    const [apiKey, session, address] = await Promise.all([make('apiKey'), make('session'), make('address')]);
-    return new RateLimits({ apiKey, session, address });
+    // One after the other: each creates the shared table (CREATE TABLE IF NOT EXISTS), and two such statements
+    // at the same moment race in PostgreSQL ("type … already exists"). Another instance starting at the same time
+    // can still race the first: that one is retried once, the table being there by then.
+    const first = await make('apiKey').catch(async () => {
+      await new Promise((r) => setTimeout(r, 200));
+      return make('apiKey');
+    });
+    return new RateLimits({ apiKey: first, session: await make('session'), address: await make('address') });
   }
 
   static off(): RateLimits {

@@ -271,7 +271,6 @@ export class SessionService {
       if (again.attempts[p.op] >= again.maxAttempts) throw new AppError('attempts_exhausted');
       throw new AppError('token_superseded');
     }
-    const log = this.opts.log?.child({ merchantId: s.merchantId, session: s.id, op: p.op });
     let work: OperationWork;
     try {
       work = await p.work({ session: s, claims, card, merchant, newJti: jti });
@@ -294,7 +293,7 @@ export class SessionService {
       if (again) this.#assertOpen(again);
       throw new AppError('token_superseded');
     }
-    log?.info({ audit: true, event: 'operation', outcome: work.claim.status, fromJti: claims.jti, jti, seq: s.seq + 1 }, 'operation ran; token rotated');
+    this.opts.log?.info({ audit: true, event: 'operation', merchantId: s.merchantId, session: s.id, op: p.op, outcome: work.claim.status, fromJti: claims.jti, jti, seq: s.seq + 1 }, 'operation ran; token rotated');
     return response;
   }
 

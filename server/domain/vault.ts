@@ -1,10 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Secret } from '../secret.js';
 import type { CardRecord, CvcRetention, CvcSessionRecord, CvvRetention, MerchantRecord, Mode, Store } from '../store/store.js';
 import { type Clock, isoTime } from './clock.js';
 import { newId } from './ids.js';
+import { secureRandom } from './random.js';
 import type { Keyring } from './keyring.js';
 
 export interface CvcSessionView {
@@ -63,7 +63,7 @@ export class Vault {
     const retention: CvcRetention = testMode ? 'reusable' : p.retention;
     const expiresAt = now + (testMode ? TEST_CVC_LIFETIME_MS : p.merchant.cvcSessionTtlSeconds * 1000);
     // A fresh key share per CVV, stored apart from the ciphertext and destroyed with it.
-    const share = randomBytes(32);
+    const share = secureRandom(32);
     await this.store.putCvvKeyShare(id, share, now);
     await this.store.insertCvcSession({
       id, merchantId: p.merchant.id, mode: p.card.mode, cardToken: p.card.token, sessionId: p.sessionId,

@@ -14,12 +14,6 @@ export function requestId(req: Request, res: Response, next: NextFunction): void
   next();
 }
 
-/** No API response may be cached by anyone. */
-export function noStore(_req: Request, res: Response, next: NextFunction): void {
-  res.setHeader('Cache-Control', 'no-store');
-  next();
-}
-
 /** Refuses API keys in the query string (they would land in access logs). */
 export function refuseKeysInQuery(req: Request, _res: Response, next: NextFunction): void {
   const q = req.url.indexOf('?');

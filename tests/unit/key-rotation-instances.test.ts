@@ -46,4 +46,25 @@ describe('signing-key rotation across instances', () => {
     assert.equal(kidOf(await b.sign(claims())), newKid, 'B signs with the new key after its reload interval');
     assert.deepEqual(b.jwks().keys.map((k) => k.kid), [newKid, oldKid]);
   });
+
+  it('a token this instance signed skips the signature check; one from another instance or with any byte changed is checked', async () => {
+    const mine = await a.sign(claims());
+    const theirs = await b.sign(claims());
+    let before = a.signatureChecks;
+    assert.equal((await a.verify(mine)).ok, true);
+    assert.equal(a.signatureChecks, before, 'a token of ours (same bytes) needs no signature check');
+    assert.equal((await a.verify(theirs)).ok, true);
+    assert.equal(a.signatureChecks, before + 1, "another instance's token is verified by signature");
+    // The same claims and header under another signature (last character changed): checked and refused.
+    const [h, p, sig] = mine.split('.');
+    const flipped = `${h}.${p}.${sig!.slice(0, -2)}${sig!.endsWith('AA') ? 'AQ' : 'AA'}`;
+    before = a.signatureChecks;
+    const out = await a.verify(flipped);
+    assert.equal(out.ok, false);
+    assert.equal(a.signatureChecks, before + 1);
+    // Expiry still applies to a remembered token.
+    const short = await a.sign({ ...claims(), exp: Math.floor(clock.now() / 1000) + 1 });
+    clock.advance(1000);
+    assert.deepEqual((await a.verify(short)).ok, false);
+  });
 });

@@ -4,7 +4,7 @@ import type { Deps } from '../../deps.js';
 import { Secret } from '../../secret.js';
 import type { Api } from '../api.js';
 import { IdempotencyService } from '../../domain/idempotency.js';
-import { ChargeService } from '../../domain/charges.js';
+import { type ChargePlan, ChargeService } from '../../domain/charges.js';
 import { ChargeBody, CollectCvvBody, EmptyBody, OperationResponse, ThreeDSBody } from '../schemas.js';
 
 const origin = (req: Request) => req.headers.origin;
@@ -81,15 +81,15 @@ export function operationRoutes(api: Api, d: Deps): void {
           return;
         }
       }
-      let amount: { value: number; currency: string };
+      let plan: ChargePlan;
       let chargeId = '';
       const out = await d.sessions.runOperation({
         op: 'charge', token: token.token, claims: token.claims, origin: origin(req), body,
         prepare: async (ctx) => {
-          ({ amount } = await d.charges.prepare(ctx, body));
+          plan = await d.charges.prepare(ctx, body);
         },
         work: async (ctx) => {
-          const w = await d.charges.work(ctx, amount, key ?? null, hash);
+          const w = await d.charges.work(ctx, plan, key ?? null, hash);
           chargeId = w.chargeId;
           return w;
         },
