@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type {
@@ -220,7 +220,7 @@ export class SessionService {
 
   /** The hash that decides whether an operation call is the exact repeat of an earlier one. */
   static requestHash(op: Operation, body: unknown): string {
-    return createHash('sha256').update(`${op}\n${JSON.stringify(body ?? {})}`).digest('base64url');
+    return hash('sha256', `${op}\n${JSON.stringify(body ?? {})}`, 'base64url');
   }
 
   /**

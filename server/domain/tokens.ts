@@ -1,4 +1,4 @@
-import { createHash, createPrivateKey, createPublicKey, type KeyObject, sign as cryptoSign, verify as cryptoVerify } from 'node:crypto';
+import { createPrivateKey, hash, createPublicKey, type KeyObject, sign as cryptoSign, verify as cryptoVerify } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
 import type { SigningAlg } from '../config.js';
 import type { Logger } from '../log.js';
@@ -49,7 +49,7 @@ interface LoadedKey {
 }
 
 /** base64url SHA-256 of a token: the next token's `prev`. */
-export const tokenHash = (token: string): string => createHash('sha256').update(token, 'ascii').digest('base64url');
+export const tokenHash = (token: string): string => hash('sha256', token, 'base64url');
 export const newJti = (): string => secureRandomBase64url(16);
 
 /**

@@ -1,5 +1,6 @@
 import { type Compilable, type CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Selectable, type SelectQueryBuilder, type Updateable } from 'kysely';
 import type BetterSqlite3 from 'better-sqlite3';
+import { closeSync, fdatasync, fstatSync, openSync } from 'node:fs';
 import type { Sealed } from '../domain/keyring.js';
 import { migrationProvider, type Engine } from './migrations.js';
 import type { CardsTable, ChargesTable, CvcSessionsTable, Database, MerchantsTable, SessionsTable, WebhookEndpointsTable, WebhookOutboxTable } from './schema.js';
@@ -214,6 +215,11 @@ export class KyselyStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.#walSyncing?.catch(() => undefined);
+    if (this.#walFd !== null) {
+      closeSync(this.#walFd);
+      this.#walFd = null;
+    }
     if (this.#checkpointTimer) {
       clearTimeout(this.#checkpointTimer);
       this.#checkpointTimer = null;
@@ -647,21 +653,62 @@ export class KyselyStore implements Store {
     return this.getMerchant(id);
   }
 
-  #durableDepth = 0;
   /**
    * Money writes (charge intents and outcomes) are durable before the
-   * processor is called and before the response is sent: on SQLite they run
-   * with synchronous=FULL even when ordinary writes use NORMAL; PostgreSQL
-   * commits synchronously by default.
+   * processor is called and before the response is sent. PostgreSQL commits
+   * synchronously by default. On SQLite (WAL) `synchronous=FULL` means: the
+   * WAL is fsync'ed after the commit. We do exactly that, but in the thread
+   * pool and shared: the write commits (at the connection's setting), then
+   * `fn`'s caller waits for an fdatasync of the WAL file that started after
+   * the commit. Concurrent charges share one fdatasync (group commit), and
+   * the event loop, and the write lock other processes wait for, are not
+   * held during the disk flush (the profile showed FULL commits at ~10 % of
+   * the server's time, all of it waiting on the disk).
    */
   async #durable<T>(fn: () => Promise<T>): Promise<T> {
-    if (!this.#sqlite || this.#opts.synchronous === 'FULL') return fn();
-    if (this.#durableDepth++ === 0) this.#sqlite.pragma('synchronous = FULL');
-    try {
-      return await fn();
-    } finally {
-      if (--this.#durableDepth === 0 && this.#sqlite.open) this.#sqlite.pragma(`synchronous = ${this.#opts.synchronous ?? 'NORMAL'}`);
+    const out = await fn();
+    if (this.#walPath && this.#opts.synchronous !== 'FULL') await this.#syncWal();
+    return out;
+  }
+
+  /** The SQLite WAL file (null for PostgreSQL and in-memory databases). */
+  get #walPath(): string | null {
+    if (!this.#sqlite || this.#sqlite.memory) return null;
+    return `${this.#sqlite.name}-wal`;
+  }
+
+  #walFd: number | null = null;
+  #walSyncing: Promise<void> | null = null;
+  #walSyncNext: Promise<void> | null = null;
+  /** How many WAL flushes this store made (tests observe that money writes wait for one). */
+  walSyncs = 0;
+
+  /** Resolves once everything committed before the call is on disk: a flush that starts now, or the next one if one is already running. */
+  #syncWal(): Promise<void> {
+    if (!this.#walSyncing) {
+      this.#walSyncing = this.#flushWal().finally(() => {
+        this.#walSyncing = null;
+      });
+      return this.#walSyncing;
     }
+    // The running flush may have started before this caller's commit: wait for the one after it.
+    this.#walSyncNext ??= this.#walSyncing.then(() => {
+      this.#walSyncNext = null;
+      return this.#syncWal();
+    });
+    return this.#walSyncNext;
+  }
+
+  async #flushWal(): Promise<void> {
+    // The WAL stays the same file while this connection is open; reopened should it ever have been unlinked.
+    if (this.#walFd !== null && fstatSync(this.#walFd).nlink === 0) {
+      closeSync(this.#walFd);
+      this.#walFd = null;
+    }
+    this.#walFd ??= openSync(this.#walPath!, 'r');
+    const fd = this.#walFd;
+    await new Promise<void>((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+    this.walSyncs++;
   }
 
   async insertTds(t: TdsRecord): Promise<void> {
