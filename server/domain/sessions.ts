@@ -12,6 +12,12 @@ import type { MerchantContext } from './merchants.js';
 import { newJti, type SessionClaims, tokenHash, type TokenFailure, type TokenService } from './tokens.js';
 import type { Vault } from './vault.js';
 
+/** An operation needs the session's card: once deleted, nothing more can run (412). */
+function present(card: CardRecord | null): CardRecord {
+  if (!card) throw new AppError('precondition_failed', "The session's card has been deleted.");
+  return card;
+}
+
 export const OPERATIONS: readonly Operation[] = ['collectCvv', 'threeDS', 'charge'];
 /** How long the exact repeat of an operation call is answered with its first response. */
 export const REPLAY_WINDOW_MS = 60_000;
@@ -162,9 +168,10 @@ export class SessionService {
     const claims = out.claims!;
     if (claims.aud !== m.merchant.id || claims.mode !== m.mode) return { valid: false, reason: 'wrong_merchant' };
     if (!out.ok) return { valid: false, reason: 'expired' };
-    const s = await this.store.getSession(m.merchant.id, m.mode, claims.sub);
-    if (!s) return { valid: false, reason: 'wrong_merchant' };
-    return { valid: true, current: s.jti === claims.jti && this.status(s) !== 'expired', claims, session: await this.view(s) };
+    const found = await this.store.getSessionWithCard(claims.sub);
+    const s = found?.session;
+    if (!s || s.merchantId !== m.merchant.id || s.mode !== m.mode) return { valid: false, reason: 'wrong_merchant' };
+    return { valid: true, current: s.jti === claims.jti && this.status(s) !== 'expired', claims, session: await this.view(s, found.card) };
   }
 
   #assertOpen(s: SessionRecord): void {
@@ -213,9 +220,7 @@ export class SessionService {
   }
 
   async #card(s: SessionRecord): Promise<CardRecord> {
-    const card = await this.store.getCard(s.merchantId, s.mode, s.cardToken);
-    if (!card) throw new AppError('precondition_failed', "The session's card has been deleted.");
-    return card;
+    return present(await this.store.getCard(s.merchantId, s.mode, s.cardToken));
   }
 
   /** The hash that decides whether an operation call is the exact repeat of an earlier one. */
@@ -245,7 +250,8 @@ export class SessionService {
     work: (ctx: OperationContext) => Promise<OperationWork>;
   }): Promise<OperationResponse> {
     const claims = p.claims;
-    const s = await this.store.getSessionById(claims.sub);
+    const found = await this.store.getSessionWithCard(claims.sub);
+    const s = found?.session;
     if (!s || s.merchantId !== claims.aud || s.mode !== claims.mode) throw new AppError('invalid_token');
     const merchant = await this.store.getMerchant(s.merchantId);
     if (!merchant) throw new AppError('invalid_token');
@@ -258,7 +264,7 @@ export class SessionService {
     this.#assertOpen(s);
     const counts = p.countAttempt !== false;
     if (counts && s.attempts[p.op] >= s.maxAttempts) throw new AppError('attempts_exhausted');
-    const card = await this.#card(s);
+    const card = present(found.card);
     await p.prepare?.({ session: s, claims, card, merchant });
 
     const jti = newJti();

@@ -482,6 +482,23 @@ export class KyselyStore implements Store {
     return r ? toSession(r) : null;
   }
 
+  async getSessionWithCard(id: string): Promise<{ session: SessionRecord; card: CardRecord | null } | null> {
+    const { rows: [r] } = await this.#exec('getSessionWithCard', { id }, (a) => this.db.selectFrom('sessions')
+      .leftJoin('cards', (j) => j.onRef('cards.token', '=', 'sessions.card_token').onRef('cards.merchant_id', '=', 'sessions.merchant_id').onRef('cards.mode', '=', 'sessions.mode'))
+      .selectAll('sessions')
+      .select(['cards.token as c_token', 'cards.brand as c_brand', 'cards.last4 as c_last4', 'cards.bin as c_bin', 'cards.exp_month as c_exp_month',
+        'cards.exp_year as c_exp_year', 'cards.fingerprint as c_fingerprint', 'cards.number_sealed as c_number_sealed',
+        'cards.holder_sealed as c_holder_sealed', 'cards.created_at as c_created_at'])
+      .where('sessions.id', '=', a.id));
+    if (!r) return null;
+    const card = r.c_token === null ? null : toCard({
+      token: r.c_token, merchant_id: r.merchant_id, mode: r.mode, brand: r.c_brand!, last4: r.c_last4!, bin: r.c_bin!,
+      exp_month: r.c_exp_month!, exp_year: r.c_exp_year!, fingerprint: r.c_fingerprint!, number_sealed: r.c_number_sealed!,
+      holder_sealed: r.c_holder_sealed, key_version: 0, created_at: r.c_created_at!,
+    });
+    return { session: toSession(r), card };
+  }
+
   async claimOperation(p: { id: string; jti: string; newJti: string; op: Operation; now: number; countAttempt?: boolean }): Promise<boolean> {
     const col = ATTEMPT_COLUMN[p.op];
     const count = p.countAttempt !== false;

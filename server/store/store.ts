@@ -269,6 +269,8 @@ export interface Store {
   getSession(merchantId: string, mode: Mode, id: string): Promise<SessionRecord | null>;
   /** By id only: the merchant comes from a verified token, and the caller compares it. */
   getSessionById(id: string): Promise<SessionRecord | null>;
+  /** By id, with its card (null once the card is deleted) in the same read: what every operation starts with. */
+  getSessionWithCard(id: string): Promise<{ session: SessionRecord; card: CardRecord | null } | null>;
   /**
    * Token rotation for an operation: moves the session from `jti` to `newJti`
    * and counts one attempt, in one conditional write. True only for the one

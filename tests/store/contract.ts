@@ -427,6 +427,25 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.deepEqual(await store.getSessionById(s.id), s);
       });
 
+      it('getSessionWithCard: the session and its card in one read; the card null once deleted; null for an unknown id', async () => {
+        const card = cardRec(mA.id, { holderSealed: sealed() });
+        await store.insertCard(card);
+        const s = sessionRec(mA.id, { cardToken: card.token });
+        await store.insertSession(s);
+        const got = await store.getSessionWithCard(s.id);
+        assert.deepEqual(got?.session, s);
+        assert.deepEqual(got?.card, await store.getCard(mA.id, 'test', card.token));
+        assert.equal(got?.card?.token, card.token);
+        assertSealed(got?.card?.numberSealed, card.numberSealed, 'number');
+        assertSealed(got?.card?.holderSealed, card.holderSealed!, 'holder');
+        // Another merchant's card with the same token can never be joined (tokens are unique anyway; the join checks both).
+        await store.deleteCard(mA.id, 'test', card.token);
+        const after = await store.getSessionWithCard(s.id);
+        assert.deepEqual(after?.session, s);
+        assert.equal(after?.card, null);
+        assert.equal(await store.getSessionWithCard(uid('cvo')), null);
+      });
+
       it('getSession is scoped by merchant and mode; getSessionById by id only', async () => {
         const s = await newSession();
         assert.equal(await store.getSession(mB.id, 'test', s.id), null, 'another merchant');
