@@ -21,7 +21,7 @@ export interface Config {
   readonly rateLimits: { apiKey: number; session: number; address: number };
   readonly allowPrivateTargets: boolean;
   readonly signingAlg: SigningAlg;
-  /** SQLite `synchronous` for ordinary writes (money writes always use FULL). */
+  /** SQLite `synchronous` for ordinary writes (money writes always wait for a flush of the WAL, as FULL does). */
   readonly sqliteSynchronous: 'FULL' | 'NORMAL';
 }
 
