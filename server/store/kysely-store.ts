@@ -186,7 +186,8 @@ export class KyselyStore implements Store {
       c = { query, slots };
       this.#compiled.set(key, c);
     }
-    const params = c.slots.map((s) => (typeof s === 'string' ? args[s] : s.value));
+    // An absent value is NULL (the SQL was built with a parameter in its place, never without the column).
+    const params = c.slots.map((s) => (typeof s === 'string' ? args[s] ?? null : s.value));
     if (this.#prepare) {
       const st = this.#prepare(c.query.sql);
       if (st.reader) return { rows: st.all(params) as R[], affected: 0 };
