@@ -13,6 +13,8 @@ export const MAX_TOKEN_LIFETIME_S = 3600;
 /** Any Authorization value longer than this is refused before any cryptography. */
 export const MAX_TOKEN_LENGTH = 4096;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+/** Refuses invalid UTF-8 instead of replacing it (one decoder: it keeps no state between calls). */
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
 const FORBIDDEN_HEADER_PARAMS = ['jwk', 'jku', 'x5u', 'x5c', 'x5t', 'x5t#S256', 'crit', 'b64', 'zip', 'enc'];
 
 /** The claims of a session token (API.md section 10). */
@@ -219,7 +221,7 @@ export class TokenService {
     if (payload.toString('base64url') !== payloadB64) return { ok: false, reason: 'malformed' };
     let c: SessionClaims;
     try {
-      c = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(payload));
+      c = JSON.parse(STRICT_UTF8.decode(payload));
     } catch {
       return { ok: false, reason: 'malformed' };
     }
