@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { type ChargeResult, type Processor, ProcessorError } from '../connectors/processors/processor.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { ChargeRecord, CvcSessionRecord, MerchantRecord, Store } from '../store/store.js';
+import type { ChargeRecord, CvcSessionRecord, CvvStatusRecord, MerchantRecord, Store } from '../store/store.js';
 import type { CardService } from './cards.js';
 import type { Clock } from './clock.js';
 import { newId } from './ids.js';
@@ -22,6 +22,8 @@ export interface ChargePlan {
   amount: { value: number; currency: string };
   cvc: CvcSessionRecord | null;
   threeDS: Awaited<ReturnType<ThreeDSService['forCharge']>>;
+  /** The card number's CVV status as prepare read it. */
+  cvvStatus: CvvStatusRecord | null;
 }
 
 type Outcome = Pick<ChargeRecord, 'status' | 'authorizationCode' | 'declineCode' | 'cvvResult' | 'avsResult' | 'networkTransactionId'>;
@@ -65,14 +67,14 @@ export class ChargeService {
     if (session.mode === 'live' && this.opts.production && (merchant.processor as { type?: string }).type !== 'http') {
       throw new AppError('precondition_failed', 'Live charges need an http processor (the simulator is for test mode).');
     }
-    await this.vault.assertNotBlocked(merchant.id, card.fingerprint);
+    const cvvStatus = await this.vault.assertNotBlocked(merchant.id, card.fingerprint);
     const cvc = await this.store.findUsableCvcSession(merchant.id, card.token, session.id, this.clock.now());
     if (session.requireCvv && !cvc) throw new AppError('precondition_failed', 'A CVV must be collected before the charge.');
     const threeDS = await this.threeDS.forCharge(session.id);
     if (session.require3DS && (!threeDS || (threeDS.status !== 'Y' && threeDS.status !== 'A'))) {
       throw new AppError('precondition_failed', 'A successful 3-D Secure authentication (Y or A) is required first.');
     }
-    return { amount, cvc, threeDS };
+    return { amount, cvc, threeDS, cvvStatus };
   }
 
   /** The operation's work, once the token is won: one processor call for this attempt. */
@@ -106,15 +108,15 @@ export class ChargeService {
       outcome = { status: 'error', authorizationCode: null, declineCode: null, cvvResult: cvv ? 'U' : 'P', avsResult: 'U', networkTransactionId: null };
     }
     await this.store.finishCharge(chargeId, outcome, this.clock.now());
-    await this.#after(merchant, session.id, card, cvc, outcome, chargeId, amount);
+    await this.#after(merchant, session.id, card, cvc, outcome, chargeId, amount, plan.cvvStatus);
     return { ...this.#present(chargeId, amount, outcome, processor.name), complete: outcome.status === 'approved', chargeId };
   }
 
-  async #after(merchant: MerchantRecord, sessionId: string, card: OperationContext['card'], cvc: Awaited<ReturnType<Store['findUsableCvcSession']>>, outcome: Outcome, chargeId: string, amount: { value: number; currency: string }): Promise<void> {
+  async #after(merchant: MerchantRecord, sessionId: string, card: OperationContext['card'], cvc: Awaited<ReturnType<Store['findUsableCvcSession']>>, outcome: Outcome, chargeId: string, amount: { value: number; currency: string }, knownStatus?: CvvStatusRecord | null): Promise<void> {
     if (outcome.status === 'approved' || outcome.status === 'declined') {
       // An authorization response arrived: in live mode the CVV is destroyed now, whatever the retention.
       if (cvc) await this.vault.afterAuthorization(cvc);
-      if (await this.vault.recordCvvResult(merchant, card, { cvvResult: outcome.cvvResult, declineCode: outcome.declineCode })) {
+      if (await this.vault.recordCvvResult(merchant, card, { cvvResult: outcome.cvvResult, declineCode: outcome.declineCode }, knownStatus)) {
         await this.webhooks.emit(merchant.id, card.mode, 'cvv.blocked', { card: card.token, failedAttempts: merchant.cvvBlockThreshold });
       }
     }

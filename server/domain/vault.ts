@@ -1,7 +1,7 @@
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Secret } from '../secret.js';
-import type { CardRecord, CvcRetention, CvcSessionRecord, CvvRetention, MerchantRecord, Mode, Store } from '../store/store.js';
+import type { CardRecord, CvcRetention, CvcSessionRecord, CvvRetention, CvvStatusRecord, MerchantRecord, Mode, Store } from '../store/store.js';
 import { type Clock, isoTime } from './clock.js';
 import { newId } from './ids.js';
 import { secureRandom } from './random.js';
@@ -50,9 +50,11 @@ export class Vault {
     return value instanceof Secret ? value : new Secret(raw);
   }
 
-  async assertNotBlocked(merchantId: string, fingerprint: string): Promise<void> {
+  /** 403 cvv_blocked for a blocked card number; otherwise its CVV status as read (null: never failed). */
+  async assertNotBlocked(merchantId: string, fingerprint: string): Promise<CvvStatusRecord | null> {
     const st = await this.store.getCvvStatus(merchantId, fingerprint);
     if (st?.blocked) throw new AppError('cvv_blocked');
+    return st;
   }
 
   /** Stores a CVV in a new CVC session (replacing the operations session's earlier one). */
@@ -117,8 +119,12 @@ export class Vault {
    * A charge's CVV verdict for the card number: `incorrect_cvc` counts one
    * failure (blocking at the merchant's threshold), a match resets the count.
    */
-  /** Returns true when this very result blocked the card (exactly once per block, even with concurrent declines). */
-  async recordCvvResult(merchant: MerchantRecord, card: CardRecord, p: { cvvResult: string | null; declineCode: string | null }): Promise<boolean> {
+  /**
+   * Returns true when this very result blocked the card (exactly once per block, even with concurrent declines).
+   * `known`: the status read before the charge, if any; a match then writes nothing when it showed nothing to
+   * reset (as if the reset happened at that read: a failure recorded since by another charge stays counted).
+   */
+  async recordCvvResult(merchant: MerchantRecord, card: CardRecord, p: { cvvResult: string | null; declineCode: string | null }, known?: CvvStatusRecord | null): Promise<boolean> {
     const now = this.clock.now();
     if (p.declineCode === 'incorrect_cvc') {
       const st = await this.store.recordCvvFailure(merchant.id, card.fingerprint, merchant.cvvBlockThreshold, now);
@@ -126,7 +132,7 @@ export class Vault {
         this.log?.warn({ audit: true, event: 'cvv.blocked', merchantId: merchant.id, card: card.token, failedAttempts: st.failedAttempts }, 'card CVV blocked');
         return true;
       }
-    } else if (p.cvvResult === 'M') {
+    } else if (p.cvvResult === 'M' && (known === undefined || (known !== null && (known.failedAttempts > 0 || known.blocked)))) {
       await this.store.resetCvvStatus(merchant.id, card.fingerprint, now);
     }
     return false;

@@ -163,8 +163,17 @@ describe('the CVV vault', () => {
     await h.deps.vault.recordCvvResult(merchant, card1, { cvvResult: 'N', declineCode: 'incorrect_cvc' });
     await h.deps.vault.recordCvvResult(merchant, card1, { cvvResult: 'N', declineCode: 'incorrect_cvc' });
     assert.deepEqual(await status(t2), { status: 'Unblocked', failedAttempts: 2, cvcSession: { available: false } });
-    await h.deps.vault.recordCvvResult(merchant, card1, { cvvResult: 'M', declineCode: null });
+    // A charge that read a clean status before it ran writes nothing on its match; one that read failures resets them.
+    const clean = await h.deps.store.getCvvStatus(m.id, 'fp-never-failed');
+    assert.equal(clean, null);
+    await h.deps.vault.recordCvvResult(merchant, card1, { cvvResult: 'M', declineCode: null }, clean);
+    assert.equal((await status(t2)).failedAttempts, 2, 'the status it read showed nothing to reset: nothing written');
+    const seen = await h.deps.store.getCvvStatus(m.id, card1.fingerprint);
+    await h.deps.vault.recordCvvResult(merchant, card1, { cvvResult: 'M', declineCode: null }, seen);
     assert.equal((await status(t2)).failedAttempts, 0, 'a match resets the count');
+    await h.deps.vault.recordCvvResult(merchant, card1, { cvvResult: 'N', declineCode: 'incorrect_cvc' });
+    await h.deps.vault.recordCvvResult(merchant, card1, { cvvResult: 'M', declineCode: null });
+    assert.equal((await status(t2)).failedAttempts, 0, 'without a prior read, a match always resets');
     for (let i = 0; i < 3; i++) await h.deps.vault.recordCvvResult(merchant, card1, { cvvResult: 'N', declineCode: 'incorrect_cvc' });
     assert.equal((await status(t2)).status, 'Blocked', 'counted per card number, not per token');
     const s = await makeSession(h, m.liveKey, { card: t2 });
