@@ -7,35 +7,42 @@
  *   npm run bench -- --postgres                the server on PostgreSQL (TEST_DATABASE_URL or postgres://postgres@127.0.0.1:5432/test)
  *   npm run bench -- --profile                 also a CPU profile of the server under the 50-shopper flow load
  *   npm run bench -- --only profile            only the profile
+ *   npm run bench -- --only growth,soak,background --soak-duration 60
+ *                                              the growth, memory and background-work targets (SQLite only)
  *
  * Writes bench/results.md and bench/results.json (and bench/*.cpuprofile with --profile).
  */
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import Sqlite from 'better-sqlite3';
 import { cannon, type CannonRun, chainedRequest, type PooledSession, SessionPool } from './lib/cannon.js';
 import { AMOUNT, createBody, type FlowRun, runFlows, STEPS, THREEDS_BODY } from './lib/flows.js';
 import { JsonClient, pool } from './lib/http.js';
+import { LoopProbe, startReceiver } from './lib/probe.js';
 import { summarizeProfile } from './lib/profile.js';
-import { cleanupAll, cpuOfProcessesNamed, installExitHandlers, machineBusySeconds } from './lib/proc.js';
+import { cleanupAll, cpuOfProcessesNamed, currentRss, installExitHandlers, machineBusySeconds, rssParts } from './lib/proc.js';
 import { renderMarkdown, renderTable } from './lib/report.js';
+import { type BacklogPlan, type HistoryPlan, seedBacklog, seedHistory, type SeedReport } from './lib/seed.js';
 import {
-  createMerchant, type Database, postgresDatabase, postgresVersion, ROOT, type Server, SERVER_ENV, sqliteDatabase,
+  createMerchant, type Database, metricValue, postgresDatabase, postgresVersion, ROOT, scrapeMetrics, type Server, SERVER_ENV, sqliteDatabase,
   scrapeEventLoop, startBaseline, startCvvops,
 } from './lib/servers.js';
 import { median, spread } from './lib/stats.js';
-import { evaluateTargets } from './lib/targets.js';
-import type { BenchResults, Machine, RepResult, ScenarioResult } from './lib/types.js';
+import { evaluateTargets, worstStepP99 } from './lib/targets.js';
+import type { BackgroundResult, BenchResults, Machine, RepResult, ScenarioResult, SoakInfo } from './lib/types.js';
 
 const ALL = [
   'baseline-http', 'baseline-express', 'create', 'collectCvv', 'threeDS', 'charge', 'validateToken',
-  'flows-1', 'flows-10', 'flows-50', 'flows-50-workers2',
+  'flows-1', 'flows-10', 'flows-50', 'flows-50-workers2', 'growth', 'soak', 'background',
 ] as const;
 const EXTRA = ['flows-50-sqlite', 'profile'] as const;
+/** Always on SQLite (PERFORMANCE.md's growth, memory and background-work targets); left out of a full `--postgres` run. */
+const SQLITE_ONLY: readonly string[] = ['growth', 'soak', 'background'];
 
 const { values: args } = parseArgs({
   options: {
@@ -43,6 +50,8 @@ const { values: args } = parseArgs({
     reps: { type: 'string', default: '3' },
     warmup: { type: 'string', default: '3' },
     connections: { type: 'string', default: '50' },
+    'soak-duration': { type: 'string', default: '180' },
+    'growth-sessions': { type: 'string', default: '1000000' },
     postgres: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     only: { type: 'string' },
@@ -53,6 +62,7 @@ const { values: args } = parseArgs({
 
 if (args.help) {
   process.stdout.write(`usage: npm run bench -- [--duration S] [--reps N] [--warmup S] [--connections N] [--postgres] [--profile] [--only a,b,…]
+                        [--soak-duration S (180)] [--growth-sessions N (1000000; cards: a tenth)]
 scenarios: ${[...ALL, ...EXTRA].join(', ')}
 `);
   process.exit(0);
@@ -62,8 +72,11 @@ const DURATION = Number(args.duration);
 const REPS = Number(args.reps);
 const WARMUP = Number(args.warmup);
 const CONNECTIONS = Number(args.connections);
-for (const [k, v] of [['duration', DURATION], ['reps', REPS], ['warmup', WARMUP], ['connections', CONNECTIONS]] as const) {
-  if (!Number.isFinite(v) || v <= 0 || (k !== 'duration' && k !== 'warmup' && !Number.isInteger(v))) {
+const SOAK = Number(args['soak-duration']);
+const GROWTH_SESSIONS = Number(args['growth-sessions']);
+for (const [k, v] of [['duration', DURATION], ['reps', REPS], ['warmup', WARMUP], ['connections', CONNECTIONS], ['soak-duration', SOAK],
+  ['growth-sessions', GROWTH_SESSIONS]] as const) {
+  if (!Number.isFinite(v) || v <= 0 || (k !== 'duration' && k !== 'warmup' && k !== 'soak-duration' && !Number.isInteger(v))) {
     process.stderr.write(`--${k} must be a positive number\n`);
     process.exit(2);
   }
@@ -77,7 +90,8 @@ for (const o of only ?? []) {
   }
 }
 const PROFILE = args.profile || (only?.includes('profile') ?? false);
-const selected: string[] = only ? only.filter((o) => o !== 'profile') : [...ALL, ...(POSTGRES ? ['flows-50-sqlite'] : [])];
+const selected: string[] = only ? only.filter((o) => o !== 'profile')
+  : [...ALL.filter((n) => !POSTGRES || !SQLITE_ONLY.includes(n)), ...(POSTGRES ? ['flows-50-sqlite'] : [])];
 
 const warnings: string[] = [];
 const log = (s: string) => process.stdout.write(`${s}\n`);
@@ -230,8 +244,8 @@ function summarize(base: Omit<ScenarioResult, 'rate' | 'requestsPerSecond' | 'p5
   return res;
 }
 
-function progress(r: RepResult, i: number, unit: string): void {
-  log(`    rep ${i + 1}: ${fmt(r.rate, unit === 'flows/s' ? 1 : 0)} ${unit}, p50 ${fmt(r.latency.p50, 2)} ms, p95 ${fmt(r.latency.p95, 2)} ms, `
+function progress(r: RepResult, i: number, unit: string, label = 'rep'): void {
+  log(`    ${label} ${i + 1}: ${fmt(r.rate, unit === 'flows/s' ? 1 : 0)} ${unit}, p50 ${fmt(r.latency.p50, 2)} ms, p95 ${fmt(r.latency.p95, 2)} ms, `
     + `p99 ${fmt(r.latency.p99, 2)} ms, non-2xx ${r.non2xx}, server CPU ${fmt(r.serverCpuCores * 100)}% of a core, `
     + `${fmt(r.cpuPerRequestUs)} µs/request, runner ${fmt(r.runnerCpuCores * 100)}%, ${r.databaseCpuCores !== undefined ? `postgres ${fmt(r.databaseCpuCores * 100)}%, ` : ''}other processes ${fmt(r.otherCpuCores * 100)}%${r.pool ? `, pool dry ${r.pool.dry}` : ''}`);
 }
@@ -251,10 +265,14 @@ async function newDatabase(engine: 'sqlite' | 'postgres'): Promise<Database> {
   return engine === 'postgres' ? postgresDatabase() : sqliteDatabase();
 }
 
+/** Runs between the merchant's creation (the database is migrated) and the server's start: a scenario's own data. */
+type Prepare = (db: Database, merchantId: string) => void | Promise<void>;
+
 /** A fresh database, a merchant from the built CLI, the server, and `cardCount` test cards tokenized with CVV 123. */
-async function bootCvvops(engine: 'sqlite' | 'postgres', opts: { workers?: number; nodeArgs?: string[]; cardCount?: number } = {}): Promise<Cvvops> {
+async function bootCvvops(engine: 'sqlite' | 'postgres', opts: { workers?: number; nodeArgs?: string[]; cardCount?: number; prepare?: Prepare } = {}): Promise<Cvvops> {
   const db = await newDatabase(engine);
   const merchant = await createMerchant(db.url);
+  await opts.prepare?.(db, merchant.merchantId);
   const server = await startCvvops(db, opts);
   const client = new JsonClient(server.port, 64);
   const auth = { authorization: `Bearer ${merchant.testKey}` };
@@ -407,8 +425,9 @@ async function chainedScenario(name: string, title: string, engine: 'sqlite' | '
   }
 }
 
-async function flowScenario(name: string, engine: 'sqlite' | 'postgres', shoppers: number, workers = 1): Promise<ScenarioResult> {
-  const c = await bootCvvops(engine, { workers, cardCount: shoppers });
+async function flowScenario(name: string, engine: 'sqlite' | 'postgres', shoppers: number, workers = 1,
+  more: { prepare?: Prepare; title?: string } = {}): Promise<ScenarioResult> {
+  const c = await bootCvvops(engine, { workers, cardCount: shoppers, prepare: more.prepare });
   const client = new JsonClient(c.server.port, shoppers);
   try {
     const o = { apiKey: c.apiKey, cards: c.cards, shoppers };
@@ -419,11 +438,250 @@ async function flowScenario(name: string, engine: 'sqlite' | 'postgres', shopper
       reps.push(fromFlows(value, w));
       progress(reps[i]!, i, 'flows/s');
     }
-    const title = `full flows, ${shoppers} shopper${shoppers > 1 ? 's' : ''}${workers > 1 ? `, CVVOPS_WORKERS=${workers}` : ''}${engine === 'postgres' ? ', PostgreSQL' : ', SQLite'}`;
+    const title = more.title
+      ?? `full flows, ${shoppers} shopper${shoppers > 1 ? 's' : ''}${workers > 1 ? `, CVVOPS_WORKERS=${workers}` : ''}${engine === 'postgres' ? ', PostgreSQL' : ', SQLite'}`;
     return summarize({ name, title, kind: 'flows', server: c.server.name, engine, workers, concurrency: shoppers, reps, notes: [] }, c.server);
   } finally {
     client.close();
     await c.close();
+  }
+}
+
+// ---- growth, soak, background (SQLite only) ---------------------------------------------
+
+const int = (n: number) => Math.round(n).toLocaleString('en-US');
+
+/** The empty-database flows at 50 shoppers on SQLite (one process) already measured in this run, if any. */
+function sqliteFlows50(scenarios: ScenarioResult[]): ScenarioResult | undefined {
+  return scenarios.find((s) => (s.name === 'flows-50' || s.name === 'flows-50-sqlite') && s.engine === 'sqlite' && s.workers === 1);
+}
+
+/**
+ * Flows at 50 shoppers on a database that already holds a history: a
+ * million sessions, a hundred thousand cards and what they left behind
+ * (bench/lib/seed.ts), written straight into the migrated file before the
+ * server starts. Compared with the empty-database flows-50 of this run.
+ */
+async function growthScenario(reference: ScenarioResult): Promise<ScenarioResult> {
+  const plan: HistoryPlan = { sessions: GROWTH_SESSIONS, cards: Math.round(GROWTH_SESSIONS / 10), otherMerchants: 4, benchShare: 0.3, days: 180 };
+  let seed: SeedReport | undefined;
+  const r = await flowScenario('growth', 'sqlite', 50, 1, {
+    title: `full flows, 50 shoppers, SQLite, with ${int(plan.sessions)} stored sessions and ${int(plan.cards)} cards`,
+    prepare: (db, merchantId) => {
+      log(`    seeding ${int(plan.sessions)} sessions, ${int(plan.cards)} cards (better-sqlite3, straight into the migrated file)…`);
+      seed = seedHistory(db.file!, merchantId, plan);
+      log(`    seeded in ${fmt(seed.seconds, 1)} s (${fmt(seed.flushSeconds, 1)} s of it the fsync), file ${fmt(seed.fileBytes / 1e9, 2)} GB: `
+        + Object.entries(seed.rows).map(([t, n]) => `${t} ${int(n)}`).join(', '));
+    },
+  });
+  const ratio = r.rate.median / reference.rate.median;
+  r.growth = {
+    plan, seed: seed!, ratio,
+    reference: { scenario: reference.name, rate: reference.rate.median, p99: reference.p99.median, worstStepP99: worstStepP99(reference) },
+  };
+  r.notes.push(`${fmt(r.rate.median, 1)} flows/s with the history against ${fmt(reference.rate.median, 1)} on an empty database (${reference.name}, same run): `
+    + `${fmt(ratio * 100)} %; seeding took ${fmt(seed!.seconds, 1)} s`);
+  log(`    vs ${reference.name} (empty database): ${fmt(r.rate.median, 1)} / ${fmt(reference.rate.median, 1)} flows/s = ${fmt(ratio * 100)} %`);
+  return r;
+}
+
+/** Size of a SQLite database on disk: the file and its WAL. */
+function databaseBytes(file: string | undefined): number {
+  if (!file) return NaN;
+  return [file, `${file}-wal`].reduce((a, f) => a + (existsSync(f) ? statSync(f).size : 0), 0);
+}
+
+/**
+ * Flows at 50 shoppers for SOAK seconds on one server process, in three
+ * equal parts (the minutes of the 3-minute soak), with the server's VmRSS
+ * sampled every second. The memory target compares the RSS at the end of the
+ * first part with the RSS at the end. No warm-up: the first part is one.
+ */
+async function soakScenario(): Promise<ScenarioResult> {
+  const c = await bootCvvops('sqlite', { cardCount: 50 });
+  const client = new JsonClient(c.server.port, 50);
+  const pid = c.server.proc.pid;
+  const t0 = performance.now();
+  const since = () => Math.round((performance.now() - t0) / 100) / 10;
+  const rss: SoakInfo['rss'] = [];
+  const sample = () => {
+    const v = currentRss(pid);
+    rss.push([since(), v]);
+    return v;
+  };
+  sample();
+  const timer = setInterval(sample, 1000);
+  const part = SOAK / 3;
+  const reps: RepResult[] = [];
+  const thirds: SoakInfo['thirds'] = [];
+  try {
+    const o = { apiKey: c.apiKey, cards: c.cards, shoppers: 50 };
+    for (let i = 0; i < 3; i++) {
+      const { value, w } = await measured(c.server, part, () => runFlows(client, { ...o, seconds: part }), true);
+      const rep = fromFlows(value, w);
+      reps.push(rep);
+      const now = sample();
+      const parts = rssParts(pid);
+      const metrics = await scrapeMetrics(c.server.port);
+      const metric = (name: string) => (metrics ? metricValue(metrics, name) : NaN);
+      const t = {
+        endSeconds: since(), rss: now, rssAnon: parts.anon, rssFile: parts.file, rssShmem: parts.shmem,
+        heapUsed: metric('nodejs_heap_size_used_bytes'), heapTotal: metric('nodejs_heap_size_total_bytes'), external: metric('nodejs_external_memory_bytes'),
+        databaseBytes: databaseBytes(c.db.file), flowsPerSecond: rep.rate,
+      };
+      thirds.push(t);
+      progress(rep, i, 'flows/s', 'part');
+      log(`      at ${fmt(t.endSeconds)} s: server RSS ${fmt(now / 1e6)} MB (anonymous ${fmt(t.rssAnon / 1e6)}, file ${fmt(t.rssFile / 1e6)}, shared ${fmt(t.rssShmem / 1e6)}), `
+        + `JS heap used ${fmt(t.heapUsed / 1e6)} of ${fmt(t.heapTotal / 1e6)} MB, external ${fmt(t.external / 1e6)} MB, database ${fmt(t.databaseBytes / 1e6)} MB`);
+    }
+  } finally {
+    clearInterval(timer);
+    client.close();
+  }
+  try {
+    const r = summarize({
+      name: 'soak', title: `full flows, 50 shoppers, SQLite, ${fmt(SOAK)} s on one server process (its three parts as repetitions)`,
+      kind: 'flows', server: c.server.name, engine: 'sqlite', workers: 1, concurrency: 50, reps, notes: [],
+    }, c.server);
+    const growth = thirds[2]!.rss / thirds[0]!.rss - 1;
+    r.soak = { seconds: SOAK, rss, thirds, growth, maxSampledRss: Math.max(...rss.map(([, v]) => v)), peakRss: r.peakRss.sum };
+    r.notes.push(`RSS ${fmt(thirds[0]!.rss / 1e6)} MB after ${fmt(thirds[0]!.endSeconds)} s, ${fmt(thirds[2]!.rss / 1e6)} MB after ${fmt(thirds[2]!.endSeconds)} s `
+      + `(${growth >= 0 ? '+' : ''}${fmt(growth * 100, 1)} %); peak (VmHWM) ${fmt(r.peakRss.sum / 1e6)} MB`);
+    log(`    RSS end of first third ${fmt(thirds[0]!.rss / 1e6)} MB → end ${fmt(thirds[2]!.rss / 1e6)} MB (${growth >= 0 ? '+' : ''}${fmt(growth * 100, 1)} %), `
+      + `peak ${fmt(r.peakRss.sum / 1e6)} MB`);
+    return r;
+  } finally {
+    await c.close();
+  }
+}
+
+/**
+ * The backlog for the background scenario: the sweeper deletes expired CVC
+ * sessions 500 at a time, up to 50,000 a second, and expires 200 sessions a
+ * second; the outbox delivers 20 rows every 500 ms (40 a second). Sized so
+ * that it drains in well under a minute and the sweeper runs its full
+ * 500-row batches and several 200-session ticks.
+ */
+const BACKLOG: Omit<BacklogPlan, 'endpointId'> = { expiredCvcSessions: 40_000, expiredActiveSessions: 1_000, outbox: 600 };
+/** Some history under the backlog, so the sweeper deletes from tables and indexes of a used database, not from a new one. */
+const BACKGROUND_HISTORY: HistoryPlan = { sessions: 100_000, cards: 10_000, otherMerchants: 4, benchShare: 0.3, days: 180 };
+const BACKGROUND_LIMIT_S = 180;
+/** API.md section 8: the endpoint listens to every event (so each expired session also makes a delivery). */
+const WEBHOOK_EVENTS = ['cvv.collected', 'threeds.completed', 'charge.succeeded', 'charge.failed', 'session.completed', 'session.canceled',
+  'session.expired', 'cvv.blocked'];
+
+/**
+ * Polls (four times a second) until no CVC session is past its expiry, no
+ * session is active past its expiry and, after that (expiring a session adds
+ * a delivery), no delivery is pending; or BACKGROUND_LIMIT_S. Existence
+ * checks only (one index probe each): a reader holding the WAL longer could
+ * delay the server's checkpoints. `tick` is called every 10 s.
+ */
+async function waitDrained(reader: Sqlite.Database, tick: () => void): Promise<{ drained: boolean; done: BackgroundResult['done'] }> {
+  const q = {
+    cvc: reader.prepare('SELECT EXISTS (SELECT 1 FROM cvc_sessions WHERE expires_at <= ?)').pluck(),
+    sessions: reader.prepare("SELECT EXISTS (SELECT 1 FROM sessions WHERE status = 'active' AND expires_at <= ?)").pluck(),
+    outbox: reader.prepare("SELECT EXISTS (SELECT 1 FROM webhook_outbox WHERE status = 'pending')").pluck(),
+  };
+  const t0 = performance.now();
+  const at = () => (performance.now() - t0) / 1000;
+  const done: BackgroundResult['done'] = { cvcSessions: null, sessions: null, outbox: null };
+  let lastTick = 0;
+  while (at() < BACKGROUND_LIMIT_S) {
+    const now = Date.now();
+    if (done.cvcSessions === null && q.cvc.get(now) === 0) done.cvcSessions = at();
+    if (done.sessions === null && q.sessions.get(now) === 0) done.sessions = at();
+    if (done.sessions !== null && done.outbox === null && q.outbox.get() === 0) done.outbox = at();
+    if (done.cvcSessions !== null && done.sessions !== null && done.outbox !== null) return { drained: true, done };
+    if (at() - lastTick >= 10) {
+      lastTick = at();
+      tick();
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return { drained: false, done };
+}
+
+/**
+ * The sweeper and the webhook outbox working through a backlog on an
+ * otherwise idle server, its event loop watched by /metrics and, finer, by
+ * bench/lib/loop-probe.mjs loaded into it (which also times every SQLite
+ * statement, to say what ran in a stall). The webhook endpoint is registered
+ * through the API on a first start (a test-mode endpoint may be plain http
+ * to a loopback receiver with CVVOPS_ALLOW_PRIVATE_TARGETS=on); the backlog is
+ * written while the server is down; the window runs from /readyz answering
+ * on the second start until everything is drained (or BACKGROUND_LIMIT_S).
+ */
+async function backgroundScenario(): Promise<BackgroundResult> {
+  const receiver = await startReceiver();
+  const db = sqliteDatabase();
+  const env = { CVVOPS_ALLOW_PRIVATE_TARGETS: 'on' };
+  const notes: string[] = [];
+  try {
+    const merchant = await createMerchant(db.url);
+    let server = await startCvvops(db, { env });
+    let endpointId: string;
+    const client = new JsonClient(server.port, 2);
+    try {
+      const { json } = await client.post<{ id: string }>('/WebhookEndpoints', { url: receiver.url, events: WEBHOOK_EVENTS },
+        { authorization: `Bearer ${merchant.testKey}` }, 201);
+      endpointId = json.id;
+    } finally {
+      client.close();
+      await server.stop();
+    }
+    const expectedDeliveries = BACKLOG.outbox + BACKLOG.expiredActiveSessions;
+    const history = seedHistory(db.file!, merchant.merchantId, BACKGROUND_HISTORY);
+    const seed = seedBacklog(db.file!, merchant.merchantId, { ...BACKLOG, endpointId });
+    log(`    history of ${int(BACKGROUND_HISTORY.sessions)} sessions written in ${fmt(history.seconds, 1)} s; backlog in ${fmt(seed.seconds, 1)} s: `
+      + `${int(BACKLOG.expiredCvcSessions)} expired CVC sessions, ${int(BACKLOG.expiredActiveSessions)} expired active sessions, `
+      + `${int(BACKLOG.outbox)} pending deliveries (${int(expectedDeliveries)} deliveries expected with session.expired)`);
+
+    const probe = new LoopProbe();
+    server = await startCvvops(db, { env: { ...env, ...probe.env }, nodeArgs: probe.nodeArgs });
+    try {
+      const pid = server.proc.pid;
+      const startup = await probe.mark(pid);
+      if (!startup) notes.push('the event-loop probe did not answer (bench/lib/loop-probe.mjs): only /metrics figures');
+      await scrapeEventLoop(server.port); // prom-client's histogram restarts here: the window begins
+      const cpu0 = server.cpu();
+      const t0 = performance.now();
+      const reader = new Sqlite(db.file!, { readonly: true, fileMustExist: true });
+      let drain: { drained: boolean; done: BackgroundResult['done'] };
+      let left: BackgroundResult['left'];
+      try {
+        drain = await waitDrained(reader, () => log(`    ${fmt((performance.now() - t0) / 1000)} s: ${receiver.received} of ${expectedDeliveries} deliveries received`));
+        const count = (sql: string, ...a: unknown[]) => Number(reader.prepare(sql).pluck().get(...a));
+        left = {
+          expiredCvcSessions: count('SELECT count(*) FROM cvc_sessions WHERE expires_at <= ?', Date.now()),
+          expiredActiveSessions: count("SELECT count(*) FROM sessions WHERE status = 'active' AND expires_at <= ?", Date.now()),
+          pendingDeliveries: count("SELECT count(*) FROM webhook_outbox WHERE status = 'pending'"),
+          failedDeliveries: count("SELECT count(*) FROM webhook_outbox WHERE status = 'failed'"),
+        };
+      } finally {
+        reader.close();
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      const window = await probe.mark(pid);
+      const metrics = await scrapeEventLoop(server.port);
+      const cpu1 = server.cpu();
+      const span = receiver.first !== null && receiver.last !== null ? (receiver.last - receiver.first) / 1000 : NaN;
+      if (receiver.received !== expectedDeliveries) notes.push(`${receiver.received} deliveries received, ${expectedDeliveries} expected`);
+      if (receiver.unsigned) notes.push(`${receiver.unsigned} deliveries without a Cvvops-Signature header`);
+      return {
+        name: 'background',
+        title: 'the sweeper and the webhook outbox draining a backlog, server otherwise idle (SQLite)',
+        history: { plan: BACKGROUND_HISTORY, seed: history }, backlog: { ...BACKLOG, expectedDeliveries }, seed, drained: drain.drained, limitSeconds: BACKGROUND_LIMIT_S, seconds, done: drain.done, left,
+        deliveries: { received: receiver.received, unsigned: receiver.unsigned, perSecond: span > 0 ? (receiver.received - 1) / span : NaN },
+        serverCpuCores: (cpu1.total - cpu0.total) / seconds, peakRss: server.peakRss().sum,
+        metrics, probe: window, startup, notes,
+      };
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    await receiver.close();
+    await db.drop();
   }
 }
 
@@ -504,6 +762,37 @@ async function main(): Promise<void> {
   await run('flows-50', () => flowScenario('flows-50', engine, 50));
   await run('flows-50-workers2', () => flowScenario('flows-50-workers2', engine, 50, 2));
   await run('flows-50-sqlite', () => flowScenario('flows-50-sqlite', 'sqlite', 50));
+  await run('growth', async () => {
+    let reference = sqliteFlows50(scenarios);
+    if (!reference) {
+      // Growth is judged against an empty database of the same run: measure one first if this run has none.
+      log('  (no empty-database flows-50 on SQLite in this run yet: measuring flows-50-sqlite first, as the reference)');
+      reference = await flowScenario('flows-50-sqlite', 'sqlite', 50);
+      reference.notes.push('run as the empty-database reference of growth');
+      scenarios.push(reference);
+      log(`  = flows-50-sqlite ${fmt(reference.rate.median, 1)} flows/s (reference)`);
+    }
+    return growthScenario(reference);
+  });
+  await run('soak', () => soakScenario());
+  let background: BackgroundResult | undefined;
+  if (selected.includes('background')) {
+    log('\n▶ background');
+    background = await backgroundScenario();
+    const p = background.probe;
+    log(`  = ${background.drained ? `drained in ${fmt(background.seconds, 1)} s` : `NOT drained within ${background.limitSeconds} s`}; `
+      + `${background.deliveries.received} deliveries (${fmt(background.deliveries.perSecond, 1)}/s); event loop (probe, 1 ms): `
+      + `${p ? `p99 ${fmt(p.delay.p99, 1)} ms, max ${fmt(p.delay.max, 1)} ms, ${p.stallCount.over20ms} stalls over 20 ms` : 'no probe'}; `
+      + `/metrics: p99 ${fmt(background.metrics?.p99Ms ?? NaN, 1)} ms, max ${fmt(background.metrics?.maxMs ?? NaN, 1)} ms`);
+    for (const g of p?.over20msByLead ?? []) {
+      const st = g.longest;
+      log(`    ${g.n} stalls over 20 ms doing ${g.lead.slice(0, 90)}: mean ${fmt(g.meanMs, 1)} ms, longest ${fmt(g.maxMs, 1)} ms `
+        + `(${st.statements} statements, ${fmt(st.sqlMs, 1)} ms SQL, GC ${fmt(st.gcMs, 1)} ms: `
+        + `${st.top.slice(0, 3).map((x) => `${x.n}× ${x.sql.slice(0, 60)} ${fmt(x.ms, 1)} ms`).join('; ')})`);
+    }
+    if (!background.drained) warnings.push(`background: the backlog was not drained within ${background.limitSeconds} s`);
+    for (const n of background.notes) warnings.push(`background: ${n}`);
+  }
 
   const express = scenarios.find((s) => s.name === 'baseline-express');
   if (express) for (const s of scenarios) s.ratioToExpress = s.requestsPerSecond.median / express.rate.median;
@@ -526,8 +815,10 @@ async function main(): Promise<void> {
       database: dbDescribe, durationSeconds: DURATION, warmupSeconds: WARMUP, reps: REPS, connections: CONNECTIONS,
       serverEnv: { ...SERVER_ENV, DATABASE_URL: POSTGRES ? 'postgres://…?options=-c search_path=<fresh schema>' : 'sqlite:<tmp>/bench.db', NODE_ENV: '(unset)' },
       only,
+      ...(selected.includes('soak') ? { soakSeconds: SOAK } : {}),
+      ...(selected.includes('growth') ? { growthSessions: GROWTH_SESSIONS } : {}),
     },
-    scenarios, targets: [], profile, warnings: [...new Set(warnings)],
+    scenarios, background, targets: [], profile, warnings: [...new Set(warnings)],
   };
   results.targets = evaluateTargets(results);
   writeFileSync(join(ROOT, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);

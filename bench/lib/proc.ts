@@ -246,6 +246,16 @@ export function peakRss(pid: number): { perProcess: Record<number, number>; sum:
   return { perProcess, sum, max };
 }
 
+/** Resident memory now (VmRSS) of the process and its descendants, bytes. */
+export function currentRss(pid: number): number {
+  return processTree(pid).reduce((a, p) => a + statusField(p, 'VmRSS'), 0);
+}
+
+/** VmRSS and its parts (anonymous memory: heaps and malloc; file-backed: code and mapped files; shared memory), bytes, one process. */
+export function rssParts(pid: number): { rss: number; anon: number; file: number; shmem: number } {
+  return { rss: statusField(pid, 'VmRSS'), anon: statusField(pid, 'RssAnon'), file: statusField(pid, 'RssFile'), shmem: statusField(pid, 'RssShmem') };
+}
+
 /** CPU time the whole machine spent busy (every core; user, nice, system, irq, softirq, steal), seconds. */
 export function machineBusySeconds(): number {
   try {

@@ -1,10 +1,12 @@
 import { STEPS } from './flows.js';
 import type { Spread } from './stats.js';
-import type { BenchResults, ScenarioResult } from './types.js';
+import type { BackgroundResult, BenchResults, ScenarioResult } from './types.js';
 
 const f = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : '—');
 const ms = (n: number) => (Number.isFinite(n) ? (n < 10 ? n.toFixed(2) : n.toFixed(1)) : '—');
 const MB = 1e6;
+const int = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '—');
+const sec = (n: number | null) => (n === null ? 'not within the window' : `${f(n, 1)} s`);
 
 function rate(s: ScenarioResult): string {
   const d = s.kind === 'flows' && s.rate.median < 100 ? 1 : 0;
@@ -52,6 +54,109 @@ function stepTable(r: BenchResults): string {
   return rows.join('\n');
 }
 
+/** `growth`: the seeded history, and the flows beside the empty database's. */
+function growthSection(r: BenchResults): string[] {
+  const s = r.scenarios.find((x) => x.name === 'growth');
+  const g = s?.growth;
+  if (!s || !g) return [];
+  const ref = g.reference;
+  const refScenario = ref ? r.scenarios.find((x) => x.name === ref.scenario) : undefined;
+  const out = [`## Growth: ${int(g.seed.rows.sessions ?? 0)} stored sessions, ${int(g.seed.rows.cards ?? 0)} cards`, ''];
+  out.push(`Before the server started, ${f(g.seed.seconds, 1)} s (of which ${f(g.seed.flushSeconds, 1)} s the final fsync, so no write-back competes with the `
+    + `measurement) wrote ${Object.entries(g.seed.rows).map(([t, n]) => `${int(n)} ${t}`).join(', ')} into the migrated file: `
+    + `${f(g.seed.fileBytes / 1e9, 2)} GB. Sessions span the last ${g.plan.days} days; ${f(g.plan.benchShare * 100)} % of the cards (so of the sessions) are the `
+    + `benchmark merchant's, in test mode, the rest belong to ${g.plan.otherMerchants} other merchants (90 % live).`, '');
+  const rows = ['| | flows/s | whole flow p50 / p99 ms | worst step p99 ms | server CPU ms/flow | non-2xx |', '|---|---:|---:|---:|---:|---:|'];
+  const line = (label: string, x: ScenarioResult) => `| ${label} | ${rate(x)} | ${ms(x.p50.median)} / ${ms(x.p99.median)} | `
+    + `${ms(Math.max(...Object.values(x.steps ?? {}).map((v) => v.p99)))} | ${f((x.cpuPerFlowUs?.median ?? NaN) / 1000, 2)} | ${x.non2xx} |`;
+  if (refScenario) rows.push(line(`empty database (${refScenario.name})`, refScenario));
+  rows.push(line('with the history (growth)', s));
+  out.push(...rows, '');
+  if (g.ratio !== null) out.push(`Flows per second with the history: **${f(g.ratio * 100)} %** of the empty database's (medians of the same run).`, '');
+  return out;
+}
+
+/** `soak`: resident memory over the run. */
+function soakSection(r: BenchResults): string[] {
+  const s = r.scenarios.find((x) => x.name === 'soak');
+  const k = s?.soak;
+  if (!s || !k) return [];
+  const out = ['## Soak: memory over time', ''];
+  out.push(`Flows at 50 shoppers for ${f(k.seconds)} s on one server process (no warm-up: the first part is one), VmRSS from \`/proc/<pid>/status\` every second. `
+    + `Growth compares the RSS at the end of the first third (${f(k.seconds / 3)} s; in the target's 3-minute soak, the first minute) with the RSS at the end: `
+    + `**${k.growth >= 0 ? '+' : ''}${f(k.growth * 100, 1)} %**. Largest sample ${f(k.maxSampledRss / MB)} MB, VmHWM ${f(k.peakRss / MB)} MB.`, '');
+  out.push('| part | ends at | flows/s | server RSS MB | of which anonymous / file / shared MB | JS heap used / total MB | external (Buffers) MB | database + WAL MB |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|');
+  k.thirds.forEach((t, i) => out.push(`| ${i + 1} | ${f(t.endSeconds)} s | ${f(t.flowsPerSecond, 1)} | ${f(t.rss / MB)} | `
+    + `${f(t.rssAnon / MB)} / ${f(t.rssFile / MB)} / ${f(t.rssShmem / MB)} | ${f(t.heapUsed / MB)} / ${f(t.heapTotal / MB)} | ${f(t.external / MB)} | ${f(t.databaseBytes / MB)} |`));
+  const every = Math.max(1, Math.round(k.rss.length / 18));
+  out.push('', 'Anonymous memory less the JS heap total is what lies outside the V8 heap (SQLite, OpenSSL, native buffers); file-backed is mostly code.');
+  out.push('', `RSS over time (MB, every ${every} s): ${k.rss.filter((_, i) => i % every === 0).map(([t, v]) => `${f(t)} s ${f(v / MB)}`).join(' · ')}`, '');
+  return out;
+}
+
+/** `background`: the backlog, how it drained, and the event loop meanwhile (with what ran in its longest stalls). */
+function backgroundSection(b: BackgroundResult | undefined): string[] {
+  if (!b) return [];
+  const out = ['## Background work: the sweeper and the webhook outbox', ''];
+  out.push(`Written into the database while the server was down, on top of a history of ${int(b.history.seed.rows.sessions ?? 0)} sessions and `
+    + `${int(b.history.seed.rows.cards ?? 0)} cards as in growth (${f(b.history.seed.fileBytes / MB)} MB; ${f(b.history.seed.seconds, 1)} s), in ${f(b.seed.seconds, 1)} s: `
+    + `${int(b.backlog.expiredCvcSessions)} live CVC sessions past their `
+    + `lifetime (with their key shares), ${int(b.backlog.expiredActiveSessions)} test-mode sessions still active past their expiry (each with its CVC session), `
+    + `${int(b.backlog.outbox)} pending deliveries to a test-mode webhook endpoint registered through the API (plain http to a receiver in the runner that `
+    + `answers 200: \`CVVOPS_ALLOW_PRIVATE_TARGETS=on\`, test mode only), which listens to every event, so each expired session adds a delivery: `
+    + `${int(b.backlog.expectedDeliveries)} expected. The server was then started again with no other traffic; the window runs from \`/readyz\` answering until `
+    + `everything was drained (limit ${b.limitSeconds} s).`, '');
+  out.push('| | |', '|---|---|');
+  out.push(`| drained | ${b.drained ? `**yes**, in ${f(b.seconds, 1)} s` : `**no** (window ${f(b.seconds, 1)} s)`} |`);
+  out.push(`| expired CVC sessions deleted | ${sec(b.done.cvcSessions)} (left: ${int(b.left.expiredCvcSessions)}) |`);
+  out.push(`| expired sessions marked expired | ${sec(b.done.sessions)} (left: ${int(b.left.expiredActiveSessions)}) |`);
+  out.push(`| outbox empty | ${sec(b.done.outbox)} (pending: ${int(b.left.pendingDeliveries)}, failed: ${int(b.left.failedDeliveries)}) |`);
+  out.push(`| deliveries received | ${int(b.deliveries.received)} of ${int(b.backlog.expectedDeliveries)}, ${f(b.deliveries.perSecond, 1)} a second${b.deliveries.unsigned ? `, ${b.deliveries.unsigned} unsigned` : ''} |`);
+  out.push(`| server CPU over the window | ${f(b.serverCpuCores * 100)} % of a core; peak RSS ${f(b.peakRss / MB)} MB |`);
+  const p = b.probe;
+  if (p) {
+    out.push(`| event loop, probe (1 ms resolution) | p50 ${ms(p.delay.p50)}, p90 ${ms(p.delay.p90)}, **p99 ${ms(p.delay.p99)}**, **max ${ms(p.delay.max)} ms**; `
+      + `stalls over 5 / 10 / 20 ms: ${p.stallCount.over5ms} / ${p.stallCount.over10ms} / **${p.stallCount.over20ms}** |`);
+    out.push(`| garbage collection in the window | ${p.gc.count} pauses, ${ms(p.gc.ms)} ms in all, longest ${ms(p.gc.maxMs)} ms, ${p.gc.over10ms} over 10 ms |`);
+  }
+  out.push(`| event loop, /metrics (prom-client, 10 ms resolution) | ${b.metrics ? `p99 ${ms(b.metrics.p99Ms)}, max ${ms(b.metrics.maxMs)} ms` : 'no answer'} |`);
+  if (b.startup) out.push(`| start-up until ready (not judged) | max ${ms(b.startup.delay.max)} ms, ${b.startup.stallCount.over20ms} stalls over 20 ms |`);
+  out.push('');
+  out.push('The probe (bench/lib/loop-probe.mjs, loaded into the server with `node --import`; no server change) reports the intervals between the ticks of '
+    + 'a 1 ms timer (≈ 1.1 ms when idle; a block of B ms shows as about B + 1 ms), and for every gap over 5 ms the SQLite statements that ran inside it '
+    + '(better-sqlite3 calls timed) and the garbage-collection pauses. /metrics samples every 10 ms, so its figures are at least 10 ms and blur anything shorter.', '');
+  if (p?.over20msByLead.length) {
+    out.push('Stalls over 20 ms, by the statement that says what work it was (of the single statements and the per-row loops, i.e. statements run '
+      + 'the same number of times, 10 or more, the one that took longest; for a loop, its first statement):', '');
+    out.push('| stalls | longest ms | mean ms | of which SQLite, mean ms | lead statement | in the longest: calls × SQL (total ms, longest ms); GC |',
+      '|---:|---:|---:|---:|---|---|');
+    for (const g of p.over20msByLead.slice(0, 8)) {
+      out.push(`| ${g.n} | ${ms(g.maxMs)} | ${ms(g.meanMs)} | ${ms(g.meanSqlMs)} | \`${g.lead.slice(0, 120)}\` | `
+        + `${g.longest.top.slice(0, 4).map((x) => `${x.n} × \`${x.sql.slice(0, 70)}\` (${ms(x.ms)}, ${ms(x.maxMs)})`).join('<br>') || 'no statement'}; GC ${ms(g.longest.gcMs)} ms |`);
+    }
+    out.push('');
+  }
+  if (p?.stalls.length) {
+    out.push('Longest stalls in the window, with what ran inside them:', '');
+    out.push('| at (s after ready) | stall ms | SQLite ms (statements) | GC ms | heaviest statements: calls × SQL (total ms, longest ms) |', '|---:|---:|---:|---:|---|');
+    for (const st of p.stalls.slice(0, 8)) {
+      out.push(`| ${f((st.at - p.from) / 1000, 1)} | ${ms(st.ms)} | ${ms(st.sqlMs)} (${st.statements}) | ${ms(st.gcMs)} | `
+        + `${st.top.slice(0, 3).map((x) => `${x.n} × \`${x.sql.slice(0, 110)}\` (${ms(x.ms)}, ${ms(x.maxMs)})`).join('<br>')} |`);
+    }
+    out.push('');
+  }
+  if (p?.sql.length) {
+    out.push('SQLite statements over the whole window, by total time:', '');
+    out.push('| calls | total ms | longest ms | SQL |', '|---:|---:|---:|---|');
+    for (const x of p.sql.slice(0, 10)) out.push(`| ${int(x.n)} | ${ms(x.ms)} | ${ms(x.maxMs)} | \`${x.sql.slice(0, 160)}\` |`);
+    out.push('');
+  }
+  for (const n of b.notes) out.push(`- ${n}`);
+  if (b.notes.length) out.push('');
+  return out;
+}
+
 export function renderMarkdown(r: BenchResults): string {
   const m = r.machine;
   const sum = (name: string) => r.scenarios.find((s) => s.name === name);
@@ -80,6 +185,7 @@ export function renderMarkdown(r: BenchResults): string {
   out.push(renderTable(r), '');
   const steps = stepTable(r);
   if (steps) out.push('### Full flows: each step, p50 / p95 / p99 ms (client measured)', '', steps, '');
+  out.push(...growthSection(r), ...soakSection(r), ...backgroundSection(r.background));
 
   out.push('## Targets (PERFORMANCE.md)', '');
   out.push('| target | requirement | measured | status |', '|---|---|---|---|');
@@ -128,6 +234,20 @@ export function renderMarkdown(r: BenchResults): string {
     + 'runner records each response time itself).');
   const w2 = sum('flows-50-workers2');
   if (w2) out.push(`- \`flows-50-workers2\`: \`CVVOPS_WORKERS=2\` (node:cluster, one port); its RSS is the sum over ${w2.peakRss.processes} processes; its CPU sums every process.`);
+  if (sum('growth')) {
+    out.push('- `growth` (SQLite only): the merchant is created with the CLI (which migrates the file), then bench/lib/seed.ts writes the history straight into '
+      + 'the file with better-sqlite3 (rollback journal in memory, no syncs, 50,000-row transactions, multi-row INSERTs; the indexes keyed by a random value '
+      + 'built at the end; WAL mode put back and the file fsync\'ed), then the server starts on it and the 50-shopper flows run as in flows-50. Rows have the '
+      + 'server\'s shapes and sizes (a completed session keeps its ~1.6 KB sealed replay record, a charge its ~1.6 KB sealed response; sealed columns are '
+      + 'random bytes of the real length with the key-version byte first). Seeded ids are ordered in insertion order (same format, 160 bits) so the '
+      + 'primary-key indexes are appended to; the server\'s own rows get random ids as always. Compared with the empty-database flows-50 of the same run '
+      + '(run first when the run has none).');
+  }
+  if (sum('soak')) out.push('- `soak` (SQLite only): one server process, flows at 50 shoppers in three equal parts (each a repetition in the tables), VmRSS sampled every second.');
+  if (r.background) {
+    out.push('- `background` (SQLite only): see its section; the server is started with `CVVOPS_ALLOW_PRIVATE_TARGETS=on` (test-mode webhooks to a loopback '
+      + 'receiver) and the event-loop probe; the drain is watched with existence queries on a read-only connection four times a second.');
+  }
   out.push('');
   return `${out.join('\n')}\n`;
 }

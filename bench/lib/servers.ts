@@ -41,6 +41,8 @@ export function serverEnv(databaseUrl: string, extra: Record<string, string> = {
 export interface Database {
   engine: 'sqlite' | 'postgres';
   url: string;
+  /** SQLite: the database file. */
+  file?: string;
   /** For the results: where it was (no secrets). */
   describe: string;
   drop(): Promise<void>;
@@ -62,7 +64,7 @@ export function sqliteDatabase(): Database {
   const dir = join(benchTmp(), `db${++dbCount}`);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   return {
-    engine: 'sqlite', url: `sqlite:${dir}/bench.db`, describe: `SQLite file in a temporary folder (${tmpdir()})`,
+    engine: 'sqlite', url: `sqlite:${dir}/bench.db`, file: `${dir}/bench.db`, describe: `SQLite file in a temporary folder (${tmpdir()})`,
     drop: async () => rmSync(dir, { recursive: true, force: true }),
   };
 }
@@ -152,12 +154,15 @@ export function createMerchant(databaseUrl: string): Promise<{ merchantId: strin
   });
 }
 
-/** The built server (`dist/server/main.js`) as its own process; resolves once /readyz answers 200 (and every worker is up). */
-export async function startCvvops(db: Database, opts: { workers?: number; nodeArgs?: string[] } = {}): Promise<Server> {
+/**
+ * The built server (`dist/server/main.js`) as its own process; resolves once /readyz answers 200 (and every worker is up).
+ * `env`: more variables on top of SERVER_ENV (a scenario's own settings).
+ */
+export async function startCvvops(db: Database, opts: { workers?: number; nodeArgs?: string[]; env?: Record<string, string> } = {}): Promise<Server> {
   const workers = opts.workers ?? 1;
   const port = await freePort();
   const proc = spawnTracked(process.execPath, [...(opts.nodeArgs ?? []), MAIN], {
-    cwd: ROOT, env: serverEnv(db.url, { PORT: String(port), CVVOPS_WORKERS: String(workers) }),
+    cwd: ROOT, env: serverEnv(db.url, { ...opts.env, PORT: String(port), CVVOPS_WORKERS: String(workers) }),
   });
   await waitHttp(proc, port, '/readyz', (s) => s === 200, 'the cvvops server');
   if (workers > 1) {
@@ -184,14 +189,10 @@ export async function startBaseline(kind: 'http' | 'express'): Promise<Server> {
   return wrap(kind === 'http' ? 'node:http' : 'Express 5 + helmet', proc, port);
 }
 
-/**
- * The server's event-loop delay from its Prometheus metrics (prom-client's
- * monitorEventLoopDelay, reset at every scrape): scrape once at the start of a
- * window, once at its end. With several workers only one worker answers.
- */
-export async function scrapeEventLoop(port: number): Promise<{ p99Ms: number; maxMs: number } | null> {
+/** The server's Prometheus metrics (`GET /metrics`), or null when it does not answer. */
+export async function scrapeMetrics(port: number): Promise<string | null> {
   const http = await import('node:http');
-  const body = await new Promise<string | null>((resolve) => {
+  return new Promise<string | null>((resolve) => {
     const req = http.get({ host: '127.0.0.1', port, path: '/metrics', agent: false, timeout: 5000 }, (res) => {
       let b = '';
       res.setEncoding('utf8');
@@ -201,10 +202,21 @@ export async function scrapeEventLoop(port: number): Promise<{ p99Ms: number; ma
     req.on('timeout', () => req.destroy());
     req.on('error', () => resolve(null));
   });
+}
+
+/** One unlabelled (or first labelled) sample of `name` (any prefix) in a Prometheus text body; NaN when absent. */
+export function metricValue(body: string, name: string): number {
+  const m = new RegExp(`^\\w*${name}(?:\\{[^}]*\\})? ([0-9.eE+-]+)`, 'm').exec(body);
+  return m ? Number(m[1]) : NaN;
+}
+
+/**
+ * The server's event-loop delay from its Prometheus metrics (prom-client's
+ * monitorEventLoopDelay, reset at every scrape): scrape once at the start of a
+ * window, once at its end. With several workers only one worker answers.
+ */
+export async function scrapeEventLoop(port: number): Promise<{ p99Ms: number; maxMs: number } | null> {
+  const body = await scrapeMetrics(port);
   if (!body) return null;
-  const val = (name: string) => {
-    const m = new RegExp(`^\\w*${name}(?:\\{[^}]*\\})? ([0-9.eE+-]+)`, 'm').exec(body);
-    return m ? Number(m[1]) * 1000 : NaN;
-  };
-  return { p99Ms: val('nodejs_eventloop_lag_p99_seconds'), maxMs: val('nodejs_eventloop_lag_max_seconds') };
+  return { p99Ms: metricValue(body, 'nodejs_eventloop_lag_p99_seconds') * 1000, maxMs: metricValue(body, 'nodejs_eventloop_lag_max_seconds') * 1000 };
 }

@@ -1,5 +1,7 @@
 import type { Step } from './flows.js';
+import type { ProbeWindow } from './probe.js';
 import type { ProfileSummary } from './profile.js';
+import type { BacklogPlan, HistoryPlan, SeedReport } from './seed.js';
 import type { Latency, Spread } from './stats.js';
 
 export interface RepResult {
@@ -71,6 +73,66 @@ export interface ScenarioResult {
   eventLoopDelay?: { p99Ms: Spread; maxMs: Spread };
   /** Requests per second relative to the Express + helmet baseline's (median / median). */
   ratioToExpress?: number;
+  /** `growth`: the seeded history and the comparison with an empty database. */
+  growth?: GrowthInfo;
+  /** `soak`: resident memory over the run (its reps are the thirds of the soak). */
+  soak?: SoakInfo;
+  notes: string[];
+}
+
+export interface GrowthInfo {
+  plan: HistoryPlan;
+  seed: SeedReport;
+  /** The empty-database flows at 50 shoppers (SQLite, one process) of this run. */
+  reference: { scenario: string; rate: number; p99: number; worstStepP99: number } | null;
+  /** rate / reference rate (medians). */
+  ratio: number | null;
+}
+
+export interface SoakInfo {
+  seconds: number;
+  /** [seconds since the start, VmRSS bytes of the server], about every second. */
+  rss: Array<[number, number]>;
+  /** At the end of each third (a minute of the 3-minute soak). */
+  thirds: Array<{
+    endSeconds: number; rss: number;
+    /** VmRSS parts (/proc/<pid>/status): anonymous (JS heap, malloc: SQLite's page cache, buffers), file-backed, shared. */
+    rssAnon: number; rssFile: number; rssShmem: number;
+    /** prom-client: JS heap used and committed (total), and memory outside the JS heap held by JS objects (Buffers). */
+    heapUsed: number; heapTotal: number; external: number;
+    databaseBytes: number; flowsPerSecond: number;
+  }>;
+  /** RSS at the end of the last third / at the end of the first, minus 1. */
+  growth: number;
+  /** The largest RSS sample, and VmHWM at the end. */
+  maxSampledRss: number;
+  peakRss: number;
+}
+
+/** `background`: the sweeper and the webhook outbox working through a backlog on an otherwise idle server. */
+export interface BackgroundResult {
+  name: 'background';
+  title: string;
+  /** Written first: the database the backlog sits in. */
+  history: { plan: HistoryPlan; seed: SeedReport };
+  backlog: Omit<BacklogPlan, 'endpointId'> & { expectedDeliveries: number };
+  seed: SeedReport;
+  /** Everything drained before the time limit. */
+  drained: boolean;
+  limitSeconds: number;
+  /** From /readyz answering to the backlog drained (or the limit). */
+  seconds: number;
+  /** When each part was done, seconds after ready (null: not within the window). */
+  done: { cvcSessions: number | null; sessions: number | null; outbox: number | null };
+  left: { expiredCvcSessions: number; expiredActiveSessions: number; pendingDeliveries: number; failedDeliveries: number };
+  deliveries: { received: number; unsigned: number; perSecond: number };
+  serverCpuCores: number;
+  peakRss: number;
+  /** prom-client on /metrics (monitorEventLoopDelay at 10 ms resolution), over the window. */
+  metrics: { p99Ms: number; maxMs: number } | null;
+  /** bench/lib/loop-probe.mjs in the server: the window, and start-up until ready (not judged). */
+  probe: ProbeWindow | null;
+  startup: ProbeWindow | null;
   notes: string[];
 }
 
@@ -106,8 +168,12 @@ export interface BenchResults {
     connections: number;
     serverEnv: Record<string, string>;
     only: string[] | null;
+    /** `soak`: its length; `growth`: the sessions seeded. */
+    soakSeconds?: number;
+    growthSessions?: number;
   };
   scenarios: ScenarioResult[];
+  background?: BackgroundResult;
   targets: TargetResult[];
   profile?: ProfileSummary & { savedAs: string; scenario: string };
   warnings: string[];
