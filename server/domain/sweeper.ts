@@ -4,11 +4,20 @@ import type { Clock } from './clock.js';
 import type { TokenService } from './tokens.js';
 import type { WebhookService } from './webhooks.js';
 
+/** Rows per purge statement: a few milliseconds each (500 took 24–65 ms with secure_delete and five indexes). */
+export const SWEEP_BATCH = 50;
+/** Expired sessions handled between two turns of the event loop. */
+const EXPIRE_SLICE = 20;
+/** Gives the event loop a turn (pending requests run) before the next slice of background work. */
+const yieldTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 /**
- * Background purge: expired CVC sessions every second (in batches, so the
- * event loop is never held long), expired idempotency keys and long-retired
- * signing keys every minute. Expiry is also enforced in every read, so the
- * sweeper only decides how soon the bytes leave the disk.
+ * Background purge: expired CVC sessions every second, expired idempotency
+ * keys and long-retired signing keys every minute. Expiry is also enforced
+ * in every read, so the sweeper only decides how soon the bytes leave the
+ * disk. It works in small slices with a turn of the event loop between them
+ * (the benchmark's `background` scenario measures the longest block), since
+ * better-sqlite3 calls resolve at once and would otherwise never give way.
  */
 export class Sweeper {
   #timer: NodeJS.Timeout | null = null;
@@ -32,15 +41,18 @@ export class Sweeper {
     try {
       const now = this.clock.now();
       let cvc = 0;
-      for (let n = 500; n === 500 && cvc < 50_000;) {
-        n = await this.store.deleteExpiredCvcSessions(now, 500);
+      for (let n = SWEEP_BATCH; n === SWEEP_BATCH && cvc < 50_000;) {
+        n = await this.store.deleteExpiredCvcSessions(now, SWEEP_BATCH);
         cvc += n;
-        if (n === 500) await new Promise((r) => setImmediate(r));
+        await yieldTurn();
       }
       if (cvc > 0) this.log.info({ audit: true, event: 'cvv.destroyed', reason: 'expired', count: cvc }, 'expired CVVs purged');
+      await this.store.deleteOrphanCvvKeyShares(now);
+      let i = 0;
       for (const s of await this.store.expireSessions(now, 200)) {
         await this.store.deleteCvcSessionsOfSession(s.id);
         await this.webhooks?.emit(s.merchantId, s.mode, 'session.expired', { session: s.id });
+        if (++i % EXPIRE_SLICE === 0) await yieldTurn();
       }
       if (this.#ticks++ % 60 === 0) {
         await this.store.deleteExpiredIdempotencyKeys(now, 1000);

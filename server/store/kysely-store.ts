@@ -446,15 +446,22 @@ export class KyselyStore implements Store {
 
   async deleteExpiredCvcSessions(now: number, limit: number): Promise<number> {
     const ids = (await this.db.selectFrom('cvc_sessions').select('id').where('expires_at', '<=', now).limit(limit).execute()).map((r) => r.id);
-    // Key shares whose CVC session is gone (a failed insert): a minute to two old, so none is being stored
-    // and the scan stays small (the sweeper runs every second).
-    await this.#dropKeys(this.db.selectFrom('cvv_keys').select('cvc_id as id').where('created_at', '<', now - 60_000).where('created_at', '>=', now - 120_000)
-      .where(({ not, exists, selectFrom }) => not(exists(selectFrom('cvc_sessions').select('cvc_sessions.id').whereRef('cvc_sessions.id', '=', 'cvv_keys.cvc_id')))));
     if (ids.length === 0) return 0;
     await this.#dropKeys(ids);
     const r = await this.db.deleteFrom('cvc_sessions').where('id', 'in', ids).where('expires_at', '<=', now).executeTakeFirst();
     const n = Number(r.numDeletedRows);
     if (n > 0) this.#afterCvvDelete();
+    return n;
+  }
+
+  async deleteOrphanCvvKeyShares(now: number): Promise<number> {
+    // A minute to two old, so none is being stored, and the scan stays small (the sweeper runs every second).
+    const r = await this.db.deleteFrom('cvv_keys').where('cvc_id', 'in', (eb) => eb.selectFrom('cvv_keys').select('cvc_id')
+      .where('created_at', '<', now - 60_000).where('created_at', '>=', now - 120_000)
+      .where(({ not, exists, selectFrom }) => not(exists(selectFrom('cvc_sessions').select('cvc_sessions.id').whereRef('cvc_sessions.id', '=', 'cvv_keys.cvc_id')))))
+      .executeTakeFirst();
+    const n = Number(r.numDeletedRows);
+    if (n > 0) this.#afterKeyDelete();
     return n;
   }
 

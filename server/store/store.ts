@@ -251,6 +251,8 @@ export interface Store {
   deleteCvcSessionsOfSession(sessionId: string): Promise<number>;
   /** Removes expired CVC sessions (the sweeper); returns how many. */
   deleteExpiredCvcSessions(now: number, limit: number): Promise<number>;
+  /** Key shares left without their CVC session (a failed insert), one to two minutes old: none is being stored. */
+  deleteOrphanCvvKeyShares(now: number): Promise<number>;
 
   /** Read-once: deletes a live CVC session and returns it (DELETE … RETURNING); null if it was gone or expired. */
   takeCvcSession(id: string, now: number): Promise<CvcSessionRecord | null>;

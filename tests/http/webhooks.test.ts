@@ -274,6 +274,16 @@ describe('webhook delivery from the outbox', () => {
     for (const row of rows) assert.deepEqual([row.status, row.attempts, row.lastStatus], ['delivered', 1, 200]);
   });
 
+  it('a backlog drains batch after batch within one tick while batches come back full (up to the tick\'s limit)', async () => {
+    const m = await makeMerchant(h);
+    await addEndpoint(h, m.testKey, rx.url('/backlog'));
+    for (let i = 0; i < 45; i++) await h.deps.webhooks.emit(m.id, 'test', 'session.canceled', { session: `cvo_backlog${i}` });
+    assert.equal(await h.deps.webhooks.tick(20, 2), 40, 'two full batches, then the tick stops at its limit');
+    assert.equal(await h.deps.webhooks.tick(), 5, 'the rest: a short batch ends the tick');
+    assert.equal(rx.at('/backlog').length, 45);
+    assert.equal(new Set(rx.at('/backlog').map((d) => parse(d).data.session)).size, 45, 'each event once');
+  });
+
   it('a canceled session emits session.canceled; a declined charge emits charge.failed (and no success events)', async () => {
     const m = await makeMerchant(h);
     const ep = await addEndpoint(h, m.testKey, rx.url('/cancel-decline'));

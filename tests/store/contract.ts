@@ -774,6 +774,25 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.ok(await store.getCvvKeyShare(foreign.id), "another merchant's delete leaves the share alone");
       });
 
+      it('deleteOrphanCvvKeyShares deletes shares one to two minutes old without a CVC session, and nothing else', async () => {
+        const now = T0 + 10_000_000;
+        const orphan = uid('cvc');
+        const fresh = uid('cvc');
+        const old = uid('cvc');
+        await store.putCvvKeyShare(orphan, randomBytes(32), now - 90_000);
+        await store.putCvvKeyShare(fresh, randomBytes(32), now - 30_000);
+        await store.putCvvKeyShare(old, randomBytes(32), now - 180_000);
+        const kept = cvcRec(mA.id, card.token, { expiresAt: now + 60_000 });
+        await store.putCvvKeyShare(kept.id, randomBytes(32), now - 90_000);
+        await store.insertCvcSession(kept);
+        assert.equal(await store.deleteOrphanCvvKeyShares(now), 1);
+        assert.equal(await store.getCvvKeyShare(orphan), null, 'the orphan is gone');
+        assert.ok(await store.getCvvKeyShare(fresh), 'one being stored right now stays');
+        assert.ok(await store.getCvvKeyShare(old), 'outside the window (older ones were handled by earlier ticks)');
+        assert.ok(await store.getCvvKeyShare(kept.id), 'a share with its CVC session stays');
+        assert.equal(await store.deleteOrphanCvvKeyShares(now), 0);
+      });
+
       it('20 simultaneous takes of one CVC session: exactly one gets it', async () => {
         const c = cvcRec(mA.id, card.token);
         await store.insertCvcSession(c);
