@@ -239,14 +239,15 @@ export class KyselyStore implements Store {
   /**
    * After CVV rows are deleted (secure_delete zeroes them in the main file),
    * their earlier versions may still sit in the write-ahead log: checkpoint
-   * it with TRUNCATE soon after, batching deletions that come close together.
+   * it with TRUNCATE soon after (20 ms: deletions that come close together share one,
+   * and the log it copies stays small, so the checkpoint holds the event loop briefly).
    */
   #afterCvvDelete(): void {
     if (!this.#sqlite || this.#checkpointTimer) return;
     this.#checkpointTimer = setTimeout(() => {
       this.#checkpointTimer = null;
       this.checkpointNow();
-    }, 50);
+    }, 20);
     this.#checkpointTimer.unref();
   }
 
