@@ -213,7 +213,7 @@ export function renderMarkdown(r: BenchResults): string {
   out.push(`- The server under test is the built \`dist/server/main.js\` (\`npm run build\` first), started as its own process per scenario on a fresh database, with ${env}, `
     + '`PORT` a free port chosen by the runner. **`NODE_ENV` is unset** (not `production`): production refuses `CVVOPS_RATE_LIMIT=off`; otherwise the '
     + 'settings are production\'s (demo off, fixed master key). **Access logs were off** (`LOG_LEVEL=warn`: the per-request log line is at info level). '
-    + '`CVVOPS_SQLITE_SYNCHRONOUS` is left at its default (`NORMAL` for ordinary writes; the server switches to `FULL` for charge intents and outcomes). '
+    + '`CVVOPS_SQLITE_SYNCHRONOUS` is left at its default (`NORMAL` for ordinary writes; charge intents and outcomes wait for an fdatasync of the WAL that started after their commit, which is what `FULL` guarantees, shared by concurrent charges). '
     + 'Readiness is `GET /readyz` answering 200 (with workers, until every worker process exists, then 1.5 s).');
   out.push('- The merchant is created with the built CLI (`node dist/server/cli.js merchant create --name Bench --json`, same environment); one test card '
     + '4000000000001018 (frictionless 3DS `Y`, approved) is tokenized with CVV 123 per connection or shopper (`POST /Cards`).');
