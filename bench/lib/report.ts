@@ -163,7 +163,8 @@ export function renderMarkdown(r: BenchResults): string {
   const env = Object.entries(r.settings.serverEnv).map(([k, v]) => `\`${k}=${v}\``).join(', ');
   const out: string[] = [];
   out.push('# cvvops benchmark results', '');
-  out.push(`Run ${r.startedAt} – ${r.finishedAt} at commit ${r.commit}, with \`npm run bench${r.settings.only ? ` -- --only ${r.settings.only.join(',')}` : ''}\``
+  const pg = r.scenarios.some((sc) => sc.engine === 'postgres');
+  out.push(`Run ${r.startedAt} – ${r.finishedAt} at commit ${r.commit}, with \`npm run bench${pg || r.settings.only ? ' --' : ''}${pg ? ' --postgres' : ''}${r.settings.only ? ` --only ${r.settings.only.join(',')}` : ''}\``
     + ` (${r.settings.reps} × ${r.settings.durationSeconds} s per scenario after a ${r.settings.warmupSeconds} s warm-up).`, '');
   out.push(`**Machine:** ${m.cpus} cores (${m.model}; available parallelism ${m.availableParallelism}), ${m.memoryGiB} GiB, ${m.platform}, Linux ${m.kernel}, `
     + `Node ${m.node}${m.postgres ? `, PostgreSQL ${m.postgres}` : ''}. Load average at start: ${m.loadAverageAtStart.join(' ')}. `
