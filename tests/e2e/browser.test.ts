@@ -191,8 +191,15 @@ window.flow = (async () => {
       assert.equal(focused, 'cvv');
       await page.keyboard.type('123');
       await page.waitForFunction("!document.querySelector('#pay').disabled");
-      await page.keyboard.press('Tab'); // the show/hide toggle
-      await page.keyboard.press('Tab'); // out of the frame, to Pay
+      // Tab on: the show/hide toggle, then out of the frame to Pay (a few presses at most, each checked, since
+      // focus leaving an iframe can take a moment to land in the parent page).
+      let onPay = false;
+      for (let i = 0; i < 4 && !onPay; i++) {
+        await page.keyboard.press('Tab');
+        onPay = await page.waitForFunction("document.activeElement && document.activeElement.id === 'pay'", undefined, { timeout: 1000 })
+          .then(() => true, () => false);
+      }
+      assert.ok(onPay, 'Pay is reachable with Tab');
       await page.keyboard.press('Enter');
       await page.waitForFunction("document.querySelector('#out').textContent !== ''", undefined, { timeout: 20_000 });
       assert.equal(JSON.parse((await page.textContent('#out'))!).charge, 'approved');
