@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import http, { type IncomingHttpHeaders, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { ServerResponse } from 'node:http';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import request from 'supertest';
+import { type Recorded, RecordingServer } from '../helpers/recording-server.js';
 import { isPrivateAddress, outbound, OutboundError } from '../../server/connectors/outbound.js';
 import { ChargeService } from '../../server/domain/charges.js';
 import { newId } from '../../server/domain/ids.js';
@@ -28,12 +28,6 @@ const REFERENCE = 'order "42" & co/?#';
 // The fake provider
 // ---------------------------------------------------------------------------
 
-interface Recorded {
-  method: string;
-  path: string;
-  headers: IncomingHttpHeaders;
-  body: string;
-}
 type Answer = (req: Recorded, res: ServerResponse) => void;
 
 const json = (status: number, body: unknown, headers: Record<string, string> = {}): Answer => (_req, res) => {
@@ -49,58 +43,30 @@ const approvedBody = {
 };
 const approve = (): Answer => json(200, approvedBody);
 
-class FakeProvider {
-  readonly requests: Recorded[] = [];
-  connections = 0;
+class FakeProvider extends RecordingServer {
   answer: Answer = approve();
-  readonly #sockets = new Set<Socket>();
-  private constructor(readonly server: http.Server) {}
 
   static async start(port = 0): Promise<FakeProvider> {
-    const server = http.createServer();
-    const fake = new FakeProvider(server);
-    server.on('request', (req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const rec = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8') };
-        fake.requests.push(rec);
-        fake.answer(rec, res);
-      });
-    });
-    server.on('connection', (s: Socket) => {
-      fake.connections++;
-      fake.#sockets.add(s);
-      s.on('close', () => fake.#sockets.delete(s));
-    });
-    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-    return fake;
+    return RecordingServer.listen((server) => new FakeProvider(server), port);
   }
 
-  get port(): number {
-    return (this.server.address() as AddressInfo).port;
+  protected override respond(rec: Recorded, res: ServerResponse): void {
+    this.answer(rec, res);
   }
 
   get base(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return this.url();
   }
 
   reset(answer: Answer = approve()): void {
-    this.requests.length = 0;
-    this.connections = 0;
-    this.answer = answer;
     // A kept-alive socket from an earlier test must not hide a new connection.
-    for (const s of this.#sockets) s.destroy();
+    this.clear();
+    this.answer = answer;
   }
 
   assertUntouched(what: string): void {
     assert.equal(this.requests.length, 0, `${what}: the provider got ${this.requests.length} request(s)`);
     assert.equal(this.connections, 0, `${what}: the provider got ${this.connections} connection(s)`);
-  }
-
-  async close(): Promise<void> {
-    for (const s of this.#sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 }
 

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import http, { type IncomingHttpHeaders, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import http, { type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
+import { type Recorded, RecordingServer } from '../helpers/recording-server.js';
 import { buildApp } from '../../server/app.js';
 import { createDeps, type Deps } from '../../server/deps.js';
 import { newId } from '../../server/domain/ids.js';
@@ -20,60 +21,29 @@ import {
 const ALL_EVENTS = ['cvv.collected', 'threeds.completed', 'charge.succeeded', 'charge.failed', 'session.completed', 'session.canceled', 'session.expired', 'cvv.blocked'];
 const LIVE_CARD = '4242424242424242';
 
-interface Delivery {
-  method: string;
-  path: string;
-  headers: IncomingHttpHeaders;
-  raw: string;
-}
+type Delivery = Recorded;
 
 /** A merchant's webhook receiver: records every request; answers what `status` says for its path. */
-class Receiver {
-  readonly got: Delivery[] = [];
-  connections = 0;
+class Receiver extends RecordingServer {
   status: (d: Delivery) => number = () => 200;
   reply: ((d: Delivery, res: ServerResponse) => void) | null = null;
-  readonly #sockets = new Set<Socket>();
-  private constructor(readonly server: http.Server) {}
 
   static async start(port = 0): Promise<Receiver> {
-    const server = http.createServer();
-    const r = new Receiver(server);
-    server.on('request', (req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const d = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, raw: Buffer.concat(chunks).toString('utf8') };
-        r.got.push(d);
-        if (r.reply) return r.reply(d, res);
-        res.writeHead(r.status(d), { 'content-type': 'text/plain' });
-        res.end('ok');
-      });
-    });
-    server.on('connection', (s: Socket) => {
-      r.connections++;
-      r.#sockets.add(s);
-      s.on('close', () => r.#sockets.delete(s));
-    });
-    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-    return r;
+    return RecordingServer.listen((server) => new Receiver(server), port);
   }
 
-  get port(): number {
-    return (this.server.address() as AddressInfo).port;
+  protected override respond(d: Delivery, res: ServerResponse): void {
+    if (this.reply) return this.reply(d, res);
+    res.writeHead(this.status(d), { 'content-type': 'text/plain' });
+    res.end('ok');
   }
 
-  url(path: string): string {
-    return `http://127.0.0.1:${this.port}${path}`;
+  get got(): Delivery[] {
+    return this.requests;
   }
 
   at(path: string): Delivery[] {
-    return this.got.filter((d) => d.path === path);
-  }
-
-  async close(): Promise<void> {
-    for (const s of this.#sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    return this.requests.filter((d) => d.path === path);
   }
 }
 
@@ -218,7 +188,7 @@ describe('webhook delivery from the outbox', () => {
     };
   }
 
-  const parse = (d: Delivery) => JSON.parse(d.raw) as { id: string; type: string; created: number; mode: string; data: Record<string, any> };
+  const parse = (d: Delivery) => JSON.parse(d.body) as { id: string; type: string; created: number; mode: string; data: Record<string, any> };
 
   it('a charge flow delivers cvv.collected, threeds.completed, charge.succeeded and session.completed, signed, without secrets', async () => {
     const m = await makeMerchant(h);
@@ -237,12 +207,12 @@ describe('webhook delivery from the outbox', () => {
     for (const d of got) {
       assert.equal(d.method, 'POST');
       assert.match(String(d.headers['content-type']), /^application\/json/);
-      const sig = verifySignature(d.headers['cvvops-signature'], d.raw, ep.secret);
+      const sig = verifySignature(d.headers['cvvops-signature'], d.body, ep.secret);
       assert.ok(sig.ok, `the signature of ${parse(d).type} does not verify`);
       assert.equal(sig.t, Math.floor(tickAt / 1000), 't is the delivery time in unix seconds');
-      assert.equal(verifySignature(d.headers['cvvops-signature'], d.raw.replace('"mode":"test"', '"mode":"live"'), ep.secret).ok, false, 'a tampered body verifies');
-      assert.equal(verifySignature(d.headers['cvvops-signature'], `${d.raw} `, ep.secret).ok, false);
-      assert.equal(verifySignature(d.headers['cvvops-signature'], d.raw, `${ep.secret}x`).ok, false, 'another secret verifies');
+      assert.equal(verifySignature(d.headers['cvvops-signature'], d.body.replace('"mode":"test"', '"mode":"live"'), ep.secret).ok, false, 'a tampered body verifies');
+      assert.equal(verifySignature(d.headers['cvvops-signature'], `${d.body} `, ep.secret).ok, false);
+      assert.equal(verifySignature(d.headers['cvvops-signature'], d.body, `${ep.secret}x`).ok, false, 'another secret verifies');
 
       const e = parse(d);
       assert.deepEqual(Object.keys(e).sort(), ['created', 'data', 'id', 'mode', 'type']);
@@ -251,10 +221,10 @@ describe('webhook delivery from the outbox', () => {
       assert.equal(e.created, Math.floor(tickAt / 1000));
       assert.equal(e.mode, 'test');
       assert.equal(e.data.session, f.s.id);
-      for (const secret of secrets) assert.ok(!d.raw.includes(secret), `${e.type} carries a secret (${secret.slice(0, 10)}…)`);
-      assert.doesNotMatch(d.raw, /(?<![A-Za-z0-9_-])123(?![A-Za-z0-9_-])/, `${e.type} carries the CVV`);
-      assert.doesNotMatch(d.raw, /"(cvv|cvc|number|cavv|authenticationValue|token)"/i, `${e.type} has a secret-shaped field`);
-      assert.ok(!d.raw.includes('Ada Lovelace'), 'the holder name is not sent');
+      for (const secret of secrets) assert.ok(!d.body.includes(secret), `${e.type} carries a secret (${secret.slice(0, 10)}…)`);
+      assert.doesNotMatch(d.body, /(?<![A-Za-z0-9_-])123(?![A-Za-z0-9_-])/, `${e.type} carries the CVV`);
+      assert.doesNotMatch(d.body, /"(cvv|cvc|number|cavv|authenticationValue|token)"/i, `${e.type} has a secret-shaped field`);
+      assert.ok(!d.body.includes('Ada Lovelace'), 'the holder name is not sent');
     }
     assert.equal(ids.size, 4, 'one event id per event');
     const byType = Object.fromEntries(got.map((d) => [parse(d).type, parse(d).data]));
@@ -303,7 +273,7 @@ describe('webhook delivery from the outbox', () => {
     assert.deepEqual(failed.data, {
       session: f.s.id, chargeId: f.charge.chargeId, status: 'declined', amount: { value: 1999, currency: 'EUR' }, declineCode: 'insufficient_funds', cvvResult: 'M',
     });
-    for (const d of rx.at('/cancel-decline')) assert.ok(verifySignature(d.headers['cvvops-signature'], d.raw, ep.secret).ok);
+    for (const d of rx.at('/cancel-decline')) assert.ok(verifySignature(d.headers['cvvops-signature'], d.body, ep.secret).ok);
   });
 
   it('only subscribed event types are delivered, to each endpoint its own', async () => {
@@ -324,8 +294,8 @@ describe('webhook delivery from the outbox', () => {
     assert.deepEqual(rx.at('/only-failed').map((d) => [parse(d).type, parse(d).data.declineCode]), [['charge.failed', 'do_not_honor']]);
     assert.equal(rx.at('/only-completed').length, 1);
     assert.equal(rx.at('/other-merchant').length, 0, "another merchant's endpoint got this merchant's events");
-    assert.ok(verifySignature(rx.at('/only-failed')[0]!.headers['cvvops-signature'], rx.at('/only-failed')[0]!.raw, failedOnly.secret).ok);
-    assert.ok(verifySignature(rx.at('/only-completed')[0]!.headers['cvvops-signature'], rx.at('/only-completed')[0]!.raw, completedOnly.secret).ok);
+    assert.ok(verifySignature(rx.at('/only-failed')[0]!.headers['cvvops-signature'], rx.at('/only-failed')[0]!.body, failedOnly.secret).ok);
+    assert.ok(verifySignature(rx.at('/only-completed')[0]!.headers['cvvops-signature'], rx.at('/only-completed')[0]!.body, completedOnly.secret).ok);
   });
 
   it('a receiver answering 500 is retried after 10 s, 20 s, …; delivered once it answers 200, never again after', async () => {
@@ -367,7 +337,7 @@ describe('webhook delivery from the outbox', () => {
       assert.equal(count(), 3, 'delivered rows are never sent again');
       const events = rx.at('/retry').map(parse);
       assert.equal(new Set(events.map((e) => e.id)).size, 1, 'every attempt carries the same event id');
-      for (const d of rx.at('/retry')) assert.ok(verifySignature(d.headers['cvvops-signature'], d.raw, ep.secret).ok);
+      for (const d of rx.at('/retry')) assert.ok(verifySignature(d.headers['cvvops-signature'], d.body, ep.secret).ok);
     } finally {
       rx.status = () => 200;
     }
@@ -534,9 +504,9 @@ describe('the outbox survives a restart', () => {
       more.push(d3);
       await Promise.all([d2.webhooks.tick(), d3.webhooks.tick()]);
       assert.equal(rx.got.length, 2, `delivered ${rx.got.length} times`);
-      const types = rx.got.map((d) => JSON.parse(d.raw).type).sort();
+      const types = rx.got.map((d) => JSON.parse(d.body).type).sort();
       assert.deepEqual(types, ['cvv.collected', 'session.canceled']);
-      for (const d of rx.got) assert.ok(verifySignature(d.headers['cvvops-signature'], d.raw, ep.secret).ok, 'the secret survived the restart');
+      for (const d of rx.got) assert.ok(verifySignature(d.headers['cvvops-signature'], d.body, ep.secret).ok, 'the secret survived the restart');
 
       for (let i = 0; i < 3; i++) {
         h.clock.advance(3600_000);
