@@ -30,7 +30,7 @@ async function main(): Promise<void> {
 
   if (!isWorker) {
     // Background work runs once per server (in the primary with several workers).
-    const sweeper = new Sweeper(deps.store, deps.tokens, deps.clock, log, deps.webhooks);
+    const sweeper = new Sweeper(deps.store, deps.tokens, deps.clock, log, deps.webhooks, deps.charges);
     sweeper.start();
     deps.webhooks.start();
     if (config.demo) {

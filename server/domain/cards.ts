@@ -115,7 +115,12 @@ export class CardService {
   }
 
   async delete(m: MerchantContext, token: string): Promise<void> {
-    if (!(await this.store.deleteCard(m.merchant.id, m.mode, token))) throw new AppError('not_found', 'No such card.');
+    if (await this.store.deleteCard(m.merchant.id, m.mode, token)) return;
+    // Not deleted: no such card, or a charge of it is at the processor right now (the card stays until its outcome is recorded).
+    if (await this.store.getCard(m.merchant.id, m.mode, token)) {
+      throw new AppError('precondition_failed', 'A charge of this card is in progress; try again once its outcome is recorded.', { retryAfter: 1 });
+    }
+    throw new AppError('not_found', 'No such card.');
   }
 
   /** The card number and holder name, decrypted for a processor or a 3DS provider only. */

@@ -28,8 +28,10 @@ export interface ChargePlan {
 
 type Outcome = Pick<ChargeRecord, 'status' | 'authorizationCode' | 'declineCode' | 'cvvResult' | 'avsResult' | 'networkTransactionId'>;
 
-/** How long a pending charge may be in flight before a retry treats it as interrupted (crash recovery). */
+/** How long a pending charge may be in flight beyond its processor's timeout before it is treated as interrupted (crash recovery). */
 const IN_FLIGHT_MARGIN_MS = 2000;
+/** The one question asked after a transport failure: does the processor know this charge? */
+const LOOKUP_TIMEOUT_MS = 5000;
 
 /**
  * Charges: preconditions, then a durable intent, the CVV used per its
@@ -77,55 +79,132 @@ export class ChargeService {
     return { amount, cvc, threeDS, cvvStatus };
   }
 
-  /** The operation's work, once the token is won: one processor call for this attempt. */
-  async work(ctx: OperationContext, plan: ChargePlan, idempotencyKey: string | null, requestHash: string): Promise<OperationWork & { chargeId: string }> {
+  /**
+   * POST /CvvOperations/charge, whole: a keyed retry gets the first outcome;
+   * otherwise the preconditions, then one unit that wins the token, makes the
+   * charge the session's owner, reserves the CVV attempt and stores the intent;
+   * then the processor, once; then the outcome. `replayed`: the first response
+   * of an earlier request with this Idempotency-Key.
+   */
+  async charge(p: { token: string; claims: SessionClaims; body: ChargeBody; origin: string | undefined; idempotencyKey?: string }): Promise<{ response: OperationResponse; replayed: boolean }> {
+    const hash = ChargeService.requestHash(p.body);
+    const key = p.idempotencyKey ?? null;
+    if (key !== null) {
+      const first = await this.replayByKey(p.claims, key, hash);
+      if (first) return { response: first, replayed: true };
+    }
+    let plan!: ChargePlan;
+    let charge!: ChargeRecord;
+    /** Set just before the processor is called: from then on the outcome may exist at the processor. */
+    let sent = false;
+    const response = await this.sessions.runOperation({
+      op: 'charge', token: p.token, claims: p.claims, origin: p.origin, body: p.body,
+      prepare: async (ctx) => {
+        plan = await this.prepare(ctx, p.body);
+      },
+      claim: async (ctx, c) => {
+        charge = this.#intent(ctx, plan, key, hash, c.now);
+        const cvv = plan.cvc ? { fingerprint: ctx.card.fingerprint, threshold: ctx.merchant.cvvBlockThreshold } : null;
+        const r = await this.store.beginCharge({ claim: c, charge, cvv });
+        if (r === 'cvv_blocked') throw new AppError('cvv_blocked');
+        if (r === 'cvv_busy') {
+          throw new AppError('precondition_failed', 'Other charges of this card are checking its CVV at the processor; try again once they have answered.', { retryAfter: 1 });
+        }
+        if (r === 'key_reused') throw new AppError('idempotency_key_reused', 'This Idempotency-Key is already in use.');
+        return r === 'ok';
+      },
+      work: (ctx) => this.#work(ctx, plan, charge, () => {
+        sent = true;
+      }),
+      unclaim: async (c) => {
+        // Before the processor was called nothing happened: the attempt is undone. After, the outcome is
+        // unknown: the intent stays pending and the session owned until recovery asks the processor.
+        if (!sent) await this.store.abortCharge({ ...c, chargeId: charge.id });
+      },
+    });
+    if (key !== null) await this.remember(charge.id, p.claims.aud, response);
+    return { response, replayed: false };
+  }
+
+  #intent(ctx: Omit<OperationContext, 'newJti'>, plan: ChargePlan, idempotencyKey: string | null, requestHash: string, now: number): ChargeRecord {
+    const { session, merchant } = ctx;
+    const id = newId('ch');
+    return {
+      id, merchantId: merchant.id, sessionId: session.id, mode: session.mode, idempotencyKey, requestHash,
+      providerKey: idempotencyKey ? `cvvops_${createHash('sha256').update(`${merchant.id}|${session.mode}|${idempotencyKey}`).digest('hex').slice(0, 40)}` : id,
+      processor: this.processorFor(merchant).processor.name, amount: plan.amount, status: 'pending', authorizationCode: null, declineCode: null,
+      cvvResult: null, avsResult: null, networkTransactionId: null, responseSealed: null, createdAt: now, updatedAt: now,
+    };
+  }
+
+  /** The operation's work, once the token is won and the intent stored: one processor call for this attempt. */
+  async #work(ctx: OperationContext, plan: ChargePlan, charge: ChargeRecord, markSent: () => void): Promise<OperationWork> {
     const { session, merchant, card } = ctx;
     const { amount, cvc, threeDS } = plan;
-    const { processor } = this.processorFor(merchant);
-    const now = this.clock.now();
-    const chargeId = newId('ch');
-    const charge: ChargeRecord = {
-      id: chargeId, merchantId: merchant.id, sessionId: session.id, mode: session.mode, idempotencyKey, requestHash,
-      providerKey: idempotencyKey ? `cvvops_${createHash('sha256').update(`${merchant.id}|${session.mode}|${idempotencyKey}`).digest('hex').slice(0, 40)}` : chargeId,
-      processor: processor.name, amount, status: 'pending', authorizationCode: null, declineCode: null, cvvResult: null, avsResult: null,
-      networkTransactionId: null, responseSealed: null, createdAt: now, updatedAt: now,
-    };
-    if (!(await this.store.insertChargeIntent(charge))) throw new AppError('idempotency_key_reused', 'This Idempotency-Key is already in use.');
+    const { processor, timeoutMs } = this.processorFor(merchant);
     // The CVC session prepare found is taken now (atomically: gone by now, it is 410 cvc_session_not_found).
     const cvv = cvc ? await this.vault.useCvv(cvc, 'charge') : null;
     const opened = this.cards.open(card);
     let outcome: Outcome;
+    markSent();
     try {
       const r = await processor.charge({
-        chargeId, idempotencyKey: charge.providerKey, mode: session.mode, amount,
+        chargeId: charge.id, idempotencyKey: charge.providerKey, mode: session.mode, amount,
         card: { number: opened.number, brand: card.brand, expMonth: card.expMonth, expYear: card.expYear, holderName: opened.holderName },
         cvv, threeDS: threeDS && (threeDS.status === 'Y' || threeDS.status === 'A') ? threeDS : null, reference: session.reference,
-      }, AbortSignal.timeout(this.processorFor(merchant).timeoutMs));
+      }, AbortSignal.timeout(timeoutMs));
       outcome = fromResult(r);
     } catch (err) {
+      // Anything but a transport or protocol failure leaves the outcome unknown: rethrown, the intent stays
+      // pending and the session owned, and recovery asks the processor (never a second charge).
       if (!(err instanceof ProcessorError)) throw err;
-      this.opts.log?.warn({ merchantId: merchant.id, session: session.id, chargeId, err: err.message }, 'processor failed');
-      outcome = { status: 'error', authorizationCode: null, declineCode: null, cvvResult: cvv ? 'U' : 'P', avsResult: 'U', networkTransactionId: null };
+      this.opts.log?.warn({ merchantId: merchant.id, session: session.id, chargeId: charge.id, err: err.message }, 'processor failed');
+      outcome = await this.#afterFailure(processor, charge, err, cvv !== null);
     }
-    await this.store.finishCharge(chargeId, outcome, this.clock.now());
-    await this.#after(merchant, session.id, card, cvc, outcome, chargeId, amount, plan.cvvStatus);
-    return { ...this.#present(chargeId, amount, outcome, processor.name), complete: outcome.status === 'approved', chargeId };
+    const rec = await this.store.recordChargeOutcome(charge.id, outcome, this.clock.now(), merchant.cvvBlockThreshold);
+    if (!rec.recorded) {
+      // Recovery settled this charge first (this call outlived its time): its outcome stands, and it ran the effects.
+      const s = await this.store.getSessionById(session.id);
+      if (s?.status === 'completed') throw new AppError('session_completed');
+      throw new AppError('token_superseded', 'The outcome of this charge was settled by recovery; validate the session from your server.');
+    }
+    await this.#after(merchant, session.id, card, cvc, outcome, charge.id, amount, rec.cvvBlocked);
+    return this.#present(charge.id, amount, outcome, processor.name, outcome.status === 'approved');
   }
 
-  async #after(merchant: MerchantRecord, sessionId: string, card: OperationContext['card'], cvc: Awaited<ReturnType<Store['findUsableCvcSession']>>, outcome: Outcome, chargeId: string, amount: { value: number; currency: string }, knownStatus?: CvvStatusRecord | null): Promise<void> {
+  /**
+   * A processor call that failed in transport may still have reached it: ask
+   * once whether it knows the charge, so a timeout after an approval is not
+   * shown as an error (and never charged again). A refusal before sending
+   * (`retryable` false) needs no question.
+   */
+  async #afterFailure(processor: Processor, charge: ChargeRecord, err: ProcessorError, withCvv: boolean): Promise<Outcome> {
+    const failed: Outcome = { status: 'error', authorizationCode: null, declineCode: null, cvvResult: withCvv ? 'U' : 'P', avsResult: 'U', networkTransactionId: null };
+    if (!err.retryable) return failed;
+    try {
+      const found = await processor.lookup(charge.providerKey, charge.mode, AbortSignal.timeout(LOOKUP_TIMEOUT_MS));
+      return found ? fromResult(found) : failed;
+    } catch {
+      return failed;
+    }
+  }
+
+  /** Effects of a recorded outcome: the live CVV destroyed after authorization, webhooks. */
+  async #after(merchant: MerchantRecord, sessionId: string, card: OperationContext['card'], cvc: CvcSessionRecord | null, outcome: Outcome, chargeId: string, amount: { value: number; currency: string }, cvvBlocked: boolean): Promise<void> {
     if (outcome.status === 'approved' || outcome.status === 'declined') {
       // An authorization response arrived: in live mode the CVV is destroyed now, whatever the retention.
       if (cvc) await this.vault.afterAuthorization(cvc);
-      if (await this.vault.recordCvvResult(merchant, card, { cvvResult: outcome.cvvResult, declineCode: outcome.declineCode }, knownStatus)) {
-        await this.webhooks.emit(merchant.id, card.mode, 'cvv.blocked', { card: card.token, failedAttempts: merchant.cvvBlockThreshold });
-      }
+    }
+    if (cvvBlocked) {
+      this.opts.log?.warn({ audit: true, event: 'cvv.blocked', merchantId: merchant.id, card: card.token, failedAttempts: merchant.cvvBlockThreshold }, 'card CVV blocked');
+      await this.webhooks.emit(merchant.id, card.mode, 'cvv.blocked', { card: card.token, failedAttempts: merchant.cvvBlockThreshold });
     }
     const data = { session: sessionId, chargeId, status: outcome.status, amount, declineCode: outcome.declineCode, cvvResult: outcome.cvvResult };
     await this.webhooks.emit(merchant.id, card.mode, outcome.status === 'approved' ? 'charge.succeeded' : 'charge.failed', data);
     if (outcome.status === 'approved') await this.webhooks.emit(merchant.id, card.mode, 'session.completed', { session: sessionId, chargeId });
   }
 
-  #present(chargeId: string, amount: { value: number; currency: string }, o: Outcome, processor: string): OperationWork {
+  #present(chargeId: string, amount: { value: number; currency: string }, o: Outcome, processor: string, complete = false): OperationWork {
     const result = {
       status: o.status, chargeId, amount, authorizationCode: o.authorizationCode, cvvResult: o.cvvResult, avsResult: o.avsResult,
       networkTransactionId: o.networkTransactionId, declineCode: o.declineCode, processor,
@@ -133,12 +212,82 @@ export class ChargeService {
     return {
       result,
       claim: { status: o.status, chargeId, amount, authorizationCode: o.authorizationCode, cvvResult: o.cvvResult, declineCode: o.declineCode },
+      complete,
     };
   }
 
   /** Keeps the response of a keyed charge (encrypted: it holds a token) for retries. */
   async remember(chargeId: string, merchantId: string, response: OperationResponse): Promise<void> {
     await this.store.setChargeResponse(chargeId, this.keyring.seal('replay', JSON.stringify(response), `charge|${merchantId}|${chargeId}`));
+  }
+
+  /**
+   * Crash recovery (the sweeper, every instance): sessions a charge has owned
+   * for longer than its processor's timeout allows were left by a server that
+   * stopped. Each is settled from what the processor says: the outcome is
+   * recorded, its effects run, the session freed.
+   */
+  async recoverInFlight(limit = 20): Promise<number> {
+    const now = this.clock.now();
+    let settled = 0;
+    for (const l of await this.store.listChargeLocks(now - IN_FLIGHT_MARGIN_MS, limit)) {
+      const merchant = await this.store.getMerchant(l.merchantId);
+      if (!merchant) continue;
+      if (now - l.since < this.processorFor(merchant).timeoutMs + IN_FLIGHT_MARGIN_MS) continue;
+      try {
+        if (await this.#settle(l.chargeId, l.sessionId, merchant)) settled++;
+      } catch (err) {
+        this.opts.log?.warn({ merchantId: l.merchantId, session: l.sessionId, chargeId: l.chargeId, err: err instanceof Error ? err.message : String(err) }, 'an interrupted charge could not be settled yet; retrying');
+      }
+    }
+    return settled;
+  }
+
+  /**
+   * Settles an interrupted charge: a pending one is looked up at the processor
+   * (never sent again; unknown to it, it never charged: `error`), then, if it
+   * still owns its session, the effects run and the session is freed with a
+   * new token carrying the outcome. Null when someone else settled it. When
+   * the processor cannot be asked, the session stays owned until it has
+   * expired (no charge can follow then), and the charge ends as `error`.
+   */
+  async #settle(chargeId: string, sessionId: string, merchant: MerchantRecord): Promise<OperationResponse | null> {
+    let c = await this.store.getCharge(chargeId);
+    const session = await this.store.getSessionById(sessionId);
+    if (!session || session.chargeInFlight?.chargeId !== chargeId) return null;
+    let cvvBlocked = false;
+    if (!c || c.status === 'pending') {
+      const { processor, timeoutMs } = this.processorFor(merchant);
+      let outcome: Outcome;
+      try {
+        const found = c ? await processor.lookup(c.providerKey, c.mode, AbortSignal.timeout(timeoutMs)) : null;
+        outcome = found ? fromResult(found) : { status: 'error', authorizationCode: null, declineCode: null, cvvResult: 'U', avsResult: 'U', networkTransactionId: null };
+      } catch (err) {
+        if (this.clock.now() < session.expiresAt) throw err;
+        this.opts.log?.warn({ audit: true, event: 'charge.unknown', merchantId: merchant.id, session: sessionId, chargeId }, 'the outcome of an interrupted charge is unknown: recorded as error; reconcile it with the processor');
+        outcome = { status: 'error', authorizationCode: null, declineCode: null, cvvResult: 'U', avsResult: 'U', networkTransactionId: null };
+      }
+      if (c) {
+        const rec = await this.store.recordChargeOutcome(c.id, outcome, this.clock.now(), merchant.cvvBlockThreshold);
+        cvvBlocked = rec.cvvBlocked;
+        if (rec.recorded) {
+          this.opts.log?.warn({ audit: true, event: 'charge.reconciled', merchantId: c.merchantId, session: c.sessionId, chargeId: c.id, status: outcome.status }, 'interrupted charge reconciled with the processor');
+        }
+        c = await this.store.getCharge(chargeId);
+      }
+    }
+    const outcome: Outcome = c ? outcomeOf(c) : { status: 'error', authorizationCode: null, declineCode: null, cvvResult: 'U', avsResult: 'U', networkTransactionId: null };
+    const amount = c?.amount ?? session.amount ?? { value: 0, currency: 'EUR' };
+    const card = await this.store.getCard(session.merchantId, session.mode, session.cardToken);
+    // Its effects may not have run (the server stopped after recording the outcome): at least once, like webhooks.
+    if (card) {
+      const cvc = await this.store.findUsableCvcSession(session.merchantId, card.token, sessionId, this.clock.now());
+      await this.#after(merchant, sessionId, card, cvc, outcome, chargeId, amount, cvvBlocked);
+    }
+    const w = this.#present(chargeId, amount, outcome, c?.processor ?? this.processorFor(merchant).processor.name);
+    const response = await this.sessions.settleCharge(sessionId, chargeId, w.result, w.claim, outcome.status === 'approved');
+    if (response && c) await this.remember(c.id, c.merchantId, response);
+    return response;
   }
 
   /**
@@ -151,50 +300,37 @@ export class ChargeService {
     const c = await this.store.findChargeByIdempotencyKey(claims.aud, claims.mode, key);
     if (!c) return null;
     if (c.sessionId !== claims.sub || c.requestHash !== requestHash) throw new AppError('idempotency_key_reused');
-    if (c.responseSealed) {
-      return JSON.parse(this.keyring.open('replay', c.responseSealed, `charge|${c.merchantId}|${c.id}`).toString('utf8')) as OperationResponse;
-    }
+    if (c.responseSealed) return this.#opened(c);
     const merchant = await this.store.getMerchant(c.merchantId);
     if (!merchant) throw new AppError('invalid_token');
-    const { processor, timeoutMs } = this.processorFor(merchant);
-    let outcome: Outcome;
-    if (c.status === 'pending') {
-      if (this.clock.now() - c.createdAt < timeoutMs + IN_FLIGHT_MARGIN_MS) {
-        throw new AppError('precondition_failed', 'A charge with this Idempotency-Key is still in progress.', { retryAfter: 1 });
-      }
-      let found: ChargeResult | null;
-      try {
-        found = await processor.lookup(c.providerKey, c.mode, AbortSignal.timeout(timeoutMs));
-      } catch (err) {
-        throw new AppError('processor_error', 'The outcome of the interrupted charge could not be checked; try again.', { cause: err, retryAfter: 5 });
-      }
-      // Unknown to the processor: it never charged; the attempt ends as an error and is never resent.
-      outcome = found ? fromResult(found) : { status: 'error', authorizationCode: null, declineCode: null, cvvResult: 'U', avsResult: 'U', networkTransactionId: null };
-      if (await this.store.finishCharge(c.id, outcome, this.clock.now())) {
-        this.opts.log?.warn({ audit: true, event: 'charge.reconciled', merchantId: c.merchantId, session: c.sessionId, chargeId: c.id, status: outcome.status }, 'interrupted charge reconciled with the processor');
-        const session = await this.store.getSessionById(c.sessionId);
-        const card = session ? await this.store.getCard(session.merchantId, session.mode, session.cardToken) : null;
-        if (card) {
-          const cvc = await this.store.findUsableCvcSession(c.merchantId, card.token, c.sessionId, this.clock.now());
-          await this.#after(merchant, c.sessionId, card, cvc, outcome, c.id, c.amount);
-        }
-      }
-    } else {
-      outcome = { status: c.status, authorizationCode: c.authorizationCode, declineCode: c.declineCode, cvvResult: c.cvvResult, avsResult: c.avsResult, networkTransactionId: c.networkTransactionId };
-      // Finished but never answered (the server stopped after recording the outcome): its effects may not have run.
-      // They are at-least-once: a webhook may repeat, which receivers must tolerate anyway.
-      const session = await this.store.getSessionById(c.sessionId);
-      const card = session ? await this.store.getCard(session.merchantId, session.mode, session.cardToken) : null;
-      if (card && session?.status === 'active') {
-        const cvc = await this.store.findUsableCvcSession(c.merchantId, card.token, c.sessionId, this.clock.now());
-        await this.#after(merchant, c.sessionId, card, cvc, outcome, c.id, c.amount);
-      }
+    if (c.status === 'pending' && this.clock.now() - c.createdAt < this.processorFor(merchant).timeoutMs + IN_FLIGHT_MARGIN_MS) {
+      throw new AppError('precondition_failed', 'A charge with this Idempotency-Key is still in progress.', { retryAfter: 1 });
     }
-    const w = this.#present(c.id, c.amount, outcome, c.processor);
-    const response = await this.sessions.rotateWithResult(c.sessionId, 'charge', w.result, w.claim, outcome.status === 'approved');
-    await this.remember(c.id, c.merchantId, response);
+    let settled: OperationResponse | null;
+    try {
+      settled = await this.#settle(c.id, c.sessionId, merchant);
+    } catch (err) {
+      if (err instanceof AppError) throw err;
+      throw new AppError('processor_error', 'The outcome of the interrupted charge could not be checked; try again.', { cause: err, retryAfter: 5 });
+    }
+    if (settled) return settled;
+    const again = await this.store.getCharge(c.id);
+    if (again?.responseSealed) return this.#opened(again);
+    if (!again || again.status === 'pending') throw new AppError('precondition_failed', 'A charge with this Idempotency-Key is still in progress.', { retryAfter: 1 });
+    // Recorded and settled, but its response was never kept (the server stopped in between): the outcome with a new token.
+    const w = this.#present(again.id, again.amount, outcomeOf(again), again.processor);
+    const response = await this.sessions.rotateWithResult(again.sessionId, 'charge', w.result, w.claim, again.status === 'approved');
+    await this.remember(again.id, again.merchantId, response);
     return response;
   }
+
+  #opened(c: ChargeRecord): OperationResponse {
+    return JSON.parse(this.keyring.open('replay', c.responseSealed!, `charge|${c.merchantId}|${c.id}`).toString('utf8')) as OperationResponse;
+  }
+}
+
+function outcomeOf(c: ChargeRecord): Outcome {
+  return { status: c.status as Outcome['status'], authorizationCode: c.authorizationCode, declineCode: c.declineCode, cvvResult: c.cvvResult, avsResult: c.avsResult, networkTransactionId: c.networkTransactionId };
 }
 
 function fromResult(r: ChargeResult): Outcome {

@@ -19,6 +19,15 @@ function present(card: CardRecord | null): CardRecord {
 }
 
 export const OPERATIONS: readonly Operation[] = ['collectCvv', 'threeDS', 'charge'];
+
+/**
+ * A charge in flight owns its session (API.md section 2): from the moment it
+ * wins its token until its outcome is recorded, every other change to the
+ * session is refused with this, and the caller retries shortly.
+ */
+export function chargeInProgress(): AppError {
+  return new AppError('precondition_failed', 'A charge is in progress on this session; try again once its outcome is recorded.', { retryAfter: 1 });
+}
 /** How long the exact repeat of an operation call is answered with its first response. */
 export const REPLAY_WINDOW_MS = 60_000;
 
@@ -111,7 +120,7 @@ export class SessionService {
       amount: input.amount ?? null, reference: input.reference ?? null, require3DS: input.require3DS ?? false,
       requireCvv: input.requireCvv ?? true, maxAttempts: input.maxAttempts ?? 3, cvvRetention: input.cvvRetention ?? 'single_use',
       form, returnUrl: input.returnUrl ?? null, metadata: input.metadata ?? null, status: 'active',
-      jti: newJti(), seq: 0, tokenHash: '', attempts: { collectCvv: 0, threeDS: 0, charge: 0 }, results: {}, replay: null,
+      jti: newJti(), seq: 0, tokenHash: '', attempts: { collectCvv: 0, threeDS: 0, charge: 0 }, results: {}, replay: null, chargeInFlight: null,
       // Token claims carry whole seconds; the session ends exactly when its tokens do.
       expiresAt: (epochSeconds(now) + ttl) * 1000, createdAt: now, updatedAt: now,
     };
@@ -144,13 +153,15 @@ export class SessionService {
     const cvv = withCvv && status === 'active' ? await this.vault.cvvState(s.merchantId, s.cardToken, s.id) : { available: false };
     const { id: _id, ...cvvView } = cvv as { id?: string };
     const attempts = Object.fromEntries(s.operations.map((op) => [op, { used: s.attempts[op], max: s.maxAttempts }]));
+    // A charge at the processor right now is shown as such: its outcome replaces this once recorded.
+    const results = s.chargeInFlight ? { ...s.results, charge: { status: 'pending', chargeId: s.chargeInFlight.chargeId } } : s.results;
     return {
       id: s.id, object: 'cvv_operations', status, mode: s.mode, expiresAt: isoTime(s.expiresAt), operations: s.operations,
       amount: s.amount,
       card: c ? { token: c.token, brand: c.brand, last4: c.last4, expMonth: c.expMonth, expYear: c.expYear } : { token: s.cardToken, deleted: true },
       reference: s.reference, require3DS: s.require3DS, requireCvv: s.requireCvv, maxAttempts: s.maxAttempts,
       cvvRetention: s.cvvRetention, form: s.form, returnUrl: s.returnUrl, metadata: s.metadata ?? {},
-      results: s.results, attempts, cvv: cvvView,
+      results, attempts, cvv: cvvView,
       createdAt: isoTime(s.createdAt), updatedAt: isoTime(s.updatedAt),
     };
   }
@@ -186,6 +197,7 @@ export class SessionService {
     for (let i = 0; i < 5; i++) {
       const s = await this.get(m, id);
       this.#assertOpen(s);
+      if (s.chargeInFlight) throw chargeInProgress();
       const card = await this.#card(s);
       const jti = newJti();
       const token = await this.tokens.sign(this.claimsFor(s, card, jti, s.seq + 1, s.tokenHash, s.results));
@@ -201,9 +213,11 @@ export class SessionService {
     const s = await this.get(m, id);
     if (s.status !== 'canceled') {
       this.#assertOpen(s);
+      if (s.chargeInFlight) throw chargeInProgress();
       if (!(await this.store.cancelSession(m.merchant.id, m.mode, id, this.clock.now()))) {
         const again = await this.get(m, id);
         if (again.status !== 'canceled') this.#assertOpen(again);
+        if (again.chargeInFlight) throw chargeInProgress();
       } else {
         this.opts.log?.info({ audit: true, event: 'session.canceled', merchantId: m.merchant.id, session: id }, 'session canceled');
         await this.opts.onEvent?.(m.merchant.id, m.mode, 'session.canceled', { session: id });
@@ -215,8 +229,10 @@ export class SessionService {
 
   async deleteCvv(m: MerchantContext, id: string): Promise<void> {
     await this.get(m, id);
-    const n = await this.vault.destroySessionCvv(m.merchant.id, id, 'deleted_by_merchant');
+    const n = await this.store.deleteSessionCvvUnlessCharging(id);
+    if (n === null) throw chargeInProgress();
     if (n === 0) throw new AppError('cvc_session_not_found');
+    this.opts.log?.info({ audit: true, event: 'cvv.destroyed', merchantId: m.merchant.id, session: id, count: n, reason: 'deleted_by_merchant' }, 'CVV destroyed');
   }
 
   async #card(s: SessionRecord): Promise<CardRecord> {
@@ -247,7 +263,15 @@ export class SessionService {
     /** false for a call that only fetches an outcome (threeDS/result): no attempt is counted. */
     countAttempt?: boolean;
     prepare?: (ctx: Omit<OperationContext, 'newJti'>) => Promise<void>;
+    /**
+     * Wins the token in one unit with whatever must commit with it (a charge's
+     * intent and ownership of the session); default: Store.claimOperation.
+     * False when the token was not won; a 4xx thrown here leaves it untouched.
+     */
+    claim?: (ctx: Omit<OperationContext, 'newJti'>, c: { id: string; jti: string; newJti: string; now: number }) => Promise<boolean>;
     work: (ctx: OperationContext) => Promise<OperationWork>;
+    /** Undoes the claim after `work` failed; default: Store.unclaimOperation (a charge decides for itself). */
+    unclaim?: (c: { id: string; jti: string; oldJti: string; now: number }) => Promise<void>;
   }): Promise<OperationResponse> {
     const claims = p.claims;
     const found = await this.store.getSessionWithCard(claims.sub);
@@ -259,6 +283,7 @@ export class SessionService {
       throw new AppError('origin_not_allowed');
     }
     const hash = SessionService.requestHash(p.op, p.body);
+    if (s.chargeInFlight) throw chargeInProgress();
     if (claims.jti !== s.jti) return this.#replayOrSuperseded(s, claims, hash);
     if (!claims.ops.includes(p.op)) throw new AppError('operation_not_allowed');
     this.#assertOpen(s);
@@ -269,9 +294,14 @@ export class SessionService {
 
     const jti = newJti();
     const now = this.clock.now();
-    if (!(await this.store.claimOperation({ id: s.id, jti: claims.jti, newJti: jti, op: p.op, now, countAttempt: counts }))) {
+    const ctx = { session: s, claims, card, merchant };
+    const won = p.claim
+      ? await p.claim(ctx, { id: s.id, jti: claims.jti, newJti: jti, now })
+      : await this.store.claimOperation({ id: s.id, jti: claims.jti, newJti: jti, op: p.op, now, countAttempt: counts });
+    if (!won) {
       const again = await this.store.getSessionById(s.id);
       if (!again) throw new AppError('invalid_token');
+      if (again.chargeInFlight) throw chargeInProgress();
       if (again.jti !== claims.jti) return this.#replayOrSuperseded(again, claims, hash);
       this.#assertOpen(again);
       if (again.attempts[p.op] >= again.maxAttempts) throw new AppError('attempts_exhausted');
@@ -279,9 +309,11 @@ export class SessionService {
     }
     let work: OperationWork;
     try {
-      work = await p.work({ session: s, claims, card, merchant, newJti: jti });
+      work = await p.work({ ...ctx, newJti: jti });
     } catch (err) {
-      await this.store.unclaimOperation({ id: s.id, jti, oldJti: claims.jti, op: p.op, now: this.clock.now(), countAttempt: counts });
+      const back = { id: s.id, jti, oldJti: claims.jti, now: this.clock.now() };
+      if (p.unclaim) await p.unclaim(back);
+      else await this.store.unclaimOperation({ ...back, op: p.op, countAttempt: counts });
       throw err;
     }
     const results: OperationResults = { ...s.results, [p.op]: work.claim };
@@ -313,6 +345,7 @@ export class SessionService {
       const s = await this.store.getSessionById(sessionId);
       if (!s) throw new AppError('invalid_token');
       this.#assertOpen(s);
+      if (s.chargeInFlight) throw chargeInProgress();
       const card = await this.#card(s);
       const jti = newJti();
       const results: OperationResults = { ...s.results, [op]: claim };
@@ -326,6 +359,24 @@ export class SessionService {
       return response;
     }
     throw new AppError('token_superseded');
+  }
+
+  /**
+   * Ends a charge's ownership of its session from outside the operation call
+   * (crash recovery, or a keyed retry after one): the outcome recorded in the
+   * session's results and a new current token carrying it, in one conditional
+   * write. Null when `chargeId` no longer owns the session (settled already).
+   */
+  async settleCharge(sessionId: string, chargeId: string, result: Record<string, unknown>, claim: Record<string, unknown>, complete: boolean): Promise<OperationResponse | null> {
+    const s = await this.store.getSessionById(sessionId);
+    if (!s || s.chargeInFlight?.chargeId !== chargeId) return null;
+    const card = await this.#card(s);
+    const jti = newJti();
+    const results: OperationResults = { ...s.results, charge: claim };
+    const token = await this.tokens.sign(this.claimsFor(s, card, jti, s.seq + 1, s.tokenHash, results));
+    if (!(await this.store.settleChargeLock({ id: s.id, chargeId, newJti: jti, tokenHash: tokenHash(token), results, complete, now: this.clock.now() }))) return null;
+    this.opts.log?.info({ audit: true, event: 'operation.reconciled', merchantId: s.merchantId, session: s.id, op: 'charge', chargeId, jti, seq: s.seq + 1 }, 'charge outcome settled; token rotated');
+    return { result, token, session: { status: complete ? 'completed' : this.status(s) } };
   }
 
   /** An old token: the exact repeat of its call within 60 s gets the same response, while the token it produced is current. */

@@ -20,8 +20,9 @@ class Slicer {
 }
 
 /**
- * Background purge: expired CVC sessions every second, expired idempotency
- * keys and long-retired signing keys every minute. Expiry is also enforced
+ * Background work: expired CVC sessions purged and interrupted charges
+ * recovered every second, expired idempotency keys and long-retired signing
+ * keys every minute. Expiry is also enforced
  * in every read, so the sweeper only decides how soon the bytes leave the
  * disk. It works in small slices with a turn of the event loop between them
  * (the benchmark's `background` scenario measures the longest block), since
@@ -31,7 +32,12 @@ export class Sweeper {
   #timer: NodeJS.Timeout | null = null;
   #ticks = 0;
   #running = false;
-  constructor(private readonly store: Store, private readonly tokens: TokenService, private readonly clock: Clock, private readonly log: Logger, private readonly webhooks?: WebhookService) {}
+  constructor(
+    private readonly store: Store, private readonly tokens: TokenService, private readonly clock: Clock, private readonly log: Logger,
+    private readonly webhooks?: WebhookService,
+    /** Crash recovery of charges left at the processor by a server that stopped (ChargeService.recoverInFlight). */
+    private readonly charges?: { recoverInFlight(): Promise<number> },
+  ) {}
 
   start(everyMs = 1000): void {
     this.#timer = setInterval(() => void this.tick(), everyMs);
@@ -58,6 +64,11 @@ export class Sweeper {
       if (cvc > 0) this.log.info({ audit: true, event: 'cvv.destroyed', reason: 'expired', count: cvc }, 'expired CVVs purged');
       await this.store.deleteOrphanCvvKeyShares(now);
       await slice.pace();
+      if (this.charges) {
+        // Sessions still owned by a charge long after its processor's timeout: settle them from the processor's records.
+        await this.charges.recoverInFlight();
+        await slice.pace();
+      }
       for (const s of await this.store.expireSessions(now, 100)) {
         await this.store.deleteCvcSessionsOfSession(s.id);
         await this.webhooks?.emit(s.merchantId, s.mode, 'session.expired', { session: s.id });

@@ -161,8 +161,9 @@ export class Vault {
 
   /** DELETE /CvcSessions/{id}: 410 cvc_session_not_found for expired, used, unknown and foreign alike. */
   async deleteCvcSession(merchantId: string, mode: Mode, id: string, reason: string): Promise<void> {
-    const ok = await this.store.deleteCvcSession(merchantId, mode, id, this.clock.now());
-    if (!ok) throw new AppError('cvc_session_not_found');
+    const r = await this.store.deleteCvcSessionUnlessCharging(merchantId, mode, id, this.clock.now());
+    if (r === 'charging') throw new AppError('precondition_failed', 'A charge using this CVV is in progress; try again once its outcome is recorded.', { retryAfter: 1 });
+    if (r === 'gone') throw new AppError('cvc_session_not_found');
     this.log?.info({ audit: true, event: 'cvv.destroyed', merchantId, cvcSession: id, reason }, 'CVV destroyed');
   }
 

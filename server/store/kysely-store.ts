@@ -16,6 +16,18 @@ const unpack = (b: Buffer | Uint8Array): Sealed => {
   return { keyVersion: buf[0]!, blob: buf.subarray(1) };
 };
 
+/** What a statement of a transaction unit gives back to it. */
+interface StepResult {
+  rows: any[];
+  affected: number;
+}
+/** A transaction unit: yields the statements it runs (built with Kysely), gets each one's result back. */
+type Unit<T> = Generator<Compilable<unknown>, T, StepResult>;
+/** Thrown inside a unit: undo everything it wrote and return `value`. */
+class Rollback<T> {
+  constructor(readonly value: T) {}
+}
+
 const ATTEMPT_COLUMN = { collectCvv: 'att_collect', threeDS: 'att_threeds', charge: 'att_charge' } as const satisfies Record<Operation, keyof SessionsTable>;
 
 function toMerchant(r: Selectable<MerchantsTable>): MerchantRecord {
@@ -54,6 +66,7 @@ function toSession(r: Selectable<SessionsTable>): SessionRecord {
     results: JSON.parse(r.results),
     replay: r.replay_jti && r.replay_hash && r.replay_sealed && r.replay_at !== null
       ? { jti: r.replay_jti, hash: r.replay_hash, sealed: unpack(r.replay_sealed), at: Number(r.replay_at) } : null,
+    chargeInFlight: r.charge_id !== null && r.charge_at !== null ? { chargeId: r.charge_id, since: Number(r.charge_at) } : null,
     expiresAt: Number(r.expires_at), createdAt: Number(r.created_at), updatedAt: Number(r.updated_at),
   };
 }
@@ -379,7 +392,10 @@ export class KyselyStore implements Store {
 
   async deleteCard(merchantId: string, mode: Mode, token: string): Promise<boolean> {
     const r = await this.db.deleteFrom('cards')
-      .where('token', '=', token).where('merchant_id', '=', merchantId).where('mode', '=', mode).executeTakeFirst();
+      .where('token', '=', token).where('merchant_id', '=', merchantId).where('mode', '=', mode)
+      .where(({ not, exists, selectFrom }) => not(exists(selectFrom('sessions').select('sessions.id').where('sessions.charge_id', 'is not', null)
+        .where('sessions.card_token', '=', token).where('sessions.merchant_id', '=', merchantId))))
+      .executeTakeFirst();
     if (Number(r.numDeletedRows) === 0) return false;
     await this.#dropKeys(this.db.selectFrom('cvc_sessions').select('id').where('card_token', '=', token).where('merchant_id', '=', merchantId));
     const c = await this.db.deleteFrom('cvc_sessions').where('card_token', '=', token).where('merchant_id', '=', merchantId).executeTakeFirst();
@@ -475,7 +491,7 @@ export class KyselyStore implements Store {
       metadata: s.metadata === null ? null : JSON.stringify(s.metadata), status: s.status, jti: s.jti, seq: s.seq,
       token_hash: s.tokenHash, att_collect: s.attempts.collectCvv, att_threeds: s.attempts.threeDS, att_charge: s.attempts.charge,
       results: JSON.stringify(s.results), replay_jti: null, replay_hash: null, replay_sealed: null, replay_at: null,
-      expires_at: s.expiresAt, created_at: s.createdAt, updated_at: s.updatedAt,
+      charge_id: null, charge_at: null, expires_at: s.expiresAt, created_at: s.createdAt, updated_at: s.updatedAt,
     };
     await this.#exec('insertSession', args, (a) => this.db.insertInto('sessions').values(a));
   }
@@ -515,7 +531,7 @@ export class KyselyStore implements Store {
       const q = this.db.updateTable('sessions')
         .set((eb) => ({ jti: a.newJti, seq: eb('seq', '+', 1), ...(count ? { [col]: eb(col, '+', 1) } : {}), updated_at: a.now }))
         .where('id', '=', a.id).where('jti', '=', a.jti).where('status', '=', 'active')
-        .where('expires_at', '>', a.now);
+        .where('expires_at', '>', a.now).where('charge_id', 'is', null);
       return count ? q.whereRef(col, '<', 'max_attempts') : q;
     });
     return affected === 1;
@@ -540,6 +556,8 @@ export class KyselyStore implements Store {
       .set({
         results: a.results, token_hash: a.tokenHash, updated_at: a.now,
         replay_jti: a.replayJti, replay_hash: a.replayHash, replay_sealed: a.replaySealed, replay_at: a.replayAt,
+        // A charge's outcome is recorded: it no longer owns the session (no other operation could have held it).
+        charge_id: null, charge_at: null,
         ...(p.complete ? { status: 'completed' } : {}),
       })
       .where('id', '=', a.id).where('jti', '=', a.jti).where('status', '=', 'active'));
@@ -552,15 +570,16 @@ export class KyselyStore implements Store {
         jti: p.newJti, seq: eb('seq', '+', 1), token_hash: p.tokenHash, updated_at: p.now,
         replay_jti: null, replay_hash: null, replay_sealed: null, replay_at: null,
       }))
-      .where('id', '=', p.id).where('jti', '=', p.jti).where('status', '=', 'active').where('expires_at', '>', p.now)
+      .where('id', '=', p.id).where('jti', '=', p.jti).where('status', '=', 'active').where('expires_at', '>', p.now).where('charge_id', 'is', null)
       .executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;
   }
 
   async expireSessions(now: number, limit: number): Promise<Array<{ id: string; merchantId: string; mode: Mode }>> {
-    const due = this.db.selectFrom('sessions').select('id').where('status', '=', 'active').where('expires_at', '<=', now).limit(limit);
+    // A session a charge owns expires only once its outcome is recorded (crash recovery settles it first).
+    const due = this.db.selectFrom('sessions').select('id').where('status', '=', 'active').where('expires_at', '<=', now).where('charge_id', 'is', null).limit(limit);
     const rows = await this.db.updateTable('sessions').set({ status: 'expired', updated_at: now, replay_sealed: null, replay_jti: null, replay_hash: null, replay_at: null })
-      .where('id', 'in', due).where('status', '=', 'active').where('expires_at', '<=', now)
+      .where('id', 'in', due).where('status', '=', 'active').where('expires_at', '<=', now).where('charge_id', 'is', null)
       .returning(['id', 'merchant_id', 'mode']).execute();
     return rows.map((r) => ({ id: r.id, merchantId: r.merchant_id, mode: r.mode as Mode }));
   }
@@ -569,7 +588,7 @@ export class KyselyStore implements Store {
     const r = await this.db.updateTable('sessions')
       .set({ status: 'canceled', updated_at: now, replay_jti: null, replay_hash: null, replay_sealed: null, replay_at: null })
       .where('id', '=', id).where('merchant_id', '=', merchantId).where('mode', '=', mode)
-      .where('status', '=', 'active').where('expires_at', '>', now)
+      .where('status', '=', 'active').where('expires_at', '>', now).where('charge_id', 'is', null)
       .executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;
   }
@@ -926,6 +945,196 @@ export class KyselyStore implements Store {
   async deleteCustomForm(merchantId: string, mode: Mode, id: string): Promise<boolean> {
     const r = await this.db.deleteFrom('custom_forms').where('id', '=', id).where('merchant_id', '=', merchantId).where('mode', '=', mode).executeTakeFirst();
     return Number(r.numDeletedRows) === 1;
+  }
+
+  /**
+   * Runs `unit` as one transaction. The unit yields the statements it needs
+   * and gets each one's result back, so one body serves both engines: on
+   * SQLite it runs synchronously inside BEGIN IMMEDIATE (nothing else can
+   * interleave on the connection, and no await sits inside the transaction);
+   * on PostgreSQL on one pooled client between BEGIN and COMMIT, one round trip
+   * per statement. A `Rollback` thrown by the unit undoes it and returns its
+   * value. `durable`: a money write, on disk before this resolves (#durable).
+   */
+  async #transaction<T>(unit: () => Unit<T>, opts: { durable?: boolean } = {}): Promise<T> {
+    if (this.#sqlite) {
+      const run = this.#sqlite.transaction(() => {
+        const g = unit();
+        let step = g.next();
+        while (!step.done) {
+          const c = step.value.compile();
+          const st = this.#prepare!(c.sql);
+          const params = c.parameters as unknown[];
+          step = g.next(st.reader ? { rows: st.all(params), affected: 0 } : { rows: [], affected: st.run(params).changes });
+        }
+        return step.value;
+      });
+      let out: T;
+      try {
+        out = run.immediate();
+      } catch (e) {
+        if (e instanceof Rollback) return e.value as T;
+        throw e;
+      }
+      if (opts.durable && this.#walPath && this.#opts.synchronous !== 'FULL') await this.#syncWal();
+      return out;
+    }
+    const pool = this.pgPool as { connect(): Promise<{ query(text: string, values?: unknown[]): Promise<{ rows: any[]; rowCount: number | null }>; release(): void }> };
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      const g = unit();
+      let step = g.next();
+      while (!step.done) {
+        const c = step.value.compile();
+        const r = await client.query(c.sql, c.parameters as unknown[]);
+        step = g.next({ rows: r.rows, affected: r.rowCount ?? 0 });
+      }
+      await client.query('COMMIT');
+      return step.value;
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      if (e instanceof Rollback) return e.value as T;
+      throw e;
+    } finally {
+      client.release();
+    }
+  }
+
+  /** PostgreSQL: the row read is locked until the transaction ends (SQLite's BEGIN IMMEDIATE already serializes writers). */
+  #locked<Q extends SelectQueryBuilder<Database, any, any>>(q: Q): Q {
+    return (this.engine === 'postgres' ? q.forUpdate() : q) as Q;
+  }
+
+  async beginCharge(p: Parameters<Store['beginCharge']>[0]): Promise<'ok' | 'lost' | 'cvv_blocked' | 'cvv_busy' | 'key_reused'> {
+    const { claim, charge: c, cvv } = p;
+    const db = this.db;
+    const locked = this.#locked.bind(this);
+    return this.#transaction(function* (): Unit<'ok' | 'lost' | 'cvv_blocked' | 'cvv_busy' | 'key_reused'> {
+      const won = yield db.updateTable('sessions')
+        .set((eb) => ({ jti: claim.newJti, seq: eb('seq', '+', 1), att_charge: eb('att_charge', '+', 1), charge_id: c.id, charge_at: claim.now, updated_at: claim.now }))
+        .where('id', '=', claim.id).where('jti', '=', claim.jti).where('status', '=', 'active').where('expires_at', '>', claim.now)
+        .where('charge_id', 'is', null).whereRef('att_charge', '<', 'max_attempts');
+      if (won.affected !== 1) throw new Rollback('lost' as const);
+      if (cvv) {
+        // The card number's status row, locked: concurrent charges of this number reserve one after another.
+        yield db.insertInto('cvv_status').values({ merchant_id: c.merchantId, fingerprint: cvv.fingerprint, failed_attempts: 0, blocked: 0, updated_at: claim.now })
+          .onConflict((oc) => oc.columns(['merchant_id', 'fingerprint']).doNothing());
+        const st = (yield locked(db.selectFrom('cvv_status').select(['failed_attempts', 'blocked'])
+          .where('merchant_id', '=', c.merchantId).where('fingerprint', '=', cvv.fingerprint))).rows[0] as { failed_attempts: number; blocked: number };
+        const failed = Number(st.failed_attempts);
+        if (Number(st.blocked) === 1 || failed >= cvv.threshold) throw new Rollback('cvv_blocked' as const);
+        const inFlight = (yield db.selectFrom('charges').select((eb) => eb.fn.countAll<number>().as('n'))
+          .where('merchant_id', '=', c.merchantId).where('cvv_fingerprint', '=', cvv.fingerprint).where('status', '=', 'pending')).rows[0] as { n: number };
+        if (failed + Number(inFlight.n) >= cvv.threshold) throw new Rollback('cvv_busy' as const);
+      }
+      const ins = yield db.insertInto('charges').values({
+        id: c.id, merchant_id: c.merchantId, session_id: c.sessionId, mode: c.mode, idempotency_key: c.idempotencyKey,
+        request_hash: c.requestHash, provider_key: c.providerKey, processor: c.processor, amount_value: c.amount.value,
+        currency: c.amount.currency, status: 'pending', created_at: c.createdAt, updated_at: c.updatedAt,
+        authorization_code: null, decline_code: null, cvv_result: null, avs_result: null, network_transaction_id: null, response_sealed: null,
+        cvv_fingerprint: cvv?.fingerprint ?? null,
+      }).onConflict((oc) => oc.doNothing());
+      if (ins.affected !== 1) throw new Rollback('key_reused' as const);
+      return 'ok';
+    }, { durable: true });
+  }
+
+  async abortCharge(p: Parameters<Store['abortCharge']>[0]): Promise<boolean> {
+    const db = this.db;
+    return this.#transaction(function* (): Unit<boolean> {
+      const back = yield db.updateTable('sessions')
+        .set((eb) => ({ jti: p.oldJti, seq: eb('seq', '-', 1), att_charge: eb('att_charge', '-', 1), charge_id: null, charge_at: null, updated_at: p.now }))
+        .where('id', '=', p.id).where('jti', '=', p.jti).where('charge_id', '=', p.chargeId);
+      if (back.affected !== 1) throw new Rollback(false);
+      // It never reached the processor: no record of a charge that was not made (and its CVV reservation goes with it).
+      yield db.deleteFrom('charges').where('id', '=', p.chargeId).where('status', '=', 'pending');
+      return true;
+    });
+  }
+
+  async recordChargeOutcome(id: string, o: Parameters<Store['recordChargeOutcome']>[1], now: number, threshold: number): Promise<{ recorded: boolean; cvvBlocked: boolean }> {
+    const db = this.db;
+    return this.#transaction(function* (): Unit<{ recorded: boolean; cvvBlocked: boolean }> {
+      const done = (yield db.updateTable('charges').set({
+        status: o.status, authorization_code: o.authorizationCode, decline_code: o.declineCode, cvv_result: o.cvvResult,
+        avs_result: o.avsResult, network_transaction_id: o.networkTransactionId, updated_at: now,
+      }).where('id', '=', id).where('status', '=', 'pending').returning(['merchant_id', 'cvv_fingerprint'])).rows[0] as { merchant_id: string; cvv_fingerprint: string | null } | undefined;
+      if (!done) return { recorded: false, cvvBlocked: false };
+      const fp = done.cvv_fingerprint;
+      if (fp === null) return { recorded: true, cvvBlocked: false };
+      if (o.declineCode === 'incorrect_cvc') {
+        const st = (yield db.updateTable('cvv_status').set({
+          failed_attempts: sql`failed_attempts + 1`,
+          blocked: sql`CASE WHEN failed_attempts + 1 >= ${threshold} THEN 1 ELSE blocked END`,
+          updated_at: now,
+        }).where('merchant_id', '=', done.merchant_id).where('fingerprint', '=', fp).returning(['failed_attempts', 'blocked'])).rows[0] as { failed_attempts: number; blocked: number } | undefined;
+        return { recorded: true, cvvBlocked: !!st && Number(st.blocked) === 1 && Number(st.failed_attempts) === threshold };
+      }
+      if (o.cvvResult === 'M') {
+        yield db.updateTable('cvv_status').set({ failed_attempts: 0, blocked: 0, updated_at: now })
+          .where('merchant_id', '=', done.merchant_id).where('fingerprint', '=', fp)
+          .where((eb) => eb.or([eb('failed_attempts', '>', 0), eb('blocked', '=', 1)]));
+      }
+      return { recorded: true, cvvBlocked: false };
+    }, { durable: true });
+  }
+
+  async settleChargeLock(p: Parameters<Store['settleChargeLock']>[0]): Promise<boolean> {
+    const r = await this.db.updateTable('sessions')
+      .set((eb) => ({
+        jti: p.newJti, seq: eb('seq', '+', 1), token_hash: p.tokenHash, results: JSON.stringify(p.results), updated_at: p.now,
+        charge_id: null, charge_at: null, replay_jti: null, replay_hash: null, replay_sealed: null, replay_at: null,
+        ...(p.complete ? { status: 'completed' } : {}),
+      }))
+      .where('id', '=', p.id).where('charge_id', '=', p.chargeId)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  async listChargeLocks(since: number, limit: number): Promise<Array<{ sessionId: string; chargeId: string; since: number; merchantId: string; mode: Mode }>> {
+    const rows = await this.db.selectFrom('sessions').select(['id', 'charge_id', 'charge_at', 'merchant_id', 'mode'])
+      .where('charge_id', 'is not', null).where('charge_at', '<', since).orderBy('charge_at').limit(limit).execute();
+    return rows.map((r) => ({ sessionId: r.id, chargeId: r.charge_id!, since: Number(r.charge_at), merchantId: r.merchant_id, mode: r.mode as Mode }));
+  }
+
+  async deleteSessionCvvUnlessCharging(sessionId: string): Promise<number | null> {
+    const db = this.db;
+    const locked = this.#locked.bind(this);
+    const n = await this.#transaction(function* (): Unit<number | null> {
+      const s = (yield locked(db.selectFrom('sessions').select('charge_id').where('id', '=', sessionId))).rows[0] as { charge_id: string | null } | undefined;
+      if (s && s.charge_id !== null) return null;
+      yield db.deleteFrom('cvv_keys').where('cvc_id', 'in', db.selectFrom('cvc_sessions').select('id').where('session_id', '=', sessionId));
+      return (yield db.deleteFrom('cvc_sessions').where('session_id', '=', sessionId)).affected;
+    });
+    if (n) {
+      this.#afterKeyDelete();
+      this.#afterCvvDelete();
+    }
+    return n;
+  }
+
+  async deleteCvcSessionUnlessCharging(merchantId: string, mode: Mode, id: string, now: number): Promise<'deleted' | 'gone' | 'charging'> {
+    const db = this.db;
+    const locked = this.#locked.bind(this);
+    const out = await this.#transaction(function* (): Unit<'deleted' | 'gone' | 'charging'> {
+      const row = (yield locked(db.selectFrom('cvc_sessions').select(['session_id', 'card_token', 'expires_at'])
+        .where('id', '=', id).where('merchant_id', '=', merchantId).where('mode', '=', mode))).rows[0] as { session_id: string | null; card_token: string; expires_at: number } | undefined;
+      if (!row) return 'gone';
+      // Its own session, or for a card-level CVV any session of its card: owned by a charge, it stays.
+      const busy = row.session_id !== null
+        ? (yield locked(db.selectFrom('sessions').select('id').where('id', '=', row.session_id).where('charge_id', 'is not', null))).rows.length > 0
+        : (yield db.selectFrom('sessions').select('id').where('charge_id', 'is not', null).where('card_token', '=', row.card_token).where('merchant_id', '=', merchantId).limit(1)).rows.length > 0;
+      if (busy) return 'charging';
+      yield db.deleteFrom('cvv_keys').where('cvc_id', '=', id);
+      yield db.deleteFrom('cvc_sessions').where('id', '=', id);
+      return Number(row.expires_at) > now ? 'deleted' : 'gone';
+    });
+    if (out !== 'charging') {
+      this.#afterKeyDelete();
+      this.#afterCvvDelete();
+    }
+    return out;
   }
 
   async putCvvKeyShare(cvcId: string, share: Buffer, now: number): Promise<void> {

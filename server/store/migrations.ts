@@ -251,10 +251,27 @@ const m0005: Migration = {
   },
 };
 
+/**
+ * A charge in flight owns its session (API.md section 2): the session row
+ * names the charge from the moment it wins its token until its outcome is
+ * recorded. Charges that send a CVV carry the card number's fingerprint, so
+ * the pending ones are the CVV attempts in flight (counted against the
+ * blocking threshold before the processor is called).
+ */
+const m0006: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema.alterTable('sessions').addColumn('charge_id', 'text').execute();
+    await db.schema.alterTable('sessions').addColumn('charge_at', 'bigint').execute();
+    await db.schema.alterTable('charges').addColumn('cvv_fingerprint', 'text').execute();
+    await sql`CREATE INDEX sessions_charge_lock ON sessions (charge_at) WHERE charge_id IS NOT NULL`.execute(db);
+    await sql`CREATE INDEX charges_cvv_in_flight ON charges (merchant_id, cvv_fingerprint) WHERE status = 'pending'`.execute(db);
+  },
+};
+
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_initial': m0001(engine), '0002_payments_webhooks': m0002(engine), '0003_custom_forms': m0003, '0004_cvv_key_shares': m0004(engine), '0005_indexes': m0005 };
+      return { '0001_initial': m0001(engine), '0002_payments_webhooks': m0002(engine), '0003_custom_forms': m0003, '0004_cvv_key_shares': m0004(engine), '0005_indexes': m0005, '0006_charge_ownership': m0006 };
     },
   };
 }

@@ -95,6 +95,10 @@ export interface SessionsTable {
   expires_at: number;
   created_at: number;
   updated_at: number;
+  /** The charge that owns the session while it is at the processor (null when none is). */
+  charge_id: string | null;
+  /** When that charge won its token (ms). */
+  charge_at: number | null;
 }
 export interface IdempotencyTable {
   merchant_id: string;
@@ -146,6 +150,8 @@ export interface ChargesTable {
   response_sealed: Buffer | null;
   created_at: number;
   updated_at: number;
+  /** The card number's fingerprint when the charge sends a CVV: pending ones are the CVV attempts in flight. */
+  cvv_fingerprint: string | null;
 }
 export interface WebhookEndpointsTable {
   id: string;

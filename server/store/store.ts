@@ -112,6 +112,8 @@ export interface SessionRecord {
   attempts: Record<Operation, number>;
   results: OperationResults;
   replay: { jti: string; hash: string; sealed: Sealed; at: number } | null;
+  /** The charge that owns the session while it is at the processor: from the moment it won its token until its outcome is recorded. */
+  chargeInFlight: { chargeId: string; since: number } | null;
   expiresAt: number;
   createdAt: number;
   updatedAt: number;
@@ -234,7 +236,7 @@ export interface Store {
 
   insertCard(c: CardRecord): Promise<void>;
   getCard(merchantId: string, mode: Mode, token: string): Promise<CardRecord | null>;
-  /** Deletes the card and every CVC session of it; false if there was no such card. */
+  /** Deletes the card and every CVC session of it; false if there was no such card, or a charge of it is in flight. */
   deleteCard(merchantId: string, mode: Mode, token: string): Promise<boolean>;
 
   getCvvStatus(merchantId: string, fingerprint: string): Promise<CvvStatusRecord | null>;
@@ -287,6 +289,46 @@ export interface Store {
     id: string; jti: string; results: OperationResults; tokenHash: string; now: number;
     complete: boolean; replay: { jti: string; hash: string; sealed: Sealed; at: number };
   }): Promise<boolean>;
+  /**
+   * The unit that starts a charge, in one transaction: wins the token (as
+   * claimOperation, counting a charge attempt) and makes `charge` the session's
+   * charge in flight; reserves a CVV attempt for the card number when `cvv` is
+   * set (refused while the number is blocked, or while its failures plus the
+   * CVV attempts already in flight reach the threshold); stores the durable
+   * intent. Nothing is written unless everything is: `lost` (the token was not
+   * current, or the session not open, or another charge owns it),
+   * `cvv_blocked`, `cvv_busy`, `key_reused` (the Idempotency-Key is taken).
+   */
+  beginCharge(p: {
+    claim: { id: string; jti: string; newJti: string; now: number };
+    charge: ChargeRecord;
+    cvv: { fingerprint: string; threshold: number } | null;
+  }): Promise<'ok' | 'lost' | 'cvv_blocked' | 'cvv_busy' | 'key_reused'>;
+  /**
+   * Undoes beginCharge before anything reached the processor (in one
+   * transaction): the pending intent deleted (with it its CVV reservation),
+   * the presented token current again, the attempt uncounted, the session free.
+   */
+  abortCharge(p: { id: string; jti: string; oldJti: string; chargeId: string; now: number }): Promise<boolean>;
+  /**
+   * Records a charge's outcome (only from pending) and, in the same
+   * transaction, what it says about the CVV it sent: `incorrect_cvc` counts a
+   * failure (blocking at `threshold`), a match resets the count.
+   * `cvvBlocked`: this very outcome blocked the card number.
+   */
+  recordChargeOutcome(id: string, outcome: Pick<ChargeRecord, 'status' | 'authorizationCode' | 'declineCode' | 'cvvResult' | 'avsResult' | 'networkTransactionId'>, now: number, threshold: number): Promise<{ recorded: boolean; cvvBlocked: boolean }>;
+  /**
+   * Ends a charge's ownership of its session with its outcome, from outside the
+   * operation call (crash recovery): a new current token, the results, completed
+   * when approved; only while `chargeId` still owns the session.
+   */
+  settleChargeLock(p: { id: string; chargeId: string; newJti: string; tokenHash: string; results: OperationResults; complete: boolean; now: number }): Promise<boolean>;
+  /** Sessions owned by a charge since before `since`: what crash recovery looks at. */
+  listChargeLocks(since: number, limit: number): Promise<Array<{ sessionId: string; chargeId: string; since: number; merchantId: string; mode: Mode }>>;
+  /** Deletes a session's CVC sessions unless a charge owns the session: the count, or null when one does. */
+  deleteSessionCvvUnlessCharging(sessionId: string): Promise<number | null>;
+  /** Deletes one CVC session unless a charge owns its session (or, for a card-level one, a session of its card). */
+  deleteCvcSessionUnlessCharging(merchantId: string, mode: Mode, id: string, now: number): Promise<'deleted' | 'gone' | 'charging'>;
   /** Reissue: a new current token; every earlier one (and the replay) stops working. */
   rotateToken(p: { id: string; jti: string; newJti: string; tokenHash: string; now: number }): Promise<boolean>;
   /** active sessions past their expiry → expired (once: the caller emits session.expired for each). */
@@ -302,7 +344,7 @@ export interface Store {
 
   /** The charge intent, durable before the processor is called; false if the idempotency key is taken. */
   insertChargeIntent(c: ChargeRecord): Promise<boolean>;
-  /** The outcome, durable before the response is sent (only from pending). */
+  /** The outcome, durable before the response is sent (only from pending). recordChargeOutcome also keeps the CVV count. */
   finishCharge(id: string, outcome: Pick<ChargeRecord, 'status' | 'authorizationCode' | 'declineCode' | 'cvvResult' | 'avsResult' | 'networkTransactionId'>, now: number): Promise<boolean>;
   setChargeResponse(id: string, sealed: Sealed): Promise<void>;
   getCharge(id: string): Promise<ChargeRecord | null>;

@@ -10,6 +10,7 @@ import { loadConfig, type Config } from '../../server/config.js';
 import { ManualClock } from '../../server/domain/clock.js';
 import { createDeps, type Deps } from '../../server/deps.js';
 import { createLogger } from '../../server/log.js';
+import type { Processor } from '../../server/connectors/processors/processor.js';
 import { Secret } from '../../server/secret.js';
 
 export const TEST_CARD = '4000000000001018';
@@ -28,12 +29,18 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function makeHarness(opts: { env?: Record<string, string>; clock?: ManualClock; databaseUrl?: string } = {}): Promise<Harness> {
-  const dir = mkdtempSync(join(tmpdir(), 'cvvops-test-'));
+export async function makeHarness(opts: {
+  env?: Record<string, string>; clock?: ManualClock; databaseUrl?: string;
+  /** The test-mode processor (default: the simulator). */
+  simulator?: Processor;
+  /** Another harness's data folder and master key: a second instance (or a restarted one) on the same database. */
+  shareWith?: Harness;
+} = {}): Promise<Harness> {
+  const dir = opts.shareWith?.dir ?? mkdtempSync(join(tmpdir(), 'cvvops-test-'));
   const dbPath = join(dir, 'cvvops.db');
-  const masterKey = randomBytes(32);
+  const masterKey = opts.shareWith?.masterKey ?? randomBytes(32);
   const config = loadConfig({
-    DATABASE_URL: opts.databaseUrl ?? `sqlite:${dbPath}`,
+    DATABASE_URL: opts.databaseUrl ?? opts.shareWith?.config.databaseUrl ?? `sqlite:${dbPath}`,
     PUBLIC_BASE_URL: 'http://cvv.test',
     CVVOPS_MASTER_KEY: masterKey.toString('base64'),
     LOG_LEVEL: 'info',
@@ -50,13 +57,13 @@ export async function makeHarness(opts: { env?: Record<string, string>; clock?: 
   });
   const log = createLogger('info', sink);
   const clock = opts.clock ?? new ManualClock(Date.now());
-  const deps = await createDeps(config, log, { clock, masterKey: new Secret(masterKey) });
+  const deps = await createDeps(config, log, { clock, masterKey: new Secret(masterKey), ...(opts.simulator ? { simulator: opts.simulator } : {}) });
   const app = buildApp(deps);
   return {
     deps, app, clock, config, dir, dbPath, logs, masterKey,
     async close() {
       await deps.close();
-      rmSync(dir, { recursive: true, force: true });
+      if (!opts.shareWith) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -8,7 +8,7 @@ import { isPrivateAddress, outbound, OutboundError } from '../../server/connecto
 import { ChargeService } from '../../server/domain/charges.js';
 import { newId } from '../../server/domain/ids.js';
 import {
-  auth, collect, type Harness, makeCard, makeHarness, makeMerchant, makeSession, TEST_CARD, type TestMerchant,
+  auth, collect, decodeJws, type Harness, makeCard, makeHarness, makeMerchant, makeSession, TEST_CARD, type TestMerchant,
 } from '../helpers/harness.js';
 
 /**
@@ -277,10 +277,12 @@ describe('http processor: settings and charges through a local fake provider', (
     assert.equal(r.body.result.declineCode, null);
     assert.equal(r.body.result.authorizationCode, null);
     assert.notEqual(r.body.token, token, 'the token rotates');
-    assert.equal(p.requests.length, 1);
+    // A 5xx may hide an approval: the provider is asked once whether it knows the charge (its lookup answers 500 too).
+    assert.deepEqual(p.requests.map((x) => x.method), ['POST', 'GET'], 'the charge, then one lookup');
+    assert.match(p.requests[1]!.path, /^\/v1\/payments\/lookup\?key=/);
     const replay = await op(h, 'charge', token);
     assert.deepEqual(replay.body, r.body, 'the same call with the same token is a replay (API.md section 4)');
-    assert.equal(p.requests.length, 1, 'a replay is not sent to the provider');
+    assert.equal(p.requests.length, 2, 'a replay is not sent to the provider');
     const stale = await op(h, 'charge', token, { amount: { value: 1000, currency: 'EUR' } });
     assert.equal(stale.status, 409, 'any other use of the old token is superseded');
     assert.equal(stale.body.error.code, 'token_superseded');
@@ -337,12 +339,18 @@ describe('http processor: settings and charges through a local fake provider', (
     const { s, token } = await flow();
     const now = h.clock.now();
     const chargeId = newId('ch');
-    await h.deps.store.insertChargeIntent({
-      id: chargeId, merchantId: m.id, sessionId: s.id, mode: 'test', idempotencyKey: 'pay-crash', requestHash: ChargeService.requestHash({}),
-      providerKey: 'cvvops_crashkey_1', processor: 'http', amount: { value: 1999, currency: 'EUR' }, status: 'pending',
-      authorizationCode: null, declineCode: null, cvvResult: null, avsResult: null, networkTransactionId: null, responseSealed: null,
-      createdAt: now - 60_000, updatedAt: now - 60_000,
+    // What a server that died at the processor left: the charge won the token and owns the session, its intent pending.
+    const began = await h.deps.store.beginCharge({
+      claim: { id: s.id, jti: decodeJws(token).payload.jti, newJti: 'jti_lost_with_the_crash', now: now - 60_000 },
+      charge: {
+        id: chargeId, merchantId: m.id, sessionId: s.id, mode: 'test', idempotencyKey: 'pay-crash', requestHash: ChargeService.requestHash({}),
+        providerKey: 'cvvops_crashkey_1', processor: 'http', amount: { value: 1999, currency: 'EUR' }, status: 'pending',
+        authorizationCode: null, declineCode: null, cvvResult: null, avsResult: null, networkTransactionId: null, responseSealed: null,
+        createdAt: now - 60_000, updatedAt: now - 60_000,
+      },
+      cvv: null,
     });
+    assert.equal(began, 'ok');
     p.reset(json(200, { id: 'pay_crash', payment: { status: 'succeeded', outcome: { authorization_code: 'RECOVERED', checks: { cvc_check: 'M' } } } }));
     const r = await op(h, 'charge', token, {}, { 'Idempotency-Key': 'pay-crash' });
     assert.equal(r.status, 200, JSON.stringify(r.body));
@@ -355,6 +363,9 @@ describe('http processor: settings and charges through a local fake provider', (
     assert.equal(got.path, '/v1/payments/lookup?key=cvvops_crashkey_1');
     assert.equal(got.headers.authorization, `Bearer ${PSP_SECRET}`);
     assert.ok(!got.body.includes(TEST_CARD) && !got.path.includes(TEST_CARD), 'the lookup carries no card data');
+    const g = await request(h.app).get(`/CvvOperations/${s.id}`).set(auth(m.testKey));
+    assert.equal(g.body.status, 'completed', 'the session is freed and shows the recovered approval');
+    assert.equal(g.body.results.charge.authorizationCode, 'RECOVERED');
   });
 
   it('a processor change takes effect at once, even within the same clock millisecond', async () => {

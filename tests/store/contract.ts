@@ -62,7 +62,7 @@ function sessionRec(merchantId: string, over: Partial<SessionRecord> = {}): Sess
     amount: { value: 1999, currency: 'EUR' }, reference: 'order-1234', require3DS: true, requireCvv: false, maxAttempts: 3,
     cvvRetention: 'single_use', form: 'hosted', returnUrl: 'https://shop.example/return', metadata: { cart: 'c_77' },
     status: 'active', jti: uid('jti'), seq: 0, tokenHash: uid('th'), attempts: { collectCvv: 0, threeDS: 0, charge: 0 },
-    results: {}, replay: null, expiresAt: T0 + 900_000, createdAt: T0, updatedAt: T0, ...over,
+    results: {}, replay: null, chargeInFlight: null, expiresAt: T0 + 900_000, createdAt: T0, updatedAt: T0, ...over,
   };
 }
 
@@ -1091,6 +1091,145 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(won.filter(Boolean).length, 1);
         const i = won.indexOf(true);
         assert.deepEqual(await store.getTds(t.id), { ...t, status: 'completed', result: results[i], completedAt: T0 + i });
+      });
+    });
+
+    describe('charge ownership and CVV reservations', () => {
+      const intent = (sessionId: string, over: Partial<ChargeRecord> = {}): ChargeRecord => {
+        const id = uid('ch');
+        return {
+          id, merchantId: mA.id, sessionId, mode: 'test', idempotencyKey: null, requestHash: uid('rh'), providerKey: id, processor: 'simulator',
+          amount: { value: 1999, currency: 'EUR' }, status: 'pending', authorizationCode: null, declineCode: null, cvvResult: null, avsResult: null,
+          networkTransactionId: null, responseSealed: null, createdAt: T0, updatedAt: T0, ...over,
+        };
+      };
+      const wrongCvv = { status: 'declined' as const, authorizationCode: null, declineCode: 'incorrect_cvc', cvvResult: 'N', avsResult: 'U', networkTransactionId: null };
+      const begin = (s: SessionRecord, c: ChargeRecord, cvv: { fingerprint: string; threshold: number } | null, newJti = uid('jti')) =>
+        store.beginCharge({ claim: { id: s.id, jti: s.jti, newJti, now: T0 }, charge: c, cvv });
+
+      it('beginCharge wins the token, counts the attempt, owns the session and stores the intent, in one unit', async () => {
+        const s = await newSession();
+        const c = intent(s.id);
+        assert.equal(await begin(s, c, null, 'jti_charging'), 'ok');
+        const got = await mustSession(s.id);
+        assert.equal(got.jti, 'jti_charging');
+        assert.equal(got.attempts.charge, 1);
+        assert.deepEqual(got.chargeInFlight, { chargeId: c.id, since: T0 });
+        assert.equal((await store.getCharge(c.id))?.status, 'pending');
+        // While it owns the session nothing else changes it.
+        assert.equal(await store.claimOperation({ id: s.id, jti: 'jti_charging', newJti: uid('jti'), op: 'collectCvv', now: T0 }), false);
+        assert.equal(await store.rotateToken({ id: s.id, jti: 'jti_charging', newJti: uid('jti'), tokenHash: 'x', now: T0 }), false);
+        assert.equal(await store.cancelSession(mA.id, 'test', s.id, T0), false);
+        assert.equal(await store.deleteSessionCvvUnlessCharging(s.id), null);
+        assert.equal(await begin({ ...got, jti: 'jti_charging' }, intent(s.id), null), 'lost', 'a second charge cannot own it');
+        // The outcome recorded and the session freed by finishOperation.
+        assert.deepEqual(await store.recordChargeOutcome(c.id, { ...wrongCvv, status: 'approved', declineCode: null, cvvResult: 'M' }, T0, 3), { recorded: true, cvvBlocked: false });
+        assert.equal(await store.finishOperation({ id: s.id, jti: 'jti_charging', results: {}, tokenHash: 'th', now: T0, complete: true, replay: { jti: s.jti, hash: 'h', sealed: sealed(), at: T0 } }), true);
+        assert.equal((await mustSession(s.id)).chargeInFlight, null);
+      });
+
+      it('nothing is written when the token is lost or the idempotency key is taken', async () => {
+        const s = await newSession();
+        assert.equal(await begin({ ...s, jti: 'not-current' }, intent(s.id), null), 'lost');
+        const taken = intent(s.id, { idempotencyKey: uid('idem') });
+        const other = await newSession();
+        assert.equal(await begin(other, taken, null), 'ok');
+        const c = intent(s.id, { idempotencyKey: taken.idempotencyKey });
+        assert.equal(await begin(s, c, null), 'key_reused');
+        const after = await mustSession(s.id);
+        assert.equal(after.jti, s.jti, 'the token is untouched');
+        assert.equal(after.attempts.charge, 0);
+        assert.equal(after.chargeInFlight, null);
+        assert.equal(await store.getCharge(c.id), null);
+      });
+
+      it('abortCharge undoes beginCharge: token, attempt, ownership, intent', async () => {
+        const s = await newSession();
+        const c = intent(s.id);
+        assert.equal(await begin(s, c, { fingerprint: uid('fp'), threshold: 3 }, 'jti_won'), 'ok');
+        assert.equal(await store.abortCharge({ id: s.id, jti: 'jti_won', oldJti: s.jti, chargeId: c.id, now: T0 }), true);
+        const got = await mustSession(s.id);
+        assert.equal(got.jti, s.jti);
+        assert.equal(got.seq, s.seq);
+        assert.equal(got.attempts.charge, 0);
+        assert.equal(got.chargeInFlight, null);
+        assert.equal(await store.getCharge(c.id), null);
+        assert.equal(await store.abortCharge({ id: s.id, jti: 'jti_won', oldJti: s.jti, chargeId: c.id, now: T0 }), false, 'once');
+      });
+
+      it('20 simultaneous charges of one card number with CVVs, threshold 3: exactly 3 reserve, the rest are cvv_busy; 3 wrong CVVs block once', async () => {
+        const fingerprint = uid('fp');
+        const sessions = await Promise.all(Array.from({ length: 20 }, () => newSession()));
+        const intents = sessions.map((s) => intent(s.id));
+        const got = await Promise.all(sessions.map((s, i) => begin(s, intents[i]!, { fingerprint, threshold: 3 })));
+        assert.equal(got.filter((r) => r === 'ok').length, 3, got.join(','));
+        assert.equal(got.filter((r) => r === 'cvv_busy').length, 17);
+        const won = intents.filter((_c, i) => got[i] === 'ok');
+        const blocked = await Promise.all(won.map((c) => store.recordChargeOutcome(c.id, wrongCvv, T0, 3)));
+        assert.deepEqual(blocked.map((b) => b.recorded), [true, true, true]);
+        assert.equal(blocked.filter((b) => b.cvvBlocked).length, 1, 'exactly one outcome blocked the number');
+        const st = await store.getCvvStatus(mA.id, fingerprint);
+        assert.equal(st?.failedAttempts, 3);
+        assert.equal(st?.blocked, true);
+        const late = sessions.find((_s, i) => got[i] !== 'ok')!;
+        assert.equal(await begin(late, intent(late.id), { fingerprint, threshold: 3 }), 'cvv_blocked');
+        assert.deepEqual(await store.recordChargeOutcome(won[0]!.id, wrongCvv, T0, 3), { recorded: false, cvvBlocked: false }, 'an outcome is recorded once');
+      });
+
+      it('a match resets the count; an error outcome frees the reservation without counting; charges without a CVV reserve nothing', async () => {
+        const fingerprint = uid('fp');
+        const cvv = { fingerprint, threshold: 2 };
+        const [a, b, c, d] = await Promise.all([newSession(), newSession(), newSession(), newSession()]);
+        const ca = intent(a!.id);
+        assert.equal(await begin(a!, ca, cvv), 'ok');
+        await store.recordChargeOutcome(ca.id, wrongCvv, T0, 2);
+        const cb = intent(b!.id);
+        assert.equal(await begin(b!, cb, cvv), 'ok');
+        assert.equal(await begin(c!, intent(c!.id), cvv), 'cvv_busy', 'one failure + one in flight = the threshold');
+        assert.equal(await begin(d!, intent(d!.id), null, 'jti_no_cvv'), 'ok', 'a charge without a CVV tests none');
+        await store.recordChargeOutcome(cb.id, { status: 'error', authorizationCode: null, declineCode: null, cvvResult: 'U', avsResult: 'U', networkTransactionId: null }, T0, 2);
+        assert.equal((await store.getCvvStatus(mA.id, fingerprint))?.failedAttempts, 1, 'an error counts nothing');
+        const cc = intent(c!.id);
+        assert.equal(await begin(c!, cc, cvv), 'ok', 'the reservation was freed');
+        await store.recordChargeOutcome(cc.id, { status: 'approved', authorizationCode: '1', declineCode: null, cvvResult: 'M', avsResult: 'U', networkTransactionId: null }, T0, 2);
+        assert.equal((await store.getCvvStatus(mA.id, fingerprint))?.failedAttempts, 0, 'a match resets');
+      });
+
+      it('settleChargeLock frees the session with the outcome, only for the charge that owns it; deleteCvcSessionUnlessCharging respects ownership', async () => {
+        const s = await newSession();
+        const c = intent(s.id);
+        await store.insertCvcSession(cvcRec(mA.id, s.cardToken, { sessionId: s.id }));
+        const cardLevel = cvcRec(mA.id, s.cardToken);
+        await store.insertCvcSession(cardLevel);
+        assert.equal(await begin(s, c, null), 'ok');
+        assert.equal(await store.deleteCvcSessionUnlessCharging(mA.id, 'test', cardLevel.id, T0), 'charging', "a card-level CVV of a card being charged stays");
+        const p = { id: s.id, newJti: 'jti_settled', tokenHash: 'th2', results: { charge: { status: 'approved' } }, complete: true, now: T0 + 5 };
+        assert.equal(await store.settleChargeLock({ ...p, chargeId: uid('ch') }), false, 'another charge id');
+        assert.equal(await store.settleChargeLock({ ...p, chargeId: c.id }), true);
+        const got = await mustSession(s.id);
+        assert.equal(got.status, 'completed');
+        assert.equal(got.jti, 'jti_settled');
+        assert.deepEqual(got.results, { charge: { status: 'approved' } });
+        assert.equal(got.chargeInFlight, null);
+        assert.equal(await store.settleChargeLock({ ...p, chargeId: c.id }), false, 'once');
+        assert.equal(await store.deleteCvcSessionUnlessCharging(mA.id, 'test', cardLevel.id, T0), 'deleted');
+        assert.equal(await store.deleteCvcSessionUnlessCharging(mA.id, 'test', cardLevel.id, T0), 'gone');
+        assert.equal(await store.deleteSessionCvvUnlessCharging(s.id), 1);
+      });
+
+      // The only test calling listChargeLocks: it acts on every session. Its locks are taken far below T0.
+      it('listChargeLocks: sessions owned by a charge since before a time, oldest first, up to the limit', async () => {
+        const mine = [];
+        for (const at of [1_500, 1_000, 1_200]) {
+          const s = await newSession({ expiresAt: T0 + 900_000 });
+          const c = intent(s.id);
+          assert.equal(await store.beginCharge({ claim: { id: s.id, jti: s.jti, newJti: uid('jti'), now: at }, charge: c, cvv: null }), 'ok');
+          mine.push({ sessionId: s.id, chargeId: c.id, since: at, merchantId: mA.id, mode: 'test' as const });
+        }
+        const sorted = [...mine].sort((x, y) => x.since - y.since);
+        assert.deepEqual(await store.listChargeLocks(SWEEP_NOW, 100), sorted);
+        assert.deepEqual(await store.listChargeLocks(SWEEP_NOW, 2), sorted.slice(0, 2));
+        assert.deepEqual(await store.listChargeLocks(1_200, 100), sorted.slice(0, 1), 'strictly before');
       });
     });
 

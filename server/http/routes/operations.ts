@@ -4,7 +4,6 @@ import type { Deps } from '../../deps.js';
 import { Secret } from '../../secret.js';
 import type { Api } from '../api.js';
 import { IdempotencyService } from '../../domain/idempotency.js';
-import { type ChargePlan, ChargeService } from '../../domain/charges.js';
 import { ChargeBody, CollectCvvBody, EmptyBody, OperationResponse, ThreeDSBody } from '../schemas.js';
 
 const origin = (req: Request) => req.headers.origin;
@@ -72,30 +71,9 @@ export function operationRoutes(api: Api, d: Deps): void {
     handler: async (req, res, { body, token }) => {
       const key = req.get('idempotency-key');
       if (key !== undefined) IdempotencyService.checkKey(key);
-      const hash = ChargeService.requestHash(body);
-      if (key !== undefined) {
-        const first = await d.charges.replayByKey(token.claims, key, hash);
-        if (first) {
-          res.setHeader('Idempotent-Replayed', 'true');
-          res.json(first);
-          return;
-        }
-      }
-      let plan: ChargePlan;
-      let chargeId = '';
-      const out = await d.sessions.runOperation({
-        op: 'charge', token: token.token, claims: token.claims, origin: origin(req), body,
-        prepare: async (ctx) => {
-          plan = await d.charges.prepare(ctx, body);
-        },
-        work: async (ctx) => {
-          const w = await d.charges.work(ctx, plan, key ?? null, hash);
-          chargeId = w.chargeId;
-          return w;
-        },
-      });
-      if (key !== undefined && chargeId) await d.charges.remember(chargeId, token.claims.aud, out);
-      res.json(out);
+      const { response, replayed } = await d.charges.charge({ token: token.token, claims: token.claims, body, origin: origin(req), idempotencyKey: key });
+      if (replayed) res.setHeader('Idempotent-Replayed', 'true');
+      res.json(response);
     },
   });
 }
