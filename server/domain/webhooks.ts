@@ -2,7 +2,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Mode, OutboxRecord, Store, WebhookEndpointRecord } from '../store/store.js';
-import { outbound } from '../connectors/outbound.js';
+import { assertReachableTarget, outbound } from '../connectors/outbound.js';
 import { type Clock, epochSeconds, isoTime } from './clock.js';
 import { newId } from './ids.js';
 import type { Keyring } from './keyring.js';
@@ -45,7 +45,16 @@ export class WebhookService {
 
   async createEndpoint(merchantId: string, mode: Mode, url: string, events: string[]): Promise<{ endpoint: WebhookEndpointRecord; secret: string }> {
     const u = new URL(url);
-    if (u.protocol !== 'https:' && !(this.opts.allowPrivate && mode === 'test' && u.protocol === 'http:')) throw new AppError('invalid_request', 'url must be https.');
+    const privateOk = this.opts.allowPrivate && mode === 'test';
+    if (u.protocol !== 'https:' && !(privateOk && u.protocol === 'http:')) throw new AppError('invalid_request', 'url must be https.');
+    // Refused now rather than only at delivery, where the merchant would never hear why events are lost.
+    // Delivery checks again when it connects (a name may resolve elsewhere later); a name that does not
+    // resolve now is accepted, as DNS may simply not be there yet.
+    try {
+      await assertReachableTarget(u, privateOk);
+    } catch {
+      throw new AppError('invalid_request', 'url is, or resolves to, a private, loopback or link-local address: webhooks can only be sent to public addresses.');
+    }
     const id = newId('whe');
     const secret = `whsec_${randomBytes(32).toString('base64url')}`;
     const endpoint: WebhookEndpointRecord = {
