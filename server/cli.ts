@@ -30,9 +30,9 @@ const program = new Command('cvvops').version(VERSION).description('cvvops serve
 
 const merchant = program.command('merchant').description('merchants and their API keys');
 merchant.command('create')
-  .description('create a merchant with its test and live API keys (shown once)')
+  .description('create a merchant with its test and live API keys (shown once); its allowed origins are set in both modes')
   .requiredOption('--name <name>', "the merchant's name")
-  .option('--origin <origin>', 'an allowed origin, exactly scheme://host[:port] (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+  .option('--origin <origin>', 'an allowed origin of both modes, exactly scheme://host[:port] (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
   .option('--json', 'print exactly one JSON object {"merchantId","testKey","liveKey"} and nothing else')
   .action(async (opts: { name: string; origin: string[]; json?: boolean }) => {
     await withDeps(async (d) => {
@@ -40,7 +40,8 @@ merchant.command('create')
       if (opts.json) {
         process.stdout.write(`${JSON.stringify({ merchantId: m.id, testKey: testKey.expose(), liveKey: liveKey.expose() })}\n`);
       } else {
-        process.stdout.write(`merchant ${m.id} (${m.name})\nallowed origins: ${m.allowedOrigins.join(', ') || '(none)'}\n`
+        // Settings are per mode (test and live); a new merchant starts with these origins in both.
+        process.stdout.write(`merchant ${m.id} (${m.name})\nallowed origins, test and live modes: ${m.allowedOrigins.join(', ') || '(none)'}\n`
           + `test key: ${testKey.expose()}\nlive key: ${liveKey.expose()}\nThe keys are shown only now; store them safely.\n`);
       }
     });

@@ -6,7 +6,7 @@ import { CardService } from './domain/cards.js';
 import { type Clock, systemClock } from './domain/clock.js';
 import { IdempotencyService } from './domain/idempotency.js';
 import { Keyring } from './domain/keyring.js';
-import { MerchantService } from './domain/merchants.js';
+import { MerchantService, processorAad } from './domain/merchants.js';
 import { OriginRegistry } from './domain/origins.js';
 import { RateLimits } from './domain/rate-limits.js';
 import { SessionService } from './domain/sessions.js';
@@ -82,7 +82,7 @@ export async function createDeps(config: Config, log: Logger, opts: { clock?: Cl
   const tokens = new TokenService(store, keyring, clock, { alg: config.signingAlg, issuer: config.publicBaseUrl, log });
   await tokens.init();
   const vault = new Vault(store, keyring, clock, log);
-  const merchants = new MerchantService(store, keyring, clock, { production: config.production, log });
+  const merchants = new MerchantService(store, keyring, clock, { production: config.production, allowPrivateTargets: config.allowPrivateTargets, log });
   const cards = new CardService(store, keyring, clock, vault);
   const webhooks = new WebhookService(store, keyring, clock, { allowPrivate: config.allowPrivateTargets, log });
   const sessions = new SessionService(store, tokens, vault, keyring, clock, {
@@ -97,13 +97,14 @@ export async function createDeps(config: Config, log: Logger, opts: { clock?: Cl
   const simulator = opts.simulator ?? new SimulatorProcessor();
   const httpProcessors = new Map<string, { sealed: string; processor: HttpProcessor; timeoutMs: number }>();
   const processorFor = (m: MerchantRecord): { processor: Processor; timeoutMs: number } => {
-    const p = m.processor as { type?: string; sealed?: string; keyVersion?: number };
+    const p = m.processor as { type?: string; sealed?: string; keyVersion?: number; scope?: string };
     if (p.type !== 'http' || !p.sealed) return { processor: simulator, timeoutMs: 15_000 };
-    const cached = httpProcessors.get(m.id);
+    const key = `${m.id}|${m.mode}`;
+    const cached = httpProcessors.get(key);
     if (cached && cached.sealed === p.sealed) return cached;
-    const cfg = HttpProcessorConfig.parse(JSON.parse(keyring.open('settings', { keyVersion: p.keyVersion ?? 1, blob: Buffer.from(p.sealed, 'base64') }, `processor|${m.id}`).toString('utf8')));
+    const cfg = HttpProcessorConfig.parse(JSON.parse(keyring.open('settings', { keyVersion: p.keyVersion ?? 1, blob: Buffer.from(p.sealed, 'base64') }, processorAad(m.id, m.mode, p.scope)).toString('utf8')));
     const entry = { sealed: p.sealed, processor: new HttpProcessor(cfg, { allowPrivate: config.allowPrivateTargets, onTranscript: (t) => log.debug({ merchantId: m.id, transcript: t }, 'processor transcript (scrubbed)') }), timeoutMs: cfg.timeoutMs };
-    httpProcessors.set(m.id, entry);
+    httpProcessors.set(key, entry);
     return entry;
   };
   const charges = new ChargeService(store, keyring, clock, cards, vault, threeDS, sessions, webhooks, processorFor, { production: config.production, log });

@@ -231,7 +231,7 @@ export class ChargeService {
     const now = this.clock.now();
     let settled = 0;
     for (const l of await this.store.listChargeLocks(now - IN_FLIGHT_MARGIN_MS, limit)) {
-      const merchant = await this.store.getMerchant(l.merchantId);
+      const merchant = await this.store.getMerchant(l.merchantId, l.mode);
       if (!merchant) continue;
       if (now - l.since < this.processorFor(merchant).timeoutMs + IN_FLIGHT_MARGIN_MS) continue;
       try {
@@ -301,7 +301,7 @@ export class ChargeService {
     if (!c) return null;
     if (c.sessionId !== claims.sub || c.requestHash !== requestHash) throw new AppError('idempotency_key_reused');
     if (c.responseSealed) return this.#opened(c);
-    const merchant = await this.store.getMerchant(c.merchantId);
+    const merchant = await this.store.getMerchant(c.merchantId, c.mode);
     if (!merchant) throw new AppError('invalid_token');
     if (c.status === 'pending' && this.clock.now() - c.createdAt < this.processorFor(merchant).timeoutMs + IN_FLIGHT_MARGIN_MS) {
       throw new AppError('precondition_failed', 'A charge with this Idempotency-Key is still in progress.', { retryAfter: 1 });

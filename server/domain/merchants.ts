@@ -7,6 +7,7 @@ import type { Clock } from './clock.js';
 import { newId } from './ids.js';
 import { constantTimeEqualHex, type Keyring } from './keyring.js';
 import { targetAllowed } from './targets.js';
+import { assertReachableTarget } from '../connectors/outbound.js';
 import type { HttpProcessorConfig } from '../connectors/processors/http.js';
 
 /** Who is calling a merchant endpoint: the merchant and the mode of its key. */
@@ -44,8 +45,23 @@ export class MerchantService {
     private readonly store: Store,
     private readonly keyring: Keyring,
     private readonly clock: Clock,
-    private readonly opts: { production: boolean; log?: Logger },
+    private readonly opts: { production: boolean; allowPrivateTargets?: boolean; log?: Logger },
   ) {}
+
+  /** A target a live call could reach only at a private, loopback or link-local address: refused. */
+  async #assertPublic(url: string, privateOk: boolean, field: string): Promise<void> {
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      throw new AppError('invalid_request', `${field}: not a URL.`);
+    }
+    try {
+      await assertReachableTarget(u, privateOk);
+    } catch {
+      throw new AppError('target_not_allowed', `${field}: the host is, or resolves to, a private, loopback or link-local address, which live mode never reaches.`);
+    }
+  }
 
   async create(p: { name: string; origins: string[]; id?: string }): Promise<{ merchant: MerchantRecord; testKey: Secret<string>; liveKey: Secret<string> }> {
     const problems = p.origins.map((o) => originProblem(o, this.opts.production)).filter((x): x is string => x !== null);
@@ -53,7 +69,7 @@ export class MerchantService {
     if (problems.length) throw new Error(problems.join('; '));
     const now = this.clock.now();
     const merchant: MerchantRecord = {
-      id: p.id ?? newId('mer'), name: p.name.trim(), allowedOrigins: [...new Set(p.origins)], allowedProxyTargets: [],
+      id: p.id ?? newId('mer'), name: p.name.trim(), mode: 'test', allowedOrigins: [...new Set(p.origins)], allowedProxyTargets: [],
       processor: { type: 'simulator' }, cvvBlockThreshold: DEFAULT_BLOCK_THRESHOLD, cvcSessionTtlSeconds: DEFAULT_CVC_TTL_S,
       createdAt: now, updatedAt: now,
     };
@@ -73,7 +89,12 @@ export class MerchantService {
     return new Secret(key);
   }
 
-  /** PATCH /Merchant: the settings of section 8 (the processor comes with the charge work). */
+  /**
+   * PATCH /Merchant: the settings of section 8, of the key's own mode only (a
+   * test key can never change where live card data goes). In live mode the
+   * processor's URLs and the proxy targets must not be, or resolve to, private
+   * addresses: refused now rather than at the first charge, after the CVV was used.
+   */
   async updateSettings(m: MerchantContext, patch: {
     allowedOrigins?: string[]; allowedProxyTargets?: string[]; cvvBlockThreshold?: number; cvcSessionTtlSeconds?: number;
     processor?: { type: 'simulator' } | HttpProcessorConfig;
@@ -86,30 +107,35 @@ export class MerchantService {
     if (patch.allowedProxyTargets && this.opts.production && patch.allowedProxyTargets.some((t) => !t.startsWith('https://'))) {
       throw new AppError('invalid_request', 'allowedProxyTargets must be https URLs.');
     }
+    const privateOk = this.opts.allowPrivateTargets === true && m.mode === 'test';
+    for (const t of patch.allowedProxyTargets ?? []) await this.#assertPublic(t, privateOk, 'allowedProxyTargets');
     let processor: Record<string, unknown> | undefined;
     if (patch.processor?.type === 'http') {
       const cfg = patch.processor;
       for (const url of [cfg.request.url, ...(cfg.lookup ? [cfg.lookup.url] : [])]) {
-        if (!targetAllowed(url.replace(/\$\{[A-Za-z.]+\}/g, 'x'), targets)) {
+        const concrete = url.replace(/\$\{[A-Za-z.]+\}/g, 'x');
+        if (!targetAllowed(concrete, targets)) {
           throw new AppError('target_not_allowed', "The processor's URLs must be within allowedProxyTargets.");
         }
+        await this.#assertPublic(concrete, privateOk, 'processor');
       }
       processor = {
         type: 'http', url: cfg.request.url,
-        ...sealedField(this.keyring.seal('settings', JSON.stringify(cfg), `processor|${m.merchant.id}`)),
+        // Bound to its mode: a sealed live configuration cannot be copied into the test settings, or back.
+        ...sealedField(this.keyring.seal('settings', JSON.stringify(cfg), processorAad(m.merchant.id, m.mode, 'mode'))), scope: 'mode',
       };
     } else if (patch.processor) {
       processor = { type: 'simulator' };
     }
     const { processor: _p, ...rest } = patch;
-    const next = await this.store.updateMerchant(m.merchant.id, {
+    const next = await this.store.updateMerchant(m.merchant.id, m.mode, {
       ...rest,
       ...(processor ? { processor } : {}),
       ...(patch.allowedOrigins ? { allowedOrigins: [...new Set(patch.allowedOrigins)] } : {}),
       ...(patch.allowedProxyTargets ? { allowedProxyTargets: [...new Set(patch.allowedProxyTargets)] } : {}),
     }, this.clock.now());
     if (!next) throw new AppError('not_found');
-    this.opts.log?.info({ audit: true, event: 'merchant.settings_changed', merchantId: m.merchant.id, keyId: m.keyId, fields: Object.keys(patch) }, 'merchant settings changed');
+    this.opts.log?.info({ audit: true, event: 'merchant.settings_changed', merchantId: m.merchant.id, mode: m.mode, keyId: m.keyId, fields: Object.keys(patch) }, 'merchant settings changed');
     return next;
   }
 
@@ -122,10 +148,15 @@ export class MerchantService {
     if (!row || !constantTimeEqualHex(hash, row.hash) || row.revokedAt !== null || !k.startsWith(`sk_${row.mode}_`)) {
       throw new AppError('invalid_api_key');
     }
-    const merchant = await this.store.getMerchant(row.merchantId);
+    const merchant = await this.store.getMerchant(row.merchantId, row.mode);
     if (!merchant) throw new AppError('invalid_api_key');
     return { merchant, mode: row.mode, keyId: row.id };
   }
+}
+
+/** How a merchant's processor configuration is bound when sealed: per mode (older ones, from before settings were per mode, per merchant). */
+export function processorAad(merchantId: string, mode: Mode, scope?: unknown): string {
+  return scope === 'mode' ? `processor|${merchantId}|${mode}` : `processor|${merchantId}`;
 }
 
 /** A sealed value as JSON fields: base64 blob and its key version. */

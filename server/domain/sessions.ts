@@ -277,7 +277,7 @@ export class SessionService {
     const found = await this.store.getSessionWithCard(claims.sub);
     const s = found?.session;
     if (!s || s.merchantId !== claims.aud || s.mode !== claims.mode) throw new AppError('invalid_token');
-    const merchant = await this.store.getMerchant(s.merchantId);
+    const merchant = await this.store.getMerchant(s.merchantId, s.mode);
     if (!merchant) throw new AppError('invalid_token');
     if (p.origin !== undefined && p.origin !== this.opts.publicOrigin && !merchant.allowedOrigins.includes(p.origin)) {
       throw new AppError('origin_not_allowed');

@@ -3,7 +3,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 import { closeSync, fdatasync, fstatSync, openSync } from 'node:fs';
 import type { Sealed } from '../domain/keyring.js';
 import { migrationProvider, type Engine } from './migrations.js';
-import type { CardsTable, ChargesTable, CvcSessionsTable, Database, MerchantsTable, SessionsTable, WebhookEndpointsTable, WebhookOutboxTable } from './schema.js';
+import type { CardsTable, ChargesTable, CvcSessionsTable, Database, MerchantSettingsTable, SessionsTable, WebhookEndpointsTable, WebhookOutboxTable } from './schema.js';
 import type {
   ApiKeyRecord, ChargeRecord, CustomFormRecord, OutboxRecord, TdsRecord, WebhookEndpointRecord, CardRecord, CvcRetention, CvcSessionRecord, CvvStatusRecord, IdempotencyRecord, MerchantRecord,
   Mode, Operation, SessionRecord, SessionStatus, SigningKeyRecord, Store,
@@ -30,9 +30,9 @@ class Rollback<T> {
 
 const ATTEMPT_COLUMN = { collectCvv: 'att_collect', threeDS: 'att_threeds', charge: 'att_charge' } as const satisfies Record<Operation, keyof SessionsTable>;
 
-function toMerchant(r: Selectable<MerchantsTable>): MerchantRecord {
+function toMerchant(r: Selectable<MerchantSettingsTable> & { id: string; name: string; created_at: number }): MerchantRecord {
   return {
-    id: r.id, name: r.name,
+    id: r.id, name: r.name, mode: r.mode as Mode,
     allowedOrigins: JSON.parse(r.allowed_origins), allowedProxyTargets: JSON.parse(r.allowed_proxy_targets),
     processor: JSON.parse(r.processor), cvvBlockThreshold: Number(r.cvv_block_threshold),
     cvcSessionTtlSeconds: Number(r.cvc_session_ttl_seconds), createdAt: Number(r.created_at), updatedAt: Number(r.updated_at),
@@ -303,12 +303,19 @@ export class KyselyStore implements Store {
   }
 
   async insertMerchant(m: MerchantRecord): Promise<void> {
-    await this.db.insertInto('merchants').values({
-      id: m.id, name: m.name, allowed_origins: JSON.stringify(m.allowedOrigins),
-      allowed_proxy_targets: JSON.stringify(m.allowedProxyTargets), processor: JSON.stringify(m.processor),
-      cvv_block_threshold: m.cvvBlockThreshold, cvc_session_ttl_seconds: m.cvcSessionTtlSeconds,
-      created_at: m.createdAt, updated_at: m.updatedAt,
-    }).execute();
+    const db = this.db;
+    const settings = {
+      merchant_id: m.id, allowed_origins: JSON.stringify(m.allowedOrigins), allowed_proxy_targets: JSON.stringify(m.allowedProxyTargets),
+      processor: JSON.stringify(m.processor), cvv_block_threshold: m.cvvBlockThreshold, cvc_session_ttl_seconds: m.cvcSessionTtlSeconds, updated_at: m.updatedAt,
+    };
+    await this.#transaction(function* (): Unit<void> {
+      // The legacy setting columns are not read (settings live per mode in merchant_settings).
+      yield db.insertInto('merchants').values({
+        id: m.id, name: m.name, allowed_origins: '[]', allowed_proxy_targets: '[]', processor: '{"type":"simulator"}',
+        cvv_block_threshold: m.cvvBlockThreshold, cvc_session_ttl_seconds: m.cvcSessionTtlSeconds, created_at: m.createdAt, updated_at: m.updatedAt,
+      });
+      yield db.insertInto('merchant_settings').values([{ ...settings, mode: 'test' }, { ...settings, mode: 'live' }]);
+    });
   }
 
   /**
@@ -317,20 +324,23 @@ export class KyselyStore implements Store {
    * instance within a second.
    */
   readonly #merchants = new Map<string, { at: number; m: MerchantRecord }>();
-  async getMerchant(id: string): Promise<MerchantRecord | null> {
+  async getMerchant(id: string, mode: Mode): Promise<MerchantRecord | null> {
     const now = Date.now();
-    const hit = this.#merchants.get(id);
+    const key = `${id}|${mode}`;
+    const hit = this.#merchants.get(key);
     if (hit && now - hit.at < 1000) return hit.m;
-    const r = await this.db.selectFrom('merchants').selectAll().where('id', '=', id).executeTakeFirst();
+    const r = await this.db.selectFrom('merchant_settings').innerJoin('merchants', 'merchants.id', 'merchant_settings.merchant_id')
+      .selectAll('merchant_settings').select(['merchants.id as id', 'merchants.name as name', 'merchants.created_at as created_at'])
+      .where('merchant_settings.merchant_id', '=', id).where('merchant_settings.mode', '=', mode).executeTakeFirst();
     if (!r) return null;
     const m = Object.freeze(toMerchant(r)) as MerchantRecord;
     if (this.#merchants.size > 10_000) this.#merchants.clear();
-    this.#merchants.set(id, { at: now, m });
+    this.#merchants.set(key, { at: now, m });
     return m;
   }
 
   async listAllAllowedOrigins(): Promise<string[]> {
-    const rows = await this.db.selectFrom('merchants').select('allowed_origins').execute();
+    const rows = await this.db.selectFrom('merchant_settings').select('allowed_origins').execute();
     const all = new Set<string>();
     for (const r of rows) for (const o of JSON.parse(r.allowed_origins) as string[]) all.add(o);
     return [...all];
@@ -693,16 +703,16 @@ export class KyselyStore implements Store {
       .where((eb) => eb.or([eb('failed_attempts', '>', 0), eb('blocked', '=', 1)])));
   }
 
-  async updateMerchant(id: string, patch: Parameters<Store['updateMerchant']>[1], now: number): Promise<MerchantRecord | null> {
-    const set: Updateable<MerchantsTable> = { updated_at: now };
+  async updateMerchant(id: string, mode: Mode, patch: Parameters<Store['updateMerchant']>[2], now: number): Promise<MerchantRecord | null> {
+    const set: Updateable<MerchantSettingsTable> = { updated_at: now };
     if (patch.allowedOrigins) set.allowed_origins = JSON.stringify(patch.allowedOrigins);
     if (patch.allowedProxyTargets) set.allowed_proxy_targets = JSON.stringify(patch.allowedProxyTargets);
     if (patch.processor) set.processor = JSON.stringify(patch.processor);
     if (patch.cvvBlockThreshold !== undefined) set.cvv_block_threshold = patch.cvvBlockThreshold;
     if (patch.cvcSessionTtlSeconds !== undefined) set.cvc_session_ttl_seconds = patch.cvcSessionTtlSeconds;
-    await this.db.updateTable('merchants').set(set).where('id', '=', id).execute();
-    this.#merchants.delete(id);
-    return this.getMerchant(id);
+    await this.db.updateTable('merchant_settings').set(set).where('merchant_id', '=', id).where('mode', '=', mode).execute();
+    this.#merchants.delete(`${id}|${mode}`);
+    return this.getMerchant(id, mode);
   }
 
   /**

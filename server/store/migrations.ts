@@ -268,10 +268,39 @@ const m0006: Migration = {
   },
 };
 
+/**
+ * Settings per mode (API.md section 8): a test key must never change where
+ * live card data goes. Each merchant's one shared record becomes two rows,
+ * test and live, both with what the merchant had set, so nothing is lost. The
+ * merchants table keeps its name; its old setting columns are no longer read,
+ * and the processor there (a sealed copy of the provider's credentials) is
+ * cleared so it does not linger.
+ */
+const m0007: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema.createTable('merchant_settings')
+      .addColumn('merchant_id', 'text', (c) => c.notNull().references('merchants.id'))
+      .addColumn('mode', 'text', (c) => c.notNull())
+      .addColumn('allowed_origins', 'text', (c) => c.notNull())
+      .addColumn('allowed_proxy_targets', 'text', (c) => c.notNull())
+      .addColumn('processor', 'text', (c) => c.notNull())
+      .addColumn('cvv_block_threshold', 'integer', (c) => c.notNull())
+      .addColumn('cvc_session_ttl_seconds', 'integer', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .addPrimaryKeyConstraint('merchant_settings_pk', ['merchant_id', 'mode'])
+      .execute();
+    for (const mode of ['test', 'live']) {
+      await sql`INSERT INTO merchant_settings (merchant_id, mode, allowed_origins, allowed_proxy_targets, processor, cvv_block_threshold, cvc_session_ttl_seconds, updated_at)
+        SELECT id, ${mode}, allowed_origins, allowed_proxy_targets, processor, cvv_block_threshold, cvc_session_ttl_seconds, updated_at FROM merchants`.execute(db);
+    }
+    await sql`UPDATE merchants SET processor = '{"type":"simulator"}', allowed_origins = '[]', allowed_proxy_targets = '[]'`.execute(db);
+  },
+};
+
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_initial': m0001(engine), '0002_payments_webhooks': m0002(engine), '0003_custom_forms': m0003, '0004_cvv_key_shares': m0004(engine), '0005_indexes': m0005, '0006_charge_ownership': m0006 };
+      return { '0001_initial': m0001(engine), '0002_payments_webhooks': m0002(engine), '0003_custom_forms': m0003, '0004_cvv_key_shares': m0004(engine), '0005_indexes': m0005, '0006_charge_ownership': m0006, '0007_settings_per_mode': m0007 };
     },
   };
 }

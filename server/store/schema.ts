@@ -10,6 +10,17 @@ export interface MerchantsTable {
   created_at: number;
   updated_at: number;
 }
+/** A merchant's settings, one row per mode (API.md section 8): a key reads and writes only its own mode's. */
+export interface MerchantSettingsTable {
+  merchant_id: string;
+  mode: string;
+  allowed_origins: string;
+  allowed_proxy_targets: string;
+  processor: string;
+  cvv_block_threshold: number;
+  cvc_session_ttl_seconds: number;
+  updated_at: number;
+}
 export interface ApiKeysTable {
   id: string;
   merchant_id: string;
@@ -206,6 +217,7 @@ export interface Database {
   signing_keys: SigningKeysTable;
   cards: CardsTable;
   cvv_status: CvvStatusTable;
+  merchant_settings: MerchantSettingsTable;
   cvc_sessions: CvcSessionsTable;
   sessions: SessionsTable;
   idempotency_keys: IdempotencyTable;

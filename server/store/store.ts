@@ -5,9 +5,12 @@ export type Operation = 'collectCvv' | 'threeDS' | 'charge';
 export type SessionStatus = 'active' | 'completed' | 'canceled' | 'expired';
 export type CvvRetention = 'single_use' | 'cache';
 
+/** A merchant as one of its modes sees it: its name, and that mode's settings (API.md section 8). */
 export interface MerchantRecord {
   id: string;
   name: string;
+  /** Whose settings these are: a test key reads and writes only the test ones, a live key only the live ones. */
+  mode: Mode;
   allowedOrigins: string[];
   allowedProxyTargets: string[];
   processor: Record<string, unknown>;
@@ -220,9 +223,11 @@ export interface Store {
   /** Sets it only if absent; returns the value now stored. */
   putMetaIfAbsent(name: string, value: string): Promise<string>;
 
+  /** A new merchant, with `m`'s settings in both modes. */
   insertMerchant(m: MerchantRecord): Promise<void>;
-  getMerchant(id: string): Promise<MerchantRecord | null>;
-  /** Every origin some merchant allows (CORS preflights). */
+  /** The merchant with one mode's settings. */
+  getMerchant(id: string, mode: Mode): Promise<MerchantRecord | null>;
+  /** Every origin some merchant allows in either mode (CORS preflights). */
   listAllAllowedOrigins(): Promise<string[]>;
 
   insertApiKey(k: ApiKeyRecord): Promise<void>;
@@ -267,7 +272,8 @@ export interface Store {
   recordCvvFailure(merchantId: string, fingerprint: string, threshold: number, now: number): Promise<CvvStatusRecord>;
   /** A match (or an unblock): the count back to zero, unblocked. */
   resetCvvStatus(merchantId: string, fingerprint: string, now: number): Promise<void>;
-  updateMerchant(id: string, patch: Partial<Pick<MerchantRecord, 'allowedOrigins' | 'allowedProxyTargets' | 'processor' | 'cvvBlockThreshold' | 'cvcSessionTtlSeconds'>>, now: number): Promise<MerchantRecord | null>;
+  /** Changes one mode's settings only. */
+  updateMerchant(id: string, mode: Mode, patch: Partial<Pick<MerchantRecord, 'allowedOrigins' | 'allowedProxyTargets' | 'processor' | 'cvvBlockThreshold' | 'cvcSessionTtlSeconds'>>, now: number): Promise<MerchantRecord | null>;
 
   insertSession(s: SessionRecord): Promise<void>;
   getSession(merchantId: string, mode: Mode, id: string): Promise<SessionRecord | null>;

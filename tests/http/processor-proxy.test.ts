@@ -6,6 +6,7 @@ import request from 'supertest';
 import { type Recorded, RecordingServer } from '../helpers/recording-server.js';
 import { isPrivateAddress, outbound, OutboundError } from '../../server/connectors/outbound.js';
 import { ChargeService } from '../../server/domain/charges.js';
+import { processorAad } from '../../server/domain/merchants.js';
 import { newId } from '../../server/domain/ids.js';
 import {
   auth, collect, decodeJws, type Harness, makeCard, makeHarness, makeMerchant, makeSession, TEST_CARD, type TestMerchant,
@@ -80,6 +81,21 @@ const BODY_TEMPLATE = JSON.stringify({
   amount: 0, currency: '${amount.currency}', reference: '${reference}', idempotency_key: '${idempotencyKey}',
   three_ds: { eci: '${threeDS.eci}', cavv: '${threeDS.authenticationValue}', ds_transaction_id: '${threeDS.dsTransactionId}' },
 }).replace('"amount":0', '"amount":${amount.value}');
+
+/**
+ * Settings written straight to the store, past PATCH /Merchant's checks: what a target saved while its name
+ * resolved to a public address looks like once it resolves to a private one (DNS rebinding). The connect-time
+ * guard is what must hold then.
+ */
+async function forceSettings(h: Harness, merchantId: string, mode: 'test' | 'live', p: { allowedProxyTargets?: string[]; processor?: Record<string, unknown> }): Promise<void> {
+  const processor = p.processor
+    ? { type: 'http', url: (p.processor.request as { url: string }).url, scope: 'mode', ...(() => {
+      const sealed = h.deps.keyring.seal('settings', JSON.stringify(p.processor), processorAad(merchantId, mode, 'mode'));
+      return { sealed: sealed.blob.toString('base64'), keyVersion: sealed.keyVersion };
+    })() }
+    : undefined;
+  await h.deps.store.updateMerchant(merchantId, mode, { ...(p.allowedProxyTargets ? { allowedProxyTargets: p.allowedProxyTargets } : {}), ...(processor ? { processor } : {}) }, h.clock.now());
+}
 
 function processorConfig(base: string, over: Record<string, unknown> = {}): Record<string, unknown> {
   return {
@@ -404,9 +420,17 @@ describe('http processor: live mode never reaches private addresses, even with C
     h = await makeHarness({ env: { CVVOPS_ALLOW_PRIVATE_TARGETS: 'on' } });
     m = await makeMerchant(h);
     p = await FakeProvider.start();
-    const r = await request(h.app).patch('/Merchant').set(auth(m.liveKey))
+    // The live key cannot save a loopback processor at all (refused before any charge)...
+    const live = await request(h.app).patch('/Merchant').set(auth(m.liveKey))
+      .send({ allowedProxyTargets: [`${p.base}/`], processor: processorConfig(p.base) });
+    assert.equal(live.status, 403, JSON.stringify(live.body));
+    assert.equal(live.body.error.code, 'target_not_allowed');
+    // ...the test key can, for test mode (CVVOPS_ALLOW_PRIVATE_TARGETS=on); and one that got into the live settings
+    // anyway (a name that resolved elsewhere when it was saved) is still never reached from live mode.
+    const r = await request(h.app).patch('/Merchant').set(auth(m.testKey))
       .send({ allowedProxyTargets: [`${p.base}/`], processor: processorConfig(p.base) });
     assert.equal(r.status, 200, JSON.stringify(r.body));
+    await forceSettings(h, m.id, 'live', { allowedProxyTargets: [`${p.base}/`], processor: processorConfig(p.base) });
   });
   after(async () => {
     await p.close();
@@ -578,6 +602,12 @@ describe('POST /proxy through a local fake provider', () => {
   });
 
   describe('live mode', () => {
+    before(async () => {
+      // Live settings are the live key's own: an https target that does not resolve stands in for a provider.
+      const r = await request(h.app).patch('/Merchant').set(auth(m.liveKey)).send({ allowedProxyTargets: ['https://psp.example.invalid/'] });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+    });
+
     async function liveCvc(retention: 'single_use' | 'cache' = 'single_use') {
       const liveCard = await makeCard(h, m.liveKey, { number: LIVE_CARD });
       const s = await makeSession(h, m.liveKey, { card: liveCard, cvvRetention: retention });
@@ -607,7 +637,10 @@ describe('POST /proxy through a local fake provider', () => {
       const listed = [target, `https://127.0.0.1:${p.port}/forward`, `https://localhost:${p.port}/forward`, `http://localhost:${p.port}/forward`,
         `https://[::1]:${p.port}/forward`, `https://127.0.0.2:${p.port}/forward`];
       const r0 = await request(h.app).patch('/Merchant').set(auth(m.liveKey)).send({ allowedProxyTargets: [...listed, 'https://psp.example.invalid/'] });
-      assert.equal(r0.status, 200, JSON.stringify(r0.body));
+      assert.equal(r0.status, 403, 'a live key cannot list private targets');
+      assert.equal(r0.body.error.code, 'target_not_allowed');
+      // Listed anyway (saved while the names resolved elsewhere): every forward is still refused.
+      await forceSettings(h, m.id, 'live', { allowedProxyTargets: [...listed, 'https://psp.example.invalid/'] });
       const liveCard = await makeCard(h, m.liveKey, { number: LIVE_CARD });
       for (const t of listed) {
         const r = await proxy(m.liveKey, { 'X-Proxy-Target': t, 'X-Card-Token': liveCard }, '{"number":"${cardNumber}"}');
@@ -649,7 +682,9 @@ describe('without CVVOPS_ALLOW_PRIVATE_TARGETS: loopback targets are refused in 
   it('POST /proxy to http(s)://127.0.0.1 or localhost is 403 target_not_allowed and nothing reaches the provider', async () => {
     const targets = [`${p.base}/forward`, `https://127.0.0.1:${p.port}/forward`, `https://localhost:${p.port}/forward`, `http://localhost:${p.port}/forward`];
     const r0 = await request(h.app).patch('/Merchant').set(auth(m.testKey)).send({ allowedProxyTargets: targets });
-    assert.equal(r0.status, 200, JSON.stringify(r0.body));
+    assert.equal(r0.status, 403, 'refused when saved');
+    assert.equal(r0.body.error.code, 'target_not_allowed');
+    await forceSettings(h, m.id, 'test', { allowedProxyTargets: targets });
     const card = await makeCard(h, m.testKey);
     for (const t of targets) {
       const r = await request(h.app).post('/proxy').set({ ...auth(m.testKey), 'X-Proxy-Target': t, 'X-Card-Token': card, 'Content-Type': 'application/json' })
@@ -663,7 +698,8 @@ describe('without CVVOPS_ALLOW_PRIVATE_TARGETS: loopback targets are refused in 
   it('an http processor on 127.0.0.1 gives an error result and nothing reaches the provider', async () => {
     h.clock.advance(1);
     const r0 = await request(h.app).patch('/Merchant').set(auth(m.testKey)).send({ allowedProxyTargets: [`${p.base}/`], processor: processorConfig(p.base) });
-    assert.equal(r0.status, 200, JSON.stringify(r0.body));
+    assert.equal(r0.status, 403, 'refused when saved');
+    await forceSettings(h, m.id, 'test', { allowedProxyTargets: [`${p.base}/`], processor: processorConfig(p.base) });
     const card = await makeCard(h, m.testKey);
     const s = await makeSession(h, m.testKey, { card });
     const r = await op(h, 'charge', (await collect(h, s.token)).body.token);

@@ -155,7 +155,7 @@ describe('the CVV vault', () => {
   });
 
   it('blocking: three incorrect_cvc in a row block the card number (across tokens) until unblocked; a match resets', async () => {
-    const merchant = (await h.deps.store.getMerchant(m.id))!;
+    const merchant = (await h.deps.store.getMerchant(m.id, 'live'))!;
     const t1 = await makeCard(h, m.liveKey, { number: '5454545454545454' });
     const t2 = await makeCard(h, m.liveKey, { number: '5454545454545454' });
     const card1 = (await h.deps.store.getCard(m.id, 'live', t1))!;
@@ -191,7 +191,7 @@ describe('the CVV vault', () => {
   it('the threshold is a merchant setting (cvvBlockThreshold)', async () => {
     await request(h.app).patch('/Merchant').set(auth(m.liveKey)).send({ cvvBlockThreshold: 1 }).expect(200);
     try {
-      const merchant = (await h.deps.store.getMerchant(m.id))!;
+      const merchant = (await h.deps.store.getMerchant(m.id, 'live'))!;
       const t = await makeCard(h, m.liveKey, { number: '4111111111111111' });
       await h.deps.vault.recordCvvResult(merchant, (await h.deps.store.getCard(m.id, 'live', t))!, { cvvResult: 'N', declineCode: 'incorrect_cvc' });
       assert.equal((await request(h.app).get(`/Cards/${t}/cvv/status`).set(auth(m.liveKey))).body.status, 'Blocked');

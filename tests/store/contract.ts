@@ -37,7 +37,7 @@ function assertSealed(got: Sealed | null | undefined, want: Sealed, what: string
 
 function merchantRec(over: Partial<MerchantRecord> = {}): MerchantRecord {
   return {
-    id: uid('mer'), name: 'Shop', allowedOrigins: ['https://shop.example'], allowedProxyTargets: [],
+    id: uid('mer'), name: 'Shop', mode: 'test', allowedOrigins: ['https://shop.example'], allowedProxyTargets: [],
     processor: { type: 'simulator' }, cvvBlockThreshold: 3, cvcSessionTtlSeconds: 90, createdAt: T0, updatedAt: T0, ...over,
   };
 }
@@ -103,7 +103,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         await store.migrate();
         await store.ping();
         assert.equal(await store.getMeta(n), 'kept');
-        assert.deepEqual(await store.getMerchant(mA.id), mA);
+        assert.deepEqual(await store.getMerchant(mA.id, 'test'), mA);
       });
 
       it('reports its engine', () => {
@@ -135,15 +135,15 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
           cvvBlockThreshold: 5, cvcSessionTtlSeconds: 300, createdAt: T0 - 5, updatedAt: T0 + 5,
         });
         await store.insertMerchant(m);
-        assert.deepEqual(await store.getMerchant(m.id), m);
-        assert.equal(await store.getMerchant(uid('mer')), null);
+        assert.deepEqual(await store.getMerchant(m.id, 'test'), m);
+        assert.equal(await store.getMerchant(uid('mer'), 'test'), null);
       });
 
       it('refuses a second merchant with the same id', async () => {
         const m = merchantRec();
         await store.insertMerchant(m);
         await assert.rejects(store.insertMerchant({ ...m, name: 'Other' }));
-        assert.equal((await store.getMerchant(m.id))?.name, 'Shop');
+        assert.equal((await store.getMerchant(m.id, 'test'))?.name, 'Shop');
       });
 
       it('listAllAllowedOrigins has every merchant\'s origins, each once', async () => {
@@ -926,27 +926,42 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         const m = merchantRec();
         await store.insertMerchant(m);
         const processor = { type: 'http', url: 'https://psp.example/v1/charges', sealed: randomBytes(30).toString('base64') };
-        const a = await store.updateMerchant(m.id, { processor, cvvBlockThreshold: 5 }, T0 + 10);
+        const a = await store.updateMerchant(m.id, 'test', { processor, cvvBlockThreshold: 5 }, T0 + 10);
         const want1 = { ...m, processor, cvvBlockThreshold: 5, updatedAt: T0 + 10 };
         assert.deepEqual(a, want1);
-        assert.deepEqual(await store.getMerchant(m.id), want1);
+        assert.deepEqual(await store.getMerchant(m.id, 'test'), want1);
 
-        const b = await store.updateMerchant(m.id, {
+        const b = await store.updateMerchant(m.id, 'test', {
           allowedOrigins: ['https://new.example', 'http://localhost:4000'], allowedProxyTargets: ['https://psp.example/v1/'], cvcSessionTtlSeconds: 3600,
         }, T0 + 20);
         const want2 = { ...want1, allowedOrigins: ['https://new.example', 'http://localhost:4000'], allowedProxyTargets: ['https://psp.example/v1/'], cvcSessionTtlSeconds: 3600, updatedAt: T0 + 20 };
         assert.deepEqual(b, want2);
         assert.ok((await store.listAllAllowedOrigins()).includes('http://localhost:4000'));
 
-        assert.deepEqual(await store.updateMerchant(m.id, { allowedOrigins: [] }, T0 + 30), { ...want2, allowedOrigins: [], updatedAt: T0 + 30 }, 'an empty list is a value');
-        assert.deepEqual(await store.updateMerchant(m.id, {}, T0 + 40), { ...want2, allowedOrigins: [], updatedAt: T0 + 40 }, 'an empty patch only touches updatedAt');
-        assert.deepEqual(await store.getMerchant(mA.id), mA, 'other merchants are untouched');
+        assert.deepEqual(await store.updateMerchant(m.id, 'test', { allowedOrigins: [] }, T0 + 30), { ...want2, allowedOrigins: [], updatedAt: T0 + 30 }, 'an empty list is a value');
+        assert.deepEqual(await store.updateMerchant(m.id, 'test', {}, T0 + 40), { ...want2, allowedOrigins: [], updatedAt: T0 + 40 }, 'an empty patch only touches updatedAt');
+        assert.deepEqual(await store.getMerchant(mA.id, 'test'), mA, 'other merchants are untouched');
+      });
+
+      it('settings are per mode: a new merchant has the same in both; changing one mode never touches the other', async () => {
+        const m = merchantRec({ allowedOrigins: ['https://both.example'], allowedProxyTargets: ['https://psp.example/'] });
+        await store.insertMerchant(m);
+        assert.deepEqual(await store.getMerchant(m.id, 'live'), { ...m, mode: 'live' });
+        const processor = { type: 'http', url: 'https://evil.example/steal', sealed: 'x' };
+        await store.updateMerchant(m.id, 'test', { processor, allowedOrigins: ['https://test-only.example'], allowedProxyTargets: ['https://evil.example/'], cvvBlockThreshold: 20, cvcSessionTtlSeconds: 3600 }, T0 + 10);
+        assert.deepEqual(await store.getMerchant(m.id, 'live'), { ...m, mode: 'live' }, 'live settings untouched by a test-mode change');
+        const t = await store.getMerchant(m.id, 'test');
+        assert.deepEqual(t?.processor, processor);
+        assert.deepEqual(t?.allowedOrigins, ['https://test-only.example']);
+        assert.ok((await store.listAllAllowedOrigins()).includes('https://both.example'), "the live mode's origins still count for preflights");
+        await store.updateMerchant(m.id, 'live', { allowedOrigins: [] }, T0 + 20);
+        assert.deepEqual((await store.getMerchant(m.id, 'test'))?.allowedOrigins, ['https://test-only.example'], 'and the other way round');
       });
 
       it('updateMerchant of an unknown merchant is null and creates nothing', async () => {
         const id = uid('mer');
-        assert.equal(await store.updateMerchant(id, { cvvBlockThreshold: 4 }, T0), null);
-        assert.equal(await store.getMerchant(id), null);
+        assert.equal(await store.updateMerchant(id, 'test', { cvvBlockThreshold: 4 }, T0), null);
+        assert.equal(await store.getMerchant(id, 'test'), null);
       });
     });
 

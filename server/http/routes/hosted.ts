@@ -79,7 +79,7 @@ export function hostedRoutes(app: Express, d: Deps): void {
 
   async function merchantOfSession(id: unknown): Promise<MerchantRecord> {
     const s = typeof id === 'string' ? await d.store.getSessionById(id) : null;
-    const m = s ? await d.store.getMerchant(s.merchantId) : null;
+    const m = s ? await d.store.getMerchant(s.merchantId, s.mode) : null;
     if (!m) throw new AppError('not_found', 'No such session.');
     return m;
   }
@@ -101,9 +101,9 @@ export function hostedRoutes(app: Express, d: Deps): void {
     if (!preview) {
       const s = await d.store.getSessionById(String(req.query.session));
       if (!s || s.merchantId !== form.merchantId || s.form !== form.id) throw new AppError('not_found', 'No such session.');
-      origins = (await d.store.getMerchant(s.merchantId))?.allowedOrigins ?? [];
+      origins = (await d.store.getMerchant(s.merchantId, s.mode))?.allowedOrigins ?? [];
     } else {
-      origins = (await d.store.getMerchant(form.merchantId))?.allowedOrigins ?? [];
+      origins = (await d.store.getMerchant(form.merchantId, form.mode))?.allowedOrigins ?? [];
     }
     const n = nonce();
     framable(res, hostedCsp(n, origins, { styleNonce: true }));
@@ -113,7 +113,7 @@ export function hostedRoutes(app: Express, d: Deps): void {
   // The 3-D Secure challenge: a plain HTML form that works without JavaScript.
   const form = express.urlencoded({ extended: false, limit: 4096, parameterLimit: 5 });
   async function renderChallenge(res: Response, t: TdsRecord, parentOrigin: string): Promise<void> {
-    const m = await d.store.getMerchant(t.merchantId);
+    const m = await d.store.getMerchant(t.merchantId, t.mode);
     const origins = m?.allowedOrigins ?? [];
     const n = nonce();
     framable(res, hostedCsp(n, origins, { styleNonce: true }));
