@@ -721,16 +721,14 @@ export class KyselyStore implements Store {
    * synchronously by default. On SQLite (WAL) `synchronous=FULL` means: the
    * WAL is fsync'ed after the commit. We do exactly that, but in the thread
    * pool and shared: the write commits (at the connection's setting), then
-   * `fn`'s caller waits for an fdatasync of the WAL file that started after
+   * its caller waits for an fdatasync of the WAL file that started after
    * the commit. Concurrent charges share one fdatasync (group commit), and
    * the event loop, and the write lock other processes wait for, are not
    * held during the disk flush (the profile showed FULL commits at ~10 % of
    * the server's time, all of it waiting on the disk).
    */
-  async #durable<T>(fn: () => Promise<T>): Promise<T> {
-    const out = await fn();
+  async #durable(): Promise<void> {
     if (this.#walPath && this.#opts.synchronous !== 'FULL') await this.#syncWal();
-    return out;
   }
 
   /** The SQLite WAL file (null for PostgreSQL and in-memory databases). */
@@ -810,32 +808,6 @@ export class KyselyStore implements Store {
     return Number(r.numUpdatedRows) === 1;
   }
 
-  async insertChargeIntent(c: ChargeRecord): Promise<boolean> {
-    return this.#durable(async () => {
-      const args = {
-        id: c.id, merchant_id: c.merchantId, session_id: c.sessionId, mode: c.mode, idempotency_key: c.idempotencyKey,
-        request_hash: c.requestHash, provider_key: c.providerKey, processor: c.processor, amount_value: c.amount.value,
-        currency: c.amount.currency, status: c.status, created_at: c.createdAt, updated_at: c.updatedAt,
-      };
-      const { affected } = await this.#exec('insertChargeIntent', args, (a) => this.db.insertInto('charges').values({
-        ...a, authorization_code: null, decline_code: null, cvv_result: null, avs_result: null, network_transaction_id: null, response_sealed: null,
-      }).onConflict((oc) => oc.doNothing()));
-      return affected === 1;
-    });
-  }
-
-  async finishCharge(id: string, o: Parameters<Store['finishCharge']>[1], now: number): Promise<boolean> {
-    return this.#durable(async () => {
-      const args = {
-        id, status: o.status, authorization_code: o.authorizationCode, decline_code: o.declineCode, cvv_result: o.cvvResult,
-        avs_result: o.avsResult, network_transaction_id: o.networkTransactionId, updated_at: now,
-      };
-      const { affected } = await this.#exec('finishCharge', args, ({ id: idArg, ...a }) => this.db.updateTable('charges').set(a)
-        .where('id', '=', idArg).where('status', '=', 'pending'));
-      return affected === 1;
-    });
-  }
-
   async setChargeResponse(id: string, sealed: Sealed): Promise<void> {
     await this.#exec('setChargeResponse', { id, sealed: pack(sealed) }, (a) => this.db.updateTable('charges').set({ response_sealed: a.sealed }).where('id', '=', a.id));
   }
@@ -849,12 +821,6 @@ export class KyselyStore implements Store {
     const { rows: [r] } = await this.#exec('findChargeByIdempotencyKey', { merchantId, mode, key }, (a) => this.db.selectFrom('charges').selectAll()
       .where('merchant_id', '=', a.merchantId).where('mode', '=', a.mode).where('idempotency_key', '=', a.key));
     return r ? toCharge(r) : null;
-  }
-
-  async listPendingCharges(olderThan: number, limit: number): Promise<ChargeRecord[]> {
-    const rows = await this.db.selectFrom('charges').selectAll().where('status', '=', 'pending').where('created_at', '<', olderThan)
-      .orderBy('created_at').limit(limit).execute();
-    return rows.map(toCharge);
   }
 
   async insertWebhookEndpoint(e: WebhookEndpointRecord): Promise<void> {
@@ -986,7 +952,7 @@ export class KyselyStore implements Store {
         if (e instanceof Rollback) return e.value as T;
         throw e;
       }
-      if (opts.durable && this.#walPath && this.#opts.synchronous !== 'FULL') await this.#syncWal();
+      if (opts.durable) await this.#durable();
       return out;
     }
     const pool = this.pgPool as { connect(): Promise<{ query(text: string, values?: unknown[]): Promise<{ rows: any[]; rowCount: number | null }>; release(): void }> };

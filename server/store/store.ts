@@ -348,14 +348,9 @@ export interface Store {
   /** challenge → completed, once; false if it was already completed. */
   completeTds(id: string, result: NonNullable<TdsRecord['result']>, now: number): Promise<boolean>;
 
-  /** The charge intent, durable before the processor is called; false if the idempotency key is taken. */
-  insertChargeIntent(c: ChargeRecord): Promise<boolean>;
-  /** The outcome, durable before the response is sent (only from pending). recordChargeOutcome also keeps the CVV count. */
-  finishCharge(id: string, outcome: Pick<ChargeRecord, 'status' | 'authorizationCode' | 'declineCode' | 'cvvResult' | 'avsResult' | 'networkTransactionId'>, now: number): Promise<boolean>;
   setChargeResponse(id: string, sealed: Sealed): Promise<void>;
   getCharge(id: string): Promise<ChargeRecord | null>;
   findChargeByIdempotencyKey(merchantId: string, mode: Mode, key: string): Promise<ChargeRecord | null>;
-  listPendingCharges(olderThan: number, limit: number): Promise<ChargeRecord[]>;
 
   insertWebhookEndpoint(e: WebhookEndpointRecord): Promise<void>;
   listWebhookEndpoints(merchantId: string, mode: Mode): Promise<WebhookEndpointRecord[]>;

@@ -1261,35 +1261,42 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
       const outcome = {
         status: 'approved' as const, authorizationCode: '831000', declineCode: null, cvvResult: 'M', avsResult: 'U', networkTransactionId: 'nt_1',
       };
+      /** A charge's intent, stored the only way there is: by a charge winning a session of its own (beginCharge). */
+      const intentFor = async (c: ChargeRecord): Promise<boolean> => {
+        const sess = await newSession({ merchantId: c.merchantId, mode: c.mode });
+        return (await store.beginCharge({ claim: { id: sess.id, jti: sess.jti, newJti: uid('jti'), now: T0 }, charge: c, cvv: null })) === 'ok';
+      };
+      const finish = async (id: string, o: Parameters<Store['recordChargeOutcome']>[1], now: number): Promise<boolean> =>
+        (await store.recordChargeOutcome(id, o, now, 3)).recorded;
 
-      it('insertChargeIntent stores the intent with every field; getCharge of an unknown one is null', async () => {
+      it('beginCharge stores the intent with every field; getCharge of an unknown one is null', async () => {
         const c = chargeRec({ amount: { value: 5_000_000_000, currency: 'JPY' }, mode: 'live', createdAt: T0 + 1, updatedAt: T0 + 2 });
-        assert.equal(await store.insertChargeIntent(c), true);
+        assert.equal(await intentFor(c), true);
         assert.deepEqual(await store.getCharge(c.id), c);
         const noKey = chargeRec({ idempotencyKey: null });
-        assert.equal(await store.insertChargeIntent(noKey), true);
+        assert.equal(await intentFor(noKey), true);
         assert.deepEqual(await store.getCharge(noKey.id), noKey);
         assert.equal(await store.getCharge(uid('ch')), null);
       });
 
-      it('insertChargeIntent: false for a second intent with the same merchant, mode and key; keys are scoped', async () => {
+      it('beginCharge: key_reused for a second intent with the same merchant, mode and key; keys are scoped', async () => {
         const c = chargeRec();
-        assert.equal(await store.insertChargeIntent(c), true);
+        assert.equal(await intentFor(c), true);
         const dup = chargeRec({ idempotencyKey: c.idempotencyKey, sessionId: c.sessionId });
-        assert.equal(await store.insertChargeIntent(dup), false);
+        assert.equal(await intentFor(dup), false);
         assert.equal(await store.getCharge(dup.id), null, 'the second intent is not stored');
         assert.deepEqual(await store.getCharge(c.id), c, 'the first is untouched');
-        assert.equal(await store.insertChargeIntent(chargeRec({ idempotencyKey: c.idempotencyKey, mode: 'live' })), true, 'the other mode');
-        assert.equal(await store.insertChargeIntent(chargeRec({ idempotencyKey: c.idempotencyKey, merchantId: mB.id })), true, 'another merchant');
+        assert.equal(await intentFor(chargeRec({ idempotencyKey: c.idempotencyKey, mode: 'live' })), true, 'the other mode');
+        assert.equal(await intentFor(chargeRec({ idempotencyKey: c.idempotencyKey, merchantId: mB.id })), true, 'another merchant');
         const sid = uid('cvo');
-        assert.equal(await store.insertChargeIntent(chargeRec({ idempotencyKey: null, sessionId: sid })), true);
-        assert.equal(await store.insertChargeIntent(chargeRec({ idempotencyKey: null, sessionId: sid })), true, 'intents without a key never collide');
+        assert.equal(await intentFor(chargeRec({ idempotencyKey: null, sessionId: sid })), true);
+        assert.equal(await intentFor(chargeRec({ idempotencyKey: null, sessionId: sid })), true, 'intents without a key never collide');
       });
 
       it('10 simultaneous intents with one key: exactly one is stored', async () => {
         const key = uid('idem');
         const intents = Array.from({ length: 10 }, () => chargeRec({ idempotencyKey: key }));
-        const ok = await Promise.all(intents.map((c) => store.insertChargeIntent(c)));
+        const ok = await Promise.all(intents.map((c) => intentFor(c)));
         assert.equal(ok.filter(Boolean).length, 1);
         const winner = intents[ok.indexOf(true)]!;
         assert.deepEqual(await store.findChargeByIdempotencyKey(mA.id, 'test', key), winner);
@@ -1297,35 +1304,35 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
 
       it('findChargeByIdempotencyKey is scoped by merchant and mode', async () => {
         const c = chargeRec();
-        await store.insertChargeIntent(c);
+        await intentFor(c);
         assert.deepEqual(await store.findChargeByIdempotencyKey(mA.id, 'test', c.idempotencyKey!), c);
         assert.equal(await store.findChargeByIdempotencyKey(mB.id, 'test', c.idempotencyKey!), null, 'another merchant');
         assert.equal(await store.findChargeByIdempotencyKey(mA.id, 'live', c.idempotencyKey!), null, 'the other mode');
         assert.equal(await store.findChargeByIdempotencyKey(mA.id, 'test', uid('idem')), null, 'unknown');
       });
 
-      it('finishCharge: only from pending, once', async () => {
+      it('recordChargeOutcome: only from pending, once', async () => {
         const c = chargeRec();
-        await store.insertChargeIntent(c);
-        assert.equal(await store.finishCharge(c.id, outcome, T0 + 5), true);
+        await intentFor(c);
+        assert.equal(await finish(c.id, outcome, T0 + 5), true);
         const done = await store.getCharge(c.id);
         assert.deepEqual(done, { ...c, ...outcome, updatedAt: T0 + 5 });
-        assert.equal(await store.finishCharge(c.id, { ...outcome, status: 'declined', authorizationCode: null, declineCode: 'do_not_honor' }, T0 + 6), false);
+        assert.equal(await finish(c.id, { ...outcome, status: 'declined', authorizationCode: null, declineCode: 'do_not_honor' }, T0 + 6), false);
         assert.deepEqual(await store.getCharge(c.id), done, 'a finished charge keeps its outcome');
-        assert.equal(await store.finishCharge(uid('ch'), outcome, T0), false, 'unknown');
+        assert.equal(await finish(uid('ch'), outcome, T0), false, 'unknown');
 
         const declined = chargeRec();
-        await store.insertChargeIntent(declined);
+        await intentFor(declined);
         const d = { status: 'declined' as const, authorizationCode: null, declineCode: 'incorrect_cvc', cvvResult: 'N', avsResult: null, networkTransactionId: null };
-        assert.equal(await store.finishCharge(declined.id, d, T0 + 1), true);
+        assert.equal(await finish(declined.id, d, T0 + 1), true);
         assert.deepEqual(await store.getCharge(declined.id), { ...declined, ...d, updatedAt: T0 + 1 });
       });
 
       it('10 simultaneous finishes: exactly one outcome is stored', async () => {
         const c = chargeRec();
-        await store.insertChargeIntent(c);
+        await intentFor(c);
         const outcomes = Array.from({ length: 10 }, (_, i) => ({ ...outcome, authorizationCode: `a${i}` }));
-        const ok = await Promise.all(outcomes.map((o, i) => store.finishCharge(c.id, o, T0 + i)));
+        const ok = await Promise.all(outcomes.map((o, i) => finish(c.id, o, T0 + i)));
         assert.equal(ok.filter(Boolean).length, 1);
         const i = ok.indexOf(true);
         assert.deepEqual(await store.getCharge(c.id), { ...c, ...outcomes[i], updatedAt: T0 + i });
@@ -1333,27 +1340,14 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
 
       it('setChargeResponse stores the sealed response byte-exact', async () => {
         const c = chargeRec();
-        await store.insertChargeIntent(c);
-        await store.finishCharge(c.id, outcome, T0 + 1);
+        await intentFor(c);
+        await finish(c.id, outcome, T0 + 1);
         const s1 = { keyVersion: 7, blob: Buffer.concat([Buffer.alloc(3), randomBytes(60)]) };
         await store.setChargeResponse(c.id, s1);
         const got = await store.getCharge(c.id);
         assertSealed(got!.responseSealed, s1, 'response');
         assert.deepEqual(got, { ...c, ...outcome, updatedAt: T0 + 1, responseSealed: s1 });
         assertSealed((await store.findChargeByIdempotencyKey(mA.id, 'test', c.idempotencyKey!))!.responseSealed, s1, 'by key');
-      });
-
-      // The only test calling listPendingCharges: its charges are created far below T0.
-      it('listPendingCharges: pending ones created before a time, oldest first, up to the limit', async () => {
-        const old = [3, 1, 2].map((i) => chargeRec({ createdAt: 1_000 + i, updatedAt: 1_000 + i }));
-        const atLimit = chargeRec({ createdAt: SWEEP_NOW });
-        const finished = chargeRec({ createdAt: 900 });
-        for (const c of [...old, atLimit, finished]) assert.equal(await store.insertChargeIntent(c), true);
-        await store.finishCharge(finished.id, outcome, 950);
-        const sorted = [...old].sort((a, b) => a.createdAt - b.createdAt);
-        assert.deepEqual(await store.listPendingCharges(SWEEP_NOW, 100), sorted, 'pending, created strictly before, oldest first');
-        assert.deepEqual(await store.listPendingCharges(SWEEP_NOW, 2), sorted.slice(0, 2), 'the limit');
-        assert.deepEqual(await store.listPendingCharges(1_002, 100), sorted.slice(0, 1));
       });
     });
 

@@ -39,12 +39,23 @@ describe('SQLite money writes are flushed to disk before they resolve', () => {
     avsResult: null, networkTransactionId: null, responseSealed: null, createdAt: 1, updatedAt: 1,
   });
   const outcome = { status: 'approved' as const, authorizationCode: '1', declineCode: null, cvvResult: 'M', avsResult: 'U', networkTransactionId: null };
+  /** A charge's intent, as a charge stores it: one transaction with the claim of its session. */
+  async function begin(c: ChargeRecord): Promise<boolean> {
+    const jti = `jti_${c.id}`;
+    await store.insertSession({
+      id: c.sessionId, merchantId: c.merchantId, mode: 'test', cardToken: 'tok_x', operations: ['charge'], amount: c.amount, reference: null,
+      require3DS: false, requireCvv: false, maxAttempts: 3, cvvRetention: 'single_use', form: 'hosted', returnUrl: null, metadata: null, status: 'active',
+      jti, seq: 0, tokenHash: 'th', attempts: { collectCvv: 0, threeDS: 0, charge: 0 }, results: {}, replay: null, chargeInFlight: null,
+      expiresAt: 10_000_000, createdAt: 1, updatedAt: 1,
+    });
+    return (await store.beginCharge({ claim: { id: c.sessionId, jti, newJti: `${jti}_won`, now: 1 }, charge: c, cvv: null })) === 'ok';
+  }
 
   it('an intent and an outcome each wait for a WAL flush; ordinary writes do not', async () => {
     const before = store.walSyncs;
-    assert.equal(await store.insertChargeIntent(intent(0)), true);
+    assert.equal(await begin(intent(0)), true);
     assert.equal(store.walSyncs, before + 1);
-    assert.equal(await store.finishCharge('ch_durable0', outcome, 2), true);
+    assert.equal((await store.recordChargeOutcome('ch_durable0', outcome, 2, 3)).recorded, true);
     assert.equal(store.walSyncs, before + 2);
     await store.setChargeResponse('ch_durable0', { keyVersion: 1, blob: Buffer.alloc(40) });
     assert.equal(store.walSyncs, before + 2);
@@ -55,7 +66,7 @@ describe('SQLite money writes are flushed to disk before they resolve', () => {
     const seen: number[] = [];
     await Promise.all(Array.from({ length: 40 }, async (_, i) => {
       const started = store.walSyncs;
-      assert.equal(await store.insertChargeIntent(intent(100 + i)), true);
+      assert.equal(await begin(intent(100 + i)), true);
       seen.push(store.walSyncs - started);
     }));
     assert.ok(seen.every((n) => n >= 1), 'each waited for at least one completed flush');
