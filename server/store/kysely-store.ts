@@ -1,6 +1,6 @@
 import { type Compilable, type CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Selectable, type SelectQueryBuilder, type Updateable } from 'kysely';
 import type BetterSqlite3 from 'better-sqlite3';
-import { closeSync, fdatasync, fstatSync, openSync } from 'node:fs';
+import { chmodSync, closeSync, fdatasync, fstatSync, openSync } from 'node:fs';
 import type { Sealed } from '../domain/keyring.js';
 import { migrationProvider, type Engine } from './migrations.js';
 import type { CardsTable, ChargesTable, CvcSessionsTable, Database, MerchantSettingsTable, SessionsTable, WebhookEndpointsTable, WebhookOutboxTable } from './schema.js';
@@ -135,6 +135,7 @@ export class KyselyStore implements Store {
         const { mkdirSync } = await import('node:fs');
         const { dirname } = await import('node:path');
         mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+        KyselyStore.#ownerOnly(path, true);
       }
       const raw = new Sqlite(path);
       raw.pragma('journal_mode = WAL');
@@ -142,6 +143,8 @@ export class KyselyStore implements Store {
       raw.pragma('secure_delete = ON');
       raw.pragma('foreign_keys = ON');
       raw.pragma('busy_timeout = 5000');
+      // SQLite gives the -wal and -shm files the database file's mode; ones left by an older version are tightened too.
+      if (path !== ':memory:') for (const f of [`${path}-wal`, `${path}-shm`]) KyselyStore.#ownerOnly(f, false);
       // Kysely prepares every statement on every call; the same SQL text is reused here (a profile showed
       // prepare() at ~11 % of the server's time under load). Statements are never iterated, so sharing is safe.
       const statements = new Map<string, BetterSqlite3.Statement>();
@@ -172,6 +175,21 @@ export class KyselyStore implements Store {
       return store;
     }
     throw new Error('unsupported DATABASE_URL');
+  }
+
+  /**
+   * The database files hold card data (encrypted) and its metadata: readable
+   * by their owner only (0600), whatever the umask. `create`: made so before
+   * SQLite opens it, so it is never briefly world-readable.
+   */
+  static #ownerOnly(file: string, create: boolean): void {
+    try {
+      if (create) closeSync(openSync(file, 'a', 0o600));
+      chmodSync(file, 0o600);
+    } catch (e) {
+      // Not there (a -wal before the first write), or not ours to change (a file another user owns): SQLite decides.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' && (e as NodeJS.ErrnoException).code !== 'EPERM') throw e;
+    }
   }
 
   readonly #compiled = new Map<string, { query: CompiledQuery; slots: Array<string | { value: unknown }> }>();

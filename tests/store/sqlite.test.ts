@@ -75,3 +75,27 @@ describe('SQLite money writes are flushed to disk before they resolve', () => {
     for (let i = 0; i < 40; i++) assert.equal((await store.getCharge(`ch_durable${100 + i}`))?.status, 'pending');
   });
 });
+
+/** The database holds card data: its files are the owner's alone (0600), the WAL and shared-memory files too. */
+describe('SQLite files are created 0600', () => {
+  it('a new database, its -wal and -shm files: mode 0600; an existing one made 0644 is tightened at open', async () => {
+    const { statSync, chmodSync } = await import('node:fs');
+    const dir = mkdtempSync(join(tmpdir(), 'cvvops-perm-'));
+    dirs.push(dir);
+    const file = join(dir, 'store.db');
+    const old = process.umask(0o022);
+    try {
+      const store = await openMigrated(`sqlite:${file}`);
+      for (const f of [file, `${file}-wal`, `${file}-shm`]) {
+        assert.equal(statSync(f).mode & 0o777, 0o600, `${f}: ${(statSync(f).mode & 0o777).toString(8)}`);
+      }
+      await store.close();
+      chmodSync(file, 0o644);
+      const again = await openMigrated(`sqlite:${file}`);
+      assert.equal(statSync(file).mode & 0o777, 0o600);
+      await again.close();
+    } finally {
+      process.umask(old);
+    }
+  });
+});
