@@ -235,7 +235,7 @@ export class ChargeService {
       if (!merchant) continue;
       if (now - l.since < this.processorFor(merchant).timeoutMs + IN_FLIGHT_MARGIN_MS) continue;
       try {
-        if (await this.#settle(l.chargeId, l.sessionId, merchant)) settled++;
+        if (await this.#settle(l.chargeId, l.sessionId, l.since, merchant)) settled++;
       } catch (err) {
         this.opts.log?.warn({ merchantId: l.merchantId, session: l.sessionId, chargeId: l.chargeId, err: err instanceof Error ? err.message : String(err) }, 'an interrupted charge could not be settled yet; retrying');
       }
@@ -244,28 +244,32 @@ export class ChargeService {
   }
 
   /**
-   * Settles an interrupted charge: a pending one is looked up at the processor
-   * (never sent again; unknown to it, it never charged: `error`), then, if it
-   * still owns its session, the effects run and the session is freed with a
-   * new token carrying the outcome. Null when someone else settled it. When
-   * the processor cannot be asked, the session stays owned until it has
-   * expired (no charge can follow then), and the charge ends as `error`.
+   * Settles an interrupted charge that owns its session since `since`. One
+   * settler at a time, across instances: it first takes a lease (the
+   * ownership's time moved to now, conditionally), which also spaces out
+   * retries when the processor cannot be reached. A pending charge is looked
+   * up at the processor (never sent again; unknown to it, it never charged:
+   * `error`); then its effects run and the session is freed with a new token
+   * carrying the outcome. Null when another settler has it. When the
+   * processor cannot be asked, the session stays owned until it has expired
+   * (no charge can follow then), and the charge ends as `error`.
    */
-  async #settle(chargeId: string, sessionId: string, merchant: MerchantRecord): Promise<OperationResponse | null> {
-    let c = await this.store.getCharge(chargeId);
+  async #settle(chargeId: string, sessionId: string, since: number, merchant: MerchantRecord): Promise<OperationResponse | null> {
+    if (!(await this.store.leaseChargeRecovery({ id: sessionId, chargeId, since, now: this.clock.now() }))) return null;
     const session = await this.store.getSessionById(sessionId);
     if (!session || session.chargeInFlight?.chargeId !== chargeId) return null;
+    let c = await this.store.getCharge(chargeId);
     let cvvBlocked = false;
     if (!c || c.status === 'pending') {
       const { processor, timeoutMs } = this.processorFor(merchant);
       let outcome: Outcome;
       try {
         const found = c ? await processor.lookup(c.providerKey, c.mode, AbortSignal.timeout(timeoutMs)) : null;
-        outcome = found ? fromResult(found) : { status: 'error', authorizationCode: null, declineCode: null, cvvResult: 'U', avsResult: 'U', networkTransactionId: null };
+        outcome = found ? fromResult(found) : FAILED;
       } catch (err) {
         if (this.clock.now() < session.expiresAt) throw err;
         this.opts.log?.warn({ audit: true, event: 'charge.unknown', merchantId: merchant.id, session: sessionId, chargeId }, 'the outcome of an interrupted charge is unknown: recorded as error; reconcile it with the processor');
-        outcome = { status: 'error', authorizationCode: null, declineCode: null, cvvResult: 'U', avsResult: 'U', networkTransactionId: null };
+        outcome = FAILED;
       }
       if (c) {
         const rec = await this.store.recordChargeOutcome(c.id, outcome, this.clock.now(), merchant.cvvBlockThreshold);
@@ -276,7 +280,7 @@ export class ChargeService {
         c = await this.store.getCharge(chargeId);
       }
     }
-    const outcome: Outcome = c ? outcomeOf(c) : { status: 'error', authorizationCode: null, declineCode: null, cvvResult: 'U', avsResult: 'U', networkTransactionId: null };
+    const outcome: Outcome = c ? outcomeOf(c) : FAILED;
     const amount = c?.amount ?? session.amount ?? { value: 0, currency: 'EUR' };
     const card = await this.store.getCard(session.merchantId, session.mode, session.cardToken);
     // Its effects may not have run (the server stopped after recording the outcome): at least once, like webhooks.
@@ -293,30 +297,35 @@ export class ChargeService {
   /**
    * A charge request with an Idempotency-Key that was used before in this
    * session: the first outcome, whatever token of the session the retry
-   * carries. A charge interrupted by a crash (still pending after its time)
-   * is reconciled with the processor, never sent again.
+   * carries. A charge interrupted by a crash (its session still owned after
+   * its time) is reconciled with the processor, never sent again.
    */
   async replayByKey(claims: SessionClaims, key: string, requestHash: string): Promise<OperationResponse | null> {
     const c = await this.store.findChargeByIdempotencyKey(claims.aud, claims.mode, key);
     if (!c) return null;
     if (c.sessionId !== claims.sub || c.requestHash !== requestHash) throw new AppError('idempotency_key_reused');
     if (c.responseSealed) return this.#opened(c);
-    const merchant = await this.store.getMerchant(c.merchantId, c.mode);
-    if (!merchant) throw new AppError('invalid_token');
-    if (c.status === 'pending' && this.clock.now() - c.createdAt < this.processorFor(merchant).timeoutMs + IN_FLIGHT_MARGIN_MS) {
-      throw new AppError('precondition_failed', 'A charge with this Idempotency-Key is still in progress.', { retryAfter: 1 });
+    const inProgress = () => new AppError('precondition_failed', 'A charge with this Idempotency-Key is still in progress.', { retryAfter: 1 });
+    const session = await this.store.getSessionById(c.sessionId);
+    const lock = session?.chargeInFlight?.chargeId === c.id ? session.chargeInFlight : null;
+    if (lock) {
+      const merchant = await this.store.getMerchant(c.merchantId, c.mode);
+      if (!merchant) throw new AppError('invalid_token');
+      if (this.clock.now() - lock.since < this.processorFor(merchant).timeoutMs + IN_FLIGHT_MARGIN_MS) throw inProgress();
+      let settled: OperationResponse | null;
+      try {
+        settled = await this.#settle(c.id, c.sessionId, lock.since, merchant);
+      } catch (err) {
+        if (err instanceof AppError) throw err;
+        throw new AppError('processor_error', 'The outcome of the interrupted charge could not be checked; try again.', { cause: err, retryAfter: 5 });
+      }
+      // Null: another instance is settling it right now; its response is kept for this key in a moment.
+      if (!settled) throw inProgress();
+      return settled;
     }
-    let settled: OperationResponse | null;
-    try {
-      settled = await this.#settle(c.id, c.sessionId, merchant);
-    } catch (err) {
-      if (err instanceof AppError) throw err;
-      throw new AppError('processor_error', 'The outcome of the interrupted charge could not be checked; try again.', { cause: err, retryAfter: 5 });
-    }
-    if (settled) return settled;
     const again = await this.store.getCharge(c.id);
     if (again?.responseSealed) return this.#opened(again);
-    if (!again || again.status === 'pending') throw new AppError('precondition_failed', 'A charge with this Idempotency-Key is still in progress.', { retryAfter: 1 });
+    if (!again || again.status === 'pending') throw inProgress();
     // Recorded and settled, but its response was never kept (the server stopped in between): the outcome with a new token.
     const w = this.#present(again.id, again.amount, outcomeOf(again), again.processor);
     const response = await this.sessions.rotateWithResult(again.sessionId, 'charge', w.result, w.claim, again.status === 'approved');
@@ -328,6 +337,9 @@ export class ChargeService {
     return JSON.parse(this.keyring.open('replay', c.responseSealed!, `charge|${c.merchantId}|${c.id}`).toString('utf8')) as OperationResponse;
   }
 }
+
+/** No authorization: the processor failed, or never saw the charge. */
+const FAILED: Outcome = { status: 'error', authorizationCode: null, declineCode: null, cvvResult: 'U', avsResult: 'U', networkTransactionId: null };
 
 function outcomeOf(c: ChargeRecord): Outcome {
   return { status: c.status as Outcome['status'], authorizationCode: c.authorizationCode, declineCode: c.declineCode, cvvResult: c.cvvResult, avsResult: c.avsResult, networkTransactionId: c.networkTransactionId };

@@ -1086,6 +1086,12 @@ export class KyselyStore implements Store {
     return Number(r.numUpdatedRows) === 1;
   }
 
+  async leaseChargeRecovery(p: Parameters<Store['leaseChargeRecovery']>[0]): Promise<boolean> {
+    const r = await this.db.updateTable('sessions').set({ charge_at: p.now })
+      .where('id', '=', p.id).where('charge_id', '=', p.chargeId).where('charge_at', '=', p.since).executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
   async listChargeLocks(since: number, limit: number): Promise<Array<{ sessionId: string; chargeId: string; since: number; merchantId: string; mode: Mode }>> {
     const rows = await this.db.selectFrom('sessions').select(['id', 'charge_id', 'charge_at', 'merchant_id', 'mode'])
       .where('charge_id', 'is not', null).where('charge_at', '<', since).orderBy('charge_at').limit(limit).execute();

@@ -329,6 +329,8 @@ export interface Store {
    * when approved; only while `chargeId` still owns the session.
    */
   settleChargeLock(p: { id: string; chargeId: string; newJti: string; tokenHash: string; results: OperationResults; complete: boolean; now: number }): Promise<boolean>;
+  /** Crash recovery's lease on a session a charge owns: its ownership time moved from `since` to `now`, for one caller. */
+  leaseChargeRecovery(p: { id: string; chargeId: string; since: number; now: number }): Promise<boolean>;
   /** Sessions owned by a charge since before `since`: what crash recovery looks at. */
   listChargeLocks(since: number, limit: number): Promise<Array<{ sessionId: string; chargeId: string; since: number; merchantId: string; mode: Mode }>>;
   /** Deletes a session's CVC sessions unless a charge owns the session: the count, or null when one does. */

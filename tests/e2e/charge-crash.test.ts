@@ -302,6 +302,28 @@ describe('a charge interrupted by a server crash (real server process, SQLite, h
   const chargeWith = (token: string, key: string, body: unknown = {}) =>
     call(server!.base, 'POST', '/CvvOperations/charge', { bearer: token, body, headers: { 'Idempotency-Key': key } });
 
+  /**
+   * A retry as a client makes it: while the answer is 409 precondition_failed (the charge still owns its session,
+   * or the restarted server's sweeper is settling it right now), wait as Retry-After says and ask again.
+   */
+  async function settledRetry(token: string, key: string): Promise<Reply> {
+    for (let i = 0; ; i++) {
+      const r = await chargeWith(token, key);
+      if (r.status !== 409 || r.body?.error?.code !== 'precondition_failed' || i >= 10) return r;
+      assert.equal(r.headers.get('retry-after'), '1');
+      await sleep(1000);
+    }
+  }
+
+  /** Polls until `check` holds (the sweeper works every second), at most `ms`. */
+  async function eventually(what: string, check: () => Promise<boolean>, ms = 10_000): Promise<void> {
+    const until = Date.now() + ms;
+    while (!(await check())) {
+      if (Date.now() > until) assert.fail(`${what}: not within ${ms} ms`);
+      await sleep(200);
+    }
+  }
+
   it('the provider approved, the server died before answering: a retry reconciles with a lookup and never charges twice', { timeout: 60_000 }, async () => {
     const { sessionId, token } = await readySession();
     const key = `crash-${randomBytes(6).toString('hex')}`;
@@ -327,7 +349,8 @@ describe('a charge interrupted by a server crash (real server process, SQLite, h
 
     await sleep(Math.max(0, killedAt + INTERRUPTED_AFTER_MS - Date.now()));
 
-    const retry = await chargeWith(token, key);
+    // The retry settles it, or finds the restarted server's sweeper doing so (then waits for it): one lookup either way.
+    const retry = await settledRetry(token, key);
     assert.equal(retry.status, 200, show(retry));
     assert.equal(retry.body.result.status, 'approved', show(retry));
     assert.equal(retry.body.result.authorizationCode, '123456');
@@ -388,7 +411,7 @@ describe('a charge interrupted by a server crash (real server process, SQLite, h
     server = await startServer(env);
     await sleep(Math.max(0, killedAt + INTERRUPTED_AFTER_MS - Date.now()));
 
-    const retry = await chargeWith(token, key);
+    const retry = await settledRetry(token, key);
     assert.equal(retry.status, 200, show(retry));
     assert.equal(retry.body.result.status, 'error', show(retry));
     assert.equal(retry.body.result.authorizationCode, null);
@@ -409,5 +432,44 @@ describe('a charge interrupted by a server crash (real server process, SQLite, h
     assert.equal(v.body.claims.res.charge.status, 'error');
     assert.equal(v.body.session.status, 'active');
     assert.deepEqual(v.body.session.attempts.charge, { used: 1, max: 3 }, 'the interrupted attempt counts once');
+  });
+
+  it('without an Idempotency-Key: the session stays owned through the crash, and the restarted server settles the approval by itself', { timeout: 60_000 }, async () => {
+    server ??= await startServer(env);
+    const { sessionId, token } = await readySession();
+    const postsBefore = provider.posts.length;
+    const lookupsBefore = provider.lookups.length;
+    const victim = server;
+    provider.beforeAnswer = async () => {
+      victim.child.kill('SIGKILL');
+      await victim.exited;
+    };
+    await assert.rejects(call(victim.base, 'POST', '/CvvOperations/charge', { bearer: token, body: {} }), (err: Error) => err instanceof TypeError);
+    await victim.exited;
+    server = await startServer(env);
+    assert.equal(provider.posts.length, postsBefore + 1, 'the provider charged once');
+
+    // The durable ownership survived the crash: nothing can change the session until its outcome is known.
+    const reissue = await call(server.base, 'POST', `/CvvOperations/${sessionId}/token`, { bearer: testKey });
+    const cancel = await call(server.base, 'POST', `/CvvOperations/${sessionId}/cancel`, { bearer: testKey });
+    const again = await call(server.base, 'POST', '/CvvOperations/charge', { bearer: token, body: {} });
+    for (const [what, r] of [['reissue', reissue], ['cancel', cancel], ['charge with the same token', again]] as const) {
+      // Settled already (a slow machine) is the other allowed answer: 409 session_completed, never a second charge.
+      assert.equal(r.status, 409, `${what}: ${show(r)}`);
+      assert.ok(['precondition_failed', 'session_completed'].includes(r.body.error.code), `${what}: ${show(r)}`);
+    }
+
+    // The restarted server's sweeper asks the provider after timeoutMs + 2 s and settles the approval.
+    await eventually('the sweeper settled the interrupted charge', async () => {
+      const g = await call(server!.base, 'GET', `/CvvOperations/${sessionId}`, { bearer: testKey });
+      return g.body.status === 'completed';
+    });
+    const g = await call(server.base, 'GET', `/CvvOperations/${sessionId}`, { bearer: testKey });
+    assert.equal(g.body.results.charge.status, 'approved');
+    assert.equal(provider.posts.length, postsBefore + 1, 'never charged again');
+    assert.equal(provider.lookups.length, lookupsBefore + 1, 'one lookup');
+    const late = await call(server.base, 'POST', `/CvvOperations/${sessionId}/token`, { bearer: testKey });
+    assert.equal(late.status, 409);
+    assert.equal(late.body.error.code, 'session_completed');
   });
 });
