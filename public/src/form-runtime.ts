@@ -177,6 +177,9 @@ function start(rootEl: HTMLElement): void {
   };
   form?.addEventListener('submit', onSubmit);
   if (submit && !form) submit.addEventListener('click', onSubmit);
+  // The page's disabled default button keeps Enter from submitting the form natively while this
+  // script is not running (views/hosted-cvv.ejs). Now every submission comes here: Enter may submit.
+  if (form) for (const guard of form.querySelectorAll('[data-cvvops-noscript-guard]')) guard.remove();
   post({ type: 'cvvops:ready' });
 }
 
@@ -184,13 +187,15 @@ function start(rootEl: HTMLElement): void {
 function ensureInput(el: HTMLElement | null): HTMLInputElement {
   if (el instanceof HTMLInputElement) {
     if (!el.id) el.id = 'cvvops-cvv';
+    // Never a named field: a named field is what a native submission would carry (a custom form
+    // stored before the sanitizer dropped `name` may still have one).
+    el.removeAttribute('name');
     if (el.type !== 'password' && el.type !== 'text') el.type = 'password';
     return el;
   }
   const input = document.createElement('input');
   input.id = 'cvvops-cvv';
   input.type = 'password';
-  input.name = 'cvv';
   input.className = 'cvvops-input';
   (el ?? document.body).appendChild(input);
   return input;

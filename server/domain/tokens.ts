@@ -33,6 +33,8 @@ export interface SessionClaims {
   prev?: string;
   form: string;
   res: OperationResults;
+  /** Never issued by this server; checked when a token carries it (verify). */
+  nbf?: number;
 }
 
 export type TokenFailure = 'malformed' | 'wrong_type' | 'unknown_key' | 'bad_signature' | 'expired';
@@ -178,8 +180,9 @@ export class TokenService {
   /**
    * Verifies a token completely except for the session's state. The order of
    * checks fixes which reason a bad token gets: malformed, wrong_type,
-   * unknown_key, bad_signature, then expired (with the verified claims, so a
-   * caller can still tell whose token it was).
+   * unknown_key, bad_signature, malformed claims (including an `nbf` still
+   * in the future), then expired (with the verified claims, so a caller can
+   * still tell whose token it was).
    */
   async verify(token: string): Promise<VerifyOutcome> {
     if (typeof token !== 'string' || token.length > MAX_TOKEN_LENGTH || !COMPACT_JWS.test(token)) return { ok: false, reason: 'malformed' };
@@ -229,6 +232,17 @@ export class TokenService {
       || typeof c.jti !== 'string' || !Number.isFinite(c.iat) || !Number.isFinite(c.exp) || !Array.isArray(c.ops)) {
       return { ok: false, reason: 'malformed' };
     }
+    // `nbf` (RFC 7519 4.1.5), when present, is checked like `exp`, with no clock skew (`exp` has
+    // none either): a token is not accepted before it, and an `nbf` that is not a number is refused.
+    // We never issue `nbf`, so only a token signed with our key outside this code can carry one.
+    // Its reason: API.md's validateToken reasons have no "not yet valid". `expired` would be
+    // wrong (it means past `exp`: operations would answer token_expired and the merchant would
+    // conclude the session ran out), and bad_signature, unknown_key and wrong_type name header
+    // or signature faults this token does not have. `malformed` is what this code already answers
+    // for an authentic token whose claims do not fit the profile we issue (a required claim
+    // missing or of the wrong type): the claim set is unacceptable, so operations answer 401
+    // invalid_token.
+    if ('nbf' in c && (!Number.isFinite(c.nbf) || (c.nbf as number) * 1000 > this.clock.now())) return { ok: false, reason: 'malformed' };
     if (c.exp * 1000 <= this.clock.now()) return { ok: false, reason: 'expired', claims: c };
     return { ok: true, claims: c };
   }

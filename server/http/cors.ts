@@ -11,13 +11,20 @@ const EXPOSE_HEADERS = 'X-Request-Id, Retry-After';
  * arrives); the real call is then checked against the token's merchant by
  * the session service (403 origin_not_allowed). Merchant endpoints never get
  * CORS headers.
+ *
+ * An origin the registry does not know makes it look in the store first
+ * (`allows`: coalesced and rate-limited there), so a merchant created a
+ * moment ago by the CLI, or on another instance, works at once. The real
+ * call does the same: its preflight may have been answered by another
+ * instance, and without Access-Control-Allow-Origin the page could not read
+ * the response, nor the rotated token in it.
  */
 export function operationCors(origins: OriginRegistry) {
-  return (req: Request, res: Response, next: NextFunction): void => {
+  return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     const origin = req.headers.origin;
     res.vary('Origin');
     if (origin === undefined) return next();
-    const known = origins.known(origin);
+    const known = await origins.allows(origin);
     if (known) {
       res.setHeader('Access-Control-Allow-Origin', origin);
       res.setHeader('Access-Control-Expose-Headers', EXPOSE_HEADERS);
