@@ -37,7 +37,7 @@ export interface SessionClaims {
   nbf?: number;
 }
 
-export type TokenFailure = 'malformed' | 'wrong_type' | 'unknown_key' | 'bad_signature' | 'expired';
+export type TokenFailure = 'malformed' | 'wrong_type' | 'unknown_key' | 'bad_signature' | 'wrong_issuer' | 'expired';
 export type VerifyOutcome = { ok: true; claims: SessionClaims } | { ok: false; reason: TokenFailure; claims?: SessionClaims };
 
 interface LoadedKey {
@@ -228,6 +228,8 @@ export class TokenService {
     } catch {
       return { ok: false, reason: 'malformed' };
     }
+    // An authentic token of another address (an instance started with another PUBLIC_BASE_URL): API.md's wrong_issuer.
+    if (c && typeof c === 'object' && typeof c.iss === 'string' && c.iss !== this.opts.issuer) return { ok: false, reason: 'wrong_issuer' };
     if (!c || typeof c !== 'object' || c.iss !== this.opts.issuer || typeof c.aud !== 'string' || typeof c.sub !== 'string'
       || typeof c.jti !== 'string' || !Number.isFinite(c.iat) || !Number.isFinite(c.exp) || !Array.isArray(c.ops)) {
       return { ok: false, reason: 'malformed' };
