@@ -7,7 +7,9 @@ import { merchantAuth, sessionAuth } from './http/auth.js';
 import { operationCors } from './http/cors.js';
 import { idempotency } from './http/idempotency.js';
 import { Metrics } from './http/metrics.js';
-import { errorHandler, jsonBody, notFound, refuseKeysInQuery, requestId } from './http/middleware.js';
+import {
+  errorHandler, jsonBody, notFound, refuseContentEncoding, refuseDuplicateHeaders, refuseKeysInQuery, refuseUndecodablePath, requestId,
+} from './http/middleware.js';
 import { cardRoutes } from './http/routes/cards.js';
 import { merchantRoutes } from './http/routes/merchant.js';
 import { formRoutes } from './http/routes/forms.js';
@@ -56,7 +58,12 @@ export function buildApp(d: Deps, metrics = new Metrics()): Express {
     frameguard: { action: 'deny' },
     crossOriginResourcePolicy: { policy: 'same-origin' },
   }));
+  // Before any route: a path that does not decode, an ambiguous repeated header, a compressed body and a key in
+  // the query string are refused the same way on every path (API, hosted pages, static files, unknown paths).
+  app.use(refuseUndecodablePath);
+  app.use(refuseDuplicateHeaders);
   app.use(refuseKeysInQuery);
+  app.use(refuseContentEncoding);
 
   const api = buildApi(d, () => metrics);
 

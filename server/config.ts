@@ -17,8 +17,11 @@ export interface Config {
   readonly workers: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   readonly rateLimit: boolean;
-  /** Requests per minute: per API key, per operations session, per client address (operations and hosted pages). */
-  readonly rateLimits: { apiKey: number; session: number; address: number };
+  /**
+   * Per minute: requests per API key, per operations session, per client address (operations and hosted pages);
+   * and failed API-key attempts per client address (beyond them every API-key attempt from there is 429).
+   */
+  readonly rateLimits: { apiKey: number; session: number; address: number; apiKeyFailures: number };
   readonly allowPrivateTargets: boolean;
   readonly signingAlg: SigningAlg;
   /** SQLite `synchronous` for ordinary writes (money writes always wait for a flush of the WAL, as FULL does). */
@@ -122,7 +125,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     if (raw === undefined || raw === '') return dflt;
     const n = Number(raw);
     if (!Number.isInteger(n) || n < 1 || n > 1_000_000) {
-      problems.push(`${name} must be an integer 1-1000000 (requests per minute; got "${raw}")`);
+      problems.push(`${name} must be an integer 1-1000000 (a count per minute; got "${raw}")`);
       return dflt;
     }
     return n;
@@ -131,6 +134,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     apiKey: perMinute('CVVOPS_RATE_LIMIT_API_KEY', 6000),
     session: perMinute('CVVOPS_RATE_LIMIT_SESSION', 60),
     address: perMinute('CVVOPS_RATE_LIMIT_ADDRESS', 600),
+    apiKeyFailures: perMinute('CVVOPS_RATE_LIMIT_API_KEY_FAILURES', 30),
   };
 
   const allowPrivateTargets = onOff('CVVOPS_ALLOW_PRIVATE_TARGETS', env.CVVOPS_ALLOW_PRIVATE_TARGETS, false, problems);

@@ -23,7 +23,15 @@ export interface RouteDef<S extends z.ZodType | undefined = z.ZodType | undefine
   summary: string;
   tag: string;
   auth: Auth;
+  /**
+   * The JSON body's schema. A route without one takes no body: only none at
+   * all or `{}` is accepted (400 otherwise), so a stray field is never ignored.
+   */
   body?: S;
+  /** The route reads its body itself, raw (the proxy): no JSON rule applies. */
+  rawBody?: boolean;
+  /** The error for an id that cannot exist (default not_found; CVC sessions answer one code for every missing kind). */
+  unknownId?: ErrorCode;
   /** Which error code a schema problem of a top-level field gets (default invalid_request). */
   fieldCodes?: Record<string, ErrorCode>;
   idempotent?: boolean;
@@ -44,6 +52,18 @@ export function schemaError(err: z.ZodError, fieldCodes: Record<string, ErrorCod
   if (!where) where = 'body';
   return new AppError(code, `${where}: ${issue.message}`);
 }
+
+/**
+ * What a path parameter of ours can be: every id is `prefix_` and base64url
+ * characters. Anything else (NUL, a slash, dots, non-ASCII, kilobytes) names
+ * nothing, so it is 404 not_found at once, like an unknown id, and never
+ * reaches the store (PostgreSQL refuses NUL in text with an error).
+ */
+const PARAM = /^[A-Za-z0-9_-]{1,100}$/;
+
+/** A body that says nothing: none at all, or `{}`. */
+const isEmptyBody = (b: unknown): boolean =>
+  b === undefined || (typeof b === 'object' && b !== null && !Array.isArray(b) && !Buffer.isBuffer(b) && Object.keys(b).length === 0);
 
 /**
  * The API's routes, declared once: each definition mounts its Express
@@ -78,6 +98,12 @@ export class Api {
         if (def.auth === 'merchant') chain.push(mw.merchantAuth);
         if (def.auth === 'session') chain.push(mw.sessionAuth);
         chain.push((req, _res, next) => {
+          for (const v of Object.values(req.params as Record<string, string>)) {
+            if (!PARAM.test(v)) throw new AppError(def.unknownId ?? 'not_found');
+          }
+          if (!def.body && !def.rawBody && !isEmptyBody(req.body)) {
+            throw new AppError('invalid_request', 'This endpoint takes no request body (send none, or {}).');
+          }
           if (def.body) {
             const parsed = def.body.safeParse(req.body ?? {});
             if (!parsed.success) throw schemaError(parsed.error, def.fieldCodes);

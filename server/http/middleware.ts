@@ -14,6 +14,57 @@ export function requestId(req: Request, res: Response, next: NextFunction): void
   next();
 }
 
+/**
+ * The path must be valid percent-encoded UTF-8. The router decodes route
+ * parameters only when a route matches and then throws a URIError that names
+ * the raw segment (which used to become a 500 and a log line holding it).
+ * Checking the whole path once, before any routing, makes every malformed path
+ * the same 400 invalid_request, whatever route it aims at, and echoes nothing.
+ */
+export function refuseUndecodablePath(req: Request, _res: Response, next: NextFunction): void {
+  const q = req.url.indexOf('?');
+  const path = q >= 0 ? req.url.slice(0, q) : req.url;
+  if (path.includes('%')) {
+    try {
+      decodeURIComponent(path);
+    } catch {
+      throw new AppError('invalid_request', 'The request path is not valid percent-encoded UTF-8.');
+    }
+  }
+  next();
+}
+
+/**
+ * Headers that must appear at most once. Node keeps only the first of two
+ * Authorization (or Content-Type) headers and joins others with ", ": either
+ * way the server would act on something other than what a proxy or log in
+ * front of it saw. Two of them are refused instead of picking one.
+ */
+const SINGLE_HEADERS = ['authorization', 'content-type', 'content-encoding', 'content-length', 'idempotency-key', 'x-proxy-target', 'x-card-token', 'x-cvc-session-id'];
+
+export function refuseDuplicateHeaders(req: Request, _res: Response, next: NextFunction): void {
+  for (const name of SINGLE_HEADERS) {
+    if ((req.headersDistinct[name]?.length ?? 0) > 1) throw new AppError('invalid_request', `The ${name} header must appear at most once.`);
+  }
+  next();
+}
+
+/** A request with a body: a non-zero Content-Length or any Transfer-Encoding. */
+const hasBody = (req: Request) => req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+
+/**
+ * Bodies are accepted as they are sent (Content-Encoding identity) only. The
+ * body parsers would otherwise inflate gzip, deflate and br themselves, and a
+ * corrupt stream failed with a 500; an unknown coding is RFC 9110's 415.
+ */
+export function refuseContentEncoding(req: Request, _res: Response, next: NextFunction): void {
+  const coding = req.headers['content-encoding'];
+  if (coding !== undefined && coding.trim().toLowerCase() !== 'identity' && coding.trim() !== '' && hasBody(req)) {
+    throw new AppError('unsupported_media_type', 'Request bodies must not be compressed (Content-Encoding: identity only).');
+  }
+  next();
+}
+
 /** Refuses API keys in the query string (they would land in access logs). */
 export function refuseKeysInQuery(req: Request, _res: Response, next: NextFunction): void {
   const q = req.url.indexOf('?');
@@ -48,8 +99,7 @@ export function jsonBody(limit: number) {
     if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS') return next();
     // Already read by a route's own parser (the proxy forwards raw bodies).
     if (Buffer.isBuffer(req.body) || (req.body !== undefined && req.body !== null && typeof req.body === 'object' && Object.keys(req.body).length > 0)) return next();
-    const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
-    if (!hasBody) {
+    if (!hasBody(req)) {
       req.body = undefined;
       return next();
     }
@@ -68,20 +118,45 @@ export function notFound(_req: Request, _res: Response, next: NextFunction): voi
   next(new AppError('not_found', 'No such path.'));
 }
 
-/** Express body-parser errors mapped to the API's codes. */
-function fromParserError(err: { type?: string; status?: number }): AppError | null {
+/** Express body-parser errors (and any other library's 4xx http-errors) mapped to the API's codes. */
+function fromParserError(err: { type?: string; status?: number; statusCode?: number } | null | undefined): AppError | null {
+  if (typeof err !== 'object' || err === null) return null;
   switch (err.type) {
     case 'entity.too.large': return new AppError('payload_too_large');
     case 'entity.parse.failed': return new AppError('invalid_request', 'The request body is not valid JSON.');
+    // An HTML form (the 3-D Secure challenge) with more fields than it has: body-parser says 413, but the body is small.
+    case 'parameters.too.many':
+    case 'querystring.parse.rangeError': return new AppError('invalid_request', 'The form has too many fields.');
     case 'charset.unsupported':
     case 'encoding.unsupported': return new AppError('unsupported_media_type');
     case 'request.aborted':
     case 'request.size.invalid':
     case 'stream.encoding.set':
     case 'stream.not.readable': return new AppError('invalid_request', 'The request body could not be read.');
-    default: return null;
+    default: break;
   }
+  // A library's own client error (http-errors: a status 400-499) is the client's fault, never a 500. Its message
+  // may quote the input, so only the status is kept.
+  const status = err.status ?? err.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    switch (status) {
+      case 404: return new AppError('not_found', 'No such path.');
+      case 413: return new AppError('payload_too_large');
+      case 415: return new AppError('unsupported_media_type');
+      default: return new AppError('invalid_request');
+    }
+  }
+  return null;
 }
+
+/**
+ * A run of 12 or more digits, possibly grouped by spaces or dashes: what a
+ * card number looks like. No error message may carry one (an unknown field
+ * named with a card number used to be echoed), so every message is masked
+ * here, in the one place that writes errors, whatever produced it.
+ */
+const LONG_DIGITS = /\d(?:[ -]?\d){11,}/g;
+export const maskDigits = (s: string): string => s.replace(LONG_DIGITS, '[redacted]');
 
 /**
  * Writes every error in the API.md shape. 5xx are logged with their cause;
@@ -95,7 +170,7 @@ export function errorHandler(log: Logger) {
     const requestId = (res.locals.requestId as string | undefined) ?? newId('req');
     if (e.status >= 500) {
       const cause = e.cause ?? err;
-      log.error({ requestId, route: req.route?.path, err: cause instanceof Error ? { type: cause.name, message: cause.message, stack: cause.stack } : String(cause) }, 'request failed');
+      log.error({ requestId, route: req.route?.path, err: cause instanceof Error ? { type: cause.name, message: maskDigits(cause.message), stack: cause.stack && maskDigits(cause.stack) } : maskDigits(String(cause)) }, 'request failed');
     }
     if (res.headersSent) {
       res.destroy();
@@ -104,6 +179,6 @@ export function errorHandler(log: Logger) {
     if (e.retryAfter !== undefined) res.setHeader('Retry-After', String(Math.max(1, Math.ceil(e.retryAfter))));
     for (const [k, v] of Object.entries(e.headers ?? {})) res.setHeader(k, v);
     res.setHeader('Cache-Control', 'no-store');
-    res.status(e.status).json({ error: { code: e.code, message: e.message, requestId } });
+    res.status(e.status).json({ error: { code: e.code, message: maskDigits(e.message), requestId } });
   };
 }

@@ -17,6 +17,20 @@ export const text = (max: number) =>
     .refine((s) => s.isWellFormed(), { message: 'must be well-formed Unicode' })
     .refine((s) => !CONTROL.test(s), { message: 'must not contain control characters' });
 
+/**
+ * Markup a merchant wrote (custom forms): any length of text, but well-formed Unicode and no NUL (no HTML
+ * needs one, and PostgreSQL cannot store one in text: it used to be a 500 there).
+ */
+const markup = (s: z.ZodString) =>
+  s.refine((v) => v.isWellFormed(), { message: 'must be well-formed Unicode' })
+    .refine((v) => !v.includes('\u0000'), { message: 'must not contain NUL characters' });
+
+/** An http(s) URL the server stores and may call: no control characters or spaces (new URL() would let some pass). */
+const httpUrl = (message: string) =>
+  z.string().max(2048).url()
+    .refine((u) => /^https?:\/\//.test(u), { message })
+    .refine((u) => !CONTROL.test(u) && !/\s/.test(u) && u.isWellFormed(), { message: 'must not contain control characters or spaces' });
+
 export const idOf = (prefix: string) => z.string().regex(new RegExp(`^${prefix}_[A-Za-z0-9_-]{1,60}$`), { message: `must be a ${prefix}_ id` });
 
 export const Amount = z.strictObject({
@@ -39,7 +53,7 @@ export const CreateSessionBody = z.strictObject({
   ttlSeconds: z.number().int().min(60).max(3600).optional(),
   cvvRetention: z.enum(['single_use', 'cache']).optional(),
   form: z.union([z.literal('hosted'), idOf('frm')]).optional(),
-  returnUrl: z.string().max(2048).url().refine((u) => /^https?:\/\//.test(u), { message: 'must be an http(s) URL' }).optional(),
+  returnUrl: httpUrl('must be an http(s) URL').optional(),
   metadata: z.record(z.string().min(1).max(40).regex(/^[A-Za-z0-9_.-]+$/), z.string().max(500).refine((s) => s.isWellFormed()))
     .refine((m) => Object.keys(m).length <= 20, { message: 'at most 20 keys' }).optional(),
 }).openapi('CreateSessionRequest');
@@ -85,7 +99,7 @@ export const Session = z.object({
 export const ValidateTokenBody = z.strictObject({ token: z.string().max(16384) }).openapi('ValidateTokenRequest');
 export const ValidateTokenResponse = z.union([
   z.object({ valid: z.literal(true), current: z.boolean(), claims: z.record(z.string(), z.unknown()), session: Session }),
-  z.object({ valid: z.literal(false), reason: z.enum(['bad_signature', 'malformed', 'expired', 'unknown_key', 'wrong_merchant', 'wrong_type']) }),
+  z.object({ valid: z.literal(false), reason: z.enum(['bad_signature', 'malformed', 'expired', 'unknown_key', 'wrong_merchant', 'wrong_type', 'wrong_issuer']) }),
 ]).openapi('ValidateTokenResponse');
 
 export const TokenResponse = z.object({ token: z.string() }).openapi('TokenResponse');
@@ -126,6 +140,8 @@ export const CvvStatus = z.object({
 export const Merchant = z.object({
   id: z.string(),
   name: z.string(),
+  /** Whose settings these are: the mode of the calling key (settings are kept per mode). */
+  mode: z.enum(['test', 'live']),
   allowedOrigins: z.array(z.string()),
   allowedProxyTargets: z.array(z.string()),
   processor: z.record(z.string(), z.unknown()),
@@ -137,7 +153,7 @@ export const Merchant = z.object({
 
 export const PatchMerchantBody = z.strictObject({
   allowedOrigins: z.array(z.string().max(300)).max(50).optional(),
-  allowedProxyTargets: z.array(z.string().max(2048).url().refine((u) => /^https?:\/\//.test(u), { message: 'must be an https URL' })).max(50).optional(),
+  allowedProxyTargets: z.array(httpUrl('must be an https URL')).max(50).optional(),
   processor: z.union([z.strictObject({ type: z.literal('simulator') }), HttpProcessorConfig]).optional(),
   cvvBlockThreshold: z.number().int().min(1).max(20).optional(),
   cvcSessionTtlSeconds: z.number().int().min(30).max(3600).optional(),
@@ -162,7 +178,7 @@ export const EmptyBody = z.strictObject({}).openapi('EmptyRequest');
 export const ChargeBody = z.strictObject({ amount: Amount.optional() }).openapi('ChargeRequest');
 
 export const CreateWebhookEndpointBody = z.strictObject({
-  url: z.string().max(2048).url(),
+  url: httpUrl('must be an http(s) URL'),
   events: z.array(z.enum(['cvv.collected', 'threeds.completed', 'charge.succeeded', 'charge.failed', 'session.completed', 'session.canceled', 'session.expired', 'cvv.blocked'])).min(1).max(8),
 }).openapi('CreateWebhookEndpointRequest');
 
@@ -173,8 +189,8 @@ export const CreatedWebhookEndpoint = WebhookEndpoint.extend({ secret: z.string(
 
 export const CustomFormBody = z.strictObject({
   name: text(100),
-  html: z.string().min(1).max(60000),
-  css: z.string().max(60000).optional(),
+  html: markup(z.string().min(1).max(60000)),
+  css: markup(z.string().max(60000)).optional(),
 }).openapi('CustomFormRequest');
 
 export const CustomForm = z.object({

@@ -11,6 +11,7 @@ import { ManualClock } from '../../server/domain/clock.js';
 import { createDeps, type Deps } from '../../server/deps.js';
 import { createLogger } from '../../server/log.js';
 import type { Processor } from '../../server/connectors/processors/processor.js';
+import { processorAad } from '../../server/domain/merchants.js';
 import { Secret } from '../../server/secret.js';
 
 export const TEST_CARD = '4000000000001018';
@@ -105,4 +106,19 @@ export function collect(h: Harness, token: string, cvv = '123', headers: Record<
 export function decodeJws(token: string): { header: Record<string, any>; payload: Record<string, any> } {
   const [h, p] = token.split('.');
   return { header: JSON.parse(Buffer.from(h!, 'base64url').toString()), payload: JSON.parse(Buffer.from(p!, 'base64url').toString()) };
+}
+
+/**
+ * Settings written straight to the store, past PATCH /Merchant's checks: what a target saved while its name
+ * resolved to a public address looks like once it resolves to a private one (DNS rebinding). The connect-time
+ * guard is what must hold then.
+ */
+export async function forceSettings(h: Harness, merchantId: string, mode: 'test' | 'live', p: { allowedProxyTargets?: string[]; processor?: Record<string, unknown> }): Promise<void> {
+  const processor = p.processor
+    ? { type: 'http', url: (p.processor.request as { url: string }).url, scope: 'mode', ...(() => {
+      const sealed = h.deps.keyring.seal('settings', JSON.stringify(p.processor), processorAad(merchantId, mode, 'mode'));
+      return { sealed: sealed.blob.toString('base64'), keyVersion: sealed.keyVersion };
+    })() }
+    : undefined;
+  await h.deps.store.updateMerchant(merchantId, mode, { ...(p.allowedProxyTargets ? { allowedProxyTargets: p.allowedProxyTargets } : {}), ...(processor ? { processor } : {}) }, h.clock.now());
 }

@@ -6,7 +6,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import request from 'supertest';
 import { isPrivateAddress, outbound, OutboundError } from '../../server/connectors/outbound.js';
 import { newId } from '../../server/domain/ids.js';
-import { auth, collect, type Harness, makeCard, makeHarness, makeMerchant, makeSession, type TestMerchant } from '../helpers/harness.js';
+import { auth, collect, forceSettings, type Harness, makeCard, makeHarness, makeMerchant, makeSession, type TestMerchant } from '../helpers/harness.js';
 
 /**
  * SECURITY.md "HTTP" (outbound calls), two boundaries:
@@ -193,10 +193,13 @@ describe('http processor through the API: a live charge after a test-mode one ne
       response: { approved: { path: 'status', equals: 'succeeded' }, authorizationCode: 'authorization_code' },
       timeoutMs: 3000,
     };
-    for (const key of [m.testKey, m.liveKey]) {
-      const r = await request(h.app).patch('/Merchant').set(auth(key)).send({ allowedProxyTargets: [rx.url('/')], processor });
-      assert.equal(r.status, 200, JSON.stringify(r.body));
-    }
+    const r = await request(h.app).patch('/Merchant').set(auth(m.testKey)).send({ allowedProxyTargets: [rx.url('/')], processor });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    // The live key cannot save a loopback target (refused when saved); one that got there anyway (a name that
+    // resolved elsewhere when saved) is what the connection pools must keep from being reused live.
+    const live = await request(h.app).patch('/Merchant').set(auth(m.liveKey)).send({ allowedProxyTargets: [rx.url('/')], processor });
+    assert.equal(live.status, 403, JSON.stringify(live.body));
+    await forceSettings(h, m.id, 'live', { allowedProxyTargets: [rx.url('/')], processor });
   });
   after(async () => {
     await rx.close();

@@ -6,10 +6,9 @@ import request from 'supertest';
 import { type Recorded, RecordingServer } from '../helpers/recording-server.js';
 import { isPrivateAddress, outbound, OutboundError } from '../../server/connectors/outbound.js';
 import { ChargeService } from '../../server/domain/charges.js';
-import { processorAad } from '../../server/domain/merchants.js';
 import { newId } from '../../server/domain/ids.js';
 import {
-  auth, collect, decodeJws, type Harness, makeCard, makeHarness, makeMerchant, makeSession, TEST_CARD, type TestMerchant,
+  auth, collect, decodeJws, forceSettings, type Harness, makeCard, makeHarness, makeMerchant, makeSession, TEST_CARD, type TestMerchant,
 } from '../helpers/harness.js';
 
 /**
@@ -81,21 +80,6 @@ const BODY_TEMPLATE = JSON.stringify({
   amount: 0, currency: '${amount.currency}', reference: '${reference}', idempotency_key: '${idempotencyKey}',
   three_ds: { eci: '${threeDS.eci}', cavv: '${threeDS.authenticationValue}', ds_transaction_id: '${threeDS.dsTransactionId}' },
 }).replace('"amount":0', '"amount":${amount.value}');
-
-/**
- * Settings written straight to the store, past PATCH /Merchant's checks: what a target saved while its name
- * resolved to a public address looks like once it resolves to a private one (DNS rebinding). The connect-time
- * guard is what must hold then.
- */
-async function forceSettings(h: Harness, merchantId: string, mode: 'test' | 'live', p: { allowedProxyTargets?: string[]; processor?: Record<string, unknown> }): Promise<void> {
-  const processor = p.processor
-    ? { type: 'http', url: (p.processor.request as { url: string }).url, scope: 'mode', ...(() => {
-      const sealed = h.deps.keyring.seal('settings', JSON.stringify(p.processor), processorAad(merchantId, mode, 'mode'));
-      return { sealed: sealed.blob.toString('base64'), keyVersion: sealed.keyVersion };
-    })() }
-    : undefined;
-  await h.deps.store.updateMerchant(merchantId, mode, { ...(p.allowedProxyTargets ? { allowedProxyTargets: p.allowedProxyTargets } : {}), ...(processor ? { processor } : {}) }, h.clock.now());
-}
 
 function processorConfig(base: string, over: Record<string, unknown> = {}): Record<string, unknown> {
   return {

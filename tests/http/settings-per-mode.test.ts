@@ -33,6 +33,8 @@ describe('test and live are separate worlds for settings too', () => {
     assert.deepEqual(patch.body.allowedOrigins, ['https://attacker.example']);
     const live = (await get(m.liveKey)).body;
     assert.deepEqual(live, liveBefore, 'the live settings are exactly as they were');
+    assert.equal(live.mode, 'live');
+    assert.equal(patch.body.mode, 'test', 'the answer says which mode it changed');
     assert.deepEqual(live.allowedOrigins, ['https://shop.example']);
     assert.deepEqual(live.allowedProxyTargets, []);
     assert.equal(live.processor.type, 'simulator');

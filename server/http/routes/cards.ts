@@ -57,7 +57,7 @@ export function cardRoutes(api: Api, d: Deps): void {
   });
 
   api.add({
-    method: 'delete', path: '/CvcSessions/{id}', tag: 'Cards', auth: 'merchant', summary: 'Delete one CVC session by id',
+    method: 'delete', path: '/CvcSessions/{id}', tag: 'Cards', auth: 'merchant', summary: 'Delete one CVC session by id', unknownId: 'cvc_session_not_found',
     responses: { 204: { description: 'The CVV is gone from storage.' } },
     handler: async (_req, res, { merchant, params }) => {
       await d.vault.deleteCvcSession(merchant.merchant.id, merchant.mode, params.id!, 'deleted_by_merchant');
@@ -66,7 +66,7 @@ export function cardRoutes(api: Api, d: Deps): void {
   });
 
   api.add({
-    method: 'post', path: '/proxy', tag: 'Proxy', auth: 'merchant',
+    method: 'post', path: '/proxy', tag: 'Proxy', auth: 'merchant', rawBody: true,
     summary: 'Forward a request to an allowed target with ${cvv} and card placeholders filled in',
     responses: { 200: { description: "The provider's status, headers (minus hop-by-hop) and body, as they came." } },
     handler: async (req, res, { merchant }) => {

@@ -28,6 +28,16 @@ function integrity(file: string): string {
 const nonce = () => randomBytes(16).toString('base64');
 
 /**
+ * An id from the path or the query: our ids are `prefix_` and base64url characters. Anything else (NUL, a
+ * slash, non-ASCII, kilobytes, a repeated query parameter) names nothing: 404 not_found, like an unknown
+ * id, before it reaches the store.
+ */
+function hostedId(v: unknown, what: string): string {
+  if (typeof v !== 'string' || !/^[A-Za-z0-9_-]{1,100}$/.test(v)) throw new AppError('not_found', `No such ${what}.`);
+  return v;
+}
+
+/**
  * The CSP of a hosted page: only our nonce'd scripts (with SRI in the HTML),
  * our styles, calls to our own origin, images from us or data:, and framing
  * by the server itself and the merchant's allowed origins only.
@@ -78,7 +88,7 @@ export function hostedRoutes(app: Express, d: Deps): void {
   const limitAddress = (req: Request) => d.limits.consume('address', req.ip ?? 'unknown');
 
   async function merchantOfSession(id: unknown): Promise<MerchantRecord> {
-    const s = typeof id === 'string' ? await d.store.getSessionById(id) : null;
+    const s = await d.store.getSessionById(hostedId(id, 'session'));
     const m = s ? await d.store.getMerchant(s.merchantId, s.mode) : null;
     if (!m) throw new AppError('not_found', 'No such session.');
     return m;
@@ -94,12 +104,12 @@ export function hostedRoutes(app: Express, d: Deps): void {
 
   app.get('/hosted/forms/:id', async (req: Request, res: Response) => {
     await limitAddress(req);
-    const form = await d.store.getCustomForm(String(req.params.id));
+    const form = await d.store.getCustomForm(hostedId(req.params.id, 'custom form'));
     if (!form) throw new AppError('not_found', 'No such custom form.');
     const preview = req.query.session === undefined;
     let origins: string[] = [];
     if (!preview) {
-      const s = await d.store.getSessionById(String(req.query.session));
+      const s = await d.store.getSessionById(hostedId(req.query.session, 'session'));
       if (!s || s.merchantId !== form.merchantId || s.form !== form.id) throw new AppError('not_found', 'No such session.');
       origins = (await d.store.getMerchant(s.merchantId, s.mode))?.allowedOrigins ?? [];
     } else {
@@ -128,14 +138,14 @@ export function hostedRoutes(app: Express, d: Deps): void {
   }
   app.get('/hosted/3ds/:id', async (req: Request, res: Response) => {
     await limitAddress(req);
-    await renderChallenge(res, await d.threeDS.challenge(String(req.params.id)), '');
+    await renderChallenge(res, await d.threeDS.challenge(hostedId(req.params.id, 'challenge')), '');
   });
   app.post('/hosted/3ds/:id', form, async (req: Request, res: Response) => {
     await limitAddress(req);
     const code = typeof req.body?.code === 'string' ? req.body.code : '';
     if (code.length > 12) throw new AppError('invalid_request', 'The code is too long.');
     const origin = typeof req.body?.origin === 'string' ? req.body.origin : '';
-    await renderChallenge(res, await d.threeDS.submitChallenge(String(req.params.id), code), origin);
+    await renderChallenge(res, await d.threeDS.submitChallenge(hostedId(req.params.id, 'challenge'), code), origin);
   });
 
   if (!d.config.demo) return;

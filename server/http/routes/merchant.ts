@@ -7,7 +7,7 @@ import { CreateWebhookEndpointBody, CreatedWebhookEndpoint, Merchant, PatchMerch
 
 function merchantView(m: MerchantRecord) {
   return {
-    id: m.id, name: m.name, allowedOrigins: m.allowedOrigins, allowedProxyTargets: m.allowedProxyTargets,
+    id: m.id, name: m.name, mode: m.mode, allowedOrigins: m.allowedOrigins, allowedProxyTargets: m.allowedProxyTargets,
     // The processor's headers and body may hold the provider's credentials: only its type and URL are shown.
     processor: { type: (m.processor as { type?: string }).type ?? 'simulator', ...((m.processor as { url?: string }).url ? { url: (m.processor as { url?: string }).url } : {}) },
     cvvBlockThreshold: m.cvvBlockThreshold, cvcSessionTtlSeconds: m.cvcSessionTtlSeconds,
@@ -18,14 +18,14 @@ function merchantView(m: MerchantRecord) {
 /** Section 8: the merchant's own settings. */
 export function merchantRoutes(api: Api, d: Deps): void {
   api.add({
-    method: 'get', path: '/Merchant', tag: 'Merchant', auth: 'merchant', summary: "The calling merchant's settings",
+    method: 'get', path: '/Merchant', tag: 'Merchant', auth: 'merchant', summary: "The calling merchant's settings, of the calling key's mode",
     responses: { 200: { description: 'The merchant.', schema: Merchant } },
     handler: async (_req, res, { merchant }) => {
       res.json(merchantView(merchant.merchant));
     },
   });
   api.add({
-    method: 'patch', path: '/Merchant', tag: 'Merchant', auth: 'merchant', summary: 'Change allowed origins, proxy targets and CVV settings',
+    method: 'patch', path: '/Merchant', tag: 'Merchant', auth: 'merchant', summary: "Change allowed origins, proxy targets, the processor and CVV settings, of the calling key's mode only",
     body: PatchMerchantBody,
     responses: { 200: { description: 'The merchant as it is now.', schema: Merchant } },
     handler: async (_req, res, { merchant, body }) => {
