@@ -7,23 +7,8 @@ import type { Kysely } from 'kysely';
 import request from 'supertest';
 import type { Database } from '../../server/store/schema.js';
 import { auth, type Harness, makeCard, makeHarness, makeMerchant, makeSession, TEST_CARD, type TestMerchant } from '../helpers/harness.js';
+import { ERROR_TABLE } from '../helpers/api-errors.js';
 
-/** API.md section 2, the error table: every code the API may answer, with its status. */
-const ERROR_TABLE: Record<string, number> = {
-  invalid_request: 400, invalid_cvv: 400, invalid_card: 400, invalid_amount: 400, cvc_session_missing: 400,
-  unauthenticated: 401, invalid_api_key: 401, invalid_token: 401, token_expired: 401, wrong_credential_type: 401,
-  operation_not_allowed: 403, forbidden: 403, origin_not_allowed: 403, target_not_allowed: 403,
-  not_found: 404,
-  method_not_allowed: 405,
-  token_superseded: 409, session_completed: 409, session_canceled: 409, idempotency_key_reused: 409, precondition_failed: 409,
-  session_expired: 410, cvc_session_not_found: 410,
-  payload_too_large: 413,
-  unsupported_media_type: 415,
-  cvv_blocked: 423,
-  rate_limited: 429, attempts_exhausted: 429,
-  processor_error: 502, threeds_provider_error: 502,
-  internal_error: 500,
-};
 
 const LIMIT = 16384;
 

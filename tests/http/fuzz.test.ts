@@ -26,6 +26,7 @@ import fc from 'fast-check';
 import request from 'supertest';
 import { freshPgSchema, PG_BASE } from '../helpers/pg.js';
 import { AMEX_CARD, auth, type Harness, makeHarness, makeMerchant, TEST_CARD, type TestMerchant } from '../helpers/harness.js';
+import { ERROR_TABLE } from '../helpers/api-errors.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 0x0c0ffee);
 const RUNS = Number(process.env.FUZZ_RUNS ?? 2000);
@@ -35,16 +36,6 @@ const ON_PG = process.env.FUZZ_POSTGRES === '1' && PG_BASE !== undefined;
 /** Record every failing request and go on (to see all a change breaks at once); the test still fails at the end. */
 const KEEP_GOING = process.env.FUZZ_KEEP_GOING === '1';
 
-/** API.md section 2: every error code and its status. */
-const ERROR_TABLE: Record<string, number> = {
-  invalid_request: 400, invalid_cvv: 400, invalid_card: 400, invalid_amount: 400, cvc_session_missing: 400,
-  unauthenticated: 401, invalid_api_key: 401, invalid_token: 401, token_expired: 401, wrong_credential_type: 401,
-  operation_not_allowed: 403, forbidden: 403, origin_not_allowed: 403, target_not_allowed: 403,
-  not_found: 404, method_not_allowed: 405,
-  token_superseded: 409, session_completed: 409, session_canceled: 409, idempotency_key_reused: 409, precondition_failed: 409,
-  session_expired: 410, cvc_session_not_found: 410, payload_too_large: 413, unsupported_media_type: 415, cvv_blocked: 423,
-  rate_limited: 429, attempts_exhausted: 429, processor_error: 502, threeds_provider_error: 502, internal_error: 500,
-};
 const LONG_DIGITS = /\d(?:[ -]?\d){11,}/;
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -7,17 +7,8 @@ import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
 import { auth, type Harness, makeCard, makeHarness, makeMerchant, makeSession, TEST_CARD, type TestMerchant } from '../helpers/harness.js';
 import { freshPgSchema, PG_BASE } from '../helpers/pg.js';
+import { ERROR_TABLE } from '../helpers/api-errors.js';
 
-/** API.md section 2: the error codes and their statuses. */
-const ERROR_TABLE: Record<string, number> = {
-  invalid_request: 400, invalid_cvv: 400, invalid_card: 400, invalid_amount: 400, cvc_session_missing: 400,
-  unauthenticated: 401, invalid_api_key: 401, invalid_token: 401, token_expired: 401, wrong_credential_type: 401,
-  operation_not_allowed: 403, forbidden: 403, origin_not_allowed: 403, target_not_allowed: 403,
-  not_found: 404, method_not_allowed: 405,
-  token_superseded: 409, session_completed: 409, session_canceled: 409, idempotency_key_reused: 409, precondition_failed: 409,
-  session_expired: 410, cvc_session_not_found: 410, payload_too_large: 413, unsupported_media_type: 415, cvv_blocked: 423,
-  rate_limited: 429, attempts_exhausted: 429, processor_error: 502, threeds_provider_error: 502, internal_error: 500,
-};
 
 function assertError(res: { status: number; body: any; headers: Record<string, string> }, status: number, code: string, what = ''): void {
   assert.equal(res.status, status, `${what}: ${res.status} ${JSON.stringify(res.body)}`);
