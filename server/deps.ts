@@ -15,6 +15,7 @@ import { Vault } from './domain/vault.js';
 import { ProxyService } from './domain/proxy.js';
 import { FormService } from './domain/forms.js';
 import { ChargeService } from './domain/charges.js';
+import { OperationService } from './domain/operations.js';
 import { ThreeDSService } from './domain/three-ds.js';
 import { WebhookService } from './domain/webhooks.js';
 import { HttpProcessor, HttpProcessorConfig } from './connectors/processors/http.js';
@@ -46,6 +47,7 @@ export interface Deps {
   webhooks: WebhookService;
   threeDS: ThreeDSService;
   charges: ChargeService;
+  operations: OperationService;
   proxy: ProxyService;
   forms: FormService;
   processorFor(m: MerchantRecord): { processor: Processor; timeoutMs: number };
@@ -88,6 +90,7 @@ export async function createDeps(config: Config, log: Logger, opts: { clock?: Cl
   const sessions = new SessionService(store, tokens, vault, keyring, clock, {
     publicBaseUrl: config.publicBaseUrl, publicOrigin: config.publicOrigin, log,
     onEvent: (merchantId, mode, type, data) => webhooks.emit(merchantId, mode, type, data),
+    prepareEvents: (merchantId, mode, events) => webhooks.prepare(merchantId, mode, events),
   });
   const idempotency = new IdempotencyService(store, keyring, clock);
   const origins = new OriginRegistry(store, config.publicOrigin);
@@ -108,10 +111,11 @@ export async function createDeps(config: Config, log: Logger, opts: { clock?: Cl
     return entry;
   };
   const charges = new ChargeService(store, keyring, clock, cards, vault, threeDS, sessions, webhooks, processorFor, { production: config.production, log });
+  const operations = new OperationService(sessions, vault, threeDS, keyring, clock);
   const proxy = new ProxyService(store, cards, vault, clock, { allowPrivateTargets: config.allowPrivateTargets, log });
   const forms = new FormService(store, clock, { publicBaseUrl: config.publicBaseUrl, log });
   return {
-    config, log, clock, store, keyring, tokens, merchants, cards, vault, sessions, idempotency, origins, limits, webhooks, threeDS, charges, processorFor, proxy, forms,
+    config, log, clock, store, keyring, tokens, merchants, cards, vault, sessions, idempotency, origins, limits, webhooks, threeDS, charges, operations, processorFor, proxy, forms,
     async close() {
       origins.stop();
       webhooks.stop();

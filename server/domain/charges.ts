@@ -7,10 +7,10 @@ import type { CardService } from './cards.js';
 import type { Clock } from './clock.js';
 import { newId } from './ids.js';
 import type { Keyring } from './keyring.js';
-import type { OperationContext, OperationResponse, OperationWork, SessionService } from './sessions.js';
+import type { OperationContext, OperationResponse, OperationWork, ReadContext, SessionService } from './sessions.js';
 import type { SessionClaims } from './tokens.js';
 import type { ThreeDSService } from './three-ds.js';
-import type { Vault } from './vault.js';
+import { Vault } from './vault.js';
 import type { WebhookService } from './webhooks.js';
 
 export interface ChargeBody {
@@ -21,7 +21,7 @@ export interface ChargeBody {
 export interface ChargePlan {
   amount: { value: number; currency: string };
   cvc: CvcSessionRecord | null;
-  threeDS: Awaited<ReturnType<ThreeDSService['forCharge']>>;
+  threeDS: ReturnType<ThreeDSService['forCharge']>;
   /** The card number's CVV status as prepare read it. */
   cvvStatus: CvvStatusRecord | null;
 }
@@ -59,7 +59,7 @@ export class ChargeService {
   }
 
   /** Checks that must pass before the token is touched (each a 4xx that leaves the token current). */
-  async prepare(ctx: Omit<OperationContext, 'newJti'>, body: ChargeBody): Promise<ChargePlan> {
+  async prepare(ctx: ReadContext, body: ChargeBody): Promise<ChargePlan> {
     const { session, merchant, card } = ctx;
     const ceiling = session.amount;
     if (!ceiling) throw new AppError('invalid_amount', 'The session has no amount to charge.');
@@ -69,10 +69,12 @@ export class ChargeService {
     if (session.mode === 'live' && this.opts.production && (merchant.processor as { type?: string }).type !== 'http') {
       throw new AppError('precondition_failed', 'Live charges need an http processor (the simulator is for test mode).');
     }
-    const cvvStatus = await this.vault.assertNotBlocked(merchant.id, card.fingerprint);
-    const cvc = await this.store.findUsableCvcSession(merchant.id, card.token, session.id, this.clock.now());
+    // Everything here was read with the session, in one statement (Store.getOperationContext).
+    const cvvStatus = ctx.cvvStatus;
+    Vault.assertUnblocked(cvvStatus);
+    const cvc = ctx.usableCvc;
     if (session.requireCvv && !cvc) throw new AppError('precondition_failed', 'A CVV must be collected before the charge.');
-    const threeDS = await this.threeDS.forCharge(session.id);
+    const threeDS = this.threeDS.forCharge(ctx.latestTds);
     if (session.require3DS && (!threeDS || (threeDS.status !== 'Y' && threeDS.status !== 'A'))) {
       throw new AppError('precondition_failed', 'A successful 3-D Secure authentication (Y or A) is required first.');
     }
@@ -126,7 +128,7 @@ export class ChargeService {
     return { response, replayed: false };
   }
 
-  #intent(ctx: Omit<OperationContext, 'newJti'>, plan: ChargePlan, idempotencyKey: string | null, requestHash: string, now: number): ChargeRecord {
+  #intent(ctx: ReadContext, plan: ChargePlan, idempotencyKey: string | null, requestHash: string, now: number): ChargeRecord {
     const { session, merchant } = ctx;
     const id = newId('ch');
     return {

@@ -2,8 +2,10 @@ import { hash } from 'node:crypto';
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type {
-  CardRecord, CvvRetention, Mode, Operation, OperationResults, SessionRecord, SessionStatus, Store,
+  CardRecord, CvcSessionRecord, CvvRetention, CvvStatusRecord, Mode, Operation, OperationResults, OperationWrite, OutboxRecord, SessionRecord,
+  SessionStatus, Store, TdsRecord,
 } from '../store/store.js';
+import type { WebhookEvent } from './webhooks.js';
 import { cvvLengthFor } from './cards.js';
 import { type Clock, epochSeconds, isoTime } from './clock.js';
 import { newId } from './ids.js';
@@ -61,14 +63,33 @@ export interface OperationWork {
   claim: Record<string, unknown>;
   /** A charge that was approved completes the session. */
   complete?: boolean;
+  /** Rows to write with the token rotation, in the same transaction (not for a charge). */
+  writes?: OperationWrite[];
+  /** Webhook events of the operation, written to the outbox in the same transaction (not for a charge). */
+  events?: PendingEvent[];
+  /** Runs once the transaction has committed (audit lines of what it wrote). */
+  afterCommit?: () => void;
 }
 
-export interface OperationContext {
+/** A webhook event an operation raises: written to the outbox with the state change that raised it. */
+export interface PendingEvent {
+  type: WebhookEvent;
+  data: Record<string, unknown>;
+}
+
+/** What an operation read before anything was written (Store.getOperationContext), checked. */
+export interface ReadContext {
   session: SessionRecord;
   claims: SessionClaims;
   card: CardRecord;
   merchant: MerchantContext['merchant'];
-  /** The jti the new token will carry (already current once `work` runs). */
+  cvvStatus: CvvStatusRecord | null;
+  latestTds: TdsRecord | null;
+  usableCvc: CvcSessionRecord | null;
+}
+
+export interface OperationContext extends ReadContext {
+  /** The jti the new token will carry. */
   newJti: string;
 }
 
@@ -90,6 +111,8 @@ export class SessionService {
     private readonly clock: Clock,
     private readonly opts: {
       publicBaseUrl: string; publicOrigin: string; log?: Logger;
+      /** Outbox rows for an operation's events (wired to WebhookService.prepare in deps.ts), written in its transaction. */
+      prepareEvents?: (merchantId: string, mode: Mode, events: PendingEvent[]) => Promise<OutboxRecord[]>;
       /** Webhook events of the session's life (wired to the outbox in deps.ts). */
       onEvent?: (merchantId: string, mode: Mode, type: 'session.canceled' | 'cvv.collected', data: Record<string, unknown>) => Promise<unknown>;
     },
@@ -147,10 +170,13 @@ export class SessionService {
   }
 
   /** The session as GET /CvvOperations/{id} shows it. */
-  async view(s: SessionRecord, card?: CardRecord | null, withCvv = true): Promise<Record<string, unknown> & { results: unknown; attempts: unknown; cvv: unknown }> {
+  /** `usableCvc`: the CVC session a charge would use, when the caller read it already (undefined: read it here). */
+  async view(s: SessionRecord, card?: CardRecord | null, withCvv = true, usableCvc?: CvcSessionRecord | null): Promise<Record<string, unknown> & { results: unknown; attempts: unknown; cvv: unknown }> {
     const c = card === undefined ? await this.store.getCard(s.merchantId, s.mode, s.cardToken) : card;
     const status = this.status(s);
-    const cvv = withCvv && status === 'active' ? await this.vault.cvvState(s.merchantId, s.cardToken, s.id) : { available: false };
+    const cvv = !withCvv || status !== 'active' ? { available: false }
+      : usableCvc !== undefined ? (usableCvc ? { available: true, id: usableCvc.id, expiresAt: isoTime(usableCvc.expiresAt) } : { available: false })
+        : await this.vault.cvvState(s.merchantId, s.cardToken, s.id);
     const { id: _id, ...cvvView } = cvv as { id?: string };
     const attempts = Object.fromEntries(s.operations.map((op) => [op, { used: s.attempts[op], max: s.maxAttempts }]));
     // A charge at the processor right now is shown as such: its outcome replaces this once recorded.
@@ -179,10 +205,10 @@ export class SessionService {
     const claims = out.claims!;
     if (claims.aud !== m.merchant.id || claims.mode !== m.mode) return { valid: false, reason: 'wrong_merchant' };
     if (!out.ok) return { valid: false, reason: 'expired' };
-    const found = await this.store.getSessionWithCard(claims.sub);
+    const found = await this.store.getOperationContext(claims.sub, this.clock.now());
     const s = found?.session;
-    if (!s || s.merchantId !== m.merchant.id || s.mode !== m.mode) return { valid: false, reason: 'wrong_merchant' };
-    return { valid: true, current: s.jti === claims.jti && this.status(s) !== 'expired', claims, session: await this.view(s, found.card) };
+    if (!found || !s || s.merchantId !== m.merchant.id || s.mode !== m.mode) return { valid: false, reason: 'wrong_merchant' };
+    return { valid: true, current: s.jti === claims.jti && this.status(s) !== 'expired', claims, session: await this.view(s, found.card, true, found.usableCvc) };
   }
 
   #assertOpen(s: SessionRecord): void {
@@ -245,13 +271,25 @@ export class SessionService {
   }
 
   /**
-   * The rotation machinery every operation goes through (API.md section 4):
-   * given a verified bearer token, insist it is current (or answer the exact
-   * repeat of its call), check the operation, the session and the attempts,
-   * let `prepare` refuse with a 4xx while the token is still untouched, win
-   * the token with one conditional write, run `work`, sign the next token and
-   * record the outcome. Only a 200 rotates; an error after the token was won
-   * puts it back.
+   * The rotation machinery every operation goes through (API.md section 4).
+   * One read (Store.getOperationContext: the session, its card, the
+   * merchant's settings for its mode, the CVV status, the latest 3DS
+   * transaction, the usable CVC session); then the token must be current (or
+   * the call the exact repeat of its first one), the operation allowed, the
+   * session open and within its attempts; `prepare` may refuse with a 4xx.
+   *
+   * Then, for every operation but a charge, `work` computes its outcome
+   * without writing (the rows it needs written, and its webhook events, come
+   * back with it), the next token is signed, and one transaction
+   * (Store.commitOperation) wins the token and writes everything: rotation,
+   * results, replay record, the rows, the events. Of two calls with one token
+   * only one commits; nothing of the other is kept.
+   *
+   * A charge (`claim`) wins the token first, in the unit that makes it the
+   * session's owner and stores its intent, since the processor must be called
+   * at most once; its outcome is recorded after (finishOperation), and an
+   * error before the processor was called puts everything back (`unclaim`).
+   * Only a 200 rotates.
    */
   async runOperation(p: {
     op: Operation;
@@ -262,22 +300,22 @@ export class SessionService {
     origin: string | undefined;
     /** false for a call that only fetches an outcome (threeDS/result): no attempt is counted. */
     countAttempt?: boolean;
-    prepare?: (ctx: Omit<OperationContext, 'newJti'>) => Promise<void>;
+    prepare?: (ctx: ReadContext) => Promise<void>;
     /**
-     * Wins the token in one unit with whatever must commit with it (a charge's
-     * intent and ownership of the session); default: Store.claimOperation.
-     * False when the token was not won; a 4xx thrown here leaves it untouched.
+     * A charge: wins the token in one unit with whatever must commit with it
+     * (its intent and ownership of the session) before `work` runs. False when
+     * the token was not won; a 4xx thrown here leaves it untouched.
      */
-    claim?: (ctx: Omit<OperationContext, 'newJti'>, c: { id: string; jti: string; newJti: string; now: number }) => Promise<boolean>;
+    claim?: (ctx: ReadContext, c: { id: string; jti: string; newJti: string; now: number }) => Promise<boolean>;
     work: (ctx: OperationContext) => Promise<OperationWork>;
-    /** Undoes the claim after `work` failed; default: Store.unclaimOperation (a charge decides for itself). */
+    /** With `claim`: undoes it after `work` failed (the charge decides what can be undone). */
     unclaim?: (c: { id: string; jti: string; oldJti: string; now: number }) => Promise<void>;
   }): Promise<OperationResponse> {
     const claims = p.claims;
-    const found = await this.store.getSessionWithCard(claims.sub);
-    const s = found?.session;
-    if (!s || s.merchantId !== claims.aud || s.mode !== claims.mode) throw new AppError('invalid_token');
-    const merchant = await this.store.getMerchant(s.merchantId, s.mode);
+    const read = await this.store.getOperationContext(claims.sub, this.clock.now());
+    const s = read?.session;
+    if (!read || !s || s.merchantId !== claims.aud || s.mode !== claims.mode) throw new AppError('invalid_token');
+    const merchant = read.merchant;
     if (!merchant) throw new AppError('invalid_token');
     if (p.origin !== undefined && p.origin !== this.opts.publicOrigin && !merchant.allowedOrigins.includes(p.origin)) {
       throw new AppError('origin_not_allowed');
@@ -289,50 +327,78 @@ export class SessionService {
     this.#assertOpen(s);
     const counts = p.countAttempt !== false;
     if (counts && s.attempts[p.op] >= s.maxAttempts) throw new AppError('attempts_exhausted');
-    const card = present(found.card);
-    await p.prepare?.({ session: s, claims, card, merchant });
+    const card = present(read.card);
+    const ctx: ReadContext = { session: s, claims, card, merchant, cvvStatus: read.cvvStatus, latestTds: read.latestTds, usableCvc: read.usableCvc };
+    await p.prepare?.(ctx);
 
     const jti = newJti();
-    const now = this.clock.now();
-    const ctx = { session: s, claims, card, merchant };
-    const won = p.claim
-      ? await p.claim(ctx, { id: s.id, jti: claims.jti, newJti: jti, now })
-      : await this.store.claimOperation({ id: s.id, jti: claims.jti, newJti: jti, op: p.op, now, countAttempt: counts });
-    if (!won) {
+    /** The token was not won: the replay of the call that won it (if this is its exact repeat), or why not. */
+    const lost = async (): Promise<OperationResponse> => {
       const again = await this.store.getSessionById(s.id);
       if (!again) throw new AppError('invalid_token');
       if (again.chargeInFlight) throw chargeInProgress();
       if (again.jti !== claims.jti) return this.#replayOrSuperseded(again, claims, hash);
       this.#assertOpen(again);
-      if (again.attempts[p.op] >= again.maxAttempts) throw new AppError('attempts_exhausted');
+      if (counts && again.attempts[p.op] >= again.maxAttempts) throw new AppError('attempts_exhausted');
       throw new AppError('token_superseded');
+    };
+
+    if (!p.claim) {
+      const work = await p.work({ ...ctx, newJti: jti });
+      const results: OperationResults = { ...s.results, [p.op]: work.claim };
+      const response = await this.#respond(s, card, claims, p.token, jti, results, work);
+      const now = this.clock.now();
+      const events = work.events?.length ? await (this.opts.prepareEvents?.(s.merchantId, s.mode, work.events) ?? []) : [];
+      const done = await this.store.commitOperation({
+        id: s.id, jti: claims.jti, newJti: jti, op: p.op, countAttempt: counts, now, results, tokenHash: tokenHash(response.token),
+        complete: work.complete === true, replay: this.#replayRecord(s.id, claims.jti, hash, jti, response, now), writes: work.writes ?? [], events,
+      });
+      // Not committed: another call with this token committed first, or the session changed meanwhile.
+      if (!done) return lost();
+      work.afterCommit?.();
+      this.#logOperation(s, p.op, work, claims.jti, jti);
+      return response;
     }
+
+    const now = this.clock.now();
+    if (!(await p.claim(ctx, { id: s.id, jti: claims.jti, newJti: jti, now }))) return lost();
     let work: OperationWork;
     try {
       work = await p.work({ ...ctx, newJti: jti });
     } catch (err) {
-      const back = { id: s.id, jti, oldJti: claims.jti, now: this.clock.now() };
-      if (p.unclaim) await p.unclaim(back);
-      else await this.store.unclaimOperation({ ...back, op: p.op, countAttempt: counts });
+      await p.unclaim?.({ id: s.id, jti, oldJti: claims.jti, now: this.clock.now() });
       throw err;
     }
     const results: OperationResults = { ...s.results, [p.op]: work.claim };
-    const next = await this.tokens.sign(this.claimsFor(s, card, jti, s.seq + 1, tokenHash(p.token), results));
-    const status: PublicStatus = work.complete ? 'completed' : this.status(s);
-    const response: OperationResponse = { result: work.result, token: next, session: { status } };
-    const sealed = this.keyring.seal('replay', JSON.stringify({ producedJti: jti, response }), `replay|${s.id}|${claims.jti}`);
+    const response = await this.#respond(s, card, claims, p.token, jti, results, work);
+    const at = this.clock.now();
     const done = await this.store.finishOperation({
-      id: s.id, jti, results, tokenHash: tokenHash(next), now: this.clock.now(), complete: work.complete === true,
-      replay: { jti: claims.jti, hash, sealed, at: this.clock.now() },
+      id: s.id, jti, results, tokenHash: tokenHash(response.token), now: at, complete: work.complete === true,
+      replay: this.#replayRecord(s.id, claims.jti, hash, jti, response, at),
     });
     if (!done) {
-      // The session was canceled (or expired) while the operation ran: its outcome stands, but no token is handed out.
+      // Settled meanwhile by crash recovery (this call outlived its time): its outcome stands, but no token is handed out.
       const again = await this.store.getSessionById(s.id);
       if (again) this.#assertOpen(again);
       throw new AppError('token_superseded');
     }
-    this.opts.log?.info({ audit: true, event: 'operation', merchantId: s.merchantId, session: s.id, op: p.op, outcome: work.claim.status, fromJti: claims.jti, jti, seq: s.seq + 1 }, 'operation ran; token rotated');
+    this.#logOperation(s, p.op, work, claims.jti, jti);
     return response;
+  }
+
+  /** The operation's response: its result, the next token (signed now), the session's status. */
+  async #respond(s: SessionRecord, card: CardRecord, claims: SessionClaims, token: string, jti: string, results: OperationResults, work: OperationWork): Promise<OperationResponse> {
+    const next = await this.tokens.sign(this.claimsFor(s, card, jti, s.seq + 1, tokenHash(token), results));
+    return { result: work.result, token: next, session: { status: work.complete ? 'completed' : this.status(s) } };
+  }
+
+  /** What the exact repeat of this call gets for 60 s (sealed: it holds a token). */
+  #replayRecord(sessionId: string, fromJti: string, hash: string, producedJti: string, response: OperationResponse, at: number) {
+    return { jti: fromJti, hash, sealed: this.keyring.seal('replay', JSON.stringify({ producedJti, response }), `replay|${sessionId}|${fromJti}`), at };
+  }
+
+  #logOperation(s: SessionRecord, op: Operation, work: OperationWork, fromJti: string, jti: string): void {
+    this.opts.log?.info({ audit: true, event: 'operation', merchantId: s.merchantId, session: s.id, op, outcome: work.claim.status, fromJti, jti, seq: s.seq + 1 }, 'operation ran; token rotated');
   }
 
   /**

@@ -58,14 +58,15 @@ export class ThreeDSService {
       throw new AppError('threeds_provider_error', undefined, { cause: err });
     }
     const now = this.clock.now();
+    // The transaction is written with the operation's token rotation (Store.commitOperation), not here.
     if (outcome.kind === 'challenge') {
-      await this.store.insertTds({
-        id, merchantId: session.merchantId, sessionId: session.id, mode: session.mode, status: 'challenge',
-        dsTransactionId: outcome.dsTransactionId, version: outcome.version, result: null, createdAt: now, expiresAt: now + CHALLENGE_TTL_MS, completedAt: null,
-      });
       return {
         result: { status: 'C', transactionId: id, challengeUrl: `${this.opts.publicBaseUrl}/hosted/3ds/${id}`, dsTransactionId: outcome.dsTransactionId, version: outcome.version },
         claim: { status: 'C', eci: null, transactionId: id },
+        writes: [{ kind: 'tds', record: {
+          id, merchantId: session.merchantId, sessionId: session.id, mode: session.mode, status: 'challenge',
+          dsTransactionId: outcome.dsTransactionId, version: outcome.version, result: null, createdAt: now, expiresAt: now + CHALLENGE_TTL_MS, completedAt: null,
+        } }],
       };
     }
     const r = outcome.result;
@@ -74,11 +75,11 @@ export class ThreeDSService {
       dsTransactionId: r.dsTransactionId, version: r.version, result: { status: r.status, eci: r.eci, cavvSealed: this.#seal(id, session.merchantId, r) },
       createdAt: now, expiresAt: now + CHALLENGE_TTL_MS, completedAt: now,
     };
-    await this.store.insertTds(tds);
-    await this.webhooks.emit(session.merchantId, session.mode, 'threeds.completed', { session: session.id, transactionId: id, status: r.status, eci: r.eci });
     return {
       result: resultOf(tds, { status: r.status, eci: r.eci, cavv: r.authenticationValue?.expose() ?? null }),
       claim: { status: r.status, eci: r.eci, transactionId: id },
+      writes: [{ kind: 'tds', record: tds }],
+      events: [{ type: 'threeds.completed', data: { session: session.id, transactionId: id, status: r.status, eci: r.eci } }],
     };
   }
 
@@ -113,9 +114,8 @@ export class ThreeDSService {
     return (await this.store.getTds(id))!;
   }
 
-  /** threeDS/result: refuses (409) while the latest transaction's challenge is open. */
-  async latestFinal(sessionId: string): Promise<TdsRecord> {
-    const t = await this.store.latestTdsOfSession(sessionId);
+  /** threeDS/result: the session's latest transaction (as read with the operation), refused (409) while its challenge is open. */
+  static latestFinal(t: TdsRecord | null): TdsRecord {
     if (!t) throw new AppError('precondition_failed', 'No 3-D Secure transaction has been started in this session.');
     if (t.status !== 'completed' || !t.result) throw new AppError('precondition_failed', 'The 3-D Secure challenge is still open.');
     return t;
@@ -127,9 +127,8 @@ export class ThreeDSService {
     return { result: resultOf(t, { status: r.status, eci: r.eci, cavv }), claim: { status: r.status, eci: r.eci, transactionId: t.id } };
   }
 
-  /** The 3DS data a charge sends to the processor: the latest final, authenticated transaction of the session. */
-  async forCharge(sessionId: string): Promise<{ status: string; eci: string | null; authenticationValue: Secret<string> | null; dsTransactionId: string } | null> {
-    const t = await this.store.latestTdsOfSession(sessionId);
+  /** The 3DS data a charge sends to the processor: the session's latest transaction (as read with the operation), if final. */
+  forCharge(t: TdsRecord | null): { status: string; eci: string | null; authenticationValue: Secret<string> | null; dsTransactionId: string } | null {
     if (!t || t.status !== 'completed' || !t.result) return null;
     const cavv = t.result.cavvSealed ? new Secret(this.keyring.open('cavv', t.result.cavvSealed, `cavv|${t.merchantId}|${t.id}`).toString('utf8')) : null;
     return { status: t.result.status, eci: t.result.eci, authenticationValue: cavv, dsTransactionId: t.dsTransactionId };

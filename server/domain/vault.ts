@@ -1,7 +1,7 @@
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Secret } from '../secret.js';
-import type { CardRecord, CvcRetention, CvcSessionRecord, CvvRetention, CvvStatusRecord, MerchantRecord, Mode, Store } from '../store/store.js';
+import type { CardRecord, CvcRetention, CvcSessionRecord, CvvRetention, CvvStatusRecord, MerchantRecord, Mode, OperationWrite, Store } from '../store/store.js';
 import { type Clock, isoTime } from './clock.js';
 import { newId } from './ids.js';
 import { secureRandom } from './random.js';
@@ -50,14 +50,46 @@ export class Vault {
     return value instanceof Secret ? value : new Secret(raw);
   }
 
-  /** 403 cvv_blocked for a blocked card number; otherwise its CVV status as read (null: never failed). */
+  /** 423 cvv_blocked for a blocked card number, from a status already read. */
+  static assertUnblocked(st: CvvStatusRecord | null): void {
+    if (st?.blocked) throw new AppError('cvv_blocked');
+  }
+
+  /** 423 cvv_blocked for a blocked card number; otherwise its CVV status as read (null: never failed). */
   async assertNotBlocked(merchantId: string, fingerprint: string): Promise<CvvStatusRecord | null> {
     const st = await this.store.getCvvStatus(merchantId, fingerprint);
     if (st?.blocked) throw new AppError('cvv_blocked');
     return st;
   }
 
-  /** Stores a CVV in a new CVC session (replacing the operations session's earlier one). */
+  /**
+   * A CVV sealed in a new CVC session, not yet stored: the rows for the
+   * collectCvv transaction (Store.commitOperation), which also replaces the
+   * operations session's earlier CVC session. `logStored` writes the audit
+   * line once they are committed.
+   */
+  sealCvv(p: { merchant: MerchantRecord; card: CardRecord; sessionId: string; cvv: Secret<string>; retention: CvvRetention; firstInSession: boolean }): { view: CvcSessionView; write: OperationWrite; logStored: () => void } {
+    const now = this.clock.now();
+    const id = newId('cvc');
+    const testMode = p.card.mode === 'test';
+    const retention: CvcRetention = testMode ? 'reusable' : p.retention;
+    const expiresAt = now + (testMode ? TEST_CVC_LIFETIME_MS : p.merchant.cvcSessionTtlSeconds * 1000);
+    // A fresh key share per CVV, stored apart from the ciphertext and destroyed with it.
+    const share = secureRandom(32);
+    const record: CvcSessionRecord = {
+      id, merchantId: p.merchant.id, mode: p.card.mode, cardToken: p.card.token, sessionId: p.sessionId,
+      sealed: this.keyring.sealWithShare('cvv', share, p.cvv.expose(), `cvv|${p.merchant.id}|${id}`),
+      retention, expiresAt, firstUsedAt: null, createdAt: now,
+    };
+    return {
+      view: { id, expiresAt: isoTime(expiresAt) },
+      // Nothing to replace before the session's first collection (attempts count every collection).
+      write: { kind: 'cvc', record, share, replace: !p.firstInSession },
+      logStored: () => this.log?.info({ audit: true, event: 'cvv.collected', merchantId: p.merchant.id, cvcSession: id, card: p.card.token, session: p.sessionId }, 'CVV stored'),
+    };
+  }
+
+  /** Stores a CVV in a new CVC session (POST /Cards with a cvv). */
   async storeCvv(p: { merchant: MerchantRecord; card: CardRecord; sessionId: string | null; cvv: Secret<string>; retention: CvvRetention; firstInSession?: boolean }): Promise<CvcSessionView> {
     const now = this.clock.now();
     const id = newId('cvc');

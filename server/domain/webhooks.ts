@@ -94,16 +94,35 @@ export class WebhookService {
 
   /** Writes an event to the outbox for every endpoint of the merchant that listens to it. */
   async emit(merchantId: string, mode: Mode, type: WebhookEvent, data: Record<string, unknown>): Promise<string | null> {
-    const endpoints = (await this.#endpointsOf(merchantId, mode)).filter((e) => e.events.includes(type));
-    if (endpoints.length === 0) return null;
+    const rows = await this.prepare(merchantId, mode, [{ type, data }]);
+    if (rows.length === 0) return null;
+    await this.store.enqueueWebhooks(rows);
+    return rows[0]!.eventId;
+  }
+
+  /**
+   * The outbox rows of these events (one per listening endpoint), for the
+   * caller to write in the transaction of the state change that raised them:
+   * a crash can then lose neither without the other.
+   */
+  async prepare(merchantId: string, mode: Mode, events: Array<{ type: WebhookEvent; data: Record<string, unknown> }>): Promise<OutboxRecord[]> {
+    const all = await this.#endpointsOf(merchantId, mode);
     const now = this.clock.now();
-    const id = newId('evt');
-    const body = JSON.stringify({ id, type, created: epochSeconds(now), mode, data });
-    await this.store.enqueueWebhooks(endpoints.map((e): OutboxRecord => ({
-      id: `${id}.${e.id}`, eventId: id, endpointId: e.id, merchantId, body, status: 'pending', attempts: 0,
-      nextAttemptAt: now, lockedUntil: 0, lastStatus: null, createdAt: now, deliveredAt: null,
-    })));
-    return id;
+    const rows: OutboxRecord[] = [];
+    for (const { type, data } of events) {
+      const endpoints = all.filter((e) => e.events.includes(type));
+      if (endpoints.length === 0) continue;
+      const id = newId('evt');
+      // API.md section 8: createdAt as ISO 8601.
+      const body = JSON.stringify({ id, type, createdAt: isoTime(now), mode, data });
+      for (const e of endpoints) {
+        rows.push({
+          id: `${id}.${e.id}`, eventId: id, endpointId: e.id, merchantId, body, status: 'pending', attempts: 0,
+          nextAttemptAt: now, lockedUntil: 0, lastStatus: null, createdAt: now, deliveredAt: null,
+        });
+      }
+    }
+    return rows;
   }
 
   start(everyMs = 500): void {

@@ -6,7 +6,7 @@ import { migrationProvider, type Engine } from './migrations.js';
 import type { CardsTable, ChargesTable, CvcSessionsTable, Database, MerchantSettingsTable, SessionsTable, WebhookEndpointsTable, WebhookOutboxTable } from './schema.js';
 import type {
   ApiKeyRecord, ChargeRecord, CustomFormRecord, OutboxRecord, TdsRecord, WebhookEndpointRecord, CardRecord, CvcRetention, CvcSessionRecord, CvvStatusRecord, IdempotencyRecord, MerchantRecord,
-  Mode, Operation, SessionRecord, SessionStatus, SigningKeyRecord, Store,
+  Mode, Operation, OperationContextRecord, SessionRecord, SessionStatus, SigningKeyRecord, Store,
 } from './store.js';
 
 /** A sealed value in one column: its key version in the first byte. */
@@ -535,22 +535,64 @@ export class KyselyStore implements Store {
     return r ? toSession(r) : null;
   }
 
-  async getSessionWithCard(id: string): Promise<{ session: SessionRecord; card: CardRecord | null } | null> {
-    const { rows: [r] } = await this.#exec('getSessionWithCard', { id }, (a) => this.db.selectFrom('sessions')
-      .leftJoin('cards', (j) => j.onRef('cards.token', '=', 'sessions.card_token').onRef('cards.merchant_id', '=', 'sessions.merchant_id').onRef('cards.mode', '=', 'sessions.mode'))
-      .selectAll('sessions')
-      .select(['cards.token as c_token', 'cards.brand as c_brand', 'cards.last4 as c_last4', 'cards.bin as c_bin', 'cards.exp_month as c_exp_month',
-        'cards.exp_year as c_exp_year', 'cards.fingerprint as c_fingerprint', 'cards.number_sealed as c_number_sealed',
-        'cards.holder_sealed as c_holder_sealed', 'cards.created_at as c_created_at'])
-      .where('sessions.id', '=', a.id));
+  async getOperationContext(id: string, now: number): Promise<OperationContextRecord | null> {
+    // One statement, prepared once: the joins are one-row lookups by key (the latest 3DS transaction and the
+    // usable CVC session through indexed ORDER BY … LIMIT 1 subqueries).
+    const { rows: [r] } = await this.#exec('getOperationContext', { id, now }, (a) => ({
+      compile: () => sql<Record<string, any>>`
+        SELECT s.*,
+          c.token AS c_token, c.brand AS c_brand, c.last4 AS c_last4, c.bin AS c_bin, c.exp_month AS c_exp_month, c.exp_year AS c_exp_year,
+          c.fingerprint AS c_fingerprint, c.number_sealed AS c_number_sealed, c.holder_sealed AS c_holder_sealed, c.created_at AS c_created_at,
+          m.name AS m_name, m.created_at AS m_created_at,
+          ms.allowed_origins AS m_allowed_origins, ms.allowed_proxy_targets AS m_allowed_proxy_targets, ms.processor AS m_processor,
+          ms.cvv_block_threshold AS m_cvv_block_threshold, ms.cvc_session_ttl_seconds AS m_cvc_session_ttl_seconds, ms.updated_at AS m_updated_at,
+          st.failed_attempts AS st_failed_attempts, st.blocked AS st_blocked, st.updated_at AS st_updated_at,
+          t.id AS t_id, t.status AS t_status, t.ds_transaction_id AS t_ds_transaction_id, t.version AS t_version, t.result_status AS t_result_status,
+          t.eci AS t_eci, t.cavv_sealed AS t_cavv_sealed, t.created_at AS t_created_at, t.expires_at AS t_expires_at, t.completed_at AS t_completed_at,
+          v.id AS v_id, v.session_id AS v_session_id, v.sealed AS v_sealed, v.retention AS v_retention, v.expires_at AS v_expires_at,
+          v.first_used_at AS v_first_used_at, v.created_at AS v_created_at, v.card_token AS v_card_token
+        FROM sessions s
+        LEFT JOIN cards c ON c.token = s.card_token AND c.merchant_id = s.merchant_id AND c.mode = s.mode
+        LEFT JOIN merchants m ON m.id = s.merchant_id
+        LEFT JOIN merchant_settings ms ON ms.merchant_id = s.merchant_id AND ms.mode = s.mode
+        LEFT JOIN cvv_status st ON st.merchant_id = s.merchant_id AND st.fingerprint = c.fingerprint
+        LEFT JOIN tds_transactions t ON t.id = (
+          SELECT t2.id FROM tds_transactions t2 WHERE t2.session_id = s.id ORDER BY t2.created_at DESC, t2.id DESC LIMIT 1)
+        LEFT JOIN cvc_sessions v ON v.id = COALESCE(
+          (SELECT v1.id FROM cvc_sessions v1 WHERE v1.session_id = s.id AND v1.merchant_id = s.merchant_id AND v1.card_token = s.card_token
+            AND v1.expires_at > ${a.now} ORDER BY v1.created_at DESC LIMIT 1),
+          (SELECT v2.id FROM cvc_sessions v2 WHERE v2.card_token = s.card_token AND v2.session_id IS NULL AND v2.merchant_id = s.merchant_id
+            AND v2.expires_at > ${a.now} ORDER BY v2.created_at DESC LIMIT 1))
+        WHERE s.id = ${a.id}`.compile(this.db),
+    }));
     if (!r) return null;
+    const session = toSession(r as Selectable<SessionsTable>);
     const card = r.c_token === null ? null : toCard({
-      token: r.c_token, merchant_id: r.merchant_id, mode: r.mode, brand: r.c_brand!, last4: r.c_last4!, bin: r.c_bin!,
-      exp_month: r.c_exp_month!, exp_year: r.c_exp_year!, fingerprint: r.c_fingerprint!, number_sealed: r.c_number_sealed!,
-      holder_sealed: r.c_holder_sealed, key_version: 0, created_at: r.c_created_at!,
+      token: r.c_token, merchant_id: r.merchant_id, mode: r.mode, brand: r.c_brand, last4: r.c_last4, bin: r.c_bin,
+      exp_month: r.c_exp_month, exp_year: r.c_exp_year, fingerprint: r.c_fingerprint, number_sealed: r.c_number_sealed,
+      holder_sealed: r.c_holder_sealed, key_version: 0, created_at: r.c_created_at,
     });
-    return { session: toSession(r), card };
+    const merchant = r.m_allowed_origins === null || r.m_name === null ? null : Object.freeze(toMerchant({
+      id: r.merchant_id, name: r.m_name, created_at: r.m_created_at, merchant_id: r.merchant_id, mode: r.mode,
+      allowed_origins: r.m_allowed_origins, allowed_proxy_targets: r.m_allowed_proxy_targets, processor: r.m_processor,
+      cvv_block_threshold: r.m_cvv_block_threshold, cvc_session_ttl_seconds: r.m_cvc_session_ttl_seconds, updated_at: r.m_updated_at,
+    })) as MerchantRecord;
+    const cvvStatus = r.st_failed_attempts === null || r.st_failed_attempts === undefined ? null : {
+      merchantId: r.merchant_id, fingerprint: r.c_fingerprint, failedAttempts: Number(r.st_failed_attempts), blocked: Number(r.st_blocked) === 1,
+      updatedAt: Number(r.st_updated_at),
+    };
+    const latestTds = r.t_id === null ? null : this.#toTds({
+      id: r.t_id, merchant_id: r.merchant_id, session_id: r.id, mode: r.mode, status: r.t_status, ds_transaction_id: r.t_ds_transaction_id,
+      version: r.t_version, result_status: r.t_result_status, eci: r.t_eci, cavv_sealed: r.t_cavv_sealed, created_at: r.t_created_at,
+      expires_at: r.t_expires_at, completed_at: r.t_completed_at,
+    });
+    const usableCvc = r.v_id === null ? null : toCvc({
+      id: r.v_id, merchant_id: r.merchant_id, mode: r.mode, card_token: r.v_card_token, session_id: r.v_session_id, sealed: r.v_sealed,
+      key_version: 0, retention: r.v_retention, expires_at: r.v_expires_at, first_used_at: r.v_first_used_at, created_at: r.v_created_at,
+    });
+    return { session, card, merchant, cvvStatus, latestTds, usableCvc };
   }
+
 
   async claimOperation(p: { id: string; jti: string; newJti: string; op: Operation; now: number; countAttempt?: boolean }): Promise<boolean> {
     const col = ATTEMPT_COLUMN[p.op];
@@ -563,6 +605,58 @@ export class KyselyStore implements Store {
       return count ? q.whereRef(col, '<', 'max_attempts') : q;
     });
     return affected === 1;
+  }
+
+  async commitOperation(p: Parameters<Store['commitOperation']>[0]): Promise<boolean> {
+    const db = this.db;
+    const col = ATTEMPT_COLUMN[p.op];
+    let cvvDeleted = false;
+    const done = await this.#transaction(function* (): Unit<boolean> {
+      let q = db.updateTable('sessions')
+        .set((eb) => ({
+          jti: p.newJti, seq: eb('seq', '+', 1), ...(p.countAttempt ? { [col]: eb(col, '+', 1) } : {}),
+          results: JSON.stringify(p.results), token_hash: p.tokenHash, updated_at: p.now,
+          replay_jti: p.replay.jti, replay_hash: p.replay.hash, replay_sealed: pack(p.replay.sealed), replay_at: p.replay.at,
+          ...(p.complete ? { status: 'completed' } : {}),
+        }))
+        .where('id', '=', p.id).where('jti', '=', p.jti).where('status', '=', 'active').where('expires_at', '>', p.now).where('charge_id', 'is', null);
+      if (p.countAttempt) q = q.whereRef(col, '<', 'max_attempts');
+      if ((yield q).affected !== 1) throw new Rollback(false);
+      for (const w of p.writes) {
+        if (w.kind === 'cvc') {
+          const c = w.record;
+          if (w.replace && c.sessionId !== null) {
+            yield db.deleteFrom('cvv_keys').where('cvc_id', 'in', db.selectFrom('cvc_sessions').select('id').where('session_id', '=', c.sessionId));
+            cvvDeleted = (yield db.deleteFrom('cvc_sessions').where('session_id', '=', c.sessionId)).affected > 0 || cvvDeleted;
+          }
+          yield db.insertInto('cvv_keys').values({ cvc_id: c.id, share: w.share, created_at: c.createdAt });
+          yield db.insertInto('cvc_sessions').values({
+            id: c.id, merchant_id: c.merchantId, mode: c.mode, card_token: c.cardToken, session_id: c.sessionId, sealed: pack(c.sealed),
+            key_version: c.sealed.keyVersion, retention: c.retention, expires_at: c.expiresAt, first_used_at: c.firstUsedAt, created_at: c.createdAt,
+          });
+        } else {
+          const t = w.record;
+          yield db.insertInto('tds_transactions').values({
+            id: t.id, merchant_id: t.merchantId, session_id: t.sessionId, mode: t.mode, status: t.status, ds_transaction_id: t.dsTransactionId,
+            version: t.version, result_status: t.result?.status ?? null, eci: t.result?.eci ?? null,
+            cavv_sealed: t.result?.cavvSealed ? pack(t.result.cavvSealed) : null, created_at: t.createdAt, expires_at: t.expiresAt, completed_at: t.completedAt,
+          });
+        }
+      }
+      if (p.events.length > 0) {
+        yield db.insertInto('webhook_outbox').values(p.events.map((o) => ({
+          id: o.id, event_id: o.eventId, endpoint_id: o.endpointId, merchant_id: o.merchantId, body: o.body, status: o.status,
+          attempts: o.attempts, next_attempt_at: o.nextAttemptAt, locked_until: o.lockedUntil, last_status: o.lastStatus,
+          created_at: o.createdAt, delivered_at: o.deliveredAt,
+        })));
+      }
+      return true;
+    });
+    if (cvvDeleted) {
+      this.#afterKeyDelete();
+      this.#afterCvvDelete();
+    }
+    return done;
   }
 
   async unclaimOperation(p: { id: string; jti: string; oldJti: string; op: Operation; now: number; countAttempt?: boolean }): Promise<boolean> {

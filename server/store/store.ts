@@ -206,6 +206,23 @@ export interface CustomFormRecord {
   updatedAt: number;
 }
 
+/** A row an operation writes in the same transaction as its token rotation. */
+export type OperationWrite =
+  /** A collected CVV: its key share and CVC session; `replace` deletes the session's earlier CVC sessions first. */
+  | { kind: 'cvc'; record: CvcSessionRecord; share: Buffer; replace: boolean }
+  /** A 3-D Secure transaction. */
+  | { kind: 'tds'; record: TdsRecord };
+
+/** What Store.getOperationContext reads in one statement. */
+export interface OperationContextRecord {
+  session: SessionRecord;
+  card: CardRecord | null;
+  merchant: MerchantRecord | null;
+  cvvStatus: CvvStatusRecord | null;
+  latestTds: TdsRecord | null;
+  usableCvc: CvcSessionRecord | null;
+}
+
 /**
  * Storage. Async so SQLite and PostgreSQL both fit. Every state change is one
  * conditional statement whose result (a row changed or not) tells the caller
@@ -279,8 +296,14 @@ export interface Store {
   getSession(merchantId: string, mode: Mode, id: string): Promise<SessionRecord | null>;
   /** By id only: the merchant comes from a verified token, and the caller compares it. */
   getSessionById(id: string): Promise<SessionRecord | null>;
-  /** By id, with its card (null once the card is deleted) in the same read: what every operation starts with. */
-  getSessionWithCard(id: string): Promise<{ session: SessionRecord; card: CardRecord | null } | null>;
+  /**
+   * Everything an operation (or validateToken) reads, in one statement: the
+   * session by id, its card (null once deleted), its merchant with the
+   * session's mode's settings, the card number's CVV status, the session's
+   * latest 3DS transaction, and the live CVC session a charge would use (its
+   * own, else the card's from POST /Cards), live as of `now`.
+   */
+  getOperationContext(id: string, now: number): Promise<OperationContextRecord | null>;
   /**
    * Token rotation for an operation: moves the session from `jti` to `newJti`
    * and counts one attempt, in one conditional write. True only for the one
@@ -288,6 +311,19 @@ export interface Store {
    * unexpired session.
    */
   claimOperation(p: { id: string; jti: string; newJti: string; op: Operation; now: number; countAttempt?: boolean }): Promise<boolean>;
+  /**
+   * An operation, whole, in one transaction: the token rotation from the
+   * presented `jti` (as claimOperation: current, active, unexpired, within
+   * the attempts, no charge owning the session) with the results, the next
+   * token's hash and the replay record (as finishOperation), then the
+   * operation's own rows and its webhook events. Nothing is written unless
+   * everything is: false when the token was not won.
+   */
+  commitOperation(p: {
+    id: string; jti: string; newJti: string; op: Operation; countAttempt: boolean; now: number;
+    results: OperationResults; tokenHash: string; complete: boolean; replay: { jti: string; hash: string; sealed: Sealed; at: number };
+    writes: OperationWrite[]; events: OutboxRecord[];
+  }): Promise<boolean>;
   /** Undoes a claim whose operation failed with an error: the presented token is current again and the attempt uncounted. */
   unclaimOperation(p: { id: string; jti: string; oldJti: string; op: Operation; now: number; countAttempt?: boolean }): Promise<boolean>;
   /** Records an operation's outcome under the token it produced (conditional on that token still being current). */

@@ -645,15 +645,19 @@ describe('concurrent calls with one token', () => {
       const barrier = gate();
       // A server that serializes the calls some other way must not hang the test: the barrier opens by itself after 3 s.
       const fallback = setTimeout(() => barrier.open(), 3000);
-      // Every call holds in its pre-checks (after reading the session and its jti) until all four are there.
-      const restore = patchMethod(h.deps.vault, 'assertNotBlocked', (original) => async function (this: unknown, ...args: Parameters<typeof original>) {
-        if (++arrived === n) barrier.open();
-        await barrier.promise;
-        return original.apply(h.deps.vault, args);
+      // Every call holds after its checks (it has read the session and its jti, and signs its next token just before
+      // its transaction) until all four are there.
+      const restore = patchMethod(h.deps.tokens, 'sign', (original) => async function (this: unknown, ...args: Parameters<typeof original>) {
+        // Only the operations' next tokens (seq 1), not the session's first one (seq 0, made by the race itself).
+        if (args[0].seq === 1) {
+          if (++arrived === n) barrier.open();
+          await barrier.promise;
+        }
+        return original.apply(h.deps.tokens, args);
       } as typeof original);
       try {
         await race(['123', '456', '789', '000']);
-        assert.equal(arrived, n, 'all four calls passed the current-token check before any claimed the token');
+        assert.equal(arrived, n, 'all four calls passed the current-token check before any committed');
       } finally {
         clearTimeout(fallback);
         restore();
@@ -740,40 +744,50 @@ describe('the idempotent replay rule', () => {
     }
   });
 
-  it('while the produced token is being used, the first call is not replayed, and a second use of it loses', async () => {
+  it('a call commits at its end: while one with the produced token runs, the first call is still replayed, and of two uses of the produced token the first to commit wins', async () => {
     const s = await makeSession(h, m.testKey);
     const first = await collect(h, s.token, '123');
     assert.equal(first.status, 200);
     const entered = gate();
     const release = gate();
-    const restore = patchMethod(h.deps.vault, 'storeCvv', (original) => async function (this: unknown, ...args: Parameters<typeof original>) {
-      entered.open();
-      await release.promise;
-      return original.apply(h.deps.vault, args);
+    let held = false;
+    // The first call made from here on holds after its checks, just before its transaction.
+    const restore = patchMethod(h.deps.tokens, 'sign', (original) => async function (this: unknown, ...args: Parameters<typeof original>) {
+      if (!held) {
+        held = true;
+        entered.open();
+        await release.promise;
+      }
+      return original.apply(h.deps.tokens, args);
     } as typeof original);
     try {
       const inFlight = collect(h, first.body.token, '456').then((r) => r); // supertest sends on then()
-      await entered.promise; // the call with the produced token has won it and is running
+      await entered.promise; // it has read the session and passed every check; nothing is written yet
       const replay = await collect(h, s.token, '123');
-      assert.equal(replay.status, 409, `the token it produced is no longer current: ${JSON.stringify(replay.body)}`);
-      assert.equal(replay.body.error.code, 'token_superseded');
-      const second = await collect(h, first.body.token, '456');
-      assert.equal(second.status, 409, JSON.stringify(second.body));
-      assert.equal(second.body.error.code, 'token_superseded');
+      assert.equal(replay.status, 200, `the token it produced is still current: ${JSON.stringify(replay.body)}`);
+      assert.deepEqual(replay.body, first.body, 'the first response again');
+      const second = await collect(h, first.body.token, '789');
+      assert.equal(second.status, 200, `the use that commits first wins: ${JSON.stringify(second.body)}`);
       release.open();
-      const done = await inFlight;
-      assert.equal(done.status, 200, JSON.stringify(done.body));
-      assert.equal((await validate(h, m.testKey, done.body.token)).current, true);
+      const late = await inFlight;
+      assert.equal(late.status, 409, JSON.stringify(late.body));
+      assert.equal(late.body.error.code, 'token_superseded');
+      assert.equal((await validate(h, m.testKey, second.body.token)).current, true);
+      const g = await request(h.app).get(`/CvvOperations/${s.id}`).set(auth(m.testKey));
+      assert.equal(g.body.attempts.collectCvv.used, 2, 'the loser counted nothing');
+      const c = await h.deps.store.findUsableCvcSession(m.id, s.body.card.token, s.id, h.clock.now());
+      assert.ok(c);
+      assert.equal((await h.deps.vault.open(c)).expose(), '789', "the winner's CVV is stored, never the loser's");
     } finally {
       release.open();
       restore();
     }
   });
 
-  it('an error after the token was won (500) puts the token back: no rotation, no attempt, no CVV', async () => {
+  it('an error in the work (500) changes nothing: no rotation, no attempt, no CVV', async () => {
     const s = await makeSession(h, m.testKey);
-    const restore = patchMethod(h.deps.vault, 'storeCvv', () => async () => {
-      throw new Error('storage failed');
+    const restore = patchMethod(h.deps.vault, 'sealCvv', () => () => {
+      throw new Error('sealing failed');
     });
     let r: Awaited<ReturnType<typeof collect>>;
     try {
@@ -785,7 +799,7 @@ describe('the idempotent replay rule', () => {
     assert.equal(r.body.error.code, 'internal_error');
     assert.equal(r.body.token, undefined);
     const v = await validate(h, m.testKey, s.token);
-    assert.equal(v.current, true, 'the token that was won is current again');
+    assert.equal(v.current, true, 'the presented token is still current');
     assert.equal(v.claims.seq, 0);
     const g = await request(h.app).get(`/CvvOperations/${s.id}`).set(auth(m.testKey));
     assert.equal(g.body.attempts.collectCvv.used, 0);

@@ -188,7 +188,7 @@ describe('webhook delivery from the outbox', () => {
     };
   }
 
-  const parse = (d: Delivery) => JSON.parse(d.body) as { id: string; type: string; created: number; mode: string; data: Record<string, any> };
+  const parse = (d: Delivery) => JSON.parse(d.body) as { id: string; type: string; createdAt: string; mode: string; data: Record<string, any> };
 
   it('a charge flow delivers cvv.collected, threeds.completed, charge.succeeded and session.completed, signed, without secrets', async () => {
     const m = await makeMerchant(h);
@@ -215,10 +215,10 @@ describe('webhook delivery from the outbox', () => {
       assert.equal(verifySignature(d.headers['cvvops-signature'], d.body, `${ep.secret}x`).ok, false, 'another secret verifies');
 
       const e = parse(d);
-      assert.deepEqual(Object.keys(e).sort(), ['created', 'data', 'id', 'mode', 'type']);
+      assert.deepEqual(Object.keys(e).sort(), ['createdAt', 'data', 'id', 'mode', 'type']);
       assert.match(e.id, /^evt_[A-Za-z0-9_-]{22,}$/);
       ids.add(e.id);
-      assert.equal(e.created, Math.floor(tickAt / 1000));
+      assert.equal(e.createdAt, new Date(tickAt).toISOString().replace(/\.\d{3}Z$/, 'Z'), 'API.md section 8: createdAt, ISO 8601');
       assert.equal(e.mode, 'test');
       assert.equal(e.data.session, f.s.id);
       for (const secret of secrets) assert.ok(!d.body.includes(secret), `${e.type} carries a secret (${secret.slice(0, 10)}…)`);

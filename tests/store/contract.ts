@@ -427,23 +427,45 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.deepEqual(await store.getSessionById(s.id), s);
       });
 
-      it('getSessionWithCard: the session and its card in one read; the card null once deleted; null for an unknown id', async () => {
+      it('getOperationContext: the session, its card, merchant settings of its mode, CVV status, latest 3DS and usable CVC session, in one read', async () => {
         const card = cardRec(mA.id, { holderSealed: sealed() });
         await store.insertCard(card);
         const s = sessionRec(mA.id, { cardToken: card.token });
         await store.insertSession(s);
-        const got = await store.getSessionWithCard(s.id);
+        let got = await store.getOperationContext(s.id, T0);
         assert.deepEqual(got?.session, s);
         assert.deepEqual(got?.card, await store.getCard(mA.id, 'test', card.token));
-        assert.equal(got?.card?.token, card.token);
         assertSealed(got?.card?.numberSealed, card.numberSealed, 'number');
         assertSealed(got?.card?.holderSealed, card.holderSealed!, 'holder');
-        // Another merchant's card with the same token can never be joined (tokens are unique anyway; the join checks both).
+        assert.deepEqual(got?.merchant, await store.getMerchant(mA.id, 'test'));
+        assert.equal(got?.cvvStatus, null, 'never failed');
+        assert.equal(got?.latestTds, null);
+        assert.equal(got?.usableCvc, null);
+        // Then each part appears as it is written.
+        await store.recordCvvFailure(mA.id, card.fingerprint, 3, T0);
+        const cardLevel = cvcRec(mA.id, card.token, { createdAt: T0 + 1 });
+        await store.insertCvcSession(cardLevel);
+        const older = { id: uid('tds'), merchantId: mA.id, sessionId: s.id, mode: 'test' as const, status: 'completed' as const, dsTransactionId: randomUUID(),
+          version: '2.2.0', result: { status: 'N', eci: null, cavvSealed: null }, createdAt: T0, expiresAt: T0 + 600_000, completedAt: T0 };
+        const latest = { ...older, id: uid('tds'), status: 'challenge' as const, result: null, createdAt: T0 + 5, completedAt: null };
+        await store.insertTds(older);
+        await store.insertTds(latest);
+        got = await store.getOperationContext(s.id, T0);
+        assert.deepEqual(got?.cvvStatus, await store.getCvvStatus(mA.id, card.fingerprint));
+        assert.deepEqual(got?.latestTds, latest);
+        assert.equal(got?.usableCvc?.id, cardLevel.id, "the card's CVC session, when the session has none of its own");
+        const own = cvcRec(mA.id, card.token, { sessionId: s.id, createdAt: T0 });
+        await store.insertCvcSession(own);
+        got = await store.getOperationContext(s.id, T0);
+        assert.equal(got?.usableCvc?.id, own.id, "the session's own first, even an older one");
+        assertSealed(got?.usableCvc?.sealed, own.sealed, 'cvc');
+        assert.equal((await store.getOperationContext(s.id, own.expiresAt))?.usableCvc, null, 'expired ones are never served');
+        // The card deleted: the session is still read, without it.
         await store.deleteCard(mA.id, 'test', card.token);
-        const after = await store.getSessionWithCard(s.id);
+        const after = await store.getOperationContext(s.id, T0);
         assert.deepEqual(after?.session, s);
         assert.equal(after?.card, null);
-        assert.equal(await store.getSessionWithCard(uid('cvo')), null);
+        assert.equal(await store.getOperationContext(uid('cvo'), T0), null);
       });
 
       it('getSession is scoped by merchant and mode; getSessionById by id only', async () => {
