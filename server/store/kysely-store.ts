@@ -119,7 +119,14 @@ export class KyselyStore implements Store {
   #checkpointTimer: NodeJS.Timeout | null = null;
   readonly #opts: KyselyStoreOptions;
 
-  private constructor(db: Kysely<Database>, engine: Engine, sqliteDb: BetterSqlite3.Database | null, opts: KyselyStoreOptions, prepare: ((text: string) => BetterSqlite3.Statement) | null = null) {
+  /** Statements run so far, however they were sent (tests report how many an operation runs). */
+  readonly #statements: { n: number };
+  get statementsRun(): number {
+    return this.#statements.n;
+  }
+
+  private constructor(db: Kysely<Database>, engine: Engine, sqliteDb: BetterSqlite3.Database | null, opts: KyselyStoreOptions, prepare: ((text: string) => BetterSqlite3.Statement) | null = null, statements = { n: 0 }) {
+    this.#statements = statements;
     this.db = db;
     this.engine = engine;
     this.#sqlite = sqliteDb;
@@ -162,15 +169,17 @@ export class KyselyStore implements Store {
           raw.close();
         },
       };
-      const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: database as unknown as BetterSqlite3.Database }) });
-      return new KyselyStore(db, 'sqlite', raw, opts, (text) => database.prepare(text));
+      const counter = { n: 0 };
+      const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: database as unknown as BetterSqlite3.Database }), log: () => void counter.n++ });
+      return new KyselyStore(db, 'sqlite', raw, opts, (text) => database.prepare(text), counter);
     }
     if (/^postgres(ql)?:\/\//.test(url)) {
       const pg = await import('pg');
       pg.default.types.setTypeParser(20, (v: string) => Number(v));
       const pool = new pg.default.Pool({ connectionString: url, max: 10 });
-      const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-      const store = new KyselyStore(db, 'postgres', null, opts);
+      const counter = { n: 0 };
+      const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log: () => void counter.n++ });
+      const store = new KyselyStore(db, 'postgres', null, opts, null, counter);
       store.pgPool = pool;
       return store;
     }
@@ -218,6 +227,7 @@ export class KyselyStore implements Store {
       this.#compiled.set(key, c);
     }
     // An absent value is NULL (the SQL was built with a parameter in its place, never without the column).
+    if (this.#prepare || this.pgPool) this.#statements.n++;
     const params = c.slots.map((s) => (typeof s === 'string' ? args[s] ?? null : s.value));
     if (this.#prepare) {
       const st = this.#prepare(c.query.sql);
@@ -1052,6 +1062,7 @@ export class KyselyStore implements Store {
         while (!step.done) {
           const c = step.value.compile();
           const st = this.#prepare!(c.sql);
+          this.#statements.n++;
           const params = c.parameters as unknown[];
           step = g.next(st.reader ? { rows: st.all(params), affected: 0 } : { rows: [], affected: st.run(params).changes });
         }
@@ -1076,6 +1087,7 @@ export class KyselyStore implements Store {
       while (!step.done) {
         const c = step.value.compile();
         const r = await client.query(c.sql, c.parameters as unknown[]);
+        this.#statements.n++;
         step = g.next({ rows: r.rows, affected: r.rowCount ?? 0 });
       }
       await client.query('COMMIT');

@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import request from 'supertest';
+import { auth, collect, decodeJws, type Harness, makeCard, makeHarness, makeMerchant, makeSession, type TestMerchant } from '../helpers/harness.js';
+
+/**
+ * An operation's state change and its webhook event are written in one transaction: when the event cannot be
+ * written, nothing of the operation is (no rotation, no attempt, no CVV, no 3DS transaction), and when the
+ * operation answers, its event is in the outbox. Before, the state change was committed first and the event
+ * written after it, so a crash (or a failed write) in between lost the event.
+ */
+describe('an operation and its webhook event commit together', () => {
+  let h: Harness;
+  let m: TestMerchant;
+  let side: Database.Database;
+  before(async () => {
+    h = await makeHarness({ env: { CVVOPS_ALLOW_PRIVATE_TARGETS: 'on' } });
+    m = await makeMerchant(h);
+    const w = await request(h.app).post('/WebhookEndpoints').set(auth(m.testKey)).send({ url: 'http://127.0.0.1:9/hooks', events: ['cvv.collected', 'threeds.completed'] });
+    assert.equal(w.status, 201);
+    // A second connection to the same file: it makes the outbox refuse writes, as a full disk or a crash at that
+    // moment would, while everything else works.
+    side = new Database(h.dbPath);
+  });
+  after(async () => {
+    side.close();
+    await h.close();
+  });
+  const failOutbox = (on: boolean) => side.exec(on
+    ? "CREATE TRIGGER IF NOT EXISTS outbox_fails BEFORE INSERT ON webhook_outbox BEGIN SELECT RAISE(ABORT, 'the outbox cannot be written'); END"
+    : 'DROP TRIGGER IF EXISTS outbox_fails');
+  const outboxOf = async (sessionId: string) => (await h.deps.store.listOutbox(m.id)).filter((o) => JSON.parse(o.body).data.session === sessionId);
+
+  it('collectCvv: the event cannot be written, so neither is the CVV, the rotation or the attempt', async () => {
+    const s = await makeSession(h, m.testKey);
+    failOutbox(true);
+    let r: request.Response;
+    try {
+      r = await collect(h, s.token);
+    } finally {
+      failOutbox(false);
+    }
+    assert.equal(r.status, 500, JSON.stringify(r.body));
+    const g = await request(h.app).get(`/CvvOperations/${s.id}`).set(auth(m.testKey));
+    assert.equal(g.body.attempts.collectCvv.used, 0, 'no attempt counted');
+    assert.equal(g.body.cvv.available, false, 'no CVV stored');
+    assert.equal(g.body.results.collectCvv, undefined);
+    assert.equal(await h.deps.store.findUsableCvcSession(m.id, s.body.card.token, s.id, h.clock.now()), null);
+    assert.deepEqual(await outboxOf(s.id), []);
+    // The token is still current: the same call now goes through, with its event.
+    const ok = await collect(h, s.token);
+    assert.equal(ok.status, 200);
+    assert.equal(decodeJws(ok.body.token).payload.seq, 1);
+    assert.deepEqual((await outboxOf(s.id)).map((o) => JSON.parse(o.body).type), ['cvv.collected']);
+  });
+
+  it('threeDS: the event cannot be written, so neither is the 3DS transaction nor the rotation', async () => {
+    const card = await makeCard(h, m.testKey);
+    const s = await makeSession(h, m.testKey, { card });
+    const c = await collect(h, s.token);
+    failOutbox(true);
+    let r: request.Response;
+    try {
+      r = await request(h.app).post('/CvvOperations/threeDS').set(auth(c.body.token)).send({});
+    } finally {
+      failOutbox(false);
+    }
+    assert.equal(r.status, 500, JSON.stringify(r.body));
+    assert.equal(await h.deps.store.latestTdsOfSession(s.id), null, 'no 3DS transaction stored');
+    const again = await request(h.app).post('/CvvOperations/threeDS').set(auth(c.body.token)).send({});
+    assert.equal(again.status, 200, 'the token was never consumed');
+    assert.equal(again.body.result.status, 'Y');
+    assert.deepEqual((await outboxOf(s.id)).map((o) => JSON.parse(o.body).type), ['cvv.collected', 'threeds.completed']);
+  });
+});

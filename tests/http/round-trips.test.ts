@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import request from 'supertest';
+import type { KyselyStore } from '../../server/store/kysely-store.js';
+import { auth, collect, type Harness, makeCard, makeHarness, makeMerchant, makeSession, type TestMerchant } from '../helpers/harness.js';
+
+/**
+ * The round-trip budget (one read and one transaction per operation): the store calls each operation awaits,
+ * and the statements run meanwhile (printed at the end). Authentication's calls are not counted (an API key is
+ * one indexed lookup, merchants are cached; a session token is verified without the store), nor the webhook
+ * endpoints, cached for a second; their statements are in the statement count.
+ */
+const NOT_COUNTED = new Set(['findApiKeyByHash', 'getMerchant', 'listWebhookEndpoints']);
+
+describe('round trips per operation', () => {
+  let h: Harness;
+  let m: TestMerchant;
+  const calls: string[] = [];
+  let counting = false;
+  const report: string[] = [];
+
+  before(async () => {
+    h = await makeHarness({ env: { CVVOPS_ALLOW_PRIVATE_TARGETS: 'on' } });
+    m = await makeMerchant(h);
+    // A webhook endpoint listening to every event, so each operation's events are really written.
+    const w = await request(h.app).post('/WebhookEndpoints').set(auth(m.testKey)).send({
+      url: 'http://127.0.0.1:9/hooks', events: ['cvv.collected', 'threeds.completed', 'charge.succeeded', 'charge.failed', 'session.completed', 'session.canceled'],
+    });
+    assert.equal(w.status, 201);
+    const store = h.deps.store as KyselyStore;
+    const proto = Object.getPrototypeOf(store) as object;
+    for (const name of Object.getOwnPropertyNames(proto)) {
+      const fn = Object.getOwnPropertyDescriptor(proto, name)?.value as unknown;
+      if (name === 'constructor' || typeof fn !== 'function') continue;
+      (store as unknown as Record<string, unknown>)[name] = function (this: unknown, ...args: unknown[]) {
+        if (counting && !NOT_COUNTED.has(name)) calls.push(name);
+        return (fn as (...a: unknown[]) => unknown).apply(store, args);
+      };
+    }
+  });
+  after(async () => {
+    if (report.length) console.log(`round trips per operation (store calls awaited, statements run):\n${report.join('\n')}`);
+    await h.close();
+  });
+
+  async function measure(what: string, run: () => Promise<request.Response | void>): Promise<string[]> {
+    const store = h.deps.store as KyselyStore;
+    calls.length = 0;
+    const before = store.statementsRun;
+    counting = true;
+    try {
+      const r = await run();
+      if (r) assert.ok(r.status < 300, `${what}: ${r.status} ${JSON.stringify(r.body)}`);
+    } finally {
+      counting = false;
+    }
+    const got = [...calls];
+    report.push(`  ${what.padEnd(16)} ${String(got.length).padStart(2)} calls, ${String(store.statementsRun - before).padStart(2)} statements: ${got.join(', ')}`);
+    return got;
+  }
+
+  it('collectCvv, threeDS and threeDS/result: one read and one write transaction each', async () => {
+    const card = await makeCard(h, m.testKey, { number: '4000000000002024' }); // a challenge card: threeDS/result has something to fetch
+    const s = await makeSession(h, m.testKey, { card });
+    let token = s.token;
+    let res!: request.Response;
+    assert.deepEqual(await measure('collectCvv', async () => (res = await collect(h, token))), ['getOperationContext', 'commitOperation']);
+    token = res.body.token;
+    assert.deepEqual(await measure('threeDS', async () => (res = await request(h.app).post('/CvvOperations/threeDS').set(auth(token)).send({}))), ['getOperationContext', 'commitOperation']);
+    token = res.body.token;
+    assert.equal(res.body.result.status, 'C');
+    await request(h.app).post(`/hosted/3ds/${res.body.result.transactionId}`).type('form').send({ code: '123456' }).expect((r) => assert.ok(r.status < 400));
+    assert.deepEqual(await measure('threeDS/result', async () => (res = await request(h.app).post('/CvvOperations/threeDS/result').set(auth(token)).send({}))), ['getOperationContext', 'commitOperation']);
+    assert.equal(res.body.result.status, 'Y');
+  });
+
+  it('validateToken: one read', async () => {
+    const s = await makeSession(h, m.testKey);
+    assert.deepEqual(await measure('validateToken', () => request(h.app).post('/CvvOperations/validateToken').set(auth(m.testKey)).send({ token: s.token })), ['getOperationContext']);
+  });
+
+  it('a charge: one read, the intent unit, the outcome unit, the session finished (and what its effects still cost)', async () => {
+    const s = await makeSession(h, m.testKey);
+    const c = await collect(h, s.token);
+    const got = await measure('charge', () => request(h.app).post('/CvvOperations/charge').set(auth(c.body.token)).send({}));
+    assert.equal(got[0], 'getOperationContext');
+    assert.equal(got[1], 'beginCharge');
+    assert.ok(got.includes('recordChargeOutcome'));
+    assert.equal(got.at(-1), 'finishOperation');
+    // Today's cost, as a ceiling: the CVV's use and the webhook events are still written outside the two money units.
+    assert.ok(got.length <= 8, got.join(', '));
+  });
+
+  it('create: reported (its card read, the session written)', async () => {
+    const card = await makeCard(h, m.testKey);
+    const got = await measure('create', () => request(h.app).post('/CvvOperations').set(auth(m.testKey))
+      .send({ card, operations: ['collectCvv', 'threeDS', 'charge'], amount: { value: 1999, currency: 'EUR' } }));
+    assert.ok(got.includes('insertSession'));
+    assert.ok(got.length <= 3, got.join(', '));
+  });
+});
