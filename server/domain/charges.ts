@@ -7,10 +7,10 @@ import type { CardService } from './cards.js';
 import type { Clock } from './clock.js';
 import { newId } from './ids.js';
 import type { Keyring } from './keyring.js';
-import type { OperationContext, OperationResponse, OperationWork, ReadContext, SessionService } from './sessions.js';
+import type { FinishUnit, OperationContext, OperationResponse, OperationWork, ReadContext, SessionService } from './sessions.js';
 import type { SessionClaims } from './tokens.js';
 import type { ThreeDSService } from './three-ds.js';
-import { Vault } from './vault.js';
+import { CACHE_WINDOW_MS, Vault } from './vault.js';
 import type { WebhookService } from './webhooks.js';
 
 export interface ChargeBody {
@@ -97,6 +97,11 @@ export class ChargeService {
     }
     let plan!: ChargePlan;
     let charge!: ChargeRecord;
+    /** The CVC session the intent unit took for this charge (with its key share). */
+    let taken: CvcSessionRecord | null = null;
+    /** The processor's answer, for the outcome unit. */
+    let outcome!: Outcome;
+    let ctxOf!: OperationContext;
     /** Set just before the processor is called: from then on the outcome may exist at the processor. */
     let sent = false;
     const response = await this.sessions.runOperation({
@@ -107,17 +112,31 @@ export class ChargeService {
       claim: async (ctx, c) => {
         charge = this.#intent(ctx, plan, key, hash, c.now);
         const cvv = plan.cvc ? { fingerprint: ctx.card.fingerprint, threshold: ctx.merchant.cvvBlockThreshold } : null;
-        const r = await this.store.beginCharge({ claim: c, charge, cvv });
-        if (r === 'cvv_blocked') throw new AppError('cvv_blocked');
-        if (r === 'cvv_busy') {
+        const take = plan.cvc ? { id: plan.cvc.id, retention: plan.cvc.retention, cacheUntil: c.now + CACHE_WINDOW_MS } : null;
+        const r = await this.store.beginCharge({ claim: c, charge, cvv, take });
+        if (r.status === 'cvv_blocked') throw new AppError('cvv_blocked');
+        if (r.status === 'cvv_busy') {
           throw new AppError('precondition_failed', 'Other charges of this card are checking its CVV at the processor; try again once they have answered.', { retryAfter: 1 });
         }
-        if (r === 'key_reused') throw new AppError('idempotency_key_reused', 'This Idempotency-Key is already in use.');
-        return r === 'ok';
+        if (r.status === 'key_reused') throw new AppError('idempotency_key_reused', 'This Idempotency-Key is already in use.');
+        // The CVC session was gone by the time the charge took it (expired, deleted, used): nothing happened.
+        if (r.status === 'cvc_gone') throw new AppError('cvc_session_not_found');
+        if (r.status !== 'ok') return false;
+        taken = r.cvc;
+        if (taken && taken.retention === 'single_use') {
+          this.opts.log?.info({ audit: true, event: 'cvv.destroyed', merchantId: taken.merchantId, cvcSession: taken.id, reason: 'used:charge' }, 'CVV destroyed by use');
+        }
+        return true;
       },
-      work: (ctx) => this.#work(ctx, plan, charge, () => {
-        sent = true;
-      }),
+      work: async (ctx) => {
+        ctxOf = ctx;
+        const w = await this.#work(ctx, plan, charge, taken, () => {
+          sent = true;
+        });
+        outcome = w.outcome;
+        return w.work;
+      },
+      finish: (f) => this.#complete(ctxOf, plan, charge, taken, outcome, f),
       unclaim: async (c) => {
         // Before the processor was called nothing happened: the attempt is undone. After, the outcome is
         // unknown: the intent stays pending and the session owned until recovery asks the processor.
@@ -140,12 +159,12 @@ export class ChargeService {
   }
 
   /** The operation's work, once the token is won and the intent stored: one processor call for this attempt. */
-  async #work(ctx: OperationContext, plan: ChargePlan, charge: ChargeRecord, markSent: () => void): Promise<OperationWork> {
+  async #work(ctx: OperationContext, plan: ChargePlan, charge: ChargeRecord, taken: CvcSessionRecord | null, markSent: () => void): Promise<{ work: OperationWork; outcome: Outcome }> {
     const { session, merchant, card } = ctx;
-    const { amount, cvc, threeDS } = plan;
+    const { amount, threeDS } = plan;
     const { processor, timeoutMs } = this.processorFor(merchant);
-    // The CVC session prepare found is taken now (atomically: gone by now, it is 410 cvc_session_not_found).
-    const cvv = cvc ? await this.vault.useCvv(cvc, 'charge') : null;
+    // The CVC session the intent unit took (its key share with it): decrypted here, without another read.
+    const cvv = taken ? await this.vault.open(taken) : null;
     const opened = this.cards.open(card);
     let outcome: Outcome;
     markSent();
@@ -163,15 +182,43 @@ export class ChargeService {
       this.opts.log?.warn({ merchantId: merchant.id, session: session.id, chargeId: charge.id, err: err.message }, 'processor failed');
       outcome = await this.#afterFailure(processor, charge, err, cvv !== null);
     }
-    const rec = await this.store.recordChargeOutcome(charge.id, outcome, this.clock.now(), merchant.cvvBlockThreshold);
+    return { work: this.#present(charge.id, amount, outcome, processor.name, outcome.status === 'approved'), outcome };
+  }
+
+  /**
+   * The outcome unit: the outcome, the CVV count, the live CVV destroyed after
+   * an authorization, the session finished under the token the charge
+   * produced (its ownership released) and the webhook events, in one
+   * transaction (Store.completeCharge).
+   */
+  async #complete(ctx: OperationContext, plan: ChargePlan, charge: ChargeRecord, cvc: CvcSessionRecord | null, outcome: Outcome, f: FinishUnit): Promise<boolean> {
+    const { session, merchant, card } = ctx;
+    const authorized = outcome.status === 'approved' || outcome.status === 'declined';
+    // An authorization response arrived: in live mode the CVV is destroyed now, whatever the retention (PCI DSS 3.3.1).
+    const destroyCvc = authorized && cvc && cvc.mode === 'live' && cvc.retention !== 'single_use' ? cvc.id : null;
+    const data = { session: session.id, chargeId: charge.id, status: outcome.status, amount: plan.amount, declineCode: outcome.declineCode, cvvResult: outcome.cvvResult };
+    const events = await this.webhooks.prepare(merchant.id, session.mode, [
+      { type: outcome.status === 'approved' ? 'charge.succeeded' : 'charge.failed', data },
+      ...(outcome.status === 'approved' ? [{ type: 'session.completed' as const, data: { session: session.id, chargeId: charge.id } }] : []),
+    ]);
+    const ifBlocked = outcome.declineCode === 'incorrect_cvc' && cvc
+      ? await this.webhooks.prepare(merchant.id, session.mode, [{ type: 'cvv.blocked', data: { card: card.token, failedAttempts: merchant.cvvBlockThreshold } }])
+      : [];
+    const rec = await this.store.completeCharge({
+      chargeId: charge.id, outcome, threshold: merchant.cvvBlockThreshold, destroyCvc, now: f.now, events, ifBlocked,
+      finish: { id: session.id, jti: f.jti, results: f.results, tokenHash: f.tokenHash, complete: f.complete, replay: f.replay },
+    });
     if (!rec.recorded) {
       // Recovery settled this charge first (this call outlived its time): its outcome stands, and it ran the effects.
       const s = await this.store.getSessionById(session.id);
       if (s?.status === 'completed') throw new AppError('session_completed');
       throw new AppError('token_superseded', 'The outcome of this charge was settled by recovery; validate the session from your server.');
     }
-    await this.#after(merchant, session.id, card, cvc, outcome, charge.id, amount, rec.cvvBlocked);
-    return this.#present(charge.id, amount, outcome, processor.name, outcome.status === 'approved');
+    if (destroyCvc) this.opts.log?.info({ audit: true, event: 'cvv.destroyed', merchantId: merchant.id, cvcSession: destroyCvc, reason: 'authorized' }, 'CVV destroyed after authorization');
+    if (rec.cvvBlocked) {
+      this.opts.log?.warn({ audit: true, event: 'cvv.blocked', merchantId: merchant.id, card: card.token, failedAttempts: merchant.cvvBlockThreshold }, 'card CVV blocked');
+    }
+    return true;
   }
 
   /**

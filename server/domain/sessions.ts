@@ -9,7 +9,7 @@ import type { WebhookEvent } from './webhooks.js';
 import { cvvLengthFor } from './cards.js';
 import { type Clock, epochSeconds, isoTime } from './clock.js';
 import { newId } from './ids.js';
-import type { Keyring } from './keyring.js';
+import type { Keyring, Sealed } from './keyring.js';
 import type { MerchantContext } from './merchants.js';
 import { newJti, type SessionClaims, tokenHash, type TokenFailure, type TokenService } from './tokens.js';
 import type { Vault } from './vault.js';
@@ -69,6 +69,16 @@ export interface OperationWork {
   events?: PendingEvent[];
   /** Runs once the transaction has committed (audit lines of what it wrote). */
   afterCommit?: () => void;
+}
+
+/** What finishes an operation whose token was won first (a charge): the session's new state under the token it produced. */
+export interface FinishUnit {
+  jti: string;
+  results: OperationResults;
+  tokenHash: string;
+  now: number;
+  complete: boolean;
+  replay: { jti: string; hash: string; sealed: Sealed; at: number };
 }
 
 /** A webhook event an operation raises: written to the outbox with the state change that raised it. */
@@ -310,6 +320,8 @@ export class SessionService {
     work: (ctx: OperationContext) => Promise<OperationWork>;
     /** With `claim`: undoes it after `work` failed (the charge decides what can be undone). */
     unclaim?: (c: { id: string; jti: string; oldJti: string; now: number }) => Promise<void>;
+    /** With `claim`: records the outcome and finishes the session in one unit (the charge's outcome transaction); false: settled elsewhere. */
+    finish?: (f: FinishUnit) => Promise<boolean>;
   }): Promise<OperationResponse> {
     const claims = p.claims;
     const read = await this.store.getOperationContext(claims.sub, this.clock.now());
@@ -372,10 +384,11 @@ export class SessionService {
     const results: OperationResults = { ...s.results, [p.op]: work.claim };
     const response = await this.#respond(s, card, claims, p.token, jti, results, work);
     const at = this.clock.now();
-    const done = await this.store.finishOperation({
-      id: s.id, jti, results, tokenHash: tokenHash(response.token), now: at, complete: work.complete === true,
+    const unit: FinishUnit = {
+      jti, results, tokenHash: tokenHash(response.token), now: at, complete: work.complete === true,
       replay: this.#replayRecord(s.id, claims.jti, hash, jti, response, at),
-    });
+    };
+    const done = p.finish ? await p.finish(unit) : await this.store.finishOperation({ id: s.id, ...unit });
     if (!done) {
       // Settled meanwhile by crash recovery (this call outlived its time): its outcome stands, but no token is handed out.
       const again = await this.store.getSessionById(s.id);

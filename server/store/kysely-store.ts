@@ -1106,16 +1106,17 @@ export class KyselyStore implements Store {
     return (this.engine === 'postgres' ? q.forUpdate() : q) as Q;
   }
 
-  async beginCharge(p: Parameters<Store['beginCharge']>[0]): Promise<'ok' | 'lost' | 'cvv_blocked' | 'cvv_busy' | 'key_reused'> {
-    const { claim, charge: c, cvv } = p;
+  async beginCharge(p: Parameters<Store['beginCharge']>[0]): ReturnType<Store['beginCharge']> {
+    const { claim, charge: c, cvv, take } = p;
     const db = this.db;
     const locked = this.#locked.bind(this);
-    return this.#transaction(function* (): Unit<'ok' | 'lost' | 'cvv_blocked' | 'cvv_busy' | 'key_reused'> {
+    type Out = Awaited<ReturnType<Store['beginCharge']>>;
+    const out = await this.#transaction(function* (): Unit<Out> {
       const won = yield db.updateTable('sessions')
         .set((eb) => ({ jti: claim.newJti, seq: eb('seq', '+', 1), att_charge: eb('att_charge', '+', 1), charge_id: c.id, charge_at: claim.now, updated_at: claim.now }))
         .where('id', '=', claim.id).where('jti', '=', claim.jti).where('status', '=', 'active').where('expires_at', '>', claim.now)
         .where('charge_id', 'is', null).whereRef('att_charge', '<', 'max_attempts');
-      if (won.affected !== 1) throw new Rollback('lost' as const);
+      if (won.affected !== 1) throw new Rollback({ status: 'lost' } as Out);
       if (cvv) {
         // The card number's status row, locked: concurrent charges of this number reserve one after another.
         yield db.insertInto('cvv_status').values({ merchant_id: c.merchantId, fingerprint: cvv.fingerprint, failed_attempts: 0, blocked: 0, updated_at: claim.now })
@@ -1123,10 +1124,10 @@ export class KyselyStore implements Store {
         const st = (yield locked(db.selectFrom('cvv_status').select(['failed_attempts', 'blocked'])
           .where('merchant_id', '=', c.merchantId).where('fingerprint', '=', cvv.fingerprint))).rows[0] as { failed_attempts: number; blocked: number };
         const failed = Number(st.failed_attempts);
-        if (Number(st.blocked) === 1 || failed >= cvv.threshold) throw new Rollback('cvv_blocked' as const);
+        if (Number(st.blocked) === 1 || failed >= cvv.threshold) throw new Rollback({ status: 'cvv_blocked' } as Out);
         const inFlight = (yield db.selectFrom('charges').select((eb) => eb.fn.countAll<number>().as('n'))
           .where('merchant_id', '=', c.merchantId).where('cvv_fingerprint', '=', cvv.fingerprint).where('status', '=', 'pending')).rows[0] as { n: number };
-        if (failed + Number(inFlight.n) >= cvv.threshold) throw new Rollback('cvv_busy' as const);
+        if (failed + Number(inFlight.n) >= cvv.threshold) throw new Rollback({ status: 'cvv_busy' } as Out);
       }
       const ins = yield db.insertInto('charges').values({
         id: c.id, merchant_id: c.merchantId, session_id: c.sessionId, mode: c.mode, idempotency_key: c.idempotencyKey,
@@ -1135,9 +1136,84 @@ export class KyselyStore implements Store {
         authorization_code: null, decline_code: null, cvv_result: null, avs_result: null, network_transaction_id: null, response_sealed: null,
         cvv_fingerprint: cvv?.fingerprint ?? null,
       }).onConflict((oc) => oc.doNothing());
-      if (ins.affected !== 1) throw new Rollback('key_reused' as const);
-      return 'ok';
+      if (ins.affected !== 1) throw new Rollback({ status: 'key_reused' } as Out);
+      if (!take) return { status: 'ok', cvc: null };
+      // The CVV the charge sends, taken now: gone or expired, the whole charge is refused (410) and nothing changes.
+      let row: Selectable<CvcSessionsTable> | undefined;
+      if (take.retention === 'single_use') {
+        row = (yield db.deleteFrom('cvc_sessions').where('id', '=', take.id).where('expires_at', '>', claim.now).returningAll()).rows[0];
+      } else {
+        if (take.retention === 'cache') {
+          // The one cache window starts at the first use and never reaches past the CVV's lifetime.
+          yield db.updateTable('cvc_sessions').set({ first_used_at: claim.now, expires_at: sql<number>`CASE WHEN expires_at < ${take.cacheUntil} THEN expires_at ELSE ${take.cacheUntil} END` })
+            .where('id', '=', take.id).where('first_used_at', 'is', null).where('expires_at', '>', claim.now);
+        }
+        row = (yield db.selectFrom('cvc_sessions').selectAll().where('id', '=', take.id).where('expires_at', '>', claim.now)).rows[0];
+      }
+      if (!row) throw new Rollback({ status: 'cvc_gone' } as Out);
+      const share = take.retention === 'single_use'
+        ? (yield db.deleteFrom('cvv_keys').where('cvc_id', '=', take.id).returning('share')).rows[0] as { share: Buffer } | undefined
+        : (yield db.selectFrom('cvv_keys').select('share').where('cvc_id', '=', take.id)).rows[0] as { share: Buffer } | undefined;
+      if (!share) throw new Rollback({ status: 'cvc_gone' } as Out);
+      return { status: 'ok', cvc: { ...toCvc(row), keyShare: Buffer.from(share.share) } };
     }, { durable: true });
+    if (out.status === 'ok' && take?.retention === 'single_use') {
+      this.#afterCvvDelete();
+      this.#afterKeyDelete();
+    }
+    return out;
+  }
+
+  async completeCharge(p: Parameters<Store['completeCharge']>[0]): Promise<{ recorded: boolean; cvvBlocked: boolean }> {
+    const db = this.db;
+    const o = p.outcome;
+    const f = p.finish;
+    let destroyed = false;
+    const out = await this.#transaction(function* (): Unit<{ recorded: boolean; cvvBlocked: boolean }> {
+      const done = (yield db.updateTable('charges').set({
+        status: o.status, authorization_code: o.authorizationCode, decline_code: o.declineCode, cvv_result: o.cvvResult,
+        avs_result: o.avsResult, network_transaction_id: o.networkTransactionId, updated_at: p.now,
+      }).where('id', '=', p.chargeId).where('status', '=', 'pending').returning(['merchant_id', 'cvv_fingerprint'])).rows[0] as { merchant_id: string; cvv_fingerprint: string | null } | undefined;
+      if (!done) throw new Rollback({ recorded: false, cvvBlocked: false });
+      let cvvBlocked = false;
+      const fp = done.cvv_fingerprint;
+      if (fp !== null && o.declineCode === 'incorrect_cvc') {
+        const st = (yield db.updateTable('cvv_status').set({
+          failed_attempts: sql`failed_attempts + 1`,
+          blocked: sql`CASE WHEN failed_attempts + 1 >= ${p.threshold} THEN 1 ELSE blocked END`,
+          updated_at: p.now,
+        }).where('merchant_id', '=', done.merchant_id).where('fingerprint', '=', fp).returning(['failed_attempts', 'blocked'])).rows[0] as { failed_attempts: number; blocked: number } | undefined;
+        cvvBlocked = !!st && Number(st.blocked) === 1 && Number(st.failed_attempts) === p.threshold;
+      } else if (fp !== null && o.cvvResult === 'M') {
+        yield db.updateTable('cvv_status').set({ failed_attempts: 0, blocked: 0, updated_at: p.now })
+          .where('merchant_id', '=', done.merchant_id).where('fingerprint', '=', fp)
+          .where((eb) => eb.or([eb('failed_attempts', '>', 0), eb('blocked', '=', 1)]));
+      }
+      if (p.destroyCvc) {
+        yield db.deleteFrom('cvv_keys').where('cvc_id', '=', p.destroyCvc);
+        destroyed = (yield db.deleteFrom('cvc_sessions').where('id', '=', p.destroyCvc)).affected > 0;
+      }
+      const fin = yield db.updateTable('sessions').set({
+        results: JSON.stringify(f.results), token_hash: f.tokenHash, updated_at: p.now,
+        replay_jti: f.replay.jti, replay_hash: f.replay.hash, replay_sealed: pack(f.replay.sealed), replay_at: f.replay.at,
+        charge_id: null, charge_at: null, ...(f.complete ? { status: 'completed' } : {}),
+      }).where('id', '=', f.id).where('jti', '=', f.jti).where('charge_id', '=', p.chargeId);
+      if (fin.affected !== 1) throw new Rollback({ recorded: false, cvvBlocked: false });
+      const events = cvvBlocked ? [...p.ifBlocked, ...p.events] : p.events;
+      if (events.length > 0) {
+        yield db.insertInto('webhook_outbox').values(events.map((e) => ({
+          id: e.id, event_id: e.eventId, endpoint_id: e.endpointId, merchant_id: e.merchantId, body: e.body, status: e.status,
+          attempts: e.attempts, next_attempt_at: e.nextAttemptAt, locked_until: e.lockedUntil, last_status: e.lastStatus,
+          created_at: e.createdAt, delivered_at: e.deliveredAt,
+        })));
+      }
+      return { recorded: true, cvvBlocked };
+    }, { durable: true });
+    if (destroyed) {
+      this.#afterKeyDelete();
+      this.#afterCvvDelete();
+    }
+    return out;
   }
 
   async abortCharge(p: Parameters<Store['abortCharge']>[0]): Promise<boolean> {

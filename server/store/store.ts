@@ -345,7 +345,30 @@ export interface Store {
     claim: { id: string; jti: string; newJti: string; now: number };
     charge: ChargeRecord;
     cvv: { fingerprint: string; threshold: number } | null;
-  }): Promise<'ok' | 'lost' | 'cvv_blocked' | 'cvv_busy' | 'key_reused'>;
+    /**
+     * The CVC session the charge sends, taken in the same unit: a `single_use`
+     * one deleted (with its key share), a `cache` one's window started at its
+     * first use (`cacheUntil`, never later than its expiry), a `reusable` one
+     * read. Gone or expired by now: `cvc_gone`, and nothing is written.
+     */
+    take?: { id: string; retention: CvcRetention; cacheUntil: number } | null;
+  }): Promise<{ status: 'ok'; cvc: CvcSessionRecord | null } | { status: 'lost' | 'cvv_blocked' | 'cvv_busy' | 'key_reused' | 'cvc_gone' }>;
+  /**
+   * Records a charge's outcome and ends its ownership of the session, in one
+   * transaction (only from pending): the charge's outcome; what it says about
+   * the CVV it sent (as recordChargeOutcome); the CVV destroyed when
+   * `destroyCvc` (live mode, after an authorization); the session finished
+   * under the token the charge produced (as finishOperation, the ownership
+   * released); the webhook events, and `ifBlocked` ones only when this very
+   * outcome blocked the card number. `recorded` false: another settler
+   * (crash recovery) recorded it first, and nothing is written.
+   */
+  completeCharge(p: {
+    chargeId: string; outcome: Pick<ChargeRecord, 'status' | 'authorizationCode' | 'declineCode' | 'cvvResult' | 'avsResult' | 'networkTransactionId'>;
+    threshold: number; destroyCvc: string | null;
+    finish: { id: string; jti: string; results: OperationResults; tokenHash: string; complete: boolean; replay: { jti: string; hash: string; sealed: Sealed; at: number } };
+    now: number; events: OutboxRecord[]; ifBlocked: OutboxRecord[];
+  }): Promise<{ recorded: boolean; cvvBlocked: boolean }>;
   /**
    * Undoes beginCharge before anything reached the processor (in one
    * transaction): the pending intent deleted (with it its CVV reservation),

@@ -350,7 +350,7 @@ describe('http processor: settings and charges through a local fake provider', (
       },
       cvv: null,
     });
-    assert.equal(began, 'ok');
+    assert.equal(began.status, 'ok');
     p.reset(json(200, { id: 'pay_crash', payment: { status: 'succeeded', outcome: { authorization_code: 'RECOVERED', checks: { cvc_check: 'M' } } } }));
     const r = await op(h, 'charge', token, {}, { 'Idempotency-Key': 'pay-crash' });
     assert.equal(r.status, 200, JSON.stringify(r.body));

@@ -1142,7 +1142,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
       };
       const wrongCvv = { status: 'declined' as const, authorizationCode: null, declineCode: 'incorrect_cvc', cvvResult: 'N', avsResult: 'U', networkTransactionId: null };
       const begin = (s: SessionRecord, c: ChargeRecord, cvv: { fingerprint: string; threshold: number } | null, newJti = uid('jti')) =>
-        store.beginCharge({ claim: { id: s.id, jti: s.jti, newJti, now: T0 }, charge: c, cvv });
+        store.beginCharge({ claim: { id: s.id, jti: s.jti, newJti, now: T0 }, charge: c, cvv }).then((r) => r.status);
 
       it('beginCharge wins the token, counts the attempt, owns the session and stores the intent, in one unit', async () => {
         const s = await newSession();
@@ -1260,7 +1260,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         for (const at of [1_500, 1_000, 1_200]) {
           const s = await newSession({ expiresAt: T0 + 900_000 });
           const c = intent(s.id);
-          assert.equal(await store.beginCharge({ claim: { id: s.id, jti: s.jti, newJti: uid('jti'), now: at }, charge: c, cvv: null }), 'ok');
+          assert.equal((await store.beginCharge({ claim: { id: s.id, jti: s.jti, newJti: uid('jti'), now: at }, charge: c, cvv: null })).status, 'ok');
           mine.push({ sessionId: s.id, chargeId: c.id, since: at, merchantId: mA.id, mode: 'test' as const });
         }
         const sorted = [...mine].sort((x, y) => x.since - y.since);
@@ -1286,7 +1286,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
       /** A charge's intent, stored the only way there is: by a charge winning a session of its own (beginCharge). */
       const intentFor = async (c: ChargeRecord): Promise<boolean> => {
         const sess = await newSession({ merchantId: c.merchantId, mode: c.mode });
-        return (await store.beginCharge({ claim: { id: sess.id, jti: sess.jti, newJti: uid('jti'), now: T0 }, charge: c, cvv: null })) === 'ok';
+        return (await store.beginCharge({ claim: { id: sess.id, jti: sess.jti, newJti: uid('jti'), now: T0 }, charge: c, cvv: null })).status === 'ok';
       };
       const finish = async (id: string, o: Parameters<Store['recordChargeOutcome']>[1], now: number): Promise<boolean> =>
         (await store.recordChargeOutcome(id, o, now, 3)).recorded;

@@ -48,7 +48,7 @@ describe('SQLite money writes are flushed to disk before they resolve', () => {
       jti, seq: 0, tokenHash: 'th', attempts: { collectCvv: 0, threeDS: 0, charge: 0 }, results: {}, replay: null, chargeInFlight: null,
       expiresAt: 10_000_000, createdAt: 1, updatedAt: 1,
     });
-    return (await store.beginCharge({ claim: { id: c.sessionId, jti, newJti: `${jti}_won`, now: 1 }, charge: c, cvv: null })) === 'ok';
+    return (await store.beginCharge({ claim: { id: c.sessionId, jti, newJti: `${jti}_won`, now: 1 }, charge: c, cvv: null })).status === 'ok';
   }
 
   it('an intent and an outcome each wait for a WAL flush; ordinary writes do not', async () => {
