@@ -1,0 +1,43 @@
+import type { Page } from './types.js';
+
+/**
+ * What a list method returns: awaiting it gives the first page (`{ data, … }`); iterating it
+ * with `for await` gives every item of every page, fetching the next page only when needed.
+ * Lists are not paginated by the server yet (one page holds everything); once they are, the
+ * list method's `fetchPage` and `hasNext` follow the cursor and callers change nothing.
+ * Nothing is requested until it is awaited or iterated.
+ */
+export class PagePromise<T, P extends Page<T> = Page<T>> implements PromiseLike<P>, AsyncIterable<T> {
+  #first: Promise<P> | null = null;
+
+  constructor(
+    private readonly fetchPage: (previous?: P) => Promise<P>,
+    private readonly hasNext: (page: P) => boolean = (page) => page.hasMore === true,
+  ) {}
+
+  #firstPage(): Promise<P> {
+    return (this.#first ??= this.fetchPage());
+  }
+
+  then<A = P, B = never>(onFulfilled?: ((page: P) => A | PromiseLike<A>) | null, onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<A | B> {
+    return this.#firstPage().then(onFulfilled, onRejected);
+  }
+
+  catch<B = never>(onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<P | B> {
+    return this.#firstPage().catch(onRejected);
+  }
+
+  /** Every page, in order. */
+  async *pages(): AsyncGenerator<P, void, undefined> {
+    let page = await this.#firstPage();
+    yield page;
+    while (this.hasNext(page)) {
+      page = await this.fetchPage(page);
+      yield page;
+    }
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
+    for await (const page of this.pages()) yield* page.data;
+  }
+}
