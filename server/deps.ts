@@ -89,7 +89,6 @@ export async function createDeps(config: Config, log: Logger, opts: { clock?: Cl
   const webhooks = new WebhookService(store, keyring, clock, { allowPrivate: config.allowPrivateTargets, log });
   const sessions = new SessionService(store, tokens, vault, keyring, clock, {
     publicBaseUrl: config.publicBaseUrl, publicOrigin: config.publicOrigin, log,
-    onEvent: (merchantId, mode, type, data) => webhooks.emit(merchantId, mode, type, data),
     prepareEvents: (merchantId, mode, events) => webhooks.prepare(merchantId, mode, events),
   });
   const idempotency = new IdempotencyService(store, keyring, clock);

@@ -123,8 +123,6 @@ export class SessionService {
       publicBaseUrl: string; publicOrigin: string; log?: Logger;
       /** Outbox rows for an operation's events (wired to WebhookService.prepare in deps.ts), written in its transaction. */
       prepareEvents?: (merchantId: string, mode: Mode, events: PendingEvent[]) => Promise<OutboxRecord[]>;
-      /** Webhook events of the session's life (wired to the outbox in deps.ts). */
-      onEvent?: (merchantId: string, mode: Mode, type: 'session.canceled' | 'cvv.collected', data: Record<string, unknown>) => Promise<unknown>;
     },
   ) {}
 
@@ -250,13 +248,13 @@ export class SessionService {
     if (s.status !== 'canceled') {
       this.#assertOpen(s);
       if (s.chargeInFlight) throw chargeInProgress();
-      if (!(await this.store.cancelSession(m.merchant.id, m.mode, id, this.clock.now()))) {
+      const events = await (this.opts.prepareEvents?.(m.merchant.id, m.mode, [{ type: 'session.canceled', data: { session: id } }]) ?? []);
+      if (!(await this.store.cancelSession(m.merchant.id, m.mode, id, this.clock.now(), events))) {
         const again = await this.get(m, id);
         if (again.status !== 'canceled') this.#assertOpen(again);
         if (again.chargeInFlight) throw chargeInProgress();
       } else {
         this.opts.log?.info({ audit: true, event: 'session.canceled', merchantId: m.merchant.id, session: id }, 'session canceled');
-        await this.opts.onEvent?.(m.merchant.id, m.mode, 'session.canceled', { session: id });
       }
     }
     await this.vault.destroySessionCvv(m.merchant.id, id, 'session_canceled');

@@ -69,9 +69,10 @@ export class Sweeper {
         await this.charges.recoverInFlight();
         await slice.pace();
       }
-      for (const s of await this.store.expireSessions(now, 100)) {
-        await this.store.deleteCvcSessionsOfSession(s.id);
-        await this.webhooks?.emit(s.merchantId, s.mode, 'session.expired', { session: s.id });
+      for (const s of await this.store.listExpiredSessions(now, 100)) {
+        // Expired, its CVV deleted and its event written, in one transaction (once, whatever other sweepers do).
+        const events = await this.webhooks?.prepare(s.merchantId, s.mode, [{ type: 'session.expired', data: { session: s.id } }]) ?? [];
+        await this.store.expireSession(s.id, now, events);
         await slice.pace();
       }
       if (this.#ticks++ % 60 === 0) {

@@ -16,6 +16,13 @@ const unpack = (b: Buffer | Uint8Array): Sealed => {
   return { keyVersion: buf[0]!, blob: buf.subarray(1) };
 };
 
+/** An outbox record as its row. */
+const outboxRow = (o: OutboxRecord) => ({
+  id: o.id, event_id: o.eventId, endpoint_id: o.endpointId, merchant_id: o.merchantId, body: o.body, status: o.status,
+  attempts: o.attempts, next_attempt_at: o.nextAttemptAt, locked_until: o.lockedUntil, last_status: o.lastStatus,
+  created_at: o.createdAt, delivered_at: o.deliveredAt,
+});
+
 /** What a statement of a transaction unit gives back to it. */
 interface StepResult {
   rows: any[];
@@ -654,11 +661,7 @@ export class KyselyStore implements Store {
         }
       }
       if (p.events.length > 0) {
-        yield db.insertInto('webhook_outbox').values(p.events.map((o) => ({
-          id: o.id, event_id: o.eventId, endpoint_id: o.endpointId, merchant_id: o.merchantId, body: o.body, status: o.status,
-          attempts: o.attempts, next_attempt_at: o.nextAttemptAt, locked_until: o.lockedUntil, last_status: o.lastStatus,
-          created_at: o.createdAt, delivered_at: o.deliveredAt,
-        })));
+        yield db.insertInto('webhook_outbox').values(p.events.map(outboxRow));
       }
       return true;
     });
@@ -707,22 +710,54 @@ export class KyselyStore implements Store {
     return Number(r.numUpdatedRows) === 1;
   }
 
-  async expireSessions(now: number, limit: number): Promise<Array<{ id: string; merchantId: string; mode: Mode }>> {
+  async listExpiredSessions(now: number, limit: number): Promise<Array<{ id: string; merchantId: string; mode: Mode }>> {
     // A session a charge owns expires only once its outcome is recorded (crash recovery settles it first).
-    const due = this.db.selectFrom('sessions').select('id').where('status', '=', 'active').where('expires_at', '<=', now).where('charge_id', 'is', null).limit(limit);
-    const rows = await this.db.updateTable('sessions').set({ status: 'expired', updated_at: now, replay_sealed: null, replay_jti: null, replay_hash: null, replay_at: null })
-      .where('id', 'in', due).where('status', '=', 'active').where('expires_at', '<=', now).where('charge_id', 'is', null)
-      .returning(['id', 'merchant_id', 'mode']).execute();
+    const rows = await this.db.selectFrom('sessions').select(['id', 'merchant_id', 'mode'])
+      .where('status', '=', 'active').where('expires_at', '<=', now).where('charge_id', 'is', null)
+      .orderBy('expires_at').limit(limit).execute();
     return rows.map((r) => ({ id: r.id, merchantId: r.merchant_id, mode: r.mode as Mode }));
   }
 
-  async cancelSession(merchantId: string, mode: Mode, id: string, now: number): Promise<boolean> {
-    const r = await this.db.updateTable('sessions')
-      .set({ status: 'canceled', updated_at: now, replay_jti: null, replay_hash: null, replay_sealed: null, replay_at: null })
-      .where('id', '=', id).where('merchant_id', '=', merchantId).where('mode', '=', mode)
-      .where('status', '=', 'active').where('expires_at', '>', now).where('charge_id', 'is', null)
-      .executeTakeFirst();
-    return Number(r.numUpdatedRows) === 1;
+  async expireSession(id: string, now: number, events: OutboxRecord[]): Promise<boolean> {
+    const db = this.db;
+    let cvvDeleted = false;
+    const done = await this.#transaction(function* (): Unit<boolean> {
+      const r = yield db.updateTable('sessions').set({ status: 'expired', updated_at: now, replay_sealed: null, replay_jti: null, replay_hash: null, replay_at: null })
+        .where('id', '=', id).where('status', '=', 'active').where('expires_at', '<=', now).where('charge_id', 'is', null);
+      if (r.affected !== 1) return false;
+      yield db.deleteFrom('cvv_keys').where('cvc_id', 'in', db.selectFrom('cvc_sessions').select('id').where('session_id', '=', id));
+      cvvDeleted = (yield db.deleteFrom('cvc_sessions').where('session_id', '=', id)).affected > 0;
+      if (events.length > 0) yield db.insertInto('webhook_outbox').values(events.map(outboxRow));
+      return true;
+    });
+    if (cvvDeleted) {
+      this.#afterKeyDelete();
+      this.#afterCvvDelete();
+    }
+    return done;
+  }
+
+
+  async cancelSession(merchantId: string, mode: Mode, id: string, now: number, events: OutboxRecord[] = []): Promise<boolean> {
+    const db = this.db;
+    let cvvDeleted = false;
+    const done = await this.#transaction(function* (): Unit<boolean> {
+      const r = yield db.updateTable('sessions')
+        .set({ status: 'canceled', updated_at: now, replay_jti: null, replay_hash: null, replay_sealed: null, replay_at: null })
+        .where('id', '=', id).where('merchant_id', '=', merchantId).where('mode', '=', mode)
+        .where('status', '=', 'active').where('expires_at', '>', now).where('charge_id', 'is', null);
+      if (r.affected !== 1) return false;
+      // Its CVV goes with it (API.md: deleted at once), and its event is written with the change.
+      yield db.deleteFrom('cvv_keys').where('cvc_id', 'in', db.selectFrom('cvc_sessions').select('id').where('session_id', '=', id));
+      cvvDeleted = (yield db.deleteFrom('cvc_sessions').where('session_id', '=', id)).affected > 0;
+      if (events.length > 0) yield db.insertInto('webhook_outbox').values(events.map(outboxRow));
+      return true;
+    });
+    if (cvvDeleted) {
+      this.#afterKeyDelete();
+      this.#afterCvvDelete();
+    }
+    return done;
   }
 
   async reserveIdempotencyKey(p: Parameters<Store['reserveIdempotencyKey']>[0]): Promise<IdempotencyRecord | null> {
@@ -970,11 +1005,7 @@ export class KyselyStore implements Store {
 
   async enqueueWebhooks(rows: OutboxRecord[]): Promise<void> {
     if (rows.length === 0) return;
-    await this.db.insertInto('webhook_outbox').values(rows.map((o) => ({
-      id: o.id, event_id: o.eventId, endpoint_id: o.endpointId, merchant_id: o.merchantId, body: o.body, status: o.status,
-      attempts: o.attempts, next_attempt_at: o.nextAttemptAt, locked_until: o.lockedUntil, last_status: o.lastStatus,
-      created_at: o.createdAt, delivered_at: o.deliveredAt,
-    }))).execute();
+    await this.db.insertInto('webhook_outbox').values(rows.map(outboxRow)).execute();
   }
 
   async claimDueWebhooks(now: number, lockMs: number, limit: number): Promise<OutboxRecord[]> {
@@ -1201,11 +1232,7 @@ export class KyselyStore implements Store {
       if (fin.affected !== 1) throw new Rollback({ recorded: false, cvvBlocked: false });
       const events = cvvBlocked ? [...p.ifBlocked, ...p.events] : p.events;
       if (events.length > 0) {
-        yield db.insertInto('webhook_outbox').values(events.map((e) => ({
-          id: e.id, event_id: e.eventId, endpoint_id: e.endpointId, merchant_id: e.merchantId, body: e.body, status: e.status,
-          attempts: e.attempts, next_attempt_at: e.nextAttemptAt, locked_until: e.lockedUntil, last_status: e.lastStatus,
-          created_at: e.createdAt, delivered_at: e.deliveredAt,
-        })));
+        yield db.insertInto('webhook_outbox').values(events.map(outboxRow));
       }
       return { recorded: true, cvvBlocked };
     }, { durable: true });

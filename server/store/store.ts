@@ -398,10 +398,18 @@ export interface Store {
   deleteCvcSessionUnlessCharging(merchantId: string, mode: Mode, id: string, now: number): Promise<'deleted' | 'gone' | 'charging'>;
   /** Reissue: a new current token; every earlier one (and the replay) stops working. */
   rotateToken(p: { id: string; jti: string; newJti: string; tokenHash: string; now: number }): Promise<boolean>;
-  /** active sessions past their expiry → expired (once: the caller emits session.expired for each). */
-  expireSessions(now: number, limit: number): Promise<Array<{ id: string; merchantId: string; mode: Mode }>>;
-  /** active → canceled; true if it changed. */
-  cancelSession(merchantId: string, mode: Mode, id: string, now: number): Promise<boolean>;
+  /** Active sessions past their expiry that no charge owns (the sweeper's candidates, oldest expiry first). */
+  listExpiredSessions(now: number, limit: number): Promise<Array<{ id: string; merchantId: string; mode: Mode }>>;
+  /**
+   * active → expired, once (false for every other caller), in one transaction
+   * with its CVV's deletion and its `session.expired` webhook events.
+   */
+  expireSession(id: string, now: number, events: OutboxRecord[]): Promise<boolean>;
+  /**
+   * active → canceled (never while a charge owns it), in one transaction with
+   * its CVV's deletion and its webhook `events`; true if it changed.
+   */
+  cancelSession(merchantId: string, mode: Mode, id: string, now: number, events?: OutboxRecord[]): Promise<boolean>;
 
   insertTds(t: TdsRecord): Promise<void>;
   getTds(id: string): Promise<TdsRecord | null>;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import request from 'supertest';
+import { Sweeper } from '../../server/domain/sweeper.js';
 import { auth, collect, decodeJws, type Harness, makeCard, makeHarness, makeMerchant, makeSession, type TestMerchant } from '../helpers/harness.js';
 
 /**
@@ -72,5 +73,48 @@ describe('an operation and its webhook event commit together', () => {
     assert.equal(again.status, 200, 'the token was never consumed');
     assert.equal(again.body.result.status, 'Y');
     assert.deepEqual((await outboxOf(s.id)).map((o) => JSON.parse(o.body).type), ['cvv.collected', 'threeds.completed']);
+  });
+
+  it('cancel: the session.canceled event cannot be written, so the session is not canceled and keeps its CVV', async () => {
+    const s = await makeSession(h, m.testKey);
+    assert.equal((await collect(h, s.token)).status, 200);
+    await request(h.app).post('/WebhookEndpoints').set(auth(m.testKey)).send({ url: 'http://127.0.0.1:9/cancel', events: ['session.canceled', 'session.expired'] }).expect(201);
+    h.deps.webhooks.forget(m.id, 'test');
+    failOutbox(true);
+    let r: request.Response;
+    try {
+      r = await request(h.app).post(`/CvvOperations/${s.id}/cancel`).set(auth(m.testKey)).send();
+    } finally {
+      failOutbox(false);
+    }
+    assert.equal(r.status, 500, JSON.stringify(r.body));
+    const g = await request(h.app).get(`/CvvOperations/${s.id}`).set(auth(m.testKey));
+    assert.equal(g.body.status, 'active');
+    assert.equal(g.body.cvv.available, true, 'the CVV was not deleted either');
+    const ok = await request(h.app).post(`/CvvOperations/${s.id}/cancel`).set(auth(m.testKey)).send();
+    assert.equal(ok.status, 200);
+    assert.equal(ok.body.cvv.available, false);
+    assert.ok((await outboxOf(s.id)).some((o) => JSON.parse(o.body).type === 'session.canceled'));
+  });
+
+  it('expiry: the sweeper cannot write session.expired, so the session is not expired yet; the next sweep does both', async () => {
+    const s = await makeSession(h, m.testKey, { ttlSeconds: 60 });
+    assert.equal((await collect(h, s.token)).status, 200);
+    const sweeper = new Sweeper(h.deps.store, h.deps.tokens, h.clock, h.deps.log, h.deps.webhooks);
+    h.clock.advance(61_000);
+    h.deps.webhooks.forget(m.id, 'test');
+    failOutbox(true);
+    try {
+      await sweeper.tick();
+    } finally {
+      failOutbox(false);
+    }
+    const row = await h.deps.store.getSessionById(s.id);
+    assert.equal(row?.status, 'active', 'not marked expired without its event (it is served as expired anyway: expiry is checked in every read)');
+    assert.ok(!(await outboxOf(s.id)).some((o) => JSON.parse(o.body).type === 'session.expired'));
+    await sweeper.tick();
+    assert.equal((await h.deps.store.getSessionById(s.id))?.status, 'expired');
+    assert.deepEqual((await outboxOf(s.id)).filter((o) => JSON.parse(o.body).type === 'session.expired').length, 1);
+    assert.equal(await h.deps.store.findUsableCvcSession(m.id, s.body.card.token, s.id, 0), null, 'its CVV is gone with it');
   });
 });

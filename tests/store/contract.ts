@@ -1033,47 +1033,50 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
     });
 
     describe('session expiry', () => {
-      // The only test calling expireSessions: it acts on every session. Its sessions expire far below T0.
-      it('expireSessions: only active sessions past expiry, each returned once, even to concurrent callers', async () => {
+      // The only test calling listExpiredSessions: it acts on every session. Its sessions expire far below T0.
+      it('listExpiredSessions and expireSession: only active, unowned sessions past expiry, each expired once even by concurrent sweepers', async () => {
         const due = await Promise.all(Array.from({ length: 31 }, (_, i) => newSession({
           mode: i % 2 ? 'live' : 'test', createdAt: 100, updatedAt: 100, expiresAt: i === 30 ? SWEEP_NOW : 1_000 + i,
         })));
         const dueIds = new Set(due.map((s) => s.id));
-        // One with a replay, to see it cleared.
+        // One with a replay, to see it cleared; one with a CVV, to see it deleted.
         assert.equal(await store.claimOperation({ id: due[0]!.id, jti: due[0]!.jti, newJti: 'e1', op: 'collectCvv', now: 500 }), true);
         assert.equal(await store.finishOperation({ id: due[0]!.id, jti: 'e1', results: {}, tokenHash: 'th', now: 500, complete: false, replay: { jti: 'e1', hash: 'h', sealed: sealed(), at: 500 } }), true);
+        const cvc = cvcRec(mA.id, due[1]!.cardToken, { sessionId: due[1]!.id, mode: due[1]!.mode, expiresAt: T0 });
+        await store.putCvvKeyShare(cvc.id, randomBytes(32), T0);
+        await store.insertCvcSession(cvc);
         const live = await newSession({ createdAt: 100, expiresAt: SWEEP_NOW + 1 });
         const completed = await newSession({ status: 'completed', createdAt: 100, expiresAt: 1_000 });
         const canceled = await newSession({ status: 'canceled', createdAt: 100, expiresAt: 1_000 });
 
-        const rounds = await Promise.all(Array.from({ length: 5 }, () => store.expireSessions(SWEEP_NOW, 10)));
-        const seen: string[] = rounds.flat().map((r) => r.id);
-        for (let round = 0; ; round++) {
-          assert.ok(round < 10, 'the sweep comes to an end');
-          const more = await store.expireSessions(SWEEP_NOW, 10);
-          assert.ok(more.length <= 10, 'the limit holds');
-          if (more.length === 0) break;
-          seen.push(...more.map((r) => r.id));
-        }
-        for (const r of rounds) assert.ok(r.length <= 10, 'the limit holds');
-        assert.equal(new Set(seen).size, seen.length, `no session returned twice (${seen.length} returned)`);
-        assert.deepEqual(new Set(seen), dueIds, 'exactly the active sessions past expiry');
-
+        const listed = await store.listExpiredSessions(SWEEP_NOW, 100);
+        assert.deepEqual(new Set(listed.map((r) => r.id)), dueIds, 'exactly the active sessions past expiry');
+        assert.equal((await store.listExpiredSessions(SWEEP_NOW, 10)).length, 10, 'the limit holds');
         const byId = new Map(due.map((s) => [s.id, s]));
-        for (const r of rounds.flat()) {
-          const s = byId.get(r.id)!;
-          assert.deepEqual(r, { id: s.id, merchantId: s.merchantId, mode: s.mode });
-        }
+        for (const r of listed) assert.deepEqual(r, { id: r.id, merchantId: byId.get(r.id)!.merchantId, mode: byId.get(r.id)!.mode });
+        const endpointId = uid('whe');
+        const event = (sid: string): OutboxRecord => ({
+          id: `${uid('evt')}.${endpointId}`, eventId: uid('evt'), endpointId, merchantId: mA.id, body: JSON.stringify({ data: { session: sid } }), status: 'pending',
+          // Due far in the future: the outbox tests' claims never see these rows.
+          attempts: 0, nextAttemptAt: T0 * 2, lockedUntil: 0, lastStatus: null, createdAt: SWEEP_NOW, deliveredAt: null,
+        });
+        // Five sweepers at once, each preparing its own event: each session expires once, with one event.
+        const won = await Promise.all(listed.flatMap((r) => Array.from({ length: 5 }, () => store.expireSession(r.id, SWEEP_NOW, [event(r.id)]))));
+        assert.equal(won.filter(Boolean).length, listed.length, 'one win per session');
+        const outbox = (await store.listOutbox(mA.id)).filter((o) => o.endpointId === endpointId);
+        assert.equal(outbox.length, listed.length, 'one event per expired session, none from the losers');
         for (const s of due) {
           const got = await mustSession(s.id);
           assert.equal(got.status, 'expired');
           assert.equal(got.updatedAt, SWEEP_NOW);
           assert.equal(got.replay, null, 'the replay is cleared');
         }
+        assert.equal(await store.getCvcSessionById(cvc.id, 0), null, "the session's CVV is deleted with it");
+        assert.equal(await store.getCvvKeyShare(cvc.id), null);
         assert.equal((await mustSession(live.id)).status, 'active', 'one expiring after now stays active');
         assert.deepEqual(await mustSession(completed.id), completed, 'a completed one is not touched');
         assert.deepEqual(await mustSession(canceled.id), canceled, 'a canceled one is not touched');
-        assert.deepEqual(await store.expireSessions(SWEEP_NOW, 100), [], 'nothing is expired twice');
+        assert.deepEqual(await store.listExpiredSessions(SWEEP_NOW, 100), [], 'nothing is expired twice');
       });
     });
 
