@@ -252,6 +252,11 @@ function progress(r: RepResult, i: number, unit: string, label = 'rep'): void {
 
 // ---- the cvvops server, ready to be measured --------------------------------------
 
+/** The test cards with a frictionless 3DS `Y` or `A` that the simulator approves with CVV 123 (API.md section 11). */
+const BENCH_CARDS = ['4000000000001018', '4000000000004046', '5555555555554402'] as const;
+/** The bench merchant's cvvBlockThreshold: the highest allowed, so 3 × 20 CVV attempts may be in flight at once. */
+const BENCH_BLOCK_THRESHOLD = 20;
+
 interface Cvvops {
   server: Server;
   client: JsonClient;
@@ -277,9 +282,14 @@ async function bootCvvops(engine: 'sqlite' | 'postgres', opts: { workers?: numbe
   const client = new JsonClient(server.port, 64);
   const auth = { authorization: `Bearer ${merchant.testKey}` };
   const expYear = new Date().getUTCFullYear() + 4;
-  const cards = await pool(opts.cardCount ?? CONNECTIONS, 8, async () => {
+  // A charge reserves its CVV attempt per card number: at most cvvBlockThreshold (here the highest, 20) unconfirmed
+  // CVVs of one number are at the processor together (API.md section 5). Shoppers have cards of their own; the test
+  // cards that authenticate (Y or A) and are approved are three, so the 50 shoppers' cards are spread over them.
+  const reply = await client.request('PATCH', '/Merchant', { cvvBlockThreshold: BENCH_BLOCK_THRESHOLD }, auth);
+  if (reply.status !== 200) throw new Error(`PATCH /Merchant answered ${reply.status}: ${reply.body}`);
+  const cards = await pool(opts.cardCount ?? CONNECTIONS, 8, async (i) => {
     const { json } = await client.post<{ token: string; cvcSession: unknown }>('/Cards',
-      { number: '4000000000001018', expMonth: 12, expYear, cvv: '123', holderName: 'Bench Shopper' }, auth, 201);
+      { number: BENCH_CARDS[i % BENCH_CARDS.length], expMonth: 12, expYear, cvv: '123', holderName: 'Bench Shopper' }, auth, 201);
     if (!json.cvcSession) throw new Error('POST /Cards with a CVV returned no CVC session');
     return json.token;
   });

@@ -216,8 +216,10 @@ export function renderMarkdown(r: BenchResults): string {
     + 'settings are production\'s (demo off, fixed master key). **Access logs were off** (`LOG_LEVEL=warn`: the per-request log line is at info level). '
     + '`CVVOPS_SQLITE_SYNCHRONOUS` is left at its default (`NORMAL` for ordinary writes; charge intents and outcomes wait for an fdatasync of the WAL that started after their commit, which is what `FULL` guarantees, shared by concurrent charges). '
     + 'Readiness is `GET /readyz` answering 200 (with workers, until every worker process exists, then 1.5 s).');
-  out.push('- The merchant is created with the built CLI (`node dist/server/cli.js merchant create --name Bench --json`, same environment); one test card '
-    + '4000000000001018 (frictionless 3DS `Y`, approved) is tokenized with CVV 123 per connection or shopper (`POST /Cards`).');
+  out.push('- The merchant is created with the built CLI (`node dist/server/cli.js merchant create --name Bench --json`, same environment), its '
+    + '`cvvBlockThreshold` set to 20 (the highest); one test card is tokenized with CVV 123 per connection or shopper (`POST /Cards`), in turn '
+    + '4000000000001018, 4000000000004046 and 5555555555554402 (frictionless 3DS `Y`, `A`, `Y`; approved). A charge reserves its CVV attempt per card '
+    + 'number (at most the threshold in flight), so 50 shoppers cannot all use one card number, as they did in runs before 2026-12-05.');
   out.push(`- Baselines, each its own process (plain JavaScript under \`node\`, bench/baselines/): Express 5 with \`helmet()\` and \`express.json()\`, and a bare `
     + '`node:http` server, answering `POST /echo` with the small JSON body `{"name":"bench","amount":1999,"items":[1,2,3]}` and a small JSON answer.');
   out.push(`- Request scenarios: autocannon ${r.settings.connections} connections, a ${r.settings.warmupSeconds} s warm-up run, then ${r.settings.reps} runs of `
