@@ -103,7 +103,7 @@ export class CardService {
       createdAt: this.clock.now(),
     };
     await this.store.insertCard(rec);
-    const cvcSession = cvv ? await this.vault.storeCvv({ merchant: m.merchant, card: rec, sessionId: null, cvv, retention: 'single_use' }) : null;
+    const cvcSession = cvv ? await this.vault.storeCvv({ merchant: m.merchant, card: rec, cvv, retention: 'single_use' }) : null;
     return { ...cardView(rec), cvcSession };
   }
 

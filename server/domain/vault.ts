@@ -68,7 +68,7 @@ export class Vault {
    * operations session's earlier CVC session. `logStored` writes the audit
    * line once they are committed.
    */
-  sealCvv(p: { merchant: MerchantRecord; card: CardRecord; sessionId: string; cvv: Secret<string>; retention: CvvRetention; firstInSession: boolean }): { view: CvcSessionView; write: OperationWrite; logStored: () => void } {
+  sealCvv(p: { merchant: MerchantRecord; card: CardRecord; sessionId: string | null; cvv: Secret<string>; retention: CvvRetention; firstInSession: boolean }): { view: CvcSessionView; write: OperationWrite; logStored: () => void } {
     const now = this.clock.now();
     const id = newId('cvc');
     const testMode = p.card.mode === 'test';
@@ -89,23 +89,14 @@ export class Vault {
     };
   }
 
-  /** Stores a CVV in a new CVC session (POST /Cards with a cvv). */
-  async storeCvv(p: { merchant: MerchantRecord; card: CardRecord; sessionId: string | null; cvv: Secret<string>; retention: CvvRetention; firstInSession?: boolean }): Promise<CvcSessionView> {
-    const now = this.clock.now();
-    const id = newId('cvc');
-    const testMode = p.card.mode === 'test';
-    const retention: CvcRetention = testMode ? 'reusable' : p.retention;
-    const expiresAt = now + (testMode ? TEST_CVC_LIFETIME_MS : p.merchant.cvcSessionTtlSeconds * 1000);
-    // A fresh key share per CVV, stored apart from the ciphertext and destroyed with it.
-    const share = secureRandom(32);
-    await this.store.putCvvKeyShare(id, share, now);
-    await this.store.insertCvcSession({
-      id, merchantId: p.merchant.id, mode: p.card.mode, cardToken: p.card.token, sessionId: p.sessionId,
-      sealed: this.keyring.sealWithShare('cvv', share, p.cvv.expose(), `cvv|${p.merchant.id}|${id}`),
-      retention, expiresAt, firstUsedAt: null, createdAt: now,
-    }, { replace: !p.firstInSession });
-    this.log?.info({ audit: true, event: 'cvv.collected', merchantId: p.merchant.id, cvcSession: id, card: p.card.token, session: p.sessionId }, 'CVV stored');
-    return { id, expiresAt: isoTime(expiresAt) };
+  /** Stores a CVV in a new CVC session at once (POST /Cards with a cvv: the card's, no operations session). */
+  async storeCvv(p: { merchant: MerchantRecord; card: CardRecord; cvv: Secret<string>; retention: CvvRetention }): Promise<CvcSessionView> {
+    const sealed = this.sealCvv({ ...p, sessionId: null, firstInSession: true });
+    if (sealed.write.kind !== 'cvc') throw new Error('a sealed CVV is a CVC session');
+    await this.store.putCvvKeyShare(sealed.view.id, sealed.write.share, sealed.write.record.createdAt);
+    await this.store.insertCvcSession(sealed.write.record, { replace: false });
+    sealed.logStored();
+    return sealed.view;
   }
 
   /**

@@ -719,35 +719,28 @@ export class KyselyStore implements Store {
   }
 
   async expireSession(id: string, now: number, events: OutboxRecord[]): Promise<boolean> {
-    const db = this.db;
-    let cvvDeleted = false;
-    const done = await this.#transaction(function* (): Unit<boolean> {
-      const r = yield db.updateTable('sessions').set({ status: 'expired', updated_at: now, replay_sealed: null, replay_jti: null, replay_hash: null, replay_at: null })
-        .where('id', '=', id).where('status', '=', 'active').where('expires_at', '<=', now).where('charge_id', 'is', null);
-      if (r.affected !== 1) return false;
-      yield db.deleteFrom('cvv_keys').where('cvc_id', 'in', db.selectFrom('cvc_sessions').select('id').where('session_id', '=', id));
-      cvvDeleted = (yield db.deleteFrom('cvc_sessions').where('session_id', '=', id)).affected > 0;
-      if (events.length > 0) yield db.insertInto('webhook_outbox').values(events.map(outboxRow));
-      return true;
-    });
-    if (cvvDeleted) {
-      this.#afterKeyDelete();
-      this.#afterCvvDelete();
-    }
-    return done;
+    return this.#endSession(id, events, (db) => db.updateTable('sessions')
+      .set({ status: 'expired', updated_at: now, replay_sealed: null, replay_jti: null, replay_hash: null, replay_at: null })
+      .where('id', '=', id).where('status', '=', 'active').where('expires_at', '<=', now).where('charge_id', 'is', null));
   }
 
-
   async cancelSession(merchantId: string, mode: Mode, id: string, now: number, events: OutboxRecord[] = []): Promise<boolean> {
+    return this.#endSession(id, events, (db) => db.updateTable('sessions')
+      .set({ status: 'canceled', updated_at: now, replay_jti: null, replay_hash: null, replay_sealed: null, replay_at: null })
+      .where('id', '=', id).where('merchant_id', '=', merchantId).where('mode', '=', mode)
+      .where('status', '=', 'active').where('expires_at', '>', now).where('charge_id', 'is', null));
+  }
+
+  /**
+   * A session's end (canceled, expired), in one transaction: `change` (one
+   * conditional update; nothing else happens unless it changed the row), the
+   * session's CVV deleted (API.md: at once), its webhook events written.
+   */
+  async #endSession(id: string, events: OutboxRecord[], change: (db: Kysely<Database>) => Compilable<unknown>): Promise<boolean> {
     const db = this.db;
     let cvvDeleted = false;
     const done = await this.#transaction(function* (): Unit<boolean> {
-      const r = yield db.updateTable('sessions')
-        .set({ status: 'canceled', updated_at: now, replay_jti: null, replay_hash: null, replay_sealed: null, replay_at: null })
-        .where('id', '=', id).where('merchant_id', '=', merchantId).where('mode', '=', mode)
-        .where('status', '=', 'active').where('expires_at', '>', now).where('charge_id', 'is', null);
-      if (r.affected !== 1) return false;
-      // Its CVV goes with it (API.md: deleted at once), and its event is written with the change.
+      if ((yield change(db)).affected !== 1) return false;
       yield db.deleteFrom('cvv_keys').where('cvc_id', 'in', db.selectFrom('cvc_sessions').select('id').where('session_id', '=', id));
       cvvDeleted = (yield db.deleteFrom('cvc_sessions').where('session_id', '=', id)).affected > 0;
       if (events.length > 0) yield db.insertInto('webhook_outbox').values(events.map(outboxRow));
