@@ -60,7 +60,14 @@ pay.addEventListener('click', async () => {
   const show = (title: string, r: OperationResponse) => step(title, r.result, r.token);
   try {
     show('Browser: collectCvv', await form.collectCvv());
-    show('Browser: 3-D Secure', await form.threeDS());
+    const auth = await form.threeDS();
+    show('Browser: 3-D Secure', auth);
+    const authenticated = auth.result.status === 'Y' || auth.result.status === 'A';
+    if (!authenticated) {
+      // No charge without a successful authentication: the session requires it (require3DS), the server would refuse it.
+      $('#outcome').textContent = `Not paid: 3-D Secure ended with ${String(auth.result.status)} (not authenticated). No charge was made.`;
+      return;
+    }
     show('Browser: charge', await form.charge());
     const v = await backend('/demo/api/validate', { token: form.token });
     step('Merchant server: validateToken', { valid: v.valid, current: v.current, status: v.session?.status, charge: v.claims?.res?.charge });

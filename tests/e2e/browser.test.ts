@@ -313,5 +313,37 @@ window.flow = (async () => {
       await page.screenshot({ path: join(SHOTS, 'demo.png'), fullPage: true });
       await page.close();
     });
+
+    it('the demo never charges after a failed 3-D Secure: the wrong challenge code ends in "Not paid" and the session has no charge', async () => {
+      const page = await browser.newPage();
+      page.setDefaultTimeout(20_000);
+      // The token the page holds after 3-D Secure (the SDK fetched the final result with it).
+      let latest = '';
+      page.on('response', async (r) => {
+        if (r.url().endsWith('/CvvOperations/threeDS/result') && r.status() === 200) latest = ((await r.json()) as { token: string }).token;
+      });
+      await page.goto(`${base}/demo`);
+      await page.selectOption('#card', '4000000000002024');
+      await page.click('#start');
+      const frame = (await (await page.waitForSelector('#cvv iframe')).contentFrame())!;
+      await frame.locator('[data-cvvops="cvv"]').fill('123');
+      await page.click('#pay');
+      const challenge = (await (await page.waitForSelector('iframe[title="Payment verification"]')).contentFrame())!;
+      await challenge.locator('#code').fill('000000');
+      await challenge.locator('button[type=submit]').click();
+      await page.waitForFunction(() => (globalThis as any).document.querySelector('#outcome').textContent !== '', undefined, { timeout: 20_000 });
+      assert.match(await page.textContent('#outcome') ?? '', /^Not paid: 3-D Secure ended with N/);
+      assert.ok(!(await page.locator('#steps h3').allTextContents()).includes('Browser: charge'), 'no charge was attempted');
+      // The server agrees: the demo's sessions require 3-D Secure, so a charge with that token is refused, and none was made.
+      assert.ok(latest, 'the page fetched the final 3DS result');
+      const charge = await fetch(`${base}/CvvOperations/charge`, { method: 'POST', headers: { authorization: `Bearer ${latest}`, 'content-type': 'application/json' }, body: '{}' });
+      assert.equal(charge.status, 409);
+      assert.equal(((await charge.json()) as any).error.code, 'precondition_failed');
+      const v = await (await fetch(`${base}/demo/api/validate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: latest }) })).json() as any;
+      assert.equal(v.valid, true);
+      assert.equal(v.session.results.charge, undefined, 'no charge in the session');
+      assert.equal(v.session.require3DS, true);
+      await page.close();
+    });
   });
 }
