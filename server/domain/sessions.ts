@@ -110,7 +110,8 @@ export type ValidateResult =
 /**
  * Operations sessions: the state machine behind POST /CvvOperations and the
  * operation endpoints. A token is good only while its jti is the session's
- * current one; winning it is one conditional write (Store.claimOperation).
+ * current one; winning it is one conditional write, the first statement of
+ * the operation's transaction (Store.commitOperation, or beginCharge for a charge).
  */
 export class SessionService {
   constructor(

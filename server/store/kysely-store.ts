@@ -611,18 +611,6 @@ export class KyselyStore implements Store {
   }
 
 
-  async claimOperation(p: { id: string; jti: string; newJti: string; op: Operation; now: number; countAttempt?: boolean }): Promise<boolean> {
-    const col = ATTEMPT_COLUMN[p.op];
-    const count = p.countAttempt !== false;
-    const { affected } = await this.#exec(`claimOperation:${col}:${count}`, { id: p.id, jti: p.jti, newJti: p.newJti, now: p.now }, (a) => {
-      const q = this.db.updateTable('sessions')
-        .set((eb) => ({ jti: a.newJti, seq: eb('seq', '+', 1), ...(count ? { [col]: eb(col, '+', 1) } : {}), updated_at: a.now }))
-        .where('id', '=', a.id).where('jti', '=', a.jti).where('status', '=', 'active')
-        .where('expires_at', '>', a.now).where('charge_id', 'is', null);
-      return count ? q.whereRef(col, '<', 'max_attempts') : q;
-    });
-    return affected === 1;
-  }
 
   async commitOperation(p: Parameters<Store['commitOperation']>[0]): Promise<boolean> {
     const db = this.db;
@@ -672,15 +660,6 @@ export class KyselyStore implements Store {
     return done;
   }
 
-  async unclaimOperation(p: { id: string; jti: string; oldJti: string; op: Operation; now: number; countAttempt?: boolean }): Promise<boolean> {
-    const col = ATTEMPT_COLUMN[p.op];
-    const count = p.countAttempt !== false;
-    const r = await this.db.updateTable('sessions')
-      .set((eb) => ({ jti: p.oldJti, seq: eb('seq', '-', 1), ...(count ? { [col]: eb(col, '-', 1) } : {}), updated_at: p.now }))
-      .where('id', '=', p.id).where('jti', '=', p.jti)
-      .executeTakeFirst();
-    return Number(r.numUpdatedRows) === 1;
-  }
 
   async finishOperation(p: Parameters<Store['finishOperation']>[0]): Promise<boolean> {
     const args = {
@@ -945,11 +924,6 @@ export class KyselyStore implements Store {
     return r ? this.#toTds(r) : null;
   }
 
-  async latestTdsOfSession(sessionId: string): Promise<TdsRecord | null> {
-    const { rows: [r] } = await this.#exec('latestTdsOfSession', { sessionId }, (a) => this.db.selectFrom('tds_transactions').selectAll().where('session_id', '=', a.sessionId)
-      .orderBy('created_at', 'desc').orderBy('id', 'desc').limit(1));
-    return r ? this.#toTds(r) : null;
-  }
 
   async completeTds(id: string, result: NonNullable<TdsRecord['result']>, now: number): Promise<boolean> {
     const r = await this.db.updateTable('tds_transactions')

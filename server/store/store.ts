@@ -305,16 +305,10 @@ export interface Store {
    */
   getOperationContext(id: string, now: number): Promise<OperationContextRecord | null>;
   /**
-   * Token rotation for an operation: moves the session from `jti` to `newJti`
-   * and counts one attempt, in one conditional write. True only for the one
-   * caller whose `jti` was current, within the attempt limit, on an active,
-   * unexpired session.
-   */
-  claimOperation(p: { id: string; jti: string; newJti: string; op: Operation; now: number; countAttempt?: boolean }): Promise<boolean>;
-  /**
    * An operation, whole, in one transaction: the token rotation from the
-   * presented `jti` (as claimOperation: current, active, unexpired, within
-   * the attempts, no charge owning the session) with the results, the next
+   * presented `jti` (one conditional write: it must be current, the session
+   * active, unexpired, within the attempts for `op` when `countAttempt`, and
+   * owned by no charge) with the results, the next
    * token's hash and the replay record (as finishOperation), then the
    * operation's own rows and its webhook events. Nothing is written unless
    * everything is: false when the token was not won.
@@ -324,16 +318,14 @@ export interface Store {
     results: OperationResults; tokenHash: string; complete: boolean; replay: { jti: string; hash: string; sealed: Sealed; at: number };
     writes: OperationWrite[]; events: OutboxRecord[];
   }): Promise<boolean>;
-  /** Undoes a claim whose operation failed with an error: the presented token is current again and the attempt uncounted. */
-  unclaimOperation(p: { id: string; jti: string; oldJti: string; op: Operation; now: number; countAttempt?: boolean }): Promise<boolean>;
   /** Records an operation's outcome under the token it produced (conditional on that token still being current). */
   finishOperation(p: {
     id: string; jti: string; results: OperationResults; tokenHash: string; now: number;
     complete: boolean; replay: { jti: string; hash: string; sealed: Sealed; at: number };
   }): Promise<boolean>;
   /**
-   * The unit that starts a charge, in one transaction: wins the token (as
-   * claimOperation, counting a charge attempt) and makes `charge` the session's
+   * The unit that starts a charge, in one transaction: wins the token (the
+   * conditional rotation of commitOperation, counting a charge attempt) and makes `charge` the session's
    * charge in flight; reserves a CVV attempt for the card number when `cvv` is
    * set (refused while the number is blocked, or while its failures plus the
    * CVV attempts already in flight reach the threshold); stores the durable
@@ -413,7 +405,6 @@ export interface Store {
 
   insertTds(t: TdsRecord): Promise<void>;
   getTds(id: string): Promise<TdsRecord | null>;
-  latestTdsOfSession(sessionId: string): Promise<TdsRecord | null>;
   /** challenge → completed, once; false if it was already completed. */
   completeTds(id: string, result: NonNullable<TdsRecord['result']>, now: number): Promise<boolean>;
 

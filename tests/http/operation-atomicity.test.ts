@@ -68,7 +68,7 @@ describe('an operation and its webhook event commit together', () => {
       failOutbox(false);
     }
     assert.equal(r.status, 500, JSON.stringify(r.body));
-    assert.equal(await h.deps.store.latestTdsOfSession(s.id), null, 'no 3DS transaction stored');
+    assert.equal((await h.deps.store.getOperationContext(s.id, h.clock.now()))?.latestTds, null, 'no 3DS transaction stored');
     const again = await request(h.app).post('/CvvOperations/threeDS').set(auth(c.body.token)).send({});
     assert.equal(again.status, 200, 'the token was never consumed');
     assert.equal(again.body.result.status, 'Y');

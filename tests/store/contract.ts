@@ -94,6 +94,19 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
       assert.ok(s, `session ${id} exists`);
       return s;
     };
+    /**
+     * The token rotation of an operation (Store.commitOperation) with nothing else to write: the session's
+     * results, token hash and replay record kept as they were read, so only the rotation and the attempt change.
+     */
+    const claim = async (p: { id: string; jti: string; newJti: string; op: 'collectCvv' | 'threeDS' | 'charge'; now: number; countAttempt?: boolean }): Promise<boolean> => {
+      const s = await store.getSessionById(p.id);
+      return store.commitOperation({
+        id: p.id, jti: p.jti, newJti: p.newJti, op: p.op, countAttempt: p.countAttempt !== false, now: p.now,
+        results: s?.results ?? {}, tokenHash: s?.tokenHash ?? '', complete: false,
+        replay: s?.replay ?? { jti: p.jti, hash: '', sealed: { keyVersion: 1, blob: Buffer.alloc(0) }, at: p.now },
+        writes: [], events: [],
+      });
+    };
 
     describe('lifecycle and meta', () => {
       it('migrate is idempotent and keeps the data', async () => {
@@ -477,9 +490,9 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal((await store.getSessionById(s.id))?.merchantId, mA.id);
       });
 
-      it('claimOperation: true once for the current jti; moves jti, increments seq and the attempt', async () => {
+      it('commitOperation (the rotation): true once for the current jti; moves jti, increments seq and the attempt', async () => {
         const s = await newSession({ seq: 2, attempts: { collectCvv: 0, threeDS: 1, charge: 0 } });
-        assert.equal(await store.claimOperation({ id: s.id, jti: s.jti, newJti: 'j1', op: 'collectCvv', now: T0 + 5 }), true);
+        assert.equal(await claim({ id: s.id, jti: s.jti, newJti: 'j1', op: 'collectCvv', now: T0 + 5 }), true);
         const after1 = await mustSession(s.id);
         assert.equal(after1.jti, 'j1');
         assert.equal(after1.seq, 3);
@@ -487,46 +500,46 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(after1.updatedAt, T0 + 5);
         assert.equal(after1.status, 'active');
 
-        assert.equal(await store.claimOperation({ id: s.id, jti: s.jti, newJti: 'j2', op: 'collectCvv', now: T0 + 6 }), false, 'stale jti');
+        assert.equal(await claim({ id: s.id, jti: s.jti, newJti: 'j2', op: 'collectCvv', now: T0 + 6 }), false, 'stale jti');
         assert.deepEqual(await mustSession(s.id), after1, 'a failed claim changes nothing');
 
-        assert.equal(await store.claimOperation({ id: s.id, jti: 'j1', newJti: 'j2', op: 'threeDS', now: T0 + 7 }), true);
+        assert.equal(await claim({ id: s.id, jti: 'j1', newJti: 'j2', op: 'threeDS', now: T0 + 7 }), true);
         const after2 = await mustSession(s.id);
         assert.equal(after2.jti, 'j2');
         assert.equal(after2.seq, 4);
         assert.deepEqual(after2.attempts, { collectCvv: 1, threeDS: 2, charge: 0 }, 'only the claimed operation counts');
-        assert.equal(await store.claimOperation({ id: uid('cvo'), jti: 'j2', newJti: 'j3', op: 'charge', now: T0 }), false, 'unknown session');
+        assert.equal(await claim({ id: uid('cvo'), jti: 'j2', newJti: 'j3', op: 'charge', now: T0 }), false, 'unknown session');
       });
 
-      it('claimOperation: false when the attempts are used up (per operation)', async () => {
+      it('commitOperation: false when the attempts are used up (per operation)', async () => {
         const s = await newSession({ maxAttempts: 2, attempts: { collectCvv: 1, threeDS: 0, charge: 0 } });
-        assert.equal(await store.claimOperation({ id: s.id, jti: s.jti, newJti: 'a1', op: 'collectCvv', now: T0 }), true, '1 < 2');
+        assert.equal(await claim({ id: s.id, jti: s.jti, newJti: 'a1', op: 'collectCvv', now: T0 }), true, '1 < 2');
         const before2 = await mustSession(s.id);
         assert.equal(before2.attempts.collectCvv, 2);
-        assert.equal(await store.claimOperation({ id: s.id, jti: 'a1', newJti: 'a2', op: 'collectCvv', now: T0 }), false, '2 is not < 2');
+        assert.equal(await claim({ id: s.id, jti: 'a1', newJti: 'a2', op: 'collectCvv', now: T0 }), false, '2 is not < 2');
         assert.deepEqual(await mustSession(s.id), before2);
-        assert.equal(await store.claimOperation({ id: s.id, jti: 'a1', newJti: 'a2', op: 'charge', now: T0 }), true, 'another operation still has attempts');
+        assert.equal(await claim({ id: s.id, jti: 'a1', newJti: 'a2', op: 'charge', now: T0 }), true, 'another operation still has attempts');
       });
 
-      it('claimOperation: false for a completed, canceled or expired session', async () => {
+      it('commitOperation: false for a completed, canceled or expired session', async () => {
         const completed = await newSession({ status: 'completed' });
         const canceled = await newSession({ status: 'canceled' });
-        assert.equal(await store.claimOperation({ id: completed.id, jti: completed.jti, newJti: 'x', op: 'charge', now: T0 }), false);
-        assert.equal(await store.claimOperation({ id: canceled.id, jti: canceled.jti, newJti: 'x', op: 'charge', now: T0 }), false);
+        assert.equal(await claim({ id: completed.id, jti: completed.jti, newJti: 'x', op: 'charge', now: T0 }), false);
+        assert.equal(await claim({ id: canceled.id, jti: canceled.jti, newJti: 'x', op: 'charge', now: T0 }), false);
         assert.equal((await mustSession(completed.id)).jti, completed.jti);
 
         const s = await newSession({ expiresAt: T0 + 1_000 });
-        assert.equal(await store.claimOperation({ id: s.id, jti: s.jti, newJti: 'x', op: 'charge', now: s.expiresAt }), false, 'at expiresAt');
-        assert.equal(await store.claimOperation({ id: s.id, jti: s.jti, newJti: 'x', op: 'charge', now: s.expiresAt + 1 }), false, 'after');
+        assert.equal(await claim({ id: s.id, jti: s.jti, newJti: 'x', op: 'charge', now: s.expiresAt }), false, 'at expiresAt');
+        assert.equal(await claim({ id: s.id, jti: s.jti, newJti: 'x', op: 'charge', now: s.expiresAt + 1 }), false, 'after');
         assert.deepEqual(await mustSession(s.id), s);
-        assert.equal(await store.claimOperation({ id: s.id, jti: s.jti, newJti: 'x', op: 'charge', now: s.expiresAt - 1 }), true, 'a millisecond before');
+        assert.equal(await claim({ id: s.id, jti: s.jti, newJti: 'x', op: 'charge', now: s.expiresAt - 1 }), true, 'a millisecond before');
       });
 
-      it('20 simultaneous claimOperation calls with the same jti: exactly one wins', async () => {
+      it('20 simultaneous commitOperation calls with the same jti: exactly one wins', async () => {
         const s = await newSession({ maxAttempts: 100 });
         const newJtis = Array.from({ length: 20 }, (_, i) => `c${i}_${uid('j')}`);
         const results = await Promise.all(newJtis.map((newJti) =>
-          store.claimOperation({ id: s.id, jti: s.jti, newJti, op: 'collectCvv', now: T0 + 1 })));
+          claim({ id: s.id, jti: s.jti, newJti, op: 'collectCvv', now: T0 + 1 })));
         assert.equal(results.filter(Boolean).length, 1, `winners: ${results.filter(Boolean).length}`);
         const winner = newJtis[results.indexOf(true)];
         const after1 = await mustSession(s.id);
@@ -542,7 +555,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         for (let round = 0; round < 3; round++) {
           const next = Array.from({ length: 20 }, (_, i) => `r${round}c${i}`);
           const results = await Promise.all(next.map((newJti) =>
-            store.claimOperation({ id: s.id, jti: current, newJti, op: 'charge', now: T0 })));
+            claim({ id: s.id, jti: current, newJti, op: 'charge', now: T0 })));
           assert.equal(results.filter(Boolean).length, 1);
           current = next[results.indexOf(true)]!;
         }
@@ -552,25 +565,9 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(end.attempts.charge, 3);
       });
 
-      it('unclaimOperation restores the jti, seq and attempt; only under the claimed jti', async () => {
-        const s = await newSession({ seq: 1, attempts: { collectCvv: 0, threeDS: 0, charge: 1 } });
-        assert.equal(await store.claimOperation({ id: s.id, jti: s.jti, newJti: 'u1', op: 'charge', now: T0 + 10 }), true);
-        const claimed = await mustSession(s.id);
-        assert.equal(await store.unclaimOperation({ id: s.id, jti: 'not-current', oldJti: s.jti, op: 'charge', now: T0 + 11 }), false);
-        assert.deepEqual(await mustSession(s.id), claimed);
-        assert.equal(await store.unclaimOperation({ id: s.id, jti: 'u1', oldJti: s.jti, op: 'charge', now: T0 + 12 }), true);
-        const restored = await mustSession(s.id);
-        assert.equal(restored.jti, s.jti);
-        assert.equal(restored.seq, 1);
-        assert.deepEqual(restored.attempts, { collectCvv: 0, threeDS: 0, charge: 1 });
-        assert.equal(await store.unclaimOperation({ id: s.id, jti: 'u1', oldJti: s.jti, op: 'charge', now: T0 + 13 }), false, 'twice');
-        // The presented token works again.
-        assert.equal(await store.claimOperation({ id: s.id, jti: s.jti, newJti: 'u2', op: 'charge', now: T0 + 14 }), true);
-      });
-
       it('finishOperation stores results and replay only under the produced jti; complete=true completes', async () => {
         const s = await newSession();
-        assert.equal(await store.claimOperation({ id: s.id, jti: s.jti, newJti: 'f1', op: 'collectCvv', now: T0 }), true);
+        assert.equal(await claim({ id: s.id, jti: s.jti, newJti: 'f1', op: 'collectCvv', now: T0 }), true);
         const replay = { jti: 'f1', hash: uid('rh'), sealed: { keyVersion: 1, blob: randomBytes(40) }, at: T0 + 1 };
         const results = { collectCvv: { cvcSession: 'cvc_1', at: 'x' } };
         assert.equal(await store.finishOperation({
@@ -596,7 +593,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(done1.replay.at, replay.at);
         assertSealed(done1.replay.sealed, replay.sealed, 'replay');
 
-        assert.equal(await store.claimOperation({ id: s.id, jti: 'f1', newJti: 'f2', op: 'charge', now: T0 + 3 }), true);
+        assert.equal(await claim({ id: s.id, jti: 'f1', newJti: 'f2', op: 'charge', now: T0 + 3 }), true);
         const results2 = { ...results, charge: { status: 'approved' } };
         const replay2 = { jti: 'f2', hash: uid('rh'), sealed: { keyVersion: 2, blob: randomBytes(40) }, at: T0 + 4 };
         assert.equal(await store.finishOperation({
@@ -606,12 +603,12 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(done2.status, 'completed');
         assert.deepEqual(done2.results, results2);
         assertSealed(done2.replay?.sealed, replay2.sealed, 'replay 2');
-        assert.equal(await store.claimOperation({ id: s.id, jti: 'f2', newJti: 'f3', op: 'charge', now: T0 + 5 }), false, 'completed sessions take no claims');
+        assert.equal(await claim({ id: s.id, jti: 'f2', newJti: 'f3', op: 'charge', now: T0 + 5 }), false, 'completed sessions take no claims');
       });
 
       it('rotateToken is conditional on the jti and clears the replay', async () => {
         const s = await newSession();
-        assert.equal(await store.claimOperation({ id: s.id, jti: s.jti, newJti: 'r1', op: 'collectCvv', now: T0 }), true);
+        assert.equal(await claim({ id: s.id, jti: s.jti, newJti: 'r1', op: 'collectCvv', now: T0 }), true);
         const replay = { jti: 'r1', hash: 'h', sealed: sealed(), at: T0 };
         assert.equal(await store.finishOperation({ id: s.id, jti: 'r1', results: {}, tokenHash: 'th-r1', now: T0, complete: false, replay }), true);
         assert.ok((await mustSession(s.id)).replay);
@@ -650,7 +647,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(c.status, 'canceled');
         assert.equal(c.updatedAt, T0 + 9);
         assert.equal(await store.cancelSession(mA.id, 'test', s.id, T0 + 10), false, 'already canceled');
-        assert.equal(await store.claimOperation({ id: s.id, jti: s.jti, newJti: 'z', op: 'charge', now: T0 + 11 }), false, 'a canceled session takes no claims');
+        assert.equal(await claim({ id: s.id, jti: s.jti, newJti: 'z', op: 'charge', now: T0 + 11 }), false, 'a canceled session takes no claims');
 
         const completed = await newSession({ status: 'completed' });
         assert.equal(await store.cancelSession(mA.id, 'test', completed.id, T0), false);
@@ -988,48 +985,28 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
     });
 
     describe('operation claims without an attempt', () => {
-      it('claimOperation with countAttempt false moves the token without counting, even with the attempts used up', async () => {
+      it('commitOperation with countAttempt false moves the token without counting, even with the attempts used up', async () => {
         const s = await newSession({ maxAttempts: 2, seq: 3, attempts: { collectCvv: 0, threeDS: 2, charge: 0 } });
-        assert.equal(await store.claimOperation({ id: s.id, jti: s.jti, newJti: 'n1', op: 'threeDS', now: T0 }), false, 'a counted claim is refused: 2 is not < 2');
-        assert.equal(await store.claimOperation({ id: s.id, jti: s.jti, newJti: 'n1', op: 'threeDS', now: T0 + 1, countAttempt: false }), true);
+        assert.equal(await claim({ id: s.id, jti: s.jti, newJti: 'n1', op: 'threeDS', now: T0 }), false, 'a counted claim is refused: 2 is not < 2');
+        assert.equal(await claim({ id: s.id, jti: s.jti, newJti: 'n1', op: 'threeDS', now: T0 + 1, countAttempt: false }), true);
         const claimed = await mustSession(s.id);
         assert.equal(claimed.jti, 'n1');
         assert.equal(claimed.seq, 4);
         assert.deepEqual(claimed.attempts, s.attempts, 'no attempt counted');
         assert.equal(claimed.updatedAt, T0 + 1);
-        assert.equal(await store.claimOperation({ id: s.id, jti: s.jti, newJti: 'n2', op: 'threeDS', now: T0 + 2, countAttempt: false }), false, 'still only the current jti');
-
-        assert.equal(await store.unclaimOperation({ id: s.id, jti: 'n1', oldJti: s.jti, op: 'threeDS', now: T0 + 3, countAttempt: false }), true);
-        const restored = await mustSession(s.id);
-        assert.equal(restored.jti, s.jti);
-        assert.equal(restored.seq, 3);
-        assert.deepEqual(restored.attempts, s.attempts, 'an uncounted unclaim does not uncount');
+        assert.equal(await claim({ id: s.id, jti: s.jti, newJti: 'n2', op: 'threeDS', now: T0 + 2, countAttempt: false }), false, 'still only the current jti');
       });
 
-      it('claimOperation with countAttempt false still refuses a completed, canceled or expired session', async () => {
+      it('commitOperation with countAttempt false still refuses a completed, canceled or expired session', async () => {
         for (const over of [{ status: 'completed' as const }, { status: 'canceled' as const }, { status: 'expired' as const }]) {
           const s = await newSession(over);
-          assert.equal(await store.claimOperation({ id: s.id, jti: s.jti, newJti: 'x', op: 'threeDS', now: T0, countAttempt: false }), false, over.status);
+          assert.equal(await claim({ id: s.id, jti: s.jti, newJti: 'x', op: 'threeDS', now: T0, countAttempt: false }), false, over.status);
         }
         const s = await newSession({ expiresAt: T0 + 10 });
-        assert.equal(await store.claimOperation({ id: s.id, jti: s.jti, newJti: 'x', op: 'threeDS', now: s.expiresAt, countAttempt: false }), false, 'at expiresAt');
+        assert.equal(await claim({ id: s.id, jti: s.jti, newJti: 'x', op: 'threeDS', now: s.expiresAt, countAttempt: false }), false, 'at expiresAt');
         assert.deepEqual(await mustSession(s.id), s);
       });
 
-      it('a counted claim undone by a counted unclaim, an uncounted one by an uncounted unclaim: the count is exact', async () => {
-        const s = await newSession({ maxAttempts: 5, attempts: { collectCvv: 0, threeDS: 0, charge: 1 } });
-        assert.equal(await store.claimOperation({ id: s.id, jti: s.jti, newJti: 'k1', op: 'charge', now: T0 }), true);
-        assert.equal((await mustSession(s.id)).attempts.charge, 2);
-        assert.equal(await store.claimOperation({ id: s.id, jti: 'k1', newJti: 'k2', op: 'charge', now: T0, countAttempt: false }), true);
-        assert.equal((await mustSession(s.id)).attempts.charge, 2);
-        assert.equal(await store.unclaimOperation({ id: s.id, jti: 'k2', oldJti: 'k1', op: 'charge', now: T0, countAttempt: false }), true);
-        assert.equal((await mustSession(s.id)).attempts.charge, 2);
-        assert.equal(await store.unclaimOperation({ id: s.id, jti: 'k1', oldJti: s.jti, op: 'charge', now: T0 }), true);
-        const end = await mustSession(s.id);
-        assert.equal(end.attempts.charge, 1);
-        assert.equal(end.jti, s.jti);
-        assert.equal(end.seq, s.seq);
-      });
     });
 
     describe('session expiry', () => {
@@ -1040,7 +1017,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         })));
         const dueIds = new Set(due.map((s) => s.id));
         // One with a replay, to see it cleared; one with a CVV, to see it deleted.
-        assert.equal(await store.claimOperation({ id: due[0]!.id, jti: due[0]!.jti, newJti: 'e1', op: 'collectCvv', now: 500 }), true);
+        assert.equal(await claim({ id: due[0]!.id, jti: due[0]!.jti, newJti: 'e1', op: 'collectCvv', now: 500 }), true);
         assert.equal(await store.finishOperation({ id: due[0]!.id, jti: 'e1', results: {}, tokenHash: 'th', now: 500, complete: false, replay: { jti: 'e1', hash: 'h', sealed: sealed(), at: 500 } }), true);
         const cvc = cvcRec(mA.id, due[1]!.cardToken, { sessionId: due[1]!.id, mode: due[1]!.mode, expiresAt: T0 });
         await store.putCvvKeyShare(cvc.id, randomBytes(32), T0);
@@ -1101,16 +1078,6 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(await store.getTds(uid('tds')), null);
       });
 
-      it("latestTdsOfSession: the session's newest", async () => {
-        const sid = uid('cvo');
-        const first = tdsRec({ sessionId: sid, createdAt: T0 });
-        const second = tdsRec({ sessionId: sid, createdAt: T0 + 5 });
-        const otherSession = tdsRec({ createdAt: T0 + 10 });
-        for (const t of [second, otherSession, first]) await store.insertTds(t);
-        assert.deepEqual(await store.latestTdsOfSession(sid), second);
-        assert.equal(await store.latestTdsOfSession(uid('cvo')), null);
-      });
-
       it('completeTds: challenge → completed once; a second completion changes nothing', async () => {
         const t = tdsRec();
         await store.insertTds(t);
@@ -1157,7 +1124,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.deepEqual(got.chargeInFlight, { chargeId: c.id, since: T0 });
         assert.equal((await store.getCharge(c.id))?.status, 'pending');
         // While it owns the session nothing else changes it.
-        assert.equal(await store.claimOperation({ id: s.id, jti: 'jti_charging', newJti: uid('jti'), op: 'collectCvv', now: T0 }), false);
+        assert.equal(await claim({ id: s.id, jti: 'jti_charging', newJti: uid('jti'), op: 'collectCvv', now: T0 }), false);
         assert.equal(await store.rotateToken({ id: s.id, jti: 'jti_charging', newJti: uid('jti'), tokenHash: 'x', now: T0 }), false);
         assert.equal(await store.cancelSession(mA.id, 'test', s.id, T0), false);
         assert.equal(await store.deleteSessionCvvUnlessCharging(s.id), null);
