@@ -18,4 +18,12 @@ if (root) {
     window.parent.postMessage(msg, target);
   }
   document.querySelector<HTMLInputElement>('#code')?.focus();
+  // Escape closes the SDK's overlay: keys pressed in this frame never reach the page around it, so it is told.
+  if (target && allowed.includes(target) && window.parent !== window) {
+    document.addEventListener('keydown', (e) => {
+      if (e.key !== 'Escape') return;
+      const msg: FromChallenge = { type: 'cvvops:3ds-cancel', transactionId: root.dataset.transactionId ?? '' };
+      window.parent.postMessage(msg, target);
+    });
+  }
 }

@@ -37,6 +37,7 @@ export interface CvvOpsForm {
   on(name: EventName, fn: (data: any) => void): this;
   off(name: EventName, fn: (data: any) => void): this;
   collectCvv(): Promise<OperationResponse>;
+  /** Runs 3-D Secure; a challenge opens in a modal overlay. Rejects with code `canceled` when the shopper closes it (the session can try again). */
   threeDS(): Promise<OperationResponse>;
   charge(opts?: { amount?: { value: number; currency: string } }): Promise<OperationResponse>;
   destroy(): void;

@@ -19,7 +19,10 @@ export type FromForm =
   | { type: 'cvvops:result'; id: number; ok: true; response: unknown }
   | { type: 'cvvops:result'; id: number; ok: false; error: ApiErrorShape };
 
-export type FromChallenge = { type: 'cvvops:3ds-complete'; transactionId: string; status: string };
+export type FromChallenge =
+  | { type: 'cvvops:3ds-complete'; transactionId: string; status: string }
+  /** The shopper pressed Escape inside the challenge frame (keys there never reach the merchant page). */
+  | { type: 'cvvops:3ds-cancel'; transactionId: string };
 
 /** The payload of a compact JWS, without verification (the server verifies; this only reads display hints). */
 export function decodeClaims(token: string): Record<string, any> | null {

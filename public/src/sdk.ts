@@ -82,6 +82,7 @@ export class CvvOpsForm {
     if (!msg || typeof msg !== 'object') return;
     if (fromChallenge) {
       if (msg.type === 'cvvops:3ds-complete') this.#emit('challenge-complete' as EventName, msg);
+      if (msg.type === 'cvvops:3ds-cancel') this.#emit('challenge-cancel' as EventName, msg);
       return;
     }
     switch (msg.type) {
@@ -136,25 +137,38 @@ export class CvvOpsForm {
   }
 
   /**
-   * The challenge in an overlay frame (our origin). It ends when the
-   * challenge page says so (postMessage, exact origin and source) or, for a
-   * page without script, when asking for the final result stops answering
-   * 409 (asked every 2 s).
+   * The challenge in an overlay frame (our origin), a modal dialog: focus
+   * moves into it and stays there (it is given back when the dialog closes).
+   * It ends when the challenge page says so (postMessage, exact origin and
+   * source) or, for a page without script, when asking for the final result
+   * stops answering 409 (asked every 2 s). The shopper may close it (the
+   * close button, Escape, a click on the backdrop): threeDS() then rejects
+   * with code `canceled`, and the same session can run threeDS() again.
    */
   #challenge(url: string, transactionId: string): Promise<OperationResponse> {
     const u = new URL(url);
     if (u.origin !== this.#origin) return Promise.reject(new CvvOpsError({ code: 'invalid_request', status: 0, message: 'unexpected challenge origin' }));
+    const previous = document.activeElement instanceof HTMLElement ? document.activeElement : null;
     const overlay = document.createElement('div');
     overlay.setAttribute('role', 'dialog');
     overlay.setAttribute('aria-modal', 'true');
     overlay.setAttribute('aria-label', 'Payment verification');
     overlay.style.cssText = 'position:fixed;inset:0;z-index:2147483647;background:rgba(0,0,0,.55);display:flex;align-items:center;justify-content:center';
+    const box = document.createElement('div');
+    box.style.cssText = 'position:relative;width:min(440px,96vw);height:min(560px,90vh)';
     const frame = document.createElement('iframe');
     frame.title = 'Payment verification';
     frame.src = `${url}#origin=${encodeURIComponent(location.origin)}`;
     frame.referrerPolicy = 'no-referrer';
-    frame.style.cssText = 'width:min(440px,96vw);height:min(560px,90vh);border:0;border-radius:8px;background:#fff';
-    overlay.appendChild(frame);
+    frame.style.cssText = 'width:100%;height:100%;border:0;border-radius:8px;background:#fff';
+    const close = document.createElement('button');
+    close.type = 'button';
+    close.textContent = '\u00d7';
+    close.setAttribute('aria-label', 'Cancel the verification');
+    close.style.cssText = 'position:absolute;top:6px;right:6px;width:36px;height:36px;border:0;border-radius:50%;background:#fff;color:#222;'
+      + 'font:24px/36px system-ui,sans-serif;cursor:pointer;box-shadow:0 1px 3px rgba(0,0,0,.3)';
+    box.append(frame, close);
+    overlay.appendChild(box);
     document.body.appendChild(overlay);
     this.#overlay = overlay;
     frame.addEventListener('load', () => frame.focus(), { once: true });
@@ -165,18 +179,28 @@ export class CvvOpsForm {
         settled = true;
         clearInterval(poll);
         this.off('challenge-complete' as EventName, onComplete);
+        this.off('challenge-cancel' as EventName, onCancelMessage);
+        document.removeEventListener('keydown', onKey, true);
+        document.removeEventListener('focusin', onFocus, true);
         overlay.remove();
         this.#overlay = null;
+        previous?.focus();
+      };
+      const cancel = () => {
+        if (settled) return;
+        cleanup();
+        reject(new CvvOpsError({ code: 'canceled', status: 0, message: 'The verification was closed before it finished.' }));
       };
       const ask = async () => {
         if (settled || asking) return;
         asking = true;
         try {
           const r = await this.#call('threeDSResult');
+          if (settled) return;
           cleanup();
           resolve(r);
         } catch (e) {
-          if (!(e instanceof CvvOpsError && e.code === 'precondition_failed')) {
+          if (!settled && !(e instanceof CvvOpsError && e.code === 'precondition_failed')) {
             cleanup();
             reject(e);
           }
@@ -187,7 +211,31 @@ export class CvvOpsForm {
       const onComplete = (m: FromChallenge) => {
         if (m.transactionId === transactionId) void ask();
       };
+      const onCancelMessage = (m: FromChallenge) => {
+        if (m.transactionId === transactionId) cancel();
+      };
+      const onKey = (e: KeyboardEvent) => {
+        if (e.key === 'Escape') {
+          e.preventDefault();
+          cancel();
+        } else if (e.key === 'Tab') {
+          // Two stops in the dialog: the close button and the challenge frame.
+          e.preventDefault();
+          (document.activeElement === close ? frame : close).focus();
+        }
+      };
+      // Focus that leaves the dialog (a Tab out of the frame's last field) comes back to it.
+      const onFocus = (e: FocusEvent) => {
+        if (e.target instanceof Node && !overlay.contains(e.target)) close.focus();
+      };
+      close.addEventListener('click', cancel);
+      overlay.addEventListener('click', (e) => {
+        if (e.target === overlay) cancel();
+      });
+      document.addEventListener('keydown', onKey, true);
+      document.addEventListener('focusin', onFocus, true);
       this.on('challenge-complete' as EventName, onComplete);
+      this.on('challenge-cancel' as EventName, onCancelMessage);
       const poll = setInterval(() => void ask(), 2000);
     });
   }

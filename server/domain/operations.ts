@@ -58,7 +58,7 @@ export class OperationService {
   threeDSAuthenticate(call: OperationCall, body: { browser?: Record<string, unknown> }): Promise<OperationResponse> {
     return this.sessions.runOperation({
       op: 'threeDS', ...call, body,
-      work: ({ session, card }) => this.threeDS.authenticate(session, card, body.browser ?? {}),
+      work: ({ session, card, latestTds }) => this.threeDS.authenticate(session, card, body.browser ?? {}, latestTds),
     });
   }
 

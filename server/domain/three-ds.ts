@@ -49,7 +49,8 @@ export class ThreeDSService {
   }
 
   /** The operation's work: authenticate, store the transaction, answer with the result (or the challenge). */
-  async authenticate(session: SessionRecord, card: CardRecord, browser: Record<string, unknown>): Promise<OperationWork> {
+  /** `previous`: the session's latest transaction so far (this one must sort after it: threeDS/result answers the latest). */
+  async authenticate(session: SessionRecord, card: CardRecord, browser: Record<string, unknown>, previous: TdsRecord | null = null): Promise<OperationWork> {
     const id = newId('tds');
     let outcome: AuthenticateOutcome;
     try {
@@ -57,7 +58,9 @@ export class ThreeDSService {
     } catch (err) {
       throw new AppError('threeds_provider_error', undefined, { cause: err });
     }
-    const now = this.clock.now();
+    // Strictly after the session's previous transaction, even within one millisecond (or a clock that stands still):
+    // "the latest" is decided by this time, and a challenge the shopper abandoned must never be taken for it.
+    const now = Math.max(this.clock.now(), (previous?.createdAt ?? 0) + 1);
     // The transaction is written with the operation's token rotation (Store.commitOperation), not here.
     if (outcome.kind === 'challenge') {
       return {

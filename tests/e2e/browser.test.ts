@@ -146,6 +146,59 @@ window.flow = (async () => {
       return r as unknown[];
     }
 
+    it('the 3DS overlay closes by its button, Escape in the challenge and the backdrop: threeDS() rejects "canceled", focus comes back, the same session then authenticates', { timeout: 90_000 }, async () => {
+      const overlayCount = (page: Page) => page.locator('[role="dialog"][aria-label="Payment verification"]').count();
+      /** Starts threeDS() on the page; the result (status, or error code) is read later with `outcome`. */
+      const start = async (page: Page) => {
+        // A statement, not the promise: evaluate would wait for it.
+        await page.evaluate('void (window.pending = window.form.threeDS().then((r) => r.result.status, (e) => e.code))');
+        return (await (await page.waitForSelector('iframe[title="Payment verification"]')).contentFrame())!;
+      };
+      const outcome = (page: Page) => page.evaluate(
+        'Promise.race([window.pending, new Promise((r) => setTimeout(() => r("still open after 10 s"), 10000))])') as Promise<string>;
+      const ready = async (query: string) => {
+        const { page, form } = await shopPage(query);
+        await form.locator('[data-cvvops="cvv"]').fill('123');
+        assert.equal(await page.evaluate("window.form.collectCvv().then((r) => r.result.status)"), 'succeeded');
+        // Where the shopper's focus was when the verification opened (Pay is disabled again once the field is cleared).
+        await page.evaluate(`document.body.insertAdjacentHTML('beforeend', '<button id="before" type="button">Back</button>'); document.getElementById('before').focus()`);
+        return page;
+      };
+
+      let page = await ready('?card=4000000000002024');
+      let challenge = await start(page);
+      await challenge.waitForSelector('#code');
+      // Focus is in the dialog and stays there: Tab moves between its close button and the frame, never behind it.
+      for (let i = 0; i < 4; i++) {
+        await page.keyboard.press('Tab');
+        assert.equal(await page.evaluate("!!document.activeElement.closest('[role=dialog]')"), true, `Tab ${i + 1} stayed in the dialog`);
+      }
+      await page.click('button[aria-label="Cancel the verification"]');
+      assert.equal(await outcome(page), 'canceled');
+      assert.equal(await overlayCount(page), 0, 'the overlay is gone');
+      assert.equal(await page.evaluate('document.activeElement.id'), 'before', 'focus is back where it was');
+      challenge = await start(page);
+      await challenge.locator('#code').fill('123456');
+      await challenge.locator('button[type=submit]').click();
+      assert.equal(await outcome(page), 'Y', 'the same session authenticates after a cancel');
+      await page.close();
+
+      page = await ready('?card=4000000000002024');
+      challenge = await start(page);
+      await challenge.locator('#code').press('Escape');
+      assert.equal(await outcome(page), 'canceled', 'Escape, pressed in the challenge frame');
+      assert.equal(await overlayCount(page), 0);
+      await start(page);
+      await page.mouse.click(3, 3);
+      assert.equal(await outcome(page), 'canceled', 'a click on the backdrop');
+      assert.equal(await overlayCount(page), 0);
+      challenge = await start(page);
+      await challenge.locator('#code').fill('123456');
+      await challenge.locator('button[type=submit]').click();
+      assert.equal(await outcome(page), 'Y');
+      await page.close();
+    });
+
     it('a merchant page on another origin mounts the SDK; the shopper types the CVV, passes the challenge, is charged; the merchant validates', async () => {
       const { page, form } = await shopPage('?card=4000000000002024');
       assert.equal(await page.locator('#pay').isDisabled(), true);

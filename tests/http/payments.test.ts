@@ -181,3 +181,32 @@ describe('3-D Secure and charges (simulators)', () => {
     assert.equal(g.body.attempts.charge.used, 1);
   });
 });
+
+describe('3-D Secure: the latest transaction is the last one started, even within one millisecond', () => {
+  let h: Harness;
+  let m: TestMerchant;
+  before(async () => {
+    h = await makeHarness();
+    m = await makeMerchant(h);
+  });
+  after(() => h.close());
+
+  it('an abandoned challenge is never taken for the latest: threeDS/result answers the one completed after it (clock standing still)', async () => {
+    // Ten sessions: before, two transactions of one millisecond were ordered by their random ids, half the time wrongly.
+    for (let i = 0; i < 10; i++) {
+      const card = await makeCard(h, m.testKey, { number: '4000000000002024' });
+      const s = await makeSession(h, m.testKey, { card });
+      const c = await collect(h, s.token);
+      const first = await op(h, 'threeDS', c.body.token);
+      assert.equal(first.body.result.status, 'C');
+      const second = await op(h, 'threeDS', first.body.token);
+      assert.equal(second.body.result.status, 'C');
+      const done = await request(h.app).post(`/hosted/3ds/${second.body.result.transactionId}`).type('form').send({ code: '123456' });
+      assert.ok(done.status < 400, `${done.status}`);
+      const r = await op(h, 'threeDS/result', second.body.token);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.equal(r.body.result.transactionId, second.body.result.transactionId);
+      assert.equal(r.body.result.status, 'Y');
+    }
+  });
+});
