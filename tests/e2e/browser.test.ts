@@ -185,7 +185,9 @@ window.flow = (async () => {
 
       page = await ready('?card=4000000000002024');
       challenge = await start(page);
-      await challenge.locator('#code').press('Escape');
+      // A real key press in the frame, sent to whatever has focus: the frame is removed under it, so nothing may wait on it.
+      await challenge.locator('#code').focus();
+      await page.keyboard.press('Escape');
       assert.equal(await outcome(page), 'canceled', 'Escape, pressed in the challenge frame');
       assert.equal(await overlayCount(page), 0);
       await start(page);
