@@ -21,4 +21,12 @@ describe('the documentation is true to the code', () => {
     for (const v of used) assert.ok(listed.has(v), `${v} is read by server/config.ts but missing from .env.example`);
     for (const v of listed) assert.ok(used.has(v) || v === 'NODE_ENV', `${v} is in .env.example but not read by server/config.ts`);
   });
+
+  it('the documentation a clone carries stands on its own: nothing points outside the repository', () => {
+    for (const f of ['README.md', 'docs/api.md', 'packages/node/README.md', '.env.example']) {
+      const text = readFileSync(f, 'utf8');
+      assert.ok(!text.includes('../shared'), `${f} points to ../shared, which a clone does not have`);
+    }
+    assert.ok(readFileSync('README.md', 'utf8').includes('](docs/api.md'), 'the README links the API reference in the repository');
+  });
 });
