@@ -35,6 +35,36 @@ class Rollback<T> {
   constructor(readonly value: T) {}
 }
 
+/**
+ * A charge's outcome (only from pending) and what it says about the CVV it
+ * sent: `incorrect_cvc` counts a failure (blocking at `threshold`), a match
+ * resets the count. `cvvBlocked`: this very outcome blocked the card number.
+ * A step of a transaction unit (recordChargeOutcome, completeCharge).
+ */
+function* recordOutcome(db: Kysely<Database>, id: string, o: Pick<ChargeRecord, 'status' | 'authorizationCode' | 'declineCode' | 'cvvResult' | 'avsResult' | 'networkTransactionId'>,
+  now: number, threshold: number): Unit<{ recorded: boolean; cvvBlocked: boolean }> {
+  const done = (yield db.updateTable('charges').set({
+    status: o.status, authorization_code: o.authorizationCode, decline_code: o.declineCode, cvv_result: o.cvvResult,
+    avs_result: o.avsResult, network_transaction_id: o.networkTransactionId, updated_at: now,
+  }).where('id', '=', id).where('status', '=', 'pending').returning(['merchant_id', 'cvv_fingerprint'])).rows[0] as { merchant_id: string; cvv_fingerprint: string | null } | undefined;
+  if (!done) return { recorded: false, cvvBlocked: false };
+  const fp = done.cvv_fingerprint;
+  if (fp !== null && o.declineCode === 'incorrect_cvc') {
+    const st = (yield db.updateTable('cvv_status').set({
+      failed_attempts: sql`failed_attempts + 1`,
+      blocked: sql`CASE WHEN failed_attempts + 1 >= ${threshold} THEN 1 ELSE blocked END`,
+      updated_at: now,
+    }).where('merchant_id', '=', done.merchant_id).where('fingerprint', '=', fp).returning(['failed_attempts', 'blocked'])).rows[0] as { failed_attempts: number; blocked: number } | undefined;
+    return { recorded: true, cvvBlocked: !!st && Number(st.blocked) === 1 && Number(st.failed_attempts) === threshold };
+  }
+  if (fp !== null && o.cvvResult === 'M') {
+    yield db.updateTable('cvv_status').set({ failed_attempts: 0, blocked: 0, updated_at: now })
+      .where('merchant_id', '=', done.merchant_id).where('fingerprint', '=', fp)
+      .where((eb) => eb.or([eb('failed_attempts', '>', 0), eb('blocked', '=', 1)]));
+  }
+  return { recorded: true, cvvBlocked: false };
+}
+
 const ATTEMPT_COLUMN = { collectCvv: 'att_collect', threeDS: 'att_threeds', charge: 'att_charge' } as const satisfies Record<Operation, keyof SessionsTable>;
 
 function toMerchant(r: Selectable<MerchantSettingsTable> & { id: string; name: string; created_at: number }): MerchantRecord {
@@ -1168,25 +1198,8 @@ export class KyselyStore implements Store {
     const f = p.finish;
     let destroyed = false;
     const out = await this.#transaction(function* (): Unit<{ recorded: boolean; cvvBlocked: boolean }> {
-      const done = (yield db.updateTable('charges').set({
-        status: o.status, authorization_code: o.authorizationCode, decline_code: o.declineCode, cvv_result: o.cvvResult,
-        avs_result: o.avsResult, network_transaction_id: o.networkTransactionId, updated_at: p.now,
-      }).where('id', '=', p.chargeId).where('status', '=', 'pending').returning(['merchant_id', 'cvv_fingerprint'])).rows[0] as { merchant_id: string; cvv_fingerprint: string | null } | undefined;
-      if (!done) throw new Rollback({ recorded: false, cvvBlocked: false });
-      let cvvBlocked = false;
-      const fp = done.cvv_fingerprint;
-      if (fp !== null && o.declineCode === 'incorrect_cvc') {
-        const st = (yield db.updateTable('cvv_status').set({
-          failed_attempts: sql`failed_attempts + 1`,
-          blocked: sql`CASE WHEN failed_attempts + 1 >= ${p.threshold} THEN 1 ELSE blocked END`,
-          updated_at: p.now,
-        }).where('merchant_id', '=', done.merchant_id).where('fingerprint', '=', fp).returning(['failed_attempts', 'blocked'])).rows[0] as { failed_attempts: number; blocked: number } | undefined;
-        cvvBlocked = !!st && Number(st.blocked) === 1 && Number(st.failed_attempts) === p.threshold;
-      } else if (fp !== null && o.cvvResult === 'M') {
-        yield db.updateTable('cvv_status').set({ failed_attempts: 0, blocked: 0, updated_at: p.now })
-          .where('merchant_id', '=', done.merchant_id).where('fingerprint', '=', fp)
-          .where((eb) => eb.or([eb('failed_attempts', '>', 0), eb('blocked', '=', 1)]));
-      }
+      const { recorded, cvvBlocked } = yield* recordOutcome(db, p.chargeId, o, p.now, p.threshold);
+      if (!recorded) throw new Rollback({ recorded: false, cvvBlocked: false });
       if (p.destroyCvc) {
         yield db.deleteFrom('cvv_keys').where('cvc_id', '=', p.destroyCvc);
         destroyed = (yield db.deleteFrom('cvc_sessions').where('id', '=', p.destroyCvc)).affected > 0;
@@ -1225,29 +1238,7 @@ export class KyselyStore implements Store {
 
   async recordChargeOutcome(id: string, o: Parameters<Store['recordChargeOutcome']>[1], now: number, threshold: number): Promise<{ recorded: boolean; cvvBlocked: boolean }> {
     const db = this.db;
-    return this.#transaction(function* (): Unit<{ recorded: boolean; cvvBlocked: boolean }> {
-      const done = (yield db.updateTable('charges').set({
-        status: o.status, authorization_code: o.authorizationCode, decline_code: o.declineCode, cvv_result: o.cvvResult,
-        avs_result: o.avsResult, network_transaction_id: o.networkTransactionId, updated_at: now,
-      }).where('id', '=', id).where('status', '=', 'pending').returning(['merchant_id', 'cvv_fingerprint'])).rows[0] as { merchant_id: string; cvv_fingerprint: string | null } | undefined;
-      if (!done) return { recorded: false, cvvBlocked: false };
-      const fp = done.cvv_fingerprint;
-      if (fp === null) return { recorded: true, cvvBlocked: false };
-      if (o.declineCode === 'incorrect_cvc') {
-        const st = (yield db.updateTable('cvv_status').set({
-          failed_attempts: sql`failed_attempts + 1`,
-          blocked: sql`CASE WHEN failed_attempts + 1 >= ${threshold} THEN 1 ELSE blocked END`,
-          updated_at: now,
-        }).where('merchant_id', '=', done.merchant_id).where('fingerprint', '=', fp).returning(['failed_attempts', 'blocked'])).rows[0] as { failed_attempts: number; blocked: number } | undefined;
-        return { recorded: true, cvvBlocked: !!st && Number(st.blocked) === 1 && Number(st.failed_attempts) === threshold };
-      }
-      if (o.cvvResult === 'M') {
-        yield db.updateTable('cvv_status').set({ failed_attempts: 0, blocked: 0, updated_at: now })
-          .where('merchant_id', '=', done.merchant_id).where('fingerprint', '=', fp)
-          .where((eb) => eb.or([eb('failed_attempts', '>', 0), eb('blocked', '=', 1)]));
-      }
-      return { recorded: true, cvvBlocked: false };
-    }, { durable: true });
+    return this.#transaction(() => recordOutcome(db, id, o, now, threshold), { durable: true });
   }
 
   async settleChargeLock(p: Parameters<Store['settleChargeLock']>[0]): Promise<boolean> {
