@@ -28,8 +28,28 @@ interface StepResult {
   rows: any[];
   affected: number;
 }
-/** A transaction unit: yields the statements it runs (built with Kysely), gets each one's result back. */
-type Unit<T> = Generator<Compilable<unknown>, T, StepResult>;
+/**
+ * A statement compiled once (see KyselyStore.#compile): `build` is called the
+ * first time only, with a marker in place of each of `args`, and its SQL kept
+ * under `key`; later runs only bind `args`. Whatever changes the SQL (not just
+ * a value) belongs in `key`.
+ */
+interface Prepared {
+  readonly key: string;
+  readonly args: Record<string, unknown>;
+  readonly build: (a: any) => Compilable<unknown>;
+}
+const prepared = <A extends Record<string, unknown>>(key: string, args: A, build: (a: A) => Compilable<unknown>): Prepared => ({ key, args, build });
+/**
+ * A transaction unit: yields the statements it runs (Kysely builders, or
+ * `prepared` ones on the hot paths), gets each one's result back.
+ */
+type Unit<T> = Generator<Compilable<unknown> | Prepared, T, StepResult>;
+
+/** Webhook events written by a unit, one prepared row each (a unit writes none or a few). */
+function* insertEvents(db: Kysely<Database>, events: OutboxRecord[]): Unit<void> {
+  for (const e of events) yield prepared('unit:insertEvent', outboxRow(e), (a) => db.insertInto('webhook_outbox').values(a));
+}
 /** Thrown inside a unit: undo everything it wrote and return `value`. */
 class Rollback<T> {
   constructor(readonly value: T) {}
@@ -43,24 +63,26 @@ class Rollback<T> {
  */
 function* recordOutcome(db: Kysely<Database>, id: string, o: Pick<ChargeRecord, 'status' | 'authorizationCode' | 'declineCode' | 'cvvResult' | 'avsResult' | 'networkTransactionId'>,
   now: number, threshold: number): Unit<{ recorded: boolean; cvvBlocked: boolean }> {
-  const done = (yield db.updateTable('charges').set({
-    status: o.status, authorization_code: o.authorizationCode, decline_code: o.declineCode, cvv_result: o.cvvResult,
+  const outcome = {
+    id, status: o.status, authorization_code: o.authorizationCode, decline_code: o.declineCode, cvv_result: o.cvvResult,
     avs_result: o.avsResult, network_transaction_id: o.networkTransactionId, updated_at: now,
-  }).where('id', '=', id).where('status', '=', 'pending').returning(['merchant_id', 'cvv_fingerprint'])).rows[0] as { merchant_id: string; cvv_fingerprint: string | null } | undefined;
+  };
+  const done = (yield prepared('unit:chargeOutcome', outcome, ({ id: chargeId, ...set }) => db.updateTable('charges').set(set)
+    .where('id', '=', chargeId).where('status', '=', 'pending').returning(['merchant_id', 'cvv_fingerprint']))).rows[0] as { merchant_id: string; cvv_fingerprint: string | null } | undefined;
   if (!done) return { recorded: false, cvvBlocked: false };
   const fp = done.cvv_fingerprint;
   if (fp !== null && o.declineCode === 'incorrect_cvc') {
-    const st = (yield db.updateTable('cvv_status').set({
+    const st = (yield prepared('unit:cvvFailure', { threshold, now, merchantId: done.merchant_id, fp }, (a) => db.updateTable('cvv_status').set({
       failed_attempts: sql`failed_attempts + 1`,
-      blocked: sql`CASE WHEN failed_attempts + 1 >= ${threshold} THEN 1 ELSE blocked END`,
-      updated_at: now,
-    }).where('merchant_id', '=', done.merchant_id).where('fingerprint', '=', fp).returning(['failed_attempts', 'blocked'])).rows[0] as { failed_attempts: number; blocked: number } | undefined;
+      blocked: sql`CASE WHEN failed_attempts + 1 >= ${a.threshold} THEN 1 ELSE blocked END`,
+      updated_at: a.now,
+    }).where('merchant_id', '=', a.merchantId).where('fingerprint', '=', a.fp).returning(['failed_attempts', 'blocked']))).rows[0] as { failed_attempts: number; blocked: number } | undefined;
     return { recorded: true, cvvBlocked: !!st && Number(st.blocked) === 1 && Number(st.failed_attempts) === threshold };
   }
   if (fp !== null && o.cvvResult === 'M') {
-    yield db.updateTable('cvv_status').set({ failed_attempts: 0, blocked: 0, updated_at: now })
-      .where('merchant_id', '=', done.merchant_id).where('fingerprint', '=', fp)
-      .where((eb) => eb.or([eb('failed_attempts', '>', 0), eb('blocked', '=', 1)]));
+    yield prepared('unit:cvvMatch', { now, merchantId: done.merchant_id, fp }, (a) => db.updateTable('cvv_status').set({ failed_attempts: 0, blocked: 0, updated_at: a.now })
+      .where('merchant_id', '=', a.merchantId).where('fingerprint', '=', a.fp)
+      .where((eb) => eb.or([eb('failed_attempts', '>', 0), eb('blocked', '=', 1)])));
   }
   return { recorded: true, cvvBlocked: false };
 }
@@ -250,6 +272,25 @@ export class KyselyStore implements Store {
    * branching on it): whatever changes the SQL belongs in `key`.
    */
   async #exec<A extends Record<string, unknown>, R>(key: string, args: A, build: (a: A) => Compilable<R>): Promise<{ rows: R[]; affected: number }> {
+    const { query, params } = this.#compile(key, args, build);
+    if (this.#prepare || this.pgPool) this.#statements.n++;
+    if (this.#prepare) {
+      const st = this.#prepare(query.sql);
+      if (st.reader) return { rows: st.all(params) as R[], affected: 0 };
+      return { rows: [], affected: st.run(params).changes };
+    }
+    if (this.pgPool) {
+      // A named statement: PostgreSQL parses and plans it once per connection instead of on every call.
+      const r = await (this.pgPool as { query(q: { name: string; text: string; values: unknown[] }): Promise<{ rows: R[]; rowCount: number | null }> })
+        .query({ name: `cvvops:${key}`, text: query.sql, values: params });
+      return { rows: r.rows, affected: r.rowCount ?? 0 };
+    }
+    const r = await this.db.executeQuery<R>({ ...query, parameters: params } as CompiledQuery<R>);
+    return { rows: r.rows, affected: Number(r.numAffectedRows ?? 0n) };
+  }
+
+  /** The SQL of the query `build` makes, compiled the first time `key` is seen, and `args` bound to it (see #exec). */
+  #compile<A extends Record<string, unknown>>(key: string, args: A, build: (a: A) => Compilable<unknown>): { query: CompiledQuery; params: unknown[] } {
     let c = this.#compiled.get(key);
     if (!c) {
       const marker = (k: string) => `\u0000cvvops-arg:${k}\u0000`;
@@ -264,21 +305,17 @@ export class KyselyStore implements Store {
       this.#compiled.set(key, c);
     }
     // An absent value is NULL (the SQL was built with a parameter in its place, never without the column).
-    if (this.#prepare || this.pgPool) this.#statements.n++;
-    const params = c.slots.map((s) => (typeof s === 'string' ? args[s] ?? null : s.value));
-    if (this.#prepare) {
-      const st = this.#prepare(c.query.sql);
-      if (st.reader) return { rows: st.all(params) as R[], affected: 0 };
-      return { rows: [], affected: st.run(params).changes };
+    return { query: c.query, params: c.slots.map((s) => (typeof s === 'string' ? args[s] ?? null : s.value)) };
+  }
+
+  /** A unit's statement as SQL and parameters, and the name it is prepared under on PostgreSQL (prepared ones only). */
+  #bind(step: Compilable<unknown> | Prepared): { sql: string; params: unknown[]; name?: string } {
+    if ('build' in step) {
+      const { query, params } = this.#compile(step.key, step.args, step.build);
+      return { sql: query.sql, params, name: `cvvops:${step.key}` };
     }
-    if (this.pgPool) {
-      // A named statement: PostgreSQL parses and plans it once per connection instead of on every call.
-      const r = await (this.pgPool as { query(q: { name: string; text: string; values: unknown[] }): Promise<{ rows: R[]; rowCount: number | null }> })
-        .query({ name: `cvvops:${key}`, text: c.query.sql, values: params });
-      return { rows: r.rows, affected: r.rowCount ?? 0 };
-    }
-    const r = await this.db.executeQuery<R>({ ...c.query, parameters: params } as CompiledQuery<R>);
-    return { rows: r.rows, affected: Number(r.numAffectedRows ?? 0n) };
+    const c = step.compile();
+    return { sql: c.sql, params: c.parameters as unknown[] };
   }
 
   async migrate(): Promise<void> {
@@ -647,40 +684,45 @@ export class KyselyStore implements Store {
     const col = ATTEMPT_COLUMN[p.op];
     let cvvDeleted = false;
     const done = await this.#transaction(function* (): Unit<boolean> {
-      let q = db.updateTable('sessions')
-        .set((eb) => ({
-          jti: p.newJti, seq: eb('seq', '+', 1), ...(p.countAttempt ? { [col]: eb(col, '+', 1) } : {}),
-          results: JSON.stringify(p.results), token_hash: p.tokenHash, updated_at: p.now,
-          replay_jti: p.replay.jti, replay_hash: p.replay.hash, replay_sealed: pack(p.replay.sealed), replay_at: p.replay.at,
-          ...(p.complete ? { status: 'completed' } : {}),
-        }))
-        .where('id', '=', p.id).where('jti', '=', p.jti).where('status', '=', 'active').where('expires_at', '>', p.now).where('charge_id', 'is', null);
-      if (p.countAttempt) q = q.whereRef(col, '<', 'max_attempts');
-      if ((yield q).affected !== 1) throw new Rollback(false);
+      const rotation = {
+        id: p.id, jti: p.jti, newJti: p.newJti, results: JSON.stringify(p.results), tokenHash: p.tokenHash, now: p.now,
+        replayJti: p.replay.jti, replayHash: p.replay.hash, replaySealed: pack(p.replay.sealed), replayAt: p.replay.at,
+      };
+      const rotated = yield prepared(`unit:commit:${p.op}:${p.countAttempt}:${p.complete}`, rotation, (a) => {
+        const q = db.updateTable('sessions')
+          .set((eb) => ({
+            jti: a.newJti, seq: eb('seq', '+', 1), ...(p.countAttempt ? { [col]: eb(col, '+', 1) } : {}),
+            results: a.results, token_hash: a.tokenHash, updated_at: a.now,
+            replay_jti: a.replayJti, replay_hash: a.replayHash, replay_sealed: a.replaySealed, replay_at: a.replayAt,
+            ...(p.complete ? { status: 'completed' } : {}),
+          }))
+          .where('id', '=', a.id).where('jti', '=', a.jti).where('status', '=', 'active').where('expires_at', '>', a.now).where('charge_id', 'is', null);
+        return p.countAttempt ? q.whereRef(col, '<', 'max_attempts') : q;
+      });
+      if (rotated.affected !== 1) throw new Rollback(false);
       for (const w of p.writes) {
         if (w.kind === 'cvc') {
           const c = w.record;
           if (w.replace && c.sessionId !== null) {
-            yield db.deleteFrom('cvv_keys').where('cvc_id', 'in', db.selectFrom('cvc_sessions').select('id').where('session_id', '=', c.sessionId));
-            cvvDeleted = (yield db.deleteFrom('cvc_sessions').where('session_id', '=', c.sessionId)).affected > 0 || cvvDeleted;
+            const of = { sessionId: c.sessionId };
+            yield prepared('unit:dropKeysOfSession', of, (a) => db.deleteFrom('cvv_keys').where('cvc_id', 'in', db.selectFrom('cvc_sessions').select('id').where('session_id', '=', a.sessionId)));
+            cvvDeleted = (yield prepared('unit:dropCvcOfSession', of, (a) => db.deleteFrom('cvc_sessions').where('session_id', '=', a.sessionId))).affected > 0 || cvvDeleted;
           }
-          yield db.insertInto('cvv_keys').values({ cvc_id: c.id, share: w.share, created_at: c.createdAt });
-          yield db.insertInto('cvc_sessions').values({
+          yield prepared('unit:insertCvvKey', { cvc_id: c.id, share: w.share, created_at: c.createdAt }, (a) => db.insertInto('cvv_keys').values(a));
+          yield prepared('unit:insertCvc', {
             id: c.id, merchant_id: c.merchantId, mode: c.mode, card_token: c.cardToken, session_id: c.sessionId, sealed: pack(c.sealed),
             key_version: c.sealed.keyVersion, retention: c.retention, expires_at: c.expiresAt, first_used_at: c.firstUsedAt, created_at: c.createdAt,
-          });
+          }, (a) => db.insertInto('cvc_sessions').values(a));
         } else {
           const t = w.record;
-          yield db.insertInto('tds_transactions').values({
+          yield prepared('unit:insertTds', {
             id: t.id, merchant_id: t.merchantId, session_id: t.sessionId, mode: t.mode, status: t.status, ds_transaction_id: t.dsTransactionId,
             version: t.version, result_status: t.result?.status ?? null, eci: t.result?.eci ?? null,
             cavv_sealed: t.result?.cavvSealed ? pack(t.result.cavvSealed) : null, created_at: t.createdAt, expires_at: t.expiresAt, completed_at: t.completedAt,
-          });
+          }, (a) => db.insertInto('tds_transactions').values(a));
         }
       }
-      if (p.events.length > 0) {
-        yield db.insertInto('webhook_outbox').values(p.events.map(outboxRow));
-      }
+      yield* insertEvents(db, p.events);
       return true;
     });
     if (cvvDeleted) {
@@ -752,7 +794,7 @@ export class KyselyStore implements Store {
       if ((yield change(db)).affected !== 1) return false;
       yield db.deleteFrom('cvv_keys').where('cvc_id', 'in', db.selectFrom('cvc_sessions').select('id').where('session_id', '=', id));
       cvvDeleted = (yield db.deleteFrom('cvc_sessions').where('session_id', '=', id)).affected > 0;
-      if (events.length > 0) yield db.insertInto('webhook_outbox').values(events.map(outboxRow));
+      yield* insertEvents(db, events);
       return true;
     });
     if (cvvDeleted) {
@@ -1088,10 +1130,9 @@ export class KyselyStore implements Store {
         const g = unit();
         let step = g.next();
         while (!step.done) {
-          const c = step.value.compile();
-          const st = this.#prepare!(c.sql);
+          const { sql: text, params } = this.#bind(step.value);
+          const st = this.#prepare!(text);
           this.#statements.n++;
-          const params = c.parameters as unknown[];
           step = g.next(st.reader ? { rows: st.all(params), affected: 0 } : { rows: [], affected: st.run(params).changes });
         }
         return step.value;
@@ -1107,14 +1148,14 @@ export class KyselyStore implements Store {
       return out;
     }
     const pool = this.pgPool as { connect(): Promise<{ query(text: string, values?: unknown[]): Promise<{ rows: any[]; rowCount: number | null }>; release(): void }> };
-    const client = await pool.connect();
+    const client = await pool.connect() as Awaited<ReturnType<typeof pool.connect>> & { query(q: { name: string; text: string; values: unknown[] }): Promise<{ rows: any[]; rowCount: number | null }> };
     try {
       await client.query('BEGIN');
       const g = unit();
       let step = g.next();
       while (!step.done) {
-        const c = step.value.compile();
-        const r = await client.query(c.sql, c.parameters as unknown[]);
+        const { sql: text, params, name } = this.#bind(step.value);
+        const r = name ? await client.query({ name, text, values: params }) : await client.query(text, params);
         this.#statements.n++;
         step = g.next({ rows: r.rows, affected: r.rowCount ?? 0 });
       }
@@ -1140,48 +1181,53 @@ export class KyselyStore implements Store {
     const locked = this.#locked.bind(this);
     type Out = Awaited<ReturnType<Store['beginCharge']>>;
     const out = await this.#transaction(function* (): Unit<Out> {
-      const won = yield db.updateTable('sessions')
-        .set((eb) => ({ jti: claim.newJti, seq: eb('seq', '+', 1), att_charge: eb('att_charge', '+', 1), charge_id: c.id, charge_at: claim.now, updated_at: claim.now }))
-        .where('id', '=', claim.id).where('jti', '=', claim.jti).where('status', '=', 'active').where('expires_at', '>', claim.now)
-        .where('charge_id', 'is', null).whereRef('att_charge', '<', 'max_attempts');
+      const won = yield prepared('unit:claimCharge', { id: claim.id, jti: claim.jti, newJti: claim.newJti, chargeId: c.id, now: claim.now }, (a) => db.updateTable('sessions')
+        .set((eb) => ({ jti: a.newJti, seq: eb('seq', '+', 1), att_charge: eb('att_charge', '+', 1), charge_id: a.chargeId, charge_at: a.now, updated_at: a.now }))
+        .where('id', '=', a.id).where('jti', '=', a.jti).where('status', '=', 'active').where('expires_at', '>', a.now)
+        .where('charge_id', 'is', null).whereRef('att_charge', '<', 'max_attempts'));
       if (won.affected !== 1) throw new Rollback({ status: 'lost' } as Out);
       if (cvv) {
         // The card number's status row, locked: concurrent charges of this number reserve one after another.
-        yield db.insertInto('cvv_status').values({ merchant_id: c.merchantId, fingerprint: cvv.fingerprint, failed_attempts: 0, blocked: 0, updated_at: claim.now })
-          .onConflict((oc) => oc.columns(['merchant_id', 'fingerprint']).doNothing());
-        const st = (yield locked(db.selectFrom('cvv_status').select(['failed_attempts', 'blocked'])
-          .where('merchant_id', '=', c.merchantId).where('fingerprint', '=', cvv.fingerprint))).rows[0] as { failed_attempts: number; blocked: number };
+        const card = { merchantId: c.merchantId, fp: cvv.fingerprint };
+        yield prepared('unit:cvvStatusRow', { ...card, now: claim.now }, (a) => db.insertInto('cvv_status')
+          .values({ merchant_id: a.merchantId, fingerprint: a.fp, failed_attempts: 0, blocked: 0, updated_at: a.now })
+          .onConflict((oc) => oc.columns(['merchant_id', 'fingerprint']).doNothing()));
+        const st = (yield prepared('unit:cvvStatusLocked', card, (a) => locked(db.selectFrom('cvv_status').select(['failed_attempts', 'blocked'])
+          .where('merchant_id', '=', a.merchantId).where('fingerprint', '=', a.fp)))).rows[0] as { failed_attempts: number; blocked: number };
         const failed = Number(st.failed_attempts);
         if (Number(st.blocked) === 1 || failed >= cvv.threshold) throw new Rollback({ status: 'cvv_blocked' } as Out);
-        const inFlight = (yield db.selectFrom('charges').select((eb) => eb.fn.countAll<number>().as('n'))
-          .where('merchant_id', '=', c.merchantId).where('cvv_fingerprint', '=', cvv.fingerprint).where('status', '=', 'pending')).rows[0] as { n: number };
+        const inFlight = (yield prepared('unit:cvvInFlight', card, (a) => db.selectFrom('charges').select((eb) => eb.fn.countAll<number>().as('n'))
+          .where('merchant_id', '=', a.merchantId).where('cvv_fingerprint', '=', a.fp).where('status', '=', 'pending'))).rows[0] as { n: number };
         if (failed + Number(inFlight.n) >= cvv.threshold) throw new Rollback({ status: 'cvv_busy' } as Out);
       }
-      const ins = yield db.insertInto('charges').values({
+      const ins = yield prepared('unit:insertCharge', {
         id: c.id, merchant_id: c.merchantId, session_id: c.sessionId, mode: c.mode, idempotency_key: c.idempotencyKey,
         request_hash: c.requestHash, provider_key: c.providerKey, processor: c.processor, amount_value: c.amount.value,
-        currency: c.amount.currency, status: 'pending', created_at: c.createdAt, updated_at: c.updatedAt,
-        authorization_code: null, decline_code: null, cvv_result: null, avs_result: null, network_transaction_id: null, response_sealed: null,
-        cvv_fingerprint: cvv?.fingerprint ?? null,
-      }).onConflict((oc) => oc.doNothing());
+        currency: c.amount.currency, created_at: c.createdAt, updated_at: c.updatedAt, cvv_fingerprint: cvv?.fingerprint ?? null,
+      }, (a) => db.insertInto('charges').values({
+        ...a, status: 'pending', authorization_code: null, decline_code: null, cvv_result: null, avs_result: null, network_transaction_id: null, response_sealed: null,
+      }).onConflict((oc) => oc.doNothing()));
       if (ins.affected !== 1) throw new Rollback({ status: 'key_reused' } as Out);
       if (!take) return { status: 'ok', cvc: null };
       // The CVV the charge sends, taken now: gone or expired, the whole charge is refused (410) and nothing changes.
+      const cvc = { id: take.id, now: claim.now };
       let row: Selectable<CvcSessionsTable> | undefined;
       if (take.retention === 'single_use') {
-        row = (yield db.deleteFrom('cvc_sessions').where('id', '=', take.id).where('expires_at', '>', claim.now).returningAll()).rows[0];
+        row = (yield prepared('unit:takeCvc', cvc, (a) => db.deleteFrom('cvc_sessions').where('id', '=', a.id).where('expires_at', '>', a.now).returningAll())).rows[0];
       } else {
         if (take.retention === 'cache') {
           // The one cache window starts at the first use and never reaches past the CVV's lifetime.
-          yield db.updateTable('cvc_sessions').set({ first_used_at: claim.now, expires_at: sql<number>`CASE WHEN expires_at < ${take.cacheUntil} THEN expires_at ELSE ${take.cacheUntil} END` })
-            .where('id', '=', take.id).where('first_used_at', 'is', null).where('expires_at', '>', claim.now);
+          yield prepared('unit:startCacheWindow', { ...cvc, until: take.cacheUntil }, (a) => db.updateTable('cvc_sessions')
+            .set({ first_used_at: a.now, expires_at: sql<number>`CASE WHEN expires_at < ${a.until} THEN expires_at ELSE ${a.until} END` })
+            .where('id', '=', a.id).where('first_used_at', 'is', null).where('expires_at', '>', a.now));
         }
-        row = (yield db.selectFrom('cvc_sessions').selectAll().where('id', '=', take.id).where('expires_at', '>', claim.now)).rows[0];
+        row = (yield prepared('unit:readCvc', cvc, (a) => db.selectFrom('cvc_sessions').selectAll().where('id', '=', a.id).where('expires_at', '>', a.now))).rows[0];
       }
       if (!row) throw new Rollback({ status: 'cvc_gone' } as Out);
+      const key = { id: take.id };
       const share = take.retention === 'single_use'
-        ? (yield db.deleteFrom('cvv_keys').where('cvc_id', '=', take.id).returning('share')).rows[0] as { share: Buffer } | undefined
-        : (yield db.selectFrom('cvv_keys').select('share').where('cvc_id', '=', take.id)).rows[0] as { share: Buffer } | undefined;
+        ? (yield prepared('unit:takeKey', key, (a) => db.deleteFrom('cvv_keys').where('cvc_id', '=', a.id).returning('share'))).rows[0] as { share: Buffer } | undefined
+        : (yield prepared('unit:readKey', key, (a) => db.selectFrom('cvv_keys').select('share').where('cvc_id', '=', a.id))).rows[0] as { share: Buffer } | undefined;
       if (!share) throw new Rollback({ status: 'cvc_gone' } as Out);
       return { status: 'ok', cvc: { ...toCvc(row), keyShare: Buffer.from(share.share) } };
     }, { durable: true });
@@ -1201,19 +1247,21 @@ export class KyselyStore implements Store {
       const { recorded, cvvBlocked } = yield* recordOutcome(db, p.chargeId, o, p.now, p.threshold);
       if (!recorded) throw new Rollback({ recorded: false, cvvBlocked: false });
       if (p.destroyCvc) {
-        yield db.deleteFrom('cvv_keys').where('cvc_id', '=', p.destroyCvc);
-        destroyed = (yield db.deleteFrom('cvc_sessions').where('id', '=', p.destroyCvc)).affected > 0;
+        const cvc = { id: p.destroyCvc };
+        yield prepared('unit:dropKey', cvc, (a) => db.deleteFrom('cvv_keys').where('cvc_id', '=', a.id));
+        destroyed = (yield prepared('unit:dropCvc', cvc, (a) => db.deleteFrom('cvc_sessions').where('id', '=', a.id))).affected > 0;
       }
-      const fin = yield db.updateTable('sessions').set({
-        results: JSON.stringify(f.results), token_hash: f.tokenHash, updated_at: p.now,
-        replay_jti: f.replay.jti, replay_hash: f.replay.hash, replay_sealed: pack(f.replay.sealed), replay_at: f.replay.at,
+      const finish = {
+        id: f.id, jti: f.jti, chargeId: p.chargeId, results: JSON.stringify(f.results), tokenHash: f.tokenHash, now: p.now,
+        replayJti: f.replay.jti, replayHash: f.replay.hash, replaySealed: pack(f.replay.sealed), replayAt: f.replay.at,
+      };
+      const fin = yield prepared(`unit:finishCharge:${f.complete}`, finish, (a) => db.updateTable('sessions').set({
+        results: a.results, token_hash: a.tokenHash, updated_at: a.now,
+        replay_jti: a.replayJti, replay_hash: a.replayHash, replay_sealed: a.replaySealed, replay_at: a.replayAt,
         charge_id: null, charge_at: null, ...(f.complete ? { status: 'completed' } : {}),
-      }).where('id', '=', f.id).where('jti', '=', f.jti).where('charge_id', '=', p.chargeId);
+      }).where('id', '=', a.id).where('jti', '=', a.jti).where('charge_id', '=', a.chargeId));
       if (fin.affected !== 1) throw new Rollback({ recorded: false, cvvBlocked: false });
-      const events = cvvBlocked ? [...p.ifBlocked, ...p.events] : p.events;
-      if (events.length > 0) {
-        yield db.insertInto('webhook_outbox').values(events.map(outboxRow));
-      }
+      yield* insertEvents(db, cvvBlocked ? [...p.ifBlocked, ...p.events] : p.events);
       return { recorded: true, cvvBlocked };
     }, { durable: true });
     if (destroyed) {
