@@ -6,7 +6,7 @@ import type { ChargeRecord, CvcSessionRecord, CvvStatusRecord, MerchantRecord, S
 import type { CardService } from './cards.js';
 import type { Clock } from './clock.js';
 import { newId } from './ids.js';
-import type { Keyring } from './keyring.js';
+import type { Keyring, Sealed } from './keyring.js';
 import type { FinishUnit, OperationContext, OperationResponse, OperationWork, ReadContext, SessionService } from './sessions.js';
 import type { SessionClaims } from './tokens.js';
 import type { ThreeDSService } from './three-ds.js';
@@ -136,14 +136,14 @@ export class ChargeService {
         outcome = w.outcome;
         return w.work;
       },
-      finish: (f) => this.#complete(ctxOf, plan, charge, taken, outcome, f),
+      // A keyed charge keeps its response for retries in the outcome transaction.
+      finish: (f) => this.#complete(ctxOf, plan, charge, taken, outcome, f, key !== null ? this.#sealResponse(charge.id, p.claims.aud, f.response) : null),
       unclaim: async (c) => {
         // Before the processor was called nothing happened: the attempt is undone. After, the outcome is
         // unknown: the intent stays pending and the session owned until recovery asks the processor.
         if (!sent) await this.store.abortCharge({ ...c, chargeId: charge.id });
       },
     });
-    if (key !== null) await this.remember(charge.id, p.claims.aud, response);
     return { response, replayed: false };
   }
 
@@ -191,7 +191,7 @@ export class ChargeService {
    * produced (its ownership released) and the webhook events, in one
    * transaction (Store.completeCharge).
    */
-  async #complete(ctx: OperationContext, plan: ChargePlan, charge: ChargeRecord, cvc: CvcSessionRecord | null, outcome: Outcome, f: FinishUnit): Promise<boolean> {
+  async #complete(ctx: OperationContext, plan: ChargePlan, charge: ChargeRecord, cvc: CvcSessionRecord | null, outcome: Outcome, f: FinishUnit, responseSealed: Sealed | null): Promise<boolean> {
     const { session, merchant, card } = ctx;
     const authorized = outcome.status === 'approved' || outcome.status === 'declined';
     // An authorization response arrived: in live mode the CVV is destroyed now, whatever the retention (PCI DSS 3.3.1).
@@ -205,7 +205,7 @@ export class ChargeService {
       ? await this.webhooks.prepare(merchant.id, session.mode, [{ type: 'cvv.blocked', data: { card: card.token, failedAttempts: merchant.cvvBlockThreshold } }])
       : [];
     const rec = await this.store.completeCharge({
-      chargeId: charge.id, outcome, threshold: merchant.cvvBlockThreshold, destroyCvc, now: f.now, events, ifBlocked,
+      chargeId: charge.id, outcome, threshold: merchant.cvvBlockThreshold, destroyCvc, now: f.now, events, ifBlocked, responseSealed,
       finish: { id: session.id, jti: f.jti, results: f.results, tokenHash: f.tokenHash, complete: f.complete, replay: f.replay },
     });
     if (!rec.recorded) {
@@ -267,7 +267,11 @@ export class ChargeService {
 
   /** Keeps the response of a keyed charge (encrypted: it holds a token) for retries. */
   async remember(chargeId: string, merchantId: string, response: OperationResponse): Promise<void> {
-    await this.store.setChargeResponse(chargeId, this.keyring.seal('replay', JSON.stringify(response), `charge|${merchantId}|${chargeId}`));
+    await this.store.setChargeResponse(chargeId, this.#sealResponse(chargeId, merchantId, response));
+  }
+
+  #sealResponse(chargeId: string, merchantId: string, response: OperationResponse): Sealed {
+    return this.keyring.seal('replay', JSON.stringify(response), `charge|${merchantId}|${chargeId}`);
   }
 
   /**

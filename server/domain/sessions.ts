@@ -79,6 +79,8 @@ export interface FinishUnit {
   now: number;
   complete: boolean;
   replay: { jti: string; hash: string; sealed: Sealed; at: number };
+  /** The response this call answers with (a keyed charge keeps it with its outcome). */
+  response: OperationResponse;
 }
 
 /** A webhook event an operation raises: written to the outbox with the state change that raised it. */
@@ -385,7 +387,7 @@ export class SessionService {
     const at = this.clock.now();
     const unit: FinishUnit = {
       jti, results, tokenHash: tokenHash(response.token), now: at, complete: work.complete === true,
-      replay: this.#replayRecord(s.id, claims.jti, hash, jti, response, at),
+      replay: this.#replayRecord(s.id, claims.jti, hash, jti, response, at), response,
     };
     const done = p.finish ? await p.finish(unit) : await this.store.finishOperation({ id: s.id, ...unit });
     if (!done) {

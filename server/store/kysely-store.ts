@@ -68,7 +68,7 @@ function* recordOutcome(db: Kysely<Database>, id: string, o: Pick<ChargeRecord, 
     avs_result: o.avsResult, network_transaction_id: o.networkTransactionId, updated_at: now,
   };
   const done = (yield prepared('unit:chargeOutcome', outcome, ({ id: chargeId, ...set }) => db.updateTable('charges').set(set)
-    .where('id', '=', chargeId).where('status', '=', 'pending').returning(['merchant_id', 'cvv_fingerprint']))).rows[0] as { merchant_id: string; cvv_fingerprint: string | null } | undefined;
+    .where('id', '=', chargeId).where('status', '=', PENDING).returning(['merchant_id', 'cvv_fingerprint']))).rows[0] as { merchant_id: string; cvv_fingerprint: string | null } | undefined;
   if (!done) return { recorded: false, cvvBlocked: false };
   const fp = done.cvv_fingerprint;
   if (fp !== null && o.declineCode === 'incorrect_cvc') {
@@ -86,6 +86,13 @@ function* recordOutcome(db: Kysely<Database>, id: string, o: Pick<ChargeRecord, 
   }
   return { recorded: true, cvvBlocked: false };
 }
+
+/**
+ * 'pending' as a literal in the SQL, not a parameter: the partial index on
+ * pending charges (charges_cvv_in_flight) makes SQLite re-prepare, on every
+ * run, a statement that compares `status` with a bound value.
+ */
+const PENDING = sql.lit('pending');
 
 const ATTEMPT_COLUMN = { collectCvv: 'att_collect', threeDS: 'att_threeds', charge: 'att_charge' } as const satisfies Record<Operation, keyof SessionsTable>;
 
@@ -1197,7 +1204,7 @@ export class KyselyStore implements Store {
         const failed = Number(st.failed_attempts);
         if (Number(st.blocked) === 1 || failed >= cvv.threshold) throw new Rollback({ status: 'cvv_blocked' } as Out);
         const inFlight = (yield prepared('unit:cvvInFlight', card, (a) => db.selectFrom('charges').select((eb) => eb.fn.countAll<number>().as('n'))
-          .where('merchant_id', '=', a.merchantId).where('cvv_fingerprint', '=', a.fp).where('status', '=', 'pending'))).rows[0] as { n: number };
+          .where('merchant_id', '=', a.merchantId).where('cvv_fingerprint', '=', a.fp).where('status', '=', PENDING))).rows[0] as { n: number };
         if (failed + Number(inFlight.n) >= cvv.threshold) throw new Rollback({ status: 'cvv_busy' } as Out);
       }
       const ins = yield prepared('unit:insertCharge', {
@@ -1246,6 +1253,9 @@ export class KyselyStore implements Store {
     const out = await this.#transaction(function* (): Unit<{ recorded: boolean; cvvBlocked: boolean }> {
       const { recorded, cvvBlocked } = yield* recordOutcome(db, p.chargeId, o, p.now, p.threshold);
       if (!recorded) throw new Rollback({ recorded: false, cvvBlocked: false });
+      if (p.responseSealed) {
+        yield prepared('unit:chargeResponse', { id: p.chargeId, sealed: pack(p.responseSealed) }, (a) => db.updateTable('charges').set({ response_sealed: a.sealed }).where('id', '=', a.id));
+      }
       if (p.destroyCvc) {
         const cvc = { id: p.destroyCvc };
         yield prepared('unit:dropKey', cvc, (a) => db.deleteFrom('cvv_keys').where('cvc_id', '=', a.id));
@@ -1279,7 +1289,7 @@ export class KyselyStore implements Store {
         .where('id', '=', p.id).where('jti', '=', p.jti).where('charge_id', '=', p.chargeId);
       if (back.affected !== 1) throw new Rollback(false);
       // It never reached the processor: no record of a charge that was not made (and its CVV reservation goes with it).
-      yield db.deleteFrom('charges').where('id', '=', p.chargeId).where('status', '=', 'pending');
+      yield db.deleteFrom('charges').where('id', '=', p.chargeId).where('status', '=', PENDING);
       return true;
     });
   }

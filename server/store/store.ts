@@ -360,6 +360,8 @@ export interface Store {
     threshold: number; destroyCvc: string | null;
     finish: { id: string; jti: string; results: OperationResults; tokenHash: string; complete: boolean; replay: { jti: string; hash: string; sealed: Sealed; at: number } };
     now: number; events: OutboxRecord[]; ifBlocked: OutboxRecord[];
+    /** A keyed charge's response, sealed, kept for its retries (as setChargeResponse, in the same transaction). */
+    responseSealed?: Sealed | null;
   }): Promise<{ recorded: boolean; cvvBlocked: boolean }>;
   /**
    * Undoes beginCharge before anything reached the processor (in one
