@@ -91,8 +91,13 @@ export class ChargeService {
   async charge(p: { token: string; claims: SessionClaims; body: ChargeBody; origin: string | undefined; idempotencyKey?: string }): Promise<{ response: OperationResponse; replayed: boolean }> {
     const hash = ChargeService.requestHash(p.body);
     const key = p.idempotencyKey ?? null;
+    // One read: the operation's context and, for a keyed charge, whether that key was used before.
+    const read = await this.store.getOperationContext(p.claims.sub, this.clock.now(), key ?? undefined);
     if (key !== null) {
-      const first = await this.replayByKey(p.claims, key, hash);
+      const used = read
+        ? (read.keyedChargeId !== null ? await this.store.getCharge(read.keyedChargeId) : null)
+        : await this.store.findChargeByIdempotencyKey(p.claims.aud, p.claims.mode, key);
+      const first = used ? await this.#replayOf(used, p.claims, hash) : null;
       if (first) return { response: first, replayed: true };
     }
     let plan!: ChargePlan;
@@ -105,7 +110,7 @@ export class ChargeService {
     /** Set just before the processor is called: from then on the outcome may exist at the processor. */
     let sent = false;
     const response = await this.sessions.runOperation({
-      op: 'charge', token: p.token, claims: p.claims, origin: p.origin, body: p.body,
+      op: 'charge', token: p.token, claims: p.claims, origin: p.origin, body: p.body, read,
       prepare: async (ctx) => {
         plan = await this.prepare(ctx, p.body);
       },
@@ -353,9 +358,7 @@ export class ChargeService {
    * carries. A charge interrupted by a crash (its session still owned after
    * its time) is reconciled with the processor, never sent again.
    */
-  async replayByKey(claims: SessionClaims, key: string, requestHash: string): Promise<OperationResponse | null> {
-    const c = await this.store.findChargeByIdempotencyKey(claims.aud, claims.mode, key);
-    if (!c) return null;
+  async #replayOf(c: ChargeRecord, claims: SessionClaims, requestHash: string): Promise<OperationResponse> {
     if (c.sessionId !== claims.sub || c.requestHash !== requestHash) throw new AppError('idempotency_key_reused');
     if (c.responseSealed) return this.#opened(c);
     const inProgress = () => new AppError('precondition_failed', 'A charge with this Idempotency-Key is still in progress.', { retryAfter: 1 });

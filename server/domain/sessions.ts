@@ -2,7 +2,7 @@ import { hash } from 'node:crypto';
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type {
-  CardRecord, CvcSessionRecord, CvvRetention, CvvStatusRecord, Mode, Operation, OperationResults, OperationWrite, OutboxRecord, SessionRecord,
+  CardRecord, CvcSessionRecord, CvvRetention, CvvStatusRecord, Mode, Operation, OperationContextRecord, OperationResults, OperationWrite, OutboxRecord, SessionRecord,
   SessionStatus, Store, TdsRecord,
 } from '../store/store.js';
 import type { WebhookEvent } from './webhooks.js';
@@ -311,6 +311,8 @@ export class SessionService {
     origin: string | undefined;
     /** false for a call that only fetches an outcome (threeDS/result): no attempt is counted. */
     countAttempt?: boolean;
+    /** What the caller already read (Store.getOperationContext for claims.sub, just now); read here when absent. */
+    read?: OperationContextRecord | null;
     prepare?: (ctx: ReadContext) => Promise<void>;
     /**
      * A charge: wins the token in one unit with whatever must commit with it
@@ -325,7 +327,7 @@ export class SessionService {
     finish?: (f: FinishUnit) => Promise<boolean>;
   }): Promise<OperationResponse> {
     const claims = p.claims;
-    const read = await this.store.getOperationContext(claims.sub, this.clock.now());
+    const read = p.read !== undefined ? p.read : await this.store.getOperationContext(claims.sub, this.clock.now());
     const s = read?.session;
     if (!read || !s || s.merchantId !== claims.aud || s.mode !== claims.mode) throw new AppError('invalid_token');
     const merchant = read.merchant;

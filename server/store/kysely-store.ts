@@ -626,10 +626,11 @@ export class KyselyStore implements Store {
     return r ? toSession(r) : null;
   }
 
-  async getOperationContext(id: string, now: number): Promise<OperationContextRecord | null> {
+  async getOperationContext(id: string, now: number, chargeKey?: string): Promise<OperationContextRecord | null> {
     // One statement, prepared once: the joins are one-row lookups by key (the latest 3DS transaction and the
     // usable CVC session through indexed ORDER BY … LIMIT 1 subqueries).
-    const { rows: [r] } = await this.#exec('getOperationContext', { id, now }, (a) => ({
+    const keyed = chargeKey !== undefined;
+    const { rows: [r] } = await this.#exec(`getOperationContext:${keyed}`, { id, now, ...(keyed ? { chargeKey } : {}) }, (a) => ({
       compile: () => sql<Record<string, any>>`
         SELECT s.*,
           c.token AS c_token, c.brand AS c_brand, c.last4 AS c_last4, c.bin AS c_bin, c.exp_month AS c_exp_month, c.exp_year AS c_exp_year,
@@ -641,7 +642,8 @@ export class KyselyStore implements Store {
           t.id AS t_id, t.status AS t_status, t.ds_transaction_id AS t_ds_transaction_id, t.version AS t_version, t.result_status AS t_result_status,
           t.eci AS t_eci, t.cavv_sealed AS t_cavv_sealed, t.created_at AS t_created_at, t.expires_at AS t_expires_at, t.completed_at AS t_completed_at,
           v.id AS v_id, v.session_id AS v_session_id, v.sealed AS v_sealed, v.retention AS v_retention, v.expires_at AS v_expires_at,
-          v.first_used_at AS v_first_used_at, v.created_at AS v_created_at, v.card_token AS v_card_token
+          v.first_used_at AS v_first_used_at, v.created_at AS v_created_at, v.card_token AS v_card_token,
+          ${keyed ? sql`k.id` : sql`NULL`} AS k_id
         FROM sessions s
         LEFT JOIN cards c ON c.token = s.card_token AND c.merchant_id = s.merchant_id AND c.mode = s.mode
         LEFT JOIN merchants m ON m.id = s.merchant_id
@@ -654,6 +656,7 @@ export class KyselyStore implements Store {
             AND v1.expires_at > ${a.now} ORDER BY v1.created_at DESC LIMIT 1),
           (SELECT v2.id FROM cvc_sessions v2 WHERE v2.card_token = s.card_token AND v2.session_id IS NULL AND v2.merchant_id = s.merchant_id
             AND v2.expires_at > ${a.now} ORDER BY v2.created_at DESC LIMIT 1))
+        ${keyed ? sql`LEFT JOIN charges k ON k.merchant_id = s.merchant_id AND k.mode = s.mode AND k.idempotency_key = ${a.chargeKey}` : sql``}
         WHERE s.id = ${a.id}`.compile(this.db),
     }));
     if (!r) return null;
@@ -681,7 +684,7 @@ export class KyselyStore implements Store {
       id: r.v_id, merchant_id: r.merchant_id, mode: r.mode, card_token: r.v_card_token, session_id: r.v_session_id, sealed: r.v_sealed,
       key_version: 0, retention: r.v_retention, expires_at: r.v_expires_at, first_used_at: r.v_first_used_at, created_at: r.v_created_at,
     });
-    return { session, card, merchant, cvvStatus, latestTds, usableCvc };
+    return { session, card, merchant, cvvStatus, latestTds, usableCvc, keyedChargeId: r.k_id ?? null };
   }
 
 

@@ -221,6 +221,8 @@ export interface OperationContextRecord {
   cvvStatus: CvvStatusRecord | null;
   latestTds: TdsRecord | null;
   usableCvc: CvcSessionRecord | null;
+  /** With a `chargeKey`: the id of the charge of the session's merchant and mode that holds that Idempotency-Key, if any. */
+  keyedChargeId: string | null;
 }
 
 /**
@@ -303,7 +305,7 @@ export interface Store {
    * latest 3DS transaction, and the live CVC session a charge would use (its
    * own, else the card's from POST /Cards), live as of `now`.
    */
-  getOperationContext(id: string, now: number): Promise<OperationContextRecord | null>;
+  getOperationContext(id: string, now: number, chargeKey?: string): Promise<OperationContextRecord | null>;
   /**
    * An operation, whole, in one transaction: the token rotation from the
    * presented `jti` (one conditional write: it must be current, the session

@@ -88,6 +88,20 @@ describe('round trips per operation', () => {
     assert.deepEqual(events.sort(), ['charge.succeeded', 'cvv.collected', 'session.completed'], "the charge's events were written in its outcome unit");
   });
 
+  it('a charge with an Idempotency-Key: the key looked up in the same read, its response kept in the outcome unit; a retry is answered from it', async () => {
+    const s = await makeSession(h, m.testKey);
+    const c = await collect(h, s.token);
+    const key = `rt-${s.id}`;
+    let first!: request.Response;
+    assert.deepEqual(await measure('charge (keyed)', async () => (first = await request(h.app).post('/CvvOperations/charge').set(auth(c.body.token)).set('Idempotency-Key', key).send({}))),
+      ['getOperationContext', 'beginCharge', 'completeCharge']);
+    let again!: request.Response;
+    await measure('charge (retry)', async () => (again = await request(h.app).post('/CvvOperations/charge').set(auth(c.body.token)).set('Idempotency-Key', key).send({})));
+    assert.equal(again.status, first.status);
+    assert.deepEqual(again.body, first.body, 'the retry gets the first response, kept with the outcome');
+    assert.equal(again.headers['idempotent-replayed'], 'true');
+  });
+
   it('create: reported (its card read, the session written)', async () => {
     const card = await makeCard(h, m.testKey);
     const got = await measure('create', () => request(h.app).post('/CvvOperations').set(auth(m.testKey))

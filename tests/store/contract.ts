@@ -1224,6 +1224,20 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(await store.deleteSessionCvvUnlessCharging(s.id), 1);
       });
 
+      it("getOperationContext with a charge key: the id of the charge holding that key in the session's merchant and mode, in the same read", async () => {
+        const s = await newSession({ expiresAt: T0 + 900_000 });
+        const key = uid('idem');
+        assert.equal((await store.getOperationContext(s.id, T0, key))?.keyedChargeId, null, 'unused key');
+        const other = await newSession({ expiresAt: T0 + 900_000 });
+        const c = intent(other.id, { idempotencyKey: key });
+        assert.equal((await store.beginCharge({ claim: { id: other.id, jti: other.jti, newJti: uid('jti'), now: T0 }, charge: c, cvv: null })).status, 'ok');
+        const got = await store.getOperationContext(s.id, T0, key);
+        assert.equal(got?.keyedChargeId, c.id, "a key is the merchant's, whichever session used it");
+        assert.deepEqual(got?.session, await store.getSessionById(s.id));
+        assert.equal((await store.getOperationContext(s.id, T0))?.keyedChargeId, null, 'no key asked');
+        assert.equal((await store.getOperationContext(s.id, T0, uid('idem')))?.keyedChargeId, null);
+      });
+
       // The only test calling listChargeLocks: it acts on every session. Its locks are taken far below T0.
       it('listChargeLocks: sessions owned by a charge since before a time, oldest first, up to the limit', async () => {
         const mine = [];
