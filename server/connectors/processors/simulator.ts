@@ -6,9 +6,11 @@ import { type ChargeRequest, type ChargeResult, type Processor, ProcessorError }
  * A deterministic test processor (like ActiveMerchant's bogus gateway),
  * following API.md section 11: the test cards' outcomes, `incorrect_cvc` for
  * any CVV but 123 (1234 for amex). It remembers its answers by idempotency
- * key for as long as the process lives, like a provider would.
+ * key, like a provider would: the last LEDGER_SIZE of them, for as long as
+ * the process lives (a bounded memory, whatever the traffic).
  */
 export class SimulatorProcessor implements Processor {
+  static readonly LEDGER_SIZE = 10_000;
   readonly name = 'simulator';
   readonly #ledger = new Map<string, ChargeResult>();
 
@@ -31,6 +33,8 @@ export class SimulatorProcessor implements Processor {
       };
     }
     this.#ledger.set(req.idempotencyKey, result);
+    // A Map iterates in insertion order: the first key is the oldest answer.
+    if (this.#ledger.size > SimulatorProcessor.LEDGER_SIZE) this.#ledger.delete(this.#ledger.keys().next().value!);
     return result;
   }
 
