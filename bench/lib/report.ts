@@ -1,4 +1,5 @@
 import { STEPS } from './flows.js';
+import { startFlags } from './start-flags.js';
 import type { Spread } from './stats.js';
 import type { BackgroundResult, BenchResults, ScenarioResult } from './types.js';
 
@@ -211,7 +212,7 @@ export function renderMarkdown(r: BenchResults): string {
   }
 
   out.push('## Method and settings', '');
-  out.push(`- The server under test is the built \`dist/server/main.js\` (\`npm run build\` first), started as its own process per scenario on a fresh database, with ${env}, `
+  out.push(`- The server under test is the built \`dist/server/main.js\` (\`npm run build\` first), run as \`npm start\` runs it (\`node ${startFlags().join(' ')} dist/server/main.js\`: the V8 heap settings of package.json's start script), started as its own process per scenario on a fresh database, with ${env}, `
     + '`PORT` a free port chosen by the runner. **`NODE_ENV` is unset** (not `production`): production refuses `CVVOPS_RATE_LIMIT=off`; otherwise the '
     + 'settings are production\'s (demo off, fixed master key). **Access logs were off** (`LOG_LEVEL=warn`: the per-request log line is at info level). '
     + '`CVVOPS_SQLITE_SYNCHRONOUS` is left at its default (`NORMAL` for ordinary writes; charge intents and outcomes wait for an fdatasync of the WAL that started after their commit, which is what `FULL` guarantees, shared by concurrent charges). '

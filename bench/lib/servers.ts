@@ -8,9 +8,11 @@ import {
   childPids, cpuSample, type CpuSample, freePort, onCleanup, peakRss, type Spawned, spawnTracked, stopProcess, trackChild,
   trackGrandchild, waitHttp,
 } from './proc.js';
+import { startFlags } from './start-flags.js';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 const MAIN = join(ROOT, 'dist', 'server', 'main.js');
+
 const CLI = join(ROOT, 'dist', 'server', 'cli.js');
 
 /** A fixed master key (32 bytes, base64): the benchmark's data is thrown away. */
@@ -161,7 +163,7 @@ export function createMerchant(databaseUrl: string): Promise<{ merchantId: strin
 export async function startCvvops(db: Database, opts: { workers?: number; nodeArgs?: string[]; env?: Record<string, string> } = {}): Promise<Server> {
   const workers = opts.workers ?? 1;
   const port = await freePort();
-  const proc = spawnTracked(process.execPath, [...(opts.nodeArgs ?? []), MAIN], {
+  const proc = spawnTracked(process.execPath, [...startFlags(), ...(opts.nodeArgs ?? []), MAIN], {
     cwd: ROOT, env: serverEnv(db.url, { ...opts.env, PORT: String(port), CVVOPS_WORKERS: String(workers) }),
   });
   await waitHttp(proc, port, '/readyz', (s) => s === 200, 'the cvvops server');

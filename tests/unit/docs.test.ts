@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { startFlags } from '../../bench/lib/start-flags.js';
 
 /** The README, .env.example and the code must say the same things. */
 describe('the documentation is true to the code', () => {
@@ -10,6 +11,13 @@ describe('the documentation is true to the code', () => {
     const sdk = readFileSync('public/sdk/v1/cvvops.js');
     const sri = `sha384-${createHash('sha384').update(sdk).digest('base64')}`;
     assert.ok(readme.includes(`integrity="${sri}"`), `README must state ${sri}`);
+  });
+
+  it("the README states the Node flags npm start runs the server with, and the benchmark runs it with them", () => {
+    const readme = readFileSync('README.md', 'utf8').replace(/\s+/g, ' ');
+    const flags = startFlags();
+    assert.ok(flags.some((f) => f.startsWith('--max-old-space-size=')), 'the heap is capped by default');
+    assert.ok(readme.includes(`node ${flags.join(' ')} dist/server/main.js`), `README must state: node ${flags.join(' ')} dist/server/main.js`);
   });
 
   it('every variable the configuration reads is in .env.example, and nothing else', () => {
