@@ -813,6 +813,8 @@ async function main(): Promise<void> {
     profile = await profileRun(engine);
     log(`  saved ${profile!.savedAs}; busy ${fmt(profile!.busyMs)} ms of ${fmt(profile!.sampledMs)} ms sampled. Heaviest functions by self time:`);
     for (const f of profile!.top) log(`    ${fmt(f.selfMs, 1).padStart(8)} ms ${fmt(f.percentOfBusy, 1).padStart(5)}%  ${f.functionName}  ${f.location}`);
+    log('  by layer:');
+    for (const l of profile!.layers) log(`    ${fmt(l.selfMs, 1).padStart(8)} ms ${fmt(l.percentOfBusy, 1).padStart(5)}%  ${l.layer}`);
   }
 
   for (const s of scenarios) {

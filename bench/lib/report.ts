@@ -209,6 +209,18 @@ export function renderMarkdown(r: BenchResults): string {
     out.push('| self ms | % of busy | function | where |', '|---:|---:|---|---|');
     for (const h of p.top) out.push(`| ${f(h.selfMs, 1)} | ${f(h.percentOfBusy, 1)} | \`${h.functionName}\` | ${h.location || '(native)'} |`);
     out.push('');
+    if (p.layers?.length) {
+      out.push('Self time by layer (better-sqlite3 runs statements natively: their time is the self time of the JavaScript that called them, the store and better-sqlite3\'s transaction wrapper):', '');
+      out.push('| layer | self ms | % of busy |', '|---|---:|---:|');
+      for (const l of p.layers) out.push(`| ${l.layer} | ${f(l.selfMs, 1)} | ${f(l.percentOfBusy, 1)} |`);
+      out.push('');
+    }
+    if (p.http?.length) {
+      out.push('The HTTP stack on the hot path, what each part costs (self time; each package of the Express stack as one line, our middleware and handlers by function):', '');
+      out.push('| self ms | % of busy | function | where |', '|---:|---:|---|---|');
+      for (const h of p.http) out.push(`| ${f(h.selfMs, 1)} | ${f(h.percentOfBusy, 2)} | \`${h.functionName}\` | ${h.location} |`);
+      out.push('');
+    }
   }
 
   out.push('## Method and settings', '');
