@@ -87,11 +87,11 @@ export async function createDeps(config: Config, log: Logger, opts: { clock?: Cl
   const merchants = new MerchantService(store, keyring, clock, { production: config.production, allowPrivateTargets: config.allowPrivateTargets, log });
   const cards = new CardService(store, keyring, clock, vault);
   const webhooks = new WebhookService(store, keyring, clock, { allowPrivate: config.allowPrivateTargets, log });
+  const idempotency = new IdempotencyService(store, keyring, clock);
   const sessions = new SessionService(store, tokens, vault, keyring, clock, {
-    publicBaseUrl: config.publicBaseUrl, publicOrigin: config.publicOrigin, log,
+    publicBaseUrl: config.publicBaseUrl, publicOrigin: config.publicOrigin, log, idempotency,
     prepareEvents: (merchantId, mode, events) => webhooks.prepare(merchantId, mode, events),
   });
-  const idempotency = new IdempotencyService(store, keyring, clock);
   const origins = new OriginRegistry(store, config.publicOrigin);
   await origins.refresh();
   const limits = opts.limits ?? await chooseLimits(config, store);

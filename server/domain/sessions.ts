@@ -2,7 +2,7 @@ import { hash } from 'node:crypto';
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type {
-  CardRecord, CvcSessionRecord, CvvRetention, CvvStatusRecord, Mode, Operation, OperationContextRecord, OperationResults, OperationWrite, OutboxRecord, SessionRecord,
+  CardRecord, CvcSessionRecord, IdempotencyRecord, CvvRetention, CvvStatusRecord, Mode, Operation, OperationContextRecord, OperationResults, OperationWrite, OutboxRecord, SessionRecord,
   SessionStatus, Store, TdsRecord,
 } from '../store/store.js';
 import type { WebhookEvent } from './webhooks.js';
@@ -13,6 +13,10 @@ import type { Keyring, Sealed } from './keyring.js';
 import type { MerchantContext } from './merchants.js';
 import { newJti, type SessionClaims, tokenHash, type TokenFailure, type TokenService } from './tokens.js';
 import type { Vault } from './vault.js';
+import type { IdempotencyService } from './idempotency.js';
+
+/** The endpoint an Idempotency-Key of create is scoped to (as the HTTP middleware scopes the others). */
+const CREATE_ENDPOINT = 'POST /CvvOperations';
 
 /** An operation needs the session's card: once deleted, nothing more can run (412). */
 function present(card: CardRecord | null): CardRecord {
@@ -124,6 +128,8 @@ export class SessionService {
     private readonly clock: Clock,
     private readonly opts: {
       publicBaseUrl: string; publicOrigin: string; log?: Logger;
+      /** Idempotency-Key on create: the record is read with the card and written with the session. */
+      idempotency?: IdempotencyService;
       /** Outbox rows for an operation's events (wired to WebhookService.prepare in deps.ts), written in its transaction. */
       prepareEvents?: (merchantId: string, mode: Mode, events: PendingEvent[]) => Promise<OutboxRecord[]>;
     },
@@ -133,8 +139,20 @@ export class SessionService {
     return s.status === 'active' && s.expiresAt <= this.clock.now() ? 'expired' : s.status;
   }
 
-  async create(m: MerchantContext, input: CreateSessionInput): Promise<Record<string, unknown>> {
-    const card = await this.store.getCard(m.merchant.id, m.mode, input.card);
+  /**
+   * POST /CvvOperations: one read (the card and, with an Idempotency-Key, the
+   * key's record) and one write (the session and the key's record with the
+   * response, in one transaction). A repeat of a keyed request gets the first
+   * response (`replayed`).
+   */
+  async create(m: MerchantContext, input: CreateSessionInput, opts: { idempotencyKey?: string } = {}): Promise<{ status: number; body: Record<string, unknown>; replayed: boolean }> {
+    const idem = opts.idempotencyKey !== undefined ? this.#keyed(m, opts.idempotencyKey, input) : null;
+    const read = () => this.store.getCreateContext({
+      merchantId: m.merchant.id, mode: m.mode, cardToken: input.card,
+      ...(idem ? { idempotency: { endpoint: idem.endpoint, key: idem.key, now: this.clock.now() } } : {}),
+    });
+    const { card, idempotency: found } = await read();
+    if (idem && found) return { ...idem.replay(found), replayed: true };
     if (!card) throw new AppError('invalid_card', 'No such card.');
     const ops = input.operations;
     if (ops.includes('charge') && !input.amount) throw new AppError('invalid_amount', 'An amount is required when charge is allowed.');
@@ -160,14 +178,33 @@ export class SessionService {
     };
     const token = await this.tokens.sign(this.claimsFor(s, card, s.jti, 0, undefined, {}));
     s.tokenHash = tokenHash(token);
-    await this.store.insertSession(s);
-    this.opts.log?.info({ audit: true, event: 'session.created', merchantId: m.merchant.id, session: s.id, jti: s.jti, mode: m.mode }, 'session created');
     const view = await this.view(s, card, false);
     const { results: _r, attempts: _a, cvv: _c, ...rest } = view;
-    return {
+    const body = {
       ...rest,
       token,
       formUrl: `${this.opts.publicBaseUrl}${form === 'hosted' ? '/hosted/cvv' : `/hosted/forms/${form}`}?session=${s.id}#token=${token}`,
+    };
+    if (!(await this.store.insertSession(s, idem?.record(201, body)))) {
+      // A concurrent request with the same key was written first: its response, or 409.
+      const again = (await read()).idempotency;
+      if (!idem || !again) throw new AppError('idempotency_key_reused', 'A request with this Idempotency-Key is still in progress.', { retryAfter: 1 });
+      return { ...idem.replay(again), replayed: true };
+    }
+    this.opts.log?.info({ audit: true, event: 'session.created', merchantId: m.merchant.id, session: s.id, jti: s.jti, mode: m.mode }, 'session created');
+    return { status: 201, body, replayed: false };
+  }
+
+  /** An Idempotency-Key of create: its scope (merchant, mode and endpoint), the request's fingerprint, and how to replay or record it. */
+  #keyed(m: MerchantContext, key: string, input: CreateSessionInput) {
+    const svc = this.opts.idempotency;
+    if (!svc) throw new Error('SessionService: an Idempotency-Key needs the IdempotencyService');
+    const endpoint = `${m.mode}:${CREATE_ENDPOINT}`;
+    const requestHash = svc.fingerprint(CREATE_ENDPOINT, input);
+    return {
+      endpoint, key,
+      replay: (found: IdempotencyRecord) => svc.replay(found, m.merchant.id, endpoint, key, requestHash) as { status: number; body: Record<string, unknown> },
+      record: (status: number, body: unknown) => svc.record(m.merchant.id, endpoint, key, requestHash, status, body),
     };
   }
 

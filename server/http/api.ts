@@ -34,7 +34,8 @@ export interface RouteDef<S extends z.ZodType | undefined = z.ZodType | undefine
   unknownId?: ErrorCode;
   /** Which error code a schema problem of a top-level field gets (default invalid_request). */
   fieldCodes?: Record<string, ErrorCode>;
-  idempotent?: boolean;
+  /** Idempotency-Key honoured: by the HTTP middleware (true), or by the use case itself, in its own units ('in-use-case'). */
+  idempotent?: boolean | 'in-use-case';
   responses: Record<number, { description: string; schema?: z.ZodType }>;
   handler: (req: Request, res: Response, ctx: HandlerContext<S extends z.ZodType ? z.infer<S> : undefined>) => Promise<void>;
 }
@@ -111,7 +112,7 @@ export class Api {
           }
           next();
         });
-        if (def.idempotent) chain.push(mw.idempotency(`${def.method.toUpperCase()} ${def.path}`));
+        if (def.idempotent === true) chain.push(mw.idempotency(`${def.method.toUpperCase()} ${def.path}`));
         chain.push(async (req, res) => {
           await def.handler(req, res, {
             body: req.body, merchant: res.locals.merchant, token: res.locals.sessionToken,

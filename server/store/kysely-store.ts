@@ -6,7 +6,7 @@ import { migrationProvider, type Engine } from './migrations.js';
 import type { CardsTable, ChargesTable, CvcSessionsTable, Database, MerchantSettingsTable, SessionsTable, WebhookEndpointsTable, WebhookOutboxTable } from './schema.js';
 import type {
   ApiKeyRecord, ChargeRecord, CustomFormRecord, OutboxRecord, TdsRecord, WebhookEndpointRecord, CardRecord, CvcRetention, CvcSessionRecord, CvvStatusRecord, IdempotencyRecord, MerchantRecord,
-  Mode, Operation, OperationContextRecord, SessionRecord, SessionStatus, SigningKeyRecord, Store,
+  Mode, NewIdempotencyRecord, Operation, OperationContextRecord, SessionRecord, SessionStatus, SigningKeyRecord, Store,
 } from './store.js';
 
 /** A sealed value in one column: its key version in the first byte. */
@@ -601,7 +601,7 @@ export class KyselyStore implements Store {
     return n;
   }
 
-  async insertSession(s: SessionRecord): Promise<void> {
+  async insertSession(s: SessionRecord, idempotency?: NewIdempotencyRecord): Promise<boolean> {
     const args = {
       id: s.id, merchant_id: s.merchantId, mode: s.mode, card_token: s.cardToken, operations: JSON.stringify(s.operations),
       amount_value: s.amount?.value ?? null, amount_currency: s.amount?.currency ?? null, reference: s.reference,
@@ -612,7 +612,43 @@ export class KyselyStore implements Store {
       results: JSON.stringify(s.results), replay_jti: null, replay_hash: null, replay_sealed: null, replay_at: null,
       charge_id: null, charge_at: null, expires_at: s.expiresAt, created_at: s.createdAt, updated_at: s.updatedAt,
     };
-    await this.#exec('insertSession', args, (a) => this.db.insertInto('sessions').values(a));
+    if (!idempotency) {
+      await this.#exec('insertSession', args, (a) => this.db.insertInto('sessions').values(a));
+      return true;
+    }
+    const db = this.db;
+    const i = idempotency;
+    const key = { merchantId: s.merchantId, endpoint: i.endpoint, key: i.key };
+    return this.#transaction(function* (): Unit<boolean> {
+      yield prepared('unit:dropExpiredIdempotency', { ...key, now: i.now }, (a) => db.deleteFrom('idempotency_keys')
+        .where('merchant_id', '=', a.merchantId).where('endpoint', '=', a.endpoint).where('idem_key', '=', a.key).where('expires_at', '<=', a.now));
+      const taken = yield prepared('unit:insertIdempotency', {
+        merchant_id: s.merchantId, endpoint: i.endpoint, idem_key: i.key, request_hash: i.requestHash, status: i.status,
+        response_sealed: pack(i.responseSealed), created_at: i.now, expires_at: i.expiresAt,
+      }, (a) => db.insertInto('idempotency_keys').values(a).onConflict((oc) => oc.columns(['merchant_id', 'endpoint', 'idem_key']).doNothing()));
+      if (taken.affected !== 1) throw new Rollback(false);
+      yield prepared('unit:insertSession', args, (a) => db.insertInto('sessions').values(a));
+      return true;
+    });
+  }
+
+  async getCreateContext(p: Parameters<Store['getCreateContext']>[0]): ReturnType<Store['getCreateContext']> {
+    const i = p.idempotency;
+    const args = { token: p.cardToken, merchantId: p.merchantId, mode: p.mode, ...(i ? { endpoint: i.endpoint, key: i.key, now: i.now } : {}) };
+    const { rows: [r] } = await this.#exec(`getCreateContext:${!!i}`, args, (a) => ({
+      compile: () => sql<Record<string, any>>`
+        SELECT c.*, ${i ? sql`k.request_hash AS k_request_hash, k.status AS k_status, k.response_sealed AS k_response_sealed` : sql`NULL AS k_request_hash`}
+        FROM (SELECT 1 AS one) o
+        LEFT JOIN cards c ON c.token = ${a.token} AND c.merchant_id = ${a.merchantId} AND c.mode = ${a.mode}
+        ${i ? sql`LEFT JOIN idempotency_keys k ON k.merchant_id = ${a.merchantId} AND k.endpoint = ${a.endpoint} AND k.idem_key = ${a.key} AND k.expires_at > ${a.now}` : sql``}`
+        .compile(this.db),
+    }));
+    const card = r && r.token !== null ? toCard(r as Selectable<CardsTable>) : null;
+    const idempotency = r && r.k_request_hash !== null ? {
+      requestHash: r.k_request_hash as string, status: r.k_status === null ? null : Number(r.k_status),
+      responseSealed: r.k_response_sealed ? unpack(r.k_response_sealed) : null,
+    } : null;
+    return { card, idempotency };
   }
 
   async getSession(merchantId: string, mode: Mode, id: string): Promise<SessionRecord | null> {

@@ -122,6 +122,17 @@ export interface SessionRecord {
   updatedAt: number;
 }
 
+/** A completed Idempotency-Key record, written with what the request created. */
+export interface NewIdempotencyRecord {
+  endpoint: string;
+  key: string;
+  requestHash: string;
+  status: number;
+  responseSealed: Sealed;
+  now: number;
+  expiresAt: number;
+}
+
 export interface IdempotencyRecord {
   requestHash: string;
   /** null while the first request is still being handled. */
@@ -294,7 +305,19 @@ export interface Store {
   /** Changes one mode's settings only. */
   updateMerchant(id: string, mode: Mode, patch: Partial<Pick<MerchantRecord, 'allowedOrigins' | 'allowedProxyTargets' | 'processor' | 'cvvBlockThreshold' | 'cvcSessionTtlSeconds'>>, now: number): Promise<MerchantRecord | null>;
 
-  insertSession(s: SessionRecord): Promise<void>;
+  /**
+   * Stores a new session. With `idempotency`: in the same transaction, the
+   * completed Idempotency-Key record of the request that created it (an
+   * expired one of the same key replaced); false, and nothing written, when
+   * another request holds that key.
+   */
+  insertSession(s: SessionRecord, idempotency?: NewIdempotencyRecord): Promise<boolean>;
+  /**
+   * What POST /CvvOperations reads, in one statement: the card (of this
+   * merchant and mode) and, for a keyed request, the live Idempotency-Key
+   * record of `endpoint` (expired ones are absent).
+   */
+  getCreateContext(p: { merchantId: string; mode: Mode; cardToken: string; idempotency?: { endpoint: string; key: string; now: number } }): Promise<{ card: CardRecord | null; idempotency: IdempotencyRecord | null }>;
   getSession(merchantId: string, mode: Mode, id: string): Promise<SessionRecord | null>;
   /** By id only: the merchant comes from a verified token, and the caller compares it. */
   getSessionById(id: string): Promise<SessionRecord | null>;

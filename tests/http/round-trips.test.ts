@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type { Kysely } from 'kysely';
 import request from 'supertest';
+import type { Database } from '../../server/store/schema.js';
 import type { KyselyStore } from '../../server/store/kysely-store.js';
 import { auth, collect, type Harness, makeCard, makeHarness, makeMerchant, makeSession, type TestMerchant } from '../helpers/harness.js';
 
@@ -102,11 +104,37 @@ describe('round trips per operation', () => {
     assert.equal(again.headers['idempotent-replayed'], 'true');
   });
 
-  it('create: reported (its card read, the session written)', async () => {
+  it('create with an Idempotency-Key: one read (the card and the key), one transaction (the session and the key with its response); a retry is one read', async () => {
     const card = await makeCard(h, m.testKey);
-    const got = await measure('create', () => request(h.app).post('/CvvOperations').set(auth(m.testKey))
-      .send({ card, operations: ['collectCvv', 'threeDS', 'charge'], amount: { value: 1999, currency: 'EUR' } }));
-    assert.ok(got.includes('insertSession'));
-    assert.ok(got.length <= 3, got.join(', '));
+    const body = { card, operations: ['collectCvv', 'threeDS', 'charge'], amount: { value: 1999, currency: 'EUR' } };
+    const key = `create-${card}`;
+    let first!: request.Response;
+    assert.deepEqual(await measure('create (keyed)', async () => (first = await request(h.app).post('/CvvOperations').set(auth(m.testKey)).set('Idempotency-Key', key).send(body))),
+      ['getCreateContext', 'insertSession']);
+    let again!: request.Response;
+    assert.deepEqual(await measure('create (retry)', async () => (again = await request(h.app).post('/CvvOperations').set(auth(m.testKey)).set('Idempotency-Key', key).send(body))),
+      ['getCreateContext']);
+    assert.equal(again.status, 201);
+    assert.deepEqual(again.body, first.body);
+    assert.equal(again.headers['idempotent-replayed'], 'true');
+  });
+
+  it('create with one Idempotency-Key sent 8 times at once: one session, and every answer is its response', async () => {
+    const card = await makeCard(h, m.testKey);
+    const body = { card, operations: ['collectCvv'] };
+    const all = await Promise.all(Array.from({ length: 8 }, () => request(h.app).post('/CvvOperations').set(auth(m.testKey)).set('Idempotency-Key', `burst-${card}`).send(body)));
+    const ok = all.filter((r) => r.status === 201);
+    for (const r of all) assert.ok(r.status === 201 || (r.status === 409 && r.body.error.code === 'idempotency_key_reused'), `${r.status} ${JSON.stringify(r.body)}`);
+    assert.ok(ok.length >= 1);
+    assert.equal(new Set(ok.map((r) => r.body.id)).size, 1, 'one session id in every 201');
+    const db = (h.deps.store as unknown as { db: Kysely<Database> }).db;
+    const rows = await db.selectFrom('sessions').select('id').where('card_token', '=', card).execute();
+    assert.equal(rows.length, 1, 'one session stored');
+  });
+
+  it('create: one read (the card), one write (the session)', async () => {
+    const card = await makeCard(h, m.testKey);
+    assert.deepEqual(await measure('create', () => request(h.app).post('/CvvOperations').set(auth(m.testKey))
+      .send({ card, operations: ['collectCvv', 'threeDS', 'charge'], amount: { value: 1999, currency: 'EUR' } })), ['getCreateContext', 'insertSession']);
   });
 });

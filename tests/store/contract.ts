@@ -481,6 +481,44 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(await store.getOperationContext(uid('cvo'), T0), null);
       });
 
+      it('getCreateContext: the card of the merchant and mode and, for a key, its live record, in one read', async () => {
+        const card = cardRec(mA.id);
+        await store.insertCard(card);
+        const endpoint = 'test:POST /CvvOperations';
+        const key = uid('idem');
+        let got = await store.getCreateContext({ merchantId: mA.id, mode: 'test', cardToken: card.token, idempotency: { endpoint, key, now: T0 } });
+        assert.deepEqual(got.card, await store.getCard(mA.id, 'test', card.token));
+        assert.equal(got.idempotency, null);
+        assert.equal((await store.getCreateContext({ merchantId: mA.id, mode: 'live', cardToken: card.token })).card, null, 'another mode');
+        assert.equal((await store.getCreateContext({ merchantId: mA.id, mode: 'test', cardToken: uid('tok') })).card, null);
+        const resp = sealed();
+        const s = sessionRec(mA.id, { cardToken: card.token });
+        const rec = { endpoint, key, requestHash: 'h1', status: 201, responseSealed: resp, now: T0, expiresAt: T0 + 1000 };
+        assert.equal(await store.insertSession(s, rec), true);
+        got = await store.getCreateContext({ merchantId: mA.id, mode: 'test', cardToken: card.token, idempotency: { endpoint, key, now: T0 } });
+        assert.equal(got.idempotency?.requestHash, 'h1');
+        assert.equal(got.idempotency?.status, 201);
+        assertSealed(got.idempotency?.responseSealed ?? undefined, resp, 'response');
+        assert.equal((await store.getCreateContext({ merchantId: mA.id, mode: 'test', cardToken: card.token, idempotency: { endpoint, key, now: T0 + 1000 } })).idempotency, null, 'expired ones are absent');
+        assert.equal((await store.getCreateContext({ merchantId: mA.id, mode: 'test', cardToken: card.token, idempotency: { endpoint: 'live:POST /CvvOperations', key, now: T0 } })).idempotency, null, 'scoped by endpoint');
+      });
+
+      it('insertSession with a key: the session and the record in one transaction; a key held by another request writes nothing; an expired one is replaced', async () => {
+        const endpoint = 'test:POST /CvvOperations';
+        const key = uid('idem');
+        const rec = (over: object = {}) => ({ endpoint, key, requestHash: 'h', status: 201, responseSealed: sealed(), now: T0, expiresAt: T0 + 1000, ...over });
+        const first = sessionRec(mA.id);
+        assert.equal(await store.insertSession(first, rec()), true);
+        const second = sessionRec(mA.id);
+        assert.equal(await store.insertSession(second, rec({ requestHash: 'other' })), false);
+        assert.equal(await store.getSessionById(second.id), null, 'nothing of the losing request was written');
+        assert.deepEqual(await store.getSessionById(first.id), first);
+        const later = sessionRec(mA.id);
+        assert.equal(await store.insertSession(later, rec({ requestHash: 'h2', now: T0 + 1000, expiresAt: T0 + 5000 })), true, 'the expired record is replaced');
+        const got = await store.getCreateContext({ merchantId: mA.id, mode: 'test', cardToken: later.cardToken, idempotency: { endpoint, key, now: T0 + 1000 } });
+        assert.equal(got.idempotency?.requestHash, 'h2');
+      });
+
       it('getSession is scoped by merchant and mode; getSessionById by id only', async () => {
         const s = await newSession();
         assert.equal(await store.getSession(mB.id, 'test', s.id), null, 'another merchant');

@@ -166,7 +166,7 @@ export function hostedRoutes(app: Express, d: Deps): void {
     if (!body.success) throw new AppError('invalid_request', 'Pick one of the demo cards.');
     const m = await d.merchants.authenticate(await demoKey());
     const card = await d.cards.tokenize(m, { number: new Secret(body.data.card), expMonth: 12, expYear: new Date(d.clock.now()).getUTCFullYear() + 4 });
-    const session = await d.sessions.create(m, {
+    const { body: session } = await d.sessions.create(m, {
       // A checkout to copy: the charge needs a successful 3-D Secure (Y or A); after N the server refuses it (409).
       card: card.token, operations: ['collectCvv', 'threeDS', 'charge'], amount: { value: 1999, currency: 'EUR' }, require3DS: true, reference: 'demo-order',
     });

@@ -1,5 +1,6 @@
 import type { Deps } from '../../deps.js';
 import type { Api } from '../api.js';
+import { IdempotencyService } from '../../domain/idempotency.js';
 import {
   CreateSessionBody, CreatedSession, Session, TokenResponse, ValidateTokenBody, ValidateTokenResponse,
 } from '../schemas.js';
@@ -8,10 +9,15 @@ import {
 export function sessionRoutes(api: Api, d: Deps): void {
   api.add({
     method: 'post', path: '/CvvOperations', tag: 'Sessions', auth: 'merchant', summary: 'Start an operations session',
-    body: CreateSessionBody, idempotent: true, fieldCodes: { amount: 'invalid_amount', card: 'invalid_card' },
+    // The Idempotency-Key's record is read and written by the use case, in its own read and transaction.
+    body: CreateSessionBody, idempotent: 'in-use-case', fieldCodes: { amount: 'invalid_amount', card: 'invalid_card' },
     responses: { 201: { description: 'The session and its first token.', schema: CreatedSession } },
-    handler: async (_req, res, { body, merchant }) => {
-      res.status(201).json(await d.sessions.create(merchant, body));
+    handler: async (req, res, { body, merchant }) => {
+      const key = req.get('idempotency-key');
+      if (key !== undefined) IdempotencyService.checkKey(key);
+      const r = await d.sessions.create(merchant, body, key !== undefined ? { idempotencyKey: key } : {});
+      if (r.replayed) res.setHeader('Idempotent-Replayed', 'true');
+      res.status(r.status).json(r.body);
     },
   });
 
