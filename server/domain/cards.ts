@@ -1,6 +1,6 @@
 import { AppError } from '../errors.js';
 import { Secret } from '../secret.js';
-import type { CardRecord, Mode, Store } from '../store/store.js';
+import type { CardRecord, Store } from '../store/store.js';
 import type { Clock } from './clock.js';
 import { newId } from './ids.js';
 import type { Keyring } from './keyring.js';

@@ -60,7 +60,7 @@ export class ChargeService {
 
   /** Checks that must pass before the token is touched (each a 4xx that leaves the token current). */
   async prepare(ctx: ReadContext, body: ChargeBody): Promise<ChargePlan> {
-    const { session, merchant, card } = ctx;
+    const { session, merchant } = ctx;
     const ceiling = session.amount;
     if (!ceiling) throw new AppError('invalid_amount', 'The session has no amount to charge.');
     const amount = body.amount ?? ceiling;

@@ -398,7 +398,7 @@ export class SessionService {
     if (!p.claim) {
       const work = await p.work({ ...ctx, newJti: jti });
       const results: OperationResults = { ...s.results, [p.op]: work.claim };
-      const response = await this.#respond(s, card, claims, p.token, jti, results, work);
+      const response = await this.#respond(s, card, p.token, jti, results, work);
       const now = this.clock.now();
       const events = work.events?.length ? await (this.opts.prepareEvents?.(s.merchantId, s.mode, work.events) ?? []) : [];
       const done = await this.store.commitOperation({
@@ -422,7 +422,7 @@ export class SessionService {
       throw err;
     }
     const results: OperationResults = { ...s.results, [p.op]: work.claim };
-    const response = await this.#respond(s, card, claims, p.token, jti, results, work);
+    const response = await this.#respond(s, card, p.token, jti, results, work);
     const at = this.clock.now();
     const unit: FinishUnit = {
       jti, results, tokenHash: tokenHash(response.token), now: at, complete: work.complete === true,
@@ -440,7 +440,7 @@ export class SessionService {
   }
 
   /** The operation's response: its result, the next token (signed now), the session's status. */
-  async #respond(s: SessionRecord, card: CardRecord, claims: SessionClaims, token: string, jti: string, results: OperationResults, work: OperationWork): Promise<OperationResponse> {
+  async #respond(s: SessionRecord, card: CardRecord, token: string, jti: string, results: OperationResults, work: OperationWork): Promise<OperationResponse> {
     const next = await this.tokens.sign(this.claimsFor(s, card, jti, s.seq + 1, tokenHash(token), results));
     return { result: work.result, token: next, session: { status: work.complete ? 'completed' : this.status(s) } };
   }

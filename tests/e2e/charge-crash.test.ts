@@ -396,7 +396,7 @@ describe('a charge interrupted by a server crash (real server process, SQLite, h
 
   it('the charge never reached the provider\'s books (lookup 404): the retry answers error and never resends', { timeout: 60_000 }, async () => {
     server ??= await startServer(env);
-    const { sessionId, token } = await readySession();
+    const { token } = await readySession();
     const key = `lost-${randomBytes(6).toString('hex')}`;
     const postsBefore = provider.posts.length;
     const lookupsBefore = provider.lookups.length;

@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Kysely } from 'kysely';
 import request from 'supertest';
 import type { Database } from '../../server/store/schema.js';
-import { auth, collect, type Harness, makeCard, makeHarness, makeMerchant, makeSession, TEST_CARD, type TestMerchant } from '../helpers/harness.js';
+import { auth, collect, type Harness, makeHarness, makeMerchant, makeSession, TEST_CARD, type TestMerchant } from '../helpers/harness.js';
 
 /** API.md section 11. */
 const TEST_CARDS: Array<[string, string]> = [

@@ -138,7 +138,7 @@ describe('HTTP conventions (API.md section 2, SECURITY.md "HTTP")', () => {
       const seen = new Set<string>();
       for (const id of bad) {
         const res = await request(h.app).get('/Cards/tok_nope').set('X-Request-Id', id);
-        const got = res.headers['x-request-id'];
+        const got = res.headers['x-request-id'] ?? '';
         assert.match(got, /^req_[A-Za-z0-9_-]{22,}$/, `${JSON.stringify(id)} → ${got}`);
         assert.notEqual(got, id);
         assertError(res, 401, 'unauthenticated', id);
@@ -147,9 +147,9 @@ describe('HTTP conventions (API.md section 2, SECURITY.md "HTTP")', () => {
       assert.equal(seen.size, bad.length, 'each request gets a new id');
       // No header at all, and an empty header: a new id too.
       const none = await request(h.app).get('/healthz');
-      assert.match(none.headers['x-request-id'], /^req_[A-Za-z0-9_-]{22,}$/);
+      assert.match(none.headers['x-request-id'] ?? '', /^req_[A-Za-z0-9_-]{22,}$/);
       const empty = await request(h.app).get('/healthz').set('X-Request-Id', '');
-      assert.match(empty.headers['x-request-id'], /^req_[A-Za-z0-9_-]{22,}$/);
+      assert.match(empty.headers['x-request-id'] ?? '', /^req_[A-Za-z0-9_-]{22,}$/);
     });
 
     it('replaces non-ASCII (UTF-8 bytes on the wire) and over-long values', async () => {
@@ -435,7 +435,7 @@ describe('HTTP conventions (API.md section 2, SECURITY.md "HTTP")', () => {
       for (const [i, make] of cases.entries()) {
         const res = await make();
         assertError(res, 404, 'not_found', `case ${i}`);
-        assert.match(res.headers['content-type'], /^application\/json/);
+        assert.match(res.headers['content-type'] ?? '', /^application\/json/);
       }
     });
 
@@ -579,7 +579,7 @@ describe('HTTP conventions (API.md section 2, SECURITY.md "HTTP")', () => {
     it('GET /openapi.json is an OpenAPI 3.1 document listing every path the app serves', async () => {
       const res = await request(h.app).get('/openapi.json');
       assert.equal(res.status, 200);
-      assert.match(res.headers['content-type'], /^application\/json/);
+      assert.match(res.headers['content-type'] ?? '', /^application\/json/);
       const doc = res.body;
       assert.match(doc.openapi, /^3\.1\.\d+$/);
       assert.equal(typeof doc.info?.title, 'string');
@@ -710,7 +710,7 @@ describe('HTTP conventions (API.md section 2, SECURITY.md "HTTP")', () => {
       await request(h.app).get(`/${m.testKey}`);
       const res = await request(h.app).get('/metrics');
       assert.equal(res.status, 200);
-      assert.match(res.headers['content-type'], /^text\/plain/);
+      assert.match(res.headers['content-type'] ?? '', /^text\/plain/);
       const text = res.text;
       assert.match(text, /^# HELP cvvops_http_requests_total /m);
       assert.match(text, /^# TYPE cvvops_http_requests_total counter$/m);

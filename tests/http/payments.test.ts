@@ -105,10 +105,10 @@ describe('3-D Secure and charges (simulators)', () => {
     const path = `/hosted/3ds/${r.body.result.transactionId}`;
     const page = await request(h.app).get(path);
     assert.equal(page.status, 200);
-    assert.match(page.headers['content-type'], /html/);
+    assert.match(page.headers['content-type'] ?? '', /html/);
     assert.match(page.text, /<form method="post" action="\/hosted\/3ds\/tds_/);
-    assert.match(page.headers['content-security-policy'], /frame-ancestors 'self' https:\/\/shop\.example/);
-    assert.doesNotMatch(page.headers['content-security-policy'], /unsafe-inline/);
+    assert.match(page.headers['content-security-policy'] ?? '', /frame-ancestors 'self' https:\/\/shop\.example/);
+    assert.doesNotMatch(page.headers['content-security-policy'] ?? '', /unsafe-inline/);
     const done = await request(h.app).post(path).type('form').send({ code: '123456' });
     assert.equal(done.status, 200);
     assert.match(done.text, /data-cvvops-3ds-status="Y"/);

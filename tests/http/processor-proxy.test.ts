@@ -296,7 +296,7 @@ describe('http processor: settings and charges through a local fake provider', (
 
   it('a provider that closes the connection is an error result (HTTP 200, token rotated)', async () => {
     const { token } = await flow();
-    p.reset((req, res) => res.socket?.destroy());
+    p.reset((_req, res) => res.socket?.destroy());
     const r = await op(h, 'charge', token);
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.equal(r.body.result.status, 'error');
@@ -484,7 +484,7 @@ describe('POST /proxy through a local fake provider', () => {
     assert.equal(r.status, 201, r.text);
     assert.deepEqual(JSON.parse(r.text), { id: 'tok_psp_1', ok: true });
     assert.equal(r.headers['x-psp-request'], 'psp-req-9');
-    assert.match(r.headers['content-type'], /application\/json/);
+    assert.match(r.headers['content-type'] ?? '', /application\/json/);
     assert.equal(r.headers['proxy-authenticate'], undefined, 'a hop-by-hop header came back');
     assert.notEqual(r.headers['keep-alive'], 'timeout=77', "the provider's Keep-Alive came back");
 

@@ -3,7 +3,7 @@ import { createHmac, generateKeyPairSync, type KeyObject, sign } from 'node:cryp
 import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
 import { CvvOps, CvvOpsError, type TokenFailureReason } from '../../packages/node/src/index.js';
-import { auth, decodeJws, makeHarness, TEST_CARD, type Harness, type TestMerchant } from '../helpers/harness.js';
+import { auth, decodeJws, makeHarness, TEST_CARD, type TestMerchant } from '../helpers/harness.js';
 import { json, merchantOf, serve, type Served, StubServer } from './helpers.js';
 
 /** issue 17: verifyToken, offline verification of session tokens with the JWKS (API.md section 10, SECURITY.md). */
