@@ -656,7 +656,7 @@ async function backgroundScenario(): Promise<BackgroundResult> {
       await scrapeEventLoop(server.port); // prom-client's histogram restarts here: the window begins
       const cpu0 = server.cpu();
       const t0 = performance.now();
-      const reader = new Sqlite(db.file!, { readonly: true, fileMustExist: true });
+      const reader = new Sqlite(db.file, { readonly: true, fileMustExist: true });
       let drain: { drained: boolean; done: BackgroundResult['done'] };
       let left: BackgroundResult['left'];
       try {

@@ -2,13 +2,14 @@ import express, { type Express, type NextFunction, type Request, type Response }
 import helmet from 'helmet';
 import { AppError } from './errors.js';
 import type { Deps } from './deps.js';
+import type { MerchantContext } from './domain/merchants.js';
 import { Api } from './http/api.js';
 import { merchantAuth, sessionAuth } from './http/auth.js';
 import { operationCors } from './http/cors.js';
 import { idempotency } from './http/idempotency.js';
 import { Metrics } from './http/metrics.js';
 import {
-  errorHandler, jsonBody, notFound, refuseContentEncoding, refuseDuplicateHeaders, refuseKeysInQuery, refuseUndecodablePath, requestId,
+  errorHandler, jsonBody, notFound, refuseContentEncoding, refuseDuplicateHeaders, refuseKeysInQuery, refuseUndecodablePath, requestId, routePath,
 } from './http/middleware.js';
 import { cardRoutes } from './http/routes/cards.js';
 import { merchantRoutes } from './http/routes/merchant.js';
@@ -106,10 +107,11 @@ function requestContext(d: Deps, metrics: Metrics) {
     const t0 = performance.now();
     res.on('finish', () => {
       const ms = performance.now() - t0;
-      const route = req.route?.path ? `${req.baseUrl}${req.route.path}` : 'unmatched';
+      const matched = routePath(req);
+      const route = matched ? `${req.baseUrl}${matched}` : 'unmatched';
       metrics.observe(req.method, route, res.statusCode, ms / 1000);
       if (logRequests) {
-        d.log.info({ requestId: res.locals.requestId, method: req.method, route, status: res.statusCode, ms, merchantId: res.locals.merchant?.merchant?.id }, 'request');
+        d.log.info({ requestId: res.locals.requestId, method: req.method, route, status: res.statusCode, ms, merchantId: (res.locals.merchant as MerchantContext | undefined)?.merchant.id }, 'request');
       }
     });
     res.setHeader('Cache-Control', 'no-store');

@@ -83,7 +83,7 @@ async function main(): Promise<void> {
       server.close();
       server.closeIdleConnections();
       setTimeout(() => server?.closeAllConnections(), 10_000).unref();
-      await new Promise<void>((r) => server!.once('close', () => r()));
+      await new Promise<void>((r) => server.once('close', () => r()));
     }
     await deps.close();
     process.exit(0);

@@ -128,7 +128,7 @@ export function evaluateTargets(r: BenchResults): TargetResult[] {
         const growthOk = k.growth <= 0.1;
         out.push({
           target, requirement,
-          measured: `${peakText}; soak ${k.seconds.toFixed(0)} s at ${soak!.rate.median.toFixed(0)} flows/s: RSS ${(first!.rss / MB).toFixed(0)} MB at ${first!.endSeconds.toFixed(0)} s → `
+          measured: `${peakText}; soak ${k.seconds.toFixed(0)} s at ${soak.rate.median.toFixed(0)} flows/s: RSS ${(first!.rss / MB).toFixed(0)} MB at ${first!.endSeconds.toFixed(0)} s → `
             + `${(last!.rss / MB).toFixed(0)} MB at ${last!.endSeconds.toFixed(0)} s (${k.growth >= 0 ? '+' : ''}${(k.growth * 100).toFixed(1)} %)`
             + `${full ? '' : ' (a shortened soak: --soak-duration)'}`,
           status: !peakOk || (full && !growthOk) ? 'not met' : full ? 'met' : 'not measured',

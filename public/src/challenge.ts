@@ -7,7 +7,7 @@ import type { FromChallenge } from './protocol';
 
 const root = document.querySelector<HTMLElement>('[data-cvvops-challenge]');
 if (root) {
-  const allowed: string[] = JSON.parse(root.dataset.allowedOrigins ?? '[]');
+  const allowed = JSON.parse(root.dataset.allowedOrigins ?? '[]') as string[];
   const fromHash = new URLSearchParams(location.hash.slice(1)).get('origin');
   const field = document.querySelector<HTMLInputElement>('input[name="origin"]');
   if (field && fromHash && allowed.includes(fromHash)) field.value = fromHash;

@@ -20,7 +20,7 @@ function step(title: string, data: unknown, token?: string): void {
     const claims = decodeClaims(token);
     const t = document.createElement('details');
     const s = document.createElement('summary');
-    s.textContent = `Token seq ${claims?.seq} (claims)`;
+    s.textContent = `Token seq ${String(claims?.seq)} (claims)`;
     const p = document.createElement('pre');
     p.textContent = JSON.stringify(claims, null, 2);
     t.append(s, p);
@@ -30,19 +30,24 @@ function step(title: string, data: unknown, token?: string): void {
   li.scrollIntoView({ block: 'nearest' });
 }
 
-async function backend(path: string, body: unknown): Promise<any> {
+/** What the demo's two server endpoints answer (the fields this page shows). */
+interface DemoSession { id: string; card: string; operations: string[]; amount: unknown; token: string }
+interface DemoValidation { valid: boolean; current?: boolean; session?: { status?: string }; claims?: { res?: { charge?: { status?: string } } } }
+
+async function backend<T>(path: string, body: unknown): Promise<T> {
   const r = await fetch(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  const json = await r.json();
-  if (!r.ok) throw new Error(json?.error?.message ?? r.statusText);
+  const json = (await r.json()) as (T & { error?: { message?: string } }) | null;
+  if (!r.ok || json === null) throw new Error(json?.error?.message ?? r.statusText);
   return json;
 }
 
-start.addEventListener('click', async () => {
+start.addEventListener('click', () => void begin());
+async function begin(): Promise<void> {
   start.disabled = true;
   log.replaceChildren();
   form?.destroy();
   try {
-    const session = await backend('/demo/api/checkout', { card: cardSelect.value });
+    const session = await backend<DemoSession>('/demo/api/checkout', { card: cardSelect.value });
     step('Merchant server: card on file and POST /CvvOperations', { card: session.card, session: session.id, operations: session.operations, amount: session.amount }, session.token);
     form = await CvvOps.mount('#cvv', { token: session.token, locale: document.documentElement.lang });
     form.on('change', ({ valid }: { valid: boolean }) => (pay.disabled = !valid));
@@ -52,9 +57,10 @@ start.addEventListener('click', async () => {
   } finally {
     start.disabled = false;
   }
-});
+}
 
-pay.addEventListener('click', async () => {
+pay.addEventListener('click', () => void checkout());
+async function checkout(): Promise<void> {
   if (!form) return;
   pay.disabled = true;
   const show = (title: string, r: OperationResponse) => step(title, r.result, r.token);
@@ -69,11 +75,12 @@ pay.addEventListener('click', async () => {
       return;
     }
     show('Browser: charge', await form.charge());
-    const v = await backend('/demo/api/validate', { token: form.token });
+    const v = await backend<DemoValidation>('/demo/api/validate', { token: form.token });
     step('Merchant server: validateToken', { valid: v.valid, current: v.current, status: v.session?.status, charge: v.claims?.res?.charge });
     $('#outcome').textContent = v.claims?.res?.charge?.status === 'approved' ? 'Paid. The merchant\'s server has verified it.' : 'Not paid: see the steps.';
-  } catch (e: any) {
-    step('Error', { code: e?.code, status: e?.status, message: e?.message });
+  } catch (e: unknown) {
+    const err = e as { code?: string; status?: number; message?: string } | null;
+    step('Error', { code: err?.code, status: err?.status, message: err?.message });
     pay.disabled = false;
   }
-});
+}

@@ -7,6 +7,12 @@
 import { type ApiErrorShape, decodeClaims, type FromForm, type Method, safeTheme, type ToForm } from './protocol';
 import { pickLocale, strings } from './i18n';
 
+/** An API answer as this runtime reads it: the rotated token, the operation's result; the rest passed on as it is. */
+interface ApiAnswer extends Record<string, unknown> {
+  token?: unknown;
+  result?: Record<string, unknown>;
+}
+
 const root = document.querySelector<HTMLElement>('[data-cvvops-root]');
 if (root) start(root);
 
@@ -15,7 +21,7 @@ function start(rootEl: HTMLElement): void {
   // The token leaves the address bar at once (no history, no copy-paste).
   history.replaceState(null, '', location.pathname + location.search);
   let token = params.get('token') ?? '';
-  const allowed: string[] = JSON.parse(rootEl.dataset.allowedOrigins ?? '[]');
+  const allowed = JSON.parse(rootEl.dataset.allowedOrigins ?? '[]') as string[];
   const wantedParent = params.get('origin');
   const parentOrigin = wantedParent && allowed.includes(wantedParent) && window.parent !== window ? wantedParent : null;
   const locale = pickLocale(params.get('locale') ?? rootEl.dataset.locale);
@@ -31,7 +37,8 @@ function start(rootEl: HTMLElement): void {
 
   const claims = decodeClaims(token);
   const cvvLength: number = claims?.card?.cvvLength === 4 ? 4 : 3;
-  const brand: string = typeof claims?.card?.brand === 'string' ? claims.card.brand : 'unknown';
+  const claimedBrand = claims?.card?.brand;
+  const brand: string = typeof claimedBrand === 'string' ? claimedBrand : 'unknown';
 
   const input = ensureInput(rootEl.querySelector<HTMLElement>('[data-cvvops="cvv"]'));
   const message = rootEl.querySelector<HTMLElement>('[data-cvvops="message"]');
@@ -93,15 +100,15 @@ function start(rootEl: HTMLElement): void {
     });
   }
 
-  async function api(path: string, body: unknown, extraHeaders: Record<string, string> = {}): Promise<any> {
+  async function api(path: string, body: unknown, extraHeaders: Record<string, string> = {}): Promise<ApiAnswer> {
     const res = await fetch(path, {
       method: 'POST', credentials: 'omit', cache: 'no-store',
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...extraHeaders },
       body: JSON.stringify(body),
     });
-    const json = await res.json().catch(() => ({}));
+    const json = ((await res.json().catch(() => ({}))) ?? {}) as ApiAnswer & { error?: { code?: string; message?: string } };
     if (!res.ok) {
-      const err: ApiErrorShape = { code: json?.error?.code ?? 'internal_error', status: res.status, message: json?.error?.message ?? res.statusText };
+      const err: ApiErrorShape = { code: json.error?.code ?? 'internal_error', status: res.status, message: json.error?.message ?? res.statusText };
       throw err;
     }
     if (typeof json.token === 'string') {
@@ -131,7 +138,8 @@ function start(rootEl: HTMLElement): void {
         setInvalid(true);
         say(t.invalid(cvvLength), 'error');
         input.focus();
-        throw { code: 'invalid_cvv', status: 400, message: t.invalid(cvvLength) } satisfies ApiErrorShape;
+        const invalid: ApiErrorShape = { code: 'invalid_cvv', status: 400, message: t.invalid(cvvLength) };
+        throw invalid;
       }
       say(t.working, 'info');
       const r = await api('/CvvOperations/collectCvv', { cvv: input.value });

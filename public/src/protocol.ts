@@ -24,14 +24,24 @@ export type FromChallenge =
   /** The shopper pressed Escape inside the challenge frame (keys there never reach the merchant page). */
   | { type: 'cvvops:3ds-cancel'; transactionId: string };
 
+/** The claims the browser code reads from a session token (display hints only), each unknown until checked. */
+export interface TokenHints extends Record<string, unknown> {
+  iss?: unknown;
+  sub?: unknown;
+  form?: unknown;
+  seq?: unknown;
+  card?: { cvvLength?: unknown; brand?: unknown };
+}
+
 /** The payload of a compact JWS, without verification (the server verifies; this only reads display hints). */
-export function decodeClaims(token: string): Record<string, any> | null {
+export function decodeClaims(token: string): TokenHints | null {
   const part = token.split('.')[1];
   if (!part) return null;
   try {
     const b64 = part.replace(/-/g, '+').replace(/_/g, '/');
     const bin = atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4));
-    return JSON.parse(new TextDecoder().decode(Uint8Array.from(bin, (c) => c.charCodeAt(0))));
+    const claims: unknown = JSON.parse(new TextDecoder().decode(Uint8Array.from(bin, (c) => c.charCodeAt(0))));
+    return claims !== null && typeof claims === 'object' && !Array.isArray(claims) ? (claims as TokenHints) : null;
   } catch {
     return null;
   }

@@ -128,7 +128,7 @@ export class CvvOpsForm {
   async threeDS(): Promise<OperationResponse> {
     const first = await this.#call('threeDS');
     if (first.result?.status !== 'C' || typeof first.result.challengeUrl !== 'string') return first;
-    return this.#challenge(first.result.challengeUrl, first.result.transactionId);
+    return this.#challenge(first.result.challengeUrl, String(first.result.transactionId));
   }
 
   /** Charges (at most the session amount) with the vaulted CVV. */
@@ -202,7 +202,7 @@ export class CvvOpsForm {
         } catch (e) {
           if (!settled && !(e instanceof CvvOpsError && e.code === 'precondition_failed')) {
             cleanup();
-            reject(e);
+            reject(e instanceof Error ? e : new Error(String(e)));
           }
         } finally {
           asking = false;
@@ -253,7 +253,7 @@ export class CvvOpsForm {
 /** Mounts the form into an element (or a selector) and resolves once it is ready. */
 export function mount(target: string | HTMLElement, options: MountOptions): Promise<CvvOpsForm> {
   const el = typeof target === 'string' ? document.querySelector<HTMLElement>(target) : target;
-  if (!el) return Promise.reject(new Error(`CvvOps.mount: no element ${String(target)}`));
+  if (!el) return Promise.reject(new Error(`CvvOps.mount: no element ${typeof target === 'string' ? target : target.tagName}`));
   if (!options || typeof options.token !== 'string') return Promise.reject(new Error('CvvOps.mount: options.token is required'));
   const claims = decodeClaims(options.token);
   if (!claims || typeof claims.iss !== 'string' || typeof claims.sub !== 'string') return Promise.reject(new Error('CvvOps.mount: the token is not a cvvops session token'));

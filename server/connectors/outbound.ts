@@ -153,7 +153,7 @@ export function outbound(req: OutboundRequest, signal?: AbortSignal): Promise<Ou
   const guardedLookup: LookupFunction = (hostname, options, callback) => {
     dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
       if (err) return callback(err, '', 4);
-      const list = addresses as unknown as LookupAddress[];
+      const list = addresses;
       const bad = list.find((a) => isPrivateAddress(a.address));
       if (bad && !req.allowPrivate) return callback(new OutboundError('the target resolves to a private address', 'refused'), '', 4);
       if ((options as { all?: boolean }).all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, list);

@@ -398,7 +398,7 @@ export class ChargeService {
 const FAILED: Outcome = { status: 'error', authorizationCode: null, declineCode: null, cvvResult: 'U', avsResult: 'U', networkTransactionId: null };
 
 function outcomeOf(c: ChargeRecord): Outcome {
-  return { status: c.status as Outcome['status'], authorizationCode: c.authorizationCode, declineCode: c.declineCode, cvvResult: c.cvvResult, avsResult: c.avsResult, networkTransactionId: c.networkTransactionId };
+  return { status: c.status, authorizationCode: c.authorizationCode, declineCode: c.declineCode, cvvResult: c.cvvResult, avsResult: c.avsResult, networkTransactionId: c.networkTransactionId };
 }
 
 function fromResult(r: ChargeResult): Outcome {

@@ -17,6 +17,6 @@ export async function ensureDemoMerchant(store: Store, keyring: Keyring, merchan
   const { merchant, testKey } = await merchants.create({ name: 'Demo shop', origins });
   const sealed = keyring.seal('demo', testKey.expose(), `demo|${merchant.id}`);
   const stored = await store.putMetaIfAbsent('demo_merchant', JSON.stringify({ merchantId: merchant.id, sealed: sealed.blob.toString('base64') }));
-  if (JSON.parse(stored).merchantId !== merchant.id) return ensureDemoMerchant(store, keyring, merchants, origins);
+  if ((JSON.parse(stored) as { merchantId?: string }).merchantId !== merchant.id) return ensureDemoMerchant(store, keyring, merchants, origins);
   return { merchantId: merchant.id, testKey };
 }

@@ -41,7 +41,7 @@ export class IdempotencyService {
   #answered(found: IdempotencyRecord, merchantId: string, endpoint: string, key: string, requestHash: string): Reservation | null {
     if (found.requestHash !== requestHash) throw new AppError('idempotency_key_reused');
     if (found.status === null || !found.responseSealed) return null;
-    const body = JSON.parse(this.keyring.open('idempotency', found.responseSealed, this.#aad(merchantId, endpoint, key)).toString('utf8'));
+    const body: unknown = JSON.parse(this.keyring.open('idempotency', found.responseSealed, this.#aad(merchantId, endpoint, key)).toString('utf8'));
     return { kind: 'replay', status: found.status, body };
   }
 

@@ -36,7 +36,7 @@ export class RateLimits {
       const l: RateLimiterPostgres = new RateLimiterPostgres({
         storeClient: pool, storeType: 'pool', tableName: 'cvvops_rate_limits', keyPrefix: `cvvops_${name}`,
         points: perMinute[name], duration: 60, clearExpiredByTimeout: true,
-      }, (err?: unknown) => (err ? reject(err) : resolve(l)));
+      }, (err?: unknown) => (err ? reject(err instanceof Error ? err : new Error('the rate limiter could not start', { cause: err })) : resolve(l)));
     });
     // One after the other: each creates the shared table (CREATE TABLE IF NOT EXISTS), and two such statements
     // at the same moment race in PostgreSQL ("type … already exists"). Another instance starting at the same time

@@ -188,7 +188,7 @@ export class TokenService {
     if (typeof token !== 'string' || token.length > MAX_TOKEN_LENGTH || !COMPACT_JWS.test(token)) return { ok: false, reason: 'malformed' };
     let header: Record<string, unknown>;
     try {
-      header = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8'));
+      header = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8')) as Record<string, unknown>;
     } catch {
       return { ok: false, reason: 'malformed' };
     }
@@ -224,7 +224,7 @@ export class TokenService {
     if (payload.toString('base64url') !== payloadB64) return { ok: false, reason: 'malformed' };
     let c: SessionClaims;
     try {
-      c = JSON.parse(STRICT_UTF8.decode(payload));
+      c = JSON.parse(STRICT_UTF8.decode(payload)) as SessionClaims;
     } catch {
       return { ok: false, reason: 'malformed' };
     }

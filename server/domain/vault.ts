@@ -41,13 +41,13 @@ export class Vault {
 
   /** ASCII digits only; exactly 3, or 4 for American Express. Anything else is invalid_cvv. */
   checkCvv(value: unknown, brand: string): Secret<string> {
-    const raw = value instanceof Secret ? value.expose() : value;
+    const raw: unknown = value instanceof Secret ? (value as Secret<unknown>).expose() : value;
     const len = brand === 'amex' ? 4 : 3;
     if (typeof raw !== 'string') throw new AppError('invalid_cvv', 'The CVV must be a string of digits.');
     if (raw.length !== len || !CVV_SHAPE.test(raw)) {
       throw new AppError('invalid_cvv', `The CVV must be exactly ${len} ASCII digits for this card.`);
     }
-    return value instanceof Secret ? value : new Secret(raw);
+    return value instanceof Secret ? (value as Secret<string>) : new Secret(raw);
   }
 
   /** 423 cvv_blocked for a blocked card number, from a status already read. */

@@ -75,7 +75,7 @@ export class Api {
   readonly routes: RouteDef[] = [];
 
   add<S extends z.ZodType | undefined>(def: RouteDef<S>): void {
-    this.routes.push(def as unknown as RouteDef);
+    this.routes.push(def);
   }
 
   mount(router: Router, mw: {
@@ -115,9 +115,9 @@ export class Api {
         if (def.idempotent === true) chain.push(mw.idempotency(`${def.method.toUpperCase()} ${def.path}`));
         chain.push(async (req, res) => {
           await def.handler(req, res, {
-            body: req.body, merchant: res.locals.merchant, token: res.locals.sessionToken,
+            body: req.body as unknown, merchant: res.locals.merchant as MerchantContext, token: res.locals.sessionToken as VerifiedToken,
             params: req.params as Record<string, string>,
-          } as never);
+          });
         });
         route[def.method](...chain);
       }

@@ -28,7 +28,7 @@ export function idempotency(svc: IdempotencyService, log: Logger) {
       settle.then(() => send(body), (err: unknown) => {
         log.error({ requestId: res.locals.requestId, err: String(err) }, 'idempotency record failed');
         res.status(500);
-        send({ error: { code: 'internal_error', message: 'Internal server error.', requestId: res.locals.requestId } });
+        send({ error: { code: 'internal_error', message: 'Internal server error.', requestId: res.locals.requestId as string } });
       });
       return res;
     };

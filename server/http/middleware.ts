@@ -6,6 +6,12 @@ import type { Logger } from '../log.js';
 const CALLER_REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 /** X-Request-Id: the caller's value when it is safe, otherwise a new req_ id. */
+/** The route template Express matched, if any (Express types `req.route` as any). */
+export const routePath = (req: Request): string | undefined => (req.route as { path?: string } | undefined)?.path;
+
+/** One field of a parsed body, unknown until checked (Express types `req.body` as any). */
+export const bodyField = (req: Request, name: string): unknown => (req.body as Record<string, unknown> | null | undefined)?.[name];
+
 export function requestId(req: Request, res: Response, next: NextFunction): void {
   const given = req.get('x-request-id');
   const id = given && CALLER_REQUEST_ID.test(given) ? given : newId('req');
@@ -98,7 +104,8 @@ export function jsonBody(limit: number) {
   return (req: Request, res: Response, next: NextFunction): void => {
     if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS') return next();
     // Already read by a route's own parser (the proxy forwards raw bodies).
-    if (Buffer.isBuffer(req.body) || (req.body !== undefined && req.body !== null && typeof req.body === 'object' && Object.keys(req.body).length > 0)) return next();
+    const parsed: unknown = req.body;
+    if (Buffer.isBuffer(parsed) || (parsed !== undefined && parsed !== null && typeof parsed === 'object' && Object.keys(parsed).length > 0)) return next();
     if (!hasBody(req)) {
       req.body = undefined;
       return next();
@@ -170,7 +177,7 @@ export function errorHandler(log: Logger) {
     const requestId = (res.locals.requestId as string | undefined) ?? newId('req');
     if (e.status >= 500) {
       const cause = e.cause ?? err;
-      log.error({ requestId, route: req.route?.path, err: cause instanceof Error ? { type: cause.name, message: maskDigits(cause.message), stack: cause.stack && maskDigits(cause.stack) } : maskDigits(String(cause)) }, 'request failed');
+      log.error({ requestId, route: routePath(req), err: cause instanceof Error ? { type: cause.name, message: maskDigits(cause.message), stack: cause.stack && maskDigits(cause.stack) } : maskDigits(String(cause)) }, 'request failed');
     }
     if (res.headersSent) {
       res.destroy();

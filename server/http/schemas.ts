@@ -7,7 +7,7 @@ extendZodWithOpenApi(z);
 export { z };
 
 const CURRENCIES = new Set(Intl.supportedValuesOf('currency'));
-// eslint-disable-next-line no-control-regex
+ 
 /** C0/C1 controls, line separators and the bidirectional controls of "Trojan Source". */
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/;
 

@@ -206,8 +206,8 @@ export class KyselyStore implements Store {
       const { default: Sqlite } = await import('better-sqlite3');
       if (path !== ':memory:') {
         const { mkdirSync } = await import('node:fs');
-        const { dirname } = await import('node:path');
-        mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+        const path_ = await import('node:path');
+        mkdirSync(path_.dirname(path), { recursive: true, mode: 0o700 });
         KyselyStore.#ownerOnly(path, true);
       }
       const raw = new Sqlite(path);
@@ -236,7 +236,7 @@ export class KyselyStore implements Store {
         },
       };
       const counter = { n: 0 };
-      const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: database as unknown as BetterSqlite3.Database }), log: () => void counter.n++ });
+      const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: database }), log: () => void counter.n++ });
       return new KyselyStore(db, 'sqlite', raw, opts, (text) => database.prepare(text), counter);
     }
     if (/^postgres(ql)?:\/\//.test(url)) {
@@ -292,7 +292,7 @@ export class KyselyStore implements Store {
         .query({ name: `cvvops:${key}`, text: query.sql, values: params });
       return { rows: r.rows, affected: r.rowCount ?? 0 };
     }
-    const r = await this.db.executeQuery<R>({ ...query, parameters: params } as CompiledQuery<R>);
+    const r = await this.db.executeQuery<R>({ ...query, parameters: params });
     return { rows: r.rows, affected: Number(r.numAffectedRows ?? 0n) };
   }
 
@@ -337,7 +337,7 @@ export class KyselyStore implements Store {
     }
     const migrator = new Migrator({ db: this.db, provider: migrationProvider(this.engine), migrationTableSchema });
     const { error } = await migrator.migrateToLatest();
-    if (error) throw error instanceof Error ? error : new Error(String(error));
+    if (error) throw error instanceof Error ? error : new Error('the migrations failed', { cause: error });
   }
 
   async ping(): Promise<void> {
@@ -512,7 +512,7 @@ export class KyselyStore implements Store {
   async deleteCard(merchantId: string, mode: Mode, token: string): Promise<boolean> {
     const r = await this.db.deleteFrom('cards')
       .where('token', '=', token).where('merchant_id', '=', merchantId).where('mode', '=', mode)
-      .where(({ not, exists, selectFrom }) => not(exists(selectFrom('sessions').select('sessions.id').where('sessions.charge_id', 'is not', null)
+      .where((eb) => eb.not(eb.exists(eb.selectFrom('sessions').select('sessions.id').where('sessions.charge_id', 'is not', null)
         .where('sessions.card_token', '=', token).where('sessions.merchant_id', '=', merchantId))))
       .executeTakeFirst();
     if (Number(r.numDeletedRows) === 0) return false;
@@ -594,7 +594,7 @@ export class KyselyStore implements Store {
     // A minute to two old, so none is being stored, and the scan stays small (the sweeper runs every second).
     const r = await this.db.deleteFrom('cvv_keys').where('cvc_id', 'in', (eb) => eb.selectFrom('cvv_keys').select('cvc_id')
       .where('created_at', '<', now - 60_000).where('created_at', '>=', now - 120_000)
-      .where(({ not, exists, selectFrom }) => not(exists(selectFrom('cvc_sessions').select('cvc_sessions.id').whereRef('cvc_sessions.id', '=', 'cvv_keys.cvc_id')))))
+      .where((eb) => eb.not(eb.exists(eb.selectFrom('cvc_sessions').select('cvc_sessions.id').whereRef('cvc_sessions.id', '=', 'cvv_keys.cvc_id')))))
       .executeTakeFirst();
     const n = Number(r.numDeletedRows);
     if (n > 0) this.#afterKeyDelete();
@@ -1231,7 +1231,7 @@ export class KyselyStore implements Store {
         .set((eb) => ({ jti: a.newJti, seq: eb('seq', '+', 1), att_charge: eb('att_charge', '+', 1), charge_id: a.chargeId, charge_at: a.now, updated_at: a.now }))
         .where('id', '=', a.id).where('jti', '=', a.jti).where('status', '=', 'active').where('expires_at', '>', a.now)
         .where('charge_id', 'is', null).whereRef('att_charge', '<', 'max_attempts'));
-      if (won.affected !== 1) throw new Rollback({ status: 'lost' } as Out);
+      if (won.affected !== 1) throw new Rollback({ status: 'lost' });
       if (cvv) {
         // The card number's status row, locked: concurrent charges of this number reserve one after another.
         const card = { merchantId: c.merchantId, fp: cvv.fingerprint };
@@ -1241,10 +1241,10 @@ export class KyselyStore implements Store {
         const st = (yield prepared('unit:cvvStatusLocked', card, (a) => locked(db.selectFrom('cvv_status').select(['failed_attempts', 'blocked'])
           .where('merchant_id', '=', a.merchantId).where('fingerprint', '=', a.fp)))).rows[0] as { failed_attempts: number; blocked: number };
         const failed = Number(st.failed_attempts);
-        if (Number(st.blocked) === 1 || failed >= cvv.threshold) throw new Rollback({ status: 'cvv_blocked' } as Out);
+        if (Number(st.blocked) === 1 || failed >= cvv.threshold) throw new Rollback({ status: 'cvv_blocked' });
         const inFlight = (yield prepared('unit:cvvInFlight', card, (a) => db.selectFrom('charges').select((eb) => eb.fn.countAll<number>().as('n'))
           .where('merchant_id', '=', a.merchantId).where('cvv_fingerprint', '=', a.fp).where('status', '=', PENDING))).rows[0] as { n: number };
-        if (failed + Number(inFlight.n) >= cvv.threshold) throw new Rollback({ status: 'cvv_busy' } as Out);
+        if (failed + Number(inFlight.n) >= cvv.threshold) throw new Rollback({ status: 'cvv_busy' });
       }
       const ins = yield prepared('unit:insertCharge', {
         id: c.id, merchant_id: c.merchantId, session_id: c.sessionId, mode: c.mode, idempotency_key: c.idempotencyKey,
@@ -1253,7 +1253,7 @@ export class KyselyStore implements Store {
       }, (a) => db.insertInto('charges').values({
         ...a, status: 'pending', authorization_code: null, decline_code: null, cvv_result: null, avs_result: null, network_transaction_id: null, response_sealed: null,
       }).onConflict((oc) => oc.doNothing()));
-      if (ins.affected !== 1) throw new Rollback({ status: 'key_reused' } as Out);
+      if (ins.affected !== 1) throw new Rollback({ status: 'key_reused' });
       if (!take) return { status: 'ok', cvc: null };
       // The CVV the charge sends, taken now: gone or expired, the whole charge is refused (410) and nothing changes.
       const cvc = { id: take.id, now: claim.now };
@@ -1269,12 +1269,12 @@ export class KyselyStore implements Store {
         }
         row = (yield prepared('unit:readCvc', cvc, (a) => db.selectFrom('cvc_sessions').selectAll().where('id', '=', a.id).where('expires_at', '>', a.now))).rows[0];
       }
-      if (!row) throw new Rollback({ status: 'cvc_gone' } as Out);
+      if (!row) throw new Rollback({ status: 'cvc_gone' });
       const key = { id: take.id };
       const share = take.retention === 'single_use'
         ? (yield prepared('unit:takeKey', key, (a) => db.deleteFrom('cvv_keys').where('cvc_id', '=', a.id).returning('share'))).rows[0] as { share: Buffer } | undefined
         : (yield prepared('unit:readKey', key, (a) => db.selectFrom('cvv_keys').select('share').where('cvc_id', '=', a.id))).rows[0] as { share: Buffer } | undefined;
-      if (!share) throw new Rollback({ status: 'cvc_gone' } as Out);
+      if (!share) throw new Rollback({ status: 'cvc_gone' });
       return { status: 'ok', cvc: { ...toCvc(row), keyShare: Buffer.from(share.share) } };
     }, { durable: true });
     if (out.status === 'ok' && take?.retention === 'single_use') {

@@ -154,8 +154,8 @@ window.flow = (async () => {
         await page.evaluate('void (window.pending = window.form.threeDS().then((r) => r.result.status, (e) => e.code))');
         return (await (await page.waitForSelector('iframe[title="Payment verification"]')).contentFrame())!;
       };
-      const outcome = (page: Page) => page.evaluate(
-        'Promise.race([window.pending, new Promise((r) => setTimeout(() => r("still open after 10 s"), 10000))])') as Promise<string>;
+      const outcome = (page: Page) => page.evaluate<string>(
+        'Promise.race([window.pending, new Promise((r) => setTimeout(() => r("still open after 10 s"), 10000))])');
       const ready = async (query: string) => {
         const { page, form } = await shopPage(query);
         await form.locator('[data-cvvops="cvv"]').fill('123');
@@ -299,7 +299,7 @@ window.flow = (async () => {
       for (const r of ['script', 'event-handler attribute', 'css url()', 'css @import']) assert.ok(removed.includes(r), `reported: ${r} in ${removed}`);
       const { page, form } = await shopPage(`?card=4000000000001018&form=${created.id}`);
       assert.equal(await form.locator('label').textContent(), 'Card code');
-      const csp = (await (await fetch(`${base}/hosted/forms/${created.id}`)).headers.get('content-security-policy'))!;
+      const csp = (await fetch(`${base}/hosted/forms/${created.id}`)).headers.get('content-security-policy')!;
       assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
       await form.locator('[data-cvvops="cvv"]').focus();
       await form.locator('[data-cvvops="cvv"]').fill('123');

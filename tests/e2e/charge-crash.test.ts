@@ -55,11 +55,11 @@ function startServer(env: Record<string, string>): Promise<Server> {
       resolve({ code, signal });
     });
   });
-  child.stderr!.on('data', (b) => (out += b));
+  child.stderr.on('data', (b) => (out += b));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`the server did not start within 20 s:\n${out}`)), 20_000);
     let pending = '';
-    child.stdout!.on('data', (b) => {
+    child.stdout.on('data', (b) => {
       out += b;
       pending += b;
       const lines = pending.split('\n');
@@ -379,7 +379,7 @@ describe('a charge interrupted by a server crash (real server process, SQLite, h
     assert.equal(provider.posts.length, 1);
 
     // The merchant server learns the outcome authoritatively from the token the retry returned.
-    const v = await call(server!.base, 'POST', '/CvvOperations/validateToken', { bearer: testKey, body: { token: retry.body.token } });
+    const v = await call(server.base, 'POST', '/CvvOperations/validateToken', { bearer: testKey, body: { token: retry.body.token } });
     assert.equal(v.status, 200, show(v));
     assert.equal(v.body.valid, true, show(v));
     assert.equal(v.body.current, true, show(v));
@@ -388,7 +388,7 @@ describe('a charge interrupted by a server crash (real server process, SQLite, h
     assert.equal(v.body.claims.res.charge.chargeId, retry.body.result.chargeId);
     assert.equal(v.body.session.status, 'completed');
 
-    const g = await call(server!.base, 'GET', `/CvvOperations/${sessionId}`, { bearer: testKey });
+    const g = await call(server.base, 'GET', `/CvvOperations/${sessionId}`, { bearer: testKey });
     assert.equal(g.status, 200, show(g));
     assert.equal(g.body.status, 'completed');
     assert.equal(g.body.results.charge.status, 'approved');
@@ -425,7 +425,7 @@ describe('a charge interrupted by a server crash (real server process, SQLite, h
     assert.equal(provider.posts.length, postsAfterCrash);
     assert.equal(provider.lookups.length, lookupsBefore + 1, 'settled: no second lookup');
 
-    const v = await call(server!.base, 'POST', '/CvvOperations/validateToken', { bearer: testKey, body: { token: retry.body.token } });
+    const v = await call(server.base, 'POST', '/CvvOperations/validateToken', { bearer: testKey, body: { token: retry.body.token } });
     assert.equal(v.status, 200, show(v));
     assert.equal(v.body.valid, true, show(v));
     assert.equal(v.body.current, true);

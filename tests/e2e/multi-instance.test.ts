@@ -92,15 +92,15 @@ if (!PG_BASE) {
         // Identical bodies: the loser gets 409, or (arriving after the winner finished) the winner's response replayed.
         const collect = await Promise.all([a, b].map((x) => post(x.base, '/CvvOperations/collectCvv', s.token, { cvv: '123' })));
         const ok = collect.filter((r) => r.status === 200);
-        assert.ok(ok.length >= 1, `collect race ${i}: ${collect.map((r) => r.status)}`);
+        assert.ok(ok.length >= 1, `collect race ${i}: ${collect.map((r) => r.status).join(', ')}`);
         assert.equal(new Set(ok.map((r) => r.body.token)).size, 1, `collect race ${i}: two different tokens were produced`);
         if (ok.length === 1) assert.equal(collect.filter((r) => r.status === 409).length, 1);
         else assert.deepEqual(ok[0]!.body, ok[1]!.body);
         // Different bodies, so the replay rule cannot answer the loser: exactly one may charge.
         const charge = await Promise.all([a, b].map((x, j) => post(x.base, '/CvvOperations/charge', ok[0]!.body.token, { amount: { value: 500 - j, currency: 'EUR' } })));
-        assert.equal(charge.filter((r) => r.status === 409).length, 1, `charge race ${i}: ${charge.map((r) => r.status)}`);
+        assert.equal(charge.filter((r) => r.status === 409).length, 1, `charge race ${i}: ${charge.map((r) => r.status).join(', ')}`);
         const won = charge.filter((r) => r.status === 200);
-        assert.equal(won.length, 1, `charge race ${i}: ${charge.map((r) => r.status)}`);
+        assert.equal(won.length, 1, `charge race ${i}: ${charge.map((r) => r.status).join(', ')}`);
         if (charge[0]!.status === 200) winsA++;
         else winsB++;
         charged.push(s.id);

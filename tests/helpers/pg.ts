@@ -8,7 +8,7 @@ export const PG_BASE = process.env.TEST_DATABASE_URL;
  * A new, empty schema in the test database; the returned URL selects it
  * through the connection's search_path, so every test run is isolated.
  */
-export async function freshPgSchema(): Promise<{ url: string; schema: string; drop(): Promise<void> }> {
+export async function freshPgSchema(): Promise<{ url: string; schema: string; drop: () => Promise<void> }> {
   if (!PG_BASE) throw new Error('TEST_DATABASE_URL not set');
   const schema = `cvvops_t_${randomBytes(6).toString('hex')}`;
   const admin = new pg.Client({ connectionString: PG_BASE });
@@ -18,7 +18,7 @@ export async function freshPgSchema(): Promise<{ url: string; schema: string; dr
   const url = `${PG_BASE}${PG_BASE.includes('?') ? '&' : '?'}options=${encodeURIComponent(`-c search_path=${schema}`)}`;
   return {
     url, schema,
-    async drop() {
+    drop: async () => {
       const c = new pg.Client({ connectionString: PG_BASE });
       await c.connect();
       await c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);

@@ -15,12 +15,12 @@ export function startServerProcess(env: Record<string, string>, nodeArgs: string
   });
   let out = '';
   let err = '';
-  child.stderr!.on('data', (b) => (err += b));
+  child.stderr.on('data', (b) => (err += b));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}\n${err}`)), 30_000);
     const onExit = (code: number | null) => reject(new Error(`server exited ${code}:\n${out}\n${err}`));
     child.on('exit', onExit);
-    child.stdout!.on('data', (b) => {
+    child.stdout.on('data', (b) => {
       out += b;
       const line = out.split('\n').find((l) => l.includes('"msg":"cvvops listening"'));
       if (line) {

@@ -281,16 +281,16 @@ function bodyArb(route: Route, w: () => World): fc.Arbitrary<Body> {
   const limit = route.path.startsWith('/CustomForms') ? 65536 : 16384;
   return fc.oneof(
     // Mostly valid or nearly valid, so the handlers run and their own checks meet odd values.
-    { weight: 8, arbitrary: valid.map((j) => ({ t: 'json', j }) as Body) },
-    { weight: 5, arbitrary: fc.tuple(valid, mutation).map(([j, mu]) => ({ t: 'json', j: mutate(j, [mu]) }) as Body) },
-    { weight: 3, arbitrary: fc.tuple(valid, fc.array(mutation, { minLength: 2, maxLength: 4 })).map(([j, ms]) => ({ t: 'json', j: mutate(j, ms) }) as Body) },
-    { weight: 1, arbitrary: fc.constant({ t: 'none' } as Body) },
-    { weight: 2, arbitrary: anyJson.map((j) => ({ t: 'json', j }) as Body) },
-    { weight: 1, arbitrary: deep.map((j) => ({ t: 'json', j }) as Body) },
-    { weight: 2, arbitrary: fc.constantFrom(...RAW_TEXTS).map((text) => ({ t: 'text', text }) as Body) },
-    { weight: 1, arbitrary: fc.constantFrom(...INVALID_UTF8).map((hex) => ({ t: 'bytes', hex }) as Body) },
+    { weight: 8, arbitrary: valid.map((j): Body => ({ t: 'json', j })) },
+    { weight: 5, arbitrary: fc.tuple(valid, mutation).map(([j, mu]): Body => ({ t: 'json', j: mutate(j, [mu]) })) },
+    { weight: 3, arbitrary: fc.tuple(valid, fc.array(mutation, { minLength: 2, maxLength: 4 })).map(([j, ms]): Body => ({ t: 'json', j: mutate(j, ms) })) },
+    { weight: 1, arbitrary: fc.constant<Body>({ t: 'none' }) },
+    { weight: 2, arbitrary: anyJson.map((j): Body => ({ t: 'json', j })) },
+    { weight: 1, arbitrary: deep.map((j): Body => ({ t: 'json', j })) },
+    { weight: 2, arbitrary: fc.constantFrom(...RAW_TEXTS).map((text): Body => ({ t: 'text', text })) },
+    { weight: 1, arbitrary: fc.constantFrom(...INVALID_UTF8).map((hex): Body => ({ t: 'bytes', hex })) },
     // Over the limit, by a little or a lot; and just under it.
-    { weight: 1, arbitrary: fc.constantFrom(limit - 20, limit + 1, limit + 100, limit * 2, 300_000).map((n) => ({ t: 'text', text: `{"name":"${'a'.repeat(Math.max(0, n - 11))}"}` }) as Body) },
+    { weight: 1, arbitrary: fc.constantFrom(limit - 20, limit + 1, limit + 100, limit * 2, 300_000).map((n): Body => ({ t: 'text', text: `{"name":"${'a'.repeat(Math.max(0, n - 11))}"}` })) },
   );
 }
 
@@ -309,10 +309,10 @@ const ODD_SEGMENTS = ['%00', 'tok_%00', '%2F', 'a%2Fb', '%E0%A4%A', '%E0%A4', '%
   '%C3%A9', '%F0%9F%92%A5', '%20', '%0D%0ASet-Cookie:%20x=1', 'x'.repeat(2000), '4000000000001018', 'tok_' + 'a'.repeat(70), '%25', '%252F', '%3Cscript%3E', 'null', 'undefined', '__proto__', 'constructor'];
 function paramArb(kind: IdKind): fc.Arbitrary<Param> {
   return fc.oneof(
-    { weight: 10, arbitrary: fc.nat().map((n) => ({ t: 'real', kind, n }) as Param) },
-    { weight: 2, arbitrary: fc.tuple(fc.constantFrom<IdKind>('card', 'session', 'cvc', 'form', 'hook', 'tds'), fc.nat()).map(([k, n]) => ({ t: 'real', kind: k, n }) as Param) },
-    { weight: 2, arbitrary: fc.stringMatching(/^[a-z]{3}_[A-Za-z0-9_-]{1,40}$/).map((text) => ({ t: 'raw', text }) as Param) },
-    { weight: 4, arbitrary: fc.constantFrom(...ODD_SEGMENTS).map((text) => ({ t: 'raw', text }) as Param) },
+    { weight: 10, arbitrary: fc.nat().map((n): Param => ({ t: 'real', kind, n })) },
+    { weight: 2, arbitrary: fc.tuple(fc.constantFrom<IdKind>('card', 'session', 'cvc', 'form', 'hook', 'tds'), fc.nat()).map(([k, n]): Param => ({ t: 'real', kind: k, n })) },
+    { weight: 2, arbitrary: fc.stringMatching(/^[a-z]{3}_[A-Za-z0-9_-]{1,40}$/).map((text): Param => ({ t: 'raw', text })) },
+    { weight: 4, arbitrary: fc.constantFrom(...ODD_SEGMENTS).map((text): Param => ({ t: 'raw', text })) },
   );
 }
 const paramKind = (path: string): IdKind =>
@@ -367,13 +367,13 @@ function reqArb(w: () => World): fc.Arbitrary<Req> {
       cred: credArb(route),
       body: route.kind === 'form'
         ? fc.oneof(fc.constantFrom('code=123456', 'code=000000', 'code=', `code=${'1'.repeat(13)}`, 'code[]=1', 'code=1&code=2', 'a=1&b=2&c=3&d=4&e=5&f=6', 'code=%E0%A4%A', 'code=%00', 'origin=https://evil.example&code=123456')
-          .map((text) => ({ t: 'text', text }) as Body), bodyArb(route, w))
+          .map((text): Body => ({ t: 'text', text })), bodyArb(route, w))
         : bodyArb(route, w),
       headers: fc.oneof({ weight: 3, arbitrary: fc.constant([] as Header[]) }, { weight: 2, arbitrary: fc.array(headerArb, { minLength: 1, maxLength: 3 }) }),
       gzip: fc.constant(false),
       proxy: route.kind === 'proxy' ? fc.record({ target: fc.boolean(), card: fc.nat(), cvc: fc.nat() }) : fc.constant(undefined),
     });
-  }).chain((r) => fc.boolean().map((gz) => ({ ...r, gzip: gz && r.headers.some(([k, v]) => k === 'Content-Encoding' && v === 'gzip') }) as Req));
+  }).chain((r) => fc.boolean().map((gz): Req => ({ ...r, gzip: gz && r.headers.some(([k, v]) => k === 'Content-Encoding' && v === 'gzip') })));
 }
 /** A session id looked up when the request is sent (the query string is built from it then). */
 const pickIdLater = (kind: IdKind, n: number) => `\u0001${kind}:${n}\u0001`;

@@ -420,7 +420,7 @@ describe('on PostgreSQL', () => {
         ['/CustomForms', '{"name":"x","html":"<input data-cvvops=\\"cvv\\">","css":"a{}\\u0000"}'],
         ['/WebhookEndpoints', '{"url":"http://127.0.0.1:9/a\\u0000b","events":["cvv.blocked"]}'],
       ]) {
-        assertError(await request(h.app).post(path!).set(auth(m.testKey)).type('application/json').send(text!), 400, 'invalid_request', `${path} ${text}`);
+        assertError(await request(h.app).post(path!).set(auth(m.testKey)).type('application/json').send(text), 400, 'invalid_request', `${path} ${text}`);
       }
       assert.ok(!h.logs.some((l) => /"level":"error"/.test(l)), 'no request failed on the server');
     } finally {

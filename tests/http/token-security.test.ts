@@ -229,7 +229,7 @@ describe('session tokens: refusals on the operation endpoint', () => {
       ['jwk + our kid', { alg: 'EdDSA', kid: header.kid, typ: TYP, jwk }],
       ['jwk, no kid', { alg: 'EdDSA', typ: TYP, jwk }],
     ] as const) {
-      const t = await signJws(attacker.privateKey, hdr as CompactJWSHeaderParameters, payload);
+      const t = await signJws(attacker.privateKey, hdr, payload);
       await expectRefusal(h, `Bearer ${t}`, 401, 'invalid_token', what);
       assert.equal((await validate(h, a.testKey, t)).valid, false, what);
     }
@@ -246,10 +246,10 @@ describe('session tokens: refusals on the operation endpoint', () => {
     const variants: Array<[string, CompactJWSHeaderParameters, SignOptions?]> = [
       ['jwk (our own public key)', { ...base, jwk: { kty: pub.kty!, crv: pub.crv, x: pub.x } }],
       ['jku', { ...base, jku: 'https://attacker.example/jwks.json' }],
-      ['x5u', { ...base, x5u: 'https://attacker.example/cert.pem' } as CompactJWSHeaderParameters],
-      ['x5c', { ...base, x5c: ['MIIBszCCAVmgAwIBAgIUQ2VydGlmaWNhdGU='] } as CompactJWSHeaderParameters],
-      ['crit (an extension)', { ...base, crit: ['x-ext'], 'x-ext': true } as CompactJWSHeaderParameters, { crit: { 'x-ext': true } }],
-      ['crit (exp)', { ...base, crit: ['exp'], exp: payload.exp } as CompactJWSHeaderParameters, { crit: { exp: true } }],
+      ['x5u', { ...base, x5u: 'https://attacker.example/cert.pem' }],
+      ['x5c', { ...base, x5c: ['MIIBszCCAVmgAwIBAgIUQ2VydGlmaWNhdGU='] }],
+      ['crit (an extension)', { ...base, crit: ['x-ext'], 'x-ext': true }, { crit: { 'x-ext': true } }],
+      ['crit (exp)', { ...base, crit: ['exp'], exp: payload.exp }, { crit: { exp: true } }],
     ];
     for (const [what, hdr, opts] of variants) {
       const t = await signJws(ours, hdr, payload, opts);
@@ -654,7 +654,7 @@ describe('concurrent calls with one token', () => {
           await barrier.promise;
         }
         return original.apply(h.deps.tokens, args);
-      } as typeof original);
+      });
       try {
         await race(['123', '456', '789', '000']);
         assert.equal(arrived, n, 'all four calls passed the current-token check before any committed');
@@ -759,7 +759,7 @@ describe('the idempotent replay rule', () => {
         await release.promise;
       }
       return original.apply(h.deps.tokens, args);
-    } as typeof original);
+    });
     try {
       const inFlight = collect(h, first.body.token, '456').then((r) => r); // supertest sends on then()
       await entered.promise; // it has read the session and passed every check; nothing is written yet

@@ -249,8 +249,8 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.deepEqual(await store.getCard(mA.id, 'test', plain.token), plain);
         const got = await store.getCard(mA.id, 'live', full.token);
         assert.deepEqual(got, full);
-        assertSealed(got!.numberSealed, full.numberSealed, 'number');
-        assertSealed(got!.holderSealed, full.holderSealed!, 'holder');
+        assertSealed(got.numberSealed, full.numberSealed, 'number');
+        assertSealed(got.holderSealed, full.holderSealed!, 'holder');
       });
 
       it('gets a card only for its merchant and mode', async () => {
@@ -306,7 +306,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         await store.insertCvcSession(live);
         const got = await store.getLiveCvcSession(mA.id, 'test', c.id, T0);
         assert.deepEqual(got, c);
-        assertSealed(got!.sealed, c.sealed, 'cvc');
+        assertSealed(got.sealed, c.sealed, 'cvc');
         assert.deepEqual(await store.getLiveCvcSession(mA.id, 'live', live.id, T0), live);
         assert.equal(await store.getLiveCvcSession(mB.id, 'test', c.id, T0), null, 'another merchant');
         assert.equal(await store.getLiveCvcSession(mA.id, 'live', c.id, T0), null, 'the other mode');
@@ -791,7 +791,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         const got = await store.takeCvcSession(c.id, T0 + 2);
         assert.deepEqual(got, { ...c, keyShare: share }, 'every field of the taken row, with the key share it took along');
         assert.equal(await store.getCvvKeyShare(c.id), null, 'the key share is gone with the row');
-        assertSealed(got!.sealed, c.sealed, 'taken');
+        assertSealed(got.sealed, c.sealed, 'taken');
         assert.equal(await store.getLiveCvcSession(mA.id, 'test', c.id, T0 + 2), null, 'gone from storage');
         assert.equal(await store.getCvcSessionById(c.id, T0 + 2), null);
         assert.equal(await store.takeCvcSession(c.id, T0 + 3), null, 'read once');
@@ -1111,7 +1111,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.deepEqual(await store.getTds(open.id), open);
         const got = await store.getTds(done.id);
         assert.deepEqual(got, done);
-        assertSealed(got!.result!.cavvSealed, done.result!.cavvSealed!, 'cavv');
+        assertSealed(got.result!.cavvSealed, done.result!.cavvSealed!, 'cavv');
         assert.deepEqual(await store.getTds(noCavv.id), noCavv);
         assert.equal(await store.getTds(uid('tds')), null);
       });
@@ -1225,17 +1225,17 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         const fingerprint = uid('fp');
         const cvv = { fingerprint, threshold: 2 };
         const [a, b, c, d] = await Promise.all([newSession(), newSession(), newSession(), newSession()]);
-        const ca = intent(a!.id);
-        assert.equal(await begin(a!, ca, cvv), 'ok');
+        const ca = intent(a.id);
+        assert.equal(await begin(a, ca, cvv), 'ok');
         await store.recordChargeOutcome(ca.id, wrongCvv, T0, 2);
-        const cb = intent(b!.id);
-        assert.equal(await begin(b!, cb, cvv), 'ok');
-        assert.equal(await begin(c!, intent(c!.id), cvv), 'cvv_busy', 'one failure + one in flight = the threshold');
-        assert.equal(await begin(d!, intent(d!.id), null, 'jti_no_cvv'), 'ok', 'a charge without a CVV tests none');
+        const cb = intent(b.id);
+        assert.equal(await begin(b, cb, cvv), 'ok');
+        assert.equal(await begin(c, intent(c.id), cvv), 'cvv_busy', 'one failure + one in flight = the threshold');
+        assert.equal(await begin(d, intent(d.id), null, 'jti_no_cvv'), 'ok', 'a charge without a CVV tests none');
         await store.recordChargeOutcome(cb.id, { status: 'error', authorizationCode: null, declineCode: null, cvvResult: 'U', avsResult: 'U', networkTransactionId: null }, T0, 2);
         assert.equal((await store.getCvvStatus(mA.id, fingerprint))?.failedAttempts, 1, 'an error counts nothing');
-        const cc = intent(c!.id);
-        assert.equal(await begin(c!, cc, cvv), 'ok', 'the reservation was freed');
+        const cc = intent(c.id);
+        assert.equal(await begin(c, cc, cvv), 'ok', 'the reservation was freed');
         await store.recordChargeOutcome(cc.id, { status: 'approved', authorizationCode: '1', declineCode: null, cvvResult: 'M', avsResult: 'U', networkTransactionId: null }, T0, 2);
         assert.equal((await store.getCvvStatus(mA.id, fingerprint))?.failedAttempts, 0, 'a match resets');
       });
@@ -1410,7 +1410,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         for (const e of [a, b, live, other]) await store.insertWebhookEndpoint(e);
         const got = await store.getWebhookEndpoint(a.id);
         assert.deepEqual(got, a);
-        assertSealed(got!.secretSealed, a.secretSealed, 'secret');
+        assertSealed(got.secretSealed, a.secretSealed, 'secret');
         assert.deepEqual(await store.listWebhookEndpoints(merchantId, 'test'), [b, a]);
         assert.deepEqual(await store.listWebhookEndpoints(merchantId, 'live'), [live]);
         assert.deepEqual(await store.listWebhookEndpoints(uid('mer'), 'test'), []);

@@ -22,7 +22,7 @@ async function migrationKeepsSettings(url: string): Promise<void> {
     await store.db.insertInto('merchants').values({
       id: 'mer_old', name: 'Old shop', allowed_origins: JSON.stringify(['https://shop.example']), allowed_proxy_targets: JSON.stringify(['https://psp.example/']),
       processor, cvv_block_threshold: 5, cvc_session_ttl_seconds: 600, created_at: 1000, updated_at: 2000,
-    } as never).execute();
+    }).execute();
     await store.migrate();
     for (const mode of ['test', 'live'] as const) {
       assert.deepEqual(await store.getMerchant('mer_old', mode), {

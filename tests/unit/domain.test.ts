@@ -204,8 +204,11 @@ describe('Secret', () => {
     assert.equal(JSON.stringify(s), '"[REDACTED]"');
     assert.equal(JSON.stringify({ apiKey: s, nested: { list: [s] } }), '{"apiKey":"[REDACTED]","nested":{"list":["[REDACTED]"]}}');
     assert.equal(String(s), '[REDACTED]');
+    // eslint-disable-next-line @typescript-eslint/restrict-template-expressions -- printing the Secret is the test
     assert.equal(`${s}`, '[REDACTED]');
+    // eslint-disable-next-line @typescript-eslint/restrict-template-expressions -- printing the Secret is the test
     assert.equal(`key=${s}`, 'key=[REDACTED]');
+    // eslint-disable-next-line @typescript-eslint/restrict-plus-operands -- printing the Secret is the test
     assert.equal(s + '', '[REDACTED]');
     assert.match(inspect(s), /\[REDACTED\]/);
     assert.match(inspect({ a: { b: s } }, { depth: 10 }), /\[REDACTED\]/);
@@ -214,6 +217,7 @@ describe('Secret', () => {
   it('never shows the value, however it is printed', () => {
     const s = new Secret(value);
     const printed = [
+      // eslint-disable-next-line @typescript-eslint/restrict-template-expressions -- printing the Secret is the test
       JSON.stringify(s), JSON.stringify({ s }), String(s), `${s}`, inspect(s), inspect({ s }), inspect(s, { showHidden: true, depth: Infinity }),
       inspect(s, { customInspect: false, showHidden: true }), format('%s %o %O %j', s, s, s, s), String([s]), Object.keys(s).join(','),
       JSON.stringify(Object.entries(s)),
@@ -224,6 +228,7 @@ describe('Secret', () => {
   it('hides Buffer values too (the master key)', () => {
     const key = randomBytes(32);
     const s = new Secret(key);
+    // eslint-disable-next-line @typescript-eslint/restrict-template-expressions -- printing the Secret is the test
     for (const p of [JSON.stringify({ s }), inspect(s), inspect(s, { customInspect: false }), `${s}`]) {
       assert.ok(!p.includes(key.toString('hex')) && !p.includes(key.toString('base64')), p);
     }

@@ -34,7 +34,7 @@ function attributeCategory(name: string, value: string): string {
 function actualDifference(input: string, output: string): Report {
   const before = parse(input);
   const ids = before.map((e) => e.attribs.id);
-  assert.ok(ids.every((id) => id), `test input: every element needs an id: ${before.filter((e) => !e.attribs.id).map((e) => e.name)}`);
+  assert.ok(ids.every((id) => id), `test input: every element needs an id: ${before.filter((e) => !e.attribs.id).map((e) => e.name).join(', ')}`);
   assert.equal(new Set(ids).size, ids.length, 'test input: ids are unique');
   const after = new Map(parse(output).map((e) => [e.attribs.id, e]));
   const counts = new Map<string, number>();

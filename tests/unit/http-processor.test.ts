@@ -182,7 +182,7 @@ describe('http processor: HttpProcessorConfig', () => {
     it(`refuses an unknown field ${what}`, () => {
       const r = HttpProcessorConfig.safeParse(config(over));
       assert.equal(r.success, false);
-      assert.ok(r.error!.issues.some((i) => i.code === 'unrecognized_keys'), JSON.stringify(r.error!.issues));
+      assert.ok(r.error.issues.some((i) => i.code === 'unrecognized_keys'), JSON.stringify(r.error.issues));
     });
   }
 

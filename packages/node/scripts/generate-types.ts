@@ -9,7 +9,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import openapiTS, { astToString, COMMENT_HEADER } from 'openapi-typescript';
+import openapiTS, { astToString, COMMENT_HEADER, type OpenAPI3 } from 'openapi-typescript';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const OPENAPI_DOCUMENT = join(here, '..', '..', '..', 'openapi.json');
@@ -17,7 +17,7 @@ export const GENERATED_TYPES = join(here, '..', 'src', 'generated', 'openapi.ts'
 
 /** The generated module's text for the document at `file`. */
 export async function renderTypes(file = OPENAPI_DOCUMENT): Promise<string> {
-  const doc = JSON.parse(readFileSync(file, 'utf8'));
+  const doc = JSON.parse(readFileSync(file, 'utf8')) as OpenAPI3;
   const ast = await openapiTS(doc, {
     // A default (e.g. an http processor's method: POST) does not make a request field required.
     defaultNonNullable: false,

@@ -80,7 +80,7 @@ export class TokenVerifier {
     const [h, p, s] = token.split('.') as [string, string, string];
     let header: Record<string, unknown>;
     try {
-      header = JSON.parse(STRICT_UTF8.decode(Buffer.from(h, 'base64url')));
+      header = JSON.parse(STRICT_UTF8.decode(Buffer.from(h, 'base64url'))) as typeof header;
     } catch {
       throw refuse('malformed');
     }
@@ -107,7 +107,7 @@ export class TokenVerifier {
     if (payload.toString('base64url') !== p) throw refuse('malformed');
     let c: Record<string, unknown>;
     try {
-      c = JSON.parse(STRICT_UTF8.decode(payload));
+      c = JSON.parse(STRICT_UTF8.decode(payload)) as typeof c;
     } catch {
       throw refuse('malformed');
     }

@@ -118,7 +118,8 @@ export function parseResponse(map: HttpProcessorConfig['response'], status: numb
   const str = (p?: string) => {
     if (!p) return null;
     const v = at(json, p);
-    return v === undefined || v === null ? null : String(v);
+    // A field is a string, a number or a boolean; anything else (an object, an array) is no value, not "[object Object]".
+    return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? String(v) : null;
   };
   const approved = status < 300 && at(json, map.approved.path) === map.approved.equals;
   const rawCvv = str(map.cvvResult);

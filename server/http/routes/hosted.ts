@@ -1,3 +1,4 @@
+import { bodyField } from '../middleware.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -79,10 +80,10 @@ export function hostedRoutes(app: Express, d: Deps): void {
     }
   };
   app.use('/sdk/v1', express.static(join(projectRoot(), 'public/sdk/v1'), {
-    index: false, fallthrough: true, setHeaders: (res) => staticHeaders(res as Response, true),
+    index: false, fallthrough: true, setHeaders: (res) => staticHeaders(res, true),
   }));
   app.use('/assets', express.static(join(projectRoot(), 'public/assets'), {
-    index: false, fallthrough: true, setHeaders: (res) => staticHeaders(res as Response, false),
+    index: false, fallthrough: true, setHeaders: (res) => staticHeaders(res, false),
   }));
 
   const limitAddress = (req: Request) => d.limits.consume('address', req.ip ?? 'unknown');
@@ -142,9 +143,11 @@ export function hostedRoutes(app: Express, d: Deps): void {
   });
   app.post('/hosted/3ds/:id', form, async (req: Request, res: Response) => {
     await limitAddress(req);
-    const code = typeof req.body?.code === 'string' ? req.body.code : '';
+    const sent = bodyField(req, 'code');
+    const code = typeof sent === 'string' ? sent : '';
     if (code.length > 12) throw new AppError('invalid_request', 'The code is too long.');
-    const origin = typeof req.body?.origin === 'string' ? req.body.origin : '';
+    const from = bodyField(req, 'origin');
+    const origin = typeof from === 'string' ? from : '';
     await renderChallenge(res, await d.threeDS.submitChallenge(hostedId(req.params.id, 'challenge'), code), origin);
   });
 
@@ -173,7 +176,8 @@ export function hostedRoutes(app: Express, d: Deps): void {
     res.status(201).json(CreatedSession.partial().passthrough().parse(session));
   });
   app.post('/demo/api/validate', demoJson, async (req: Request, res: Response) => {
-    const token = typeof req.body?.token === 'string' ? req.body.token : '';
+    const sent = bodyField(req, 'token');
+    const token = typeof sent === 'string' ? sent : '';
     const m = await d.merchants.authenticate(await demoKey());
     res.json(await d.sessions.validateToken(m, token));
   });

@@ -35,7 +35,7 @@ export function operationRoutes(api: Api, d: Deps): void {
     summary: "The final 3DS result of the session's latest transaction (409 while its challenge is open)", body: EmptyBody,
     responses: { 200: { description: 'The final 3DS result, and the next token.', schema: OperationResponse } },
     handler: async (req, res, { body, token }) => {
-      res.json(await d.operations.threeDSResult(call(req, token), body as Record<string, never>));
+      res.json(await d.operations.threeDSResult(call(req, token), body));
     },
   });
 
