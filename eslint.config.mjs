@@ -44,7 +44,18 @@ const UNSAFE_ANY = {
 };
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'packages/node/dist/**', 'packages/node/src/generated/**', 'public/assets/**', 'public/sdk/**', 'tests/node-sdk/consumer/**', 'data/**'] },
+  {
+    ignores: [
+      'dist/**',
+      'node_modules/**',
+      'packages/node/dist/**',
+      'packages/node/src/generated/**',
+      'public/assets/**',
+      'public/sdk/**',
+      'tests/node-sdk/consumer/**',
+      'data/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
@@ -53,14 +64,25 @@ export default tseslint.config(
       globals: { ...globals.node },
     },
     rules: {
-      '@typescript-eslint/no-floating-promises': ['error', {
-        allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['describe', 'it', 'test', 'suite', 'before', 'after', 'beforeEach', 'afterEach'] }],
-      }],
+      '@typescript-eslint/no-floating-promises': [
+        'error',
+        {
+          allowForKnownSafeCalls: [
+            { from: 'package', package: 'node:test', name: ['describe', 'it', 'test', 'suite', 'before', 'after', 'beforeEach', 'afterEach'] },
+          ],
+        },
+      ],
       '@typescript-eslint/require-await': 'off',
       'no-control-regex': 'off',
-      '@typescript-eslint/only-throw-error': ['error', {
-        allow: [{ from: 'file', name: 'Rollback', path: 'server/store/kysely-store.ts' }, { from: 'file', name: 'ApiErrorShape', path: 'public/src/protocol.ts' }],
-      }],
+      '@typescript-eslint/only-throw-error': [
+        'error',
+        {
+          allow: [
+            { from: 'file', name: 'Rollback', path: 'server/store/kysely-store.ts' },
+            { from: 'file', name: 'ApiErrorShape', path: 'public/src/protocol.ts' },
+          ],
+        },
+      ],
       '@typescript-eslint/switch-exhaustiveness-check': ['error', { considerDefaultExhaustiveForUnions: true }],
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none', ignoreRestSiblings: true }],
     },

@@ -29,16 +29,39 @@ import { cleanupAll, cpuOfProcessesNamed, currentRss, installExitHandlers, machi
 import { renderMarkdown, renderTable } from './lib/report.js';
 import { type BacklogPlan, type HistoryPlan, seedBacklog, seedHistory, type SeedReport } from './lib/seed.js';
 import {
-  createMerchant, type Database, metricValue, postgresDatabase, postgresVersion, ROOT, scrapeMetrics, type Server, SERVER_ENV, sqliteDatabase,
-  scrapeEventLoop, startBaseline, startCvvops,
+  createMerchant,
+  type Database,
+  metricValue,
+  postgresDatabase,
+  postgresVersion,
+  ROOT,
+  scrapeMetrics,
+  type Server,
+  SERVER_ENV,
+  sqliteDatabase,
+  scrapeEventLoop,
+  startBaseline,
+  startCvvops,
 } from './lib/servers.js';
 import { median, spread } from './lib/stats.js';
 import { evaluateTargets, worstStepP99 } from './lib/targets.js';
 import type { BackgroundResult, BenchResults, Machine, RepResult, ScenarioResult, SoakInfo } from './lib/types.js';
 
 const ALL = [
-  'baseline-http', 'baseline-express', 'create', 'collectCvv', 'threeDS', 'charge', 'validateToken',
-  'flows-1', 'flows-10', 'flows-50', 'flows-50-workers2', 'growth', 'soak', 'background',
+  'baseline-http',
+  'baseline-express',
+  'create',
+  'collectCvv',
+  'threeDS',
+  'charge',
+  'validateToken',
+  'flows-1',
+  'flows-10',
+  'flows-50',
+  'flows-50-workers2',
+  'growth',
+  'soak',
+  'background',
 ] as const;
 const EXTRA = ['flows-50-sqlite', 'profile'] as const;
 /** Always on SQLite (PERFORMANCE.md's growth, memory and background-work targets); left out of a full `--postgres` run. */
@@ -74,15 +97,26 @@ const WARMUP = Number(args.warmup);
 const CONNECTIONS = Number(args.connections);
 const SOAK = Number(args['soak-duration']);
 const GROWTH_SESSIONS = Number(args['growth-sessions']);
-for (const [k, v] of [['duration', DURATION], ['reps', REPS], ['warmup', WARMUP], ['connections', CONNECTIONS], ['soak-duration', SOAK],
-  ['growth-sessions', GROWTH_SESSIONS]] as const) {
+for (const [k, v] of [
+  ['duration', DURATION],
+  ['reps', REPS],
+  ['warmup', WARMUP],
+  ['connections', CONNECTIONS],
+  ['soak-duration', SOAK],
+  ['growth-sessions', GROWTH_SESSIONS],
+] as const) {
   if (!Number.isFinite(v) || v <= 0 || (k !== 'duration' && k !== 'warmup' && k !== 'soak-duration' && !Number.isInteger(v))) {
     process.stderr.write(`--${k} must be a positive number\n`);
     process.exit(2);
   }
 }
 const POSTGRES = args.postgres;
-const only = args.only ? args.only.split(',').map((s) => s.trim()).filter(Boolean) : null;
+const only = args.only
+  ? args.only
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)
+  : null;
 for (const o of only ?? []) {
   if (![...ALL, ...EXTRA].includes(o as never)) {
     process.stderr.write(`unknown scenario "${o}"; known: ${[...ALL, ...EXTRA].join(', ')}\n`);
@@ -90,7 +124,8 @@ for (const o of only ?? []) {
   }
 }
 const PROFILE = args.profile || (only?.includes('profile') ?? false);
-const selected: string[] = only ? only.filter((o) => o !== 'profile')
+const selected: string[] = only
+  ? only.filter((o) => o !== 'profile')
   : [...ALL.filter((n) => !POSTGRES || !SQLITE_ONLY.includes(n)), ...(POSTGRES ? ['flows-50-sqlite'] : [])];
 
 const warnings: string[] = [];
@@ -164,8 +199,12 @@ async function measured<T>(server: Server, seconds: number, fn: () => Promise<T>
     value,
     w: {
       eventLoop: eventLoop ? await scrapeEventLoop(server.port) : undefined,
-      serverCpuSeconds: c1.total - c0.total, serverMainThreadCpuSeconds: c1.main - c0.main,
-      runnerCpuSeconds: (r1.user + r1.system) / 1e6, machineCpuSeconds: m1 - m0, databaseCpuSeconds: d1 - d0, seconds,
+      serverCpuSeconds: c1.total - c0.total,
+      serverMainThreadCpuSeconds: c1.main - c0.main,
+      runnerCpuSeconds: (r1.user + r1.system) / 1e6,
+      machineCpuSeconds: m1 - m0,
+      databaseCpuSeconds: d1 - d0,
+      seconds,
     },
   };
 }
@@ -173,11 +212,20 @@ async function measured<T>(server: Server, seconds: number, fn: () => Promise<T>
 function fromCannon(r: CannonRun, w: Window): RepResult {
   const n = r.responses;
   return {
-    seconds: r.seconds, rate: r.rps, requestsPerSecond: r.rps, units: n, requests: n, latency: r.latency,
-    non2xx: r.non2xx, statusCodes: r.statusCodes, errors: r.errors + r.timeouts,
-    serverCpuSeconds: w.serverCpuSeconds, serverCpuCores: w.serverCpuSeconds / w.seconds,
+    seconds: r.seconds,
+    rate: r.rps,
+    requestsPerSecond: r.rps,
+    units: n,
+    requests: n,
+    latency: r.latency,
+    non2xx: r.non2xx,
+    statusCodes: r.statusCodes,
+    errors: r.errors + r.timeouts,
+    serverCpuSeconds: w.serverCpuSeconds,
+    serverCpuCores: w.serverCpuSeconds / w.seconds,
     serverMainThreadCpuSeconds: w.serverMainThreadCpuSeconds,
-    cpuPerRequestUs: n ? (w.serverCpuSeconds / n) * 1e6 : NaN, mainThreadCpuPerRequestUs: n ? (w.serverMainThreadCpuSeconds / n) * 1e6 : NaN,
+    cpuPerRequestUs: n ? (w.serverCpuSeconds / n) * 1e6 : NaN,
+    mainThreadCpuPerRequestUs: n ? (w.serverMainThreadCpuSeconds / n) * 1e6 : NaN,
     runnerCpuCores: w.runnerCpuSeconds / w.seconds,
     otherCpuCores: Math.max(0, w.machineCpuSeconds - w.serverCpuSeconds - w.runnerCpuSeconds - w.databaseCpuSeconds) / w.seconds,
     ...(POSTGRES ? { databaseCpuCores: w.databaseCpuSeconds / w.seconds } : {}),
@@ -187,10 +235,20 @@ function fromCannon(r: CannonRun, w: Window): RepResult {
 
 function fromFlows(r: FlowRun, w: Window): RepResult {
   return {
-    seconds: r.seconds, rate: r.flowsPerSecond, requestsPerSecond: r.requests / r.seconds, units: r.flows, requests: r.requests,
-    latency: r.flow, steps: r.steps, non2xx: r.non2xx, errors: r.connectionErrors, unexpected: r.unexpected, failedFlows: r.failedFlows,
+    seconds: r.seconds,
+    rate: r.flowsPerSecond,
+    requestsPerSecond: r.requests / r.seconds,
+    units: r.flows,
+    requests: r.requests,
+    latency: r.flow,
+    steps: r.steps,
+    non2xx: r.non2xx,
+    errors: r.connectionErrors,
+    unexpected: r.unexpected,
+    failedFlows: r.failedFlows,
     errorSamples: r.errorSamples,
-    serverCpuSeconds: w.serverCpuSeconds, serverCpuCores: w.serverCpuSeconds / w.seconds,
+    serverCpuSeconds: w.serverCpuSeconds,
+    serverCpuCores: w.serverCpuSeconds / w.seconds,
     serverMainThreadCpuSeconds: w.serverMainThreadCpuSeconds,
     cpuPerRequestUs: r.requests ? (w.serverCpuSeconds / r.requests) * 1e6 : NaN,
     mainThreadCpuPerRequestUs: r.requests ? (w.serverMainThreadCpuSeconds / r.requests) * 1e6 : NaN,
@@ -202,8 +260,27 @@ function fromFlows(r: FlowRun, w: Window): RepResult {
   };
 }
 
-function summarize(base: Omit<ScenarioResult, 'rate' | 'requestsPerSecond' | 'p50' | 'p95' | 'p99' | 'non2xx' | 'errors' | 'unexpected' | 'statusCodes'
-  | 'peakRss' | 'cpuPerRequestUs' | 'mainThreadCpuPerRequestUs' | 'serverCpuCores' | 'runnerCpuCores' | 'otherCpuCores'>, server: Server): ScenarioResult {
+function summarize(
+  base: Omit<
+    ScenarioResult,
+    | 'rate'
+    | 'requestsPerSecond'
+    | 'p50'
+    | 'p95'
+    | 'p99'
+    | 'non2xx'
+    | 'errors'
+    | 'unexpected'
+    | 'statusCodes'
+    | 'peakRss'
+    | 'cpuPerRequestUs'
+    | 'mainThreadCpuPerRequestUs'
+    | 'serverCpuCores'
+    | 'runnerCpuCores'
+    | 'otherCpuCores'
+  >,
+  server: Server,
+): ScenarioResult {
   const reps = base.reps;
   const rss = server.peakRss();
   const statusCodes: Record<string, number> = {};
@@ -232,11 +309,24 @@ function summarize(base: Omit<ScenarioResult, 'rate' | 'requestsPerSecond' | 'p5
   }
   if (base.kind === 'flows') {
     res.cpuPerFlowUs = spread(reps.map((r) => r.cpuPerFlowUs ?? NaN));
-    res.steps = Object.fromEntries(STEPS.map((s) => [s, {
-      p50: median(reps.map((r) => r.steps![s].p50)), p95: median(reps.map((r) => r.steps![s].p95)), p99: median(reps.map((r) => r.steps![s].p99)),
-    }]));
+    res.steps = Object.fromEntries(
+      STEPS.map((s) => [
+        s,
+        {
+          p50: median(reps.map((r) => r.steps![s].p50)),
+          p95: median(reps.map((r) => r.steps![s].p95)),
+          p99: median(reps.map((r) => r.steps![s].p99)),
+        },
+      ]),
+    );
   }
-  if (res.non2xx) res.notes.push(`${res.non2xx} non-2xx answers (${Object.entries(statusCodes).filter(([k]) => !k.startsWith('2')).map(([k, v]) => `${k}: ${v}`).join(', ')})`);
+  if (res.non2xx)
+    res.notes.push(
+      `${res.non2xx} non-2xx answers (${Object.entries(statusCodes)
+        .filter(([k]) => !k.startsWith('2'))
+        .map(([k, v]) => `${k}: ${v}`)
+        .join(', ')})`,
+    );
   if (res.errors) res.notes.push(`${res.errors} connection errors or timeouts`);
   if (res.unexpected) res.notes.push(`${res.unexpected} 2xx answers with an unexpected outcome`);
   const samples = [...new Set(reps.flatMap((r) => [...(r.errorSamples ?? []), ...(r.pool?.errorSamples ?? [])]))].slice(0, 5);
@@ -245,9 +335,11 @@ function summarize(base: Omit<ScenarioResult, 'rate' | 'requestsPerSecond' | 'p5
 }
 
 function progress(r: RepResult, i: number, unit: string, label = 'rep'): void {
-  log(`    ${label} ${i + 1}: ${fmt(r.rate, unit === 'flows/s' ? 1 : 0)} ${unit}, p50 ${fmt(r.latency.p50, 2)} ms, p95 ${fmt(r.latency.p95, 2)} ms, `
-    + `p99 ${fmt(r.latency.p99, 2)} ms, non-2xx ${r.non2xx}, server CPU ${fmt(r.serverCpuCores * 100)}% of a core, `
-    + `${fmt(r.cpuPerRequestUs)} µs/request, runner ${fmt(r.runnerCpuCores * 100)}%, ${r.databaseCpuCores !== undefined ? `postgres ${fmt(r.databaseCpuCores * 100)}%, ` : ''}other processes ${fmt(r.otherCpuCores * 100)}%${r.pool ? `, pool dry ${r.pool.dry}` : ''}`);
+  log(
+    `    ${label} ${i + 1}: ${fmt(r.rate, unit === 'flows/s' ? 1 : 0)} ${unit}, p50 ${fmt(r.latency.p50, 2)} ms, p95 ${fmt(r.latency.p95, 2)} ms, ` +
+      `p99 ${fmt(r.latency.p99, 2)} ms, non-2xx ${r.non2xx}, server CPU ${fmt(r.serverCpuCores * 100)}% of a core, ` +
+      `${fmt(r.cpuPerRequestUs)} µs/request, runner ${fmt(r.runnerCpuCores * 100)}%, ${r.databaseCpuCores !== undefined ? `postgres ${fmt(r.databaseCpuCores * 100)}%, ` : ''}other processes ${fmt(r.otherCpuCores * 100)}%${r.pool ? `, pool dry ${r.pool.dry}` : ''}`,
+  );
 }
 
 // ---- the cvvops server, ready to be measured --------------------------------------
@@ -274,7 +366,10 @@ async function newDatabase(engine: 'sqlite' | 'postgres'): Promise<Database> {
 type Prepare = (db: Database, merchantId: string) => void | Promise<void>;
 
 /** A fresh database, a merchant from the built CLI, the server, and `cardCount` test cards tokenized with CVV 123. */
-async function bootCvvops(engine: 'sqlite' | 'postgres', opts: { workers?: number; nodeArgs?: string[]; cardCount?: number; prepare?: Prepare } = {}): Promise<Cvvops> {
+async function bootCvvops(
+  engine: 'sqlite' | 'postgres',
+  opts: { workers?: number; nodeArgs?: string[]; cardCount?: number; prepare?: Prepare } = {},
+): Promise<Cvvops> {
   const db = await newDatabase(engine);
   const merchant = await createMerchant(db.url);
   await opts.prepare?.(db, merchant.merchantId);
@@ -288,13 +383,21 @@ async function bootCvvops(engine: 'sqlite' | 'postgres', opts: { workers?: numbe
   const reply = await client.request('PATCH', '/Merchant', { cvvBlockThreshold: BENCH_BLOCK_THRESHOLD }, auth);
   if (reply.status !== 200) throw new Error(`PATCH /Merchant answered ${reply.status}: ${reply.body}`);
   const cards = await pool(opts.cardCount ?? CONNECTIONS, 8, async (i) => {
-    const { json } = await client.post<{ token: string; cvcSession: unknown }>('/Cards',
-      { number: BENCH_CARDS[i % BENCH_CARDS.length], expMonth: 12, expYear, cvv: '123', holderName: 'Bench Shopper' }, auth, 201);
+    const { json } = await client.post<{ token: string; cvcSession: unknown }>(
+      '/Cards',
+      { number: BENCH_CARDS[i % BENCH_CARDS.length], expMonth: 12, expYear, cvv: '123', holderName: 'Bench Shopper' },
+      auth,
+      201,
+    );
     if (!json.cvcSession) throw new Error('POST /Cards with a CVV returned no CVC session');
     return json.token;
   });
   return {
-    server, client, apiKey: merchant.testKey, cards, db,
+    server,
+    client,
+    apiKey: merchant.testKey,
+    cards,
+    db,
     async close() {
       const rss = server.peakRss();
       client.close();
@@ -329,18 +432,32 @@ async function baselineScenario(name: string, kind: 'http' | 'express'): Promise
       reps.push(fromCannon(value, w));
       progress(reps[i]!, i, 'req/s');
     }
-    return summarize({
-      name, title: kind === 'http' ? 'baseline: bare node:http, small JSON POST' : 'baseline: Express 5 + express.json() + helmet(), small JSON POST',
-      kind: 'requests', server: server.name, engine: 'none', workers: 1, concurrency: CONNECTIONS, reps, notes: [],
-    }, server);
+    return summarize(
+      {
+        name,
+        title: kind === 'http' ? 'baseline: bare node:http, small JSON POST' : 'baseline: Express 5 + express.json() + helmet(), small JSON POST',
+        kind: 'requests',
+        server: server.name,
+        engine: 'none',
+        workers: 1,
+        concurrency: CONNECTIONS,
+        reps,
+        notes: [],
+      },
+      server,
+    );
   } finally {
     await server.stop();
   }
 }
 
 /** A static request against cvvops (the same request every time). */
-async function staticScenario(name: string, title: string, engine: 'sqlite' | 'postgres',
-  request: (c: Cvvops) => Promise<{ path: string; body: string; headers: Record<string, string> }>): Promise<ScenarioResult> {
+async function staticScenario(
+  name: string,
+  title: string,
+  engine: 'sqlite' | 'postgres',
+  request: (c: Cvvops) => Promise<{ path: string; body: string; headers: Record<string, string> }>,
+): Promise<ScenarioResult> {
   const c = await bootCvvops(engine);
   try {
     const req = await request(c);
@@ -367,9 +484,10 @@ async function staticScenario(name: string, title: string, engine: 'sqlite' | 'p
 async function chainedScenario(name: string, title: string, engine: 'sqlite' | 'postgres', op: 'collectCvv' | 'threeDS' | 'charge'): Promise<ScenarioResult> {
   const c = await bootCvvops(engine);
   const perSession = op === 'charge' ? 1 : 10;
-  const body = (card: string): Record<string, unknown> => op === 'charge'
-    ? { card, operations: ['charge'], amount: AMOUNT, maxAttempts: 1, reference: 'bench-charge' }
-    : { card, operations: [op], maxAttempts: 10, reference: `bench-${op}` };
+  const body = (card: string): Record<string, unknown> =>
+    op === 'charge'
+      ? { card, operations: ['charge'], amount: AMOUNT, maxAttempts: 1, reference: 'bench-charge' }
+      : { card, operations: [op], maxAttempts: 10, reference: `bench-${op}` };
   const path = { collectCvv: '/CvvOperations/collectCvv', threeDS: '/CvvOperations/threeDS', charge: '/CvvOperations/charge' }[op];
   const reqBody = { collectCvv: '{"cvv":"123"}', threeDS: THREEDS_BODY, charge: '{}' }[op];
   const extra = op === 'charge' ? () => ({ 'idempotency-key': randomUUID() }) : () => ({});
@@ -427,16 +545,23 @@ async function chainedScenario(name: string, title: string, engine: 'sqlite' | '
       }
     }
     const abandoned = reps.reduce((a, r) => a + (r.pool?.abandoned ?? 0), 0);
-    notes.push(`${reps.reduce((a, r) => a + (r.pool?.taken ?? 0), 0)} pre-created sessions used (${perSession} ${op} each${op === 'charge' ? ', a charge completes the session' : ''})`
-      + `${abandoned ? `, ${abandoned} given up after a non-200 answer` : ''}`);
+    notes.push(
+      `${reps.reduce((a, r) => a + (r.pool?.taken ?? 0), 0)} pre-created sessions used (${perSession} ${op} each${op === 'charge' ? ', a charge completes the session' : ''})` +
+        `${abandoned ? `, ${abandoned} given up after a non-200 answer` : ''}`,
+    );
     return summarize({ name, title, kind: 'requests', server: c.server.name, engine, workers: 1, concurrency: CONNECTIONS, reps, notes }, c.server);
   } finally {
     await c.close();
   }
 }
 
-async function flowScenario(name: string, engine: 'sqlite' | 'postgres', shoppers: number, workers = 1,
-  more: { prepare?: Prepare; title?: string } = {}): Promise<ScenarioResult> {
+async function flowScenario(
+  name: string,
+  engine: 'sqlite' | 'postgres',
+  shoppers: number,
+  workers = 1,
+  more: { prepare?: Prepare; title?: string } = {},
+): Promise<ScenarioResult> {
   const c = await bootCvvops(engine, { workers, cardCount: shoppers, prepare: more.prepare });
   const client = new JsonClient(c.server.port, shoppers);
   try {
@@ -448,8 +573,9 @@ async function flowScenario(name: string, engine: 'sqlite' | 'postgres', shopper
       reps.push(fromFlows(value, w));
       progress(reps[i]!, i, 'flows/s');
     }
-    const title = more.title
-      ?? `full flows, ${shoppers} shopper${shoppers > 1 ? 's' : ''}${workers > 1 ? `, CVVOPS_WORKERS=${workers}` : ''}${engine === 'postgres' ? ', PostgreSQL' : ', SQLite'}`;
+    const title =
+      more.title ??
+      `full flows, ${shoppers} shopper${shoppers > 1 ? 's' : ''}${workers > 1 ? `, CVVOPS_WORKERS=${workers}` : ''}${engine === 'postgres' ? ', PostgreSQL' : ', SQLite'}`;
     return summarize({ name, title, kind: 'flows', server: c.server.name, engine, workers, concurrency: shoppers, reps, notes: [] }, c.server);
   } finally {
     client.close();
@@ -480,17 +606,25 @@ async function growthScenario(reference: ScenarioResult): Promise<ScenarioResult
     prepare: (db, merchantId) => {
       log(`    seeding ${int(plan.sessions)} sessions, ${int(plan.cards)} cards (better-sqlite3, straight into the migrated file)…`);
       seed = seedHistory(db.file!, merchantId, plan);
-      log(`    seeded in ${fmt(seed.seconds, 1)} s (${fmt(seed.flushSeconds, 1)} s of it the fsync), file ${fmt(seed.fileBytes / 1e9, 2)} GB: `
-        + Object.entries(seed.rows).map(([t, n]) => `${t} ${int(n)}`).join(', '));
+      log(
+        `    seeded in ${fmt(seed.seconds, 1)} s (${fmt(seed.flushSeconds, 1)} s of it the fsync), file ${fmt(seed.fileBytes / 1e9, 2)} GB: ` +
+          Object.entries(seed.rows)
+            .map(([t, n]) => `${t} ${int(n)}`)
+            .join(', '),
+      );
     },
   });
   const ratio = r.rate.median / reference.rate.median;
   r.growth = {
-    plan, seed: seed!, ratio,
+    plan,
+    seed: seed!,
+    ratio,
     reference: { scenario: reference.name, rate: reference.rate.median, p99: reference.p99.median, worstStepP99: worstStepP99(reference) },
   };
-  r.notes.push(`${fmt(r.rate.median, 1)} flows/s with the history against ${fmt(reference.rate.median, 1)} on an empty database (${reference.name}, same run): `
-    + `${fmt(ratio * 100)} %; seeding took ${fmt(seed!.seconds, 1)} s`);
+  r.notes.push(
+    `${fmt(r.rate.median, 1)} flows/s with the history against ${fmt(reference.rate.median, 1)} on an empty database (${reference.name}, same run): ` +
+      `${fmt(ratio * 100)} %; seeding took ${fmt(seed!.seconds, 1)} s`,
+  );
   log(`    vs ${reference.name} (empty database): ${fmt(r.rate.median, 1)} / ${fmt(reference.rate.median, 1)} flows/s = ${fmt(ratio * 100)} %`);
   return r;
 }
@@ -535,30 +669,53 @@ async function soakScenario(): Promise<ScenarioResult> {
       const metrics = await scrapeMetrics(c.server.port);
       const metric = (name: string) => (metrics ? metricValue(metrics, name) : NaN);
       const t = {
-        endSeconds: since(), rss: now, rssAnon: parts.anon, rssFile: parts.file, rssShmem: parts.shmem,
-        heapUsed: metric('nodejs_heap_size_used_bytes'), heapTotal: metric('nodejs_heap_size_total_bytes'), external: metric('nodejs_external_memory_bytes'),
-        databaseBytes: databaseBytes(c.db.file), flowsPerSecond: rep.rate,
+        endSeconds: since(),
+        rss: now,
+        rssAnon: parts.anon,
+        rssFile: parts.file,
+        rssShmem: parts.shmem,
+        heapUsed: metric('nodejs_heap_size_used_bytes'),
+        heapTotal: metric('nodejs_heap_size_total_bytes'),
+        external: metric('nodejs_external_memory_bytes'),
+        databaseBytes: databaseBytes(c.db.file),
+        flowsPerSecond: rep.rate,
       };
       thirds.push(t);
       progress(rep, i, 'flows/s', 'part');
-      log(`      at ${fmt(t.endSeconds)} s: server RSS ${fmt(now / 1e6)} MB (anonymous ${fmt(t.rssAnon / 1e6)}, file ${fmt(t.rssFile / 1e6)}, shared ${fmt(t.rssShmem / 1e6)}), `
-        + `JS heap used ${fmt(t.heapUsed / 1e6)} of ${fmt(t.heapTotal / 1e6)} MB, external ${fmt(t.external / 1e6)} MB, database ${fmt(t.databaseBytes / 1e6)} MB`);
+      log(
+        `      at ${fmt(t.endSeconds)} s: server RSS ${fmt(now / 1e6)} MB (anonymous ${fmt(t.rssAnon / 1e6)}, file ${fmt(t.rssFile / 1e6)}, shared ${fmt(t.rssShmem / 1e6)}), ` +
+          `JS heap used ${fmt(t.heapUsed / 1e6)} of ${fmt(t.heapTotal / 1e6)} MB, external ${fmt(t.external / 1e6)} MB, database ${fmt(t.databaseBytes / 1e6)} MB`,
+      );
     }
   } finally {
     clearInterval(timer);
     client.close();
   }
   try {
-    const r = summarize({
-      name: 'soak', title: `full flows, 50 shoppers, SQLite, ${fmt(SOAK)} s on one server process (its three parts as repetitions)`,
-      kind: 'flows', server: c.server.name, engine: 'sqlite', workers: 1, concurrency: 50, reps, notes: [],
-    }, c.server);
+    const r = summarize(
+      {
+        name: 'soak',
+        title: `full flows, 50 shoppers, SQLite, ${fmt(SOAK)} s on one server process (its three parts as repetitions)`,
+        kind: 'flows',
+        server: c.server.name,
+        engine: 'sqlite',
+        workers: 1,
+        concurrency: 50,
+        reps,
+        notes: [],
+      },
+      c.server,
+    );
     const growth = thirds[2]!.rss / thirds[0]!.rss - 1;
     r.soak = { seconds: SOAK, rss, thirds, growth, maxSampledRss: Math.max(...rss.map(([, v]) => v)), peakRss: r.peakRss.sum };
-    r.notes.push(`RSS ${fmt(thirds[0]!.rss / 1e6)} MB after ${fmt(thirds[0]!.endSeconds)} s, ${fmt(thirds[2]!.rss / 1e6)} MB after ${fmt(thirds[2]!.endSeconds)} s `
-      + `(${growth >= 0 ? '+' : ''}${fmt(growth * 100, 1)} %); peak (VmHWM) ${fmt(r.peakRss.sum / 1e6)} MB`);
-    log(`    RSS end of first third ${fmt(thirds[0]!.rss / 1e6)} MB → end ${fmt(thirds[2]!.rss / 1e6)} MB (${growth >= 0 ? '+' : ''}${fmt(growth * 100, 1)} %), `
-      + `peak ${fmt(r.peakRss.sum / 1e6)} MB`);
+    r.notes.push(
+      `RSS ${fmt(thirds[0]!.rss / 1e6)} MB after ${fmt(thirds[0]!.endSeconds)} s, ${fmt(thirds[2]!.rss / 1e6)} MB after ${fmt(thirds[2]!.endSeconds)} s ` +
+        `(${growth >= 0 ? '+' : ''}${fmt(growth * 100, 1)} %); peak (VmHWM) ${fmt(r.peakRss.sum / 1e6)} MB`,
+    );
+    log(
+      `    RSS end of first third ${fmt(thirds[0]!.rss / 1e6)} MB → end ${fmt(thirds[2]!.rss / 1e6)} MB (${growth >= 0 ? '+' : ''}${fmt(growth * 100, 1)} %), ` +
+        `peak ${fmt(r.peakRss.sum / 1e6)} MB`,
+    );
     return r;
   } finally {
     await c.close();
@@ -577,8 +734,16 @@ const BACKLOG: Omit<BacklogPlan, 'endpointId'> = { expiredCvcSessions: 40_000, e
 const BACKGROUND_HISTORY: HistoryPlan = { sessions: 100_000, cards: 10_000, otherMerchants: 4, benchShare: 0.3, days: 180 };
 const BACKGROUND_LIMIT_S = 180;
 /** API.md section 8: the endpoint listens to every event (so each expired session also makes a delivery). */
-const WEBHOOK_EVENTS = ['cvv.collected', 'threeds.completed', 'charge.succeeded', 'charge.failed', 'session.completed', 'session.canceled',
-  'session.expired', 'cvv.blocked'];
+const WEBHOOK_EVENTS = [
+  'cvv.collected',
+  'threeds.completed',
+  'charge.succeeded',
+  'charge.failed',
+  'session.completed',
+  'session.canceled',
+  'session.expired',
+  'cvv.blocked',
+];
 
 /**
  * Polls (four times a second) until no CVC session is past its expiry, no
@@ -633,8 +798,12 @@ async function backgroundScenario(): Promise<BackgroundResult> {
     let endpointId: string;
     const client = new JsonClient(server.port, 2);
     try {
-      const { json } = await client.post<{ id: string }>('/WebhookEndpoints', { url: receiver.url, events: WEBHOOK_EVENTS },
-        { authorization: `Bearer ${merchant.testKey}` }, 201);
+      const { json } = await client.post<{ id: string }>(
+        '/WebhookEndpoints',
+        { url: receiver.url, events: WEBHOOK_EVENTS },
+        { authorization: `Bearer ${merchant.testKey}` },
+        201,
+      );
       endpointId = json.id;
     } finally {
       client.close();
@@ -643,9 +812,11 @@ async function backgroundScenario(): Promise<BackgroundResult> {
     const expectedDeliveries = BACKLOG.outbox + BACKLOG.expiredActiveSessions;
     const history = seedHistory(db.file!, merchant.merchantId, BACKGROUND_HISTORY);
     const seed = seedBacklog(db.file!, merchant.merchantId, { ...BACKLOG, endpointId });
-    log(`    history of ${int(BACKGROUND_HISTORY.sessions)} sessions written in ${fmt(history.seconds, 1)} s; backlog in ${fmt(seed.seconds, 1)} s: `
-      + `${int(BACKLOG.expiredCvcSessions)} expired CVC sessions, ${int(BACKLOG.expiredActiveSessions)} expired active sessions, `
-      + `${int(BACKLOG.outbox)} pending deliveries (${int(expectedDeliveries)} deliveries expected with session.expired)`);
+    log(
+      `    history of ${int(BACKGROUND_HISTORY.sessions)} sessions written in ${fmt(history.seconds, 1)} s; backlog in ${fmt(seed.seconds, 1)} s: ` +
+        `${int(BACKLOG.expiredCvcSessions)} expired CVC sessions, ${int(BACKLOG.expiredActiveSessions)} expired active sessions, ` +
+        `${int(BACKLOG.outbox)} pending deliveries (${int(expectedDeliveries)} deliveries expected with session.expired)`,
+    );
 
     const probe = new LoopProbe();
     server = await startCvvops(db, { env: { ...env, ...probe.env }, nodeArgs: probe.nodeArgs });
@@ -660,8 +831,16 @@ async function backgroundScenario(): Promise<BackgroundResult> {
       let drain: { drained: boolean; done: BackgroundResult['done'] };
       let left: BackgroundResult['left'];
       try {
-        drain = await waitDrained(reader, () => log(`    ${fmt((performance.now() - t0) / 1000)} s: ${receiver.received} of ${expectedDeliveries} deliveries received`));
-        const count = (sql: string, ...a: unknown[]) => Number(reader.prepare(sql).pluck().get(...a));
+        drain = await waitDrained(reader, () =>
+          log(`    ${fmt((performance.now() - t0) / 1000)} s: ${receiver.received} of ${expectedDeliveries} deliveries received`),
+        );
+        const count = (sql: string, ...a: unknown[]) =>
+          Number(
+            reader
+              .prepare(sql)
+              .pluck()
+              .get(...a),
+          );
         left = {
           expiredCvcSessions: count('SELECT count(*) FROM cvc_sessions WHERE expires_at <= ?', Date.now()),
           expiredActiveSessions: count("SELECT count(*) FROM sessions WHERE status = 'active' AND expires_at <= ?", Date.now()),
@@ -681,10 +860,21 @@ async function backgroundScenario(): Promise<BackgroundResult> {
       return {
         name: 'background',
         title: 'the sweeper and the webhook outbox draining a backlog, server otherwise idle (SQLite)',
-        history: { plan: BACKGROUND_HISTORY, seed: history }, backlog: { ...BACKLOG, expectedDeliveries }, seed, drained: drain.drained, limitSeconds: BACKGROUND_LIMIT_S, seconds, done: drain.done, left,
+        history: { plan: BACKGROUND_HISTORY, seed: history },
+        backlog: { ...BACKLOG, expectedDeliveries },
+        seed,
+        drained: drain.drained,
+        limitSeconds: BACKGROUND_LIMIT_S,
+        seconds,
+        done: drain.done,
+        left,
         deliveries: { received: receiver.received, unsigned: receiver.unsigned, perSecond: span > 0 ? (receiver.received - 1) / span : NaN },
-        serverCpuCores: (cpu1.total - cpu0.total) / seconds, peakRss: server.peakRss().sum,
-        metrics, probe: window, startup, notes,
+        serverCpuCores: (cpu1.total - cpu0.total) / seconds,
+        peakRss: server.peakRss().sum,
+        metrics,
+        probe: window,
+        startup,
+        notes,
       };
     } finally {
       await server.stop();
@@ -716,7 +906,12 @@ async function profileRun(engine: 'sqlite' | 'postgres'): Promise<BenchResults['
     const saved = join(ROOT, 'bench', `cvvops-flows50-${engine}-${stamp}.cpuprofile`);
     copyFileSync(join(dir, files[0]!), saved);
     const s = summarizeProfile(saved, ROOT, 10);
-    return { ...s, file: saved, savedAs: saved.slice(ROOT.length + 1), scenario: `full flows, 50 shoppers, ${engine}, server started with --cpu-prof (the profile covers start-up, ${WARMUP} s warm-up and ${DURATION} s of load)` };
+    return {
+      ...s,
+      file: saved,
+      savedAs: saved.slice(ROOT.length + 1),
+      scenario: `full flows, 50 shoppers, ${engine}, server started with --cpu-prof (the profile covers start-up, ${WARMUP} s warm-up and ${DURATION} s of load)`,
+    };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -731,42 +926,54 @@ async function main(): Promise<void> {
   const m = machine();
   const engine = POSTGRES ? 'postgres' : 'sqlite';
   if (POSTGRES) m.postgres = await postgresVersion();
-  const dbDescribe = POSTGRES ? (await (async () => {
-    const d = await postgresDatabase();
-    await d.drop();
-    return d.describe;
-  })()) : sqliteDatabase().describe;
+  const dbDescribe = POSTGRES
+    ? await (async () => {
+        const d = await postgresDatabase();
+        await d.drop();
+        return d.describe;
+      })()
+    : sqliteDatabase().describe;
   log(`cvvops benchmark — ${m.cpus} cores (${m.model}), Node ${m.node}, ${m.kernel}; load average ${m.loadAverageAtStart.join(' ')}`);
-  log(`database: ${dbDescribe}; ${REPS} × ${DURATION} s after a ${WARMUP} s warm-up; ${CONNECTIONS} connections; `
-    + `autocannon and the flow client run in this process, on the same ${m.cpus} cores as the server`);
+  log(
+    `database: ${dbDescribe}; ${REPS} × ${DURATION} s after a ${WARMUP} s warm-up; ${CONNECTIONS} connections; ` +
+      `autocannon and the flow client run in this process, on the same ${m.cpus} cores as the server`,
+  );
   const scenarios: ScenarioResult[] = [];
   const run = async (name: string, fn: () => Promise<ScenarioResult>) => {
     if (!selected.includes(name)) return;
     log(`\n▶ ${name}`);
     const r = await fn();
     scenarios.push(r);
-    log(`  = ${fmt(r.rate.median, r.kind === 'flows' ? 1 : 0)} ${r.kind === 'flows' ? 'flows/s' : 'req/s'} (${fmt(r.rate.min, 0)}–${fmt(r.rate.max, 0)}), `
-      + `p99 ${fmt(r.p99.median, 2)} ms, non-2xx ${r.non2xx}, peak RSS ${fmt(r.peakRss.sum / 1e6)} MB, ${fmt(r.cpuPerRequestUs.median)} µs CPU/request`);
+    log(
+      `  = ${fmt(r.rate.median, r.kind === 'flows' ? 1 : 0)} ${r.kind === 'flows' ? 'flows/s' : 'req/s'} (${fmt(r.rate.min, 0)}–${fmt(r.rate.max, 0)}), ` +
+        `p99 ${fmt(r.p99.median, 2)} ms, non-2xx ${r.non2xx}, peak RSS ${fmt(r.peakRss.sum / 1e6)} MB, ${fmt(r.cpuPerRequestUs.median)} µs CPU/request`,
+    );
   };
 
   await run('baseline-http', () => baselineScenario('baseline-http', 'http'));
   await run('baseline-express', () => baselineScenario('baseline-express', 'express'));
   const merchantAuth = (c: Cvvops) => ({ 'content-type': 'application/json', authorization: `Bearer ${c.apiKey}` });
-  await run('create', () => staticScenario('create', 'POST /CvvOperations (a pre-made card token)', engine, async (c) => ({
-    path: '/CvvOperations', headers: merchantAuth(c), body: JSON.stringify(createBody(c.cards[0]!)),
-  })));
+  await run('create', () =>
+    staticScenario('create', 'POST /CvvOperations (a pre-made card token)', engine, async (c) => ({
+      path: '/CvvOperations',
+      headers: merchantAuth(c),
+      body: JSON.stringify(createBody(c.cards[0]!)),
+    })),
+  );
   await run('collectCvv', () => chainedScenario('collectCvv', 'POST /CvvOperations/collectCvv (fresh token per request)', engine, 'collectCvv'));
   await run('threeDS', () => chainedScenario('threeDS', 'POST /CvvOperations/threeDS (fresh token per request)', engine, 'threeDS'));
   await run('charge', () => chainedScenario('charge', 'POST /CvvOperations/charge (fresh token and session per request)', engine, 'charge'));
-  await run('validateToken', () => staticScenario('validateToken', 'POST /CvvOperations/validateToken (the final token of a completed flow)', engine, async (c) => {
-    // One completed flow; its final token is validated over and over.
-    const auth = { authorization: `Bearer ${c.apiKey}` };
-    const created = await c.client.post('/CvvOperations', createBody(c.cards[0]!), auth, 201);
-    const a = await c.client.post('/CvvOperations/collectCvv', { cvv: '123' }, { authorization: `Bearer ${created.json.token}` });
-    const b = await c.client.post('/CvvOperations/threeDS', THREEDS_BODY, { authorization: `Bearer ${a.json.token}` });
-    const d = await c.client.post('/CvvOperations/charge', {}, { authorization: `Bearer ${b.json.token}`, 'idempotency-key': randomUUID() });
-    return { path: '/CvvOperations/validateToken', headers: merchantAuth(c), body: JSON.stringify({ token: d.json.token }) };
-  }));
+  await run('validateToken', () =>
+    staticScenario('validateToken', 'POST /CvvOperations/validateToken (the final token of a completed flow)', engine, async (c) => {
+      // One completed flow; its final token is validated over and over.
+      const auth = { authorization: `Bearer ${c.apiKey}` };
+      const created = await c.client.post('/CvvOperations', createBody(c.cards[0]!), auth, 201);
+      const a = await c.client.post('/CvvOperations/collectCvv', { cvv: '123' }, { authorization: `Bearer ${created.json.token}` });
+      const b = await c.client.post('/CvvOperations/threeDS', THREEDS_BODY, { authorization: `Bearer ${a.json.token}` });
+      const d = await c.client.post('/CvvOperations/charge', {}, { authorization: `Bearer ${b.json.token}`, 'idempotency-key': randomUUID() });
+      return { path: '/CvvOperations/validateToken', headers: merchantAuth(c), body: JSON.stringify({ token: d.json.token }) };
+    }),
+  );
   await run('flows-1', () => flowScenario('flows-1', engine, 1));
   await run('flows-10', () => flowScenario('flows-10', engine, 10));
   await run('flows-50', () => flowScenario('flows-50', engine, 50));
@@ -790,15 +997,22 @@ async function main(): Promise<void> {
     log('\n▶ background');
     background = await backgroundScenario();
     const p = background.probe;
-    log(`  = ${background.drained ? `drained in ${fmt(background.seconds, 1)} s` : `NOT drained within ${background.limitSeconds} s`}; `
-      + `${background.deliveries.received} deliveries (${fmt(background.deliveries.perSecond, 1)}/s); event loop (probe, 1 ms): `
-      + `${p ? `p99 ${fmt(p.delay.p99, 1)} ms, max ${fmt(p.delay.max, 1)} ms, ${p.stallCount.over20ms} stalls over 20 ms` : 'no probe'}; `
-      + `/metrics: p99 ${fmt(background.metrics?.p99Ms ?? NaN, 1)} ms, max ${fmt(background.metrics?.maxMs ?? NaN, 1)} ms`);
+    log(
+      `  = ${background.drained ? `drained in ${fmt(background.seconds, 1)} s` : `NOT drained within ${background.limitSeconds} s`}; ` +
+        `${background.deliveries.received} deliveries (${fmt(background.deliveries.perSecond, 1)}/s); event loop (probe, 1 ms): ` +
+        `${p ? `p99 ${fmt(p.delay.p99, 1)} ms, max ${fmt(p.delay.max, 1)} ms, ${p.stallCount.over20ms} stalls over 20 ms` : 'no probe'}; ` +
+        `/metrics: p99 ${fmt(background.metrics?.p99Ms ?? NaN, 1)} ms, max ${fmt(background.metrics?.maxMs ?? NaN, 1)} ms`,
+    );
     for (const g of p?.over20msByLead ?? []) {
       const st = g.longest;
-      log(`    ${g.n} stalls over 20 ms doing ${g.lead.slice(0, 90)}: mean ${fmt(g.meanMs, 1)} ms, longest ${fmt(g.maxMs, 1)} ms `
-        + `(${st.statements} statements, ${fmt(st.sqlMs, 1)} ms SQL, GC ${fmt(st.gcMs, 1)} ms: `
-        + `${st.top.slice(0, 3).map((x) => `${x.n}× ${x.sql.slice(0, 60)} ${fmt(x.ms, 1)} ms`).join('; ')})`);
+      log(
+        `    ${g.n} stalls over 20 ms doing ${g.lead.slice(0, 90)}: mean ${fmt(g.meanMs, 1)} ms, longest ${fmt(g.maxMs, 1)} ms ` +
+          `(${st.statements} statements, ${fmt(st.sqlMs, 1)} ms SQL, GC ${fmt(st.gcMs, 1)} ms: ` +
+          `${st.top
+            .slice(0, 3)
+            .map((x) => `${x.n}× ${x.sql.slice(0, 60)} ${fmt(x.ms, 1)} ms`)
+            .join('; ')})`,
+      );
     }
     if (!background.drained) warnings.push(`background: the backlog was not drained within ${background.limitSeconds} s`);
     for (const n of background.notes) warnings.push(`background: ${n}`);
@@ -818,19 +1032,35 @@ async function main(): Promise<void> {
   }
 
   for (const s of scenarios) {
-    if (s.non2xx || s.errors || s.unexpected) warnings.push(`${s.name}: ${s.non2xx} non-2xx, ${s.errors} connection errors/timeouts, ${s.unexpected} unexpected outcomes`);
+    if (s.non2xx || s.errors || s.unexpected)
+      warnings.push(`${s.name}: ${s.non2xx} non-2xx, ${s.errors} connection errors/timeouts, ${s.unexpected} unexpected outcomes`);
   }
 
   const results: BenchResults = {
-    startedAt, finishedAt: new Date().toISOString(), commit: builtFrom, machine: m,
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    commit: builtFrom,
+    machine: m,
     settings: {
-      database: dbDescribe, durationSeconds: DURATION, warmupSeconds: WARMUP, reps: REPS, connections: CONNECTIONS,
-      serverEnv: { ...SERVER_ENV, DATABASE_URL: POSTGRES ? 'postgres://…?options=-c search_path=<fresh schema>' : 'sqlite:<tmp>/bench.db', NODE_ENV: '(unset)' },
+      database: dbDescribe,
+      durationSeconds: DURATION,
+      warmupSeconds: WARMUP,
+      reps: REPS,
+      connections: CONNECTIONS,
+      serverEnv: {
+        ...SERVER_ENV,
+        DATABASE_URL: POSTGRES ? 'postgres://…?options=-c search_path=<fresh schema>' : 'sqlite:<tmp>/bench.db',
+        NODE_ENV: '(unset)',
+      },
       only,
       ...(selected.includes('soak') ? { soakSeconds: SOAK } : {}),
       ...(selected.includes('growth') ? { growthSessions: GROWTH_SESSIONS } : {}),
     },
-    scenarios, background, targets: [], profile, warnings: [...new Set(warnings)],
+    scenarios,
+    background,
+    targets: [],
+    profile,
+    warnings: [...new Set(warnings)],
   };
   results.targets = evaluateTargets(results);
   writeFileSync(join(ROOT, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
@@ -851,7 +1081,7 @@ main().then(
     process.exit(0);
   },
   async (err: unknown) => {
-    process.stderr.write(`\nbench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    process.stderr.write(`\nbench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     await cleanupAll();
     process.exit(1);
   },

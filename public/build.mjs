@@ -11,7 +11,14 @@ const common = { bundle: true, minify: true, target: ['es2020'], legalComments: 
 mkdirSync(join(here, 'sdk/v1'), { recursive: true });
 mkdirSync(join(here, 'assets'), { recursive: true });
 await Promise.all([
-  build({ ...common, entryPoints: [join(here, 'src/sdk.ts')], outfile: join(here, 'sdk/v1/cvvops.js'), format: 'iife', globalName: '__cvvops', footer: { js: 'window.CvvOps=__cvvops.CvvOps;' } }),
+  build({
+    ...common,
+    entryPoints: [join(here, 'src/sdk.ts')],
+    outfile: join(here, 'sdk/v1/cvvops.js'),
+    format: 'iife',
+    globalName: '__cvvops',
+    footer: { js: 'window.CvvOps=__cvvops.CvvOps;' },
+  }),
   build({ ...common, entryPoints: [join(here, 'src/sdk.ts')], outfile: join(here, 'sdk/v1/cvvops.mjs'), format: 'esm' }),
   build({ ...common, entryPoints: [join(here, 'src/form-runtime.ts')], outfile: join(here, 'assets/form.js'), format: 'iife' }),
   build({ ...common, entryPoints: [join(here, 'src/challenge.ts')], outfile: join(here, 'assets/challenge.js'), format: 'iife' }),

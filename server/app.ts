@@ -9,7 +9,15 @@ import { operationCors } from './http/cors.js';
 import { idempotency } from './http/idempotency.js';
 import { Metrics } from './http/metrics.js';
 import {
-  errorHandler, jsonBody, notFound, refuseContentEncoding, refuseDuplicateHeaders, refuseKeysInQuery, refuseUndecodablePath, requestId, routePath,
+  errorHandler,
+  jsonBody,
+  notFound,
+  refuseContentEncoding,
+  refuseDuplicateHeaders,
+  refuseKeysInQuery,
+  refuseUndecodablePath,
+  requestId,
+  routePath,
 } from './http/middleware.js';
 import { cardRoutes } from './http/routes/cards.js';
 import { merchantRoutes } from './http/routes/merchant.js';
@@ -54,11 +62,16 @@ export function buildApp(d: Deps, metrics = new Metrics()): Express {
   app.set('query parser', 'simple');
 
   app.use(requestContext(d, metrics));
-  app.use(helmet({
-    contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"], baseUri: ["'none'"], formAction: ["'none'"] } },
-    frameguard: { action: 'deny' },
-    crossOriginResourcePolicy: { policy: 'same-origin' },
-  }));
+  app.use(
+    helmet({
+      contentSecurityPolicy: {
+        useDefaults: false,
+        directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"], baseUri: ["'none'"], formAction: ["'none'"] },
+      },
+      frameguard: { action: 'deny' },
+      crossOriginResourcePolicy: { policy: 'same-origin' },
+    }),
+  );
   // Before any route: a path that does not decode, an ambiguous repeated header, a compressed body and a key in
   // the query string are refused the same way on every path (API, hosted pages, static files, unknown paths).
   app.use(refuseUndecodablePath);
@@ -78,7 +91,8 @@ export function buildApp(d: Deps, metrics = new Metrics()): Express {
   app.use('/proxy', (req, res, next) => {
     if (req.method !== 'POST') return next();
     const type = (req.headers['content-type'] ?? '').toLowerCase();
-    if (!/^application\/(json|x-www-form-urlencoded)\b/.test(type)) throw new AppError('unsupported_media_type', 'The proxy forwards application/json or application/x-www-form-urlencoded bodies.');
+    if (!/^application\/(json|x-www-form-urlencoded)\b/.test(type))
+      throw new AppError('unsupported_media_type', 'The proxy forwards application/json or application/x-www-form-urlencoded bodies.');
     express.raw({ type: () => true, limit: BODY_LIMIT })(req, res, next);
   });
   app.use('/CustomForms', jsonBody(FORM_BODY_LIMIT));
@@ -111,7 +125,17 @@ function requestContext(d: Deps, metrics: Metrics) {
       const route = matched ? `${req.baseUrl}${matched}` : 'unmatched';
       metrics.observe(req.method, route, res.statusCode, ms / 1000);
       if (logRequests) {
-        d.log.info({ requestId: res.locals.requestId, method: req.method, route, status: res.statusCode, ms, merchantId: (res.locals.merchant as MerchantContext | undefined)?.merchant.id }, 'request');
+        d.log.info(
+          {
+            requestId: res.locals.requestId,
+            method: req.method,
+            route,
+            status: res.statusCode,
+            ms,
+            merchantId: (res.locals.merchant as MerchantContext | undefined)?.merchant.id,
+          },
+          'request',
+        );
       }
     });
     res.setHeader('Cache-Control', 'no-store');

@@ -29,10 +29,16 @@ async function withDeps<T>(fn: (d: Awaited<ReturnType<typeof createDeps>>) => Pr
 const program = new Command('cvvops').version(VERSION).description('cvvops server administration');
 
 const merchant = program.command('merchant').description('merchants and their API keys');
-merchant.command('create')
+merchant
+  .command('create')
   .description('create a merchant with its test and live API keys (shown once); its allowed origins are set in both modes')
   .requiredOption('--name <name>', "the merchant's name")
-  .option('--origin <origin>', 'an allowed origin of both modes, exactly scheme://host[:port] (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+  .option(
+    '--origin <origin>',
+    'an allowed origin of both modes, exactly scheme://host[:port] (repeatable)',
+    (v: string, acc: string[]) => [...acc, v],
+    [] as string[],
+  )
   .option('--json', 'print exactly one JSON object {"merchantId","testKey","liveKey"} and nothing else')
   .action(async (opts: { name: string; origin: string[]; json?: boolean }) => {
     await withDeps(async (d) => {
@@ -41,14 +47,17 @@ merchant.command('create')
         process.stdout.write(`${JSON.stringify({ merchantId: m.id, testKey: testKey.expose(), liveKey: liveKey.expose() })}\n`);
       } else {
         // Settings are per mode (test and live); a new merchant starts with these origins in both.
-        process.stdout.write(`merchant ${m.id} (${m.name})\nallowed origins, test and live modes: ${m.allowedOrigins.join(', ') || '(none)'}\n`
-          + `test key: ${testKey.expose()}\nlive key: ${liveKey.expose()}\nThe keys are shown only now; store them safely.\n`);
+        process.stdout.write(
+          `merchant ${m.id} (${m.name})\nallowed origins, test and live modes: ${m.allowedOrigins.join(', ') || '(none)'}\n` +
+            `test key: ${testKey.expose()}\nlive key: ${liveKey.expose()}\nThe keys are shown only now; store them safely.\n`,
+        );
       }
     });
   });
 
 const keys = program.command('keys').description('token signing keys');
-keys.command('rotate')
+keys
+  .command('rotate')
   .description('make a new signing key active; old keys stay in the JWKS until their tokens have expired')
   .action(async () => {
     await withDeps(async (d) => {
@@ -57,7 +66,8 @@ keys.command('rotate')
     });
   });
 
-program.command('migrate')
+program
+  .command('migrate')
   .description('apply storage migrations')
   .action(async () => {
     await withDeps(async (d) => {

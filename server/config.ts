@@ -63,9 +63,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 
   const givenBase = env.PUBLIC_BASE_URL !== undefined && env.PUBLIC_BASE_URL !== '';
   const portProblem = problems.length > 0;
-  let publicBaseUrl = givenBase
-    ? env.PUBLIC_BASE_URL!.replace(/\/+$/, '')
-    : `http://${host.includes(':') ? `[${host}]` : host}:${portProblem ? 8080 : port}`;
+  let publicBaseUrl = givenBase ? env.PUBLIC_BASE_URL!.replace(/\/+$/, '') : `http://${host.includes(':') ? `[${host}]` : host}:${portProblem ? 8080 : port}`;
   let publicOrigin = '';
   try {
     const u = new URL(publicBaseUrl);
@@ -143,12 +141,28 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const signingAlg = (env.CVVOPS_SIGNING_ALG && env.CVVOPS_SIGNING_ALG !== '' ? env.CVVOPS_SIGNING_ALG : 'EdDSA') as SigningAlg;
   if (signingAlg !== 'EdDSA' && signingAlg !== 'ES256') problems.push(`CVVOPS_SIGNING_ALG must be EdDSA or ES256 (got "${env.CVVOPS_SIGNING_ALG}")`);
 
-  const sync = (env.CVVOPS_SQLITE_SYNCHRONOUS && env.CVVOPS_SQLITE_SYNCHRONOUS !== '' ? env.CVVOPS_SQLITE_SYNCHRONOUS.toUpperCase() : 'NORMAL') as Config['sqliteSynchronous'];
+  const sync = (
+    env.CVVOPS_SQLITE_SYNCHRONOUS && env.CVVOPS_SQLITE_SYNCHRONOUS !== '' ? env.CVVOPS_SQLITE_SYNCHRONOUS.toUpperCase() : 'NORMAL'
+  ) as Config['sqliteSynchronous'];
   if (sync !== 'FULL' && sync !== 'NORMAL') problems.push('CVVOPS_SQLITE_SYNCHRONOUS must be FULL or NORMAL');
 
   if (problems.length) throw new ConfigError(problems);
   return Object.freeze({
-    production, port, host, publicBaseUrl, publicOrigin, databaseUrl, masterKey, dataDir, demo, workers,
-    logLevel: lvl, rateLimit, rateLimits: Object.freeze(rateLimits), allowPrivateTargets, signingAlg, sqliteSynchronous: sync,
+    production,
+    port,
+    host,
+    publicBaseUrl,
+    publicOrigin,
+    databaseUrl,
+    masterKey,
+    dataDir,
+    demo,
+    workers,
+    logLevel: lvl,
+    rateLimit,
+    rateLimits: Object.freeze(rateLimits),
+    allowPrivateTargets,
+    signingAlg,
+    sqliteSynchronous: sync,
   });
 }

@@ -76,9 +76,13 @@ export function resolveMasterKey(config: Config, log: Logger): Secret<Buffer> {
   return new Secret(key);
 }
 
-export async function createDeps(config: Config, log: Logger, opts: { clock?: Clock; store?: Store; masterKey?: Secret<Buffer>; limits?: RateLimits; threeDSProvider?: ThreeDSProvider; simulator?: Processor } = {}): Promise<Deps> {
+export async function createDeps(
+  config: Config,
+  log: Logger,
+  opts: { clock?: Clock; store?: Store; masterKey?: Secret<Buffer>; limits?: RateLimits; threeDSProvider?: ThreeDSProvider; simulator?: Processor } = {},
+): Promise<Deps> {
   const clock = opts.clock ?? systemClock;
-  const store = opts.store ?? await KyselyStore.open(config.databaseUrl, { synchronous: config.sqliteSynchronous });
+  const store = opts.store ?? (await KyselyStore.open(config.databaseUrl, { synchronous: config.sqliteSynchronous }));
   await store.migrate();
   const keyring = new Keyring(opts.masterKey ?? resolveMasterKey(config, log));
   const tokens = new TokenService(store, keyring, clock, { alg: config.signingAlg, issuer: config.publicBaseUrl, log });
@@ -89,13 +93,19 @@ export async function createDeps(config: Config, log: Logger, opts: { clock?: Cl
   const webhooks = new WebhookService(store, keyring, clock, { allowPrivate: config.allowPrivateTargets, log });
   const idempotency = new IdempotencyService(store, keyring, clock);
   const sessions = new SessionService(store, tokens, vault, keyring, clock, {
-    publicBaseUrl: config.publicBaseUrl, publicOrigin: config.publicOrigin, log, idempotency,
+    publicBaseUrl: config.publicBaseUrl,
+    publicOrigin: config.publicOrigin,
+    log,
+    idempotency,
     prepareEvents: (merchantId, mode, events) => webhooks.prepare(merchantId, mode, events),
   });
   const origins = new OriginRegistry(store, config.publicOrigin);
   await origins.refresh();
-  const limits = opts.limits ?? await chooseLimits(config, store);
-  const threeDS = new ThreeDSService(store, keyring, clock, cards, opts.threeDSProvider ?? new SimulatorThreeDS(), webhooks, { publicBaseUrl: config.publicBaseUrl, log });
+  const limits = opts.limits ?? (await chooseLimits(config, store));
+  const threeDS = new ThreeDSService(store, keyring, clock, cards, opts.threeDSProvider ?? new SimulatorThreeDS(), webhooks, {
+    publicBaseUrl: config.publicBaseUrl,
+    log,
+  });
   const simulator = opts.simulator ?? new SimulatorProcessor();
   const httpProcessors = new Map<string, { sealed: string; processor: HttpProcessor; timeoutMs: number }>();
   const processorFor = (m: MerchantRecord): { processor: Processor; timeoutMs: number } => {
@@ -104,8 +114,21 @@ export async function createDeps(config: Config, log: Logger, opts: { clock?: Cl
     const key = `${m.id}|${m.mode}`;
     const cached = httpProcessors.get(key);
     if (cached && cached.sealed === p.sealed) return cached;
-    const cfg = HttpProcessorConfig.parse(JSON.parse(keyring.open('settings', { keyVersion: p.keyVersion ?? 1, blob: Buffer.from(p.sealed, 'base64') }, processorAad(m.id, m.mode, p.scope)).toString('utf8')));
-    const entry = { sealed: p.sealed, processor: new HttpProcessor(cfg, { allowPrivate: config.allowPrivateTargets, onTranscript: (t) => log.debug({ merchantId: m.id, transcript: t }, 'processor transcript (scrubbed)') }), timeoutMs: cfg.timeoutMs };
+    const cfg = HttpProcessorConfig.parse(
+      JSON.parse(
+        keyring
+          .open('settings', { keyVersion: p.keyVersion ?? 1, blob: Buffer.from(p.sealed, 'base64') }, processorAad(m.id, m.mode, p.scope))
+          .toString('utf8'),
+      ),
+    );
+    const entry = {
+      sealed: p.sealed,
+      processor: new HttpProcessor(cfg, {
+        allowPrivate: config.allowPrivateTargets,
+        onTranscript: (t) => log.debug({ merchantId: m.id, transcript: t }, 'processor transcript (scrubbed)'),
+      }),
+      timeoutMs: cfg.timeoutMs,
+    };
     httpProcessors.set(key, entry);
     return entry;
   };
@@ -114,7 +137,26 @@ export async function createDeps(config: Config, log: Logger, opts: { clock?: Cl
   const proxy = new ProxyService(store, cards, vault, clock, { allowPrivateTargets: config.allowPrivateTargets, log });
   const forms = new FormService(store, clock, { publicBaseUrl: config.publicBaseUrl, log });
   return {
-    config, log, clock, store, keyring, tokens, merchants, cards, vault, sessions, idempotency, origins, limits, webhooks, threeDS, charges, operations, processorFor, proxy, forms,
+    config,
+    log,
+    clock,
+    store,
+    keyring,
+    tokens,
+    merchants,
+    cards,
+    vault,
+    sessions,
+    idempotency,
+    origins,
+    limits,
+    webhooks,
+    threeDS,
+    charges,
+    operations,
+    processorFor,
+    proxy,
+    forms,
     async close() {
       origins.stop();
       webhooks.stop();

@@ -7,10 +7,30 @@ export type { Logger };
  * (which prints "[REDACTED]"); this list is the second net.
  */
 const REDACT = [
-  'req.headers.authorization', 'headers.authorization', 'authorization', '*.authorization',
-  'cvv', '*.cvv', '*.*.cvv', 'number', '*.number', '*.*.number', 'cardNumber', '*.cardNumber',
-  'token', '*.token', 'apiKey', '*.apiKey', 'key', '*.secret', 'secret',
-  'authenticationValue', '*.authenticationValue', '*.*.authenticationValue', 'cavv', '*.cavv',
+  'req.headers.authorization',
+  'headers.authorization',
+  'authorization',
+  '*.authorization',
+  'cvv',
+  '*.cvv',
+  '*.*.cvv',
+  'number',
+  '*.number',
+  '*.*.number',
+  'cardNumber',
+  '*.cardNumber',
+  'token',
+  '*.token',
+  'apiKey',
+  '*.apiKey',
+  'key',
+  '*.secret',
+  'secret',
+  'authenticationValue',
+  '*.authenticationValue',
+  '*.*.authenticationValue',
+  'cavv',
+  '*.cavv',
 ];
 
 export function createLogger(level: string, destination?: DestinationStream): Logger {

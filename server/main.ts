@@ -71,7 +71,10 @@ async function main(): Promise<void> {
       server!.once('error', reject);
     });
     const addr = server.address();
-    log.info({ port: typeof addr === 'object' && addr ? addr.port : config.port, host: config.host, pid: process.pid, engine: deps.store.engine }, 'cvvops listening');
+    log.info(
+      { port: typeof addr === 'object' && addr ? addr.port : config.port, host: config.host, pid: process.pid, engine: deps.store.engine },
+      'cvvops listening',
+    );
   }
 
   const shutdown = async (signal: string) => {

@@ -36,12 +36,18 @@ function cleanEnv(): Record<string, string> {
 function cli(args: string[], env: Record<string, string>): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'server/cli.ts', ...args], {
-      cwd: ROOT, env: { ...cleanEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: ROOT,
+      env: { ...cleanEnv(), ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c; });
-    child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c; });
+    child.stdout.setEncoding('utf8').on('data', (c: string) => {
+      stdout += c;
+    });
+    child.stderr.setEncoding('utf8').on('data', (c: string) => {
+      stderr += c;
+    });
     const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
     child.on('error', reject);
     child.on('close', (code) => {
@@ -204,18 +210,16 @@ describe('cvvops CLI', () => {
   });
 
   it('a malformed CVVOPS_MASTER_KEY makes every command exit non-zero, naming the variable, touching nothing', async () => {
-    const commands = [
-      ['merchant', 'create', '--name', 'Shop', '--json'],
-      ['keys', 'rotate'],
-      ['migrate'],
-    ];
+    const commands = [['merchant', 'create', '--name', 'Shop', '--json'], ['keys', 'rotate'], ['migrate']];
     const badKeys = ['not base64!!', randomBytes(16).toString('base64'), randomBytes(33).toString('base64')];
     // Each command with each kind of bad key (not base64, too short, too long), rotating so each runs once.
-    const runs = await Promise.all(commands.map(async (args, i) => {
-      const w = workspace();
-      const key = badKeys[i]!;
-      return { args, key, w, r: await cli(args, { ...w.env, CVVOPS_MASTER_KEY: key }) };
-    }));
+    const runs = await Promise.all(
+      commands.map(async (args, i) => {
+        const w = workspace();
+        const key = badKeys[i]!;
+        return { args, key, w, r: await cli(args, { ...w.env, CVVOPS_MASTER_KEY: key }) };
+      }),
+    );
     for (const { args, key, w, r } of runs) {
       const what = `${args.join(' ')} with key ${JSON.stringify(key)}`;
       assert.notEqual(r.code, 0, what);
@@ -228,11 +232,13 @@ describe('cvvops CLI', () => {
   });
 
   it('NODE_ENV=production without CVVOPS_MASTER_KEY refuses', async () => {
-    const runs = await Promise.all([['migrate'], ['keys', 'rotate'], ['merchant', 'create', '--name', 'Shop', '--json']].map(async (args) => {
-      const w = workspace();
-      const env = { DATABASE_URL: w.env.DATABASE_URL!, NODE_ENV: 'production', PUBLIC_BASE_URL: 'https://cvv.example' };
-      return { args, w, r: await cli(args, env) };
-    }));
+    const runs = await Promise.all(
+      [['migrate'], ['keys', 'rotate'], ['merchant', 'create', '--name', 'Shop', '--json']].map(async (args) => {
+        const w = workspace();
+        const env = { DATABASE_URL: w.env.DATABASE_URL!, NODE_ENV: 'production', PUBLIC_BASE_URL: 'https://cvv.example' };
+        return { args, w, r: await cli(args, env) };
+      }),
+    );
     for (const { args, w, r } of runs) {
       const what = args.join(' ');
       assert.notEqual(r.code, 0, what);

@@ -58,8 +58,15 @@ export async function cannon(o: CannonOptions): Promise<CannonRun> {
   });
   const seconds = (performance.now() - t0) / 1000;
   return {
-    responses, ok, non2xx: responses - ok, statusCodes, errors: result.errors, timeouts: result.timeouts,
-    seconds, rps: responses / seconds, latency: lat.summary(),
+    responses,
+    ok,
+    non2xx: responses - ok,
+    statusCodes,
+    errors: result.errors,
+    timeouts: result.timeouts,
+    seconds,
+    rps: responses / seconds,
+    latency: lat.summary(),
   };
 }
 

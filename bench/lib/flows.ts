@@ -16,9 +16,14 @@ export function createBody(card: string): Record<string, unknown> {
 /** What the hosted form sends to threeDS (public/src/form-runtime.ts browserInfo()). */
 export const THREEDS_BODY = JSON.stringify({
   browser: {
-    acceptHeader: 'text/html', language: 'en-GB', screenWidth: 1280, screenHeight: 800, timeZoneOffset: -60,
+    acceptHeader: 'text/html',
+    language: 'en-GB',
+    screenWidth: 1280,
+    screenHeight: 800,
+    timeZoneOffset: -60,
     userAgent: 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36',
-    colorDepth: 24, javascriptEnabled: true,
+    colorDepth: 24,
+    javascriptEnabled: true,
   },
 });
 
@@ -120,8 +125,17 @@ export async function runFlows(client: JsonClient, o: { apiKey: string; cards: s
   await Promise.all(Array.from({ length: o.shoppers }, (_, i) => shopper(i)));
   const seconds = o.seconds;
   return {
-    shoppers: o.shoppers, seconds, flows, flowsPerSecond: flows / seconds, requests, failedFlows, non2xx, connectionErrors, unexpected,
-    errorSamples, flow: flowLat.summary(),
+    shoppers: o.shoppers,
+    seconds,
+    flows,
+    flowsPerSecond: flows / seconds,
+    requests,
+    failedFlows,
+    non2xx,
+    connectionErrors,
+    unexpected,
+    errorSamples,
+    flow: flowLat.summary(),
     steps: Object.fromEntries(STEPS.map((s) => [s, stepLat[s].summary()])) as Record<Step, Latency>,
   };
 }

@@ -11,7 +11,11 @@ export interface Reply {
 }
 
 export class HttpError extends Error {
-  constructor(readonly step: string, readonly status: number, readonly body: string) {
+  constructor(
+    readonly step: string,
+    readonly status: number,
+    readonly body: string,
+  ) {
     super(`${step}: HTTP ${status} ${body.slice(0, 300)}`);
   }
 }
@@ -20,7 +24,10 @@ export class HttpError extends Error {
 export class JsonClient {
   readonly agent: http.Agent;
 
-  constructor(readonly port: number, maxSockets: number) {
+  constructor(
+    readonly port: number,
+    maxSockets: number,
+  ) {
     this.agent = new http.Agent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets, scheduling: 'lifo' });
   }
 

@@ -38,7 +38,11 @@ function install() {
   const which = new Int32Array(RING);
   let n = 0;
   let perSql = new Map();
-  const normalize = (sql) => sql.replace(/\s+/g, ' ').replace(/\?(?:, \?)+/g, (m) => `?×${m.split('?').length - 1}`).slice(0, 240);
+  const normalize = (sql) =>
+    sql
+      .replace(/\s+/g, ' ')
+      .replace(/\?(?:, \?)+/g, (m) => `?×${m.split('?').length - 1}`)
+      .slice(0, 240);
   const idOf = (stmt) => {
     const src = stmt.source;
     let id = ids.get(src);
@@ -118,7 +122,10 @@ function install() {
     }
     const candidates = [...all.filter((a) => a.n < 10).map((a) => ({ ms: a.ms, first: a })), ...loops.values()];
     const lead = candidates.sort((a, b) => b.ms - a.ms)[0]?.first;
-    const top = all.sort((a, b) => b.ms - a.ms).slice(0, 6).map(({ firstAt, ...a }) => round(a));
+    const top = all
+      .sort((a, b) => b.ms - a.ms)
+      .slice(0, 6)
+      .map(({ firstAt, ...a }) => round(a));
     return { statements: count, sqlMs: r2(total), lead: lead?.sql ?? null, top };
   };
 
@@ -130,7 +137,9 @@ function install() {
       for (const e of list.getEntries()) gcs.push({ t: e.startTime, ms: e.duration, kind: KINDS[e.detail?.kind ?? e.kind] ?? 'gc' });
       if (gcs.length > 20_000) gcs = gcs.slice(-10_000);
     }).observe({ entryTypes: ['gc'] });
-  } catch { /* no gc entries */ }
+  } catch {
+    /* no gc entries */
+  }
   const gcIn = (from, to) => gcs.filter((g) => g.t >= from && g.t <= to).reduce((a, g) => a + g.ms, 0);
 
   // ---- the loop ---------------------------------------------------------------------
@@ -154,14 +163,31 @@ function install() {
     const ms = (ns) => r2(ns / 1e6);
     const gcWindow = gcs.filter((g) => g.t >= since);
     const snapshot = {
-      seq: ++seq, from: wall(since), to: wall(now), seconds: r2((now - since) / 1000),
-      delay: { count: h.count, min: ms(h.min), p50: ms(h.percentile(50)), p90: ms(h.percentile(90)), p99: ms(h.percentile(99)), max: ms(h.max), mean: ms(h.mean) },
+      seq: ++seq,
+      from: wall(since),
+      to: wall(now),
+      seconds: r2((now - since) / 1000),
+      delay: {
+        count: h.count,
+        min: ms(h.min),
+        p50: ms(h.percentile(50)),
+        p90: ms(h.percentile(90)),
+        p99: ms(h.percentile(99)),
+        max: ms(h.max),
+        mean: ms(h.mean),
+      },
       stalls: stalls.sort((a, b) => b.ms - a.ms).slice(0, 50),
       stallCount: { over5ms: stalls.length, over10ms: stalls.filter((s) => s.ms > 10).length, over20ms: stalls.filter((s) => s.ms > 20).length },
       over20msByLead: byLead(stalls.filter((s) => s.ms > 20)),
-      sql: [...perSql.entries()].map(([id, a]) => ({ sql: texts[id], ...a })).sort((a, b) => b.ms - a.ms).slice(0, 20).map(round),
+      sql: [...perSql.entries()]
+        .map(([id, a]) => ({ sql: texts[id], ...a }))
+        .sort((a, b) => b.ms - a.ms)
+        .slice(0, 20)
+        .map(round),
       gc: {
-        count: gcWindow.length, ms: r2(gcWindow.reduce((a, g) => a + g.ms, 0)), maxMs: r2(Math.max(0, ...gcWindow.map((g) => g.ms))),
+        count: gcWindow.length,
+        ms: r2(gcWindow.reduce((a, g) => a + g.ms, 0)),
+        maxMs: r2(Math.max(0, ...gcWindow.map((g) => g.ms))),
         over10ms: gcWindow.filter((g) => g.ms > 10).length,
       },
     };
@@ -190,7 +216,8 @@ function byLead(stalls) {
       a.longest = s;
     }
   }
-  return [...by.values()].sort((a, b) => b.n - a.n)
+  return [...by.values()]
+    .sort((a, b) => b.n - a.n)
     .map((a) => ({ lead: a.lead, n: a.n, maxMs: r2(a.maxMs), meanMs: r2(a.sum / a.n), meanSqlMs: r2(a.sqlMs / a.n), longest: a.longest }));
 }
 

@@ -41,14 +41,18 @@ export function killAllChildren(): void {
     if (c.exitCode === null && c.signalCode === null && c.pid) {
       try {
         c.kill('SIGKILL');
-      } catch { /* already gone */ }
+      } catch {
+        /* already gone */
+      }
     }
   }
   for (const [pid, cmd] of grandchildren) {
     if (cmd && cmdline(pid) === cmd) {
       try {
         process.kill(pid, 'SIGKILL');
-      } catch { /* already gone */ }
+      } catch {
+        /* already gone */
+      }
     }
   }
   grandchildren.clear();
@@ -193,7 +197,9 @@ export function childPids(pid: number): number[] {
       if (!existsSync(p)) continue;
       for (const c of readFileSync(p, 'utf8').trim().split(/\s+/)) if (c) out.push(Number(c));
     }
-  } catch { /* gone */ }
+  } catch {
+    /* gone */
+  }
   return out;
 }
 
@@ -277,7 +283,9 @@ export function cpuOfProcessesNamed(name: string): number {
       const s = readFileSync(`/proc/${d}/stat`, 'utf8');
       if (s.slice(s.indexOf('(') + 1, s.lastIndexOf(')')) !== name) continue;
       total += cpuOf(`/proc/${d}/stat`);
-    } catch { /* gone */ }
+    } catch {
+      /* gone */
+    }
   }
   return total;
 }

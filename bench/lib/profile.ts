@@ -44,11 +44,24 @@ export interface ProfileSummary {
  * wrapper).
  */
 const LAYERS: Array<[string, (url: string, name: string) => boolean]> = [
-  ['SQLite (statements and commits, as self time of the store and better-sqlite3)', (u) => u.includes('/server/store/') || u.includes('node_modules/better-sqlite3/')],
+  [
+    'SQLite (statements and commits, as self time of the store and better-sqlite3)',
+    (u) => u.includes('/server/store/') || u.includes('node_modules/better-sqlite3/'),
+  ],
   ['Kysely (query building, compiling)', (u) => u.includes('node_modules/kysely/')],
   ['cryptography (node:crypto: Ed25519, AES-GCM, HKDF, SHA-256, HMAC)', (u) => u.startsWith('node:internal/crypto')],
-  ['Node HTTP, sockets and streams', (u, n) => /^node:(_http_|net|internal\/(streams|stream_base_commons|http|url))/.test(u) || (!u && /^(writev|writeUtf8String|writeBuffer|onStreamRead)$/.test(n))],
-  ['Express, its router, body parsing, helmet', (u) => /node_modules\/(express|router|body-parser|raw-body|content-type|iconv-lite|helmet|parseurl|type-is|mime-types|mime-db|media-typer|finalhandler|on-finished|send|serve-static|qs|depd|http-errors|statuses|vary|cookie|encodeurl|escape-html|forwarded|proxy-addr|fresh|range-parser|accepts|negotiator|bytes|unpipe|ee-first|path-to-regexp|debug|ms)\//.test(u)],
+  [
+    'Node HTTP, sockets and streams',
+    (u, n) =>
+      /^node:(_http_|net|internal\/(streams|stream_base_commons|http|url))/.test(u) || (!u && /^(writev|writeUtf8String|writeBuffer|onStreamRead)$/.test(n)),
+  ],
+  [
+    'Express, its router, body parsing, helmet',
+    (u) =>
+      /node_modules\/(express|router|body-parser|raw-body|content-type|iconv-lite|helmet|parseurl|type-is|mime-types|mime-db|media-typer|finalhandler|on-finished|send|serve-static|qs|depd|http-errors|statuses|vary|cookie|encodeurl|escape-html|forwarded|proxy-addr|fresh|range-parser|accepts|negotiator|bytes|unpipe|ee-first|path-to-regexp|debug|ms)\//.test(
+        u,
+      ),
+  ],
   ['our HTTP layer (middleware, auth, routes, metrics, app)', (u) => u.includes('/server/http/') || u.endsWith('/server/app.js')],
   ['our domain (sessions, operations, tokens, vault, charges)', (u) => u.includes('/server/domain/')],
   ['validation (zod)', (u) => u.includes('node_modules/zod/')],
@@ -92,7 +105,9 @@ export function summarizeProfile(file: string, root: string, topN = 10): Profile
     if (url.startsWith('file://')) {
       try {
         url = relative(root, fileURLToPath(url));
-      } catch { /* keep */ }
+      } catch {
+        /* keep */
+      }
     }
     const layer = LAYERS.find(([, match]) => match(cf.url, name))?.[0] ?? OTHER;
     layerUs.set(layer, (layerUs.get(layer) ?? 0) + us);
@@ -103,9 +118,15 @@ export function summarizeProfile(file: string, root: string, topN = 10): Profile
     agg.set(key, e);
   }
   const busy = total - idle;
-  const top = [...agg.values()].sort((a, b) => b.us - a.us).slice(0, topN).map((e) => ({
-    functionName: e.functionName, location: e.location, selfMs: e.us / 1000, percentOfBusy: busy > 0 ? (100 * e.us) / busy : 0,
-  }));
+  const top = [...agg.values()]
+    .sort((a, b) => b.us - a.us)
+    .slice(0, topN)
+    .map((e) => ({
+      functionName: e.functionName,
+      location: e.location,
+      selfMs: e.us / 1000,
+      percentOfBusy: busy > 0 ? (100 * e.us) / busy : 0,
+    }));
   const share = (us: number) => (busy > 0 ? (100 * us) / busy : 0);
   const layers = [...layerUs].sort((a, b) => b[1] - a[1]).map(([layer, us]) => ({ layer, selfMs: us / 1000, percentOfBusy: share(us) }));
   // Our middleware by function; a package of the HTTP stack as one line.
@@ -114,7 +135,12 @@ export function summarizeProfile(file: string, root: string, topN = 10): Profile
     if (!HTTP_LAYER.test(e.location.replace(/:\d+$/, ''))) continue;
     const pkg = /node_modules\/([^/]+)\//.exec(e.location)?.[1];
     const key = pkg ? `npm:${pkg}` : `${e.functionName}|${e.location}`;
-    const h = httpAgg.get(key) ?? { functionName: pkg ? `(all of ${pkg})` : e.functionName, location: pkg ? `node_modules/${pkg}` : e.location, selfMs: 0, percentOfBusy: 0 };
+    const h = httpAgg.get(key) ?? {
+      functionName: pkg ? `(all of ${pkg})` : e.functionName,
+      location: pkg ? `node_modules/${pkg}` : e.location,
+      selfMs: 0,
+      percentOfBusy: 0,
+    };
     h.selfMs += e.us / 1000;
     h.percentOfBusy = share(h.selfMs * 1000);
     httpAgg.set(key, h);

@@ -98,8 +98,9 @@ function bulkLoad(file: string, load: (txn: Txn, rows: Record<string, number>) =
     db.pragma('foreign_keys = OFF');
     // Indexes on random values are built once at the end (a sort) instead of row by row (writes all over
     // the index); the others grow at their end as rows are added in time order, cheaper than a rebuild.
-    const indexes = (db.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL").all() as Array<{ name: string; sql: string }>)
-      .filter((i) => REBUILT_INDEXES.includes(i.name));
+    const indexes = (
+      db.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL").all() as Array<{ name: string; sql: string }>
+    ).filter((i) => REBUILT_INDEXES.includes(i.name));
     for (const i of indexes) db.exec(`DROP INDEX "${i.name}"`);
     const txn = new Txn(db);
     load(txn, rows);
@@ -145,7 +146,12 @@ class Inserter {
   readonly #many: Sqlite.Statement;
   readonly #buf: unknown[] = [];
   readonly #width: number;
-  constructor(private readonly txn: Txn, readonly table: string, columns: readonly string[], private readonly counts: Record<string, number>) {
+  constructor(
+    private readonly txn: Txn,
+    readonly table: string,
+    columns: readonly string[],
+    private readonly counts: Record<string, number>,
+  ) {
     const row = `(${columns.map(() => '?').join(', ')})`;
     const head = `INSERT INTO ${table} (${columns.join(', ')}) VALUES `;
     this.#one = txn.db.prepare(head + row);
@@ -174,26 +180,128 @@ class Inserter {
 }
 
 const COLUMNS = {
-  merchants: ['id', 'name', 'allowed_origins', 'allowed_proxy_targets', 'processor', 'cvv_block_threshold', 'cvc_session_ttl_seconds', 'created_at', 'updated_at'],
-  cards: ['token', 'merchant_id', 'mode', 'brand', 'last4', 'bin', 'exp_month', 'exp_year', 'fingerprint', 'number_sealed', 'holder_sealed', 'key_version', 'created_at'],
+  merchants: [
+    'id',
+    'name',
+    'allowed_origins',
+    'allowed_proxy_targets',
+    'processor',
+    'cvv_block_threshold',
+    'cvc_session_ttl_seconds',
+    'created_at',
+    'updated_at',
+  ],
+  cards: [
+    'token',
+    'merchant_id',
+    'mode',
+    'brand',
+    'last4',
+    'bin',
+    'exp_month',
+    'exp_year',
+    'fingerprint',
+    'number_sealed',
+    'holder_sealed',
+    'key_version',
+    'created_at',
+  ],
   cvv_status: ['merchant_id', 'fingerprint', 'failed_attempts', 'blocked', 'updated_at'],
-  sessions: ['id', 'merchant_id', 'mode', 'card_token', 'operations', 'amount_value', 'amount_currency', 'reference', 'require_3ds', 'require_cvv',
-    'max_attempts', 'cvv_retention', 'form', 'return_url', 'metadata', 'status', 'jti', 'seq', 'token_hash', 'att_collect', 'att_threeds', 'att_charge',
-    'results', 'replay_jti', 'replay_hash', 'replay_sealed', 'replay_at', 'expires_at', 'created_at', 'updated_at'],
+  sessions: [
+    'id',
+    'merchant_id',
+    'mode',
+    'card_token',
+    'operations',
+    'amount_value',
+    'amount_currency',
+    'reference',
+    'require_3ds',
+    'require_cvv',
+    'max_attempts',
+    'cvv_retention',
+    'form',
+    'return_url',
+    'metadata',
+    'status',
+    'jti',
+    'seq',
+    'token_hash',
+    'att_collect',
+    'att_threeds',
+    'att_charge',
+    'results',
+    'replay_jti',
+    'replay_hash',
+    'replay_sealed',
+    'replay_at',
+    'expires_at',
+    'created_at',
+    'updated_at',
+  ],
   cvc_sessions: ['id', 'merchant_id', 'mode', 'card_token', 'session_id', 'sealed', 'key_version', 'retention', 'expires_at', 'first_used_at', 'created_at'],
   cvv_keys: ['cvc_id', 'share', 'created_at'],
-  tds_transactions: ['id', 'merchant_id', 'session_id', 'mode', 'status', 'ds_transaction_id', 'version', 'result_status', 'eci', 'cavv_sealed',
-    'created_at', 'expires_at', 'completed_at'],
-  charges: ['id', 'merchant_id', 'session_id', 'mode', 'idempotency_key', 'request_hash', 'provider_key', 'processor', 'amount_value', 'currency',
-    'status', 'authorization_code', 'decline_code', 'cvv_result', 'avs_result', 'network_transaction_id', 'response_sealed', 'created_at', 'updated_at'],
-  webhook_outbox: ['id', 'event_id', 'endpoint_id', 'merchant_id', 'body', 'status', 'attempts', 'next_attempt_at', 'locked_until', 'last_status',
-    'created_at', 'delivered_at'],
+  tds_transactions: [
+    'id',
+    'merchant_id',
+    'session_id',
+    'mode',
+    'status',
+    'ds_transaction_id',
+    'version',
+    'result_status',
+    'eci',
+    'cavv_sealed',
+    'created_at',
+    'expires_at',
+    'completed_at',
+  ],
+  charges: [
+    'id',
+    'merchant_id',
+    'session_id',
+    'mode',
+    'idempotency_key',
+    'request_hash',
+    'provider_key',
+    'processor',
+    'amount_value',
+    'currency',
+    'status',
+    'authorization_code',
+    'decline_code',
+    'cvv_result',
+    'avs_result',
+    'network_transaction_id',
+    'response_sealed',
+    'created_at',
+    'updated_at',
+  ],
+  webhook_outbox: [
+    'id',
+    'event_id',
+    'endpoint_id',
+    'merchant_id',
+    'body',
+    'status',
+    'attempts',
+    'next_attempt_at',
+    'locked_until',
+    'last_status',
+    'created_at',
+    'delivered_at',
+  ],
 } as const;
 
 type Table = keyof typeof COLUMNS;
 const inserter = (txn: Txn, t: Table, rows: Record<string, number>) => new Inserter(txn, t, COLUMNS[t], rows);
 
-interface Card { token: string; merchantId: string; mode: 'test' | 'live'; createdAt: number }
+interface Card {
+  token: string;
+  merchantId: string;
+  mode: 'test' | 'live';
+  createdAt: number;
+}
 
 const BRANDS = [
   { brand: 'visa', bin: () => `4${digits(5)}`, len: 16, weight: 55 },
@@ -213,8 +321,17 @@ function insertMerchants(txn: Txn, rows: Record<string, number>, n: number, now:
   for (let i = 0; i < n; i++) {
     const id = newId('mer');
     const created = now - between(200, 700) * DAY;
-    ins.add(id, `Shop ${i + 1}`, JSON.stringify([`https://shop${i + 1}.example`]), JSON.stringify([`https://psp${i + 1}.example/v1/`]),
-      '{"type":"simulator"}', 3, 90, created, created);
+    ins.add(
+      id,
+      `Shop ${i + 1}`,
+      JSON.stringify([`https://shop${i + 1}.example`]),
+      JSON.stringify([`https://psp${i + 1}.example/v1/`]),
+      '{"type":"simulator"}',
+      3,
+      90,
+      created,
+      created,
+    );
     ids.push(id);
   }
   ins.end();
@@ -229,8 +346,11 @@ function insertMerchants(txn: Txn, rows: Record<string, number>, n: number, now:
  * of the test cards, when it has not expired yet (older ones would have been
  * swept).
  */
-function insertCards(txn: Txn, rows: Record<string, number>,
-  o: { count: number; bench: string; others: string[]; benchShare: number; now: number; mode?: 'live' }): Card[] {
+function insertCards(
+  txn: Txn,
+  rows: Record<string, number>,
+  o: { count: number; bench: string; others: string[]; benchShare: number; now: number; mode?: 'live' },
+): Card[] {
   const cards: Card[] = [];
   const ins = inserter(txn, 'cards', rows);
   const cvc = inserter(txn, 'cvc_sessions', rows);
@@ -245,13 +365,37 @@ function insertCards(txn: Txn, rows: Record<string, number>,
     const createdAt = o.now - between(180 * DAY, 400 * DAY);
     const holder = Math.random() < 0.9 ? sealed(1 + 12 + between(8, 24) + 16) : null;
     const fingerprint = hex(32);
-    ins.add(token, merchantId, mode, b.brand, digits(4), b.bin(), between(1, 12), new Date(o.now).getUTCFullYear() + int(6), fingerprint,
-      sealed(1 + 12 + b.len + 16), holder, KEY_VERSION, createdAt);
+    ins.add(
+      token,
+      merchantId,
+      mode,
+      b.brand,
+      digits(4),
+      b.bin(),
+      between(1, 12),
+      new Date(o.now).getUTCFullYear() + int(6),
+      fingerprint,
+      sealed(1 + 12 + b.len + 16),
+      holder,
+      KEY_VERSION,
+      createdAt,
+    );
     cards.push({ token, merchantId, mode, createdAt });
     if (mode === 'test' && Math.random() < 0.2 && createdAt + TEST_CVC_LIFETIME_MS > o.now + DAY) {
       const id = orderedId('cvc', i / o.count);
-      cvc.add(id, merchantId, mode, token, null, sealed(1 + 12 + (b.brand === 'amex' ? 4 : 3) + 16), KEY_VERSION, 'reusable',
-        createdAt + TEST_CVC_LIFETIME_MS, null, createdAt);
+      cvc.add(
+        id,
+        merchantId,
+        mode,
+        token,
+        null,
+        sealed(1 + 12 + (b.brand === 'amex' ? 4 : 3) + 16),
+        KEY_VERSION,
+        'reusable',
+        createdAt + TEST_CVC_LIFETIME_MS,
+        null,
+        createdAt,
+      );
       keys.add(id, rnd(32), createdAt);
     }
     // A few cards with failed CVV attempts (below the block threshold, or blocked).
@@ -320,24 +464,84 @@ function insertSessions(txn: Txn, rows: Record<string, number>, o: { count: numb
       tdsId = orderedId('tds', at0);
       const y = Math.random() < 0.95;
       results.threeDS = { status: y ? 'Y' : 'A', eci: y ? '05' : '06', transactionId: tdsId };
-      tds.add(tdsId, card.merchantId, id, card.mode, 'completed', randomUUID(), '2.2.0', y ? 'Y' : 'A', y ? '05' : '06', sealed(57), at - 500,
-        at - 500 + TDS_LIFETIME_MS, at);
+      tds.add(
+        tdsId,
+        card.merchantId,
+        id,
+        card.mode,
+        'completed',
+        randomUUID(),
+        '2.2.0',
+        y ? 'Y' : 'A',
+        y ? '05' : '06',
+        sealed(57),
+        at - 500,
+        at - 500 + TDS_LIFETIME_MS,
+        at,
+      );
     }
     if (has('charge')) {
       at += between(500, 5_000);
       const chargeId = orderedId('ch', at0);
       const auth = digits(6);
       results.charge = { status: 'approved', chargeId, amount: { value: amount, currency }, authorizationCode: auth, cvvResult: 'M', declineCode: null };
-      charges.add(chargeId, card.merchantId, id, card.mode, randomUUID(), b64(32), `cvvops_${hex(20)}`, live ? 'http' : 'simulator', amount, currency,
-        'approved', auth, null, 'M', 'U', hex(8).slice(0, 15), sealed(between(1_450, 1_700)), at - 300, at);
+      charges.add(
+        chargeId,
+        card.merchantId,
+        id,
+        card.mode,
+        randomUUID(),
+        b64(32),
+        `cvvops_${hex(20)}`,
+        live ? 'http' : 'simulator',
+        amount,
+        currency,
+        'approved',
+        auth,
+        null,
+        'M',
+        'U',
+        hex(8).slice(0, 15),
+        sealed(between(1_450, 1_700)),
+        at - 300,
+        at,
+      );
     }
     const updated = status === 'expired' ? expires + between(0, 1_500) : status === 'canceled' ? at + between(1_000, 60_000) : at;
     const replay = status === 'completed';
     const n = Object.keys(results).length;
-    sess.add(id, card.merchantId, card.mode, card.token, JSON.stringify(ops), amount, currency, `order-${digits(8)}`, ops.includes('threeDS') ? 1 : 0, 1,
-      3, 'single_use', 'hosted', null, Math.random() < 0.2 ? JSON.stringify({ cart: digits(6), channel: 'web' }) : null, status, b64(16), n, b64(32),
-      has('collectCvv') ? 1 : 0, has('threeDS') ? 1 : 0, has('charge') ? 1 : 0, JSON.stringify(results),
-      replay ? b64(16) : null, replay ? b64(32) : null, replay ? sealed(between(1_550, 1_700)) : null, replay ? at : null, expires, created, updated);
+    sess.add(
+      id,
+      card.merchantId,
+      card.mode,
+      card.token,
+      JSON.stringify(ops),
+      amount,
+      currency,
+      `order-${digits(8)}`,
+      ops.includes('threeDS') ? 1 : 0,
+      1,
+      3,
+      'single_use',
+      'hosted',
+      null,
+      Math.random() < 0.2 ? JSON.stringify({ cart: digits(6), channel: 'web' }) : null,
+      status,
+      b64(16),
+      n,
+      b64(32),
+      has('collectCvv') ? 1 : 0,
+      has('threeDS') ? 1 : 0,
+      has('charge') ? 1 : 0,
+      JSON.stringify(results),
+      replay ? b64(16) : null,
+      replay ? b64(32) : null,
+      replay ? sealed(between(1_550, 1_700)) : null,
+      replay ? at : null,
+      expires,
+      created,
+      updated,
+    );
   }
   for (const i of [sess, cvc, keys, tds, charges]) i.end();
 }
@@ -406,16 +610,55 @@ export function seedBacklog(file: string, merchantId: string, plan: BacklogPlan)
       const at = created + between(5_000, 60_000);
       cvc.add(cvcId, merchantId, 'test', card.token, id, sealed(32), KEY_VERSION, 'reusable', at + TEST_CVC_LIFETIME_MS, null, at);
       keys.add(cvcId, rnd(32), at);
-      sess.add(id, merchantId, 'test', card.token, '["collectCvv","threeDS","charge"]', 1999, 'EUR', `order-${digits(8)}`, 1, 1, 3, 'single_use', 'hosted',
-        null, null, 'active', b64(16), 1, b64(32), 1, 0, 0, JSON.stringify({ collectCvv: { status: 'succeeded', at: Math.floor(at / 1000) } }),
-        b64(16), b64(32), sealed(between(1_100, 1_300)), at, expires, created, at);
+      sess.add(
+        id,
+        merchantId,
+        'test',
+        card.token,
+        '["collectCvv","threeDS","charge"]',
+        1999,
+        'EUR',
+        `order-${digits(8)}`,
+        1,
+        1,
+        3,
+        'single_use',
+        'hosted',
+        null,
+        null,
+        'active',
+        b64(16),
+        1,
+        b64(32),
+        1,
+        0,
+        0,
+        JSON.stringify({ collectCvv: { status: 'succeeded', at: Math.floor(at / 1000) } }),
+        b64(16),
+        b64(32),
+        sealed(between(1_100, 1_300)),
+        at,
+        expires,
+        created,
+        at,
+      );
     }
     for (let i = 0; i < plan.outbox; i++) {
       const eventId = newId('evt');
       const created = now - between(1_000, 600_000);
       const body = JSON.stringify({
-        id: eventId, type: 'charge.succeeded', created: Math.floor(created / 1000), mode: 'test',
-        data: { session: newId('cvo'), chargeId: newId('ch'), status: 'approved', amount: { value: between(100, 50_000), currency: 'EUR' }, declineCode: null, cvvResult: 'M' },
+        id: eventId,
+        type: 'charge.succeeded',
+        created: Math.floor(created / 1000),
+        mode: 'test',
+        data: {
+          session: newId('cvo'),
+          chargeId: newId('ch'),
+          status: 'approved',
+          amount: { value: between(100, 50_000), currency: 'EUR' },
+          declineCode: null,
+          cvvResult: 'M',
+        },
       });
       out.add(`${eventId}.${plan.endpointId}`, eventId, plan.endpointId, merchantId, body, 'pending', 0, created, 0, null, created, null);
     }

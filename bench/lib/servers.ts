@@ -5,8 +5,18 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
 import {
-  childPids, cpuSample, type CpuSample, freePort, onCleanup, peakRss, type Spawned, spawnTracked, stopProcess, trackChild,
-  trackGrandchild, waitHttp,
+  childPids,
+  cpuSample,
+  type CpuSample,
+  freePort,
+  onCleanup,
+  peakRss,
+  type Spawned,
+  spawnTracked,
+  stopProcess,
+  trackChild,
+  trackGrandchild,
+  waitHttp,
 } from './proc.js';
 import { startFlags } from './start-flags.js';
 
@@ -66,7 +76,10 @@ export function sqliteDatabase(): Database {
   const dir = join(benchTmp(), `db${++dbCount}`);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   return {
-    engine: 'sqlite', url: `sqlite:${dir}/bench.db`, file: `${dir}/bench.db`, describe: `SQLite file in a temporary folder (${tmpdir()})`,
+    engine: 'sqlite',
+    url: `sqlite:${dir}/bench.db`,
+    file: `${dir}/bench.db`,
+    describe: `SQLite file in a temporary folder (${tmpdir()})`,
     drop: async () => rmSync(dir, { recursive: true, force: true }),
   };
 }
@@ -132,7 +145,10 @@ export interface Server {
 
 function wrap(name: string, proc: Spawned, port: number): Server {
   return {
-    name, port, base: `http://127.0.0.1:${port}`, proc,
+    name,
+    port,
+    base: `http://127.0.0.1:${port}`,
+    proc,
     cpu: () => cpuSample(proc.pid),
     peakRss: () => peakRss(proc.pid),
     stop: () => stopProcess(proc),
@@ -142,7 +158,9 @@ function wrap(name: string, proc: Spawned, port: number): Server {
 /** `cvvops merchant create --name Bench --json` with the server's environment. */
 export function createMerchant(databaseUrl: string): Promise<{ merchantId: string; testKey: string; liveKey: string }> {
   return new Promise((resolvePromise, reject) => {
-    const child = execFile(process.execPath, [CLI, 'merchant', 'create', '--name', 'Bench', '--json'],
+    const child = execFile(
+      process.execPath,
+      [CLI, 'merchant', 'create', '--name', 'Bench', '--json'],
       { cwd: ROOT, env: serverEnv(databaseUrl), timeout: 60_000 },
       (err, stdout, stderr) => {
         if (err) return reject(new Error(`cvvops merchant create failed: ${err.message}\n${stdout}\n${stderr}`));
@@ -151,7 +169,8 @@ export function createMerchant(databaseUrl: string): Promise<{ merchantId: strin
         } catch {
           reject(new Error(`cvvops merchant create did not print one JSON object:\n${stdout}\n${stderr}`));
         }
-      });
+      },
+    );
     trackChild(child);
   });
 }
@@ -164,7 +183,8 @@ export async function startCvvops(db: Database, opts: { workers?: number; nodeAr
   const workers = opts.workers ?? 1;
   const port = await freePort();
   const proc = spawnTracked(process.execPath, [...startFlags(), ...(opts.nodeArgs ?? []), MAIN], {
-    cwd: ROOT, env: serverEnv(db.url, { ...opts.env, PORT: String(port), CVVOPS_WORKERS: String(workers) }),
+    cwd: ROOT,
+    env: serverEnv(db.url, { ...opts.env, PORT: String(port), CVVOPS_WORKERS: String(workers) }),
   });
   await waitHttp(proc, port, '/readyz', (s) => s === 200, 'the cvvops server');
   if (workers > 1) {

@@ -23,7 +23,8 @@ export function evaluateTargets(r: BenchResults): TargetResult[] {
     const ratio = s.rate.median / express.rate.median;
     const clean = s.non2xx === 0 && s.errors === 0;
     out.push({
-      target, requirement,
+      target,
+      requirement,
       measured: `${s.rate.median.toFixed(0)} / ${express.rate.median.toFixed(0)} req/s = ${pct(ratio)}${s.engine === 'postgres' ? ' (PostgreSQL)' : ''}${clean ? '' : `; ${s.non2xx} non-2xx`}`,
       status: ratio >= min && clean ? 'met' : 'not met',
     });
@@ -42,7 +43,8 @@ export function evaluateTargets(r: BenchResults): TargetResult[] {
       const p99 = maxStepP99(sqlite50);
       const errs = sqlite50.non2xx + sqlite50.errors + sqlite50.unexpected;
       out.push({
-        target, requirement,
+        target,
+        requirement,
         measured: `${sqlite50.rate.median.toFixed(0)} flows/s, ${errs} errors, worst step p99 ${p99.toFixed(1)} ms`,
         status: sqlite50.rate.median >= 500 && errs === 0 && p99 <= 50 ? 'met' : 'not met',
       });
@@ -56,7 +58,8 @@ export function evaluateTargets(r: BenchResults): TargetResult[] {
     else {
       const errs = s.non2xx + s.errors + s.unexpected;
       out.push({
-        target, requirement,
+        target,
+        requirement,
         measured: `${s.rate.median.toFixed(0)} flows/s${s.engine === 'postgres' ? ' (PostgreSQL)' : ''}, ${errs} errors, worst step p99 ${maxStepP99(s).toFixed(1)} ms`,
         status: s.rate.median >= 650 && errs === 0 ? 'met' : 'not met',
       });
@@ -69,7 +72,8 @@ export function evaluateTargets(r: BenchResults): TargetResult[] {
     if (!s) notRun(target, requirement, 'not run (flows-1)');
     else {
       out.push({
-        target, requirement,
+        target,
+        requirement,
         measured: `p50 ${s.p50.median.toFixed(2)} ms${s.engine === 'postgres' ? ' (PostgreSQL)' : ''} (${s.rate.median.toFixed(0)} flows/s)`,
         status: s.p50.median <= 6 && s.non2xx === 0 ? 'met' : 'not met',
       });
@@ -84,7 +88,8 @@ export function evaluateTargets(r: BenchResults): TargetResult[] {
     else {
       const ratio = pg.rate.median / sq.rate.median;
       out.push({
-        target, requirement,
+        target,
+        requirement,
         measured: `${pg.rate.median.toFixed(0)} / ${sq.rate.median.toFixed(0)} flows/s = ${pct(ratio)}`,
         status: ratio >= 0.6 && pg.non2xx === 0 ? 'met' : 'not met',
       });
@@ -99,11 +104,13 @@ export function evaluateTargets(r: BenchResults): TargetResult[] {
       const errs = s.non2xx + s.errors + s.unexpected;
       const full = g.plan.sessions >= 1_000_000 && g.plan.cards >= 100_000;
       out.push({
-        target: 'growth', requirement,
-        measured: `${s.rate.median.toFixed(1)} flows/s with ${int(g.seed.rows.sessions ?? 0)} sessions, ${int(g.seed.rows.cards ?? 0)} cards `
-          + `(${(g.seed.fileBytes / 1e9).toFixed(1)} GB, seeded in ${g.seed.seconds.toFixed(0)} s) / ${g.reference.rate.toFixed(1)} flows/s empty (${g.reference.scenario}) `
-          + `= ${pct(g.ratio)}; p99 ${s.p99.median.toFixed(0)} / ${g.reference.p99.toFixed(0)} ms${errs ? `; ${errs} errors` : ''}`
-          + `${full ? '' : ` (only ${int(g.plan.sessions)} sessions seeded: --growth-sessions)`}`,
+        target: 'growth',
+        requirement,
+        measured:
+          `${s.rate.median.toFixed(1)} flows/s with ${int(g.seed.rows.sessions ?? 0)} sessions, ${int(g.seed.rows.cards ?? 0)} cards ` +
+          `(${(g.seed.fileBytes / 1e9).toFixed(1)} GB, seeded in ${g.seed.seconds.toFixed(0)} s) / ${g.reference.rate.toFixed(1)} flows/s empty (${g.reference.scenario}) ` +
+          `= ${pct(g.ratio)}; p99 ${s.p99.median.toFixed(0)} / ${g.reference.p99.toFixed(0)} ms${errs ? `; ${errs} errors` : ''}` +
+          `${full ? '' : ` (only ${int(g.plan.sessions)} sessions seeded: --growth-sessions)`}`,
         status: !full ? 'not measured' : g.ratio >= 0.9 && errs === 0 ? 'met' : 'not met',
       });
     }
@@ -127,10 +134,12 @@ export function evaluateTargets(r: BenchResults): TargetResult[] {
         const full = k.seconds >= 180;
         const growthOk = k.growth <= 0.1;
         out.push({
-          target, requirement,
-          measured: `${peakText}; soak ${k.seconds.toFixed(0)} s at ${soak.rate.median.toFixed(0)} flows/s: RSS ${(first!.rss / MB).toFixed(0)} MB at ${first!.endSeconds.toFixed(0)} s → `
-            + `${(last!.rss / MB).toFixed(0)} MB at ${last!.endSeconds.toFixed(0)} s (${k.growth >= 0 ? '+' : ''}${(k.growth * 100).toFixed(1)} %)`
-            + `${full ? '' : ' (a shortened soak: --soak-duration)'}`,
+          target,
+          requirement,
+          measured:
+            `${peakText}; soak ${k.seconds.toFixed(0)} s at ${soak.rate.median.toFixed(0)} flows/s: RSS ${(first!.rss / MB).toFixed(0)} MB at ${first!.endSeconds.toFixed(0)} s → ` +
+            `${(last!.rss / MB).toFixed(0)} MB at ${last!.endSeconds.toFixed(0)} s (${k.growth >= 0 ? '+' : ''}${(k.growth * 100).toFixed(1)} %)` +
+            `${full ? '' : ' (a shortened soak: --soak-duration)'}`,
           status: !peakOk || (full && !growthOk) ? 'not met' : full ? 'met' : 'not measured',
         });
       }
@@ -142,10 +151,14 @@ export function evaluateTargets(r: BenchResults): TargetResult[] {
     const target = 'background work';
     if (!b) {
       const s = [by('flows-50'), by('flows-50-sqlite')].find((x) => x?.eventLoopDelay);
-      notRun(target, requirement, s?.eventLoopDelay
-        ? `not run (background); the whole event loop's delay under the ${s.name} load (prom-client, /metrics) was p99 `
-          + `${s.eventLoopDelay.p99Ms.median.toFixed(1)} ms, max ${s.eventLoopDelay.maxMs.median.toFixed(1)} ms (medians over the repetitions)`
-        : 'not run (background)');
+      notRun(
+        target,
+        requirement,
+        s?.eventLoopDelay
+          ? `not run (background); the whole event loop's delay under the ${s.name} load (prom-client, /metrics) was p99 ` +
+              `${s.eventLoopDelay.p99Ms.median.toFixed(1)} ms, max ${s.eventLoopDelay.maxMs.median.toFixed(1)} ms (medians over the repetitions)`
+          : 'not run (background)',
+      );
     } else {
       const p = b.probe;
       const drained = b.drained ? `drained in ${b.seconds.toFixed(0)} s` : `not drained within ${b.limitSeconds} s`;
@@ -155,15 +168,21 @@ export function evaluateTargets(r: BenchResults): TargetResult[] {
       // The kinds of work behind the stalls over 20 ms (by their lead statement), how many, how long, and the heaviest statement.
       const kinds = (p?.over20msByLead ?? []).slice(0, 3).map((g) => {
         const heavy = g.longest.top[0];
-        return `${g.n} × \`${g.lead.slice(0, 60)}${g.lead.length > 60 ? '…' : ''}\` (mean ${g.meanMs.toFixed(0)} ms, longest ${g.maxMs.toFixed(0)} ms`
-          + `${heavy ? `; in it ${heavy.n} × \`${heavy.sql.slice(0, 60)}${heavy.sql.length > 60 ? '…' : ''}\` ${heavy.ms.toFixed(0)} ms` : ''})`;
+        return (
+          `${g.n} × \`${g.lead.slice(0, 60)}${g.lead.length > 60 ? '…' : ''}\` (mean ${g.meanMs.toFixed(0)} ms, longest ${g.maxMs.toFixed(0)} ms` +
+          `${heavy ? `; in it ${heavy.n} × \`${heavy.sql.slice(0, 60)}${heavy.sql.length > 60 ? '…' : ''}\` ${heavy.ms.toFixed(0)} ms` : ''})`
+        );
       });
       out.push({
-        target, requirement,
-        measured: `${int(b.backlog.expiredCvcSessions)} expired CVC sessions, ${int(b.backlog.expiredActiveSessions)} expired sessions, ${int(b.backlog.expectedDeliveries)} deliveries: ${drained}; `
-          + (p ? `event loop (probe, 1 ms resolution): p99 ${p.delay.p99.toFixed(1)} ms, max ${longest.toFixed(1)} ms, ${p.stallCount.over20ms} stalls over 20 ms`
-            + `${kinds.length ? `: ${kinds.join('; ')}` : ''}; ` : 'no probe; ')
-          + m,
+        target,
+        requirement,
+        measured:
+          `${int(b.backlog.expiredCvcSessions)} expired CVC sessions, ${int(b.backlog.expiredActiveSessions)} expired sessions, ${int(b.backlog.expectedDeliveries)} deliveries: ${drained}; ` +
+          (p
+            ? `event loop (probe, 1 ms resolution): p99 ${p.delay.p99.toFixed(1)} ms, max ${longest.toFixed(1)} ms, ${p.stallCount.over20ms} stalls over 20 ms` +
+              `${kinds.length ? `: ${kinds.join('; ')}` : ''}; `
+            : 'no probe; ') +
+          m,
         // Judged on the probe (a gap of ≤ 21 ms between its 1 ms ticks: a block of ≤ 20 ms); without it on /metrics,
         // whose 10 ms sampling adds up to 10 ms to any block.
         status: !b.drained ? 'not met' : p ? (longest <= 21 ? 'met' : 'not met') : b.metrics ? (b.metrics.maxMs <= 20 ? 'met' : 'not met') : 'not measured',

@@ -95,12 +95,18 @@ export interface SoakInfo {
   rss: Array<[number, number]>;
   /** At the end of each third (a minute of the 3-minute soak). */
   thirds: Array<{
-    endSeconds: number; rss: number;
+    endSeconds: number;
+    rss: number;
     /** VmRSS parts (/proc/<pid>/status): anonymous (JS heap, malloc: SQLite's page cache, buffers), file-backed, shared. */
-    rssAnon: number; rssFile: number; rssShmem: number;
+    rssAnon: number;
+    rssFile: number;
+    rssShmem: number;
     /** prom-client: JS heap used and committed (total), and memory outside the JS heap held by JS objects (Buffers). */
-    heapUsed: number; heapTotal: number; external: number;
-    databaseBytes: number; flowsPerSecond: number;
+    heapUsed: number;
+    heapTotal: number;
+    external: number;
+    databaseBytes: number;
+    flowsPerSecond: number;
   }>;
   /** RSS at the end of the last third / at the end of the first, minus 1. */
   growth: number;

@@ -20,7 +20,11 @@ export interface OperationResponse {
 
 export type EventName = 'ready' | 'change' | 'focus' | 'blur' | 'error' | 'token' | 'submit';
 
-export interface ChangeEvent { valid: boolean; empty: boolean; brand: string }
+export interface ChangeEvent {
+  valid: boolean;
+  empty: boolean;
+  brand: string;
+}
 
 export declare class CvvOpsError extends Error {
   readonly code: string;
@@ -49,5 +53,7 @@ export declare const CvvOps: { mount: typeof mount; CvvOpsError: typeof CvvOpsEr
 export default CvvOps;
 
 declare global {
-  interface Window { CvvOps: typeof CvvOps }
+  interface Window {
+    CvvOps: typeof CvvOps;
+  }
 }

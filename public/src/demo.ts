@@ -31,8 +31,19 @@ function step(title: string, data: unknown, token?: string): void {
 }
 
 /** What the demo's two server endpoints answer (the fields this page shows). */
-interface DemoSession { id: string; card: string; operations: string[]; amount: unknown; token: string }
-interface DemoValidation { valid: boolean; current?: boolean; session?: { status?: string }; claims?: { res?: { charge?: { status?: string } } } }
+interface DemoSession {
+  id: string;
+  card: string;
+  operations: string[];
+  amount: unknown;
+  token: string;
+}
+interface DemoValidation {
+  valid: boolean;
+  current?: boolean;
+  session?: { status?: string };
+  claims?: { res?: { charge?: { status?: string } } };
+}
 
 async function backend<T>(path: string, body: unknown): Promise<T> {
   const r = await fetch(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -48,7 +59,11 @@ async function begin(): Promise<void> {
   form?.destroy();
   try {
     const session = await backend<DemoSession>('/demo/api/checkout', { card: cardSelect.value });
-    step('Merchant server: card on file and POST /CvvOperations', { card: session.card, session: session.id, operations: session.operations, amount: session.amount }, session.token);
+    step(
+      'Merchant server: card on file and POST /CvvOperations',
+      { card: session.card, session: session.id, operations: session.operations, amount: session.amount },
+      session.token,
+    );
     form = await CvvOps.mount('#cvv', { token: session.token, locale: document.documentElement.lang });
     form.on('change', ({ valid }: { valid: boolean }) => (pay.disabled = !valid));
     $('#checkout').hidden = false;
@@ -77,7 +92,7 @@ async function checkout(): Promise<void> {
     show('Browser: charge', await form.charge());
     const v = await backend<DemoValidation>('/demo/api/validate', { token: form.token });
     step('Merchant server: validateToken', { valid: v.valid, current: v.current, status: v.session?.status, charge: v.claims?.res?.charge });
-    $('#outcome').textContent = v.claims?.res?.charge?.status === 'approved' ? 'Paid. The merchant\'s server has verified it.' : 'Not paid: see the steps.';
+    $('#outcome').textContent = v.claims?.res?.charge?.status === 'approved' ? "Paid. The merchant's server has verified it." : 'Not paid: see the steps.';
   } catch (e: unknown) {
     const err = e as { code?: string; status?: number; message?: string } | null;
     step('Error', { code: err?.code, status: err?.status, message: err?.message });

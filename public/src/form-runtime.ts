@@ -102,7 +102,9 @@ function start(rootEl: HTMLElement): void {
 
   async function api(path: string, body: unknown, extraHeaders: Record<string, string> = {}): Promise<ApiAnswer> {
     const res = await fetch(path, {
-      method: 'POST', credentials: 'omit', cache: 'no-store',
+      method: 'POST',
+      credentials: 'omit',
+      cache: 'no-store',
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...extraHeaders },
       body: JSON.stringify(body),
     });
@@ -120,8 +122,14 @@ function start(rootEl: HTMLElement): void {
 
   function browserInfo() {
     return {
-      acceptHeader: 'text/html', language: navigator.language.slice(0, 35), screenWidth: screen.width, screenHeight: screen.height,
-      timeZoneOffset: new Date().getTimezoneOffset(), userAgent: navigator.userAgent.slice(0, 2048), colorDepth: screen.colorDepth, javascriptEnabled: true,
+      acceptHeader: 'text/html',
+      language: navigator.language.slice(0, 35),
+      screenWidth: screen.width,
+      screenHeight: screen.height,
+      timeZoneOffset: new Date().getTimezoneOffset(),
+      userAgent: navigator.userAgent.slice(0, 2048),
+      colorDepth: screen.colorDepth,
+      javascriptEnabled: true,
     };
   }
 

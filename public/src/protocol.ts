@@ -48,7 +48,16 @@ export function decodeClaims(token: string): TokenHints | null {
 }
 
 /** The theme variables the SDK may pass; values are checked so no CSS can be injected through them. */
-export const THEME_VARIABLES = ['--cvvops-accent', '--cvvops-text', '--cvvops-background', '--cvvops-border', '--cvvops-error', '--cvvops-radius', '--cvvops-font-size', '--cvvops-font-family'] as const;
+export const THEME_VARIABLES = [
+  '--cvvops-accent',
+  '--cvvops-text',
+  '--cvvops-background',
+  '--cvvops-border',
+  '--cvvops-error',
+  '--cvvops-radius',
+  '--cvvops-font-size',
+  '--cvvops-font-family',
+] as const;
 const SAFE_VALUE = /^[#(),.%\w\s-]{1,64}$/;
 export function safeTheme(theme: unknown): Record<string, string> {
   const out: Record<string, string> = {};

@@ -165,8 +165,9 @@ export class CvvOpsForm {
     close.type = 'button';
     close.textContent = '\u00d7';
     close.setAttribute('aria-label', 'Cancel the verification');
-    close.style.cssText = 'position:absolute;top:6px;right:6px;width:36px;height:36px;border:0;border-radius:50%;background:#fff;color:#222;'
-      + 'font:24px/36px system-ui,sans-serif;cursor:pointer;box-shadow:0 1px 3px rgba(0,0,0,.3)';
+    close.style.cssText =
+      'position:absolute;top:6px;right:6px;width:36px;height:36px;border:0;border-radius:50%;background:#fff;color:#222;' +
+      'font:24px/36px system-ui,sans-serif;cursor:pointer;box-shadow:0 1px 3px rgba(0,0,0,.3)';
     box.append(frame, close);
     overlay.appendChild(box);
     document.body.appendChild(overlay);
@@ -256,7 +257,8 @@ export function mount(target: string | HTMLElement, options: MountOptions): Prom
   if (!el) return Promise.reject(new Error(`CvvOps.mount: no element ${typeof target === 'string' ? target : target.tagName}`));
   if (!options || typeof options.token !== 'string') return Promise.reject(new Error('CvvOps.mount: options.token is required'));
   const claims = decodeClaims(options.token);
-  if (!claims || typeof claims.iss !== 'string' || typeof claims.sub !== 'string') return Promise.reject(new Error('CvvOps.mount: the token is not a cvvops session token'));
+  if (!claims || typeof claims.iss !== 'string' || typeof claims.sub !== 'string')
+    return Promise.reject(new Error('CvvOps.mount: the token is not a cvvops session token'));
   const base = new URL(claims.iss);
   const formId = options.form ?? (typeof claims.form === 'string' && claims.form !== 'hosted' ? claims.form : null);
   const path = formId ? `/hosted/forms/${encodeURIComponent(formId)}` : '/hosted/cvv';

@@ -10,8 +10,19 @@ import { BlockList, isIP, type LookupFunction, type Socket } from 'node:net';
  * would match every IPv4 address, and an IPv4 address would be judged by rules that were never meant for it.
  */
 const PRIVATE_V4 = new BlockList();
-for (const [net, bits] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12],
-  ['192.0.0.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['224.0.0.0', 4], ['240.0.0.0', 4]] as const) {
+for (const [net, bits] of [
+  ['0.0.0.0', 8],
+  ['10.0.0.0', 8],
+  ['100.64.0.0', 10],
+  ['127.0.0.0', 8],
+  ['169.254.0.0', 16],
+  ['172.16.0.0', 12],
+  ['192.0.0.0', 24],
+  ['192.168.0.0', 16],
+  ['198.18.0.0', 15],
+  ['224.0.0.0', 4],
+  ['240.0.0.0', 4],
+] as const) {
   PRIVATE_V4.addSubnet(net, bits, 'ipv4');
 }
 /**
@@ -21,7 +32,14 @@ for (const [net, bits] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], 
  * globally reachable anyway.
  */
 const PRIVATE_V6 = new BlockList();
-for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['64:ff9b:1::', 48]] as const) {
+for (const [net, bits] of [
+  ['::', 128],
+  ['::1', 128],
+  ['fc00::', 7],
+  ['fe80::', 10],
+  ['ff00::', 8],
+  ['64:ff9b:1::', 48],
+] as const) {
   PRIVATE_V6.addSubnet(net, bits, 'ipv6');
 }
 
@@ -82,7 +100,10 @@ export function isPrivateAddress(ip: string): boolean {
 }
 
 export class OutboundError extends Error {
-  constructor(message: string, readonly kind: 'refused' | 'transport' | 'timeout') {
+  constructor(
+    message: string,
+    readonly kind: 'refused' | 'transport' | 'timeout',
+  ) {
     super(message);
     this.name = 'OutboundError';
   }
@@ -192,7 +213,9 @@ export function outbound(req: OutboundRequest, signal?: AbortSignal): Promise<Ou
     const timer = setTimeout(() => r.destroy(new OutboundError('timed out', 'timeout')), req.timeoutMs);
     r.on('close', () => clearTimeout(timer));
     r.on('timeout', () => r.destroy(new OutboundError('timed out', 'timeout')));
-    r.on('error', (e) => reject(e instanceof OutboundError ? e : new OutboundError(signal?.aborted ? 'aborted' : e.message, signal?.aborted ? 'timeout' : 'transport')));
+    r.on('error', (e) =>
+      reject(e instanceof OutboundError ? e : new OutboundError(signal?.aborted ? 'aborted' : e.message, signal?.aborted ? 'timeout' : 'transport')),
+    );
     if (!req.allowPrivate) {
       // Whatever the pools hold, the peer of the socket this request got is checked before a byte of the
       // request is written to it: 'socket' is emitted before the request is flushed, a reused socket is

@@ -96,8 +96,15 @@ export class CardService {
     const token = newId('tok');
     const aad = `${m.merchant.id}|${token}`;
     const rec: CardRecord = {
-      token, merchantId: m.merchant.id, mode: m.mode, brand, last4: number.slice(-4), bin: number.slice(0, 6),
-      expMonth: input.expMonth, expYear: input.expYear, fingerprint: this.fingerprint(m.merchant.id, number),
+      token,
+      merchantId: m.merchant.id,
+      mode: m.mode,
+      brand,
+      last4: number.slice(-4),
+      bin: number.slice(0, 6),
+      expMonth: input.expMonth,
+      expYear: input.expYear,
+      fingerprint: this.fingerprint(m.merchant.id, number),
       numberSealed: this.keyring.seal('card', number, `number|${aad}`),
       holderSealed: input.holderName ? this.keyring.seal('card', input.holderName, `holder|${aad}`) : null,
       createdAt: this.clock.now(),
@@ -140,7 +147,12 @@ export class CardService {
 
 export function cardView(c: CardRecord): CardView {
   return {
-    token: c.token, brand: c.brand, last4: c.last4, bin: c.bin, expMonth: c.expMonth, expYear: c.expYear,
+    token: c.token,
+    brand: c.brand,
+    last4: c.last4,
+    bin: c.bin,
+    expMonth: c.expMonth,
+    expYear: c.expYear,
     createdAt: new Date(c.createdAt).toISOString().replace(/\.\d{3}Z$/, 'Z'),
   };
 }

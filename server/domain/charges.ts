@@ -55,7 +55,9 @@ export class ChargeService {
   ) {}
 
   static requestHash(body: ChargeBody): string {
-    return createHash('sha256').update(JSON.stringify(body.amount ?? null)).digest('base64url');
+    return createHash('sha256')
+      .update(JSON.stringify(body.amount ?? null))
+      .digest('base64url');
   }
 
   /** Checks that must pass before the token is touched (each a 4xx that leaves the token current). */
@@ -88,14 +90,22 @@ export class ChargeService {
    * then the processor, once; then the outcome. `replayed`: the first response
    * of an earlier request with this Idempotency-Key.
    */
-  async charge(p: { token: string; claims: SessionClaims; body: ChargeBody; origin: string | undefined; idempotencyKey?: string }): Promise<{ response: OperationResponse; replayed: boolean }> {
+  async charge(p: {
+    token: string;
+    claims: SessionClaims;
+    body: ChargeBody;
+    origin: string | undefined;
+    idempotencyKey?: string;
+  }): Promise<{ response: OperationResponse; replayed: boolean }> {
     const hash = ChargeService.requestHash(p.body);
     const key = p.idempotencyKey ?? null;
     // One read: the operation's context and, for a keyed charge, whether that key was used before.
     const read = await this.store.getOperationContext(p.claims.sub, this.clock.now(), key ?? undefined);
     if (key !== null) {
       const used = read
-        ? (read.keyedChargeId !== null ? await this.store.getCharge(read.keyedChargeId) : null)
+        ? read.keyedChargeId !== null
+          ? await this.store.getCharge(read.keyedChargeId)
+          : null
         : await this.store.findChargeByIdempotencyKey(p.claims.aud, p.claims.mode, key);
       const first = used ? await this.#replayOf(used, p.claims, hash) : null;
       if (first) return { response: first, replayed: true };
@@ -110,7 +120,12 @@ export class ChargeService {
     /** Set just before the processor is called: from then on the outcome may exist at the processor. */
     let sent = false;
     const response = await this.sessions.runOperation({
-      op: 'charge', token: p.token, claims: p.claims, origin: p.origin, body: p.body, read,
+      op: 'charge',
+      token: p.token,
+      claims: p.claims,
+      origin: p.origin,
+      body: p.body,
+      read,
       prepare: async (ctx) => {
         plan = await this.prepare(ctx, p.body);
       },
@@ -121,7 +136,9 @@ export class ChargeService {
         const r = await this.store.beginCharge({ claim: c, charge, cvv, take });
         if (r.status === 'cvv_blocked') throw new AppError('cvv_blocked');
         if (r.status === 'cvv_busy') {
-          throw new AppError('precondition_failed', 'Other charges of this card are checking its CVV at the processor; try again once they have answered.', { retryAfter: 1 });
+          throw new AppError('precondition_failed', 'Other charges of this card are checking its CVV at the processor; try again once they have answered.', {
+            retryAfter: 1,
+          });
         }
         if (r.status === 'key_reused') throw new AppError('idempotency_key_reused', 'This Idempotency-Key is already in use.');
         // The CVC session was gone by the time the charge took it (expired, deleted, used): nothing happened.
@@ -129,7 +146,10 @@ export class ChargeService {
         if (r.status !== 'ok') return false;
         taken = r.cvc;
         if (taken && taken.retention === 'single_use') {
-          this.opts.log?.info({ audit: true, event: 'cvv.destroyed', merchantId: taken.merchantId, cvcSession: taken.id, reason: 'used:charge' }, 'CVV destroyed by use');
+          this.opts.log?.info(
+            { audit: true, event: 'cvv.destroyed', merchantId: taken.merchantId, cvcSession: taken.id, reason: 'used:charge' },
+            'CVV destroyed by use',
+          );
         }
         return true;
       },
@@ -156,15 +176,35 @@ export class ChargeService {
     const { session, merchant } = ctx;
     const id = newId('ch');
     return {
-      id, merchantId: merchant.id, sessionId: session.id, mode: session.mode, idempotencyKey, requestHash,
+      id,
+      merchantId: merchant.id,
+      sessionId: session.id,
+      mode: session.mode,
+      idempotencyKey,
+      requestHash,
       providerKey: idempotencyKey ? `cvvops_${createHash('sha256').update(`${merchant.id}|${session.mode}|${idempotencyKey}`).digest('hex').slice(0, 40)}` : id,
-      processor: this.processorFor(merchant).processor.name, amount: plan.amount, status: 'pending', authorizationCode: null, declineCode: null,
-      cvvResult: null, avsResult: null, networkTransactionId: null, responseSealed: null, createdAt: now, updatedAt: now,
+      processor: this.processorFor(merchant).processor.name,
+      amount: plan.amount,
+      status: 'pending',
+      authorizationCode: null,
+      declineCode: null,
+      cvvResult: null,
+      avsResult: null,
+      networkTransactionId: null,
+      responseSealed: null,
+      createdAt: now,
+      updatedAt: now,
     };
   }
 
   /** The operation's work, once the token is won and the intent stored: one processor call for this attempt. */
-  async #work(ctx: OperationContext, plan: ChargePlan, charge: ChargeRecord, taken: CvcSessionRecord | null, markSent: () => void): Promise<{ work: OperationWork; outcome: Outcome }> {
+  async #work(
+    ctx: OperationContext,
+    plan: ChargePlan,
+    charge: ChargeRecord,
+    taken: CvcSessionRecord | null,
+    markSent: () => void,
+  ): Promise<{ work: OperationWork; outcome: Outcome }> {
     const { session, merchant, card } = ctx;
     const { amount, threeDS } = plan;
     const { processor, timeoutMs } = this.processorFor(merchant);
@@ -174,11 +214,19 @@ export class ChargeService {
     let outcome: Outcome;
     markSent();
     try {
-      const r = await processor.charge({
-        chargeId: charge.id, idempotencyKey: charge.providerKey, mode: session.mode, amount,
-        card: { number: opened.number, brand: card.brand, expMonth: card.expMonth, expYear: card.expYear, holderName: opened.holderName },
-        cvv, threeDS: threeDS && (threeDS.status === 'Y' || threeDS.status === 'A') ? threeDS : null, reference: session.reference,
-      }, AbortSignal.timeout(timeoutMs));
+      const r = await processor.charge(
+        {
+          chargeId: charge.id,
+          idempotencyKey: charge.providerKey,
+          mode: session.mode,
+          amount,
+          card: { number: opened.number, brand: card.brand, expMonth: card.expMonth, expYear: card.expYear, holderName: opened.holderName },
+          cvv,
+          threeDS: threeDS && (threeDS.status === 'Y' || threeDS.status === 'A') ? threeDS : null,
+          reference: session.reference,
+        },
+        AbortSignal.timeout(timeoutMs),
+      );
       outcome = fromResult(r);
     } catch (err) {
       // Anything but a transport or protocol failure leaves the outcome unknown: rethrown, the intent stays
@@ -196,21 +244,46 @@ export class ChargeService {
    * produced (its ownership released) and the webhook events, in one
    * transaction (Store.completeCharge).
    */
-  async #complete(ctx: OperationContext, plan: ChargePlan, charge: ChargeRecord, cvc: CvcSessionRecord | null, outcome: Outcome, f: FinishUnit, responseSealed: Sealed | null): Promise<boolean> {
+  async #complete(
+    ctx: OperationContext,
+    plan: ChargePlan,
+    charge: ChargeRecord,
+    cvc: CvcSessionRecord | null,
+    outcome: Outcome,
+    f: FinishUnit,
+    responseSealed: Sealed | null,
+  ): Promise<boolean> {
     const { session, merchant, card } = ctx;
     const authorized = outcome.status === 'approved' || outcome.status === 'declined';
     // An authorization response arrived: in live mode the CVV is destroyed now, whatever the retention (PCI DSS 3.3.1).
     const destroyCvc = authorized && cvc && cvc.mode === 'live' && cvc.retention !== 'single_use' ? cvc.id : null;
-    const data = { session: session.id, chargeId: charge.id, status: outcome.status, amount: plan.amount, declineCode: outcome.declineCode, cvvResult: outcome.cvvResult };
+    const data = {
+      session: session.id,
+      chargeId: charge.id,
+      status: outcome.status,
+      amount: plan.amount,
+      declineCode: outcome.declineCode,
+      cvvResult: outcome.cvvResult,
+    };
     const events = await this.webhooks.prepare(merchant.id, session.mode, [
       { type: outcome.status === 'approved' ? 'charge.succeeded' : 'charge.failed', data },
       ...(outcome.status === 'approved' ? [{ type: 'session.completed' as const, data: { session: session.id, chargeId: charge.id } }] : []),
     ]);
-    const ifBlocked = outcome.declineCode === 'incorrect_cvc' && cvc
-      ? await this.webhooks.prepare(merchant.id, session.mode, [{ type: 'cvv.blocked', data: { card: card.token, failedAttempts: merchant.cvvBlockThreshold } }])
-      : [];
+    const ifBlocked =
+      outcome.declineCode === 'incorrect_cvc' && cvc
+        ? await this.webhooks.prepare(merchant.id, session.mode, [
+            { type: 'cvv.blocked', data: { card: card.token, failedAttempts: merchant.cvvBlockThreshold } },
+          ])
+        : [];
     const rec = await this.store.completeCharge({
-      chargeId: charge.id, outcome, threshold: merchant.cvvBlockThreshold, destroyCvc, now: f.now, events, ifBlocked, responseSealed,
+      chargeId: charge.id,
+      outcome,
+      threshold: merchant.cvvBlockThreshold,
+      destroyCvc,
+      now: f.now,
+      events,
+      ifBlocked,
+      responseSealed,
       finish: { id: session.id, jti: f.jti, results: f.results, tokenHash: f.tokenHash, complete: f.complete, replay: f.replay },
     });
     if (!rec.recorded) {
@@ -219,9 +292,16 @@ export class ChargeService {
       if (s?.status === 'completed') throw new AppError('session_completed');
       throw new AppError('token_superseded', 'The outcome of this charge was settled by recovery; validate the session from your server.');
     }
-    if (destroyCvc) this.opts.log?.info({ audit: true, event: 'cvv.destroyed', merchantId: merchant.id, cvcSession: destroyCvc, reason: 'authorized' }, 'CVV destroyed after authorization');
+    if (destroyCvc)
+      this.opts.log?.info(
+        { audit: true, event: 'cvv.destroyed', merchantId: merchant.id, cvcSession: destroyCvc, reason: 'authorized' },
+        'CVV destroyed after authorization',
+      );
     if (rec.cvvBlocked) {
-      this.opts.log?.warn({ audit: true, event: 'cvv.blocked', merchantId: merchant.id, card: card.token, failedAttempts: merchant.cvvBlockThreshold }, 'card CVV blocked');
+      this.opts.log?.warn(
+        { audit: true, event: 'cvv.blocked', merchantId: merchant.id, card: card.token, failedAttempts: merchant.cvvBlockThreshold },
+        'card CVV blocked',
+      );
     }
     return true;
   }
@@ -233,7 +313,14 @@ export class ChargeService {
    * (`retryable` false) needs no question.
    */
   async #afterFailure(processor: Processor, charge: ChargeRecord, err: ProcessorError, withCvv: boolean): Promise<Outcome> {
-    const failed: Outcome = { status: 'error', authorizationCode: null, declineCode: null, cvvResult: withCvv ? 'U' : 'P', avsResult: 'U', networkTransactionId: null };
+    const failed: Outcome = {
+      status: 'error',
+      authorizationCode: null,
+      declineCode: null,
+      cvvResult: withCvv ? 'U' : 'P',
+      avsResult: 'U',
+      networkTransactionId: null,
+    };
     if (!err.retryable) return failed;
     try {
       const found = await processor.lookup(charge.providerKey, charge.mode, AbortSignal.timeout(LOOKUP_TIMEOUT_MS));
@@ -244,13 +331,25 @@ export class ChargeService {
   }
 
   /** Effects of a recorded outcome: the live CVV destroyed after authorization, webhooks. */
-  async #after(merchant: MerchantRecord, sessionId: string, card: OperationContext['card'], cvc: CvcSessionRecord | null, outcome: Outcome, chargeId: string, amount: { value: number; currency: string }, cvvBlocked: boolean): Promise<void> {
+  async #after(
+    merchant: MerchantRecord,
+    sessionId: string,
+    card: OperationContext['card'],
+    cvc: CvcSessionRecord | null,
+    outcome: Outcome,
+    chargeId: string,
+    amount: { value: number; currency: string },
+    cvvBlocked: boolean,
+  ): Promise<void> {
     if (outcome.status === 'approved' || outcome.status === 'declined') {
       // An authorization response arrived: in live mode the CVV is destroyed now, whatever the retention.
       if (cvc) await this.vault.afterAuthorization(cvc);
     }
     if (cvvBlocked) {
-      this.opts.log?.warn({ audit: true, event: 'cvv.blocked', merchantId: merchant.id, card: card.token, failedAttempts: merchant.cvvBlockThreshold }, 'card CVV blocked');
+      this.opts.log?.warn(
+        { audit: true, event: 'cvv.blocked', merchantId: merchant.id, card: card.token, failedAttempts: merchant.cvvBlockThreshold },
+        'card CVV blocked',
+      );
       await this.webhooks.emit(merchant.id, card.mode, 'cvv.blocked', { card: card.token, failedAttempts: merchant.cvvBlockThreshold });
     }
     const data = { session: sessionId, chargeId, status: outcome.status, amount, declineCode: outcome.declineCode, cvvResult: outcome.cvvResult };
@@ -260,8 +359,15 @@ export class ChargeService {
 
   #present(chargeId: string, amount: { value: number; currency: string }, o: Outcome, processor: string, complete = false): OperationWork {
     const result = {
-      status: o.status, chargeId, amount, authorizationCode: o.authorizationCode, cvvResult: o.cvvResult, avsResult: o.avsResult,
-      networkTransactionId: o.networkTransactionId, declineCode: o.declineCode, processor,
+      status: o.status,
+      chargeId,
+      amount,
+      authorizationCode: o.authorizationCode,
+      cvvResult: o.cvvResult,
+      avsResult: o.avsResult,
+      networkTransactionId: o.networkTransactionId,
+      declineCode: o.declineCode,
+      processor,
     };
     return {
       result,
@@ -295,7 +401,10 @@ export class ChargeService {
       try {
         if (await this.#settle(l.chargeId, l.sessionId, l.since, merchant)) settled++;
       } catch (err) {
-        this.opts.log?.warn({ merchantId: l.merchantId, session: l.sessionId, chargeId: l.chargeId, err: err instanceof Error ? err.message : String(err) }, 'an interrupted charge could not be settled yet; retrying');
+        this.opts.log?.warn(
+          { merchantId: l.merchantId, session: l.sessionId, chargeId: l.chargeId, err: err instanceof Error ? err.message : String(err) },
+          'an interrupted charge could not be settled yet; retrying',
+        );
       }
     }
     return settled;
@@ -326,14 +435,20 @@ export class ChargeService {
         outcome = found ? fromResult(found) : FAILED;
       } catch (err) {
         if (this.clock.now() < session.expiresAt) throw err;
-        this.opts.log?.warn({ audit: true, event: 'charge.unknown', merchantId: merchant.id, session: sessionId, chargeId }, 'the outcome of an interrupted charge is unknown: recorded as error; reconcile it with the processor');
+        this.opts.log?.warn(
+          { audit: true, event: 'charge.unknown', merchantId: merchant.id, session: sessionId, chargeId },
+          'the outcome of an interrupted charge is unknown: recorded as error; reconcile it with the processor',
+        );
         outcome = FAILED;
       }
       if (c) {
         const rec = await this.store.recordChargeOutcome(c.id, outcome, this.clock.now(), merchant.cvvBlockThreshold);
         cvvBlocked = rec.cvvBlocked;
         if (rec.recorded) {
-          this.opts.log?.warn({ audit: true, event: 'charge.reconciled', merchantId: c.merchantId, session: c.sessionId, chargeId: c.id, status: outcome.status }, 'interrupted charge reconciled with the processor');
+          this.opts.log?.warn(
+            { audit: true, event: 'charge.reconciled', merchantId: c.merchantId, session: c.sessionId, chargeId: c.id, status: outcome.status },
+            'interrupted charge reconciled with the processor',
+          );
         }
         c = await this.store.getCharge(chargeId);
       }
@@ -398,12 +513,23 @@ export class ChargeService {
 const FAILED: Outcome = { status: 'error', authorizationCode: null, declineCode: null, cvvResult: 'U', avsResult: 'U', networkTransactionId: null };
 
 function outcomeOf(c: ChargeRecord): Outcome {
-  return { status: c.status, authorizationCode: c.authorizationCode, declineCode: c.declineCode, cvvResult: c.cvvResult, avsResult: c.avsResult, networkTransactionId: c.networkTransactionId };
+  return {
+    status: c.status,
+    authorizationCode: c.authorizationCode,
+    declineCode: c.declineCode,
+    cvvResult: c.cvvResult,
+    avsResult: c.avsResult,
+    networkTransactionId: c.networkTransactionId,
+  };
 }
 
 function fromResult(r: ChargeResult): Outcome {
   return {
-    status: r.status, authorizationCode: r.authorizationCode, declineCode: r.declineCode, cvvResult: r.cvvResult,
-    avsResult: r.avsResult, networkTransactionId: r.networkTransactionId,
+    status: r.status,
+    authorizationCode: r.authorizationCode,
+    declineCode: r.declineCode,
+    cvvResult: r.cvvResult,
+    avsResult: r.avsResult,
+    networkTransactionId: r.networkTransactionId,
   };
 }

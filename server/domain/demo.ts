@@ -7,7 +7,12 @@ import type { MerchantService } from './merchants.js';
  * The test-mode demo merchant (CVVOPS_DEMO): created once, its test key kept
  * encrypted so it can be printed at every start and used by /demo.
  */
-export async function ensureDemoMerchant(store: Store, keyring: Keyring, merchants: MerchantService, origins: string[]): Promise<{ merchantId: string; testKey: Secret<string> }> {
+export async function ensureDemoMerchant(
+  store: Store,
+  keyring: Keyring,
+  merchants: MerchantService,
+  origins: string[],
+): Promise<{ merchantId: string; testKey: Secret<string> }> {
   const existing = await store.getMeta('demo_merchant');
   if (existing) {
     const { merchantId, sealed } = JSON.parse(existing) as { merchantId: string; sealed: string };

@@ -10,8 +10,45 @@ export interface Removed {
   count: number;
 }
 
-const TAGS = ['div', 'span', 'p', 'label', 'input', 'button', 'fieldset', 'legend', 'h1', 'h2', 'h3', 'h4', 'strong', 'em', 'small', 'br', 'img', 'ul', 'ol', 'li', 'section', 'header', 'footer'];
-const GLOBAL_ATTRS = ['class', 'id', 'data-cvvops', 'role', 'title', 'lang', 'dir', 'aria-label', 'aria-describedby', 'aria-labelledby', 'aria-live', 'aria-hidden'];
+const TAGS = [
+  'div',
+  'span',
+  'p',
+  'label',
+  'input',
+  'button',
+  'fieldset',
+  'legend',
+  'h1',
+  'h2',
+  'h3',
+  'h4',
+  'strong',
+  'em',
+  'small',
+  'br',
+  'img',
+  'ul',
+  'ol',
+  'li',
+  'section',
+  'header',
+  'footer',
+];
+const GLOBAL_ATTRS = [
+  'class',
+  'id',
+  'data-cvvops',
+  'role',
+  'title',
+  'lang',
+  'dir',
+  'aria-label',
+  'aria-describedby',
+  'aria-labelledby',
+  'aria-live',
+  'aria-hidden',
+];
 const TAG_ATTRS: Record<string, string[]> = {
   input: ['type', 'placeholder', 'maxlength', 'inputmode', 'autocomplete'],
   label: ['for'],
@@ -140,12 +177,22 @@ function sanitizeCss(css: string, note: (what: string) => void): string {
 }
 
 export class FormService {
-  constructor(private readonly store: Store, private readonly clock: Clock, private readonly opts: { publicBaseUrl: string; log?: Logger }) {}
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+    private readonly opts: { publicBaseUrl: string; log?: Logger },
+  ) {}
 
   view(f: CustomFormRecord, sanitized?: Removed[]) {
     return {
-      id: f.id, name: f.name, html: f.html, css: f.css, previewUrl: `${this.opts.publicBaseUrl}/hosted/forms/${f.id}`,
-      createdAt: isoTime(f.createdAt), updatedAt: isoTime(f.updatedAt), ...(sanitized ? { sanitized } : {}),
+      id: f.id,
+      name: f.name,
+      html: f.html,
+      css: f.css,
+      previewUrl: `${this.opts.publicBaseUrl}/hosted/forms/${f.id}`,
+      createdAt: isoTime(f.createdAt),
+      updatedAt: isoTime(f.updatedAt),
+      ...(sanitized ? { sanitized } : {}),
     };
   }
 

@@ -14,7 +14,11 @@ export type Reservation = { kind: 'new' } | { kind: 'replay'; status: number; bo
  * stored responses are encrypted (they may hold session tokens).
  */
 export class IdempotencyService {
-  constructor(private readonly store: Store, private readonly keyring: Keyring, private readonly clock: Clock) {}
+  constructor(
+    private readonly store: Store,
+    private readonly keyring: Keyring,
+    private readonly clock: Clock,
+  ) {}
 
   static checkKey(key: string): void {
     if (!KEY_SHAPE.test(key)) throw new AppError('invalid_request', 'Idempotency-Key must be 1-255 printable ASCII characters.');
@@ -53,7 +57,8 @@ export class IdempotencyService {
    */
   replay(found: IdempotencyRecord, merchantId: string, endpoint: string, key: string, requestHash: string): { status: number; body: unknown } {
     const done = this.#answered(found, merchantId, endpoint, key, requestHash);
-    if (!done || done.kind !== 'replay') throw new AppError('idempotency_key_reused', 'A request with this Idempotency-Key is still in progress.', { retryAfter: 1 });
+    if (!done || done.kind !== 'replay')
+      throw new AppError('idempotency_key_reused', 'A request with this Idempotency-Key is still in progress.', { retryAfter: 1 });
     return { status: done.status, body: done.body };
   }
 
@@ -61,7 +66,12 @@ export class IdempotencyService {
   record(merchantId: string, endpoint: string, key: string, requestHash: string, status: number, body: unknown): NewIdempotencyRecord {
     const now = this.clock.now();
     return {
-      endpoint, key, requestHash, status, now, expiresAt: now + IDEMPOTENCY_TTL_MS,
+      endpoint,
+      key,
+      requestHash,
+      status,
+      now,
+      expiresAt: now + IDEMPOTENCY_TTL_MS,
       responseSealed: this.keyring.seal('idempotency', JSON.stringify(body), this.#aad(merchantId, endpoint, key)),
     };
   }

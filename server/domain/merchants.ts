@@ -59,7 +59,10 @@ export class MerchantService {
     try {
       await assertReachableTarget(u, privateOk);
     } catch {
-      throw new AppError('target_not_allowed', `${field}: the host is, or resolves to, a private, loopback or link-local address, which live mode never reaches.`);
+      throw new AppError(
+        'target_not_allowed',
+        `${field}: the host is, or resolves to, a private, loopback or link-local address, which live mode never reaches.`,
+      );
     }
   }
 
@@ -69,9 +72,16 @@ export class MerchantService {
     if (problems.length) throw new Error(problems.join('; '));
     const now = this.clock.now();
     const merchant: MerchantRecord = {
-      id: p.id ?? newId('mer'), name: p.name.trim(), mode: 'test', allowedOrigins: [...new Set(p.origins)], allowedProxyTargets: [],
-      processor: { type: 'simulator' }, cvvBlockThreshold: DEFAULT_BLOCK_THRESHOLD, cvcSessionTtlSeconds: DEFAULT_CVC_TTL_S,
-      createdAt: now, updatedAt: now,
+      id: p.id ?? newId('mer'),
+      name: p.name.trim(),
+      mode: 'test',
+      allowedOrigins: [...new Set(p.origins)],
+      allowedProxyTargets: [],
+      processor: { type: 'simulator' },
+      cvvBlockThreshold: DEFAULT_BLOCK_THRESHOLD,
+      cvcSessionTtlSeconds: DEFAULT_CVC_TTL_S,
+      createdAt: now,
+      updatedAt: now,
     };
     await this.store.insertMerchant(merchant);
     const testKey = await this.createKey(merchant.id, 'test');
@@ -83,8 +93,13 @@ export class MerchantService {
   async createKey(merchantId: string, mode: Mode): Promise<Secret<string>> {
     const key = `sk_${mode}_${randomBytes(32).toString('base64url')}`;
     await this.store.insertApiKey({
-      id: newId('key'), merchantId, mode, hash: this.keyring.mac('api-key', key), suffix: key.slice(-4),
-      createdAt: this.clock.now(), revokedAt: null,
+      id: newId('key'),
+      merchantId,
+      mode,
+      hash: this.keyring.mac('api-key', key),
+      suffix: key.slice(-4),
+      createdAt: this.clock.now(),
+      revokedAt: null,
     });
     return new Secret(key);
   }
@@ -95,10 +110,16 @@ export class MerchantService {
    * processor's URLs and the proxy targets must not be, or resolve to, private
    * addresses: refused now rather than at the first charge, after the CVV was used.
    */
-  async updateSettings(m: MerchantContext, patch: {
-    allowedOrigins?: string[]; allowedProxyTargets?: string[]; cvvBlockThreshold?: number; cvcSessionTtlSeconds?: number;
-    processor?: { type: 'simulator' } | HttpProcessorConfig;
-  }): Promise<MerchantRecord> {
+  async updateSettings(
+    m: MerchantContext,
+    patch: {
+      allowedOrigins?: string[];
+      allowedProxyTargets?: string[];
+      cvvBlockThreshold?: number;
+      cvcSessionTtlSeconds?: number;
+      processor?: { type: 'simulator' } | HttpProcessorConfig;
+    },
+  ): Promise<MerchantRecord> {
     if (patch.allowedOrigins) {
       const problems = patch.allowedOrigins.map((o) => originProblem(o, this.opts.production)).filter((x): x is string => x !== null);
       if (problems.length) throw new AppError('invalid_request', `allowedOrigins: ${problems[0]}`);
@@ -120,22 +141,32 @@ export class MerchantService {
         await this.#assertPublic(concrete, privateOk, 'processor');
       }
       processor = {
-        type: 'http', url: cfg.request.url,
+        type: 'http',
+        url: cfg.request.url,
         // Bound to its mode: a sealed live configuration cannot be copied into the test settings, or back.
-        ...sealedField(this.keyring.seal('settings', JSON.stringify(cfg), processorAad(m.merchant.id, m.mode, 'mode'))), scope: 'mode',
+        ...sealedField(this.keyring.seal('settings', JSON.stringify(cfg), processorAad(m.merchant.id, m.mode, 'mode'))),
+        scope: 'mode',
       };
     } else if (patch.processor) {
       processor = { type: 'simulator' };
     }
     const { processor: _p, ...rest } = patch;
-    const next = await this.store.updateMerchant(m.merchant.id, m.mode, {
-      ...rest,
-      ...(processor ? { processor } : {}),
-      ...(patch.allowedOrigins ? { allowedOrigins: [...new Set(patch.allowedOrigins)] } : {}),
-      ...(patch.allowedProxyTargets ? { allowedProxyTargets: [...new Set(patch.allowedProxyTargets)] } : {}),
-    }, this.clock.now());
+    const next = await this.store.updateMerchant(
+      m.merchant.id,
+      m.mode,
+      {
+        ...rest,
+        ...(processor ? { processor } : {}),
+        ...(patch.allowedOrigins ? { allowedOrigins: [...new Set(patch.allowedOrigins)] } : {}),
+        ...(patch.allowedProxyTargets ? { allowedProxyTargets: [...new Set(patch.allowedProxyTargets)] } : {}),
+      },
+      this.clock.now(),
+    );
     if (!next) throw new AppError('not_found');
-    this.opts.log?.info({ audit: true, event: 'merchant.settings_changed', merchantId: m.merchant.id, mode: m.mode, keyId: m.keyId, fields: Object.keys(patch) }, 'merchant settings changed');
+    this.opts.log?.info(
+      { audit: true, event: 'merchant.settings_changed', merchantId: m.merchant.id, mode: m.mode, keyId: m.keyId, fields: Object.keys(patch) },
+      'merchant settings changed',
+    );
     return next;
   }
 

@@ -34,7 +34,8 @@ export class OperationService {
   async collectCvv(call: OperationCall, cvvInput: Secret<string>): Promise<OperationResponse> {
     let cvv: Secret<string>;
     return this.sessions.runOperation({
-      op: 'collectCvv', ...call,
+      op: 'collectCvv',
+      ...call,
       // The replay fingerprint must not hold the CVV itself: a keyed hash of it stands in.
       body: { cvv: this.keyring.mac('fingerprint', `replay-cvv|${cvvInput.expose()}`) },
       prepare: async ({ card, cvvStatus }) => {
@@ -42,7 +43,14 @@ export class OperationService {
         Vault.assertUnblocked(cvvStatus);
       },
       work: async ({ session, card, merchant }) => {
-        const sealed = this.vault.sealCvv({ merchant, card, sessionId: session.id, cvv, retention: session.cvvRetention, firstInSession: session.attempts.collectCvv === 0 });
+        const sealed = this.vault.sealCvv({
+          merchant,
+          card,
+          sessionId: session.id,
+          cvv,
+          retention: session.cvvRetention,
+          firstInSession: session.attempts.collectCvv === 0,
+        });
         return {
           result: { status: 'succeeded', cvcSession: sealed.view },
           claim: { status: 'succeeded', at: epochSeconds(this.clock.now()) },
@@ -57,7 +65,9 @@ export class OperationService {
   /** POST /CvvOperations/threeDS: authenticate (frictionless, or a challenge to open). */
   threeDSAuthenticate(call: OperationCall, body: { browser?: Record<string, unknown> }): Promise<OperationResponse> {
     return this.sessions.runOperation({
-      op: 'threeDS', ...call, body,
+      op: 'threeDS',
+      ...call,
+      body,
       work: ({ session, card, latestTds }) => this.threeDS.authenticate(session, card, body.browser ?? {}, latestTds),
     });
   }
@@ -65,7 +75,10 @@ export class OperationService {
   /** POST /CvvOperations/threeDS/result: the final result of the latest transaction (409 while its challenge is open); not an attempt. */
   threeDSResult(call: OperationCall, body: Record<string, never>): Promise<OperationResponse> {
     return this.sessions.runOperation({
-      op: 'threeDS', countAttempt: false, ...call, body: { result: body },
+      op: 'threeDS',
+      countAttempt: false,
+      ...call,
+      body: { result: body },
       prepare: async ({ latestTds }) => {
         ThreeDSService.latestFinal(latestTds);
       },

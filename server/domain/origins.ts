@@ -26,7 +26,11 @@ export class OriginRegistry {
   readonly #missIntervalMs: number;
   readonly #now: () => number;
 
-  constructor(private readonly store: Store, private readonly ownOrigin: string, opts: { missIntervalMs?: number; now?: () => number } = {}) {
+  constructor(
+    private readonly store: Store,
+    private readonly ownOrigin: string,
+    opts: { missIntervalMs?: number; now?: () => number } = {},
+  ) {
     this.#missIntervalMs = opts.missIntervalMs ?? MISS_REFRESH_INTERVAL_MS;
     // A monotonic clock: this is about spacing reads, not about the domain's time.
     this.#now = opts.now ?? (() => performance.now());

@@ -12,7 +12,20 @@ import type { Vault } from './vault.js';
 
 /** Headers never forwarded: hop-by-hop (RFC 9110 7.6.1), our own credentials and control headers. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
-const NOT_FORWARDED = new Set([...HOP_BY_HOP, 'host', 'authorization', 'content-length', 'cookie', 'x-card-token', 'x-cvc-session-id', 'x-request-id', 'origin', 'referer', 'accept-encoding', 'expect']);
+const NOT_FORWARDED = new Set([
+  ...HOP_BY_HOP,
+  'host',
+  'authorization',
+  'content-length',
+  'cookie',
+  'x-card-token',
+  'x-cvc-session-id',
+  'x-request-id',
+  'origin',
+  'referer',
+  'accept-encoding',
+  'expect',
+]);
 
 export interface ProxyRequest {
   target: string | undefined;
@@ -68,8 +81,10 @@ export class ProxyService {
     if (card) {
       const open = this.cards.open(card);
       Object.assign(values, {
-        cardNumber: open.number.expose(), holderName: open.holderName?.expose() ?? '',
-        expMonth: String(card.expMonth).padStart(2, '0'), expYear: String(card.expYear).padStart(4, '0'),
+        cardNumber: open.number.expose(),
+        holderName: open.holderName?.expose() ?? '',
+        expMonth: String(card.expMonth).padStart(2, '0'),
+        expYear: String(card.expYear).padStart(4, '0'),
       });
     }
     try {
@@ -88,10 +103,24 @@ export class ProxyService {
     }
     try {
       const res = await outbound({ method: 'POST', url: url.href, headers, body, timeoutMs: 15_000, allowPrivate: privateOk });
-      this.opts.log?.info({ audit: true, event: 'proxy.forwarded', merchantId: m.merchant.id, target: url.origin, status: res.status, cvcSession: needsCvv ? cvc?.id : undefined }, 'proxy request forwarded');
-      return { ...res, headers: Object.fromEntries(Object.entries(res.headers).filter(([k]) => !HOP_BY_HOP.has(k.toLowerCase()) && k.toLowerCase() !== 'content-length')) };
+      this.opts.log?.info(
+        {
+          audit: true,
+          event: 'proxy.forwarded',
+          merchantId: m.merchant.id,
+          target: url.origin,
+          status: res.status,
+          cvcSession: needsCvv ? cvc?.id : undefined,
+        },
+        'proxy request forwarded',
+      );
+      return {
+        ...res,
+        headers: Object.fromEntries(Object.entries(res.headers).filter(([k]) => !HOP_BY_HOP.has(k.toLowerCase()) && k.toLowerCase() !== 'content-length')),
+      };
     } catch (e) {
-      if (e instanceof OutboundError && e.kind === 'refused') throw new AppError('target_not_allowed', 'The target resolves to an address that is not allowed.');
+      if (e instanceof OutboundError && e.kind === 'refused')
+        throw new AppError('target_not_allowed', 'The target resolves to an address that is not allowed.');
       throw new AppError('processor_error', 'The target could not be reached.', { cause: e });
     }
   }

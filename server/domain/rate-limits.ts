@@ -32,12 +32,21 @@ export class RateLimits {
 
   /** Counts in PostgreSQL, so the limits hold across every instance sharing the database. */
   static async postgres(perMinute: Record<LimitName, number>, pool: unknown): Promise<RateLimits> {
-    const make = (name: LimitName) => new Promise<RateLimiterAbstract>((resolve, reject) => {
-      const l: RateLimiterPostgres = new RateLimiterPostgres({
-        storeClient: pool, storeType: 'pool', tableName: 'cvvops_rate_limits', keyPrefix: `cvvops_${name}`,
-        points: perMinute[name], duration: 60, clearExpiredByTimeout: true,
-      }, (err?: unknown) => (err ? reject(err instanceof Error ? err : new Error('the rate limiter could not start', { cause: err })) : resolve(l)));
-    });
+    const make = (name: LimitName) =>
+      new Promise<RateLimiterAbstract>((resolve, reject) => {
+        const l: RateLimiterPostgres = new RateLimiterPostgres(
+          {
+            storeClient: pool,
+            storeType: 'pool',
+            tableName: 'cvvops_rate_limits',
+            keyPrefix: `cvvops_${name}`,
+            points: perMinute[name],
+            duration: 60,
+            clearExpiredByTimeout: true,
+          },
+          (err?: unknown) => (err ? reject(err instanceof Error ? err : new Error('the rate limiter could not start', { cause: err })) : resolve(l)),
+        );
+      });
     // One after the other: each creates the shared table (CREATE TABLE IF NOT EXISTS), and two such statements
     // at the same moment race in PostgreSQL ("type … already exists"). Another instance starting at the same time
     // can still race the first: that one is retried once, the table being there by then.

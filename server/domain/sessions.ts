@@ -2,8 +2,21 @@ import { hash } from 'node:crypto';
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type {
-  CardRecord, CvcSessionRecord, IdempotencyRecord, CvvRetention, CvvStatusRecord, Mode, Operation, OperationContextRecord, OperationResults, OperationWrite, OutboxRecord, SessionRecord,
-  SessionStatus, Store, TdsRecord,
+  CardRecord,
+  CvcSessionRecord,
+  IdempotencyRecord,
+  CvvRetention,
+  CvvStatusRecord,
+  Mode,
+  Operation,
+  OperationContextRecord,
+  OperationResults,
+  OperationWrite,
+  OutboxRecord,
+  SessionRecord,
+  SessionStatus,
+  Store,
+  TdsRecord,
 } from '../store/store.js';
 import type { WebhookEvent } from './webhooks.js';
 import { cvvLengthFor } from './cards.js';
@@ -110,8 +123,7 @@ export interface OperationContext extends ReadContext {
 }
 
 export type ValidateResult =
-  | { valid: true; current: boolean; claims: SessionClaims; session: Record<string, unknown> }
-  | { valid: false; reason: TokenFailure | 'wrong_merchant' };
+  { valid: true; current: boolean; claims: SessionClaims; session: Record<string, unknown> } | { valid: false; reason: TokenFailure | 'wrong_merchant' };
 
 /**
  * Operations sessions: the state machine behind POST /CvvOperations and the
@@ -127,7 +139,9 @@ export class SessionService {
     private readonly keyring: Keyring,
     private readonly clock: Clock,
     private readonly opts: {
-      publicBaseUrl: string; publicOrigin: string; log?: Logger;
+      publicBaseUrl: string;
+      publicOrigin: string;
+      log?: Logger;
       /** Idempotency-Key on create: the record is read with the card and written with the session. */
       idempotency?: IdempotencyService;
       /** Outbox rows for an operation's events (wired to WebhookService.prepare in deps.ts), written in its transaction. */
@@ -145,12 +159,19 @@ export class SessionService {
    * response, in one transaction). A repeat of a keyed request gets the first
    * response (`replayed`).
    */
-  async create(m: MerchantContext, input: CreateSessionInput, opts: { idempotencyKey?: string } = {}): Promise<{ status: number; body: Record<string, unknown>; replayed: boolean }> {
+  async create(
+    m: MerchantContext,
+    input: CreateSessionInput,
+    opts: { idempotencyKey?: string } = {},
+  ): Promise<{ status: number; body: Record<string, unknown>; replayed: boolean }> {
     const idem = opts.idempotencyKey !== undefined ? this.#keyed(m, opts.idempotencyKey, input) : null;
-    const read = () => this.store.getCreateContext({
-      merchantId: m.merchant.id, mode: m.mode, cardToken: input.card,
-      ...(idem ? { idempotency: { endpoint: idem.endpoint, key: idem.key, now: this.clock.now() } } : {}),
-    });
+    const read = () =>
+      this.store.getCreateContext({
+        merchantId: m.merchant.id,
+        mode: m.mode,
+        cardToken: input.card,
+        ...(idem ? { idempotency: { endpoint: idem.endpoint, key: idem.key, now: this.clock.now() } } : {}),
+      });
     const { card, idempotency: found } = await read();
     if (idem && found) return { ...idem.replay(found), replayed: true };
     if (!card) throw new AppError('invalid_card', 'No such card.');
@@ -168,13 +189,32 @@ export class SessionService {
     const now = this.clock.now();
     const ttl = input.ttlSeconds ?? 900;
     const s: SessionRecord = {
-      id: newId('cvo'), merchantId: m.merchant.id, mode: m.mode, cardToken: card.token, operations: [...ops],
-      amount: input.amount ?? null, reference: input.reference ?? null, require3DS: input.require3DS ?? false,
-      requireCvv: input.requireCvv ?? true, maxAttempts: input.maxAttempts ?? 3, cvvRetention: input.cvvRetention ?? 'single_use',
-      form, returnUrl: input.returnUrl ?? null, metadata: input.metadata ?? null, status: 'active',
-      jti: newJti(), seq: 0, tokenHash: '', attempts: { collectCvv: 0, threeDS: 0, charge: 0 }, results: {}, replay: null, chargeInFlight: null,
+      id: newId('cvo'),
+      merchantId: m.merchant.id,
+      mode: m.mode,
+      cardToken: card.token,
+      operations: [...ops],
+      amount: input.amount ?? null,
+      reference: input.reference ?? null,
+      require3DS: input.require3DS ?? false,
+      requireCvv: input.requireCvv ?? true,
+      maxAttempts: input.maxAttempts ?? 3,
+      cvvRetention: input.cvvRetention ?? 'single_use',
+      form,
+      returnUrl: input.returnUrl ?? null,
+      metadata: input.metadata ?? null,
+      status: 'active',
+      jti: newJti(),
+      seq: 0,
+      tokenHash: '',
+      attempts: { collectCvv: 0, threeDS: 0, charge: 0 },
+      results: {},
+      replay: null,
+      chargeInFlight: null,
       // Token claims carry whole seconds; the session ends exactly when its tokens do.
-      expiresAt: (epochSeconds(now) + ttl) * 1000, createdAt: now, updatedAt: now,
+      expiresAt: (epochSeconds(now) + ttl) * 1000,
+      createdAt: now,
+      updatedAt: now,
     };
     const token = await this.tokens.sign(this.claimsFor(s, card, s.jti, 0, undefined, {}));
     s.tokenHash = tokenHash(token);
@@ -202,7 +242,8 @@ export class SessionService {
     const endpoint = `${m.mode}:${CREATE_ENDPOINT}`;
     const requestHash = svc.fingerprint(CREATE_ENDPOINT, input);
     return {
-      endpoint, key,
+      endpoint,
+      key,
       replay: (found: IdempotencyRecord) => svc.replay(found, m.merchant.id, endpoint, key, requestHash) as { status: number; body: Record<string, unknown> },
       record: (status: number, body: unknown) => svc.record(m.merchant.id, endpoint, key, requestHash, status, body),
     };
@@ -210,33 +251,67 @@ export class SessionService {
 
   claimsFor(s: SessionRecord, card: CardRecord, jti: string, seq: number, prev: string | undefined, res: OperationResults): SessionClaims {
     return {
-      iss: this.opts.publicBaseUrl, aud: s.merchantId, sub: s.id, jti, iat: epochSeconds(this.clock.now()), exp: epochSeconds(s.expiresAt),
-      seq, mode: s.mode, ops: s.operations, ...(s.amount ? { amt: s.amount } : {}),
+      iss: this.opts.publicBaseUrl,
+      aud: s.merchantId,
+      sub: s.id,
+      jti,
+      iat: epochSeconds(this.clock.now()),
+      exp: epochSeconds(s.expiresAt),
+      seq,
+      mode: s.mode,
+      ops: s.operations,
+      ...(s.amount ? { amt: s.amount } : {}),
       card: { token: card.token, brand: card.brand, last4: card.last4, cvvLength: cvvLengthFor(card.brand) },
-      ...(prev ? { prev } : {}), form: s.form, res,
+      ...(prev ? { prev } : {}),
+      form: s.form,
+      res,
     };
   }
 
   /** The session as GET /CvvOperations/{id} shows it. */
   /** `usableCvc`: the CVC session a charge would use, when the caller read it already (undefined: read it here). */
-  async view(s: SessionRecord, card?: CardRecord | null, withCvv = true, usableCvc?: CvcSessionRecord | null): Promise<Record<string, unknown> & { results: unknown; attempts: unknown; cvv: unknown }> {
+  async view(
+    s: SessionRecord,
+    card?: CardRecord | null,
+    withCvv = true,
+    usableCvc?: CvcSessionRecord | null,
+  ): Promise<Record<string, unknown> & { results: unknown; attempts: unknown; cvv: unknown }> {
     const c = card === undefined ? await this.store.getCard(s.merchantId, s.mode, s.cardToken) : card;
     const status = this.status(s);
-    const cvv = !withCvv || status !== 'active' ? { available: false }
-      : usableCvc !== undefined ? (usableCvc ? { available: true, id: usableCvc.id, expiresAt: isoTime(usableCvc.expiresAt) } : { available: false })
-        : await this.vault.cvvState(s.merchantId, s.cardToken, s.id);
+    const cvv =
+      !withCvv || status !== 'active'
+        ? { available: false }
+        : usableCvc !== undefined
+          ? usableCvc
+            ? { available: true, id: usableCvc.id, expiresAt: isoTime(usableCvc.expiresAt) }
+            : { available: false }
+          : await this.vault.cvvState(s.merchantId, s.cardToken, s.id);
     const { id: _id, ...cvvView } = cvv as { id?: string };
     const attempts = Object.fromEntries(s.operations.map((op) => [op, { used: s.attempts[op], max: s.maxAttempts }]));
     // A charge at the processor right now is shown as such: its outcome replaces this once recorded.
     const results = s.chargeInFlight ? { ...s.results, charge: { status: 'pending', chargeId: s.chargeInFlight.chargeId } } : s.results;
     return {
-      id: s.id, object: 'cvv_operations', status, mode: s.mode, expiresAt: isoTime(s.expiresAt), operations: s.operations,
+      id: s.id,
+      object: 'cvv_operations',
+      status,
+      mode: s.mode,
+      expiresAt: isoTime(s.expiresAt),
+      operations: s.operations,
       amount: s.amount,
       card: c ? { token: c.token, brand: c.brand, last4: c.last4, expMonth: c.expMonth, expYear: c.expYear } : { token: s.cardToken, deleted: true },
-      reference: s.reference, require3DS: s.require3DS, requireCvv: s.requireCvv, maxAttempts: s.maxAttempts,
-      cvvRetention: s.cvvRetention, form: s.form, returnUrl: s.returnUrl, metadata: s.metadata ?? {},
-      results, attempts, cvv: cvvView,
-      createdAt: isoTime(s.createdAt), updatedAt: isoTime(s.updatedAt),
+      reference: s.reference,
+      require3DS: s.require3DS,
+      requireCvv: s.requireCvv,
+      maxAttempts: s.maxAttempts,
+      cvvRetention: s.cvvRetention,
+      form: s.form,
+      returnUrl: s.returnUrl,
+      metadata: s.metadata ?? {},
+      results,
+      attempts,
+      cvv: cvvView,
+      createdAt: isoTime(s.createdAt),
+      updatedAt: isoTime(s.updatedAt),
     };
   }
 
@@ -256,7 +331,12 @@ export class SessionService {
     const found = await this.store.getOperationContext(claims.sub, this.clock.now());
     const s = found?.session;
     if (!found || !s || s.merchantId !== m.merchant.id || s.mode !== m.mode) return { valid: false, reason: 'wrong_merchant' };
-    return { valid: true, current: s.jti === claims.jti && this.status(s) !== 'expired', claims, session: await this.view(s, found.card, true, found.usableCvc) };
+    return {
+      valid: true,
+      current: s.jti === claims.jti && this.status(s) !== 'expired',
+      claims,
+      session: await this.view(s, found.card, true, found.usableCvc),
+    };
   }
 
   #assertOpen(s: SessionRecord): void {
@@ -306,7 +386,10 @@ export class SessionService {
     const n = await this.store.deleteSessionCvvUnlessCharging(id);
     if (n === null) throw chargeInProgress();
     if (n === 0) throw new AppError('cvc_session_not_found');
-    this.opts.log?.info({ audit: true, event: 'cvv.destroyed', merchantId: m.merchant.id, session: id, count: n, reason: 'deleted_by_merchant' }, 'CVV destroyed');
+    this.opts.log?.info(
+      { audit: true, event: 'cvv.destroyed', merchantId: m.merchant.id, session: id, count: n, reason: 'deleted_by_merchant' },
+      'CVV destroyed',
+    );
   }
 
   async #card(s: SessionRecord): Promise<CardRecord> {
@@ -402,8 +485,18 @@ export class SessionService {
       const now = this.clock.now();
       const events = work.events?.length ? await (this.opts.prepareEvents?.(s.merchantId, s.mode, work.events) ?? []) : [];
       const done = await this.store.commitOperation({
-        id: s.id, jti: claims.jti, newJti: jti, op: p.op, countAttempt: counts, now, results, tokenHash: tokenHash(response.token),
-        complete: work.complete === true, replay: this.#replayRecord(s.id, claims.jti, hash, jti, response, now), writes: work.writes ?? [], events,
+        id: s.id,
+        jti: claims.jti,
+        newJti: jti,
+        op: p.op,
+        countAttempt: counts,
+        now,
+        results,
+        tokenHash: tokenHash(response.token),
+        complete: work.complete === true,
+        replay: this.#replayRecord(s.id, claims.jti, hash, jti, response, now),
+        writes: work.writes ?? [],
+        events,
       });
       // Not committed: another call with this token committed first, or the session changed meanwhile.
       if (!done) return lost();
@@ -425,8 +518,13 @@ export class SessionService {
     const response = await this.#respond(s, card, p.token, jti, results, work);
     const at = this.clock.now();
     const unit: FinishUnit = {
-      jti, results, tokenHash: tokenHash(response.token), now: at, complete: work.complete === true,
-      replay: this.#replayRecord(s.id, claims.jti, hash, jti, response, at), response,
+      jti,
+      results,
+      tokenHash: tokenHash(response.token),
+      now: at,
+      complete: work.complete === true,
+      replay: this.#replayRecord(s.id, claims.jti, hash, jti, response, at),
+      response,
     };
     const done = p.finish ? await p.finish(unit) : await this.store.finishOperation({ id: s.id, ...unit });
     if (!done) {
@@ -451,7 +549,10 @@ export class SessionService {
   }
 
   #logOperation(s: SessionRecord, op: Operation, work: OperationWork, fromJti: string, jti: string): void {
-    this.opts.log?.info({ audit: true, event: 'operation', merchantId: s.merchantId, session: s.id, op, outcome: work.claim.status, fromJti, jti, seq: s.seq + 1 }, 'operation ran; token rotated');
+    this.opts.log?.info(
+      { audit: true, event: 'operation', merchantId: s.merchantId, session: s.id, op, outcome: work.claim.status, fromJti, jti, seq: s.seq + 1 },
+      'operation ran; token rotated',
+    );
   }
 
   /**
@@ -459,7 +560,13 @@ export class SessionService {
    * outside an operation call (a charge reconciled after a crash): one
    * conditional rotation from whatever token is current.
    */
-  async rotateWithResult(sessionId: string, op: Operation, result: Record<string, unknown>, claim: Record<string, unknown>, complete: boolean): Promise<OperationResponse> {
+  async rotateWithResult(
+    sessionId: string,
+    op: Operation,
+    result: Record<string, unknown>,
+    claim: Record<string, unknown>,
+    complete: boolean,
+  ): Promise<OperationResponse> {
     for (let i = 0; i < 5; i++) {
       const s = await this.store.getSessionById(sessionId);
       if (!s) throw new AppError('invalid_token');
@@ -473,8 +580,19 @@ export class SessionService {
       if (!(await this.store.rotateToken({ id: s.id, jti: s.jti, newJti: jti, tokenHash: tokenHash(token), now }))) continue;
       const response: OperationResponse = { result, token, session: { status: complete ? 'completed' : 'active' } };
       const sealed = this.keyring.seal('replay', JSON.stringify({ producedJti: jti, response }), `replay|${s.id}|-`);
-      await this.store.finishOperation({ id: s.id, jti, results, tokenHash: tokenHash(token), now, complete, replay: { jti: '-', hash: '-', sealed, at: now } });
-      this.opts.log?.info({ audit: true, event: 'operation.reconciled', merchantId: s.merchantId, session: s.id, op, jti, seq: s.seq + 1 }, 'outcome settled; token rotated');
+      await this.store.finishOperation({
+        id: s.id,
+        jti,
+        results,
+        tokenHash: tokenHash(token),
+        now,
+        complete,
+        replay: { jti: '-', hash: '-', sealed, at: now },
+      });
+      this.opts.log?.info(
+        { audit: true, event: 'operation.reconciled', merchantId: s.merchantId, session: s.id, op, jti, seq: s.seq + 1 },
+        'outcome settled; token rotated',
+      );
       return response;
     }
     throw new AppError('token_superseded');
@@ -486,15 +604,25 @@ export class SessionService {
    * session's results and a new current token carrying it, in one conditional
    * write. Null when `chargeId` no longer owns the session (settled already).
    */
-  async settleCharge(sessionId: string, chargeId: string, result: Record<string, unknown>, claim: Record<string, unknown>, complete: boolean): Promise<OperationResponse | null> {
+  async settleCharge(
+    sessionId: string,
+    chargeId: string,
+    result: Record<string, unknown>,
+    claim: Record<string, unknown>,
+    complete: boolean,
+  ): Promise<OperationResponse | null> {
     const s = await this.store.getSessionById(sessionId);
     if (!s || s.chargeInFlight?.chargeId !== chargeId) return null;
     const card = await this.#card(s);
     const jti = newJti();
     const results: OperationResults = { ...s.results, charge: claim };
     const token = await this.tokens.sign(this.claimsFor(s, card, jti, s.seq + 1, s.tokenHash, results));
-    if (!(await this.store.settleChargeLock({ id: s.id, chargeId, newJti: jti, tokenHash: tokenHash(token), results, complete, now: this.clock.now() }))) return null;
-    this.opts.log?.info({ audit: true, event: 'operation.reconciled', merchantId: s.merchantId, session: s.id, op: 'charge', chargeId, jti, seq: s.seq + 1 }, 'charge outcome settled; token rotated');
+    if (!(await this.store.settleChargeLock({ id: s.id, chargeId, newJti: jti, tokenHash: tokenHash(token), results, complete, now: this.clock.now() })))
+      return null;
+    this.opts.log?.info(
+      { audit: true, event: 'operation.reconciled', merchantId: s.merchantId, session: s.id, op: 'charge', chargeId, jti, seq: s.seq + 1 },
+      'charge outcome settled; token rotated',
+    );
     return { result, token, session: { status: complete ? 'completed' : this.status(s) } };
   }
 
@@ -503,9 +631,15 @@ export class SessionService {
     const r = s.replay;
     if (r && r.jti === claims.jti && r.hash === hash && this.clock.now() - r.at <= REPLAY_WINDOW_MS) {
       try {
-        const stored = JSON.parse(this.keyring.open('replay', r.sealed, `replay|${s.id}|${claims.jti}`).toString('utf8')) as { producedJti: string; response: OperationResponse };
+        const stored = JSON.parse(this.keyring.open('replay', r.sealed, `replay|${s.id}|${claims.jti}`).toString('utf8')) as {
+          producedJti: string;
+          response: OperationResponse;
+        };
         if (stored.producedJti === s.jti) {
-          this.opts.log?.info({ audit: true, event: 'operation.replayed', merchantId: s.merchantId, session: s.id, fromJti: claims.jti }, 'operation response replayed');
+          this.opts.log?.info(
+            { audit: true, event: 'operation.replayed', merchantId: s.merchantId, session: s.id, fromJti: claims.jti },
+            'operation response replayed',
+          );
           return stored.response;
         }
       } catch {

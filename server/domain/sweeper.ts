@@ -33,7 +33,10 @@ export class Sweeper {
   #ticks = 0;
   #running = false;
   constructor(
-    private readonly store: Store, private readonly tokens: TokenService, private readonly clock: Clock, private readonly log: Logger,
+    private readonly store: Store,
+    private readonly tokens: TokenService,
+    private readonly clock: Clock,
+    private readonly log: Logger,
     private readonly webhooks?: WebhookService,
     /** Crash recovery of charges left at the processor by a server that stopped (ChargeService.recoverInFlight). */
     private readonly charges?: { recoverInFlight(): Promise<number> },
@@ -71,7 +74,7 @@ export class Sweeper {
       }
       for (const s of await this.store.listExpiredSessions(now, 100)) {
         // Expired, its CVV deleted and its event written, in one transaction (once, whatever other sweepers do).
-        const events = await this.webhooks?.prepare(s.merchantId, s.mode, [{ type: 'session.expired', data: { session: s.id } }]) ?? [];
+        const events = (await this.webhooks?.prepare(s.merchantId, s.mode, [{ type: 'session.expired', data: { session: s.id } }])) ?? [];
         await this.store.expireSession(s.id, now, events);
         await slice.pace();
       }

@@ -1,11 +1,6 @@
 /** The test cards of API.md section 11: the only cards test keys accept, and the ones live keys refuse. */
-export type ThreeDSBehaviour =
-  | { kind: 'frictionless'; status: 'Y' | 'A' | 'N' | 'U'; eci: string | null }
-  | { kind: 'challenge'; code: string };
-export type ChargeBehaviour =
-  | { kind: 'approved' }
-  | { kind: 'declined'; declineCode: string }
-  | { kind: 'error' };
+export type ThreeDSBehaviour = { kind: 'frictionless'; status: 'Y' | 'A' | 'N' | 'U'; eci: string | null } | { kind: 'challenge'; code: string };
+export type ChargeBehaviour = { kind: 'approved' } | { kind: 'declined'; declineCode: string } | { kind: 'error' };
 
 export interface TestCard {
   number: string;
@@ -14,8 +9,12 @@ export interface TestCard {
   charge: ChargeBehaviour;
 }
 
-const card = (number: string, brand: string, threeDS: ThreeDSBehaviour, charge: ChargeBehaviour = { kind: 'approved' }): TestCard =>
-  ({ number, brand, threeDS, charge });
+const card = (number: string, brand: string, threeDS: ThreeDSBehaviour, charge: ChargeBehaviour = { kind: 'approved' }): TestCard => ({
+  number,
+  brand,
+  threeDS,
+  charge,
+});
 
 export const TEST_CARDS: readonly TestCard[] = [
   card('4000000000001018', 'visa', { kind: 'frictionless', status: 'Y', eci: '05' }),

@@ -17,7 +17,12 @@ const PROVIDER_TIMEOUT_MS = 15_000;
 /** The operation result of API.md section 4 for a final 3DS outcome (the CAVV shown once, to the page that asked). */
 function resultOf(tds: { id: string; dsTransactionId: string; version: string }, r: { status: string; eci: string | null; cavv: string | null }) {
   return {
-    status: r.status, transactionId: tds.id, eci: r.eci, authenticationValue: r.cavv, dsTransactionId: tds.dsTransactionId, version: tds.version,
+    status: r.status,
+    transactionId: tds.id,
+    eci: r.eci,
+    authenticationValue: r.cavv,
+    dsTransactionId: tds.dsTransactionId,
+    version: tds.version,
   };
 }
 
@@ -39,7 +44,10 @@ export class ThreeDSService {
 
   #request(session: SessionRecord, card: CardRecord, transactionId: string, browser: Record<string, unknown>) {
     return {
-      transactionId, mode: session.mode, amount: session.amount, browser,
+      transactionId,
+      mode: session.mode,
+      amount: session.amount,
+      browser,
       card: { number: this.cards.open(card).number, brand: card.brand, expMonth: card.expMonth, expYear: card.expYear },
     };
   }
@@ -64,19 +72,47 @@ export class ThreeDSService {
     // The transaction is written with the operation's token rotation (Store.commitOperation), not here.
     if (outcome.kind === 'challenge') {
       return {
-        result: { status: 'C', transactionId: id, challengeUrl: `${this.opts.publicBaseUrl}/hosted/3ds/${id}`, dsTransactionId: outcome.dsTransactionId, version: outcome.version },
+        result: {
+          status: 'C',
+          transactionId: id,
+          challengeUrl: `${this.opts.publicBaseUrl}/hosted/3ds/${id}`,
+          dsTransactionId: outcome.dsTransactionId,
+          version: outcome.version,
+        },
         claim: { status: 'C', eci: null, transactionId: id },
-        writes: [{ kind: 'tds', record: {
-          id, merchantId: session.merchantId, sessionId: session.id, mode: session.mode, status: 'challenge',
-          dsTransactionId: outcome.dsTransactionId, version: outcome.version, result: null, createdAt: now, expiresAt: now + CHALLENGE_TTL_MS, completedAt: null,
-        } }],
+        writes: [
+          {
+            kind: 'tds',
+            record: {
+              id,
+              merchantId: session.merchantId,
+              sessionId: session.id,
+              mode: session.mode,
+              status: 'challenge',
+              dsTransactionId: outcome.dsTransactionId,
+              version: outcome.version,
+              result: null,
+              createdAt: now,
+              expiresAt: now + CHALLENGE_TTL_MS,
+              completedAt: null,
+            },
+          },
+        ],
       };
     }
     const r = outcome.result;
     const tds: TdsRecord = {
-      id, merchantId: session.merchantId, sessionId: session.id, mode: session.mode, status: 'completed',
-      dsTransactionId: r.dsTransactionId, version: r.version, result: { status: r.status, eci: r.eci, cavvSealed: this.#seal(id, session.merchantId, r) },
-      createdAt: now, expiresAt: now + CHALLENGE_TTL_MS, completedAt: now,
+      id,
+      merchantId: session.merchantId,
+      sessionId: session.id,
+      mode: session.mode,
+      status: 'completed',
+      dsTransactionId: r.dsTransactionId,
+      version: r.version,
+      result: { status: r.status, eci: r.eci, cavvSealed: this.#seal(id, session.merchantId, r) },
+      createdAt: now,
+      expiresAt: now + CHALLENGE_TTL_MS,
+      completedAt: now,
     };
     return {
       result: resultOf(tds, { status: r.status, eci: r.eci, cavv: r.authenticationValue?.expose() ?? null }),
@@ -105,13 +141,19 @@ export class ThreeDSService {
       r = { status: 'U', eci: null, authenticationValue: null, dsTransactionId: t.dsTransactionId, version: t.version };
     } else {
       try {
-        r = await this.provider.completeChallenge({ ...this.#request(session, card, id, {}), dsTransactionId: t.dsTransactionId, code }, AbortSignal.timeout(PROVIDER_TIMEOUT_MS));
+        r = await this.provider.completeChallenge(
+          { ...this.#request(session, card, id, {}), dsTransactionId: t.dsTransactionId, code },
+          AbortSignal.timeout(PROVIDER_TIMEOUT_MS),
+        );
       } catch (err) {
         throw new AppError('threeds_provider_error', undefined, { cause: err });
       }
     }
     if (await this.store.completeTds(id, { status: r.status, eci: r.eci, cavvSealed: this.#seal(id, t.merchantId, r) }, now)) {
-      this.opts.log?.info({ audit: true, event: 'threeds.challenge_completed', merchantId: t.merchantId, session: t.sessionId, transactionId: id, status: r.status }, '3DS challenge completed');
+      this.opts.log?.info(
+        { audit: true, event: 'threeds.challenge_completed', merchantId: t.merchantId, session: t.sessionId, transactionId: id, status: r.status },
+        '3DS challenge completed',
+      );
       await this.webhooks.emit(t.merchantId, t.mode, 'threeds.completed', { session: t.sessionId, transactionId: id, status: r.status, eci: r.eci });
     }
     return (await this.store.getTds(id))!;

@@ -114,17 +114,18 @@ export class TokenService {
         const priv = JSON.parse(this.keyring.open('signing-key', r.privateSealed, `signing-key|${r.kid}`).toString('utf8')) as JWK;
         const publicJwk = JSON.parse(r.publicJwk) as JWK;
         next.set(r.kid, {
-          kid: r.kid, alg: r.alg, publicJwk,
+          kid: r.kid,
+          alg: r.alg,
+          publicJwk,
           publicKey: createPublicKey({ key: publicJwk as import('node:crypto').JsonWebKey, format: 'jwk' }),
           privateKey: createPrivateKey({ key: priv as import('node:crypto').JsonWebKey, format: 'jwk' }),
           headerB64: Buffer.from(JSON.stringify({ alg: r.alg, kid: r.kid, typ: TOKEN_TYP })).toString('base64url'),
-          activatedAt: r.activatedAt, retiredAt: r.retiredAt,
+          activatedAt: r.activatedAt,
+          retiredAt: r.retiredAt,
         });
       }
       this.#keys = next;
-      this.#active = [...next.values()]
-        .filter((k) => k.alg === this.opts.alg && k.retiredAt === null)
-        .sort((a, b) => b.activatedAt - a.activatedAt)[0] ?? null;
+      this.#active = [...next.values()].filter((k) => k.alg === this.opts.alg && k.retiredAt === null).sort((a, b) => b.activatedAt - a.activatedAt)[0] ?? null;
       this.#lastReload = this.clock.now();
     })();
     try {
@@ -142,9 +143,13 @@ export class TokenService {
     const kid = await calculateJwkThumbprint(publicJwk);
     const now = this.clock.now();
     await this.store.insertSigningKey({
-      kid, alg: this.opts.alg, publicJwk: JSON.stringify({ ...publicJwk, kid, alg: this.opts.alg, use: 'sig' }),
+      kid,
+      alg: this.opts.alg,
+      publicJwk: JSON.stringify({ ...publicJwk, kid, alg: this.opts.alg, use: 'sig' }),
       privateSealed: this.keyring.seal('signing-key', JSON.stringify(privateJwk), `signing-key|${kid}`),
-      createdAt: now, activatedAt: now, retiredAt: null,
+      createdAt: now,
+      activatedAt: now,
+      retiredAt: null,
     });
     await this.store.retireSigningKeysExcept(kid, now);
     await this.reload();
@@ -194,7 +199,7 @@ export class TokenService {
     }
     if (!header || typeof header !== 'object' || Array.isArray(header)) return { ok: false, reason: 'malformed' };
     if (header.typ !== TOKEN_TYP) return { ok: false, reason: 'wrong_type' };
-    if (typeof header.alg !== 'string' || header.alg !== this.opts.alg && !this.#hasKeyFor(header.alg)) return { ok: false, reason: 'bad_signature' };
+    if (typeof header.alg !== 'string' || (header.alg !== this.opts.alg && !this.#hasKeyFor(header.alg))) return { ok: false, reason: 'bad_signature' };
     for (const p of FORBIDDEN_HEADER_PARAMS) if (p in header) return { ok: false, reason: 'bad_signature' };
     if (typeof header.kid !== 'string') return { ok: false, reason: 'unknown_key' };
     let key = this.#keys.get(header.kid);
@@ -230,8 +235,17 @@ export class TokenService {
     }
     // An authentic token of another address (an instance started with another PUBLIC_BASE_URL): API.md's wrong_issuer.
     if (c && typeof c === 'object' && typeof c.iss === 'string' && c.iss !== this.opts.issuer) return { ok: false, reason: 'wrong_issuer' };
-    if (!c || typeof c !== 'object' || c.iss !== this.opts.issuer || typeof c.aud !== 'string' || typeof c.sub !== 'string'
-      || typeof c.jti !== 'string' || !Number.isFinite(c.iat) || !Number.isFinite(c.exp) || !Array.isArray(c.ops)) {
+    if (
+      !c ||
+      typeof c !== 'object' ||
+      c.iss !== this.opts.issuer ||
+      typeof c.aud !== 'string' ||
+      typeof c.sub !== 'string' ||
+      typeof c.jti !== 'string' ||
+      !Number.isFinite(c.iat) ||
+      !Number.isFinite(c.exp) ||
+      !Array.isArray(c.ops)
+    ) {
       return { ok: false, reason: 'malformed' };
     }
     // `nbf` (RFC 7519 4.1.5), when present, is checked like `exp`, with no clock skew (`exp` has

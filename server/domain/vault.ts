@@ -68,7 +68,11 @@ export class Vault {
    * operations session's earlier CVC session. `logStored` writes the audit
    * line once they are committed.
    */
-  sealCvv(p: { merchant: MerchantRecord; card: CardRecord; sessionId: string | null; cvv: Secret<string>; retention: CvvRetention; firstInSession: boolean }): { view: CvcSessionView; write: OperationWrite; logStored: () => void } {
+  sealCvv(p: { merchant: MerchantRecord; card: CardRecord; sessionId: string | null; cvv: Secret<string>; retention: CvvRetention; firstInSession: boolean }): {
+    view: CvcSessionView;
+    write: OperationWrite;
+    logStored: () => void;
+  } {
     const now = this.clock.now();
     const id = newId('cvc');
     const testMode = p.card.mode === 'test';
@@ -77,15 +81,26 @@ export class Vault {
     // A fresh key share per CVV, stored apart from the ciphertext and destroyed with it.
     const share = secureRandom(32);
     const record: CvcSessionRecord = {
-      id, merchantId: p.merchant.id, mode: p.card.mode, cardToken: p.card.token, sessionId: p.sessionId,
+      id,
+      merchantId: p.merchant.id,
+      mode: p.card.mode,
+      cardToken: p.card.token,
+      sessionId: p.sessionId,
       sealed: this.keyring.sealWithShare('cvv', share, p.cvv.expose(), `cvv|${p.merchant.id}|${id}`),
-      retention, expiresAt, firstUsedAt: null, createdAt: now,
+      retention,
+      expiresAt,
+      firstUsedAt: null,
+      createdAt: now,
     };
     return {
       view: { id, expiresAt: isoTime(expiresAt) },
       // Nothing to replace before the session's first collection (attempts count every collection).
       write: { kind: 'cvc', record, share, replace: !p.firstInSession },
-      logStored: () => this.log?.info({ audit: true, event: 'cvv.collected', merchantId: p.merchant.id, cvcSession: id, card: p.card.token, session: p.sessionId }, 'CVV stored'),
+      logStored: () =>
+        this.log?.info(
+          { audit: true, event: 'cvv.collected', merchantId: p.merchant.id, cvcSession: id, card: p.card.token, session: p.sessionId },
+          'CVV stored',
+        ),
     };
   }
 
@@ -111,7 +126,11 @@ export class Vault {
     let row: CvcSessionRecord | null;
     if (cvc.retention === 'single_use') {
       row = await this.store.takeCvcSession(cvc.id, now);
-      if (row) this.log?.info({ audit: true, event: 'cvv.destroyed', merchantId: cvc.merchantId, cvcSession: cvc.id, reason: `used:${reason}` }, 'CVV destroyed by use');
+      if (row)
+        this.log?.info(
+          { audit: true, event: 'cvv.destroyed', merchantId: cvc.merchantId, cvcSession: cvc.id, reason: `used:${reason}` },
+          'CVV destroyed by use',
+        );
     } else {
       if (cvc.retention === 'cache' && cvc.firstUsedAt === null) await this.store.startCvcCacheWindow(cvc.id, now, now + CACHE_WINDOW_MS);
       row = await this.store.getCvcSessionById(cvc.id, now);
@@ -135,7 +154,11 @@ export class Vault {
   async afterAuthorization(cvc: CvcSessionRecord): Promise<void> {
     if (cvc.mode !== 'live') return;
     const n = await this.store.deleteCvcSession(cvc.merchantId, cvc.mode, cvc.id, 0);
-    if (n) this.log?.info({ audit: true, event: 'cvv.destroyed', merchantId: cvc.merchantId, cvcSession: cvc.id, reason: 'authorized' }, 'CVV destroyed after authorization');
+    if (n)
+      this.log?.info(
+        { audit: true, event: 'cvv.destroyed', merchantId: cvc.merchantId, cvcSession: cvc.id, reason: 'authorized' },
+        'CVV destroyed after authorization',
+      );
   }
 
   /**
@@ -147,7 +170,12 @@ export class Vault {
    * `known`: the status read before the charge, if any; a match then writes nothing when it showed nothing to
    * reset (as if the reset happened at that read: a failure recorded since by another charge stays counted).
    */
-  async recordCvvResult(merchant: MerchantRecord, card: CardRecord, p: { cvvResult: string | null; declineCode: string | null }, known?: CvvStatusRecord | null): Promise<boolean> {
+  async recordCvvResult(
+    merchant: MerchantRecord,
+    card: CardRecord,
+    p: { cvvResult: string | null; declineCode: string | null },
+    known?: CvvStatusRecord | null,
+  ): Promise<boolean> {
     const now = this.clock.now();
     if (p.declineCode === 'incorrect_cvc') {
       const st = await this.store.recordCvvFailure(merchant.id, card.fingerprint, merchant.cvvBlockThreshold, now);
@@ -185,7 +213,8 @@ export class Vault {
   /** DELETE /CvcSessions/{id}: 410 cvc_session_not_found for expired, used, unknown and foreign alike. */
   async deleteCvcSession(merchantId: string, mode: Mode, id: string, reason: string): Promise<void> {
     const r = await this.store.deleteCvcSessionUnlessCharging(merchantId, mode, id, this.clock.now());
-    if (r === 'charging') throw new AppError('precondition_failed', 'A charge using this CVV is in progress; try again once its outcome is recorded.', { retryAfter: 1 });
+    if (r === 'charging')
+      throw new AppError('precondition_failed', 'A charge using this CVV is in progress; try again once its outcome is recorded.', { retryAfter: 1 });
     if (r === 'gone') throw new AppError('cvc_session_not_found');
     this.log?.info({ audit: true, event: 'cvv.destroyed', merchantId, cvcSession: id, reason }, 'CVV destroyed');
   }

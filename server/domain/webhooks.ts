@@ -8,8 +8,14 @@ import { newId } from './ids.js';
 import type { Keyring } from './keyring.js';
 
 export const WEBHOOK_EVENTS = [
-  'cvv.collected', 'threeds.completed', 'charge.succeeded', 'charge.failed', 'session.completed', 'session.canceled',
-  'session.expired', 'cvv.blocked',
+  'cvv.collected',
+  'threeds.completed',
+  'charge.succeeded',
+  'charge.failed',
+  'session.completed',
+  'session.canceled',
+  'session.expired',
+  'cvv.blocked',
 ] as const;
 export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
 
@@ -53,13 +59,21 @@ export class WebhookService {
     try {
       await assertReachableTarget(u, privateOk);
     } catch {
-      throw new AppError('invalid_request', 'url is, or resolves to, a private, loopback or link-local address: webhooks can only be sent to public addresses.');
+      throw new AppError(
+        'invalid_request',
+        'url is, or resolves to, a private, loopback or link-local address: webhooks can only be sent to public addresses.',
+      );
     }
     const id = newId('whe');
     const secret = `whsec_${randomBytes(32).toString('base64url')}`;
     const endpoint: WebhookEndpointRecord = {
-      id, merchantId, mode, url, events: [...new Set(events)],
-      secretSealed: this.keyring.seal('signing-key', secret, `webhook|${merchantId}|${id}`), createdAt: this.clock.now(),
+      id,
+      merchantId,
+      mode,
+      url,
+      events: [...new Set(events)],
+      secretSealed: this.keyring.seal('signing-key', secret, `webhook|${merchantId}|${id}`),
+      createdAt: this.clock.now(),
     };
     await this.store.insertWebhookEndpoint(endpoint);
     this.forget(merchantId, mode);
@@ -117,8 +131,18 @@ export class WebhookService {
       const body = JSON.stringify({ id, type, createdAt: isoTime(now), mode, data });
       for (const e of endpoints) {
         rows.push({
-          id: `${id}.${e.id}`, eventId: id, endpointId: e.id, merchantId, body, status: 'pending', attempts: 0,
-          nextAttemptAt: now, lockedUntil: 0, lastStatus: null, createdAt: now, deliveredAt: null,
+          id: `${id}.${e.id}`,
+          eventId: id,
+          endpointId: e.id,
+          merchantId,
+          body,
+          status: 'pending',
+          attempts: 0,
+          nextAttemptAt: now,
+          lockedUntil: 0,
+          lastStatus: null,
+          createdAt: now,
+          deliveredAt: null,
         });
       }
     }
@@ -174,7 +198,12 @@ export class WebhookService {
       const secret = this.keyring.open('signing-key', endpoint.secretSealed, `webhook|${endpoint.merchantId}|${endpoint.id}`).toString('utf8');
       const t = epochSeconds(now());
       const res = await outbound({
-        method: 'POST', url: endpoint.url, body: row.body, timeoutMs: 10_000, allowPrivate: this.opts.allowPrivate && endpoint.mode === 'test', maxResponseBytes: 64 * 1024,
+        method: 'POST',
+        url: endpoint.url,
+        body: row.body,
+        timeoutMs: 10_000,
+        allowPrivate: this.opts.allowPrivate && endpoint.mode === 'test',
+        maxResponseBytes: 64 * 1024,
         headers: { 'content-type': 'application/json', 'user-agent': 'cvvops-webhooks/1', 'cvvops-signature': signWebhook(secret, t, row.body) },
       });
       status = res.status;

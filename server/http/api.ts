@@ -78,11 +78,14 @@ export class Api {
     this.routes.push(def);
   }
 
-  mount(router: Router, mw: {
-    merchantAuth: (req: Request, res: Response, next: NextFunction) => void | Promise<void>;
-    sessionAuth: (req: Request, res: Response, next: NextFunction) => void | Promise<void>;
-    idempotency: (endpoint: string, fieldCodes?: Record<string, ErrorCode>) => (req: Request, res: Response, next: NextFunction) => void;
-  }): void {
+  mount(
+    router: Router,
+    mw: {
+      merchantAuth: (req: Request, res: Response, next: NextFunction) => void | Promise<void>;
+      sessionAuth: (req: Request, res: Response, next: NextFunction) => void | Promise<void>;
+      idempotency: (endpoint: string, fieldCodes?: Record<string, ErrorCode>) => (req: Request, res: Response, next: NextFunction) => void;
+    },
+  ): void {
     const byPath = new Map<string, RouteDef[]>();
     for (const r of this.routes) {
       const list = byPath.get(r.path) ?? [];
@@ -115,7 +118,9 @@ export class Api {
         if (def.idempotent === true) chain.push(mw.idempotency(`${def.method.toUpperCase()} ${def.path}`));
         chain.push(async (req, res) => {
           await def.handler(req, res, {
-            body: req.body as unknown, merchant: res.locals.merchant as MerchantContext, token: res.locals.sessionToken as VerifiedToken,
+            body: req.body as unknown,
+            merchant: res.locals.merchant as MerchantContext,
+            token: res.locals.sessionToken as VerifiedToken,
             params: req.params as Record<string, string>,
           });
         });
@@ -133,10 +138,15 @@ export class Api {
   openapi(opts: { serverUrl: string; version: string }): Record<string, unknown> {
     const registry = new OpenAPIRegistry();
     registry.registerComponent('securitySchemes', 'apiKey', {
-      type: 'http', scheme: 'bearer', description: 'A merchant API key: sk_test_… or sk_live_…',
+      type: 'http',
+      scheme: 'bearer',
+      description: 'A merchant API key: sk_test_… or sk_live_…',
     });
     registry.registerComponent('securitySchemes', 'sessionToken', {
-      type: 'http', scheme: 'bearer', bearerFormat: 'JWS', description: 'The current session token (cvvops-session+jwt).',
+      type: 'http',
+      scheme: 'bearer',
+      bearerFormat: 'JWS',
+      description: 'The current session token (cvvops-session+jwt).',
     });
     for (const r of this.routes) {
       const params = [...r.path.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!);
@@ -167,7 +177,7 @@ export class Api {
       info: {
         title: 'cvvops',
         version: opts.version,
-        description: 'Collect a card\'s CVV safely and use it for one payment. Contract: API.md.',
+        description: "Collect a card's CVV safely and use it for one payment. Contract: API.md.",
       },
       servers: [{ url: opts.serverUrl }],
     }) as unknown as Record<string, unknown>;

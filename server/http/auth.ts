@@ -44,9 +44,34 @@ export function merchantAuth(merchants: MerchantService, limits: RateLimits, log
       }
       res.locals.merchant = ctx;
       await limits.consume('apiKey', ctx.keyId);
-      log.info({ audit: true, event: 'api_key.used', outcome: 'success', keyId: ctx.keyId, merchantId: ctx.merchant.id, mode: ctx.mode, requestId: res.locals.requestId, ip: req.ip, route: `${req.method} ${routePath(req) ?? "?"}` }, 'API key accepted');
+      log.info(
+        {
+          audit: true,
+          event: 'api_key.used',
+          outcome: 'success',
+          keyId: ctx.keyId,
+          merchantId: ctx.merchant.id,
+          mode: ctx.mode,
+          requestId: res.locals.requestId,
+          ip: req.ip,
+          route: `${req.method} ${routePath(req) ?? '?'}`,
+        },
+        'API key accepted',
+      );
     } catch (e) {
-      if (isAppError(e)) log.warn({ audit: true, event: 'api_key.used', outcome: 'failure', reason: e.code, requestId: res.locals.requestId, ip: req.ip, route: `${req.method} ${routePath(req) ?? "?"}` }, 'API key refused');
+      if (isAppError(e))
+        log.warn(
+          {
+            audit: true,
+            event: 'api_key.used',
+            outcome: 'failure',
+            reason: e.code,
+            requestId: res.locals.requestId,
+            ip: req.ip,
+            route: `${req.method} ${routePath(req) ?? '?'}`,
+          },
+          'API key refused',
+        );
       throw e;
     }
     next();

@@ -9,12 +9,17 @@ export class Metrics {
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'cvvops_' });
     this.requests = new Counter({
-      name: 'cvvops_http_requests_total', help: 'HTTP requests by method, route template and status.',
-      labelNames: ['method', 'route', 'status'], registers: [this.registry],
+      name: 'cvvops_http_requests_total',
+      help: 'HTTP requests by method, route template and status.',
+      labelNames: ['method', 'route', 'status'],
+      registers: [this.registry],
     });
     this.duration = new Histogram({
-      name: 'cvvops_http_request_duration_seconds', help: 'HTTP request latency by route template.',
-      labelNames: ['route'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [this.registry],
+      name: 'cvvops_http_request_duration_seconds',
+      help: 'HTTP request latency by route template.',
+      labelNames: ['route'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [this.registry],
     });
   }
 

@@ -46,7 +46,16 @@ export function refuseUndecodablePath(req: Request, _res: Response, next: NextFu
  * way the server would act on something other than what a proxy or log in
  * front of it saw. Two of them are refused instead of picking one.
  */
-const SINGLE_HEADERS = ['authorization', 'content-type', 'content-encoding', 'content-length', 'idempotency-key', 'x-proxy-target', 'x-card-token', 'x-cvc-session-id'];
+const SINGLE_HEADERS = [
+  'authorization',
+  'content-type',
+  'content-encoding',
+  'content-length',
+  'idempotency-key',
+  'x-proxy-target',
+  'x-card-token',
+  'x-cvc-session-id',
+];
 
 export function refuseDuplicateHeaders(req: Request, _res: Response, next: NextFunction): void {
   for (const name of SINGLE_HEADERS) {
@@ -129,28 +138,38 @@ export function notFound(_req: Request, _res: Response, next: NextFunction): voi
 function fromParserError(err: { type?: string; status?: number; statusCode?: number } | null | undefined): AppError | null {
   if (typeof err !== 'object' || err === null) return null;
   switch (err.type) {
-    case 'entity.too.large': return new AppError('payload_too_large');
-    case 'entity.parse.failed': return new AppError('invalid_request', 'The request body is not valid JSON.');
+    case 'entity.too.large':
+      return new AppError('payload_too_large');
+    case 'entity.parse.failed':
+      return new AppError('invalid_request', 'The request body is not valid JSON.');
     // An HTML form (the 3-D Secure challenge) with more fields than it has: body-parser says 413, but the body is small.
     case 'parameters.too.many':
-    case 'querystring.parse.rangeError': return new AppError('invalid_request', 'The form has too many fields.');
+    case 'querystring.parse.rangeError':
+      return new AppError('invalid_request', 'The form has too many fields.');
     case 'charset.unsupported':
-    case 'encoding.unsupported': return new AppError('unsupported_media_type');
+    case 'encoding.unsupported':
+      return new AppError('unsupported_media_type');
     case 'request.aborted':
     case 'request.size.invalid':
     case 'stream.encoding.set':
-    case 'stream.not.readable': return new AppError('invalid_request', 'The request body could not be read.');
-    default: break;
+    case 'stream.not.readable':
+      return new AppError('invalid_request', 'The request body could not be read.');
+    default:
+      break;
   }
   // A library's own client error (http-errors: a status 400-499) is the client's fault, never a 500. Its message
   // may quote the input, so only the status is kept.
   const status = err.status ?? err.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
     switch (status) {
-      case 404: return new AppError('not_found', 'No such path.');
-      case 413: return new AppError('payload_too_large');
-      case 415: return new AppError('unsupported_media_type');
-      default: return new AppError('invalid_request');
+      case 404:
+        return new AppError('not_found', 'No such path.');
+      case 413:
+        return new AppError('payload_too_large');
+      case 415:
+        return new AppError('unsupported_media_type');
+      default:
+        return new AppError('invalid_request');
     }
   }
   return null;
@@ -177,7 +196,17 @@ export function errorHandler(log: Logger) {
     const requestId = (res.locals.requestId as string | undefined) ?? newId('req');
     if (e.status >= 500) {
       const cause = e.cause ?? err;
-      log.error({ requestId, route: routePath(req), err: cause instanceof Error ? { type: cause.name, message: maskDigits(cause.message), stack: cause.stack && maskDigits(cause.stack) } : maskDigits(String(cause)) }, 'request failed');
+      log.error(
+        {
+          requestId,
+          route: routePath(req),
+          err:
+            cause instanceof Error
+              ? { type: cause.name, message: maskDigits(cause.message), stack: cause.stack && maskDigits(cause.stack) }
+              : maskDigits(String(cause)),
+        },
+        'request failed',
+      );
     }
     if (res.headersSent) {
       res.destroy();

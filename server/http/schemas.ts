@@ -7,13 +7,16 @@ extendZodWithOpenApi(z);
 export { z };
 
 const CURRENCIES = new Set(Intl.supportedValuesOf('currency'));
- 
+
 /** C0/C1 controls, line separators and the bidirectional controls of "Trojan Source". */
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/;
 
 /** Text a person wrote: well-formed Unicode (no lone surrogates), no control characters. */
 export const text = (max: number) =>
-  z.string().min(1).max(max)
+  z
+    .string()
+    .min(1)
+    .max(max)
     .refine((s) => s.isWellFormed(), { message: 'must be well-formed Unicode' })
     .refine((s) => !CONTROL.test(s), { message: 'must not contain control characters' });
 
@@ -22,45 +25,77 @@ export const text = (max: number) =>
  * needs one, and PostgreSQL cannot store one in text: it used to be a 500 there).
  */
 const markup = (s: z.ZodString) =>
-  s.refine((v) => v.isWellFormed(), { message: 'must be well-formed Unicode' })
+  s
+    .refine((v) => v.isWellFormed(), { message: 'must be well-formed Unicode' })
     .refine((v) => !v.includes('\u0000'), { message: 'must not contain NUL characters' });
 
 /** An http(s) URL the server stores and may call: no control characters or spaces (new URL() would let some pass). */
 const httpUrl = (message: string) =>
-  z.string().max(2048).url()
+  z
+    .string()
+    .max(2048)
+    .url()
     .refine((u) => /^https?:\/\//.test(u), { message })
     .refine((u) => !CONTROL.test(u) && !/\s/.test(u) && u.isWellFormed(), { message: 'must not contain control characters or spaces' });
 
 export const idOf = (prefix: string) => z.string().regex(new RegExp(`^${prefix}_[A-Za-z0-9_-]{1,60}$`), { message: `must be a ${prefix}_ id` });
 
-export const Amount = z.strictObject({
-  value: z.number().int().min(1).max(99_999_999_999).openapi({ description: 'Minor units (cents).', example: 1999 }),
-  currency: z.string().regex(/^[A-Z]{3}$/).refine((c) => CURRENCIES.has(c), { message: 'must be an ISO 4217 currency code' })
-    .openapi({ example: 'EUR' }),
-}).openapi('Amount');
+export const Amount = z
+  .strictObject({
+    value: z.number().int().min(1).max(99_999_999_999).openapi({ description: 'Minor units (cents).', example: 1999 }),
+    currency: z
+      .string()
+      .regex(/^[A-Z]{3}$/)
+      .refine((c) => CURRENCIES.has(c), { message: 'must be an ISO 4217 currency code' })
+      .openapi({ example: 'EUR' }),
+  })
+  .openapi('Amount');
 
 export const OperationName = z.enum(['collectCvv', 'threeDS', 'charge']).openapi('Operation');
 
-export const CreateSessionBody = z.strictObject({
-  card: idOf('tok'),
-  operations: z.array(OperationName).min(1).max(3)
-    .refine((a) => new Set(a).size === a.length, { message: 'must not contain duplicates' }),
-  amount: Amount.optional(),
-  reference: text(128).optional(),
-  require3DS: z.boolean().optional(),
-  requireCvv: z.boolean().optional(),
-  maxAttempts: z.number().int().min(1).max(10).optional(),
-  ttlSeconds: z.number().int().min(60).max(3600).optional(),
-  cvvRetention: z.enum(['single_use', 'cache']).optional(),
-  form: z.union([z.literal('hosted'), idOf('frm')]).optional(),
-  returnUrl: httpUrl('must be an http(s) URL').optional(),
-  metadata: z.record(z.string().min(1).max(40).regex(/^[A-Za-z0-9_.-]+$/), z.string().max(500).refine((s) => s.isWellFormed()))
-    .refine((m) => Object.keys(m).length <= 20, { message: 'at most 20 keys' }).optional(),
-}).openapi('CreateSessionRequest');
+export const CreateSessionBody = z
+  .strictObject({
+    card: idOf('tok'),
+    operations: z
+      .array(OperationName)
+      .min(1)
+      .max(3)
+      .refine((a) => new Set(a).size === a.length, { message: 'must not contain duplicates' }),
+    amount: Amount.optional(),
+    reference: text(128).optional(),
+    require3DS: z.boolean().optional(),
+    requireCvv: z.boolean().optional(),
+    maxAttempts: z.number().int().min(1).max(10).optional(),
+    ttlSeconds: z.number().int().min(60).max(3600).optional(),
+    cvvRetention: z.enum(['single_use', 'cache']).optional(),
+    form: z.union([z.literal('hosted'), idOf('frm')]).optional(),
+    returnUrl: httpUrl('must be an http(s) URL').optional(),
+    metadata: z
+      .record(
+        z
+          .string()
+          .min(1)
+          .max(40)
+          .regex(/^[A-Za-z0-9_.-]+$/),
+        z
+          .string()
+          .max(500)
+          .refine((s) => s.isWellFormed()),
+      )
+      .refine((m) => Object.keys(m).length <= 20, { message: 'at most 20 keys' })
+      .optional(),
+  })
+  .openapi('CreateSessionRequest');
 
-export const CardSummary = z.object({
-  token: z.string(), brand: z.string(), last4: z.string(), expMonth: z.number().int(), expYear: z.number().int(),
-}).openapi('CardSummary');
+export const CardSummary = z
+  .object({
+    token: z.string(),
+    brand: z.string(),
+    last4: z.string(),
+    expMonth: z.number().int(),
+    expYear: z.number().int(),
+  })
+  .openapi('CardSummary');
 
 const SessionBase = {
   id: z.string().openapi({ example: 'cvo_…' }),
@@ -83,117 +118,187 @@ const SessionBase = {
   updatedAt: z.string(),
 };
 
-export const CreatedSession = z.object({
-  ...SessionBase,
-  token: z.string().openapi({ description: 'The first session token (a compact JWS).' }),
-  formUrl: z.string().openapi({ description: 'The hosted form, with the token in the URL fragment.' }),
-}).openapi('CreatedSession');
+export const CreatedSession = z
+  .object({
+    ...SessionBase,
+    token: z.string().openapi({ description: 'The first session token (a compact JWS).' }),
+    formUrl: z.string().openapi({ description: 'The hosted form, with the token in the URL fragment.' }),
+  })
+  .openapi('CreatedSession');
 
-export const Session = z.object({
-  ...SessionBase,
-  results: z.record(z.string(), z.unknown()),
-  attempts: z.record(z.string(), z.object({ used: z.number().int(), max: z.number().int() })),
-  cvv: z.union([z.object({ available: z.literal(true), expiresAt: z.string() }), z.object({ available: z.literal(false) })]),
-}).openapi('Session');
+export const Session = z
+  .object({
+    ...SessionBase,
+    results: z.record(z.string(), z.unknown()),
+    attempts: z.record(z.string(), z.object({ used: z.number().int(), max: z.number().int() })),
+    cvv: z.union([z.object({ available: z.literal(true), expiresAt: z.string() }), z.object({ available: z.literal(false) })]),
+  })
+  .openapi('Session');
 
 export const ValidateTokenBody = z.strictObject({ token: z.string().max(16384) }).openapi('ValidateTokenRequest');
-export const ValidateTokenResponse = z.union([
-  z.object({ valid: z.literal(true), current: z.boolean(), claims: z.record(z.string(), z.unknown()), session: Session }),
-  z.object({ valid: z.literal(false), reason: z.enum(['bad_signature', 'malformed', 'expired', 'unknown_key', 'wrong_merchant', 'wrong_type', 'wrong_issuer']) }),
-]).openapi('ValidateTokenResponse');
+export const ValidateTokenResponse = z
+  .union([
+    z.object({ valid: z.literal(true), current: z.boolean(), claims: z.record(z.string(), z.unknown()), session: Session }),
+    z.object({
+      valid: z.literal(false),
+      reason: z.enum(['bad_signature', 'malformed', 'expired', 'unknown_key', 'wrong_merchant', 'wrong_type', 'wrong_issuer']),
+    }),
+  ])
+  .openapi('ValidateTokenResponse');
 
 export const TokenResponse = z.object({ token: z.string() }).openapi('TokenResponse');
 
 export const CvcSessionRef = z.object({ id: z.string(), expiresAt: z.string() }).openapi('CvcSessionRef');
 
-export const CreateCardBody = z.strictObject({
-  number: z.string().max(32).openapi({ example: '4000000000001018' }),
-  expMonth: z.number().int().min(1).max(12),
-  expYear: z.number().int().min(2000).max(2100),
-  cvv: z.string().optional(),
-  holderName: text(100).optional(),
-}).openapi('CreateCardRequest');
+export const CreateCardBody = z
+  .strictObject({
+    number: z.string().max(32).openapi({ example: '4000000000001018' }),
+    expMonth: z.number().int().min(1).max(12),
+    expYear: z.number().int().min(2000).max(2100),
+    cvv: z.string().optional(),
+    holderName: text(100).optional(),
+  })
+  .openapi('CreateCardRequest');
 
-export const Card = z.object({
-  token: z.string(), brand: z.string(), last4: z.string(), bin: z.string(), expMonth: z.number().int(),
-  expYear: z.number().int(), createdAt: z.string(),
-}).openapi('Card');
+export const Card = z
+  .object({
+    token: z.string(),
+    brand: z.string(),
+    last4: z.string(),
+    bin: z.string(),
+    expMonth: z.number().int(),
+    expYear: z.number().int(),
+    createdAt: z.string(),
+  })
+  .openapi('Card');
 export const CreatedCard = Card.extend({ cvcSession: CvcSessionRef.nullable() }).openapi('CreatedCard');
 
 export const CollectCvvBody = z.strictObject({ cvv: z.string().openapi({ example: '123' }) }).openapi('CollectCvvRequest');
-export const OperationResponse = z.object({
-  result: z.record(z.string(), z.unknown()),
-  token: z.string(),
-  session: z.object({ status: z.enum(['active', 'completed', 'canceled', 'expired']) }),
-}).openapi('OperationResponse');
+export const OperationResponse = z
+  .object({
+    result: z.record(z.string(), z.unknown()),
+    token: z.string(),
+    session: z.object({ status: z.enum(['active', 'completed', 'canceled', 'expired']) }),
+  })
+  .openapi('OperationResponse');
 
-export const ErrorBody = z.object({
-  error: z.object({ code: z.string(), message: z.string(), requestId: z.string() }),
-}).openapi('Error');
+export const ErrorBody = z
+  .object({
+    error: z.object({ code: z.string(), message: z.string(), requestId: z.string() }),
+  })
+  .openapi('Error');
 
-export const CvvStatus = z.object({
-  status: z.enum(['Unblocked', 'Blocked']),
-  failedAttempts: z.number().int(),
-  cvcSession: z.union([z.object({ available: z.literal(true), id: z.string(), expiresAt: z.string() }), z.object({ available: z.literal(false) })]),
-}).openapi('CvvStatus');
+export const CvvStatus = z
+  .object({
+    status: z.enum(['Unblocked', 'Blocked']),
+    failedAttempts: z.number().int(),
+    cvcSession: z.union([z.object({ available: z.literal(true), id: z.string(), expiresAt: z.string() }), z.object({ available: z.literal(false) })]),
+  })
+  .openapi('CvvStatus');
 
-export const Merchant = z.object({
-  id: z.string(),
-  name: z.string(),
-  /** Whose settings these are: the mode of the calling key (settings are kept per mode). */
-  mode: z.enum(['test', 'live']),
-  allowedOrigins: z.array(z.string()),
-  allowedProxyTargets: z.array(z.string()),
-  processor: z.record(z.string(), z.unknown()),
-  cvvBlockThreshold: z.number().int(),
-  cvcSessionTtlSeconds: z.number().int(),
-  createdAt: z.string(),
-  updatedAt: z.string(),
-}).openapi('Merchant');
+export const Merchant = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    /** Whose settings these are: the mode of the calling key (settings are kept per mode). */
+    mode: z.enum(['test', 'live']),
+    allowedOrigins: z.array(z.string()),
+    allowedProxyTargets: z.array(z.string()),
+    processor: z.record(z.string(), z.unknown()),
+    cvvBlockThreshold: z.number().int(),
+    cvcSessionTtlSeconds: z.number().int(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
+  .openapi('Merchant');
 
-export const PatchMerchantBody = z.strictObject({
-  allowedOrigins: z.array(z.string().max(300)).max(50).optional(),
-  allowedProxyTargets: z.array(httpUrl('must be an https URL')).max(50).optional(),
-  processor: z.union([z.strictObject({ type: z.literal('simulator') }), HttpProcessorConfig]).optional(),
-  cvvBlockThreshold: z.number().int().min(1).max(20).optional(),
-  cvcSessionTtlSeconds: z.number().int().min(30).max(3600).optional(),
-}).openapi('PatchMerchantRequest');
+export const PatchMerchantBody = z
+  .strictObject({
+    allowedOrigins: z.array(z.string().max(300)).max(50).optional(),
+    allowedProxyTargets: z.array(httpUrl('must be an https URL')).max(50).optional(),
+    processor: z.union([z.strictObject({ type: z.literal('simulator') }), HttpProcessorConfig]).optional(),
+    cvvBlockThreshold: z.number().int().min(1).max(20).optional(),
+    cvcSessionTtlSeconds: z.number().int().min(30).max(3600).optional(),
+  })
+  .openapi('PatchMerchantRequest');
 
-export const ThreeDSBody = z.strictObject({
-  browser: z.strictObject({
-    acceptHeader: z.string().max(2048).optional(),
-    language: z.string().max(35).regex(/^[A-Za-z0-9-]+$/).optional(),
-    screenWidth: z.number().int().min(0).max(100000).optional(),
-    screenHeight: z.number().int().min(0).max(100000).optional(),
-    timeZoneOffset: z.number().int().min(-1440).max(1440).optional(),
-    userAgent: z.string().max(2048).optional(),
-    colorDepth: z.number().int().min(1).max(64).optional(),
-    javaEnabled: z.boolean().optional(),
-    javascriptEnabled: z.boolean().optional(),
-  }).optional(),
-}).openapi('ThreeDSRequest');
+export const ThreeDSBody = z
+  .strictObject({
+    browser: z
+      .strictObject({
+        acceptHeader: z.string().max(2048).optional(),
+        language: z
+          .string()
+          .max(35)
+          .regex(/^[A-Za-z0-9-]+$/)
+          .optional(),
+        screenWidth: z.number().int().min(0).max(100000).optional(),
+        screenHeight: z.number().int().min(0).max(100000).optional(),
+        timeZoneOffset: z.number().int().min(-1440).max(1440).optional(),
+        userAgent: z.string().max(2048).optional(),
+        colorDepth: z.number().int().min(1).max(64).optional(),
+        javaEnabled: z.boolean().optional(),
+        javascriptEnabled: z.boolean().optional(),
+      })
+      .optional(),
+  })
+  .openapi('ThreeDSRequest');
 
 export const EmptyBody = z.strictObject({}).openapi('EmptyRequest');
 
 export const ChargeBody = z.strictObject({ amount: Amount.optional() }).openapi('ChargeRequest');
 
-export const CreateWebhookEndpointBody = z.strictObject({
-  url: httpUrl('must be an http(s) URL'),
-  events: z.array(z.enum(['cvv.collected', 'threeds.completed', 'charge.succeeded', 'charge.failed', 'session.completed', 'session.canceled', 'session.expired', 'cvv.blocked'])).min(1).max(8),
-}).openapi('CreateWebhookEndpointRequest');
+export const CreateWebhookEndpointBody = z
+  .strictObject({
+    url: httpUrl('must be an http(s) URL'),
+    events: z
+      .array(
+        z.enum([
+          'cvv.collected',
+          'threeds.completed',
+          'charge.succeeded',
+          'charge.failed',
+          'session.completed',
+          'session.canceled',
+          'session.expired',
+          'cvv.blocked',
+        ]),
+      )
+      .min(1)
+      .max(8),
+  })
+  .openapi('CreateWebhookEndpointRequest');
 
-export const WebhookEndpoint = z.object({
-  id: z.string(), url: z.string(), events: z.array(z.string()), mode: z.enum(['test', 'live']), createdAt: z.string(),
-}).openapi('WebhookEndpoint');
-export const CreatedWebhookEndpoint = WebhookEndpoint.extend({ secret: z.string().openapi({ description: 'whsec_…, shown only now.' }) }).openapi('CreatedWebhookEndpoint');
+export const WebhookEndpoint = z
+  .object({
+    id: z.string(),
+    url: z.string(),
+    events: z.array(z.string()),
+    mode: z.enum(['test', 'live']),
+    createdAt: z.string(),
+  })
+  .openapi('WebhookEndpoint');
+export const CreatedWebhookEndpoint = WebhookEndpoint.extend({ secret: z.string().openapi({ description: 'whsec_…, shown only now.' }) }).openapi(
+  'CreatedWebhookEndpoint',
+);
 
-export const CustomFormBody = z.strictObject({
-  name: text(100),
-  html: markup(z.string().min(1).max(60000)),
-  css: markup(z.string().max(60000)).optional(),
-}).openapi('CustomFormRequest');
+export const CustomFormBody = z
+  .strictObject({
+    name: text(100),
+    html: markup(z.string().min(1).max(60000)),
+    css: markup(z.string().max(60000)).optional(),
+  })
+  .openapi('CustomFormRequest');
 
-export const CustomForm = z.object({
-  id: z.string(), name: z.string(), html: z.string(), css: z.string(), previewUrl: z.string(), createdAt: z.string(), updatedAt: z.string(),
-  sanitized: z.array(z.object({ removed: z.string(), count: z.number().int() })).optional(),
-}).openapi('CustomForm');
+export const CustomForm = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    html: z.string(),
+    css: z.string(),
+    previewUrl: z.string(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+    sanitized: z.array(z.object({ removed: z.string(), count: z.number().int() })).optional(),
+  })
+  .openapi('CustomForm');

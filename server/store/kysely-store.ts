@@ -1,12 +1,50 @@
-import { type Compilable, type CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Selectable, type SelectQueryBuilder, type Updateable } from 'kysely';
+import {
+  type Compilable,
+  type CompiledQuery,
+  Kysely,
+  Migrator,
+  PostgresDialect,
+  SqliteDialect,
+  sql,
+  type Selectable,
+  type SelectQueryBuilder,
+  type Updateable,
+} from 'kysely';
 import type BetterSqlite3 from 'better-sqlite3';
 import { chmodSync, closeSync, fdatasync, fstatSync, openSync } from 'node:fs';
 import type { Sealed } from '../domain/keyring.js';
 import { migrationProvider, type Engine } from './migrations.js';
-import type { CardsTable, ChargesTable, CvcSessionsTable, Database, MerchantSettingsTable, SessionsTable, WebhookEndpointsTable, WebhookOutboxTable } from './schema.js';
 import type {
-  ApiKeyRecord, ChargeRecord, CustomFormRecord, OutboxRecord, TdsRecord, WebhookEndpointRecord, CardRecord, CvcRetention, CvcSessionRecord, CvvStatusRecord, IdempotencyRecord, MerchantRecord,
-  Mode, NewIdempotencyRecord, Operation, OperationContextRecord, SessionRecord, SessionStatus, SigningKeyRecord, Store,
+  CardsTable,
+  ChargesTable,
+  CvcSessionsTable,
+  Database,
+  MerchantSettingsTable,
+  SessionsTable,
+  WebhookEndpointsTable,
+  WebhookOutboxTable,
+} from './schema.js';
+import type {
+  ApiKeyRecord,
+  ChargeRecord,
+  CustomFormRecord,
+  OutboxRecord,
+  TdsRecord,
+  WebhookEndpointRecord,
+  CardRecord,
+  CvcRetention,
+  CvcSessionRecord,
+  CvvStatusRecord,
+  IdempotencyRecord,
+  MerchantRecord,
+  Mode,
+  NewIdempotencyRecord,
+  Operation,
+  OperationContextRecord,
+  SessionRecord,
+  SessionStatus,
+  SigningKeyRecord,
+  Store,
 } from './store.js';
 
 /** A sealed value in one column: its key version in the first byte. */
@@ -18,9 +56,18 @@ const unpack = (b: Buffer | Uint8Array): Sealed => {
 
 /** An outbox record as its row. */
 const outboxRow = (o: OutboxRecord) => ({
-  id: o.id, event_id: o.eventId, endpoint_id: o.endpointId, merchant_id: o.merchantId, body: o.body, status: o.status,
-  attempts: o.attempts, next_attempt_at: o.nextAttemptAt, locked_until: o.lockedUntil, last_status: o.lastStatus,
-  created_at: o.createdAt, delivered_at: o.deliveredAt,
+  id: o.id,
+  event_id: o.eventId,
+  endpoint_id: o.endpointId,
+  merchant_id: o.merchantId,
+  body: o.body,
+  status: o.status,
+  attempts: o.attempts,
+  next_attempt_at: o.nextAttemptAt,
+  locked_until: o.lockedUntil,
+  last_status: o.lastStatus,
+  created_at: o.createdAt,
+  delivered_at: o.deliveredAt,
 });
 
 /** What a statement of a transaction unit gives back to it. */
@@ -61,28 +108,52 @@ class Rollback<T> {
  * resets the count. `cvvBlocked`: this very outcome blocked the card number.
  * A step of a transaction unit (recordChargeOutcome, completeCharge).
  */
-function* recordOutcome(db: Kysely<Database>, id: string, o: Pick<ChargeRecord, 'status' | 'authorizationCode' | 'declineCode' | 'cvvResult' | 'avsResult' | 'networkTransactionId'>,
-  now: number, threshold: number): Unit<{ recorded: boolean; cvvBlocked: boolean }> {
+function* recordOutcome(
+  db: Kysely<Database>,
+  id: string,
+  o: Pick<ChargeRecord, 'status' | 'authorizationCode' | 'declineCode' | 'cvvResult' | 'avsResult' | 'networkTransactionId'>,
+  now: number,
+  threshold: number,
+): Unit<{ recorded: boolean; cvvBlocked: boolean }> {
   const outcome = {
-    id, status: o.status, authorization_code: o.authorizationCode, decline_code: o.declineCode, cvv_result: o.cvvResult,
-    avs_result: o.avsResult, network_transaction_id: o.networkTransactionId, updated_at: now,
+    id,
+    status: o.status,
+    authorization_code: o.authorizationCode,
+    decline_code: o.declineCode,
+    cvv_result: o.cvvResult,
+    avs_result: o.avsResult,
+    network_transaction_id: o.networkTransactionId,
+    updated_at: now,
   };
-  const done = (yield prepared('unit:chargeOutcome', outcome, ({ id: chargeId, ...set }) => db.updateTable('charges').set(set)
-    .where('id', '=', chargeId).where('status', '=', PENDING).returning(['merchant_id', 'cvv_fingerprint']))).rows[0] as { merchant_id: string; cvv_fingerprint: string | null } | undefined;
+  const done = (yield prepared('unit:chargeOutcome', outcome, ({ id: chargeId, ...set }) =>
+    db.updateTable('charges').set(set).where('id', '=', chargeId).where('status', '=', PENDING).returning(['merchant_id', 'cvv_fingerprint']),
+  )).rows[0] as { merchant_id: string; cvv_fingerprint: string | null } | undefined;
   if (!done) return { recorded: false, cvvBlocked: false };
   const fp = done.cvv_fingerprint;
   if (fp !== null && o.declineCode === 'incorrect_cvc') {
-    const st = (yield prepared('unit:cvvFailure', { threshold, now, merchantId: done.merchant_id, fp }, (a) => db.updateTable('cvv_status').set({
-      failed_attempts: sql`failed_attempts + 1`,
-      blocked: sql`CASE WHEN failed_attempts + 1 >= ${a.threshold} THEN 1 ELSE blocked END`,
-      updated_at: a.now,
-    }).where('merchant_id', '=', a.merchantId).where('fingerprint', '=', a.fp).returning(['failed_attempts', 'blocked']))).rows[0] as { failed_attempts: number; blocked: number } | undefined;
+    const st = (yield prepared('unit:cvvFailure', { threshold, now, merchantId: done.merchant_id, fp }, (a) =>
+      db
+        .updateTable('cvv_status')
+        .set({
+          failed_attempts: sql`failed_attempts + 1`,
+          blocked: sql`CASE WHEN failed_attempts + 1 >= ${a.threshold} THEN 1 ELSE blocked END`,
+          updated_at: a.now,
+        })
+        .where('merchant_id', '=', a.merchantId)
+        .where('fingerprint', '=', a.fp)
+        .returning(['failed_attempts', 'blocked']),
+    )).rows[0] as { failed_attempts: number; blocked: number } | undefined;
     return { recorded: true, cvvBlocked: !!st && Number(st.blocked) === 1 && Number(st.failed_attempts) === threshold };
   }
   if (fp !== null && o.cvvResult === 'M') {
-    yield prepared('unit:cvvMatch', { now, merchantId: done.merchant_id, fp }, (a) => db.updateTable('cvv_status').set({ failed_attempts: 0, blocked: 0, updated_at: a.now })
-      .where('merchant_id', '=', a.merchantId).where('fingerprint', '=', a.fp)
-      .where((eb) => eb.or([eb('failed_attempts', '>', 0), eb('blocked', '=', 1)])));
+    yield prepared('unit:cvvMatch', { now, merchantId: done.merchant_id, fp }, (a) =>
+      db
+        .updateTable('cvv_status')
+        .set({ failed_attempts: 0, blocked: 0, updated_at: a.now })
+        .where('merchant_id', '=', a.merchantId)
+        .where('fingerprint', '=', a.fp)
+        .where((eb) => eb.or([eb('failed_attempts', '>', 0), eb('blocked', '=', 1)])),
+    );
   }
   return { recorded: true, cvvBlocked: false };
 }
@@ -98,67 +169,128 @@ const ATTEMPT_COLUMN = { collectCvv: 'att_collect', threeDS: 'att_threeds', char
 
 function toMerchant(r: Selectable<MerchantSettingsTable> & { id: string; name: string; created_at: number }): MerchantRecord {
   return {
-    id: r.id, name: r.name, mode: r.mode as Mode,
-    allowedOrigins: JSON.parse(r.allowed_origins), allowedProxyTargets: JSON.parse(r.allowed_proxy_targets),
-    processor: JSON.parse(r.processor), cvvBlockThreshold: Number(r.cvv_block_threshold),
-    cvcSessionTtlSeconds: Number(r.cvc_session_ttl_seconds), createdAt: Number(r.created_at), updatedAt: Number(r.updated_at),
+    id: r.id,
+    name: r.name,
+    mode: r.mode as Mode,
+    allowedOrigins: JSON.parse(r.allowed_origins),
+    allowedProxyTargets: JSON.parse(r.allowed_proxy_targets),
+    processor: JSON.parse(r.processor),
+    cvvBlockThreshold: Number(r.cvv_block_threshold),
+    cvcSessionTtlSeconds: Number(r.cvc_session_ttl_seconds),
+    createdAt: Number(r.created_at),
+    updatedAt: Number(r.updated_at),
   };
 }
 function toCard(r: Selectable<CardsTable>): CardRecord {
   return {
-    token: r.token, merchantId: r.merchant_id, mode: r.mode as Mode, brand: r.brand, last4: r.last4, bin: r.bin,
-    expMonth: Number(r.exp_month), expYear: Number(r.exp_year), fingerprint: r.fingerprint,
-    numberSealed: unpack(r.number_sealed), holderSealed: r.holder_sealed ? unpack(r.holder_sealed) : null,
+    token: r.token,
+    merchantId: r.merchant_id,
+    mode: r.mode as Mode,
+    brand: r.brand,
+    last4: r.last4,
+    bin: r.bin,
+    expMonth: Number(r.exp_month),
+    expYear: Number(r.exp_year),
+    fingerprint: r.fingerprint,
+    numberSealed: unpack(r.number_sealed),
+    holderSealed: r.holder_sealed ? unpack(r.holder_sealed) : null,
     createdAt: Number(r.created_at),
   };
 }
 function toCvc(r: Selectable<CvcSessionsTable>): CvcSessionRecord {
   return {
-    id: r.id, merchantId: r.merchant_id, mode: r.mode as Mode, cardToken: r.card_token, sessionId: r.session_id,
-    sealed: unpack(r.sealed), retention: r.retention as CvcRetention, expiresAt: Number(r.expires_at),
-    firstUsedAt: r.first_used_at === null ? null : Number(r.first_used_at), createdAt: Number(r.created_at),
+    id: r.id,
+    merchantId: r.merchant_id,
+    mode: r.mode as Mode,
+    cardToken: r.card_token,
+    sessionId: r.session_id,
+    sealed: unpack(r.sealed),
+    retention: r.retention as CvcRetention,
+    expiresAt: Number(r.expires_at),
+    firstUsedAt: r.first_used_at === null ? null : Number(r.first_used_at),
+    createdAt: Number(r.created_at),
   };
 }
 function toSession(r: Selectable<SessionsTable>): SessionRecord {
   return {
-    id: r.id, merchantId: r.merchant_id, mode: r.mode as Mode, cardToken: r.card_token,
+    id: r.id,
+    merchantId: r.merchant_id,
+    mode: r.mode as Mode,
+    cardToken: r.card_token,
     operations: JSON.parse(r.operations),
     amount: r.amount_value === null || r.amount_currency === null ? null : { value: Number(r.amount_value), currency: r.amount_currency },
-    reference: r.reference, require3DS: Number(r.require_3ds) === 1, requireCvv: Number(r.require_cvv) === 1,
-    maxAttempts: Number(r.max_attempts), cvvRetention: r.cvv_retention as SessionRecord['cvvRetention'], form: r.form,
-    returnUrl: r.return_url, metadata: r.metadata === null ? null : JSON.parse(r.metadata), status: r.status as SessionStatus,
-    jti: r.jti, seq: Number(r.seq), tokenHash: r.token_hash,
+    reference: r.reference,
+    require3DS: Number(r.require_3ds) === 1,
+    requireCvv: Number(r.require_cvv) === 1,
+    maxAttempts: Number(r.max_attempts),
+    cvvRetention: r.cvv_retention as SessionRecord['cvvRetention'],
+    form: r.form,
+    returnUrl: r.return_url,
+    metadata: r.metadata === null ? null : JSON.parse(r.metadata),
+    status: r.status as SessionStatus,
+    jti: r.jti,
+    seq: Number(r.seq),
+    tokenHash: r.token_hash,
     attempts: { collectCvv: Number(r.att_collect), threeDS: Number(r.att_threeds), charge: Number(r.att_charge) },
     results: JSON.parse(r.results),
-    replay: r.replay_jti && r.replay_hash && r.replay_sealed && r.replay_at !== null
-      ? { jti: r.replay_jti, hash: r.replay_hash, sealed: unpack(r.replay_sealed), at: Number(r.replay_at) } : null,
+    replay:
+      r.replay_jti && r.replay_hash && r.replay_sealed && r.replay_at !== null
+        ? { jti: r.replay_jti, hash: r.replay_hash, sealed: unpack(r.replay_sealed), at: Number(r.replay_at) }
+        : null,
     chargeInFlight: r.charge_id !== null && r.charge_at !== null ? { chargeId: r.charge_id, since: Number(r.charge_at) } : null,
-    expiresAt: Number(r.expires_at), createdAt: Number(r.created_at), updatedAt: Number(r.updated_at),
+    expiresAt: Number(r.expires_at),
+    createdAt: Number(r.created_at),
+    updatedAt: Number(r.updated_at),
   };
 }
 
 function toCharge(r: Selectable<ChargesTable>): ChargeRecord {
   return {
-    id: r.id, merchantId: r.merchant_id, sessionId: r.session_id, mode: r.mode as Mode, idempotencyKey: r.idempotency_key,
-    requestHash: r.request_hash, providerKey: r.provider_key, processor: r.processor,
-    amount: { value: Number(r.amount_value), currency: r.currency }, status: r.status as ChargeRecord['status'],
-    authorizationCode: r.authorization_code, declineCode: r.decline_code, cvvResult: r.cvv_result, avsResult: r.avs_result,
-    networkTransactionId: r.network_transaction_id, responseSealed: r.response_sealed ? unpack(r.response_sealed) : null,
-    createdAt: Number(r.created_at), updatedAt: Number(r.updated_at),
+    id: r.id,
+    merchantId: r.merchant_id,
+    sessionId: r.session_id,
+    mode: r.mode as Mode,
+    idempotencyKey: r.idempotency_key,
+    requestHash: r.request_hash,
+    providerKey: r.provider_key,
+    processor: r.processor,
+    amount: { value: Number(r.amount_value), currency: r.currency },
+    status: r.status as ChargeRecord['status'],
+    authorizationCode: r.authorization_code,
+    declineCode: r.decline_code,
+    cvvResult: r.cvv_result,
+    avsResult: r.avs_result,
+    networkTransactionId: r.network_transaction_id,
+    responseSealed: r.response_sealed ? unpack(r.response_sealed) : null,
+    createdAt: Number(r.created_at),
+    updatedAt: Number(r.updated_at),
   };
 }
 function toEndpoint(r: Selectable<WebhookEndpointsTable>): WebhookEndpointRecord {
   return {
-    id: r.id, merchantId: r.merchant_id, mode: r.mode as Mode, url: r.url, events: JSON.parse(r.events),
-    secretSealed: unpack(r.secret_sealed), createdAt: Number(r.created_at),
+    id: r.id,
+    merchantId: r.merchant_id,
+    mode: r.mode as Mode,
+    url: r.url,
+    events: JSON.parse(r.events),
+    secretSealed: unpack(r.secret_sealed),
+    createdAt: Number(r.created_at),
   };
 }
 function toOutbox(r: Selectable<WebhookOutboxTable>): OutboxRecord {
   return {
-    id: r.id, eventId: r.event_id, endpointId: r.endpoint_id, merchantId: r.merchant_id, body: r.body,
-    status: r.status as OutboxRecord['status'], attempts: Number(r.attempts), nextAttemptAt: Number(r.next_attempt_at),
-    lockedUntil: Number(r.locked_until), lastStatus: r.last_status === null ? null : Number(r.last_status),
-    createdAt: Number(r.created_at), deliveredAt: r.delivered_at === null ? null : Number(r.delivered_at),
+    id: r.id,
+    eventId: r.event_id,
+    endpointId: r.endpoint_id,
+    merchantId: r.merchant_id,
+    body: r.body,
+    status: r.status as OutboxRecord['status'],
+    attempts: Number(r.attempts),
+    nextAttemptAt: Number(r.next_attempt_at),
+    lockedUntil: Number(r.locked_until),
+    lastStatus: r.last_status === null ? null : Number(r.last_status),
+    createdAt: Number(r.created_at),
+    deliveredAt: r.delivered_at === null ? null : Number(r.delivered_at),
   };
 }
 
@@ -191,7 +323,14 @@ export class KyselyStore implements Store {
     return this.#statements.n;
   }
 
-  private constructor(db: Kysely<Database>, engine: Engine, sqliteDb: BetterSqlite3.Database | null, opts: KyselyStoreOptions, prepare: ((text: string) => BetterSqlite3.Statement) | null = null, statements = { n: 0 }) {
+  private constructor(
+    db: Kysely<Database>,
+    engine: Engine,
+    sqliteDb: BetterSqlite3.Database | null,
+    opts: KyselyStoreOptions,
+    prepare: ((text: string) => BetterSqlite3.Statement) | null = null,
+    statements = { n: 0 },
+  ) {
     this.#statements = statements;
     this.db = db;
     this.engine = engine;
@@ -288,8 +427,11 @@ export class KyselyStore implements Store {
     }
     if (this.pgPool) {
       // A named statement: PostgreSQL parses and plans it once per connection instead of on every call.
-      const r = await (this.pgPool as { query(q: { name: string; text: string; values: unknown[] }): Promise<{ rows: R[]; rowCount: number | null }> })
-        .query({ name: `cvvops:${key}`, text: query.sql, values: params });
+      const r = await (this.pgPool as { query(q: { name: string; text: string; values: unknown[] }): Promise<{ rows: R[]; rowCount: number | null }> }).query({
+        name: `cvvops:${key}`,
+        text: query.sql,
+        values: params,
+      });
       return { rows: r.rows, affected: r.rowCount ?? 0 };
     }
     const r = await this.db.executeQuery<R>({ ...query, parameters: params });
@@ -312,7 +454,7 @@ export class KyselyStore implements Store {
       this.#compiled.set(key, c);
     }
     // An absent value is NULL (the SQL was built with a parameter in its place, never without the column).
-    return { query: c.query, params: c.slots.map((s) => (typeof s === 'string' ? args[s] ?? null : s.value)) };
+    return { query: c.query, params: c.slots.map((s) => (typeof s === 'string' ? (args[s] ?? null) : s.value)) };
   }
 
   /** A unit's statement as SQL and parameters, and the name it is prepared under on PostgreSQL (prepared ones only). */
@@ -407,23 +549,42 @@ export class KyselyStore implements Store {
   }
 
   async putMetaIfAbsent(name: string, value: string): Promise<string> {
-    await this.db.insertInto('meta').values({ name, value }).onConflict((oc) => oc.column('name').doNothing()).execute();
+    await this.db
+      .insertInto('meta')
+      .values({ name, value })
+      .onConflict((oc) => oc.column('name').doNothing())
+      .execute();
     return (await this.getMeta(name)) ?? value;
   }
 
   async insertMerchant(m: MerchantRecord): Promise<void> {
     const db = this.db;
     const settings = {
-      merchant_id: m.id, allowed_origins: JSON.stringify(m.allowedOrigins), allowed_proxy_targets: JSON.stringify(m.allowedProxyTargets),
-      processor: JSON.stringify(m.processor), cvv_block_threshold: m.cvvBlockThreshold, cvc_session_ttl_seconds: m.cvcSessionTtlSeconds, updated_at: m.updatedAt,
+      merchant_id: m.id,
+      allowed_origins: JSON.stringify(m.allowedOrigins),
+      allowed_proxy_targets: JSON.stringify(m.allowedProxyTargets),
+      processor: JSON.stringify(m.processor),
+      cvv_block_threshold: m.cvvBlockThreshold,
+      cvc_session_ttl_seconds: m.cvcSessionTtlSeconds,
+      updated_at: m.updatedAt,
     };
     await this.#transaction(function* (): Unit<void> {
       // The legacy setting columns are not read (settings live per mode in merchant_settings).
       yield db.insertInto('merchants').values({
-        id: m.id, name: m.name, allowed_origins: '[]', allowed_proxy_targets: '[]', processor: '{"type":"simulator"}',
-        cvv_block_threshold: m.cvvBlockThreshold, cvc_session_ttl_seconds: m.cvcSessionTtlSeconds, created_at: m.createdAt, updated_at: m.updatedAt,
+        id: m.id,
+        name: m.name,
+        allowed_origins: '[]',
+        allowed_proxy_targets: '[]',
+        processor: '{"type":"simulator"}',
+        cvv_block_threshold: m.cvvBlockThreshold,
+        cvc_session_ttl_seconds: m.cvcSessionTtlSeconds,
+        created_at: m.createdAt,
+        updated_at: m.updatedAt,
       });
-      yield db.insertInto('merchant_settings').values([{ ...settings, mode: 'test' }, { ...settings, mode: 'live' }]);
+      yield db.insertInto('merchant_settings').values([
+        { ...settings, mode: 'test' },
+        { ...settings, mode: 'live' },
+      ]);
     });
   }
 
@@ -438,9 +599,14 @@ export class KyselyStore implements Store {
     const key = `${id}|${mode}`;
     const hit = this.#merchants.get(key);
     if (hit && now - hit.at < 1000) return hit.m;
-    const r = await this.db.selectFrom('merchant_settings').innerJoin('merchants', 'merchants.id', 'merchant_settings.merchant_id')
-      .selectAll('merchant_settings').select(['merchants.id as id', 'merchants.name as name', 'merchants.created_at as created_at'])
-      .where('merchant_settings.merchant_id', '=', id).where('merchant_settings.mode', '=', mode).executeTakeFirst();
+    const r = await this.db
+      .selectFrom('merchant_settings')
+      .innerJoin('merchants', 'merchants.id', 'merchant_settings.merchant_id')
+      .selectAll('merchant_settings')
+      .select(['merchants.id as id', 'merchants.name as name', 'merchants.created_at as created_at'])
+      .where('merchant_settings.merchant_id', '=', id)
+      .where('merchant_settings.mode', '=', mode)
+      .executeTakeFirst();
     if (!r) return null;
     const m = Object.freeze(toMerchant(r)) as MerchantRecord;
     if (this.#merchants.size > 10_000) this.#merchants.clear();
@@ -456,33 +622,62 @@ export class KyselyStore implements Store {
   }
 
   async insertApiKey(k: ApiKeyRecord): Promise<void> {
-    await this.db.insertInto('api_keys').values({
-      id: k.id, merchant_id: k.merchantId, mode: k.mode, hash: k.hash, suffix: k.suffix,
-      created_at: k.createdAt, revoked_at: k.revokedAt,
-    }).execute();
+    await this.db
+      .insertInto('api_keys')
+      .values({
+        id: k.id,
+        merchant_id: k.merchantId,
+        mode: k.mode,
+        hash: k.hash,
+        suffix: k.suffix,
+        created_at: k.createdAt,
+        revoked_at: k.revokedAt,
+      })
+      .execute();
   }
 
   async findApiKeyByHash(hash: string): Promise<ApiKeyRecord | null> {
-    const { rows: [r] } = await this.#exec('findApiKeyByHash', { hash }, (a) => this.db.selectFrom('api_keys').selectAll().where('hash', '=', a.hash));
+    const {
+      rows: [r],
+    } = await this.#exec('findApiKeyByHash', { hash }, (a) => this.db.selectFrom('api_keys').selectAll().where('hash', '=', a.hash));
     if (!r) return null;
     return {
-      id: r.id, merchantId: r.merchant_id, mode: r.mode as Mode, hash: r.hash, suffix: r.suffix,
-      createdAt: Number(r.created_at), revokedAt: r.revoked_at === null ? null : Number(r.revoked_at),
+      id: r.id,
+      merchantId: r.merchant_id,
+      mode: r.mode as Mode,
+      hash: r.hash,
+      suffix: r.suffix,
+      createdAt: Number(r.created_at),
+      revokedAt: r.revoked_at === null ? null : Number(r.revoked_at),
     };
   }
 
   async insertSigningKey(k: SigningKeyRecord): Promise<void> {
-    await this.db.insertInto('signing_keys').values({
-      kid: k.kid, alg: k.alg, public_jwk: k.publicJwk, private_sealed: pack(k.privateSealed),
-      key_version: k.privateSealed.keyVersion, created_at: k.createdAt, activated_at: k.activatedAt, retired_at: k.retiredAt,
-    }).execute();
+    await this.db
+      .insertInto('signing_keys')
+      .values({
+        kid: k.kid,
+        alg: k.alg,
+        public_jwk: k.publicJwk,
+        private_sealed: pack(k.privateSealed),
+        key_version: k.privateSealed.keyVersion,
+        created_at: k.createdAt,
+        activated_at: k.activatedAt,
+        retired_at: k.retiredAt,
+      })
+      .execute();
   }
 
   async listSigningKeys(): Promise<SigningKeyRecord[]> {
     const rows = await this.db.selectFrom('signing_keys').selectAll().orderBy('activated_at', 'desc').orderBy('created_at', 'desc').orderBy('kid').execute();
     return rows.map((r) => ({
-      kid: r.kid, alg: r.alg, publicJwk: r.public_jwk, privateSealed: unpack(r.private_sealed),
-      createdAt: Number(r.created_at), activatedAt: Number(r.activated_at), retiredAt: r.retired_at === null ? null : Number(r.retired_at),
+      kid: r.kid,
+      alg: r.alg,
+      publicJwk: r.public_jwk,
+      privateSealed: unpack(r.private_sealed),
+      createdAt: Number(r.created_at),
+      activatedAt: Number(r.activated_at),
+      retiredAt: r.retired_at === null ? null : Number(r.retired_at),
     }));
   }
 
@@ -496,24 +691,53 @@ export class KyselyStore implements Store {
   }
 
   async insertCard(c: CardRecord): Promise<void> {
-    await this.db.insertInto('cards').values({
-      token: c.token, merchant_id: c.merchantId, mode: c.mode, brand: c.brand, last4: c.last4, bin: c.bin,
-      exp_month: c.expMonth, exp_year: c.expYear, fingerprint: c.fingerprint, number_sealed: pack(c.numberSealed),
-      holder_sealed: c.holderSealed ? pack(c.holderSealed) : null, key_version: c.numberSealed.keyVersion, created_at: c.createdAt,
-    }).execute();
+    await this.db
+      .insertInto('cards')
+      .values({
+        token: c.token,
+        merchant_id: c.merchantId,
+        mode: c.mode,
+        brand: c.brand,
+        last4: c.last4,
+        bin: c.bin,
+        exp_month: c.expMonth,
+        exp_year: c.expYear,
+        fingerprint: c.fingerprint,
+        number_sealed: pack(c.numberSealed),
+        holder_sealed: c.holderSealed ? pack(c.holderSealed) : null,
+        key_version: c.numberSealed.keyVersion,
+        created_at: c.createdAt,
+      })
+      .execute();
   }
 
   async getCard(merchantId: string, mode: Mode, token: string): Promise<CardRecord | null> {
-    const { rows: [r] } = await this.#exec('getCard', { token, merchantId, mode }, (a) => this.db.selectFrom('cards').selectAll()
-      .where('token', '=', a.token).where('merchant_id', '=', a.merchantId).where('mode', '=', a.mode));
+    const {
+      rows: [r],
+    } = await this.#exec('getCard', { token, merchantId, mode }, (a) =>
+      this.db.selectFrom('cards').selectAll().where('token', '=', a.token).where('merchant_id', '=', a.merchantId).where('mode', '=', a.mode),
+    );
     return r ? toCard(r) : null;
   }
 
   async deleteCard(merchantId: string, mode: Mode, token: string): Promise<boolean> {
-    const r = await this.db.deleteFrom('cards')
-      .where('token', '=', token).where('merchant_id', '=', merchantId).where('mode', '=', mode)
-      .where((eb) => eb.not(eb.exists(eb.selectFrom('sessions').select('sessions.id').where('sessions.charge_id', 'is not', null)
-        .where('sessions.card_token', '=', token).where('sessions.merchant_id', '=', merchantId))))
+    const r = await this.db
+      .deleteFrom('cards')
+      .where('token', '=', token)
+      .where('merchant_id', '=', merchantId)
+      .where('mode', '=', mode)
+      .where((eb) =>
+        eb.not(
+          eb.exists(
+            eb
+              .selectFrom('sessions')
+              .select('sessions.id')
+              .where('sessions.charge_id', 'is not', null)
+              .where('sessions.card_token', '=', token)
+              .where('sessions.merchant_id', '=', merchantId),
+          ),
+        ),
+      )
       .executeTakeFirst();
     if (Number(r.numDeletedRows) === 0) return false;
     await this.#dropKeys(this.db.selectFrom('cvc_sessions').select('id').where('card_token', '=', token).where('merchant_id', '=', merchantId));
@@ -523,21 +747,35 @@ export class KyselyStore implements Store {
   }
 
   async getCvvStatus(merchantId: string, fingerprint: string): Promise<CvvStatusRecord | null> {
-    const { rows: [r] } = await this.#exec('getCvvStatus', { merchantId, fingerprint }, (a) => this.db.selectFrom('cvv_status').selectAll()
-      .where('merchant_id', '=', a.merchantId).where('fingerprint', '=', a.fingerprint));
+    const {
+      rows: [r],
+    } = await this.#exec('getCvvStatus', { merchantId, fingerprint }, (a) =>
+      this.db.selectFrom('cvv_status').selectAll().where('merchant_id', '=', a.merchantId).where('fingerprint', '=', a.fingerprint),
+    );
     if (!r) return null;
     return {
-      merchantId: r.merchant_id, fingerprint: r.fingerprint, failedAttempts: Number(r.failed_attempts),
-      blocked: Number(r.blocked) === 1, updatedAt: Number(r.updated_at),
+      merchantId: r.merchant_id,
+      fingerprint: r.fingerprint,
+      failedAttempts: Number(r.failed_attempts),
+      blocked: Number(r.blocked) === 1,
+      updatedAt: Number(r.updated_at),
     };
   }
 
   async insertCvcSession(c: CvcSessionRecord, opts: { replace?: boolean } = {}): Promise<void> {
     if (c.sessionId !== null && opts.replace !== false) await this.deleteCvcSessionsOfSession(c.sessionId);
     const args = {
-      id: c.id, merchant_id: c.merchantId, mode: c.mode, card_token: c.cardToken, session_id: c.sessionId,
-      sealed: pack(c.sealed), key_version: c.sealed.keyVersion, retention: c.retention, expires_at: c.expiresAt,
-      first_used_at: c.firstUsedAt, created_at: c.createdAt,
+      id: c.id,
+      merchant_id: c.merchantId,
+      mode: c.mode,
+      card_token: c.cardToken,
+      session_id: c.sessionId,
+      sealed: pack(c.sealed),
+      key_version: c.sealed.keyVersion,
+      retention: c.retention,
+      expires_at: c.expiresAt,
+      first_used_at: c.firstUsedAt,
+      created_at: c.createdAt,
     };
     await this.#exec('insertCvcSession', args, (a) => this.db.insertInto('cvc_sessions').values(a));
   }
@@ -545,37 +783,70 @@ export class KyselyStore implements Store {
   async findUsableCvcSession(merchantId: string, cardToken: string, sessionId: string, now: number): Promise<CvcSessionRecord | null> {
     // Two indexed lookups of one row each (a card may hold many CVC sessions: test mode keeps them a year).
     const args = { sessionId, merchantId, cardToken, now };
-    const { rows: [own] } = await this.#exec('findUsableCvcSession:own', args, (a) => this.db.selectFrom('cvc_sessions').selectAll()
-      .where('session_id', '=', a.sessionId).where('merchant_id', '=', a.merchantId).where('card_token', '=', a.cardToken).where('expires_at', '>', a.now)
-      .orderBy('created_at', 'desc').limit(1));
+    const {
+      rows: [own],
+    } = await this.#exec('findUsableCvcSession:own', args, (a) =>
+      this.db
+        .selectFrom('cvc_sessions')
+        .selectAll()
+        .where('session_id', '=', a.sessionId)
+        .where('merchant_id', '=', a.merchantId)
+        .where('card_token', '=', a.cardToken)
+        .where('expires_at', '>', a.now)
+        .orderBy('created_at', 'desc')
+        .limit(1),
+    );
     if (own) return toCvc(own);
-    const { rows: [cardLevel] } = await this.#exec('findUsableCvcSession:card', { merchantId, cardToken, now }, (a) => this.db.selectFrom('cvc_sessions').selectAll()
-      .where('card_token', '=', a.cardToken).where('session_id', 'is', null).where('merchant_id', '=', a.merchantId).where('expires_at', '>', a.now)
-      .orderBy('created_at', 'desc').limit(1));
+    const {
+      rows: [cardLevel],
+    } = await this.#exec('findUsableCvcSession:card', { merchantId, cardToken, now }, (a) =>
+      this.db
+        .selectFrom('cvc_sessions')
+        .selectAll()
+        .where('card_token', '=', a.cardToken)
+        .where('session_id', 'is', null)
+        .where('merchant_id', '=', a.merchantId)
+        .where('expires_at', '>', a.now)
+        .orderBy('created_at', 'desc')
+        .limit(1),
+    );
     return cardLevel ? toCvc(cardLevel) : null;
   }
 
   async getLiveCvcSession(merchantId: string, mode: Mode, id: string, now: number): Promise<CvcSessionRecord | null> {
-    const r = await this.db.selectFrom('cvc_sessions').selectAll()
-      .where('id', '=', id).where('merchant_id', '=', merchantId).where('mode', '=', mode).where('expires_at', '>', now)
+    const r = await this.db
+      .selectFrom('cvc_sessions')
+      .selectAll()
+      .where('id', '=', id)
+      .where('merchant_id', '=', merchantId)
+      .where('mode', '=', mode)
+      .where('expires_at', '>', now)
       .executeTakeFirst();
     return r ? toCvc(r) : null;
   }
 
   async deleteCvcSession(merchantId: string, mode: Mode, id: string, now: number): Promise<boolean> {
     await this.#dropKeys(this.db.selectFrom('cvc_sessions').select('id').where('id', '=', id).where('merchant_id', '=', merchantId).where('mode', '=', mode));
-    const r = await this.db.deleteFrom('cvc_sessions')
-      .where('id', '=', id).where('merchant_id', '=', merchantId).where('mode', '=', mode).returning(['expires_at']).execute();
+    const r = await this.db
+      .deleteFrom('cvc_sessions')
+      .where('id', '=', id)
+      .where('merchant_id', '=', merchantId)
+      .where('mode', '=', mode)
+      .returning(['expires_at'])
+      .execute();
     if (r.length === 0) return false;
     this.#afterCvvDelete();
     return Number(r[0]!.expires_at) > now;
   }
 
   async deleteCvcSessionsOfSession(sessionId: string): Promise<number> {
-    const { affected: keys } = await this.#exec('dropKeysOfSession', { sessionId }, (a) => this.db.deleteFrom('cvv_keys')
-      .where('cvc_id', 'in', this.db.selectFrom('cvc_sessions').select('id').where('session_id', '=', a.sessionId)));
+    const { affected: keys } = await this.#exec('dropKeysOfSession', { sessionId }, (a) =>
+      this.db.deleteFrom('cvv_keys').where('cvc_id', 'in', this.db.selectFrom('cvc_sessions').select('id').where('session_id', '=', a.sessionId)),
+    );
     if (keys > 0) this.#afterKeyDelete();
-    const { affected: n } = await this.#exec('deleteCvcSessionsOfSession', { sessionId }, (a) => this.db.deleteFrom('cvc_sessions').where('session_id', '=', a.sessionId));
+    const { affected: n } = await this.#exec('deleteCvcSessionsOfSession', { sessionId }, (a) =>
+      this.db.deleteFrom('cvc_sessions').where('session_id', '=', a.sessionId),
+    );
     if (n > 0) this.#afterCvvDelete();
     return n;
   }
@@ -592,9 +863,16 @@ export class KyselyStore implements Store {
 
   async deleteOrphanCvvKeyShares(now: number): Promise<number> {
     // A minute to two old, so none is being stored, and the scan stays small (the sweeper runs every second).
-    const r = await this.db.deleteFrom('cvv_keys').where('cvc_id', 'in', (eb) => eb.selectFrom('cvv_keys').select('cvc_id')
-      .where('created_at', '<', now - 60_000).where('created_at', '>=', now - 120_000)
-      .where((eb) => eb.not(eb.exists(eb.selectFrom('cvc_sessions').select('cvc_sessions.id').whereRef('cvc_sessions.id', '=', 'cvv_keys.cvc_id')))))
+    const r = await this.db
+      .deleteFrom('cvv_keys')
+      .where('cvc_id', 'in', (eb) =>
+        eb
+          .selectFrom('cvv_keys')
+          .select('cvc_id')
+          .where('created_at', '<', now - 60_000)
+          .where('created_at', '>=', now - 120_000)
+          .where((eb) => eb.not(eb.exists(eb.selectFrom('cvc_sessions').select('cvc_sessions.id').whereRef('cvc_sessions.id', '=', 'cvv_keys.cvc_id')))),
+      )
       .executeTakeFirst();
     const n = Number(r.numDeletedRows);
     if (n > 0) this.#afterKeyDelete();
@@ -603,14 +881,38 @@ export class KyselyStore implements Store {
 
   async insertSession(s: SessionRecord, idempotency?: NewIdempotencyRecord): Promise<boolean> {
     const args = {
-      id: s.id, merchant_id: s.merchantId, mode: s.mode, card_token: s.cardToken, operations: JSON.stringify(s.operations),
-      amount_value: s.amount?.value ?? null, amount_currency: s.amount?.currency ?? null, reference: s.reference,
-      require_3ds: s.require3DS ? 1 : 0, require_cvv: s.requireCvv ? 1 : 0, max_attempts: s.maxAttempts,
-      cvv_retention: s.cvvRetention, form: s.form, return_url: s.returnUrl,
-      metadata: s.metadata === null ? null : JSON.stringify(s.metadata), status: s.status, jti: s.jti, seq: s.seq,
-      token_hash: s.tokenHash, att_collect: s.attempts.collectCvv, att_threeds: s.attempts.threeDS, att_charge: s.attempts.charge,
-      results: JSON.stringify(s.results), replay_jti: null, replay_hash: null, replay_sealed: null, replay_at: null,
-      charge_id: null, charge_at: null, expires_at: s.expiresAt, created_at: s.createdAt, updated_at: s.updatedAt,
+      id: s.id,
+      merchant_id: s.merchantId,
+      mode: s.mode,
+      card_token: s.cardToken,
+      operations: JSON.stringify(s.operations),
+      amount_value: s.amount?.value ?? null,
+      amount_currency: s.amount?.currency ?? null,
+      reference: s.reference,
+      require_3ds: s.require3DS ? 1 : 0,
+      require_cvv: s.requireCvv ? 1 : 0,
+      max_attempts: s.maxAttempts,
+      cvv_retention: s.cvvRetention,
+      form: s.form,
+      return_url: s.returnUrl,
+      metadata: s.metadata === null ? null : JSON.stringify(s.metadata),
+      status: s.status,
+      jti: s.jti,
+      seq: s.seq,
+      token_hash: s.tokenHash,
+      att_collect: s.attempts.collectCvv,
+      att_threeds: s.attempts.threeDS,
+      att_charge: s.attempts.charge,
+      results: JSON.stringify(s.results),
+      replay_jti: null,
+      replay_hash: null,
+      replay_sealed: null,
+      replay_at: null,
+      charge_id: null,
+      charge_at: null,
+      expires_at: s.expiresAt,
+      created_at: s.createdAt,
+      updated_at: s.updatedAt,
     };
     if (!idempotency) {
       await this.#exec('insertSession', args, (a) => this.db.insertInto('sessions').values(a));
@@ -620,12 +922,32 @@ export class KyselyStore implements Store {
     const i = idempotency;
     const key = { merchantId: s.merchantId, endpoint: i.endpoint, key: i.key };
     return this.#transaction(function* (): Unit<boolean> {
-      yield prepared('unit:dropExpiredIdempotency', { ...key, now: i.now }, (a) => db.deleteFrom('idempotency_keys')
-        .where('merchant_id', '=', a.merchantId).where('endpoint', '=', a.endpoint).where('idem_key', '=', a.key).where('expires_at', '<=', a.now));
-      const taken = yield prepared('unit:insertIdempotency', {
-        merchant_id: s.merchantId, endpoint: i.endpoint, idem_key: i.key, request_hash: i.requestHash, status: i.status,
-        response_sealed: pack(i.responseSealed), created_at: i.now, expires_at: i.expiresAt,
-      }, (a) => db.insertInto('idempotency_keys').values(a).onConflict((oc) => oc.columns(['merchant_id', 'endpoint', 'idem_key']).doNothing()));
+      yield prepared('unit:dropExpiredIdempotency', { ...key, now: i.now }, (a) =>
+        db
+          .deleteFrom('idempotency_keys')
+          .where('merchant_id', '=', a.merchantId)
+          .where('endpoint', '=', a.endpoint)
+          .where('idem_key', '=', a.key)
+          .where('expires_at', '<=', a.now),
+      );
+      const taken = yield prepared(
+        'unit:insertIdempotency',
+        {
+          merchant_id: s.merchantId,
+          endpoint: i.endpoint,
+          idem_key: i.key,
+          request_hash: i.requestHash,
+          status: i.status,
+          response_sealed: pack(i.responseSealed),
+          created_at: i.now,
+          expires_at: i.expiresAt,
+        },
+        (a) =>
+          db
+            .insertInto('idempotency_keys')
+            .values(a)
+            .onConflict((oc) => oc.columns(['merchant_id', 'endpoint', 'idem_key']).doNothing()),
+      );
       if (taken.affected !== 1) throw new Rollback(false);
       yield prepared('unit:insertSession', args, (a) => db.insertInto('sessions').values(a));
       return true;
@@ -635,30 +957,43 @@ export class KyselyStore implements Store {
   async getCreateContext(p: Parameters<Store['getCreateContext']>[0]): ReturnType<Store['getCreateContext']> {
     const i = p.idempotency;
     const args = { token: p.cardToken, merchantId: p.merchantId, mode: p.mode, ...(i ? { endpoint: i.endpoint, key: i.key, now: i.now } : {}) };
-    const { rows: [r] } = await this.#exec(`getCreateContext:${!!i}`, args, (a) => ({
-      compile: () => sql<Record<string, any>>`
+    const {
+      rows: [r],
+    } = await this.#exec(`getCreateContext:${!!i}`, args, (a) => ({
+      compile: () =>
+        sql<Record<string, any>>`
         SELECT c.*, ${i ? sql`k.request_hash AS k_request_hash, k.status AS k_status, k.response_sealed AS k_response_sealed` : sql`NULL AS k_request_hash`}
         FROM (SELECT 1 AS one) o
         LEFT JOIN cards c ON c.token = ${a.token} AND c.merchant_id = ${a.merchantId} AND c.mode = ${a.mode}
-        ${i ? sql`LEFT JOIN idempotency_keys k ON k.merchant_id = ${a.merchantId} AND k.endpoint = ${a.endpoint} AND k.idem_key = ${a.key} AND k.expires_at > ${a.now}` : sql``}`
-        .compile(this.db),
+        ${i ? sql`LEFT JOIN idempotency_keys k ON k.merchant_id = ${a.merchantId} AND k.endpoint = ${a.endpoint} AND k.idem_key = ${a.key} AND k.expires_at > ${a.now}` : sql``}`.compile(
+          this.db,
+        ),
     }));
     const card = r && r.token !== null ? toCard(r as Selectable<CardsTable>) : null;
-    const idempotency = r && r.k_request_hash !== null ? {
-      requestHash: r.k_request_hash as string, status: r.k_status === null ? null : Number(r.k_status),
-      responseSealed: r.k_response_sealed ? unpack(r.k_response_sealed) : null,
-    } : null;
+    const idempotency =
+      r && r.k_request_hash !== null
+        ? {
+            requestHash: r.k_request_hash as string,
+            status: r.k_status === null ? null : Number(r.k_status),
+            responseSealed: r.k_response_sealed ? unpack(r.k_response_sealed) : null,
+          }
+        : null;
     return { card, idempotency };
   }
 
   async getSession(merchantId: string, mode: Mode, id: string): Promise<SessionRecord | null> {
-    const { rows: [r] } = await this.#exec('getSession', { id, merchantId, mode }, (a) => this.db.selectFrom('sessions').selectAll()
-      .where('id', '=', a.id).where('merchant_id', '=', a.merchantId).where('mode', '=', a.mode));
+    const {
+      rows: [r],
+    } = await this.#exec('getSession', { id, merchantId, mode }, (a) =>
+      this.db.selectFrom('sessions').selectAll().where('id', '=', a.id).where('merchant_id', '=', a.merchantId).where('mode', '=', a.mode),
+    );
     return r ? toSession(r) : null;
   }
 
   async getSessionById(id: string): Promise<SessionRecord | null> {
-    const { rows: [r] } = await this.#exec('getSessionById', { id }, (a) => this.db.selectFrom('sessions').selectAll().where('id', '=', a.id));
+    const {
+      rows: [r],
+    } = await this.#exec('getSessionById', { id }, (a) => this.db.selectFrom('sessions').selectAll().where('id', '=', a.id));
     return r ? toSession(r) : null;
   }
 
@@ -666,8 +1001,11 @@ export class KyselyStore implements Store {
     // One statement, prepared once: the joins are one-row lookups by key (the latest 3DS transaction and the
     // usable CVC session through indexed ORDER BY … LIMIT 1 subqueries).
     const keyed = chargeKey !== undefined;
-    const { rows: [r] } = await this.#exec(`getOperationContext:${keyed}`, { id, now, ...(keyed ? { chargeKey } : {}) }, (a) => ({
-      compile: () => sql<Record<string, any>>`
+    const {
+      rows: [r],
+    } = await this.#exec(`getOperationContext:${keyed}`, { id, now, ...(keyed ? { chargeKey } : {}) }, (a) => ({
+      compile: () =>
+        sql<Record<string, any>>`
         SELECT s.*,
           c.token AS c_token, c.brand AS c_brand, c.last4 AS c_last4, c.bin AS c_bin, c.exp_month AS c_exp_month, c.exp_year AS c_exp_year,
           c.fingerprint AS c_fingerprint, c.number_sealed AS c_number_sealed, c.holder_sealed AS c_holder_sealed, c.created_at AS c_created_at,
@@ -697,33 +1035,88 @@ export class KyselyStore implements Store {
     }));
     if (!r) return null;
     const session = toSession(r as Selectable<SessionsTable>);
-    const card = r.c_token === null ? null : toCard({
-      token: r.c_token, merchant_id: r.merchant_id, mode: r.mode, brand: r.c_brand, last4: r.c_last4, bin: r.c_bin,
-      exp_month: r.c_exp_month, exp_year: r.c_exp_year, fingerprint: r.c_fingerprint, number_sealed: r.c_number_sealed,
-      holder_sealed: r.c_holder_sealed, key_version: 0, created_at: r.c_created_at,
-    });
-    const merchant = r.m_allowed_origins === null || r.m_name === null ? null : Object.freeze(toMerchant({
-      id: r.merchant_id, name: r.m_name, created_at: r.m_created_at, merchant_id: r.merchant_id, mode: r.mode,
-      allowed_origins: r.m_allowed_origins, allowed_proxy_targets: r.m_allowed_proxy_targets, processor: r.m_processor,
-      cvv_block_threshold: r.m_cvv_block_threshold, cvc_session_ttl_seconds: r.m_cvc_session_ttl_seconds, updated_at: r.m_updated_at,
-    })) as MerchantRecord;
-    const cvvStatus = r.st_failed_attempts === null || r.st_failed_attempts === undefined ? null : {
-      merchantId: r.merchant_id, fingerprint: r.c_fingerprint, failedAttempts: Number(r.st_failed_attempts), blocked: Number(r.st_blocked) === 1,
-      updatedAt: Number(r.st_updated_at),
-    };
-    const latestTds = r.t_id === null ? null : this.#toTds({
-      id: r.t_id, merchant_id: r.merchant_id, session_id: r.id, mode: r.mode, status: r.t_status, ds_transaction_id: r.t_ds_transaction_id,
-      version: r.t_version, result_status: r.t_result_status, eci: r.t_eci, cavv_sealed: r.t_cavv_sealed, created_at: r.t_created_at,
-      expires_at: r.t_expires_at, completed_at: r.t_completed_at,
-    });
-    const usableCvc = r.v_id === null ? null : toCvc({
-      id: r.v_id, merchant_id: r.merchant_id, mode: r.mode, card_token: r.v_card_token, session_id: r.v_session_id, sealed: r.v_sealed,
-      key_version: 0, retention: r.v_retention, expires_at: r.v_expires_at, first_used_at: r.v_first_used_at, created_at: r.v_created_at,
-    });
+    const card =
+      r.c_token === null
+        ? null
+        : toCard({
+            token: r.c_token,
+            merchant_id: r.merchant_id,
+            mode: r.mode,
+            brand: r.c_brand,
+            last4: r.c_last4,
+            bin: r.c_bin,
+            exp_month: r.c_exp_month,
+            exp_year: r.c_exp_year,
+            fingerprint: r.c_fingerprint,
+            number_sealed: r.c_number_sealed,
+            holder_sealed: r.c_holder_sealed,
+            key_version: 0,
+            created_at: r.c_created_at,
+          });
+    const merchant =
+      r.m_allowed_origins === null || r.m_name === null
+        ? null
+        : (Object.freeze(
+            toMerchant({
+              id: r.merchant_id,
+              name: r.m_name,
+              created_at: r.m_created_at,
+              merchant_id: r.merchant_id,
+              mode: r.mode,
+              allowed_origins: r.m_allowed_origins,
+              allowed_proxy_targets: r.m_allowed_proxy_targets,
+              processor: r.m_processor,
+              cvv_block_threshold: r.m_cvv_block_threshold,
+              cvc_session_ttl_seconds: r.m_cvc_session_ttl_seconds,
+              updated_at: r.m_updated_at,
+            }),
+          ) as MerchantRecord);
+    const cvvStatus =
+      r.st_failed_attempts === null || r.st_failed_attempts === undefined
+        ? null
+        : {
+            merchantId: r.merchant_id,
+            fingerprint: r.c_fingerprint,
+            failedAttempts: Number(r.st_failed_attempts),
+            blocked: Number(r.st_blocked) === 1,
+            updatedAt: Number(r.st_updated_at),
+          };
+    const latestTds =
+      r.t_id === null
+        ? null
+        : this.#toTds({
+            id: r.t_id,
+            merchant_id: r.merchant_id,
+            session_id: r.id,
+            mode: r.mode,
+            status: r.t_status,
+            ds_transaction_id: r.t_ds_transaction_id,
+            version: r.t_version,
+            result_status: r.t_result_status,
+            eci: r.t_eci,
+            cavv_sealed: r.t_cavv_sealed,
+            created_at: r.t_created_at,
+            expires_at: r.t_expires_at,
+            completed_at: r.t_completed_at,
+          });
+    const usableCvc =
+      r.v_id === null
+        ? null
+        : toCvc({
+            id: r.v_id,
+            merchant_id: r.merchant_id,
+            mode: r.mode,
+            card_token: r.v_card_token,
+            session_id: r.v_session_id,
+            sealed: r.v_sealed,
+            key_version: 0,
+            retention: r.v_retention,
+            expires_at: r.v_expires_at,
+            first_used_at: r.v_first_used_at,
+            created_at: r.v_created_at,
+          });
     return { session, card, merchant, cvvStatus, latestTds, usableCvc, keyedChargeId: r.k_id ?? null };
   }
-
-
 
   async commitOperation(p: Parameters<Store['commitOperation']>[0]): Promise<boolean> {
     const db = this.db;
@@ -731,18 +1124,38 @@ export class KyselyStore implements Store {
     let cvvDeleted = false;
     const done = await this.#transaction(function* (): Unit<boolean> {
       const rotation = {
-        id: p.id, jti: p.jti, newJti: p.newJti, results: JSON.stringify(p.results), tokenHash: p.tokenHash, now: p.now,
-        replayJti: p.replay.jti, replayHash: p.replay.hash, replaySealed: pack(p.replay.sealed), replayAt: p.replay.at,
+        id: p.id,
+        jti: p.jti,
+        newJti: p.newJti,
+        results: JSON.stringify(p.results),
+        tokenHash: p.tokenHash,
+        now: p.now,
+        replayJti: p.replay.jti,
+        replayHash: p.replay.hash,
+        replaySealed: pack(p.replay.sealed),
+        replayAt: p.replay.at,
       };
       const rotated = yield prepared(`unit:commit:${p.op}:${p.countAttempt}:${p.complete}`, rotation, (a) => {
-        const q = db.updateTable('sessions')
+        const q = db
+          .updateTable('sessions')
           .set((eb) => ({
-            jti: a.newJti, seq: eb('seq', '+', 1), ...(p.countAttempt ? { [col]: eb(col, '+', 1) } : {}),
-            results: a.results, token_hash: a.tokenHash, updated_at: a.now,
-            replay_jti: a.replayJti, replay_hash: a.replayHash, replay_sealed: a.replaySealed, replay_at: a.replayAt,
+            jti: a.newJti,
+            seq: eb('seq', '+', 1),
+            ...(p.countAttempt ? { [col]: eb(col, '+', 1) } : {}),
+            results: a.results,
+            token_hash: a.tokenHash,
+            updated_at: a.now,
+            replay_jti: a.replayJti,
+            replay_hash: a.replayHash,
+            replay_sealed: a.replaySealed,
+            replay_at: a.replayAt,
             ...(p.complete ? { status: 'completed' } : {}),
           }))
-          .where('id', '=', a.id).where('jti', '=', a.jti).where('status', '=', 'active').where('expires_at', '>', a.now).where('charge_id', 'is', null);
+          .where('id', '=', a.id)
+          .where('jti', '=', a.jti)
+          .where('status', '=', 'active')
+          .where('expires_at', '>', a.now)
+          .where('charge_id', 'is', null);
         return p.countAttempt ? q.whereRef(col, '<', 'max_attempts') : q;
       });
       if (rotated.affected !== 1) throw new Rollback(false);
@@ -751,21 +1164,52 @@ export class KyselyStore implements Store {
           const c = w.record;
           if (w.replace && c.sessionId !== null) {
             const of = { sessionId: c.sessionId };
-            yield prepared('unit:dropKeysOfSession', of, (a) => db.deleteFrom('cvv_keys').where('cvc_id', 'in', db.selectFrom('cvc_sessions').select('id').where('session_id', '=', a.sessionId)));
-            cvvDeleted = (yield prepared('unit:dropCvcOfSession', of, (a) => db.deleteFrom('cvc_sessions').where('session_id', '=', a.sessionId))).affected > 0 || cvvDeleted;
+            yield prepared('unit:dropKeysOfSession', of, (a) =>
+              db.deleteFrom('cvv_keys').where('cvc_id', 'in', db.selectFrom('cvc_sessions').select('id').where('session_id', '=', a.sessionId)),
+            );
+            cvvDeleted =
+              (yield prepared('unit:dropCvcOfSession', of, (a) => db.deleteFrom('cvc_sessions').where('session_id', '=', a.sessionId))).affected > 0 ||
+              cvvDeleted;
           }
           yield prepared('unit:insertCvvKey', { cvc_id: c.id, share: w.share, created_at: c.createdAt }, (a) => db.insertInto('cvv_keys').values(a));
-          yield prepared('unit:insertCvc', {
-            id: c.id, merchant_id: c.merchantId, mode: c.mode, card_token: c.cardToken, session_id: c.sessionId, sealed: pack(c.sealed),
-            key_version: c.sealed.keyVersion, retention: c.retention, expires_at: c.expiresAt, first_used_at: c.firstUsedAt, created_at: c.createdAt,
-          }, (a) => db.insertInto('cvc_sessions').values(a));
+          yield prepared(
+            'unit:insertCvc',
+            {
+              id: c.id,
+              merchant_id: c.merchantId,
+              mode: c.mode,
+              card_token: c.cardToken,
+              session_id: c.sessionId,
+              sealed: pack(c.sealed),
+              key_version: c.sealed.keyVersion,
+              retention: c.retention,
+              expires_at: c.expiresAt,
+              first_used_at: c.firstUsedAt,
+              created_at: c.createdAt,
+            },
+            (a) => db.insertInto('cvc_sessions').values(a),
+          );
         } else {
           const t = w.record;
-          yield prepared('unit:insertTds', {
-            id: t.id, merchant_id: t.merchantId, session_id: t.sessionId, mode: t.mode, status: t.status, ds_transaction_id: t.dsTransactionId,
-            version: t.version, result_status: t.result?.status ?? null, eci: t.result?.eci ?? null,
-            cavv_sealed: t.result?.cavvSealed ? pack(t.result.cavvSealed) : null, created_at: t.createdAt, expires_at: t.expiresAt, completed_at: t.completedAt,
-          }, (a) => db.insertInto('tds_transactions').values(a));
+          yield prepared(
+            'unit:insertTds',
+            {
+              id: t.id,
+              merchant_id: t.merchantId,
+              session_id: t.sessionId,
+              mode: t.mode,
+              status: t.status,
+              ds_transaction_id: t.dsTransactionId,
+              version: t.version,
+              result_status: t.result?.status ?? null,
+              eci: t.result?.eci ?? null,
+              cavv_sealed: t.result?.cavvSealed ? pack(t.result.cavvSealed) : null,
+              created_at: t.createdAt,
+              expires_at: t.expiresAt,
+              completed_at: t.completedAt,
+            },
+            (a) => db.insertInto('tds_transactions').values(a),
+          );
         }
       }
       yield* insertEvents(db, p.events);
@@ -778,54 +1222,101 @@ export class KyselyStore implements Store {
     return done;
   }
 
-
   async finishOperation(p: Parameters<Store['finishOperation']>[0]): Promise<boolean> {
     const args = {
-      id: p.id, jti: p.jti, results: JSON.stringify(p.results), tokenHash: p.tokenHash, now: p.now,
-      replayJti: p.replay.jti, replayHash: p.replay.hash, replaySealed: pack(p.replay.sealed), replayAt: p.replay.at,
+      id: p.id,
+      jti: p.jti,
+      results: JSON.stringify(p.results),
+      tokenHash: p.tokenHash,
+      now: p.now,
+      replayJti: p.replay.jti,
+      replayHash: p.replay.hash,
+      replaySealed: pack(p.replay.sealed),
+      replayAt: p.replay.at,
     };
-    const { affected } = await this.#exec(`finishOperation:${p.complete}`, args, (a) => this.db.updateTable('sessions')
-      .set({
-        results: a.results, token_hash: a.tokenHash, updated_at: a.now,
-        replay_jti: a.replayJti, replay_hash: a.replayHash, replay_sealed: a.replaySealed, replay_at: a.replayAt,
-        // A charge's outcome is recorded: it no longer owns the session (no other operation could have held it).
-        charge_id: null, charge_at: null,
-        ...(p.complete ? { status: 'completed' } : {}),
-      })
-      .where('id', '=', a.id).where('jti', '=', a.jti).where('status', '=', 'active'));
+    const { affected } = await this.#exec(`finishOperation:${p.complete}`, args, (a) =>
+      this.db
+        .updateTable('sessions')
+        .set({
+          results: a.results,
+          token_hash: a.tokenHash,
+          updated_at: a.now,
+          replay_jti: a.replayJti,
+          replay_hash: a.replayHash,
+          replay_sealed: a.replaySealed,
+          replay_at: a.replayAt,
+          // A charge's outcome is recorded: it no longer owns the session (no other operation could have held it).
+          charge_id: null,
+          charge_at: null,
+          ...(p.complete ? { status: 'completed' } : {}),
+        })
+        .where('id', '=', a.id)
+        .where('jti', '=', a.jti)
+        .where('status', '=', 'active'),
+    );
     return affected === 1;
   }
 
   async rotateToken(p: { id: string; jti: string; newJti: string; tokenHash: string; now: number }): Promise<boolean> {
-    const r = await this.db.updateTable('sessions')
+    const r = await this.db
+      .updateTable('sessions')
       .set((eb) => ({
-        jti: p.newJti, seq: eb('seq', '+', 1), token_hash: p.tokenHash, updated_at: p.now,
-        replay_jti: null, replay_hash: null, replay_sealed: null, replay_at: null,
+        jti: p.newJti,
+        seq: eb('seq', '+', 1),
+        token_hash: p.tokenHash,
+        updated_at: p.now,
+        replay_jti: null,
+        replay_hash: null,
+        replay_sealed: null,
+        replay_at: null,
       }))
-      .where('id', '=', p.id).where('jti', '=', p.jti).where('status', '=', 'active').where('expires_at', '>', p.now).where('charge_id', 'is', null)
+      .where('id', '=', p.id)
+      .where('jti', '=', p.jti)
+      .where('status', '=', 'active')
+      .where('expires_at', '>', p.now)
+      .where('charge_id', 'is', null)
       .executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;
   }
 
   async listExpiredSessions(now: number, limit: number): Promise<Array<{ id: string; merchantId: string; mode: Mode }>> {
     // A session a charge owns expires only once its outcome is recorded (crash recovery settles it first).
-    const rows = await this.db.selectFrom('sessions').select(['id', 'merchant_id', 'mode'])
-      .where('status', '=', 'active').where('expires_at', '<=', now).where('charge_id', 'is', null)
-      .orderBy('expires_at').limit(limit).execute();
+    const rows = await this.db
+      .selectFrom('sessions')
+      .select(['id', 'merchant_id', 'mode'])
+      .where('status', '=', 'active')
+      .where('expires_at', '<=', now)
+      .where('charge_id', 'is', null)
+      .orderBy('expires_at')
+      .limit(limit)
+      .execute();
     return rows.map((r) => ({ id: r.id, merchantId: r.merchant_id, mode: r.mode as Mode }));
   }
 
   async expireSession(id: string, now: number, events: OutboxRecord[]): Promise<boolean> {
-    return this.#endSession(id, events, (db) => db.updateTable('sessions')
-      .set({ status: 'expired', updated_at: now, replay_sealed: null, replay_jti: null, replay_hash: null, replay_at: null })
-      .where('id', '=', id).where('status', '=', 'active').where('expires_at', '<=', now).where('charge_id', 'is', null));
+    return this.#endSession(id, events, (db) =>
+      db
+        .updateTable('sessions')
+        .set({ status: 'expired', updated_at: now, replay_sealed: null, replay_jti: null, replay_hash: null, replay_at: null })
+        .where('id', '=', id)
+        .where('status', '=', 'active')
+        .where('expires_at', '<=', now)
+        .where('charge_id', 'is', null),
+    );
   }
 
   async cancelSession(merchantId: string, mode: Mode, id: string, now: number, events: OutboxRecord[] = []): Promise<boolean> {
-    return this.#endSession(id, events, (db) => db.updateTable('sessions')
-      .set({ status: 'canceled', updated_at: now, replay_jti: null, replay_hash: null, replay_sealed: null, replay_at: null })
-      .where('id', '=', id).where('merchant_id', '=', merchantId).where('mode', '=', mode)
-      .where('status', '=', 'active').where('expires_at', '>', now).where('charge_id', 'is', null));
+    return this.#endSession(id, events, (db) =>
+      db
+        .updateTable('sessions')
+        .set({ status: 'canceled', updated_at: now, replay_jti: null, replay_hash: null, replay_sealed: null, replay_at: null })
+        .where('id', '=', id)
+        .where('merchant_id', '=', merchantId)
+        .where('mode', '=', mode)
+        .where('status', '=', 'active')
+        .where('expires_at', '>', now)
+        .where('charge_id', 'is', null),
+    );
   }
 
   /**
@@ -852,50 +1343,79 @@ export class KyselyStore implements Store {
 
   async reserveIdempotencyKey(p: Parameters<Store['reserveIdempotencyKey']>[0]): Promise<IdempotencyRecord | null> {
     const where = { merchant_id: p.merchantId, endpoint: p.endpoint, idem_key: p.key };
-    await this.db.deleteFrom('idempotency_keys')
-      .where('merchant_id', '=', where.merchant_id).where('endpoint', '=', where.endpoint).where('idem_key', '=', where.idem_key)
-      .where('expires_at', '<=', p.now).execute();
-    const ins = await this.db.insertInto('idempotency_keys')
+    await this.db
+      .deleteFrom('idempotency_keys')
+      .where('merchant_id', '=', where.merchant_id)
+      .where('endpoint', '=', where.endpoint)
+      .where('idem_key', '=', where.idem_key)
+      .where('expires_at', '<=', p.now)
+      .execute();
+    const ins = await this.db
+      .insertInto('idempotency_keys')
       .values({ ...where, request_hash: p.requestHash, status: null, response_sealed: null, created_at: p.now, expires_at: p.expiresAt })
       .onConflict((oc) => oc.columns(['merchant_id', 'endpoint', 'idem_key']).doNothing())
       .executeTakeFirst();
     if (Number(ins.numInsertedOrUpdatedRows ?? 0n) === 1) return null;
-    const r = await this.db.selectFrom('idempotency_keys').select(['request_hash', 'status', 'response_sealed'])
-      .where('merchant_id', '=', where.merchant_id).where('endpoint', '=', where.endpoint).where('idem_key', '=', where.idem_key)
+    const r = await this.db
+      .selectFrom('idempotency_keys')
+      .select(['request_hash', 'status', 'response_sealed'])
+      .where('merchant_id', '=', where.merchant_id)
+      .where('endpoint', '=', where.endpoint)
+      .where('idem_key', '=', where.idem_key)
       .executeTakeFirst();
     if (!r) return this.reserveIdempotencyKey(p);
     return {
-      requestHash: r.request_hash, status: r.status === null ? null : Number(r.status),
+      requestHash: r.request_hash,
+      status: r.status === null ? null : Number(r.status),
       responseSealed: r.response_sealed ? unpack(r.response_sealed) : null,
     };
   }
 
   async completeIdempotencyKey(p: Parameters<Store['completeIdempotencyKey']>[0]): Promise<void> {
-    await this.db.updateTable('idempotency_keys').set({ status: p.status, response_sealed: pack(p.responseSealed) })
-      .where('merchant_id', '=', p.merchantId).where('endpoint', '=', p.endpoint).where('idem_key', '=', p.key).execute();
+    await this.db
+      .updateTable('idempotency_keys')
+      .set({ status: p.status, response_sealed: pack(p.responseSealed) })
+      .where('merchant_id', '=', p.merchantId)
+      .where('endpoint', '=', p.endpoint)
+      .where('idem_key', '=', p.key)
+      .execute();
   }
 
   async releaseIdempotencyKey(p: Parameters<Store['releaseIdempotencyKey']>[0]): Promise<void> {
-    await this.db.deleteFrom('idempotency_keys')
-      .where('merchant_id', '=', p.merchantId).where('endpoint', '=', p.endpoint).where('idem_key', '=', p.key)
-      .where('status', 'is', null).execute();
+    await this.db
+      .deleteFrom('idempotency_keys')
+      .where('merchant_id', '=', p.merchantId)
+      .where('endpoint', '=', p.endpoint)
+      .where('idem_key', '=', p.key)
+      .where('status', 'is', null)
+      .execute();
   }
 
   async deleteExpiredIdempotencyKeys(now: number, limit: number): Promise<number> {
-    const keys = await this.db.selectFrom('idempotency_keys').select(['merchant_id', 'endpoint', 'idem_key'])
-      .where('expires_at', '<=', now).limit(limit).execute();
+    const keys = await this.db
+      .selectFrom('idempotency_keys')
+      .select(['merchant_id', 'endpoint', 'idem_key'])
+      .where('expires_at', '<=', now)
+      .limit(limit)
+      .execute();
     let n = 0;
     for (const k of keys) {
-      const r = await this.db.deleteFrom('idempotency_keys')
-        .where('merchant_id', '=', k.merchant_id).where('endpoint', '=', k.endpoint).where('idem_key', '=', k.idem_key)
-        .where('expires_at', '<=', now).executeTakeFirst();
+      const r = await this.db
+        .deleteFrom('idempotency_keys')
+        .where('merchant_id', '=', k.merchant_id)
+        .where('endpoint', '=', k.endpoint)
+        .where('idem_key', '=', k.idem_key)
+        .where('expires_at', '<=', now)
+        .executeTakeFirst();
       n += Number(r.numDeletedRows);
     }
     return n;
   }
 
   async takeCvcSession(id: string, now: number): Promise<CvcSessionRecord | null> {
-    const { rows } = await this.#exec('takeCvcSession', { id, now }, (a) => this.db.deleteFrom('cvc_sessions').where('id', '=', a.id).where('expires_at', '>', a.now).returningAll());
+    const { rows } = await this.#exec('takeCvcSession', { id, now }, (a) =>
+      this.db.deleteFrom('cvc_sessions').where('id', '=', a.id).where('expires_at', '>', a.now).returningAll(),
+    );
     if (rows.length === 0) return null;
     // Only the caller that deleted the row gets here: it takes the key share with it.
     const { rows: keys } = await this.#exec('takeCvvKeyShare', { id }, (a) => this.db.deleteFrom('cvv_keys').where('cvc_id', '=', a.id).returning('share'));
@@ -908,19 +1428,34 @@ export class KyselyStore implements Store {
     const row = await this.db.selectFrom('cvc_sessions').select(['expires_at']).where('id', '=', id).where('first_used_at', 'is', null).executeTakeFirst();
     if (!row) return;
     const expiresAt = Math.min(Number(row.expires_at), until);
-    await this.db.updateTable('cvc_sessions').set({ first_used_at: now, expires_at: expiresAt })
-      .where('id', '=', id).where('first_used_at', 'is', null).where('expires_at', '=', row.expires_at).execute();
+    await this.db
+      .updateTable('cvc_sessions')
+      .set({ first_used_at: now, expires_at: expiresAt })
+      .where('id', '=', id)
+      .where('first_used_at', 'is', null)
+      .where('expires_at', '=', row.expires_at)
+      .execute();
   }
 
   async getCvcSessionById(id: string, now: number): Promise<CvcSessionRecord | null> {
-    const { rows: [r] } = await this.#exec('getCvcSessionById', { id, now }, (a) => this.db.selectFrom('cvc_sessions').selectAll().where('id', '=', a.id).where('expires_at', '>', a.now));
+    const {
+      rows: [r],
+    } = await this.#exec('getCvcSessionById', { id, now }, (a) =>
+      this.db.selectFrom('cvc_sessions').selectAll().where('id', '=', a.id).where('expires_at', '>', a.now),
+    );
     return r ? toCvc(r) : null;
   }
 
   async findLiveCvcSessionOfCard(merchantId: string, cardToken: string, now: number): Promise<CvcSessionRecord | null> {
-    const r = await this.db.selectFrom('cvc_sessions').selectAll()
-      .where('merchant_id', '=', merchantId).where('card_token', '=', cardToken).where('expires_at', '>', now)
-      .orderBy('created_at', 'desc').limit(1).executeTakeFirst();
+    const r = await this.db
+      .selectFrom('cvc_sessions')
+      .selectAll()
+      .where('merchant_id', '=', merchantId)
+      .where('card_token', '=', cardToken)
+      .where('expires_at', '>', now)
+      .orderBy('created_at', 'desc')
+      .limit(1)
+      .executeTakeFirst();
     return r ? toCvc(r) : null;
   }
 
@@ -928,26 +1463,37 @@ export class KyselyStore implements Store {
     // RETURNING: the status this failure produced. A separate read afterwards
     // could see later concurrent failures too, so two callers got the same
     // count and the one that reached the threshold could not tell.
-    const r = await this.db.insertInto('cvv_status')
+    const r = await this.db
+      .insertInto('cvv_status')
       .values({ merchant_id: merchantId, fingerprint, failed_attempts: 1, blocked: threshold <= 1 ? 1 : 0, updated_at: now })
-      .onConflict((oc) => oc.columns(['merchant_id', 'fingerprint']).doUpdateSet({
-        failed_attempts: sql`cvv_status.failed_attempts + 1`,
-        blocked: sql`CASE WHEN cvv_status.failed_attempts + 1 >= ${threshold} THEN 1 ELSE cvv_status.blocked END`,
-        updated_at: now,
-      }))
+      .onConflict((oc) =>
+        oc.columns(['merchant_id', 'fingerprint']).doUpdateSet({
+          failed_attempts: sql`cvv_status.failed_attempts + 1`,
+          blocked: sql`CASE WHEN cvv_status.failed_attempts + 1 >= ${threshold} THEN 1 ELSE cvv_status.blocked END`,
+          updated_at: now,
+        }),
+      )
       .returningAll()
       .executeTakeFirstOrThrow();
     return {
-      merchantId: r.merchant_id, fingerprint: r.fingerprint, failedAttempts: Number(r.failed_attempts),
-      blocked: Number(r.blocked) === 1, updatedAt: Number(r.updated_at),
+      merchantId: r.merchant_id,
+      fingerprint: r.fingerprint,
+      failedAttempts: Number(r.failed_attempts),
+      blocked: Number(r.blocked) === 1,
+      updatedAt: Number(r.updated_at),
     };
   }
 
   async resetCvvStatus(merchantId: string, fingerprint: string, now: number): Promise<void> {
     // Only a status with something to reset is written: a match after a match changes nothing.
-    await this.#exec('resetCvvStatus', { merchantId, fingerprint, now }, (a) => this.db.updateTable('cvv_status').set({ failed_attempts: 0, blocked: 0, updated_at: a.now })
-      .where('merchant_id', '=', a.merchantId).where('fingerprint', '=', a.fingerprint)
-      .where((eb) => eb.or([eb('failed_attempts', '>', 0), eb('blocked', '=', 1)])));
+    await this.#exec('resetCvvStatus', { merchantId, fingerprint, now }, (a) =>
+      this.db
+        .updateTable('cvv_status')
+        .set({ failed_attempts: 0, blocked: 0, updated_at: a.now })
+        .where('merchant_id', '=', a.merchantId)
+        .where('fingerprint', '=', a.fingerprint)
+        .where((eb) => eb.or([eb('failed_attempts', '>', 0), eb('blocked', '=', 1)])),
+    );
   }
 
   async updateMerchant(id: string, mode: Mode, patch: Parameters<Store['updateMerchant']>[2], now: number): Promise<MerchantRecord | null> {
@@ -1020,9 +1566,18 @@ export class KyselyStore implements Store {
 
   async insertTds(t: TdsRecord): Promise<void> {
     const args = {
-      id: t.id, merchant_id: t.merchantId, session_id: t.sessionId, mode: t.mode, status: t.status,
-      ds_transaction_id: t.dsTransactionId, version: t.version, result_status: t.result?.status ?? null, eci: t.result?.eci ?? null,
-      cavv_sealed: t.result?.cavvSealed ? pack(t.result.cavvSealed) : null, created_at: t.createdAt, expires_at: t.expiresAt,
+      id: t.id,
+      merchant_id: t.merchantId,
+      session_id: t.sessionId,
+      mode: t.mode,
+      status: t.status,
+      ds_transaction_id: t.dsTransactionId,
+      version: t.version,
+      result_status: t.result?.status ?? null,
+      eci: t.result?.eci ?? null,
+      cavv_sealed: t.result?.cavvSealed ? pack(t.result.cavvSealed) : null,
+      created_at: t.createdAt,
+      expires_at: t.expiresAt,
       completed_at: t.completedAt,
     };
     await this.#exec('insertTds', args, (a) => this.db.insertInto('tds_transactions').values(a));
@@ -1030,10 +1585,17 @@ export class KyselyStore implements Store {
 
   #toTds(r: Selectable<Database['tds_transactions']>): TdsRecord {
     return {
-      id: r.id, merchantId: r.merchant_id, sessionId: r.session_id, mode: r.mode as Mode, status: r.status as TdsRecord['status'],
-      dsTransactionId: r.ds_transaction_id, version: r.version,
+      id: r.id,
+      merchantId: r.merchant_id,
+      sessionId: r.session_id,
+      mode: r.mode as Mode,
+      status: r.status as TdsRecord['status'],
+      dsTransactionId: r.ds_transaction_id,
+      version: r.version,
       result: r.result_status === null ? null : { status: r.result_status, eci: r.eci, cavvSealed: r.cavv_sealed ? unpack(r.cavv_sealed) : null },
-      createdAt: Number(r.created_at), expiresAt: Number(r.expires_at), completedAt: r.completed_at === null ? null : Number(r.completed_at),
+      createdAt: Number(r.created_at),
+      expiresAt: Number(r.expires_at),
+      completedAt: r.completed_at === null ? null : Number(r.completed_at),
     };
   }
 
@@ -1042,16 +1604,26 @@ export class KyselyStore implements Store {
     return r ? this.#toTds(r) : null;
   }
 
-
   async completeTds(id: string, result: NonNullable<TdsRecord['result']>, now: number): Promise<boolean> {
-    const r = await this.db.updateTable('tds_transactions')
-      .set({ status: 'completed', result_status: result.status, eci: result.eci, cavv_sealed: result.cavvSealed ? pack(result.cavvSealed) : null, completed_at: now })
-      .where('id', '=', id).where('status', '=', 'challenge').executeTakeFirst();
+    const r = await this.db
+      .updateTable('tds_transactions')
+      .set({
+        status: 'completed',
+        result_status: result.status,
+        eci: result.eci,
+        cavv_sealed: result.cavvSealed ? pack(result.cavvSealed) : null,
+        completed_at: now,
+      })
+      .where('id', '=', id)
+      .where('status', '=', 'challenge')
+      .executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;
   }
 
   async setChargeResponse(id: string, sealed: Sealed): Promise<void> {
-    await this.#exec('setChargeResponse', { id, sealed: pack(sealed) }, (a) => this.db.updateTable('charges').set({ response_sealed: a.sealed }).where('id', '=', a.id));
+    await this.#exec('setChargeResponse', { id, sealed: pack(sealed) }, (a) =>
+      this.db.updateTable('charges').set({ response_sealed: a.sealed }).where('id', '=', a.id),
+    );
   }
 
   async getCharge(id: string): Promise<ChargeRecord | null> {
@@ -1060,21 +1632,33 @@ export class KyselyStore implements Store {
   }
 
   async findChargeByIdempotencyKey(merchantId: string, mode: Mode, key: string): Promise<ChargeRecord | null> {
-    const { rows: [r] } = await this.#exec('findChargeByIdempotencyKey', { merchantId, mode, key }, (a) => this.db.selectFrom('charges').selectAll()
-      .where('merchant_id', '=', a.merchantId).where('mode', '=', a.mode).where('idempotency_key', '=', a.key));
+    const {
+      rows: [r],
+    } = await this.#exec('findChargeByIdempotencyKey', { merchantId, mode, key }, (a) =>
+      this.db.selectFrom('charges').selectAll().where('merchant_id', '=', a.merchantId).where('mode', '=', a.mode).where('idempotency_key', '=', a.key),
+    );
     return r ? toCharge(r) : null;
   }
 
   async insertWebhookEndpoint(e: WebhookEndpointRecord): Promise<void> {
-    await this.db.insertInto('webhook_endpoints').values({
-      id: e.id, merchant_id: e.merchantId, mode: e.mode, url: e.url, events: JSON.stringify(e.events),
-      secret_sealed: pack(e.secretSealed), created_at: e.createdAt,
-    }).execute();
+    await this.db
+      .insertInto('webhook_endpoints')
+      .values({
+        id: e.id,
+        merchant_id: e.merchantId,
+        mode: e.mode,
+        url: e.url,
+        events: JSON.stringify(e.events),
+        secret_sealed: pack(e.secretSealed),
+        created_at: e.createdAt,
+      })
+      .execute();
   }
 
   async listWebhookEndpoints(merchantId: string, mode: Mode): Promise<WebhookEndpointRecord[]> {
-    const { rows } = await this.#exec('listWebhookEndpoints', { merchantId, mode }, (a) => this.db.selectFrom('webhook_endpoints').selectAll()
-      .where('merchant_id', '=', a.merchantId).where('mode', '=', a.mode).orderBy('created_at'));
+    const { rows } = await this.#exec('listWebhookEndpoints', { merchantId, mode }, (a) =>
+      this.db.selectFrom('webhook_endpoints').selectAll().where('merchant_id', '=', a.merchantId).where('mode', '=', a.mode).orderBy('created_at'),
+    );
     return rows.map(toEndpoint);
   }
 
@@ -1084,7 +1668,12 @@ export class KyselyStore implements Store {
   }
 
   async deleteWebhookEndpoint(merchantId: string, mode: Mode, id: string): Promise<boolean> {
-    const r = await this.db.deleteFrom('webhook_endpoints').where('id', '=', id).where('merchant_id', '=', merchantId).where('mode', '=', mode).executeTakeFirst();
+    const r = await this.db
+      .deleteFrom('webhook_endpoints')
+      .where('id', '=', id)
+      .where('merchant_id', '=', merchantId)
+      .where('mode', '=', mode)
+      .executeTakeFirst();
     return Number(r.numDeletedRows) === 1;
   }
 
@@ -1102,23 +1691,44 @@ export class KyselyStore implements Store {
     // then delivered at once) every due row, whatever the limit.
     // (SQLite ≥ 3.35 takes the same statement, without the row locks.)
     const rows = await this.db
-      .with((cte) => cte('due').materialized(), (db) => {
-        const q = db.selectFrom('webhook_outbox').select('id').where('status', '=', 'pending').where('next_attempt_at', '<=', now)
-          .where('locked_until', '<=', now).orderBy('next_attempt_at').orderBy('id').limit(limit);
-        return this.engine === 'postgres' ? q.forUpdate().skipLocked() : q;
-      })
-      .updateTable('webhook_outbox').set({ locked_until: now + lockMs })
+      .with(
+        (cte) => cte('due').materialized(),
+        (db) => {
+          const q = db
+            .selectFrom('webhook_outbox')
+            .select('id')
+            .where('status', '=', 'pending')
+            .where('next_attempt_at', '<=', now)
+            .where('locked_until', '<=', now)
+            .orderBy('next_attempt_at')
+            .orderBy('id')
+            .limit(limit);
+          return this.engine === 'postgres' ? q.forUpdate().skipLocked() : q;
+        },
+      )
+      .updateTable('webhook_outbox')
+      .set({ locked_until: now + lockMs })
       .where('id', 'in', (eb) => eb.selectFrom('due').select('due.id'))
-      .where('locked_until', '<=', now).where('status', '=', 'pending')
-      .returningAll().execute();
+      .where('locked_until', '<=', now)
+      .where('status', '=', 'pending')
+      .returningAll()
+      .execute();
     return rows.map(toOutbox);
   }
 
   async settleWebhook(id: string, p: Parameters<Store['settleWebhook']>[1]): Promise<void> {
-    await this.db.updateTable('webhook_outbox').set({
-      status: p.status, attempts: p.attempts, next_attempt_at: p.nextAttemptAt, last_status: p.lastStatus, locked_until: 0,
-      ...(p.status === 'delivered' ? { delivered_at: p.now } : {}),
-    }).where('id', '=', id).execute();
+    await this.db
+      .updateTable('webhook_outbox')
+      .set({
+        status: p.status,
+        attempts: p.attempts,
+        next_attempt_at: p.nextAttemptAt,
+        last_status: p.lastStatus,
+        locked_until: 0,
+        ...(p.status === 'delivered' ? { delivered_at: p.now } : {}),
+      })
+      .where('id', '=', id)
+      .execute();
   }
 
   async listOutbox(merchantId: string): Promise<OutboxRecord[]> {
@@ -1128,15 +1738,31 @@ export class KyselyStore implements Store {
 
   #toForm(r: Selectable<Database['custom_forms']>): CustomFormRecord {
     return {
-      id: r.id, merchantId: r.merchant_id, mode: r.mode as Mode, name: r.name, html: r.html, css: r.css,
-      createdAt: Number(r.created_at), updatedAt: Number(r.updated_at),
+      id: r.id,
+      merchantId: r.merchant_id,
+      mode: r.mode as Mode,
+      name: r.name,
+      html: r.html,
+      css: r.css,
+      createdAt: Number(r.created_at),
+      updatedAt: Number(r.updated_at),
     };
   }
 
   async insertCustomForm(f: CustomFormRecord): Promise<void> {
-    await this.db.insertInto('custom_forms').values({
-      id: f.id, merchant_id: f.merchantId, mode: f.mode, name: f.name, html: f.html, css: f.css, created_at: f.createdAt, updated_at: f.updatedAt,
-    }).execute();
+    await this.db
+      .insertInto('custom_forms')
+      .values({
+        id: f.id,
+        merchant_id: f.merchantId,
+        mode: f.mode,
+        name: f.name,
+        html: f.html,
+        css: f.css,
+        created_at: f.createdAt,
+        updated_at: f.updatedAt,
+      })
+      .execute();
   }
 
   async getCustomForm(id: string): Promise<CustomFormRecord | null> {
@@ -1145,14 +1771,25 @@ export class KyselyStore implements Store {
   }
 
   async listCustomForms(merchantId: string, mode: Mode): Promise<CustomFormRecord[]> {
-    const rows = await this.db.selectFrom('custom_forms').selectAll().where('merchant_id', '=', merchantId).where('mode', '=', mode)
-      .orderBy('created_at').orderBy('id').execute();
+    const rows = await this.db
+      .selectFrom('custom_forms')
+      .selectAll()
+      .where('merchant_id', '=', merchantId)
+      .where('mode', '=', mode)
+      .orderBy('created_at')
+      .orderBy('id')
+      .execute();
     return rows.map((r) => this.#toForm(r));
   }
 
   async updateCustomForm(merchantId: string, mode: Mode, id: string, p: { name: string; html: string; css: string; now: number }): Promise<boolean> {
-    const r = await this.db.updateTable('custom_forms').set({ name: p.name, html: p.html, css: p.css, updated_at: p.now })
-      .where('id', '=', id).where('merchant_id', '=', merchantId).where('mode', '=', mode).executeTakeFirst();
+    const r = await this.db
+      .updateTable('custom_forms')
+      .set({ name: p.name, html: p.html, css: p.css, updated_at: p.now })
+      .where('id', '=', id)
+      .where('merchant_id', '=', merchantId)
+      .where('mode', '=', mode)
+      .executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;
   }
 
@@ -1193,8 +1830,12 @@ export class KyselyStore implements Store {
       if (opts.durable) await this.#durable();
       return out;
     }
-    const pool = this.pgPool as { connect(): Promise<{ query(text: string, values?: unknown[]): Promise<{ rows: any[]; rowCount: number | null }>; release(): void }> };
-    const client = await pool.connect() as Awaited<ReturnType<typeof pool.connect>> & { query(q: { name: string; text: string; values: unknown[] }): Promise<{ rows: any[]; rowCount: number | null }> };
+    const pool = this.pgPool as {
+      connect(): Promise<{ query(text: string, values?: unknown[]): Promise<{ rows: any[]; rowCount: number | null }>; release(): void }>;
+    };
+    const client = (await pool.connect()) as Awaited<ReturnType<typeof pool.connect>> & {
+      query(q: { name: string; text: string; values: unknown[] }): Promise<{ rows: any[]; rowCount: number | null }>;
+    };
     try {
       await client.query('BEGIN');
       const g = unit();
@@ -1226,57 +1867,120 @@ export class KyselyStore implements Store {
     const db = this.db;
     const locked = this.#locked.bind(this);
     type Out = Awaited<ReturnType<Store['beginCharge']>>;
-    const out = await this.#transaction(function* (): Unit<Out> {
-      const won = yield prepared('unit:claimCharge', { id: claim.id, jti: claim.jti, newJti: claim.newJti, chargeId: c.id, now: claim.now }, (a) => db.updateTable('sessions')
-        .set((eb) => ({ jti: a.newJti, seq: eb('seq', '+', 1), att_charge: eb('att_charge', '+', 1), charge_id: a.chargeId, charge_at: a.now, updated_at: a.now }))
-        .where('id', '=', a.id).where('jti', '=', a.jti).where('status', '=', 'active').where('expires_at', '>', a.now)
-        .where('charge_id', 'is', null).whereRef('att_charge', '<', 'max_attempts'));
-      if (won.affected !== 1) throw new Rollback({ status: 'lost' });
-      if (cvv) {
-        // The card number's status row, locked: concurrent charges of this number reserve one after another.
-        const card = { merchantId: c.merchantId, fp: cvv.fingerprint };
-        yield prepared('unit:cvvStatusRow', { ...card, now: claim.now }, (a) => db.insertInto('cvv_status')
-          .values({ merchant_id: a.merchantId, fingerprint: a.fp, failed_attempts: 0, blocked: 0, updated_at: a.now })
-          .onConflict((oc) => oc.columns(['merchant_id', 'fingerprint']).doNothing()));
-        const st = (yield prepared('unit:cvvStatusLocked', card, (a) => locked(db.selectFrom('cvv_status').select(['failed_attempts', 'blocked'])
-          .where('merchant_id', '=', a.merchantId).where('fingerprint', '=', a.fp)))).rows[0] as { failed_attempts: number; blocked: number };
-        const failed = Number(st.failed_attempts);
-        if (Number(st.blocked) === 1 || failed >= cvv.threshold) throw new Rollback({ status: 'cvv_blocked' });
-        const inFlight = (yield prepared('unit:cvvInFlight', card, (a) => db.selectFrom('charges').select((eb) => eb.fn.countAll<number>().as('n'))
-          .where('merchant_id', '=', a.merchantId).where('cvv_fingerprint', '=', a.fp).where('status', '=', PENDING))).rows[0] as { n: number };
-        if (failed + Number(inFlight.n) >= cvv.threshold) throw new Rollback({ status: 'cvv_busy' });
-      }
-      const ins = yield prepared('unit:insertCharge', {
-        id: c.id, merchant_id: c.merchantId, session_id: c.sessionId, mode: c.mode, idempotency_key: c.idempotencyKey,
-        request_hash: c.requestHash, provider_key: c.providerKey, processor: c.processor, amount_value: c.amount.value,
-        currency: c.amount.currency, created_at: c.createdAt, updated_at: c.updatedAt, cvv_fingerprint: cvv?.fingerprint ?? null,
-      }, (a) => db.insertInto('charges').values({
-        ...a, status: 'pending', authorization_code: null, decline_code: null, cvv_result: null, avs_result: null, network_transaction_id: null, response_sealed: null,
-      }).onConflict((oc) => oc.doNothing()));
-      if (ins.affected !== 1) throw new Rollback({ status: 'key_reused' });
-      if (!take) return { status: 'ok', cvc: null };
-      // The CVV the charge sends, taken now: gone or expired, the whole charge is refused (410) and nothing changes.
-      const cvc = { id: take.id, now: claim.now };
-      let row: Selectable<CvcSessionsTable> | undefined;
-      if (take.retention === 'single_use') {
-        row = (yield prepared('unit:takeCvc', cvc, (a) => db.deleteFrom('cvc_sessions').where('id', '=', a.id).where('expires_at', '>', a.now).returningAll())).rows[0];
-      } else {
-        if (take.retention === 'cache') {
-          // The one cache window starts at the first use and never reaches past the CVV's lifetime.
-          yield prepared('unit:startCacheWindow', { ...cvc, until: take.cacheUntil }, (a) => db.updateTable('cvc_sessions')
-            .set({ first_used_at: a.now, expires_at: sql<number>`CASE WHEN expires_at < ${a.until} THEN expires_at ELSE ${a.until} END` })
-            .where('id', '=', a.id).where('first_used_at', 'is', null).where('expires_at', '>', a.now));
+    const out = await this.#transaction(
+      function* (): Unit<Out> {
+        const won = yield prepared('unit:claimCharge', { id: claim.id, jti: claim.jti, newJti: claim.newJti, chargeId: c.id, now: claim.now }, (a) =>
+          db
+            .updateTable('sessions')
+            .set((eb) => ({
+              jti: a.newJti,
+              seq: eb('seq', '+', 1),
+              att_charge: eb('att_charge', '+', 1),
+              charge_id: a.chargeId,
+              charge_at: a.now,
+              updated_at: a.now,
+            }))
+            .where('id', '=', a.id)
+            .where('jti', '=', a.jti)
+            .where('status', '=', 'active')
+            .where('expires_at', '>', a.now)
+            .where('charge_id', 'is', null)
+            .whereRef('att_charge', '<', 'max_attempts'),
+        );
+        if (won.affected !== 1) throw new Rollback({ status: 'lost' });
+        if (cvv) {
+          // The card number's status row, locked: concurrent charges of this number reserve one after another.
+          const card = { merchantId: c.merchantId, fp: cvv.fingerprint };
+          yield prepared('unit:cvvStatusRow', { ...card, now: claim.now }, (a) =>
+            db
+              .insertInto('cvv_status')
+              .values({ merchant_id: a.merchantId, fingerprint: a.fp, failed_attempts: 0, blocked: 0, updated_at: a.now })
+              .onConflict((oc) => oc.columns(['merchant_id', 'fingerprint']).doNothing()),
+          );
+          const st = (yield prepared('unit:cvvStatusLocked', card, (a) =>
+            locked(db.selectFrom('cvv_status').select(['failed_attempts', 'blocked']).where('merchant_id', '=', a.merchantId).where('fingerprint', '=', a.fp)),
+          )).rows[0] as { failed_attempts: number; blocked: number };
+          const failed = Number(st.failed_attempts);
+          if (Number(st.blocked) === 1 || failed >= cvv.threshold) throw new Rollback({ status: 'cvv_blocked' });
+          const inFlight = (yield prepared('unit:cvvInFlight', card, (a) =>
+            db
+              .selectFrom('charges')
+              .select((eb) => eb.fn.countAll<number>().as('n'))
+              .where('merchant_id', '=', a.merchantId)
+              .where('cvv_fingerprint', '=', a.fp)
+              .where('status', '=', PENDING),
+          )).rows[0] as { n: number };
+          if (failed + Number(inFlight.n) >= cvv.threshold) throw new Rollback({ status: 'cvv_busy' });
         }
-        row = (yield prepared('unit:readCvc', cvc, (a) => db.selectFrom('cvc_sessions').selectAll().where('id', '=', a.id).where('expires_at', '>', a.now))).rows[0];
-      }
-      if (!row) throw new Rollback({ status: 'cvc_gone' });
-      const key = { id: take.id };
-      const share = take.retention === 'single_use'
-        ? (yield prepared('unit:takeKey', key, (a) => db.deleteFrom('cvv_keys').where('cvc_id', '=', a.id).returning('share'))).rows[0] as { share: Buffer } | undefined
-        : (yield prepared('unit:readKey', key, (a) => db.selectFrom('cvv_keys').select('share').where('cvc_id', '=', a.id))).rows[0] as { share: Buffer } | undefined;
-      if (!share) throw new Rollback({ status: 'cvc_gone' });
-      return { status: 'ok', cvc: { ...toCvc(row), keyShare: Buffer.from(share.share) } };
-    }, { durable: true });
+        const ins = yield prepared(
+          'unit:insertCharge',
+          {
+            id: c.id,
+            merchant_id: c.merchantId,
+            session_id: c.sessionId,
+            mode: c.mode,
+            idempotency_key: c.idempotencyKey,
+            request_hash: c.requestHash,
+            provider_key: c.providerKey,
+            processor: c.processor,
+            amount_value: c.amount.value,
+            currency: c.amount.currency,
+            created_at: c.createdAt,
+            updated_at: c.updatedAt,
+            cvv_fingerprint: cvv?.fingerprint ?? null,
+          },
+          (a) =>
+            db
+              .insertInto('charges')
+              .values({
+                ...a,
+                status: 'pending',
+                authorization_code: null,
+                decline_code: null,
+                cvv_result: null,
+                avs_result: null,
+                network_transaction_id: null,
+                response_sealed: null,
+              })
+              .onConflict((oc) => oc.doNothing()),
+        );
+        if (ins.affected !== 1) throw new Rollback({ status: 'key_reused' });
+        if (!take) return { status: 'ok', cvc: null };
+        // The CVV the charge sends, taken now: gone or expired, the whole charge is refused (410) and nothing changes.
+        const cvc = { id: take.id, now: claim.now };
+        let row: Selectable<CvcSessionsTable> | undefined;
+        if (take.retention === 'single_use') {
+          row = (yield prepared('unit:takeCvc', cvc, (a) =>
+            db.deleteFrom('cvc_sessions').where('id', '=', a.id).where('expires_at', '>', a.now).returningAll(),
+          )).rows[0];
+        } else {
+          if (take.retention === 'cache') {
+            // The one cache window starts at the first use and never reaches past the CVV's lifetime.
+            yield prepared('unit:startCacheWindow', { ...cvc, until: take.cacheUntil }, (a) =>
+              db
+                .updateTable('cvc_sessions')
+                .set({ first_used_at: a.now, expires_at: sql<number>`CASE WHEN expires_at < ${a.until} THEN expires_at ELSE ${a.until} END` })
+                .where('id', '=', a.id)
+                .where('first_used_at', 'is', null)
+                .where('expires_at', '>', a.now),
+            );
+          }
+          row = (yield prepared('unit:readCvc', cvc, (a) => db.selectFrom('cvc_sessions').selectAll().where('id', '=', a.id).where('expires_at', '>', a.now)))
+            .rows[0];
+        }
+        if (!row) throw new Rollback({ status: 'cvc_gone' });
+        const key = { id: take.id };
+        const share =
+          take.retention === 'single_use'
+            ? ((yield prepared('unit:takeKey', key, (a) => db.deleteFrom('cvv_keys').where('cvc_id', '=', a.id).returning('share'))).rows[0] as
+                { share: Buffer } | undefined)
+            : ((yield prepared('unit:readKey', key, (a) => db.selectFrom('cvv_keys').select('share').where('cvc_id', '=', a.id))).rows[0] as
+                { share: Buffer } | undefined);
+        if (!share) throw new Rollback({ status: 'cvc_gone' });
+        return { status: 'ok', cvc: { ...toCvc(row), keyShare: Buffer.from(share.share) } };
+      },
+      { durable: true },
+    );
     if (out.status === 'ok' && take?.retention === 'single_use') {
       this.#afterCvvDelete();
       this.#afterKeyDelete();
@@ -1289,30 +1993,57 @@ export class KyselyStore implements Store {
     const o = p.outcome;
     const f = p.finish;
     let destroyed = false;
-    const out = await this.#transaction(function* (): Unit<{ recorded: boolean; cvvBlocked: boolean }> {
-      const { recorded, cvvBlocked } = yield* recordOutcome(db, p.chargeId, o, p.now, p.threshold);
-      if (!recorded) throw new Rollback({ recorded: false, cvvBlocked: false });
-      if (p.responseSealed) {
-        yield prepared('unit:chargeResponse', { id: p.chargeId, sealed: pack(p.responseSealed) }, (a) => db.updateTable('charges').set({ response_sealed: a.sealed }).where('id', '=', a.id));
-      }
-      if (p.destroyCvc) {
-        const cvc = { id: p.destroyCvc };
-        yield prepared('unit:dropKey', cvc, (a) => db.deleteFrom('cvv_keys').where('cvc_id', '=', a.id));
-        destroyed = (yield prepared('unit:dropCvc', cvc, (a) => db.deleteFrom('cvc_sessions').where('id', '=', a.id))).affected > 0;
-      }
-      const finish = {
-        id: f.id, jti: f.jti, chargeId: p.chargeId, results: JSON.stringify(f.results), tokenHash: f.tokenHash, now: p.now,
-        replayJti: f.replay.jti, replayHash: f.replay.hash, replaySealed: pack(f.replay.sealed), replayAt: f.replay.at,
-      };
-      const fin = yield prepared(`unit:finishCharge:${f.complete}`, finish, (a) => db.updateTable('sessions').set({
-        results: a.results, token_hash: a.tokenHash, updated_at: a.now,
-        replay_jti: a.replayJti, replay_hash: a.replayHash, replay_sealed: a.replaySealed, replay_at: a.replayAt,
-        charge_id: null, charge_at: null, ...(f.complete ? { status: 'completed' } : {}),
-      }).where('id', '=', a.id).where('jti', '=', a.jti).where('charge_id', '=', a.chargeId));
-      if (fin.affected !== 1) throw new Rollback({ recorded: false, cvvBlocked: false });
-      yield* insertEvents(db, cvvBlocked ? [...p.ifBlocked, ...p.events] : p.events);
-      return { recorded: true, cvvBlocked };
-    }, { durable: true });
+    const out = await this.#transaction(
+      function* (): Unit<{ recorded: boolean; cvvBlocked: boolean }> {
+        const { recorded, cvvBlocked } = yield* recordOutcome(db, p.chargeId, o, p.now, p.threshold);
+        if (!recorded) throw new Rollback({ recorded: false, cvvBlocked: false });
+        if (p.responseSealed) {
+          yield prepared('unit:chargeResponse', { id: p.chargeId, sealed: pack(p.responseSealed) }, (a) =>
+            db.updateTable('charges').set({ response_sealed: a.sealed }).where('id', '=', a.id),
+          );
+        }
+        if (p.destroyCvc) {
+          const cvc = { id: p.destroyCvc };
+          yield prepared('unit:dropKey', cvc, (a) => db.deleteFrom('cvv_keys').where('cvc_id', '=', a.id));
+          destroyed = (yield prepared('unit:dropCvc', cvc, (a) => db.deleteFrom('cvc_sessions').where('id', '=', a.id))).affected > 0;
+        }
+        const finish = {
+          id: f.id,
+          jti: f.jti,
+          chargeId: p.chargeId,
+          results: JSON.stringify(f.results),
+          tokenHash: f.tokenHash,
+          now: p.now,
+          replayJti: f.replay.jti,
+          replayHash: f.replay.hash,
+          replaySealed: pack(f.replay.sealed),
+          replayAt: f.replay.at,
+        };
+        const fin = yield prepared(`unit:finishCharge:${f.complete}`, finish, (a) =>
+          db
+            .updateTable('sessions')
+            .set({
+              results: a.results,
+              token_hash: a.tokenHash,
+              updated_at: a.now,
+              replay_jti: a.replayJti,
+              replay_hash: a.replayHash,
+              replay_sealed: a.replaySealed,
+              replay_at: a.replayAt,
+              charge_id: null,
+              charge_at: null,
+              ...(f.complete ? { status: 'completed' } : {}),
+            })
+            .where('id', '=', a.id)
+            .where('jti', '=', a.jti)
+            .where('charge_id', '=', a.chargeId),
+        );
+        if (fin.affected !== 1) throw new Rollback({ recorded: false, cvvBlocked: false });
+        yield* insertEvents(db, cvvBlocked ? [...p.ifBlocked, ...p.events] : p.events);
+        return { recorded: true, cvvBlocked };
+      },
+      { durable: true },
+    );
     if (destroyed) {
       this.#afterKeyDelete();
       this.#afterCvvDelete();
@@ -1323,9 +2054,12 @@ export class KyselyStore implements Store {
   async abortCharge(p: Parameters<Store['abortCharge']>[0]): Promise<boolean> {
     const db = this.db;
     return this.#transaction(function* (): Unit<boolean> {
-      const back = yield db.updateTable('sessions')
+      const back = yield db
+        .updateTable('sessions')
         .set((eb) => ({ jti: p.oldJti, seq: eb('seq', '-', 1), att_charge: eb('att_charge', '-', 1), charge_id: null, charge_at: null, updated_at: p.now }))
-        .where('id', '=', p.id).where('jti', '=', p.jti).where('charge_id', '=', p.chargeId);
+        .where('id', '=', p.id)
+        .where('jti', '=', p.jti)
+        .where('charge_id', '=', p.chargeId);
       if (back.affected !== 1) throw new Rollback(false);
       // It never reached the processor: no record of a charge that was not made (and its CVV reservation goes with it).
       yield db.deleteFrom('charges').where('id', '=', p.chargeId).where('status', '=', PENDING);
@@ -1333,32 +2067,59 @@ export class KyselyStore implements Store {
     });
   }
 
-  async recordChargeOutcome(id: string, o: Parameters<Store['recordChargeOutcome']>[1], now: number, threshold: number): Promise<{ recorded: boolean; cvvBlocked: boolean }> {
+  async recordChargeOutcome(
+    id: string,
+    o: Parameters<Store['recordChargeOutcome']>[1],
+    now: number,
+    threshold: number,
+  ): Promise<{ recorded: boolean; cvvBlocked: boolean }> {
     const db = this.db;
     return this.#transaction(() => recordOutcome(db, id, o, now, threshold), { durable: true });
   }
 
   async settleChargeLock(p: Parameters<Store['settleChargeLock']>[0]): Promise<boolean> {
-    const r = await this.db.updateTable('sessions')
+    const r = await this.db
+      .updateTable('sessions')
       .set((eb) => ({
-        jti: p.newJti, seq: eb('seq', '+', 1), token_hash: p.tokenHash, results: JSON.stringify(p.results), updated_at: p.now,
-        charge_id: null, charge_at: null, replay_jti: null, replay_hash: null, replay_sealed: null, replay_at: null,
+        jti: p.newJti,
+        seq: eb('seq', '+', 1),
+        token_hash: p.tokenHash,
+        results: JSON.stringify(p.results),
+        updated_at: p.now,
+        charge_id: null,
+        charge_at: null,
+        replay_jti: null,
+        replay_hash: null,
+        replay_sealed: null,
+        replay_at: null,
         ...(p.complete ? { status: 'completed' } : {}),
       }))
-      .where('id', '=', p.id).where('charge_id', '=', p.chargeId)
+      .where('id', '=', p.id)
+      .where('charge_id', '=', p.chargeId)
       .executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;
   }
 
   async leaseChargeRecovery(p: Parameters<Store['leaseChargeRecovery']>[0]): Promise<boolean> {
-    const r = await this.db.updateTable('sessions').set({ charge_at: p.now })
-      .where('id', '=', p.id).where('charge_id', '=', p.chargeId).where('charge_at', '=', p.since).executeTakeFirst();
+    const r = await this.db
+      .updateTable('sessions')
+      .set({ charge_at: p.now })
+      .where('id', '=', p.id)
+      .where('charge_id', '=', p.chargeId)
+      .where('charge_at', '=', p.since)
+      .executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;
   }
 
   async listChargeLocks(since: number, limit: number): Promise<Array<{ sessionId: string; chargeId: string; since: number; merchantId: string; mode: Mode }>> {
-    const rows = await this.db.selectFrom('sessions').select(['id', 'charge_id', 'charge_at', 'merchant_id', 'mode'])
-      .where('charge_id', 'is not', null).where('charge_at', '<', since).orderBy('charge_at').limit(limit).execute();
+    const rows = await this.db
+      .selectFrom('sessions')
+      .select(['id', 'charge_id', 'charge_at', 'merchant_id', 'mode'])
+      .where('charge_id', 'is not', null)
+      .where('charge_at', '<', since)
+      .orderBy('charge_at')
+      .limit(limit)
+      .execute();
     return rows.map((r) => ({ sessionId: r.id, chargeId: r.charge_id!, since: Number(r.charge_at), merchantId: r.merchant_id, mode: r.mode as Mode }));
   }
 
@@ -1382,13 +2143,26 @@ export class KyselyStore implements Store {
     const db = this.db;
     const locked = this.#locked.bind(this);
     const out = await this.#transaction(function* (): Unit<'deleted' | 'gone' | 'charging'> {
-      const row = (yield locked(db.selectFrom('cvc_sessions').select(['session_id', 'card_token', 'expires_at'])
-        .where('id', '=', id).where('merchant_id', '=', merchantId).where('mode', '=', mode))).rows[0] as { session_id: string | null; card_token: string; expires_at: number } | undefined;
+      const row = (yield locked(
+        db
+          .selectFrom('cvc_sessions')
+          .select(['session_id', 'card_token', 'expires_at'])
+          .where('id', '=', id)
+          .where('merchant_id', '=', merchantId)
+          .where('mode', '=', mode),
+      )).rows[0] as { session_id: string | null; card_token: string; expires_at: number } | undefined;
       if (!row) return 'gone';
       // Its own session, or for a card-level CVV any session of its card: owned by a charge, it stays.
-      const busy = row.session_id !== null
-        ? (yield locked(db.selectFrom('sessions').select('id').where('id', '=', row.session_id).where('charge_id', 'is not', null))).rows.length > 0
-        : (yield db.selectFrom('sessions').select('id').where('charge_id', 'is not', null).where('card_token', '=', row.card_token).where('merchant_id', '=', merchantId).limit(1)).rows.length > 0;
+      const busy =
+        row.session_id !== null
+          ? (yield locked(db.selectFrom('sessions').select('id').where('id', '=', row.session_id).where('charge_id', 'is not', null))).rows.length > 0
+          : (yield db
+              .selectFrom('sessions')
+              .select('id')
+              .where('charge_id', 'is not', null)
+              .where('card_token', '=', row.card_token)
+              .where('merchant_id', '=', merchantId)
+              .limit(1)).rows.length > 0;
       if (busy) return 'charging';
       yield db.deleteFrom('cvv_keys').where('cvc_id', '=', id);
       yield db.deleteFrom('cvc_sessions').where('id', '=', id);
@@ -1406,14 +2180,19 @@ export class KyselyStore implements Store {
   }
 
   async getCvvKeyShare(cvcId: string): Promise<Buffer | null> {
-    const { rows: [r] } = await this.#exec('getCvvKeyShare', { cvcId }, (a) => this.db.selectFrom('cvv_keys').select('share').where('cvc_id', '=', a.cvcId));
+    const {
+      rows: [r],
+    } = await this.#exec('getCvvKeyShare', { cvcId }, (a) => this.db.selectFrom('cvv_keys').select('share').where('cvc_id', '=', a.cvcId));
     return r ? Buffer.from(r.share) : null;
   }
 
   /** Deletes the key shares of these CVC sessions (before their rows): what makes their ciphertext useless. */
   async #dropKeys(ids: string[] | SelectQueryBuilder<Database, any, { id: string }>): Promise<void> {
     if (Array.isArray(ids) && ids.length === 0) return;
-    const r = await this.db.deleteFrom('cvv_keys').where('cvc_id', 'in', ids as never).executeTakeFirst();
+    const r = await this.db
+      .deleteFrom('cvv_keys')
+      .where('cvc_id', 'in', ids as never)
+      .executeTakeFirst();
     if (Number(r.numDeletedRows) > 0) this.#afterKeyDelete();
   }
 
@@ -1428,7 +2207,10 @@ export class KyselyStore implements Store {
     if (this.engine !== 'postgres' || this.#vacuumTimer) return;
     this.#vacuumTimer = setTimeout(() => {
       this.#vacuumTimer = null;
-      void sql`VACUUM cvv_keys`.execute(this.db).then(() => this.#opts.onCheckpoint?.(0), () => undefined);
+      void sql`VACUUM cvv_keys`.execute(this.db).then(
+        () => this.#opts.onCheckpoint?.(0),
+        () => undefined,
+      );
     }, 50);
     this.#vacuumTimer.unref();
   }

@@ -9,7 +9,8 @@ export type Engine = 'sqlite' | 'postgres';
 const m0001 = (engine: Engine): Migration => ({
   async up(db: Kysely<any>) {
     const blob = engine === 'postgres' ? 'bytea' : 'blob';
-    await db.schema.createTable('merchants')
+    await db.schema
+      .createTable('merchants')
       .addColumn('id', 'text', (c) => c.primaryKey())
       .addColumn('name', 'text', (c) => c.notNull())
       .addColumn('allowed_origins', 'text', (c) => c.notNull())
@@ -20,7 +21,8 @@ const m0001 = (engine: Engine): Migration => ({
       .addColumn('created_at', 'bigint', (c) => c.notNull())
       .addColumn('updated_at', 'bigint', (c) => c.notNull())
       .execute();
-    await db.schema.createTable('api_keys')
+    await db.schema
+      .createTable('api_keys')
       .addColumn('id', 'text', (c) => c.primaryKey())
       .addColumn('merchant_id', 'text', (c) => c.notNull().references('merchants.id'))
       .addColumn('mode', 'text', (c) => c.notNull())
@@ -29,7 +31,8 @@ const m0001 = (engine: Engine): Migration => ({
       .addColumn('created_at', 'bigint', (c) => c.notNull())
       .addColumn('revoked_at', 'bigint')
       .execute();
-    await db.schema.createTable('signing_keys')
+    await db.schema
+      .createTable('signing_keys')
       .addColumn('kid', 'text', (c) => c.primaryKey())
       .addColumn('alg', 'text', (c) => c.notNull())
       .addColumn('public_jwk', 'text', (c) => c.notNull())
@@ -39,7 +42,8 @@ const m0001 = (engine: Engine): Migration => ({
       .addColumn('activated_at', 'bigint', (c) => c.notNull())
       .addColumn('retired_at', 'bigint')
       .execute();
-    await db.schema.createTable('cards')
+    await db.schema
+      .createTable('cards')
       .addColumn('token', 'text', (c) => c.primaryKey())
       .addColumn('merchant_id', 'text', (c) => c.notNull().references('merchants.id'))
       .addColumn('mode', 'text', (c) => c.notNull())
@@ -55,7 +59,8 @@ const m0001 = (engine: Engine): Migration => ({
       .addColumn('created_at', 'bigint', (c) => c.notNull())
       .execute();
     await db.schema.createIndex('cards_merchant_fp').on('cards').columns(['merchant_id', 'fingerprint']).execute();
-    await db.schema.createTable('cvv_status')
+    await db.schema
+      .createTable('cvv_status')
       .addColumn('merchant_id', 'text', (c) => c.notNull())
       .addColumn('fingerprint', 'text', (c) => c.notNull())
       .addColumn('failed_attempts', 'integer', (c) => c.notNull())
@@ -63,7 +68,8 @@ const m0001 = (engine: Engine): Migration => ({
       .addColumn('updated_at', 'bigint', (c) => c.notNull())
       .addPrimaryKeyConstraint('cvv_status_pk', ['merchant_id', 'fingerprint'])
       .execute();
-    await db.schema.createTable('cvc_sessions')
+    await db.schema
+      .createTable('cvc_sessions')
       .addColumn('id', 'text', (c) => c.primaryKey())
       .addColumn('merchant_id', 'text', (c) => c.notNull())
       .addColumn('mode', 'text', (c) => c.notNull())
@@ -79,7 +85,8 @@ const m0001 = (engine: Engine): Migration => ({
     await db.schema.createIndex('cvc_sessions_card').on('cvc_sessions').columns(['card_token']).execute();
     await db.schema.createIndex('cvc_sessions_session').on('cvc_sessions').columns(['session_id']).execute();
     await db.schema.createIndex('cvc_sessions_expiry').on('cvc_sessions').columns(['expires_at']).execute();
-    await db.schema.createTable('sessions')
+    await db.schema
+      .createTable('sessions')
       .addColumn('id', 'text', (c) => c.primaryKey())
       .addColumn('merchant_id', 'text', (c) => c.notNull())
       .addColumn('mode', 'text', (c) => c.notNull())
@@ -112,7 +119,8 @@ const m0001 = (engine: Engine): Migration => ({
       .addColumn('updated_at', 'bigint', (c) => c.notNull())
       .execute();
     await db.schema.createIndex('sessions_merchant').on('sessions').columns(['merchant_id', 'created_at']).execute();
-    await db.schema.createTable('idempotency_keys')
+    await db.schema
+      .createTable('idempotency_keys')
       .addColumn('merchant_id', 'text', (c) => c.notNull())
       .addColumn('endpoint', 'text', (c) => c.notNull())
       .addColumn('idem_key', 'text', (c) => c.notNull())
@@ -124,7 +132,8 @@ const m0001 = (engine: Engine): Migration => ({
       .addPrimaryKeyConstraint('idempotency_pk', ['merchant_id', 'endpoint', 'idem_key'])
       .execute();
     await db.schema.createIndex('idempotency_expiry').on('idempotency_keys').columns(['expires_at']).execute();
-    await db.schema.createTable('meta')
+    await db.schema
+      .createTable('meta')
       .addColumn('name', 'text', (c) => c.primaryKey())
       .addColumn('value', 'text', (c) => c.notNull())
       .execute();
@@ -135,7 +144,8 @@ const m0001 = (engine: Engine): Migration => ({
 const m0002 = (engine: Engine): Migration => ({
   async up(db: Kysely<any>) {
     const blob = engine === 'postgres' ? 'bytea' : 'blob';
-    await db.schema.createTable('tds_transactions')
+    await db.schema
+      .createTable('tds_transactions')
       .addColumn('id', 'text', (c) => c.primaryKey())
       .addColumn('merchant_id', 'text', (c) => c.notNull())
       .addColumn('session_id', 'text', (c) => c.notNull())
@@ -151,7 +161,8 @@ const m0002 = (engine: Engine): Migration => ({
       .addColumn('completed_at', 'bigint')
       .execute();
     await db.schema.createIndex('tds_session').on('tds_transactions').columns(['session_id', 'created_at']).execute();
-    await db.schema.createTable('charges')
+    await db.schema
+      .createTable('charges')
       .addColumn('id', 'text', (c) => c.primaryKey())
       .addColumn('merchant_id', 'text', (c) => c.notNull())
       .addColumn('session_id', 'text', (c) => c.notNull())
@@ -172,11 +183,17 @@ const m0002 = (engine: Engine): Migration => ({
       .addColumn('created_at', 'bigint', (c) => c.notNull())
       .addColumn('updated_at', 'bigint', (c) => c.notNull())
       .execute();
-    await db.schema.createIndex('charges_idem').unique().on('charges').columns(['merchant_id', 'mode', 'idempotency_key'])
-      .where('idempotency_key', 'is not', null).execute();
+    await db.schema
+      .createIndex('charges_idem')
+      .unique()
+      .on('charges')
+      .columns(['merchant_id', 'mode', 'idempotency_key'])
+      .where('idempotency_key', 'is not', null)
+      .execute();
     await db.schema.createIndex('charges_session').on('charges').columns(['session_id']).execute();
     await db.schema.createIndex('charges_pending').on('charges').columns(['status', 'created_at']).execute();
-    await db.schema.createTable('webhook_endpoints')
+    await db.schema
+      .createTable('webhook_endpoints')
       .addColumn('id', 'text', (c) => c.primaryKey())
       .addColumn('merchant_id', 'text', (c) => c.notNull())
       .addColumn('mode', 'text', (c) => c.notNull())
@@ -186,7 +203,8 @@ const m0002 = (engine: Engine): Migration => ({
       .addColumn('created_at', 'bigint', (c) => c.notNull())
       .execute();
     await db.schema.createIndex('webhook_endpoints_merchant').on('webhook_endpoints').columns(['merchant_id', 'mode']).execute();
-    await db.schema.createTable('webhook_outbox')
+    await db.schema
+      .createTable('webhook_outbox')
       .addColumn('id', 'text', (c) => c.primaryKey())
       .addColumn('event_id', 'text', (c) => c.notNull())
       .addColumn('endpoint_id', 'text', (c) => c.notNull())
@@ -207,7 +225,8 @@ const m0002 = (engine: Engine): Migration => ({
 /** Merchants' custom CVV forms (sanitized HTML and CSS). */
 const m0003: Migration = {
   async up(db: Kysely<any>) {
-    await db.schema.createTable('custom_forms')
+    await db.schema
+      .createTable('custom_forms')
       .addColumn('id', 'text', (c) => c.primaryKey())
       .addColumn('merchant_id', 'text', (c) => c.notNull())
       .addColumn('mode', 'text', (c) => c.notNull())
@@ -233,7 +252,8 @@ const m0004 = (engine: Engine): Migration => ({
     if (engine === 'postgres') {
       await sql`CREATE UNLOGGED TABLE cvv_keys (cvc_id text PRIMARY KEY, share bytea NOT NULL, created_at bigint NOT NULL)`.execute(db);
     } else {
-      await db.schema.createTable('cvv_keys')
+      await db.schema
+        .createTable('cvv_keys')
         .addColumn('cvc_id', 'text', (c) => c.primaryKey())
         .addColumn('share', 'blob', (c) => c.notNull())
         .addColumn('created_at', 'bigint', (c) => c.notNull())
@@ -278,7 +298,8 @@ const m0006: Migration = {
  */
 const m0007: Migration = {
   async up(db: Kysely<any>) {
-    await db.schema.createTable('merchant_settings')
+    await db.schema
+      .createTable('merchant_settings')
       .addColumn('merchant_id', 'text', (c) => c.notNull().references('merchants.id'))
       .addColumn('mode', 'text', (c) => c.notNull())
       .addColumn('allowed_origins', 'text', (c) => c.notNull())
@@ -291,7 +312,9 @@ const m0007: Migration = {
       .execute();
     for (const mode of ['test', 'live']) {
       await sql`INSERT INTO merchant_settings (merchant_id, mode, allowed_origins, allowed_proxy_targets, processor, cvv_block_threshold, cvc_session_ttl_seconds, updated_at)
-        SELECT id, ${mode}, allowed_origins, allowed_proxy_targets, processor, cvv_block_threshold, cvc_session_ttl_seconds, updated_at FROM merchants`.execute(db);
+        SELECT id, ${mode}, allowed_origins, allowed_proxy_targets, processor, cvv_block_threshold, cvc_session_ttl_seconds, updated_at FROM merchants`.execute(
+        db,
+      );
     }
     await sql`UPDATE merchants SET processor = '{"type":"simulator"}', allowed_origins = '[]', allowed_proxy_targets = '[]'`.execute(db);
   },
@@ -300,7 +323,15 @@ const m0007: Migration = {
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_initial': m0001(engine), '0002_payments_webhooks': m0002(engine), '0003_custom_forms': m0003, '0004_cvv_key_shares': m0004(engine), '0005_indexes': m0005, '0006_charge_ownership': m0006, '0007_settings_per_mode': m0007 };
+      return {
+        '0001_initial': m0001(engine),
+        '0002_payments_webhooks': m0002(engine),
+        '0003_custom_forms': m0003,
+        '0004_cvv_key_shares': m0004(engine),
+        '0005_indexes': m0005,
+        '0006_charge_ownership': m0006,
+        '0007_settings_per_mode': m0007,
+      };
     },
   };
 }

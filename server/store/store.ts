@@ -303,7 +303,12 @@ export interface Store {
   /** A match (or an unblock): the count back to zero, unblocked. */
   resetCvvStatus(merchantId: string, fingerprint: string, now: number): Promise<void>;
   /** Changes one mode's settings only. */
-  updateMerchant(id: string, mode: Mode, patch: Partial<Pick<MerchantRecord, 'allowedOrigins' | 'allowedProxyTargets' | 'processor' | 'cvvBlockThreshold' | 'cvcSessionTtlSeconds'>>, now: number): Promise<MerchantRecord | null>;
+  updateMerchant(
+    id: string,
+    mode: Mode,
+    patch: Partial<Pick<MerchantRecord, 'allowedOrigins' | 'allowedProxyTargets' | 'processor' | 'cvvBlockThreshold' | 'cvcSessionTtlSeconds'>>,
+    now: number,
+  ): Promise<MerchantRecord | null>;
 
   /**
    * Stores a new session. With `idempotency`: in the same transaction, the
@@ -317,7 +322,12 @@ export interface Store {
    * merchant and mode) and, for a keyed request, the live Idempotency-Key
    * record of `endpoint` (expired ones are absent).
    */
-  getCreateContext(p: { merchantId: string; mode: Mode; cardToken: string; idempotency?: { endpoint: string; key: string; now: number } }): Promise<{ card: CardRecord | null; idempotency: IdempotencyRecord | null }>;
+  getCreateContext(p: {
+    merchantId: string;
+    mode: Mode;
+    cardToken: string;
+    idempotency?: { endpoint: string; key: string; now: number };
+  }): Promise<{ card: CardRecord | null; idempotency: IdempotencyRecord | null }>;
   getSession(merchantId: string, mode: Mode, id: string): Promise<SessionRecord | null>;
   /** By id only: the merchant comes from a verified token, and the caller compares it. */
   getSessionById(id: string): Promise<SessionRecord | null>;
@@ -339,14 +349,28 @@ export interface Store {
    * everything is: false when the token was not won.
    */
   commitOperation(p: {
-    id: string; jti: string; newJti: string; op: Operation; countAttempt: boolean; now: number;
-    results: OperationResults; tokenHash: string; complete: boolean; replay: { jti: string; hash: string; sealed: Sealed; at: number };
-    writes: OperationWrite[]; events: OutboxRecord[];
+    id: string;
+    jti: string;
+    newJti: string;
+    op: Operation;
+    countAttempt: boolean;
+    now: number;
+    results: OperationResults;
+    tokenHash: string;
+    complete: boolean;
+    replay: { jti: string; hash: string; sealed: Sealed; at: number };
+    writes: OperationWrite[];
+    events: OutboxRecord[];
   }): Promise<boolean>;
   /** Records an operation's outcome under the token it produced (conditional on that token still being current). */
   finishOperation(p: {
-    id: string; jti: string; results: OperationResults; tokenHash: string; now: number;
-    complete: boolean; replay: { jti: string; hash: string; sealed: Sealed; at: number };
+    id: string;
+    jti: string;
+    results: OperationResults;
+    tokenHash: string;
+    now: number;
+    complete: boolean;
+    replay: { jti: string; hash: string; sealed: Sealed; at: number };
   }): Promise<boolean>;
   /**
    * The unit that starts a charge, in one transaction: wins the token (the
@@ -381,10 +405,21 @@ export interface Store {
    * (crash recovery) recorded it first, and nothing is written.
    */
   completeCharge(p: {
-    chargeId: string; outcome: Pick<ChargeRecord, 'status' | 'authorizationCode' | 'declineCode' | 'cvvResult' | 'avsResult' | 'networkTransactionId'>;
-    threshold: number; destroyCvc: string | null;
-    finish: { id: string; jti: string; results: OperationResults; tokenHash: string; complete: boolean; replay: { jti: string; hash: string; sealed: Sealed; at: number } };
-    now: number; events: OutboxRecord[]; ifBlocked: OutboxRecord[];
+    chargeId: string;
+    outcome: Pick<ChargeRecord, 'status' | 'authorizationCode' | 'declineCode' | 'cvvResult' | 'avsResult' | 'networkTransactionId'>;
+    threshold: number;
+    destroyCvc: string | null;
+    finish: {
+      id: string;
+      jti: string;
+      results: OperationResults;
+      tokenHash: string;
+      complete: boolean;
+      replay: { jti: string; hash: string; sealed: Sealed; at: number };
+    };
+    now: number;
+    events: OutboxRecord[];
+    ifBlocked: OutboxRecord[];
     /** A keyed charge's response, sealed, kept for its retries (as setChargeResponse, in the same transaction). */
     responseSealed?: Sealed | null;
   }): Promise<{ recorded: boolean; cvvBlocked: boolean }>;
@@ -400,13 +435,26 @@ export interface Store {
    * failure (blocking at `threshold`), a match resets the count.
    * `cvvBlocked`: this very outcome blocked the card number.
    */
-  recordChargeOutcome(id: string, outcome: Pick<ChargeRecord, 'status' | 'authorizationCode' | 'declineCode' | 'cvvResult' | 'avsResult' | 'networkTransactionId'>, now: number, threshold: number): Promise<{ recorded: boolean; cvvBlocked: boolean }>;
+  recordChargeOutcome(
+    id: string,
+    outcome: Pick<ChargeRecord, 'status' | 'authorizationCode' | 'declineCode' | 'cvvResult' | 'avsResult' | 'networkTransactionId'>,
+    now: number,
+    threshold: number,
+  ): Promise<{ recorded: boolean; cvvBlocked: boolean }>;
   /**
    * Ends a charge's ownership of its session with its outcome, from outside the
    * operation call (crash recovery): a new current token, the results, completed
    * when approved; only while `chargeId` still owns the session.
    */
-  settleChargeLock(p: { id: string; chargeId: string; newJti: string; tokenHash: string; results: OperationResults; complete: boolean; now: number }): Promise<boolean>;
+  settleChargeLock(p: {
+    id: string;
+    chargeId: string;
+    newJti: string;
+    tokenHash: string;
+    results: OperationResults;
+    complete: boolean;
+    now: number;
+  }): Promise<boolean>;
   /** Crash recovery's lease on a session a charge owns: its ownership time moved from `since` to `now`, for one caller. */
   leaseChargeRecovery(p: { id: string; chargeId: string; since: number; now: number }): Promise<boolean>;
   /** Sessions owned by a charge since before `since`: what crash recovery looks at. */
@@ -446,7 +494,10 @@ export interface Store {
   enqueueWebhooks(rows: OutboxRecord[]): Promise<void>;
   /** Locks up to `limit` due deliveries for `lockMs` (one instance each: FOR UPDATE SKIP LOCKED on PostgreSQL). */
   claimDueWebhooks(now: number, lockMs: number, limit: number): Promise<OutboxRecord[]>;
-  settleWebhook(id: string, p: { status: OutboxRecord['status']; attempts: number; nextAttemptAt: number; lastStatus: number | null; now: number }): Promise<void>;
+  settleWebhook(
+    id: string,
+    p: { status: OutboxRecord['status']; attempts: number; nextAttemptAt: number; lastStatus: number | null; now: number },
+  ): Promise<void>;
   listOutbox(merchantId: string): Promise<OutboxRecord[]>;
 
   insertCustomForm(f: CustomFormRecord): Promise<void>;
@@ -456,7 +507,14 @@ export interface Store {
   deleteCustomForm(merchantId: string, mode: Mode, id: string): Promise<boolean>;
 
   /** Claims an idempotency key, or returns what is already stored under it (expired keys are replaced). */
-  reserveIdempotencyKey(p: { merchantId: string; endpoint: string; key: string; requestHash: string; now: number; expiresAt: number }): Promise<IdempotencyRecord | null>;
+  reserveIdempotencyKey(p: {
+    merchantId: string;
+    endpoint: string;
+    key: string;
+    requestHash: string;
+    now: number;
+    expiresAt: number;
+  }): Promise<IdempotencyRecord | null>;
   completeIdempotencyKey(p: { merchantId: string; endpoint: string; key: string; status: number; responseSealed: Sealed }): Promise<void>;
   releaseIdempotencyKey(p: { merchantId: string; endpoint: string; key: string }): Promise<void>;
   deleteExpiredIdempotencyKeys(now: number, limit: number): Promise<number>;

@@ -46,13 +46,22 @@ if (!chromiumAvailable()) {
           return;
         }
         const api = async (path: string, body: unknown) => {
-          const r = await fetch(`${base}${path}`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+          const r = await fetch(`${base}${path}`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+            body: JSON.stringify(body),
+          });
           return r.json() as Promise<any>;
         };
         if (url.pathname === '/session') {
           const card = await api('/Cards', { number: url.searchParams.get('card') ?? '4000000000002024', expMonth: 12, expYear: 2030 });
           const form = url.searchParams.get('form');
-          const s = await api('/CvvOperations', { card: card.token, operations: ['collectCvv', 'threeDS', 'charge'], amount: { value: 1999, currency: 'EUR' }, ...(form ? { form } : {}) });
+          const s = await api('/CvvOperations', {
+            card: card.token,
+            operations: ['collectCvv', 'threeDS', 'charge'],
+            amount: { value: 1999, currency: 'EUR' },
+            ...(form ? { form } : {}),
+          });
           res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: s.token }));
           return;
         }
@@ -62,7 +71,10 @@ if (!chromiumAvailable()) {
           res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(await api('/CvvOperations/validateToken', JSON.parse(body))));
           return;
         }
-        const sri = `sha384-${(await import('node:crypto')).createHash('sha384').update(readFileSync(join(process.cwd(), 'public/sdk/v1/cvvops.js'))).digest('base64')}`;
+        const sri = `sha384-${(await import('node:crypto'))
+          .createHash('sha384')
+          .update(readFileSync(join(process.cwd(), 'public/sdk/v1/cvvops.js')))
+          .digest('base64')}`;
         res.writeHead(200, { 'content-type': 'text/html' }).end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shop</title></head><body>
 <main><h1>Checkout</h1><div id="cvv"></div><button id="pay" type="button" disabled>Pay</button><p id="out" role="status"></p></main>
 <script src="${base}/sdk/v1/cvvops.js" integrity="${sri}" crossorigin="anonymous"></script>
@@ -101,14 +113,21 @@ window.flow = (async () => {
       shopOrigin = `http://localhost:${(shop.address() as { port: number }).port}`;
       other = http.createServer((req, res) => {
         const src = new URL(req.url ?? '/', 'http://x').searchParams.get('src') ?? '';
-        res.writeHead(200, { 'content-type': 'text/html' }).end(`<!doctype html><title>Other</title><iframe id="f" src="${src.replace(/"/g, '&quot;')}"></iframe>`);
+        res
+          .writeHead(200, { 'content-type': 'text/html' })
+          .end(`<!doctype html><title>Other</title><iframe id="f" src="${src.replace(/"/g, '&quot;')}"></iframe>`);
       });
       await new Promise<void>((r) => other.listen(0, '127.0.0.1', () => r()));
       otherOrigin = `http://127.0.0.1:${(other.address() as { port: number }).port}`;
       const master = randomBytes(32);
       const config = loadConfig({
-        PORT: String(port), PUBLIC_BASE_URL: base, DATABASE_URL: `sqlite::memory:`, CVVOPS_MASTER_KEY: master.toString('base64'),
-        CVVOPS_RATE_LIMIT: 'off', LOG_LEVEL: 'silent', CVVOPS_DEMO: 'on',
+        PORT: String(port),
+        PUBLIC_BASE_URL: base,
+        DATABASE_URL: `sqlite::memory:`,
+        CVVOPS_MASTER_KEY: master.toString('base64'),
+        CVVOPS_RATE_LIMIT: 'off',
+        LOG_LEVEL: 'silent',
+        CVVOPS_DEMO: 'on',
       });
       deps = await createDeps(config, createLogger('silent'), { clock: new ManualClock(Date.now()), masterKey: new Secret(master) });
       const created = await deps.merchants.create({ name: 'Shop', origins: [shopOrigin] });
@@ -142,64 +161,72 @@ window.flow = (async () => {
 
     async function axe(frame: Page | Frame): Promise<unknown[]> {
       await frame.evaluate(AXE);
-      const r = await frame.evaluate('axe.run(document, { resultTypes: ["violations"] }).then(r => r.violations.map(v => ({ id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.html) })))');
+      const r = await frame.evaluate(
+        'axe.run(document, { resultTypes: ["violations"] }).then(r => r.violations.map(v => ({ id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.html) })))',
+      );
       return r as unknown[];
     }
 
-    it('the 3DS overlay closes by its button, Escape in the challenge and the backdrop: threeDS() rejects "canceled", focus comes back, the same session then authenticates', { timeout: 90_000 }, async () => {
-      const overlayCount = (page: Page) => page.locator('[role="dialog"][aria-label="Payment verification"]').count();
-      /** Starts threeDS() on the page; the result (status, or error code) is read later with `outcome`. */
-      const start = async (page: Page) => {
-        // A statement, not the promise: evaluate would wait for it.
-        await page.evaluate('void (window.pending = window.form.threeDS().then((r) => r.result.status, (e) => e.code))');
-        return (await (await page.waitForSelector('iframe[title="Payment verification"]')).contentFrame())!;
-      };
-      const outcome = (page: Page) => page.evaluate<string>(
-        'Promise.race([window.pending, new Promise((r) => setTimeout(() => r("still open after 10 s"), 10000))])');
-      const ready = async (query: string) => {
-        const { page, form } = await shopPage(query);
-        await form.locator('[data-cvvops="cvv"]').fill('123');
-        assert.equal(await page.evaluate("window.form.collectCvv().then((r) => r.result.status)"), 'succeeded');
-        // Where the shopper's focus was when the verification opened (Pay is disabled again once the field is cleared).
-        await page.evaluate(`document.body.insertAdjacentHTML('beforeend', '<button id="before" type="button">Back</button>'); document.getElementById('before').focus()`);
-        return page;
-      };
+    it(
+      'the 3DS overlay closes by its button, Escape in the challenge and the backdrop: threeDS() rejects "canceled", focus comes back, the same session then authenticates',
+      { timeout: 90_000 },
+      async () => {
+        const overlayCount = (page: Page) => page.locator('[role="dialog"][aria-label="Payment verification"]').count();
+        /** Starts threeDS() on the page; the result (status, or error code) is read later with `outcome`. */
+        const start = async (page: Page) => {
+          // A statement, not the promise: evaluate would wait for it.
+          await page.evaluate('void (window.pending = window.form.threeDS().then((r) => r.result.status, (e) => e.code))');
+          return (await (await page.waitForSelector('iframe[title="Payment verification"]')).contentFrame())!;
+        };
+        const outcome = (page: Page) =>
+          page.evaluate<string>('Promise.race([window.pending, new Promise((r) => setTimeout(() => r("still open after 10 s"), 10000))])');
+        const ready = async (query: string) => {
+          const { page, form } = await shopPage(query);
+          await form.locator('[data-cvvops="cvv"]').fill('123');
+          assert.equal(await page.evaluate('window.form.collectCvv().then((r) => r.result.status)'), 'succeeded');
+          // Where the shopper's focus was when the verification opened (Pay is disabled again once the field is cleared).
+          await page.evaluate(
+            `document.body.insertAdjacentHTML('beforeend', '<button id="before" type="button">Back</button>'); document.getElementById('before').focus()`,
+          );
+          return page;
+        };
 
-      let page = await ready('?card=4000000000002024');
-      let challenge = await start(page);
-      await challenge.waitForSelector('#code');
-      // Focus is in the dialog and stays there: Tab moves between its close button and the frame, never behind it.
-      for (let i = 0; i < 4; i++) {
-        await page.keyboard.press('Tab');
-        assert.equal(await page.evaluate("!!document.activeElement.closest('[role=dialog]')"), true, `Tab ${i + 1} stayed in the dialog`);
-      }
-      await page.click('button[aria-label="Cancel the verification"]');
-      assert.equal(await outcome(page), 'canceled');
-      assert.equal(await overlayCount(page), 0, 'the overlay is gone');
-      assert.equal(await page.evaluate('document.activeElement.id'), 'before', 'focus is back where it was');
-      challenge = await start(page);
-      await challenge.locator('#code').fill('123456');
-      await challenge.locator('button[type=submit]').click();
-      assert.equal(await outcome(page), 'Y', 'the same session authenticates after a cancel');
-      await page.close();
+        let page = await ready('?card=4000000000002024');
+        let challenge = await start(page);
+        await challenge.waitForSelector('#code');
+        // Focus is in the dialog and stays there: Tab moves between its close button and the frame, never behind it.
+        for (let i = 0; i < 4; i++) {
+          await page.keyboard.press('Tab');
+          assert.equal(await page.evaluate("!!document.activeElement.closest('[role=dialog]')"), true, `Tab ${i + 1} stayed in the dialog`);
+        }
+        await page.click('button[aria-label="Cancel the verification"]');
+        assert.equal(await outcome(page), 'canceled');
+        assert.equal(await overlayCount(page), 0, 'the overlay is gone');
+        assert.equal(await page.evaluate('document.activeElement.id'), 'before', 'focus is back where it was');
+        challenge = await start(page);
+        await challenge.locator('#code').fill('123456');
+        await challenge.locator('button[type=submit]').click();
+        assert.equal(await outcome(page), 'Y', 'the same session authenticates after a cancel');
+        await page.close();
 
-      page = await ready('?card=4000000000002024');
-      challenge = await start(page);
-      // A real key press in the frame, sent to whatever has focus: the frame is removed under it, so nothing may wait on it.
-      await challenge.locator('#code').focus();
-      await page.keyboard.press('Escape');
-      assert.equal(await outcome(page), 'canceled', 'Escape, pressed in the challenge frame');
-      assert.equal(await overlayCount(page), 0);
-      await start(page);
-      await page.mouse.click(3, 3);
-      assert.equal(await outcome(page), 'canceled', 'a click on the backdrop');
-      assert.equal(await overlayCount(page), 0);
-      challenge = await start(page);
-      await challenge.locator('#code').fill('123456');
-      await challenge.locator('button[type=submit]').click();
-      assert.equal(await outcome(page), 'Y');
-      await page.close();
-    });
+        page = await ready('?card=4000000000002024');
+        challenge = await start(page);
+        // A real key press in the frame, sent to whatever has focus: the frame is removed under it, so nothing may wait on it.
+        await challenge.locator('#code').focus();
+        await page.keyboard.press('Escape');
+        assert.equal(await outcome(page), 'canceled', 'Escape, pressed in the challenge frame');
+        assert.equal(await overlayCount(page), 0);
+        await start(page);
+        await page.mouse.click(3, 3);
+        assert.equal(await outcome(page), 'canceled', 'a click on the backdrop');
+        assert.equal(await overlayCount(page), 0);
+        challenge = await start(page);
+        await challenge.locator('#code').fill('123456');
+        await challenge.locator('button[type=submit]').click();
+        assert.equal(await outcome(page), 'Y');
+        await page.close();
+      },
+    );
 
     it('a merchant page on another origin mounts the SDK; the shopper types the CVV, passes the challenge, is charged; the merchant validates', async () => {
       const { page, form } = await shopPage('?card=4000000000002024');
@@ -251,8 +278,10 @@ window.flow = (async () => {
       let onPay = false;
       for (let i = 0; i < 4 && !onPay; i++) {
         await page.keyboard.press('Tab');
-        onPay = await page.waitForFunction("document.activeElement && document.activeElement.id === 'pay'", undefined, { timeout: 1000 })
-          .then(() => true, () => false);
+        onPay = await page.waitForFunction("document.activeElement && document.activeElement.id === 'pay'", undefined, { timeout: 1000 }).then(
+          () => true,
+          () => false,
+        );
       }
       assert.ok(onPay, 'Pay is reachable with Tab');
       await page.keyboard.press('Enter');
@@ -284,7 +313,8 @@ window.flow = (async () => {
 
     it('a custom form: injected script, onerror and exfiltrating CSS do nothing; the flow works', async () => {
       const res = await fetch(`${base}/CustomForms`, {
-        method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
         body: JSON.stringify({
           name: 'Checkout CVV',
           html: `<div class="box"><label for="c" data-cvvops="label">Card code</label><input id="c" data-cvvops="cvv" onfocus="fetch('${shopOrigin}/evil/onfocus')">
@@ -294,7 +324,7 @@ window.flow = (async () => {
         }),
       });
       assert.equal(res.status, 201);
-      const created = await res.json() as any;
+      const created = (await res.json()) as any;
       const removed = created.sanitized.map((r: any) => r.removed);
       for (const r of ['script', 'event-handler attribute', 'css url()', 'css @import']) assert.ok(removed.includes(r), `reported: ${r} in ${removed}`);
       const { page, form } = await shopPage(`?card=4000000000001018&form=${created.id}`);
@@ -313,14 +343,33 @@ window.flow = (async () => {
     });
 
     it('an origin the merchant does not allow cannot frame the form', async () => {
-      const r = await fetch(`${base}/CvvOperations`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ card: (await (await fetch(`${base}/Cards`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ number: '4000000000001018', expMonth: 12, expYear: 2030 }) })).json() as any).token, operations: ['collectCvv'] }) });
-      const s = await r.json() as any;
+      const r = await fetch(`${base}/CvvOperations`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          card: (
+            (await (
+              await fetch(`${base}/Cards`, {
+                method: 'POST',
+                headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+                body: JSON.stringify({ number: '4000000000001018', expMonth: 12, expYear: 2030 }),
+              })
+            ).json()) as any
+          ).token,
+          operations: ['collectCvv'],
+        }),
+      });
+      const s = (await r.json()) as any;
       const page = await browser.newPage();
       await page.goto(`${otherOrigin}/?src=${encodeURIComponent(s.formUrl)}`);
       await page.waitForTimeout(1500);
       const frame = page.frames().find((f) => f !== page.mainFrame());
-      const inputs = frame ? await frame.locator('[data-cvvops="cvv"]').count().catch(() => 0) : 0;
+      const inputs = frame
+        ? await frame
+            .locator('[data-cvvops="cvv"]')
+            .count()
+            .catch(() => 0)
+        : 0;
       assert.equal(inputs, 0, 'the form must not render inside a foreign page');
       // The same form is framable by the merchant's origin (control).
       const ok = await browser.newPage();
@@ -335,15 +384,37 @@ window.flow = (async () => {
 
     it('the 3DS challenge page works without JavaScript', async () => {
       const ctx = await browser.newContext({ javaScriptEnabled: false });
-      const card = await (await fetch(`${base}/Cards`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ number: '4000000000002024', expMonth: 12, expYear: 2030 }) })).json() as any;
-      const s = await (await fetch(`${base}/CvvOperations`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ card: card.token, operations: ['threeDS'] }) })).json() as any;
-      const t = await (await fetch(`${base}/CvvOperations/threeDS`, { method: 'POST', headers: { authorization: `Bearer ${s.token}`, 'content-type': 'application/json' }, body: '{}' })).json() as any;
+      const card = (await (
+        await fetch(`${base}/Cards`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ number: '4000000000002024', expMonth: 12, expYear: 2030 }),
+        })
+      ).json()) as any;
+      const s = (await (
+        await fetch(`${base}/CvvOperations`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ card: card.token, operations: ['threeDS'] }),
+        })
+      ).json()) as any;
+      const t = (await (
+        await fetch(`${base}/CvvOperations/threeDS`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${s.token}`, 'content-type': 'application/json' },
+          body: '{}',
+        })
+      ).json()) as any;
       const page = await ctx.newPage();
       await page.goto(t.result.challengeUrl);
       await page.fill('input[name="code"]', '123456');
       await page.click('button[type=submit]');
       await page.waitForSelector('[data-cvvops-3ds-status="Y"]');
-      const r = await fetch(`${base}/CvvOperations/threeDS/result`, { method: 'POST', headers: { authorization: `Bearer ${t.token}`, 'content-type': 'application/json' }, body: '{}' });
+      const r = await fetch(`${base}/CvvOperations/threeDS/result`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${t.token}`, 'content-type': 'application/json' },
+        body: '{}',
+      });
       assert.equal(((await r.json()) as any).result.status, 'Y');
       await ctx.close();
     });
@@ -358,12 +429,16 @@ window.flow = (async () => {
       const frame = (await (await page.waitForSelector('#cvv iframe')).contentFrame())!;
       await frame.locator('[data-cvvops="cvv"]').fill('123');
       await page.click('#pay');
-      await page.waitForFunction(() => {
-        // Our pages refuse eval (CSP), so the predicate is a function, not a string.
-        const doc = (globalThis as any).document;
-        return doc.querySelector('#outcome').textContent !== '' || [...doc.querySelectorAll('#steps h3')].some((h: any) => h.textContent === 'Error');
-      }, undefined, { timeout: 20_000 });
-      assert.match(await page.textContent('#outcome') ?? '', /Paid/, await page.locator('#steps li').last().textContent() ?? '');
+      await page.waitForFunction(
+        () => {
+          // Our pages refuse eval (CSP), so the predicate is a function, not a string.
+          const doc = (globalThis as any).document;
+          return doc.querySelector('#outcome').textContent !== '' || [...doc.querySelectorAll('#steps h3')].some((h: any) => h.textContent === 'Error');
+        },
+        undefined,
+        { timeout: 20_000 },
+      );
+      assert.match((await page.textContent('#outcome')) ?? '', /Paid/, (await page.locator('#steps li').last().textContent()) ?? '');
       assert.equal(await page.locator('#steps li').count(), 5);
       await page.screenshot({ path: join(SHOTS, 'demo.png'), fullPage: true });
       await page.close();
@@ -387,14 +462,20 @@ window.flow = (async () => {
       await challenge.locator('#code').fill('000000');
       await challenge.locator('button[type=submit]').click();
       await page.waitForFunction(() => (globalThis as any).document.querySelector('#outcome').textContent !== '', undefined, { timeout: 20_000 });
-      assert.match(await page.textContent('#outcome') ?? '', /^Not paid: 3-D Secure ended with N/);
+      assert.match((await page.textContent('#outcome')) ?? '', /^Not paid: 3-D Secure ended with N/);
       assert.ok(!(await page.locator('#steps h3').allTextContents()).includes('Browser: charge'), 'no charge was attempted');
       // The server agrees: the demo's sessions require 3-D Secure, so a charge with that token is refused, and none was made.
       assert.ok(latest, 'the page fetched the final 3DS result');
-      const charge = await fetch(`${base}/CvvOperations/charge`, { method: 'POST', headers: { authorization: `Bearer ${latest}`, 'content-type': 'application/json' }, body: '{}' });
+      const charge = await fetch(`${base}/CvvOperations/charge`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${latest}`, 'content-type': 'application/json' },
+        body: '{}',
+      });
       assert.equal(charge.status, 409);
       assert.equal(((await charge.json()) as any).error.code, 'precondition_failed');
-      const v = await (await fetch(`${base}/demo/api/validate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: latest }) })).json() as any;
+      const v = (await (
+        await fetch(`${base}/demo/api/validate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: latest }) })
+      ).json()) as any;
       assert.equal(v.valid, true);
       assert.equal(v.session.results.charge, undefined, 'no charge in the session');
       assert.equal(v.session.require3DS, true);

@@ -45,7 +45,9 @@ const children = new Set<ChildProcess>();
 /** Starts `node --import tsx server/main.ts` and waits for its "cvvops listening" log line (which carries the port). */
 function startServer(env: Record<string, string>): Promise<Server> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts'], {
-    cwd: ROOT, env: { ...process.env, ...env, PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: ROOT,
+    env: { ...process.env, ...env, PORT: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.add(child);
   let out = '';
@@ -91,7 +93,12 @@ interface Reply {
   body: any;
 }
 
-async function call(base: string, method: string, path: string, opts: { bearer?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<Reply> {
+async function call(
+  base: string,
+  method: string,
+  path: string,
+  opts: { bearer?: string; body?: unknown; headers?: Record<string, string> } = {},
+): Promise<Reply> {
   const res = await fetch(`${base}${path}`, {
     method,
     headers: {
@@ -213,15 +220,23 @@ describe('a charge interrupted by a server crash (real server process, SQLite, h
     provider = new FakeProvider();
     providerPort = await provider.listen();
     env = {
-      NODE_ENV: '', PUBLIC_BASE_URL: '', HOST: '127.0.0.1', CVVOPS_WORKERS: '1', LOG_LEVEL: 'info',
+      NODE_ENV: '',
+      PUBLIC_BASE_URL: '',
+      HOST: '127.0.0.1',
+      CVVOPS_WORKERS: '1',
+      LOG_LEVEL: 'info',
       DATABASE_URL: `sqlite:${join(dir, 'cvvops.db')}`,
       CVVOPS_MASTER_KEY: Buffer.alloc(32, 7).toString('base64'),
-      CVVOPS_ALLOW_PRIVATE_TARGETS: 'on', CVVOPS_RATE_LIMIT: 'off', CVVOPS_DEMO: 'off',
+      CVVOPS_ALLOW_PRIVATE_TARGETS: 'on',
+      CVVOPS_RATE_LIMIT: 'off',
+      CVVOPS_DEMO: 'off',
     };
 
-    const { stdout } = await promisify(execFile)(process.execPath,
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
       ['--import', 'tsx', 'server/cli.ts', 'merchant', 'create', '--name', 'Crash', '--origin', 'http://localhost:3000', '--json'],
-      { cwd: ROOT, env: { ...process.env, ...env }, timeout: 30_000 });
+      { cwd: ROOT, env: { ...process.env, ...env }, timeout: 30_000 },
+    );
     const created = JSON.parse(stdout) as { merchantId: string; testKey: string };
     assert.match(created.testKey, /^sk_test_/);
     testKey = created.testKey;
@@ -235,13 +250,17 @@ describe('a charge interrupted by a server crash (real server process, SQLite, h
         processor: {
           type: 'http',
           request: {
-            method: 'POST', url: `${providerBase}/charges`,
+            method: 'POST',
+            url: `${providerBase}/charges`,
             headers: { 'Content-Type': 'application/json', 'Idempotency-Key': '${idempotencyKey}' },
             body: '{"amount":${amount.value},"currency":"${amount.currency}","card":"${cardNumber}","cvc":"${cvv}","reference":"${reference}"}',
           },
           response: {
             approved: { path: 'status', equals: 'succeeded' },
-            authorizationCode: 'auth_code', cvvResult: 'cvc_check', declineCode: 'decline_code', networkTransactionId: 'id',
+            authorizationCode: 'auth_code',
+            cvvResult: 'cvc_check',
+            declineCode: 'decline_code',
+            networkTransactionId: 'id',
           },
           lookup: { method: 'GET', url: `${providerBase}/charges?idempotency_key=\${idempotencyKey}` },
           timeoutMs: PROCESSOR_TIMEOUT_MS,
@@ -264,7 +283,8 @@ describe('a charge interrupted by a server crash (real server process, SQLite, h
   /** A new session (collectCvv + charge, 1999 EUR) with the CVV collected: returns the token a charge takes. */
   async function readySession(): Promise<{ sessionId: string; token: string }> {
     const s = await call(server!.base, 'POST', '/CvvOperations', {
-      bearer: testKey, body: { card: cardToken, operations: ['collectCvv', 'charge'], amount: { value: 1999, currency: 'EUR' }, reference: 'order-crash' },
+      bearer: testKey,
+      body: { card: cardToken, operations: ['collectCvv', 'charge'], amount: { value: 1999, currency: 'EUR' }, reference: 'order-crash' },
     });
     assert.equal(s.status, 201, show(s));
     const c = await call(server!.base, 'POST', '/CvvOperations/collectCvv', { bearer: s.body.token, body: { cvv: '123' } });
@@ -332,8 +352,11 @@ describe('a charge interrupted by a server crash (real server process, SQLite, h
     assert.equal(provider.posts.length, 1, 'the provider received the charge once');
     const sent = provider.posts[0]!;
     assert.ok(sent.key, 'the charge carried an idempotency key for the provider');
-    assert.deepEqual({ amount: sent.body?.amount, currency: sent.body?.currency, cvc: sent.body?.cvc, card: sent.body?.card },
-      { amount: 1999, currency: 'EUR', cvc: '123', card: TEST_CARD }, 'the template was filled in');
+    assert.deepEqual(
+      { amount: sent.body?.amount, currency: sent.body?.currency, cvc: sent.body?.cvc, card: sent.body?.card },
+      { amount: 1999, currency: 'EUR', cvc: '123', card: TEST_CARD },
+      'the template was filled in',
+    );
     assert.ok(provider.ledger.has(sent.key), 'the provider charged (recorded under the key)');
     const providerCharge = provider.ledger.get(sent.key)!;
 
@@ -394,7 +417,7 @@ describe('a charge interrupted by a server crash (real server process, SQLite, h
     assert.equal(g.body.results.charge.status, 'approved');
   });
 
-  it('the charge never reached the provider\'s books (lookup 404): the retry answers error and never resends', { timeout: 60_000 }, async () => {
+  it("the charge never reached the provider's books (lookup 404): the retry answers error and never resends", { timeout: 60_000 }, async () => {
     server ??= await startServer(env);
     const { token } = await readySession();
     const key = `lost-${randomBytes(6).toString('hex')}`;
@@ -434,42 +457,50 @@ describe('a charge interrupted by a server crash (real server process, SQLite, h
     assert.deepEqual(v.body.session.attempts.charge, { used: 1, max: 3 }, 'the interrupted attempt counts once');
   });
 
-  it('without an Idempotency-Key: the session stays owned through the crash, and the restarted server settles the approval by itself', { timeout: 60_000 }, async () => {
-    server ??= await startServer(env);
-    const { sessionId, token } = await readySession();
-    const postsBefore = provider.posts.length;
-    const lookupsBefore = provider.lookups.length;
-    const victim = server;
-    provider.beforeAnswer = async () => {
-      victim.child.kill('SIGKILL');
+  it(
+    'without an Idempotency-Key: the session stays owned through the crash, and the restarted server settles the approval by itself',
+    { timeout: 60_000 },
+    async () => {
+      server ??= await startServer(env);
+      const { sessionId, token } = await readySession();
+      const postsBefore = provider.posts.length;
+      const lookupsBefore = provider.lookups.length;
+      const victim = server;
+      provider.beforeAnswer = async () => {
+        victim.child.kill('SIGKILL');
+        await victim.exited;
+      };
+      await assert.rejects(call(victim.base, 'POST', '/CvvOperations/charge', { bearer: token, body: {} }), (err: Error) => err instanceof TypeError);
       await victim.exited;
-    };
-    await assert.rejects(call(victim.base, 'POST', '/CvvOperations/charge', { bearer: token, body: {} }), (err: Error) => err instanceof TypeError);
-    await victim.exited;
-    server = await startServer(env);
-    assert.equal(provider.posts.length, postsBefore + 1, 'the provider charged once');
+      server = await startServer(env);
+      assert.equal(provider.posts.length, postsBefore + 1, 'the provider charged once');
 
-    // The durable ownership survived the crash: nothing can change the session until its outcome is known.
-    const reissue = await call(server.base, 'POST', `/CvvOperations/${sessionId}/token`, { bearer: testKey });
-    const cancel = await call(server.base, 'POST', `/CvvOperations/${sessionId}/cancel`, { bearer: testKey });
-    const again = await call(server.base, 'POST', '/CvvOperations/charge', { bearer: token, body: {} });
-    for (const [what, r] of [['reissue', reissue], ['cancel', cancel], ['charge with the same token', again]] as const) {
-      // Settled already (a slow machine) is the other allowed answer: 409 session_completed, never a second charge.
-      assert.equal(r.status, 409, `${what}: ${show(r)}`);
-      assert.ok(['precondition_failed', 'session_completed'].includes(r.body.error.code), `${what}: ${show(r)}`);
-    }
+      // The durable ownership survived the crash: nothing can change the session until its outcome is known.
+      const reissue = await call(server.base, 'POST', `/CvvOperations/${sessionId}/token`, { bearer: testKey });
+      const cancel = await call(server.base, 'POST', `/CvvOperations/${sessionId}/cancel`, { bearer: testKey });
+      const again = await call(server.base, 'POST', '/CvvOperations/charge', { bearer: token, body: {} });
+      for (const [what, r] of [
+        ['reissue', reissue],
+        ['cancel', cancel],
+        ['charge with the same token', again],
+      ] as const) {
+        // Settled already (a slow machine) is the other allowed answer: 409 session_completed, never a second charge.
+        assert.equal(r.status, 409, `${what}: ${show(r)}`);
+        assert.ok(['precondition_failed', 'session_completed'].includes(r.body.error.code), `${what}: ${show(r)}`);
+      }
 
-    // The restarted server's sweeper asks the provider after timeoutMs + 2 s and settles the approval.
-    await eventually('the sweeper settled the interrupted charge', async () => {
-      const g = await call(server!.base, 'GET', `/CvvOperations/${sessionId}`, { bearer: testKey });
-      return g.body.status === 'completed';
-    });
-    const g = await call(server.base, 'GET', `/CvvOperations/${sessionId}`, { bearer: testKey });
-    assert.equal(g.body.results.charge.status, 'approved');
-    assert.equal(provider.posts.length, postsBefore + 1, 'never charged again');
-    assert.equal(provider.lookups.length, lookupsBefore + 1, 'one lookup');
-    const late = await call(server.base, 'POST', `/CvvOperations/${sessionId}/token`, { bearer: testKey });
-    assert.equal(late.status, 409);
-    assert.equal(late.body.error.code, 'session_completed');
-  });
+      // The restarted server's sweeper asks the provider after timeoutMs + 2 s and settles the approval.
+      await eventually('the sweeper settled the interrupted charge', async () => {
+        const g = await call(server!.base, 'GET', `/CvvOperations/${sessionId}`, { bearer: testKey });
+        return g.body.status === 'completed';
+      });
+      const g = await call(server.base, 'GET', `/CvvOperations/${sessionId}`, { bearer: testKey });
+      assert.equal(g.body.results.charge.status, 'approved');
+      assert.equal(provider.posts.length, postsBefore + 1, 'never charged again');
+      assert.equal(provider.lookups.length, lookupsBefore + 1, 'one lookup');
+      const late = await call(server.base, 'POST', `/CvvOperations/${sessionId}/token`, { bearer: testKey });
+      assert.equal(late.status, 409);
+      assert.equal(late.body.error.code, 'session_completed');
+    },
+  );
 });

@@ -50,19 +50,31 @@ if (!chromiumAvailable()) {
       dir = mkdtempSync(join(tmpdir(), 'cvvops-nojs-'));
       const master = randomBytes(32);
       const config = loadConfig({
-        PORT: String(port), PUBLIC_BASE_URL: base, DATABASE_URL: `sqlite:${join(dir, 'db.sqlite')}`, CVVOPS_MASTER_KEY: master.toString('base64'),
-        CVVOPS_RATE_LIMIT: 'off', LOG_LEVEL: 'trace', CVVOPS_DEMO: 'off',
+        PORT: String(port),
+        PUBLIC_BASE_URL: base,
+        DATABASE_URL: `sqlite:${join(dir, 'db.sqlite')}`,
+        CVVOPS_MASTER_KEY: master.toString('base64'),
+        CVVOPS_RATE_LIMIT: 'off',
+        LOG_LEVEL: 'trace',
+        CVVOPS_DEMO: 'off',
       });
-      const sink = new Writable({ write(chunk, _enc, cb) { logs.push(String(chunk)); cb(); } });
+      const sink = new Writable({
+        write(chunk, _enc, cb) {
+          logs.push(String(chunk));
+          cb();
+        },
+      });
       deps = await createDeps(config, createLogger('trace', sink), { masterKey: new Secret(master) });
       const created = await deps.merchants.create({ name: 'Shop', origins: ['https://shop.example'] });
       await deps.origins.refresh();
       key = created.testKey.expose();
       const app = buildApp(deps);
-      server = http.createServer((req, res) => {
-        seen.push(`${req.method} ${req.url}`);
-        app(req, res);
-      }).listen(port, '127.0.0.1');
+      server = http
+        .createServer((req, res) => {
+          seen.push(`${req.method} ${req.url}`);
+          app(req, res);
+        })
+        .listen(port, '127.0.0.1');
       await new Promise((r) => server.once('listening', r));
       browser = await launchChromium();
     });
@@ -75,7 +87,11 @@ if (!chromiumAvailable()) {
     });
 
     async function api(path: string, body: unknown, bearer = key): Promise<any> {
-      const r = await fetch(`${base}${path}`, { method: 'POST', headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const r = await fetch(`${base}${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
       return r.json();
     }
 
@@ -91,10 +107,12 @@ if (!chromiumAvailable()) {
     async function custom(): Promise<string> {
       // A merchant form that names its field "cvv" and has a submit button: the way a
       // native submission would carry the value, if anything let it.
-      customForm ??= (await api('/CustomForms', {
-        name: 'Checkout CVV',
-        html: '<label for="c" data-cvvops="label">Card code</label><input id="c" name="cvv" type="text" data-cvvops="cvv"><button type="submit" data-cvvops="submit">Pay</button><p data-cvvops="message"></p>',
-      })).id;
+      customForm ??= (
+        await api('/CustomForms', {
+          name: 'Checkout CVV',
+          html: '<label for="c" data-cvvops="label">Card code</label><input id="c" name="cvv" type="text" data-cvvops="cvv"><button type="submit" data-cvvops="submit">Pay</button><p data-cvvops="message"></p>',
+        })
+      ).id;
       assert.match(customForm, /^frm_/);
       return formUrl(customForm);
     }
@@ -219,7 +237,10 @@ if (!chromiumAvailable()) {
             await page.keyboard.press('Enter');
             await page.waitForFunction(() => (globalThis as any).document.querySelector('[data-cvvops="message"]')?.dataset.kind === 'ok');
             assert.equal(await field.inputValue(), '', 'cleared once collected');
-            assert.ok(t.requests.some((r) => r === `POST ${base}/CvvOperations/collectCvv`), t.requests.join('\n'));
+            assert.ok(
+              t.requests.some((r) => r === `POST ${base}/CvvOperations/collectCvv`),
+              t.requests.join('\n'),
+            );
             // The page never left the form (the load, then the runtime's replaceState that drops the fragment).
             const where = new URL(url).pathname + new URL(url).search;
             for (const u of t.urls) assert.equal(new URL(u).pathname + new URL(u).search, where);

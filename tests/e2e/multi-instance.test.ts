@@ -10,8 +10,12 @@ import { freshPgSchema, PG_BASE } from '../helpers/pg.js';
 import { type ServerProcess, startServerProcess } from '../helpers/server-process.js';
 
 const post = async (base: string, path: string, bearer: string, body: unknown = {}) => {
-  const r = await fetch(`${base}${path}`, { method: 'POST', headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  return { status: r.status, body: await r.json() as any };
+  const r = await fetch(`${base}${path}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return { status: r.status, body: (await r.json()) as any };
 };
 
 if (!PG_BASE) {
@@ -42,8 +46,13 @@ if (!PG_BASE) {
       });
       await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', () => r()));
       const env = {
-        DATABASE_URL: url, CVVOPS_MASTER_KEY: masterKey, CVVOPS_DEMO: 'off', CVVOPS_RATE_LIMIT: 'off',
-        CVVOPS_ALLOW_PRIVATE_TARGETS: 'on', LOG_LEVEL: 'info', PUBLIC_BASE_URL: 'http://cvv.multi.test',
+        DATABASE_URL: url,
+        CVVOPS_MASTER_KEY: masterKey,
+        CVVOPS_DEMO: 'off',
+        CVVOPS_RATE_LIMIT: 'off',
+        CVVOPS_ALLOW_PRIVATE_TARGETS: 'on',
+        LOG_LEVEL: 'info',
+        PUBLIC_BASE_URL: 'http://cvv.multi.test',
       };
       a = await startServerProcess(env);
       b = await startServerProcess(env);
@@ -53,8 +62,11 @@ if (!PG_BASE) {
       const created = await deps.merchants.create({ name: 'Multi', origins: ['https://shop.example'] });
       merchantId = created.merchant.id;
       key = created.testKey.expose();
-      await deps.webhooks.createEndpoint(merchantId, 'test', `http://127.0.0.1:${(receiver.address() as { port: number }).port}/hook`,
-        ['cvv.collected', 'charge.succeeded', 'session.completed']);
+      await deps.webhooks.createEndpoint(merchantId, 'test', `http://127.0.0.1:${(receiver.address() as { port: number }).port}/hook`, [
+        'cvv.collected',
+        'charge.succeeded',
+        'session.completed',
+      ]);
       await deps.close();
     });
 
@@ -66,7 +78,12 @@ if (!PG_BASE) {
 
     async function newSession(): Promise<{ id: string; token: string }> {
       const card = await post(a.base, '/Cards', key, { number: '4000000000001018', expMonth: 12, expYear: 2030 });
-      const s = await post(b.base, '/CvvOperations', key, { card: card.body.token, operations: ['collectCvv', 'charge'], amount: { value: 500, currency: 'EUR' }, maxAttempts: 10 });
+      const s = await post(b.base, '/CvvOperations', key, {
+        card: card.body.token,
+        operations: ['collectCvv', 'charge'],
+        amount: { value: 500, currency: 'EUR' },
+        maxAttempts: 10,
+      });
       assert.equal(s.status, 201);
       return { id: s.body.id, token: s.body.token };
     }
@@ -97,7 +114,9 @@ if (!PG_BASE) {
         if (ok.length === 1) assert.equal(collect.filter((r) => r.status === 409).length, 1);
         else assert.deepEqual(ok[0]!.body, ok[1]!.body);
         // Different bodies, so the replay rule cannot answer the loser: exactly one may charge.
-        const charge = await Promise.all([a, b].map((x, j) => post(x.base, '/CvvOperations/charge', ok[0]!.body.token, { amount: { value: 500 - j, currency: 'EUR' } })));
+        const charge = await Promise.all(
+          [a, b].map((x, j) => post(x.base, '/CvvOperations/charge', ok[0]!.body.token, { amount: { value: 500 - j, currency: 'EUR' } })),
+        );
         assert.equal(charge.filter((r) => r.status === 409).length, 1, `charge race ${i}: ${charge.map((r) => r.status).join(', ')}`);
         const won = charge.filter((r) => r.status === 200);
         assert.equal(won.length, 1, `charge race ${i}: ${charge.map((r) => r.status).join(', ')}`);

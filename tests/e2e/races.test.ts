@@ -17,7 +17,11 @@ import { SlowProvider, slowProviderConfig } from '../helpers/slow-provider.js';
  * server instances (one PostgreSQL database). The processor is a real HTTP provider that holds every charge.
  */
 
-interface Res { status: number; headers: Headers; body: any }
+interface Res {
+  status: number;
+  headers: Headers;
+  body: any;
+}
 
 async function call(base: string, method: string, path: string, bearer: string, body?: unknown): Promise<Res> {
   const r = await fetch(`${base}${path}`, {
@@ -51,7 +55,11 @@ function scenarios(get: () => Setup): void {
 
   async function session(base: string, card: string, reference: string): Promise<{ id: string; token: string }> {
     const s = await call(base, 'POST', '/CvvOperations', get().key, {
-      card, operations: ['collectCvv', 'charge'], amount: { value: 1500, currency: 'EUR' }, reference, maxAttempts: 10,
+      card,
+      operations: ['collectCvv', 'charge'],
+      amount: { value: 1500, currency: 'EUR' },
+      reference,
+      maxAttempts: 10,
     });
     assert.equal(s.status, 201, show(s));
     return { id: s.body.id, token: s.body.token };
@@ -70,12 +78,16 @@ function scenarios(get: () => Setup): void {
     // Sessions and their (wrong) CVVs, a few at a time; the charges are what is raced.
     const tokens: string[] = [];
     for (let i = 0; i < 20; i += 5) {
-      tokens.push(...await Promise.all([0, 1, 2, 3, 4].map(async (j) => {
-        const s = await session(at(i + j), tok, `race-cvv-${i + j}`);
-        const c = await call(at(i + j + 1), 'POST', '/CvvOperations/collectCvv', s.token, { cvv: String(200 + i + j) });
-        assert.equal(c.status, 200, `collect ${i + j}: ${show(c)}`);
-        return c.body.token as string;
-      })));
+      tokens.push(
+        ...(await Promise.all(
+          [0, 1, 2, 3, 4].map(async (j) => {
+            const s = await session(at(i + j), tok, `race-cvv-${i + j}`);
+            const c = await call(at(i + j + 1), 'POST', '/CvvOperations/collectCvv', s.token, { cvv: String(200 + i + j) });
+            assert.equal(c.status, 200, `collect ${i + j}: ${show(c)}`);
+            return c.body.token as string;
+          }),
+        )),
+      );
     }
     const before = provider.charges().length;
     const all = await Promise.all(tokens.map((t, i) => call(at(i), 'POST', '/CvvOperations/charge', t, {})));
@@ -173,8 +185,12 @@ describe('races across node:cluster workers on SQLite (CVVOPS_WORKERS=2)', () =>
     dir = mkdtempSync(join(tmpdir(), 'cvvops-races-'));
     setup.provider = await SlowProvider.start();
     const env = {
-      DATABASE_URL: `sqlite:${join(dir, 'db.sqlite')}`, CVVOPS_MASTER_KEY: randomBytes(32).toString('base64'), CVVOPS_DEMO: 'off',
-      CVVOPS_RATE_LIMIT: 'off', CVVOPS_ALLOW_PRIVATE_TARGETS: 'on', CVVOPS_WORKERS: '2',
+      DATABASE_URL: `sqlite:${join(dir, 'db.sqlite')}`,
+      CVVOPS_MASTER_KEY: randomBytes(32).toString('base64'),
+      CVVOPS_DEMO: 'off',
+      CVVOPS_RATE_LIMIT: 'off',
+      CVVOPS_ALLOW_PRIVATE_TARGETS: 'on',
+      CVVOPS_WORKERS: '2',
     };
     setup.key = await createMerchant(env);
     server = await startServerProcess(env);
@@ -209,8 +225,12 @@ if (!PG_BASE) {
       drop = schema.drop;
       setup.provider = await SlowProvider.start();
       const env = {
-        DATABASE_URL: schema.url, CVVOPS_MASTER_KEY: randomBytes(32).toString('base64'), CVVOPS_DEMO: 'off', CVVOPS_RATE_LIMIT: 'off',
-        CVVOPS_ALLOW_PRIVATE_TARGETS: 'on', PUBLIC_BASE_URL: 'http://cvv.races.test',
+        DATABASE_URL: schema.url,
+        CVVOPS_MASTER_KEY: randomBytes(32).toString('base64'),
+        CVVOPS_DEMO: 'off',
+        CVVOPS_RATE_LIMIT: 'off',
+        CVVOPS_ALLOW_PRIVATE_TARGETS: 'on',
+        PUBLIC_BASE_URL: 'http://cvv.races.test',
       };
       // Migrated once first; then both instances start together on the shared schema.
       setup.key = await createMerchant(env);

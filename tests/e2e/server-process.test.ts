@@ -25,12 +25,16 @@ describe('the server process', () => {
       const base = s.base;
       assert.equal((await fetch(`${base}/readyz`)).status, 200);
       const card = await fetch(`${base}/Cards`, {
-        method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
         body: JSON.stringify({ number: '4000000000001018', expMonth: 12, expYear: 2030 }),
       });
       assert.equal(card.status, 201);
       // The demo key is printed once to stdout by design (API.md section 12); it never reaches a log line.
-      const logLines = s.stdout().split('\n').filter((l) => l.startsWith('{'));
+      const logLines = s
+        .stdout()
+        .split('\n')
+        .filter((l) => l.startsWith('{'));
       assert.ok(logLines.length > 3);
       assert.ok(!logLines.some((l) => l.includes(key)), 'no log line carries the API key');
     } finally {
@@ -55,7 +59,13 @@ describe('the server process', () => {
 
   it('refuses to start in production without CVVOPS_MASTER_KEY, naming the variable', async () => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts'], {
-      env: { ...process.env, NODE_ENV: 'production', CVVOPS_MASTER_KEY: '', PUBLIC_BASE_URL: 'https://cvv.example', DATABASE_URL: `sqlite:${join(dir, 'p.db')}` },
+      env: {
+        ...process.env,
+        NODE_ENV: 'production',
+        CVVOPS_MASTER_KEY: '',
+        PUBLIC_BASE_URL: 'https://cvv.example',
+        DATABASE_URL: `sqlite:${join(dir, 'p.db')}`,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let err = '';

@@ -30,13 +30,17 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function makeHarness(opts: {
-  env?: Record<string, string>; clock?: ManualClock; databaseUrl?: string;
-  /** The test-mode processor (default: the simulator). */
-  simulator?: Processor;
-  /** Another harness's data folder and master key: a second instance (or a restarted one) on the same database. */
-  shareWith?: Harness;
-} = {}): Promise<Harness> {
+export async function makeHarness(
+  opts: {
+    env?: Record<string, string>;
+    clock?: ManualClock;
+    databaseUrl?: string;
+    /** The test-mode processor (default: the simulator). */
+    simulator?: Processor;
+    /** Another harness's data folder and master key: a second instance (or a restarted one) on the same database. */
+    shareWith?: Harness;
+  } = {},
+): Promise<Harness> {
   const dir = opts.shareWith?.dir ?? mkdtempSync(join(tmpdir(), 'cvvops-test-'));
   const dbPath = join(dir, 'cvvops.db');
   const masterKey = opts.shareWith?.masterKey ?? randomBytes(32);
@@ -61,7 +65,14 @@ export async function makeHarness(opts: {
   const deps = await createDeps(config, log, { clock, masterKey: new Secret(masterKey), ...(opts.simulator ? { simulator: opts.simulator } : {}) });
   const app = buildApp(deps);
   return {
-    deps, app, clock, config, dir, dbPath, logs, masterKey,
+    deps,
+    app,
+    clock,
+    config,
+    dir,
+    dbPath,
+    logs,
+    masterKey,
     async close() {
       await deps.close();
       if (!opts.shareWith) rmSync(dir, { recursive: true, force: true });
@@ -84,22 +95,38 @@ export async function makeMerchant(h: Harness, origins: string[] = ['https://sho
 export const auth = (key: string) => ({ Authorization: `Bearer ${key}` });
 
 export async function makeCard(h: Harness, key: string, body: Record<string, unknown> = {}): Promise<string> {
-  const res = await request(h.app).post('/Cards').set(auth(key)).send({ number: TEST_CARD, expMonth: 12, expYear: 2030, ...body });
+  const res = await request(h.app)
+    .post('/Cards')
+    .set(auth(key))
+    .send({ number: TEST_CARD, expMonth: 12, expYear: 2030, ...body });
   if (res.status !== 201) throw new Error(`card: ${res.status} ${JSON.stringify(res.body)}`);
   return res.body.token;
 }
 
-export async function makeSession(h: Harness, key: string, body: Record<string, unknown> = {}): Promise<{ id: string; token: string; body: Record<string, any> }> {
-  const card = (body.card as string | undefined) ?? await makeCard(h, key);
-  const res = await request(h.app).post('/CvvOperations').set(auth(key)).send({
-    card, operations: ['collectCvv', 'threeDS', 'charge'], amount: { value: 1999, currency: 'EUR' }, ...body,
-  });
+export async function makeSession(
+  h: Harness,
+  key: string,
+  body: Record<string, unknown> = {},
+): Promise<{ id: string; token: string; body: Record<string, any> }> {
+  const card = (body.card as string | undefined) ?? (await makeCard(h, key));
+  const res = await request(h.app)
+    .post('/CvvOperations')
+    .set(auth(key))
+    .send({
+      card,
+      operations: ['collectCvv', 'threeDS', 'charge'],
+      amount: { value: 1999, currency: 'EUR' },
+      ...body,
+    });
   if (res.status !== 201) throw new Error(`session: ${res.status} ${JSON.stringify(res.body)}`);
   return { id: res.body.id, token: res.body.token, body: res.body };
 }
 
 export function collect(h: Harness, token: string, cvv = '123', headers: Record<string, string> = {}) {
-  return request(h.app).post('/CvvOperations/collectCvv').set({ ...auth(token), ...headers }).send({ cvv });
+  return request(h.app)
+    .post('/CvvOperations/collectCvv')
+    .set({ ...auth(token), ...headers })
+    .send({ cvv });
 }
 
 /** Decodes a compact JWS's header and payload (no verification: for assertions only). */
@@ -113,12 +140,27 @@ export function decodeJws(token: string): { header: Record<string, any>; payload
  * resolved to a public address looks like once it resolves to a private one (DNS rebinding). The connect-time
  * guard is what must hold then.
  */
-export async function forceSettings(h: Harness, merchantId: string, mode: 'test' | 'live', p: { allowedProxyTargets?: string[]; processor?: Record<string, unknown> }): Promise<void> {
+export async function forceSettings(
+  h: Harness,
+  merchantId: string,
+  mode: 'test' | 'live',
+  p: { allowedProxyTargets?: string[]; processor?: Record<string, unknown> },
+): Promise<void> {
   const processor = p.processor
-    ? { type: 'http', url: (p.processor.request as { url: string }).url, scope: 'mode', ...(() => {
-      const sealed = h.deps.keyring.seal('settings', JSON.stringify(p.processor), processorAad(merchantId, mode, 'mode'));
-      return { sealed: sealed.blob.toString('base64'), keyVersion: sealed.keyVersion };
-    })() }
+    ? {
+        type: 'http',
+        url: (p.processor.request as { url: string }).url,
+        scope: 'mode',
+        ...(() => {
+          const sealed = h.deps.keyring.seal('settings', JSON.stringify(p.processor), processorAad(merchantId, mode, 'mode'));
+          return { sealed: sealed.blob.toString('base64'), keyVersion: sealed.keyVersion };
+        })(),
+      }
     : undefined;
-  await h.deps.store.updateMerchant(merchantId, mode, { ...(p.allowedProxyTargets ? { allowedProxyTargets: p.allowedProxyTargets } : {}), ...(processor ? { processor } : {}) }, h.clock.now());
+  await h.deps.store.updateMerchant(
+    merchantId,
+    mode,
+    { ...(p.allowedProxyTargets ? { allowedProxyTargets: p.allowedProxyTargets } : {}), ...(processor ? { processor } : {}) },
+    h.clock.now(),
+  );
 }

@@ -17,7 +17,8 @@ export async function freshPgSchema(): Promise<{ url: string; schema: string; dr
   await admin.end();
   const url = `${PG_BASE}${PG_BASE.includes('?') ? '&' : '?'}options=${encodeURIComponent(`-c search_path=${schema}`)}`;
   return {
-    url, schema,
+    url,
+    schema,
     drop: async () => {
       const c = new pg.Client({ connectionString: PG_BASE });
       await c.connect();

@@ -11,7 +11,9 @@ export interface ServerProcess {
 /** Starts `server/main.ts` as its own process (PORT=0) and resolves once it listens. `nodeArgs`: more Node flags (e.g. `--import` a test module). */
 export function startServerProcess(env: Record<string, string>, nodeArgs: string[] = []): Promise<ServerProcess> {
   const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'server/main.ts'], {
-    cwd: process.cwd(), env: { ...process.env, NODE_ENV: '', PORT: '0', LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: process.cwd(),
+    env: { ...process.env, NODE_ENV: '', PORT: '0', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
   let err = '';
@@ -28,13 +30,17 @@ export function startServerProcess(env: Record<string, string>, nodeArgs: string
         child.off('exit', onExit);
         const port = JSON.parse(line).port as number;
         resolve({
-          child, port, base: `http://127.0.0.1:${port}`, stdout: () => out,
-          stop: () => new Promise<void>((r) => {
-            if (child.exitCode !== null || child.signalCode !== null) return r();
-            child.once('exit', () => r());
-            child.kill('SIGTERM');
-            setTimeout(() => child.kill('SIGKILL'), 5000).unref();
-          }),
+          child,
+          port,
+          base: `http://127.0.0.1:${port}`,
+          stdout: () => out,
+          stop: () =>
+            new Promise<void>((r) => {
+              if (child.exitCode !== null || child.signalCode !== null) return r();
+              child.once('exit', () => r());
+              child.kill('SIGTERM');
+              setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+            }),
         });
       }
     });

@@ -16,7 +16,10 @@ export interface SlowOutcome {
 /** The body template of `slowProviderConfig`: what the provider parses. */
 const BODY_TEMPLATE = JSON.stringify({
   card: { number: '${cardNumber}', cvc: '${cvv}', exp_month: '${expMonth}', exp_year: '${expYear}' },
-  amount: 0, currency: '${amount.currency}', reference: '${reference}', idempotency_key: '${idempotencyKey}',
+  amount: 0,
+  currency: '${amount.currency}',
+  reference: '${reference}',
+  idempotency_key: '${idempotencyKey}',
 }).replace('"amount":0', '"amount":${amount.value}');
 
 /**
@@ -41,10 +44,12 @@ export class SlowProvider extends RecordingServer {
 
   /** The charge requests received so far (lookups excluded), bodies parsed. */
   charges(): Array<{ cvc: string; number: string; reference: string; idempotencyKey: string }> {
-    return this.requests.filter((r) => r.method === 'POST' && r.path.startsWith('/v1/charges')).map((r) => {
-      const b = JSON.parse(r.body) as { card: { cvc: string; number: string }; reference: string; idempotency_key: string };
-      return { cvc: b.card.cvc, number: b.card.number, reference: b.reference, idempotencyKey: b.idempotency_key };
-    });
+    return this.requests
+      .filter((r) => r.method === 'POST' && r.path.startsWith('/v1/charges'))
+      .map((r) => {
+        const b = JSON.parse(r.body) as { card: { cvc: string; number: string }; reference: string; idempotency_key: string };
+        return { cvc: b.card.cvc, number: b.card.number, reference: b.reference, idempotencyKey: b.idempotency_key };
+      });
   }
 
   /** Resolves once `n` charge requests have arrived in all (polling; fails after `timeoutMs`). */
@@ -80,8 +85,11 @@ export class SlowProvider extends RecordingServer {
     if (!outcome) {
       const ok = body.card?.cvc === EXPECTED_CVV;
       outcome = {
-        id: `pay_${++this.#seq}`, status: ok ? 'succeeded' : 'declined', decline_code: ok ? null : 'incorrect_cvc',
-        cvc_check: ok ? 'M' : 'N', authorization_code: ok ? `AUTH${this.#seq}` : null,
+        id: `pay_${++this.#seq}`,
+        status: ok ? 'succeeded' : 'declined',
+        decline_code: ok ? null : 'incorrect_cvc',
+        cvc_check: ok ? 'M' : 'N',
+        authorization_code: ok ? `AUTH${this.#seq}` : null,
       };
       if (key) this.outcomes.set(key, outcome);
     }

@@ -9,9 +9,17 @@ import { auth, collect, type Harness, makeHarness, makeMerchant, makeSession, TE
 
 /** API.md section 11. */
 const TEST_CARDS: Array<[string, string]> = [
-  ['4000000000001018', 'visa'], ['4000000000002024', 'visa'], ['4000000000003030', 'visa'], ['4000000000004046', 'visa'],
-  ['4000000000005050', 'visa'], ['4000000000006066', 'visa'], ['4000000000007072', 'visa'], ['4000000000008088', 'visa'],
-  ['5555555555554402', 'mastercard'], ['378282246310005', 'amex'], ['6011111111111117', 'discover'],
+  ['4000000000001018', 'visa'],
+  ['4000000000002024', 'visa'],
+  ['4000000000003030', 'visa'],
+  ['4000000000004046', 'visa'],
+  ['4000000000005050', 'visa'],
+  ['4000000000006066', 'visa'],
+  ['4000000000007072', 'visa'],
+  ['4000000000008088', 'visa'],
+  ['5555555555554402', 'mastercard'],
+  ['378282246310005', 'amex'],
+  ['6011111111111117', 'discover'],
 ];
 /** Real-looking (Luhn-valid, not test) cards: what a live key accepts and a test key refuses. */
 const LIVE_VISA = '4242424242424242';
@@ -135,7 +143,10 @@ describe('cards and CVC sessions (API.md section 5)', () => {
     ];
     const before = await count(h, 'cards');
     for (const [what, testBody, liveBody] of cases) {
-      for (const [key, body] of [[m.testKey, testBody], [m.liveKey, liveBody]] as const) {
+      for (const [key, body] of [
+        [m.testKey, testBody],
+        [m.liveKey, liveBody],
+      ] as const) {
         const res = await post(key, { number: TEST_CARD, expMonth: 12, expYear: 2030, ...body });
         assert.equal(res.status, 400, `${what} (${key.slice(0, 7)}): ${res.status} ${JSON.stringify(res.body)}`);
         assert.equal(res.body.error.code, 'invalid_card', `${what} (${key.slice(0, 7)}): ${JSON.stringify(res.body)}`);
@@ -186,9 +197,18 @@ describe('cards and CVC sessions (API.md section 5)', () => {
     const res = await request(h.app).get(`/Cards/${token}`).set(auth(m.testKey));
     assert.equal(res.status, 200);
     assert.deepEqual(Object.keys(res.body).sort(), ['bin', 'brand', 'createdAt', 'expMonth', 'expYear', 'last4', 'token']);
-    assert.deepEqual({ ...res.body, createdAt: undefined }, {
-      token, brand: 'visa', last4: '1018', bin: '400000', expMonth: 7, expYear: 2031, createdAt: undefined,
-    });
+    assert.deepEqual(
+      { ...res.body, createdAt: undefined },
+      {
+        token,
+        brand: 'visa',
+        last4: '1018',
+        bin: '400000',
+        expMonth: 7,
+        expYear: 2031,
+        createdAt: undefined,
+      },
+    );
     assert.equal(res.body.createdAt, created.body.createdAt);
     assertNoNumber(res.text, 'GET');
     assert.equal(res.headers['cache-control'], 'no-store');
@@ -204,7 +224,10 @@ describe('cards and CVC sessions (API.md section 5)', () => {
     assert.equal(again.body.error.code, 'not_found');
     assert.equal(await h.deps.store.getCard(m.id, 'test', token), null, 'the row is gone');
     // A session cannot be started on the deleted card.
-    const s = await request(h.app).post('/CvvOperations').set(auth(m.testKey)).send({ card: token, operations: ['collectCvv'] });
+    const s = await request(h.app)
+      .post('/CvvOperations')
+      .set(auth(m.testKey))
+      .send({ card: token, operations: ['collectCvv'] });
     assert.equal(s.status, 400);
     assert.equal(s.body.error.code, 'invalid_card');
   });
@@ -249,11 +272,24 @@ describe('cards and CVC sessions (API.md section 5)', () => {
     const cards0 = await count(h, 'cards');
     const cvcs0 = await count(h, 'cvc_sessions');
     const cases: Array<[string, string, unknown]> = [
-      [m.testKey, TEST_CARD, '12'], [m.testKey, TEST_CARD, 12], [m.testKey, TEST_CARD, 123], [m.testKey, TEST_CARD, '1234'],
-      [m.testKey, TEST_CARD, ''], [m.testKey, TEST_CARD, '12a'], [m.testKey, TEST_CARD, ' 123'], [m.testKey, TEST_CARD, '１２３'],
-      [m.testKey, TEST_CARD, null], [m.testKey, TEST_CARD, ['123']], [m.testKey, TEST_CARD, { v: '123' }], [m.testKey, TEST_CARD, true],
-      [m.testKey, '378282246310005', '123'], [m.testKey, '378282246310005', '12345'],
-      [m.liveKey, LIVE_VISA, '12'], [m.liveKey, LIVE_VISA, '1234'], [m.liveKey, LIVE_AMEX, '123'], [m.liveKey, LIVE_VISA, 123],
+      [m.testKey, TEST_CARD, '12'],
+      [m.testKey, TEST_CARD, 12],
+      [m.testKey, TEST_CARD, 123],
+      [m.testKey, TEST_CARD, '1234'],
+      [m.testKey, TEST_CARD, ''],
+      [m.testKey, TEST_CARD, '12a'],
+      [m.testKey, TEST_CARD, ' 123'],
+      [m.testKey, TEST_CARD, '１２３'],
+      [m.testKey, TEST_CARD, null],
+      [m.testKey, TEST_CARD, ['123']],
+      [m.testKey, TEST_CARD, { v: '123' }],
+      [m.testKey, TEST_CARD, true],
+      [m.testKey, '378282246310005', '123'],
+      [m.testKey, '378282246310005', '12345'],
+      [m.liveKey, LIVE_VISA, '12'],
+      [m.liveKey, LIVE_VISA, '1234'],
+      [m.liveKey, LIVE_AMEX, '123'],
+      [m.liveKey, LIVE_VISA, 123],
     ];
     for (const [key, number, cvv] of cases) {
       const res = await post(key, { number, expMonth: 12, expYear: 2030, cvv });
@@ -271,7 +307,10 @@ describe('cards and CVC sessions (API.md section 5)', () => {
     const holder = `Sentinel Holder ${randomInt(1e9)}`;
     const a = await post(m.liveKey, { number: live, expMonth: 11, expYear: 2032, holderName: holder, cvv: '987' });
     assert.equal(a.status, 201, JSON.stringify(a.body));
-    const b = await request(h.app).post('/Cards').set(auth(m.liveKey)).set('Idempotency-Key', `disk-${randomInt(1e9)}`)
+    const b = await request(h.app)
+      .post('/Cards')
+      .set(auth(m.liveKey))
+      .set('Idempotency-Key', `disk-${randomInt(1e9)}`)
       .send({ number: live2, expMonth: 11, expYear: 2032 });
     numbers.add(live2);
     assert.equal(b.status, 201, JSON.stringify(b.body));
@@ -305,7 +344,11 @@ describe('cards and CVC sessions (API.md section 5)', () => {
     assert.equal(await count(h, 'cards'), before + 1, 'one card only');
     assertNoNumber(b.text, 'replay');
 
-    const c = await request(h.app).post('/Cards').set(auth(m.testKey)).set('Idempotency-Key', 'card-key-1').send({ ...body, expMonth: 11 });
+    const c = await request(h.app)
+      .post('/Cards')
+      .set(auth(m.testKey))
+      .set('Idempotency-Key', 'card-key-1')
+      .send({ ...body, expMonth: 11 });
     assert.equal(c.status, 409);
     assert.equal(c.body.error.code, 'idempotency_key_reused');
     assert.equal(await count(h, 'cards'), before + 1);
@@ -326,7 +369,11 @@ describe('cards and CVC sessions (API.md section 5)', () => {
     assert.deepEqual(g.body, f.body);
     assert.equal(await count(h, 'cvc_sessions'), cvcs + 1);
     // Another CVV under the same key is a different body.
-    const i = await request(h.app).post('/Cards').set(auth(m.testKey)).set('Idempotency-Key', 'card-key-3').send({ ...withCvv, cvv: '456' });
+    const i = await request(h.app)
+      .post('/Cards')
+      .set(auth(m.testKey))
+      .set('Idempotency-Key', 'card-key-3')
+      .send({ ...withCvv, cvv: '456' });
     assert.equal(i.status, 409);
     assert.equal(i.body.error.code, 'idempotency_key_reused');
   });

@@ -17,7 +17,9 @@ describe('a charge in flight owns its session', () => {
   before(async () => {
     h = await makeHarness({ simulator: processor, env: { CVVOPS_ALLOW_PRIVATE_TARGETS: 'on' } });
     m = await makeMerchant(h);
-    const w = await request(h.app).post('/WebhookEndpoints').set(auth(m.testKey))
+    const w = await request(h.app)
+      .post('/WebhookEndpoints')
+      .set(auth(m.testKey))
       .send({ url: 'http://127.0.0.1:9/hooks', events: ['charge.succeeded', 'charge.failed', 'session.completed', 'session.canceled'] });
     assert.equal(w.status, 201, JSON.stringify(w.body));
   });
@@ -26,7 +28,10 @@ describe('a charge in flight owns its session', () => {
   /** Events of these types recorded for delivery, per session. */
   async function events(sessionId: string): Promise<string[]> {
     const rows = await h.deps.store.listOutbox(m.id);
-    return rows.map((r) => JSON.parse(r.body) as { type: string; data: { session?: string } }).filter((e) => e.data.session === sessionId).map((e) => e.type);
+    return rows
+      .map((r) => JSON.parse(r.body) as { type: string; data: { session?: string } })
+      .filter((e) => e.data.session === sessionId)
+      .map((e) => e.type);
   }
 
   /** A session with its CVV collected, and a charge sent with that token that the processor now holds. */
@@ -37,7 +42,11 @@ describe('a charge in flight owns its session', () => {
     const c = await collect(h, s.token);
     assert.equal(c.status, 200);
     const t1 = c.body.token as string;
-    const charging = request(h.app).post('/CvvOperations/charge').set(auth(t1)).send({}).then((r) => r);
+    const charging = request(h.app)
+      .post('/CvvOperations/charge')
+      .set(auth(t1))
+      .send({})
+      .then((r) => r);
     await processor.reached(before + 1);
     return { s, t1, charging };
   }
@@ -72,7 +81,10 @@ describe('a charge in flight owns its session', () => {
     assert.equal(v.body.current, true);
     assert.equal(v.body.session.results.charge.chargeId, first.body.result.chargeId);
     const ev = await events(s.id);
-    assert.deepEqual(ev.filter((e) => e === 'charge.succeeded'), ['charge.succeeded']);
+    assert.deepEqual(
+      ev.filter((e) => e === 'charge.succeeded'),
+      ['charge.succeeded'],
+    );
     assert.ok(!ev.includes('charge.failed'));
   });
 
@@ -88,7 +100,10 @@ describe('a charge in flight owns its session', () => {
     assert.equal(g.body.results.charge.status, 'approved');
     const ev = await events(s.id);
     assert.ok(!ev.includes('session.canceled'));
-    assert.deepEqual(ev.filter((e) => e === 'charge.succeeded'), ['charge.succeeded']);
+    assert.deepEqual(
+      ev.filter((e) => e === 'charge.succeeded'),
+      ['charge.succeeded'],
+    );
   });
 
   it('the CVV delete endpoints, the card delete and every operation answer 409 with Retry-After while the charge runs', async () => {
@@ -100,7 +115,12 @@ describe('a charge in flight owns its session', () => {
     const cvc = (await h.deps.store.findUsableCvcSession(m.id, s.body.card.token, s.id, h.clock.now()))?.id;
     if (cvc) assertBusy(await request(h.app).delete(`/CvcSessions/${cvc}`).set(auth(m.testKey)), 'DELETE /CvcSessions/{id}');
     assertBusy(await request(h.app).delete(`/Cards/${s.body.card.token}`).set(auth(m.testKey)), 'DELETE /Cards/{token}');
-    for (const [path, body] of [['collectCvv', { cvv: '123' }], ['threeDS', {}], ['threeDS/result', {}], ['charge', {}]] as const) {
+    for (const [path, body] of [
+      ['collectCvv', { cvv: '123' }],
+      ['threeDS', {}],
+      ['threeDS/result', {}],
+      ['charge', {}],
+    ] as const) {
       assertBusy(await request(h.app).post(`/CvvOperations/${path}`).set(auth(t1)).send(body), path);
     }
     processor.release();
@@ -117,7 +137,11 @@ describe('a charge in flight owns its session', () => {
     const card = await makeCard(h, m.testKey, { number: '4000000000006066' });
     const s = await makeSession(h, m.testKey, { card });
     const c = await collect(h, s.token);
-    const charging = request(h.app).post('/CvvOperations/charge').set(auth(c.body.token)).send({}).then((r) => r);
+    const charging = request(h.app)
+      .post('/CvvOperations/charge')
+      .set(auth(c.body.token))
+      .send({})
+      .then((r) => r);
     await processor.reached(before + 1);
     assertBusy(await request(h.app).post(`/CvvOperations/${s.id}/token`).set(auth(m.testKey)).send(), 'reissue');
     processor.release();
@@ -135,7 +159,11 @@ describe('a charge in flight owns its session', () => {
     const before = processor.calls.length;
     const s = await makeSession(h, m.testKey);
     const c = await collect(h, s.token);
-    const orphan = request(h.app).post('/CvvOperations/charge').set(auth(c.body.token)).send({}).then((r) => r);
+    const orphan = request(h.app)
+      .post('/CvvOperations/charge')
+      .set(auth(c.body.token))
+      .send({})
+      .then((r) => r);
     await processor.reached(before + 1);
     processor.hang = false;
     // A second instance (or the restarted server) on the same database, later.
@@ -152,7 +180,10 @@ describe('a charge in flight owns its session', () => {
       assert.equal(re.status, 409);
       assert.equal(re.body.error.code, 'session_completed');
       const ev = await events(s.id);
-      assert.deepEqual(ev.filter((e) => e === 'charge.succeeded'), ['charge.succeeded']);
+      assert.deepEqual(
+        ev.filter((e) => e === 'charge.succeeded'),
+        ['charge.succeeded'],
+      );
       // The first instance's connection to the provider finally breaks: it must not overwrite the settled approval.
       processor.abandon();
       const late = await orphan;
@@ -160,7 +191,10 @@ describe('a charge in flight owns its session', () => {
       assert.equal(late.body.error.code, 'session_completed');
       const g2 = await request(h.app).get(`/CvvOperations/${s.id}`).set(auth(m.testKey));
       assert.equal(g2.body.results.charge.status, 'approved');
-      assert.deepEqual((await events(s.id)).filter((e) => e === 'charge.succeeded'), ['charge.succeeded']);
+      assert.deepEqual(
+        (await events(s.id)).filter((e) => e === 'charge.succeeded'),
+        ['charge.succeeded'],
+      );
     } finally {
       await h2.close();
     }

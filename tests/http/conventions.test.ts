@@ -9,7 +9,6 @@ import type { Database } from '../../server/store/schema.js';
 import { auth, type Harness, makeCard, makeHarness, makeMerchant, makeSession, TEST_CARD, type TestMerchant } from '../helpers/harness.js';
 import { ERROR_TABLE } from '../helpers/api-errors.js';
 
-
 const LIMIT = 16384;
 
 interface RawResponse {
@@ -25,10 +24,11 @@ async function listen(h: Harness): Promise<{ port: number; close: () => Promise<
   });
   return {
     port: (server.address() as AddressInfo).port,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 
@@ -196,7 +196,15 @@ describe('HTTP conventions (API.md section 2, SECURITY.md "HTTP")', () => {
         ['404 path', () => request(h.app).get('/nope')],
         ['404 object', () => request(h.app).get('/Cards/tok_nope').set(auth(m.testKey))],
         ['405', () => request(h.app).put('/CvvOperations').set(auth(m.testKey))],
-        ['413', () => request(h.app).post('/Cards').set(auth(m.testKey)).type('application/json').send(`{"number":"${'4'.repeat(LIMIT)}"}`)],
+        [
+          '413',
+          () =>
+            request(h.app)
+              .post('/Cards')
+              .set(auth(m.testKey))
+              .type('application/json')
+              .send(`{"number":"${'4'.repeat(LIMIT)}"}`),
+        ],
         ['415', () => request(h.app).post('/Cards').set(auth(m.testKey)).type('text/plain').send('hello')],
         ['session-token 401', () => request(h.app).post('/CvvOperations/collectCvv').set(auth('a.b.c')).send({ cvv: '123' })],
       ];
@@ -216,19 +224,28 @@ describe('HTTP conventions (API.md section 2, SECURITY.md "HTTP")', () => {
     it('merchant endpoints send no CORS headers, even to an origin some merchant allows', async () => {
       const origin = 'https://shop.example';
       // Control: the operation endpoints do answer this origin's preflight, so the check below can see CORS headers.
-      const pre = await request(h.app).options('/CvvOperations/collectCvv').set('Origin', origin)
-        .set('Access-Control-Request-Method', 'POST');
+      const pre = await request(h.app).options('/CvvOperations/collectCvv').set('Origin', origin).set('Access-Control-Request-Method', 'POST');
       assert.equal(pre.headers['access-control-allow-origin'], origin);
 
       const cases: Array<[string, () => request.Test]> = [
         ['POST /Cards', () => request(h.app).post('/Cards').set(auth(m.testKey)).send({ number: TEST_CARD, expMonth: 12, expYear: 2030 })],
         ['GET /Cards/{token}', () => request(h.app).get(`/Cards/${cardToken}`).set(auth(m.testKey))],
-        ['POST /CvvOperations', () => request(h.app).post('/CvvOperations').set(auth(m.testKey)).send({ card: cardToken, operations: ['collectCvv'] })],
+        [
+          'POST /CvvOperations',
+          () =>
+            request(h.app)
+              .post('/CvvOperations')
+              .set(auth(m.testKey))
+              .send({ card: cardToken, operations: ['collectCvv'] }),
+        ],
         ['GET /CvvOperations/{id}', () => request(h.app).get(`/CvvOperations/${session.id}`).set(auth(m.testKey))],
         ['POST validateToken', () => request(h.app).post('/CvvOperations/validateToken').set(auth(m.testKey)).send({ token: session.token })],
         ['DELETE /CvcSessions/{id}', () => request(h.app).delete('/CvcSessions/cvc_nope').set(auth(m.testKey))],
         ['401 on /Cards', () => request(h.app).get(`/Cards/${cardToken}`)],
-        ['OPTIONS /Cards', () => request(h.app).options('/Cards').set('Access-Control-Request-Method', 'POST').set('Access-Control-Request-Headers', 'authorization')],
+        [
+          'OPTIONS /Cards',
+          () => request(h.app).options('/Cards').set('Access-Control-Request-Method', 'POST').set('Access-Control-Request-Headers', 'authorization'),
+        ],
         ['OPTIONS /CvvOperations', () => request(h.app).options('/CvvOperations').set('Access-Control-Request-Method', 'POST')],
         ['OPTIONS /CvvOperations/{id}', () => request(h.app).options(`/CvvOperations/${session.id}`).set('Access-Control-Request-Method', 'GET')],
       ];
@@ -264,7 +281,11 @@ describe('HTTP conventions (API.md section 2, SECURITY.md "HTTP")', () => {
       const res2 = await request(h.app).post('/CvvOperations/validateToken').set(auth(m.testKey)).type('application/json').send(utf8);
       assertError(res2, 413, 'payload_too_large', 'UTF-8 bytes');
 
-      const big = await request(h.app).post('/Cards').set(auth(m.testKey)).type('application/json').send(`{"holderName":"${'a'.repeat(100_000)}"}`);
+      const big = await request(h.app)
+        .post('/Cards')
+        .set(auth(m.testKey))
+        .type('application/json')
+        .send(`{"holderName":"${'a'.repeat(100_000)}"}`);
       assertError(big, 413, 'payload_too_large', '100 kB');
     });
 
@@ -290,9 +311,18 @@ describe('HTTP conventions (API.md section 2, SECURITY.md "HTTP")', () => {
     it('415 unsupported_media_type for anything but application/json in UTF-8', async () => {
       const before = await countCards(h);
       const json = JSON.stringify({ number: TEST_CARD, expMonth: 12, expYear: 2030 });
-      for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'application/json; charset=latin1',
-        'application/json; charset=iso-8859-1', 'application/json; charset=utf-16', 'multipart/form-data; boundary=x',
-        'application/xml', 'text/json', 'application/jsonx', 'application/json-patch+json']) {
+      for (const type of [
+        'text/plain',
+        'application/x-www-form-urlencoded',
+        'application/json; charset=latin1',
+        'application/json; charset=iso-8859-1',
+        'application/json; charset=utf-16',
+        'multipart/form-data; boundary=x',
+        'application/xml',
+        'text/json',
+        'application/jsonx',
+        'application/json-patch+json',
+      ]) {
         const res = await request(h.app).post('/Cards').set(auth(m.testKey)).set('Content-Type', type).send(json);
         assertError(res, 415, 'unsupported_media_type', type);
       }
@@ -316,7 +346,9 @@ describe('HTTP conventions (API.md section 2, SECURITY.md "HTTP")', () => {
 
     it('400 for a JSON body that is not an object: array, null, string, number, boolean', async () => {
       const paths: Array<[string, string]> = [
-        ['/Cards', m.testKey], ['/CvvOperations', m.testKey], ['/CvvOperations/validateToken', m.testKey],
+        ['/Cards', m.testKey],
+        ['/CvvOperations', m.testKey],
+        ['/CvvOperations/validateToken', m.testKey],
         ['/CvvOperations/collectCvv', session.token],
       ];
       for (const [path, cred] of paths) {
@@ -349,7 +381,10 @@ describe('HTTP conventions (API.md section 2, SECURITY.md "HTTP")', () => {
         const res = await request(h.app).post('/CvvOperations').set(auth(m.testKey)).type('application/json').send(text);
         assertError(res, 400, 'invalid_request', text);
       }
-      const cvv = await request(h.app).post('/CvvOperations/collectCvv').set(auth(session.token)).type('application/json')
+      const cvv = await request(h.app)
+        .post('/CvvOperations/collectCvv')
+        .set(auth(session.token))
+        .type('application/json')
         .send('{"__proto__": {"cvv": "123"}}');
       assert.equal(cvv.status, 400);
       assert.equal(await countCards(h), before, 'no card was created');
@@ -361,12 +396,25 @@ describe('HTTP conventions (API.md section 2, SECURITY.md "HTTP")', () => {
     });
 
     /** POSTs a text field holding `v` (JSON escapes, written raw) to /Cards (holderName) and /CvvOperations (reference). */
-    const postText = async (v: string) => [
-      ['holderName', await request(h.app).post('/Cards').set(auth(m.testKey)).type('application/json')
-        .send(`{"number": "${TEST_CARD}", "expMonth": 12, "expYear": 2030, "holderName": "${v}"}`)],
-      ['reference', await request(h.app).post('/CvvOperations').set(auth(m.testKey)).type('application/json')
-        .send(`{"card": "${cardToken}", "operations": ["collectCvv"], "reference": "${v}"}`)],
-    ] as const;
+    const postText = async (v: string) =>
+      [
+        [
+          'holderName',
+          await request(h.app)
+            .post('/Cards')
+            .set(auth(m.testKey))
+            .type('application/json')
+            .send(`{"number": "${TEST_CARD}", "expMonth": 12, "expYear": 2030, "holderName": "${v}"}`),
+        ],
+        [
+          'reference',
+          await request(h.app)
+            .post('/CvvOperations')
+            .set(auth(m.testKey))
+            .type('application/json')
+            .send(`{"card": "${cardToken}", "operations": ["collectCvv"], "reference": "${v}"}`),
+        ],
+      ] as const;
 
     it('odd Unicode in text fields: lone surrogates, NUL and C0/C1 controls are 400, never 500', async () => {
       // Raw JSON text, so the escapes reach the server exactly as written.
@@ -374,7 +422,10 @@ describe('HTTP conventions (API.md section 2, SECURITY.md "HTTP")', () => {
         for (const [field, res] of await postText(v)) assertError(res, 400, 'invalid_request', `${field} ${v}`);
       }
       // A lone surrogate in metadata is refused too (the schema promises well-formed Unicode).
-      const meta = await request(h.app).post('/CvvOperations').set(auth(m.testKey)).type('application/json')
+      const meta = await request(h.app)
+        .post('/CvvOperations')
+        .set(auth(m.testKey))
+        .type('application/json')
         .send(`{"card": "${cardToken}", "operations": ["collectCvv"], "metadata": {"k": "\\ud800"}}`);
       assertError(meta, 400, 'invalid_request', 'metadata lone surrogate');
       // Control: ordinary non-ASCII text is fine.
@@ -392,7 +443,19 @@ describe('HTTP conventions (API.md section 2, SECURITY.md "HTTP")', () => {
     });
 
     it('odd Unicode anywhere else (ids, metadata, the CVV, the number, the token) is a 4xx from the table, never a 5xx', async () => {
-      const odd = ['\\ud800', 'a\\udfffb', '\\udc00\\ud800', 'a\\u0000b', '\\u0000', 'abc\\u202edcba', '\\u202e', 'x\\u2066y\\u2069', 'a\\u0007b', '\\ufeff', '\\uffff'];
+      const odd = [
+        '\\ud800',
+        'a\\udfffb',
+        '\\udc00\\ud800',
+        'a\\u0000b',
+        '\\u0000',
+        'abc\\u202edcba',
+        '\\u202e',
+        'x\\u2066y\\u2069',
+        'a\\u0007b',
+        '\\ufeff',
+        '\\uffff',
+      ];
       for (const v of odd) {
         const bodies: Array<[string, string, string]> = [
           ['/Cards', m.testKey, `{"number": "${v}", "expMonth": 12, "expYear": 2030}`],
@@ -458,7 +521,10 @@ describe('HTTP conventions (API.md section 2, SECURITY.md "HTTP")', () => {
       for (const [what, make, allowed] of cases) {
         const res = await make();
         assertError(res, 405, 'method_not_allowed', what);
-        const allow = (res.headers.allow ?? '').split(',').map((s: string) => s.trim()).filter(Boolean);
+        const allow = (res.headers.allow ?? '')
+          .split(',')
+          .map((s: string) => s.trim())
+          .filter(Boolean);
         for (const a of allowed) assert.ok(allow.includes(a), `${what}: Allow ${res.headers.allow} lacks ${a}`);
         assert.ok(!allow.includes(what.split(' ')[0]!), `${what}: Allow must not list the refused method`);
       }
@@ -520,7 +586,13 @@ describe('HTTP conventions (API.md section 2, SECURITY.md "HTTP")', () => {
         ['no scheme', { Authorization: m.testKey }],
       ];
       for (const [what, headers] of cases) {
-        for (const make of [() => request(h.app).get(`/Cards/${cardToken}`), () => request(h.app).post('/CvvOperations').send({ card: cardToken, operations: ['collectCvv'] })]) {
+        for (const make of [
+          () => request(h.app).get(`/Cards/${cardToken}`),
+          () =>
+            request(h.app)
+              .post('/CvvOperations')
+              .send({ card: cardToken, operations: ['collectCvv'] }),
+        ]) {
           const res = await make().set(headers);
           assertError(res, 401, 'unauthenticated', what);
           assert.ok(!res.text.includes(m.testKey));
@@ -559,7 +631,12 @@ describe('HTTP conventions (API.md section 2, SECURITY.md "HTTP")', () => {
       assert.equal((await request(h.app).get(`/Cards/${card2}`).set(auth(m2.liveKey))).status, 404);
       // A session token on a merchant endpoint is the wrong kind of credential; an API key on an operation too.
       assertError(await request(h.app).get(`/Cards/${cardToken}`).set(auth(session.token)), 401, 'wrong_credential_type', 'JWS on merchant endpoint');
-      assertError(await request(h.app).post('/CvvOperations/collectCvv').set(auth(m.testKey)).send({ cvv: '123' }), 401, 'wrong_credential_type', 'key on operation');
+      assertError(
+        await request(h.app).post('/CvvOperations/collectCvv').set(auth(m.testKey)).send({ cvv: '123' }),
+        401,
+        'wrong_credential_type',
+        'key on operation',
+      );
       secrets.push(m2.testKey, m2.liveKey);
     });
   });
@@ -600,7 +677,12 @@ describe('HTTP conventions (API.md section 2, SECURITY.md "HTTP")', () => {
         assert.ok(doc.paths?.[path], `the document lists ${path}`);
         for (const method of methods) assert.ok(doc.paths[path][method], `the document lists ${method.toUpperCase()} ${path}`);
       }
-      for (const [path, method] of [['/Cards', 'post'], ['/CvvOperations', 'post'], ['/CvvOperations/validateToken', 'post'], ['/CvvOperations/collectCvv', 'post']] as const) {
+      for (const [path, method] of [
+        ['/Cards', 'post'],
+        ['/CvvOperations', 'post'],
+        ['/CvvOperations/validateToken', 'post'],
+        ['/CvvOperations/collectCvv', 'post'],
+      ] as const) {
         assert.ok(doc.paths[path][method].requestBody?.content?.['application/json']?.schema, `${method} ${path} has a JSON request body schema`);
       }
       // And the other way round: every documented operation is served (an unauthenticated call is 401, not 404/405).
@@ -633,7 +715,31 @@ describe('HTTP conventions (API.md section 2, SECURITY.md "HTTP")', () => {
       const seed = Number(process.env.FUZZ_SEED ?? 0x5eed1234);
       const rnd = prng(seed);
       const pick = <T>(a: readonly T[]): T => a[Math.floor(rnd() * a.length)]!;
-      const ODD = ['\ud800', '\udfff', '\u0000', '\u202e', '\u2066', '\ufeff', '\u200b', '\u0301', '\ud83d\udca5', '\u4e2d', '\u00e9', '\\', '"', '\n', '\u2028', '\u007f', '\u0085', '\uffff', '١', '４', ' ', '{', '}'];
+      const ODD = [
+        '\ud800',
+        '\udfff',
+        '\u0000',
+        '\u202e',
+        '\u2066',
+        '\ufeff',
+        '\u200b',
+        '\u0301',
+        '\ud83d\udca5',
+        '\u4e2d',
+        '\u00e9',
+        '\\',
+        '"',
+        '\n',
+        '\u2028',
+        '\u007f',
+        '\u0085',
+        '\uffff',
+        '١',
+        '４',
+        ' ',
+        '{',
+        '}',
+      ];
       const randString = (): string => {
         const n = pick([0, 1, 3, 4, 12, 16, 40, 200]);
         let s = '';
@@ -646,13 +752,20 @@ describe('HTTP conventions (API.md section 2, SECURITY.md "HTTP")', () => {
       const randValue = (depth: number): unknown => {
         const r = Math.floor(rnd() * (depth > 2 ? 6 : 8));
         switch (r) {
-          case 0: return null;
-          case 1: return rnd() < 0.5;
-          case 2: return pick([0, -1, 1, 3, 12, 13, 2030, 1999, 1.5, -0.5, 1e308, -1e308, 2 ** 53 + 1, 99_999_999_999, 100_000_000_000]);
-          case 3: return randString();
-          case 4: return pick(['123', '1234', TEST_CARD, '4242424242424242', cardToken, 'tok_x', 'collectCvv', 'EUR', 'eur', 'hosted', '', 'https://shop.example/x']);
-          case 5: return pick([TEST_CARD, '378282246310005', '123', 'cvc_x', 'single_use', 'cache', 'charge', 'threeDS']);
-          case 6: return Array.from({ length: Math.floor(rnd() * 4) }, () => randValue(depth + 1));
+          case 0:
+            return null;
+          case 1:
+            return rnd() < 0.5;
+          case 2:
+            return pick([0, -1, 1, 3, 12, 13, 2030, 1999, 1.5, -0.5, 1e308, -1e308, 2 ** 53 + 1, 99_999_999_999, 100_000_000_000]);
+          case 3:
+            return randString();
+          case 4:
+            return pick(['123', '1234', TEST_CARD, '4242424242424242', cardToken, 'tok_x', 'collectCvv', 'EUR', 'eur', 'hosted', '', 'https://shop.example/x']);
+          case 5:
+            return pick([TEST_CARD, '378282246310005', '123', 'cvc_x', 'single_use', 'cache', 'charge', 'threeDS']);
+          case 6:
+            return Array.from({ length: Math.floor(rnd() * 4) }, () => randValue(depth + 1));
           default: {
             const o: Record<string, unknown> = {};
             const n = Math.floor(rnd() * 4);
@@ -662,7 +775,20 @@ describe('HTTP conventions (API.md section 2, SECURITY.md "HTTP")', () => {
         }
       };
       const FIELDS: Record<string, string[]> = {
-        '/CvvOperations': ['card', 'operations', 'amount', 'reference', 'require3DS', 'requireCvv', 'maxAttempts', 'ttlSeconds', 'cvvRetention', 'form', 'returnUrl', 'metadata'],
+        '/CvvOperations': [
+          'card',
+          'operations',
+          'amount',
+          'reference',
+          'require3DS',
+          'requireCvv',
+          'maxAttempts',
+          'ttlSeconds',
+          'cvvRetention',
+          'form',
+          'returnUrl',
+          'metadata',
+        ],
         '/Cards': ['number', 'expMonth', 'expYear', 'cvv', 'holderName'],
         '/CvvOperations/validateToken': ['token'],
         '/CvvOperations/collectCvv': ['cvv'],

@@ -14,8 +14,10 @@ describe('CORS on the operation endpoints', () => {
   after(() => h.close());
 
   it('answers a preflight for an origin some merchant allows, with exact headers', async () => {
-    const res = await request(h.app).options('/CvvOperations/collectCvv')
-      .set('Origin', 'https://shop-b.example').set('Access-Control-Request-Method', 'POST')
+    const res = await request(h.app)
+      .options('/CvvOperations/collectCvv')
+      .set('Origin', 'https://shop-b.example')
+      .set('Access-Control-Request-Method', 'POST')
       .set('Access-Control-Request-Headers', 'authorization, content-type');
     assert.equal(res.status, 204);
     assert.equal(res.headers['access-control-allow-origin'], 'https://shop-b.example');
@@ -26,8 +28,7 @@ describe('CORS on the operation endpoints', () => {
   });
 
   it('refuses a preflight from an origin no merchant allows, without CORS headers', async () => {
-    const res = await request(h.app).options('/CvvOperations/collectCvv')
-      .set('Origin', 'https://evil.example').set('Access-Control-Request-Method', 'POST');
+    const res = await request(h.app).options('/CvvOperations/collectCvv').set('Origin', 'https://evil.example').set('Access-Control-Request-Method', 'POST');
     assert.equal(res.status, 403);
     assert.equal(res.body.error.code, 'origin_not_allowed');
     assert.equal(res.headers['access-control-allow-origin'], undefined);
@@ -52,7 +53,7 @@ describe('CORS on the operation endpoints', () => {
     assert.equal(g.body.cvv.available, false, 'nothing was stored');
   });
 
-  it('an unknown origin is refused too; the server\'s own origin (hosted forms) is always allowed', async () => {
+  it("an unknown origin is refused too; the server's own origin (hosted forms) is always allowed", async () => {
     const s = await makeSession(h, a.testKey);
     const evil = await request(h.app).post('/CvvOperations/collectCvv').set(auth(s.token)).set('Origin', 'https://evil.example').send({ cvv: '123' });
     assert.equal(evil.status, 403);

@@ -58,17 +58,72 @@ describe('another merchant\'s objects answer exactly like unknown ones (SECURITY
 
   /** B's request for A's object, and B's request for a random id of the same shape: identical answers. */
   const cases: Array<{ what: string; expect: [number, string]; run: (id: string) => request.Test; foreign: () => string; prefix: 'tok' | 'cvo' | 'cvc' }> = [
-    { what: 'GET /Cards/{token}', expect: [404, 'not_found'], prefix: 'tok', foreign: () => wa.card, run: (id) => request(h.app).get(`/Cards/${id}`).set(auth(b.testKey)) },
-    { what: 'DELETE /Cards/{token}', expect: [404, 'not_found'], prefix: 'tok', foreign: () => wa.card, run: (id) => request(h.app).delete(`/Cards/${id}`).set(auth(b.testKey)) },
-    { what: 'GET /CvvOperations/{id}', expect: [404, 'not_found'], prefix: 'cvo', foreign: () => wa.session.id, run: (id) => request(h.app).get(`/CvvOperations/${id}`).set(auth(b.testKey)) },
-    { what: 'POST /CvvOperations/{id}/token', expect: [404, 'not_found'], prefix: 'cvo', foreign: () => wa.session.id, run: (id) => request(h.app).post(`/CvvOperations/${id}/token`).set(auth(b.testKey)) },
-    { what: 'POST /CvvOperations/{id}/cancel', expect: [404, 'not_found'], prefix: 'cvo', foreign: () => wa.session.id, run: (id) => request(h.app).post(`/CvvOperations/${id}/cancel`).set(auth(b.testKey)) },
-    { what: 'DELETE /CvvOperations/{id}/cvv', expect: [404, 'not_found'], prefix: 'cvo', foreign: () => wa.session.id, run: (id) => request(h.app).delete(`/CvvOperations/${id}/cvv`).set(auth(b.testKey)) },
-    { what: 'DELETE /CvcSessions/{id} (from POST /Cards)', expect: [410, 'cvc_session_not_found'], prefix: 'cvc', foreign: () => wa.cardCvc, run: (id) => request(h.app).delete(`/CvcSessions/${id}`).set(auth(b.testKey)) },
-    { what: 'DELETE /CvcSessions/{id} (from collectCvv)', expect: [410, 'cvc_session_not_found'], prefix: 'cvc', foreign: () => wa.sessionCvc, run: (id) => request(h.app).delete(`/CvcSessions/${id}`).set(auth(b.testKey)) },
     {
-      what: 'POST /CvvOperations with another merchant\'s card', expect: [400, 'invalid_card'], prefix: 'tok', foreign: () => wa.card,
-      run: (id) => request(h.app).post('/CvvOperations').set(auth(b.testKey)).send({ card: id, operations: ['collectCvv', 'charge'], amount: { value: 100, currency: 'EUR' } }),
+      what: 'GET /Cards/{token}',
+      expect: [404, 'not_found'],
+      prefix: 'tok',
+      foreign: () => wa.card,
+      run: (id) => request(h.app).get(`/Cards/${id}`).set(auth(b.testKey)),
+    },
+    {
+      what: 'DELETE /Cards/{token}',
+      expect: [404, 'not_found'],
+      prefix: 'tok',
+      foreign: () => wa.card,
+      run: (id) => request(h.app).delete(`/Cards/${id}`).set(auth(b.testKey)),
+    },
+    {
+      what: 'GET /CvvOperations/{id}',
+      expect: [404, 'not_found'],
+      prefix: 'cvo',
+      foreign: () => wa.session.id,
+      run: (id) => request(h.app).get(`/CvvOperations/${id}`).set(auth(b.testKey)),
+    },
+    {
+      what: 'POST /CvvOperations/{id}/token',
+      expect: [404, 'not_found'],
+      prefix: 'cvo',
+      foreign: () => wa.session.id,
+      run: (id) => request(h.app).post(`/CvvOperations/${id}/token`).set(auth(b.testKey)),
+    },
+    {
+      what: 'POST /CvvOperations/{id}/cancel',
+      expect: [404, 'not_found'],
+      prefix: 'cvo',
+      foreign: () => wa.session.id,
+      run: (id) => request(h.app).post(`/CvvOperations/${id}/cancel`).set(auth(b.testKey)),
+    },
+    {
+      what: 'DELETE /CvvOperations/{id}/cvv',
+      expect: [404, 'not_found'],
+      prefix: 'cvo',
+      foreign: () => wa.session.id,
+      run: (id) => request(h.app).delete(`/CvvOperations/${id}/cvv`).set(auth(b.testKey)),
+    },
+    {
+      what: 'DELETE /CvcSessions/{id} (from POST /Cards)',
+      expect: [410, 'cvc_session_not_found'],
+      prefix: 'cvc',
+      foreign: () => wa.cardCvc,
+      run: (id) => request(h.app).delete(`/CvcSessions/${id}`).set(auth(b.testKey)),
+    },
+    {
+      what: 'DELETE /CvcSessions/{id} (from collectCvv)',
+      expect: [410, 'cvc_session_not_found'],
+      prefix: 'cvc',
+      foreign: () => wa.sessionCvc,
+      run: (id) => request(h.app).delete(`/CvcSessions/${id}`).set(auth(b.testKey)),
+    },
+    {
+      what: "POST /CvvOperations with another merchant's card",
+      expect: [400, 'invalid_card'],
+      prefix: 'tok',
+      foreign: () => wa.card,
+      run: (id) =>
+        request(h.app)
+          .post('/CvvOperations')
+          .set(auth(b.testKey))
+          .send({ card: id, operations: ['collectCvv', 'charge'], amount: { value: 100, currency: 'EUR' } }),
     },
   ];
 
@@ -122,9 +177,16 @@ describe('another merchant\'s objects answer exactly like unknown ones (SECURITY
   });
 
   it("B's live key does not see A's test-mode objects either", async () => {
-    for (const [path, prefix] of [[`/Cards/${wa.card}`, 'tok'], [`/CvvOperations/${wa.session.id}`, 'cvo']] as const) {
+    for (const [path, prefix] of [
+      [`/Cards/${wa.card}`, 'tok'],
+      [`/CvvOperations/${wa.session.id}`, 'cvo'],
+    ] as const) {
       const foreign = answer(await request(h.app).get(path).set(auth(b.liveKey)));
-      const unknown = answer(await request(h.app).get(path.replace(/(tok|cvo)_[A-Za-z0-9_-]+/, newId(prefix))).set(auth(b.liveKey)));
+      const unknown = answer(
+        await request(h.app)
+          .get(path.replace(/(tok|cvo)_[A-Za-z0-9_-]+/, newId(prefix)))
+          .set(auth(b.liveKey)),
+      );
       assert.deepEqual(foreign, unknown, path);
       assert.equal(foreign.status, 404);
     }
@@ -146,18 +208,79 @@ describe('test mode and live mode of one merchant are separate worlds', () => {
   });
   after(() => h.close());
 
-  const cases: Array<{ what: string; expect: [number, string]; run: (key: string, id: string) => request.Test; obj: () => string; prefix: 'tok' | 'cvo' | 'cvc' }> = [
-    { what: 'GET /Cards/{token}', expect: [404, 'not_found'], prefix: 'tok', obj: () => wt.card, run: (k, id) => request(h.app).get(`/Cards/${id}`).set(auth(k)) },
-    { what: 'DELETE /Cards/{token}', expect: [404, 'not_found'], prefix: 'tok', obj: () => wt.card, run: (k, id) => request(h.app).delete(`/Cards/${id}`).set(auth(k)) },
-    { what: 'GET /CvvOperations/{id}', expect: [404, 'not_found'], prefix: 'cvo', obj: () => wt.session.id, run: (k, id) => request(h.app).get(`/CvvOperations/${id}`).set(auth(k)) },
-    { what: 'POST /CvvOperations/{id}/token', expect: [404, 'not_found'], prefix: 'cvo', obj: () => wt.session.id, run: (k, id) => request(h.app).post(`/CvvOperations/${id}/token`).set(auth(k)) },
-    { what: 'POST /CvvOperations/{id}/cancel', expect: [404, 'not_found'], prefix: 'cvo', obj: () => wt.session.id, run: (k, id) => request(h.app).post(`/CvvOperations/${id}/cancel`).set(auth(k)) },
-    { what: 'DELETE /CvvOperations/{id}/cvv', expect: [404, 'not_found'], prefix: 'cvo', obj: () => wt.session.id, run: (k, id) => request(h.app).delete(`/CvvOperations/${id}/cvv`).set(auth(k)) },
-    { what: 'DELETE /CvcSessions/{id}', expect: [410, 'cvc_session_not_found'], prefix: 'cvc', obj: () => wt.cardCvc, run: (k, id) => request(h.app).delete(`/CvcSessions/${id}`).set(auth(k)) },
-    { what: 'DELETE /CvcSessions/{id} (collectCvv)', expect: [410, 'cvc_session_not_found'], prefix: 'cvc', obj: () => wt.sessionCvc, run: (k, id) => request(h.app).delete(`/CvcSessions/${id}`).set(auth(k)) },
+  const cases: Array<{
+    what: string;
+    expect: [number, string];
+    run: (key: string, id: string) => request.Test;
+    obj: () => string;
+    prefix: 'tok' | 'cvo' | 'cvc';
+  }> = [
     {
-      what: 'POST /CvvOperations with a test-mode card', expect: [400, 'invalid_card'], prefix: 'tok', obj: () => wt.card,
-      run: (k, id) => request(h.app).post('/CvvOperations').set(auth(k)).send({ card: id, operations: ['collectCvv'] }),
+      what: 'GET /Cards/{token}',
+      expect: [404, 'not_found'],
+      prefix: 'tok',
+      obj: () => wt.card,
+      run: (k, id) => request(h.app).get(`/Cards/${id}`).set(auth(k)),
+    },
+    {
+      what: 'DELETE /Cards/{token}',
+      expect: [404, 'not_found'],
+      prefix: 'tok',
+      obj: () => wt.card,
+      run: (k, id) => request(h.app).delete(`/Cards/${id}`).set(auth(k)),
+    },
+    {
+      what: 'GET /CvvOperations/{id}',
+      expect: [404, 'not_found'],
+      prefix: 'cvo',
+      obj: () => wt.session.id,
+      run: (k, id) => request(h.app).get(`/CvvOperations/${id}`).set(auth(k)),
+    },
+    {
+      what: 'POST /CvvOperations/{id}/token',
+      expect: [404, 'not_found'],
+      prefix: 'cvo',
+      obj: () => wt.session.id,
+      run: (k, id) => request(h.app).post(`/CvvOperations/${id}/token`).set(auth(k)),
+    },
+    {
+      what: 'POST /CvvOperations/{id}/cancel',
+      expect: [404, 'not_found'],
+      prefix: 'cvo',
+      obj: () => wt.session.id,
+      run: (k, id) => request(h.app).post(`/CvvOperations/${id}/cancel`).set(auth(k)),
+    },
+    {
+      what: 'DELETE /CvvOperations/{id}/cvv',
+      expect: [404, 'not_found'],
+      prefix: 'cvo',
+      obj: () => wt.session.id,
+      run: (k, id) => request(h.app).delete(`/CvvOperations/${id}/cvv`).set(auth(k)),
+    },
+    {
+      what: 'DELETE /CvcSessions/{id}',
+      expect: [410, 'cvc_session_not_found'],
+      prefix: 'cvc',
+      obj: () => wt.cardCvc,
+      run: (k, id) => request(h.app).delete(`/CvcSessions/${id}`).set(auth(k)),
+    },
+    {
+      what: 'DELETE /CvcSessions/{id} (collectCvv)',
+      expect: [410, 'cvc_session_not_found'],
+      prefix: 'cvc',
+      obj: () => wt.sessionCvc,
+      run: (k, id) => request(h.app).delete(`/CvcSessions/${id}`).set(auth(k)),
+    },
+    {
+      what: 'POST /CvvOperations with a test-mode card',
+      expect: [400, 'invalid_card'],
+      prefix: 'tok',
+      obj: () => wt.card,
+      run: (k, id) =>
+        request(h.app)
+          .post('/CvvOperations')
+          .set(auth(k))
+          .send({ card: id, operations: ['collectCvv'] }),
     },
   ];
 
@@ -178,11 +301,22 @@ describe('test mode and live mode of one merchant are separate worlds', () => {
     const live = await request(h.app).post('/Cards').set(auth(m.liveKey)).send({ number: '5105105105105100', expMonth: 12, expYear: 2030, cvv: '123' });
     assert.equal(live.status, 201, JSON.stringify(live.body));
     const cross = answer(await request(h.app).get(`/Cards/${live.body.token}`).set(auth(m.testKey)));
-    const unknown = answer(await request(h.app).get(`/Cards/${newId('tok')}`).set(auth(m.testKey)));
+    const unknown = answer(
+      await request(h.app)
+        .get(`/Cards/${newId('tok')}`)
+        .set(auth(m.testKey)),
+    );
     assert.deepEqual(cross, unknown);
     assert.equal(cross.status, 404);
     const cvc = answer(await request(h.app).delete(`/CvcSessions/${live.body.cvcSession.id}`).set(auth(m.testKey)));
-    assert.deepEqual(cvc, answer(await request(h.app).delete(`/CvcSessions/${newId('cvc')}`).set(auth(m.testKey))));
+    assert.deepEqual(
+      cvc,
+      answer(
+        await request(h.app)
+          .delete(`/CvcSessions/${newId('cvc')}`)
+          .set(auth(m.testKey)),
+      ),
+    );
     assert.equal(cvc.status, 410);
     assert.ok(await h.deps.store.getLiveCvcSession(m.id, 'live', live.body.cvcSession.id, h.clock.now()), 'the live CVC session is untouched');
     assert.equal((await request(h.app).get(`/Cards/${live.body.token}`).set(auth(m.liveKey))).status, 200, 'control: the live key sees it');

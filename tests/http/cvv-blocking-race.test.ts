@@ -30,7 +30,13 @@ describe('CVV blocking under parallel attempts', () => {
     }
     processor.hold = true;
     const before = processor.calls.length;
-    const pending = tokens.map((t) => request(h.app).post('/CvvOperations/charge').set(auth(t)).send({}).then((r) => r));
+    const pending = tokens.map((t) =>
+      request(h.app)
+        .post('/CvvOperations/charge')
+        .set(auth(t))
+        .send({})
+        .then((r) => r),
+    );
     // Those not let through answer at once, while the ones at the processor are held there.
     await processor.reached(before + 3);
     const settled = await Promise.race([Promise.all(pending), new Promise<null>((resolve) => setTimeout(() => resolve(null), 1500))]);
@@ -76,7 +82,13 @@ describe('CVV blocking under parallel attempts', () => {
     }
     processor.hold = true;
     const before = processor.calls.length;
-    const held = sessions.slice(0, 3).map((s) => request(h.app).post('/CvvOperations/charge').set(auth(s.token)).send({}).then((r) => r));
+    const held = sessions.slice(0, 3).map((s) =>
+      request(h.app)
+        .post('/CvvOperations/charge')
+        .set(auth(s.token))
+        .send({})
+        .then((r) => r),
+    );
     await processor.reached(before + 3);
     const fourth = await request(h.app).post('/CvvOperations/charge').set(auth(sessions[3]!.token)).send({});
     assert.equal(fourth.status, 409);

@@ -53,7 +53,10 @@ interface Route {
 }
 type Schema = Record<string, any>;
 
-const doc = JSON.parse(readFileSync(new URL('../../openapi.json', import.meta.url), 'utf8')) as { paths: Record<string, Record<string, any>>; components: { schemas: Record<string, Schema> } };
+const doc = JSON.parse(readFileSync(new URL('../../openapi.json', import.meta.url), 'utf8')) as {
+  paths: Record<string, Record<string, any>>;
+  components: { schemas: Record<string, Schema> };
+};
 const resolve = (s: Schema): Schema => (s?.$ref ? resolve(doc.components.schemas[String(s.$ref).split('/').pop()!]!) : s);
 
 const ROUTES: Route[] = [];
@@ -62,12 +65,20 @@ for (const [path, methods] of Object.entries(doc.paths)) {
     const sec = JSON.stringify(op.security ?? []);
     const schema = op.requestBody?.content?.['application/json']?.schema;
     ROUTES.push({
-      method: method.toUpperCase(), path, auth: sec.includes('apiKey') ? 'merchant' : sec.includes('sessionToken') ? 'session' : 'none',
-      schema: schema ? resolve(schema) : undefined, kind: path === '/proxy' ? 'proxy' : 'json',
+      method: method.toUpperCase(),
+      path,
+      auth: sec.includes('apiKey') ? 'merchant' : sec.includes('sessionToken') ? 'session' : 'none',
+      schema: schema ? resolve(schema) : undefined,
+      kind: path === '/proxy' ? 'proxy' : 'json',
     });
   }
 }
-const DEMO_CHECKOUT: Schema = { type: 'object', properties: { card: { type: 'string', enum: ['4000000000002024', '4000000000001018', '4000000000006066', '378282246310005'] } }, required: ['card'], additionalProperties: false };
+const DEMO_CHECKOUT: Schema = {
+  type: 'object',
+  properties: { card: { type: 'string', enum: ['4000000000002024', '4000000000001018', '4000000000006066', '378282246310005'] } },
+  required: ['card'],
+  additionalProperties: false,
+};
 const DEMO_VALIDATE: Schema = { type: 'object', properties: { token: { type: 'string' } }, required: ['token'], additionalProperties: false };
 ROUTES.push(
   { method: 'GET', path: '/hosted/cvv', auth: 'none' },
@@ -86,7 +97,10 @@ ROUTES.push(
 
 type IdKind = 'card' | 'session' | 'cvc' | 'form' | 'hook' | 'tds' | 'token' | 'staleToken';
 class Pick {
-  constructor(readonly kind: IdKind, readonly n: number) {}
+  constructor(
+    readonly kind: IdKind,
+    readonly n: number,
+  ) {}
 }
 class Raw {
   constructor(readonly text: string) {}
@@ -124,75 +138,280 @@ function ser(j: J, w: World): string {
 }
 
 const ODD_STRINGS = [
-  '', ' ', '\u0000', 'a\u0000b', '\ud800', 'x\udfffy', '\udc00\ud800', '\u202eabc', '\u2066x\u2069', '\ufeff', '\uffff', '\u0085', '\u2028',
-  '１２３', '١٢٣', '123\n', ' 123', '123 ', '12', '12345', 'abc', '-0', 'NaN', 'Infinity', '-Infinity', '1e308', '0x1F', '1_000',
-  '4000000000001018', '4000 0000 0000 1018', '4000-0000-0000-1018', '__proto__', 'constructor', 'prototype', '<script>alert(1)</script>',
-  '${cvv}', '${cardNumber}', '%E0%A4%A', '%00', '../../etc/passwd', '\\', '"', "'; DROP TABLE cards; --", '\ud83d\udca5', 'é', 'e\u0301',
-  'tok_', 'tok_x', 'cvo_x', 'frm_x', 'cvc_x', 'sk_test_x', 'eyJhbGciOiJub25lIn0.e30.', 'x'.repeat(200), 'y'.repeat(5000),
+  '',
+  ' ',
+  '\u0000',
+  'a\u0000b',
+  '\ud800',
+  'x\udfffy',
+  '\udc00\ud800',
+  '\u202eabc',
+  '\u2066x\u2069',
+  '\ufeff',
+  '\uffff',
+  '\u0085',
+  '\u2028',
+  '１２３',
+  '١٢٣',
+  '123\n',
+  ' 123',
+  '123 ',
+  '12',
+  '12345',
+  'abc',
+  '-0',
+  'NaN',
+  'Infinity',
+  '-Infinity',
+  '1e308',
+  '0x1F',
+  '1_000',
+  '4000000000001018',
+  '4000 0000 0000 1018',
+  '4000-0000-0000-1018',
+  '__proto__',
+  'constructor',
+  'prototype',
+  '<script>alert(1)</script>',
+  '${cvv}',
+  '${cardNumber}',
+  '%E0%A4%A',
+  '%00',
+  '../../etc/passwd',
+  '\\',
+  '"',
+  "'; DROP TABLE cards; --",
+  '\ud83d\udca5',
+  'é',
+  'e\u0301',
+  'tok_',
+  'tok_x',
+  'cvo_x',
+  'frm_x',
+  'cvc_x',
+  'sk_test_x',
+  'eyJhbGciOiJub25lIn0.e30.',
+  'x'.repeat(200),
+  'y'.repeat(5000),
 ];
 const oddString = fc.constantFrom(...ODD_STRINGS);
 const oddNumber: fc.Arbitrary<J> = fc.oneof(
-  fc.constantFrom<J>(0, -1, 1, 0.5, -0.5, 1e308, -1e308, 2 ** 53 + 1, -(2 ** 53) - 1, 99_999_999_999, 100_000_000_000, Number.MAX_SAFE_INTEGER, Number.MIN_VALUE, 1e-7, 12, 13, 1999, 2030, 3600, 3601, 59),
-  fc.constantFrom(new Raw('-0'), new Raw('1e400'), new Raw('-1e400'), new Raw('123456789012345678901234567890'), new Raw('1.0'), new Raw('1E3'), new Raw('0.0000000000000000000001'), new Raw('-0.0')),
+  fc.constantFrom<J>(
+    0,
+    -1,
+    1,
+    0.5,
+    -0.5,
+    1e308,
+    -1e308,
+    2 ** 53 + 1,
+    -(2 ** 53) - 1,
+    99_999_999_999,
+    100_000_000_000,
+    Number.MAX_SAFE_INTEGER,
+    Number.MIN_VALUE,
+    1e-7,
+    12,
+    13,
+    1999,
+    2030,
+    3600,
+    3601,
+    59,
+  ),
+  fc.constantFrom(
+    new Raw('-0'),
+    new Raw('1e400'),
+    new Raw('-1e400'),
+    new Raw('123456789012345678901234567890'),
+    new Raw('1.0'),
+    new Raw('1E3'),
+    new Raw('0.0000000000000000000001'),
+    new Raw('-0.0'),
+  ),
   fc.integer(),
   fc.double({ noNaN: true, noDefaultInfinity: true }),
 );
-const ODD_KEYS = ['__proto__', 'constructor', 'prototype', '4000731973197314', '4000 7319 7319 7314', '', ' ', '\u0000', 'cvv', 'CVV', 'card ', 'Amount', 'x'.repeat(100), '\ud800', 'toString', 'hasOwnProperty', '$where', 'a.b'];
+const ODD_KEYS = [
+  '__proto__',
+  'constructor',
+  'prototype',
+  '4000731973197314',
+  '4000 7319 7319 7314',
+  '',
+  ' ',
+  '\u0000',
+  'cvv',
+  'CVV',
+  'card ',
+  'Amount',
+  'x'.repeat(100),
+  '\ud800',
+  'toString',
+  'hasOwnProperty',
+  '$where',
+  'a.b',
+];
 
 /** Any JSON value, with odd leaves, a few levels deep. */
 const anyJson: fc.Arbitrary<J> = fc.letrec<{ v: J }>((tie) => ({
   v: fc.oneof(
     { depthSize: 'small', withCrossShrink: true },
-    fc.constant(null), fc.boolean(), oddNumber, oddString, fc.string({ maxLength: 30 }),
+    fc.constant(null),
+    fc.boolean(),
+    oddNumber,
+    oddString,
+    fc.string({ maxLength: 30 }),
     fc.array(tie('v'), { maxLength: 4 }),
     fc.array(fc.tuple(fc.oneof(fc.constantFrom(...ODD_KEYS), fc.string({ maxLength: 12 })), tie('v')), { maxLength: 4 }).map((e) => new Obj(e)),
   ),
 })).v;
 
 /** Deep nesting: arrays or objects thousands of levels deep (still under the size limit). */
-const deep = fc.tuple(fc.integer({ min: 50, max: 7000 }), fc.boolean()).map(([n, arr]) => (arr ? new Raw('['.repeat(n) + ']'.repeat(n)) : new Raw('{"a":'.repeat(n) + '1' + '}'.repeat(n))));
+const deep = fc
+  .tuple(fc.integer({ min: 50, max: 7000 }), fc.boolean())
+  .map(([n, arr]) => (arr ? new Raw('['.repeat(n) + ']'.repeat(n)) : new Raw('{"a":'.repeat(n) + '1' + '}'.repeat(n))));
 
 /** URLs that are only stored or compared (returnUrl, origins). */
-const URLS = ['https://shop.example/return', 'https://shop.example/a\u0000b', 'https://shop.example/a b', 'http://localhost:3000/x', 'javascript:alert(1)', 'file:///etc/passwd', 'http://[::1]/', 'https://user:pw@shop.example/', 'https://shop.example/' + 'p'.repeat(3000), 'http://127.0.0.1:1/', 'ftp://x.example/', 'https://10.0.0.1/', 'not a url'];
+const URLS = [
+  'https://shop.example/return',
+  'https://shop.example/a\u0000b',
+  'https://shop.example/a b',
+  'http://localhost:3000/x',
+  'javascript:alert(1)',
+  'file:///etc/passwd',
+  'http://[::1]/',
+  'https://user:pw@shop.example/',
+  'https://shop.example/' + 'p'.repeat(3000),
+  'http://127.0.0.1:1/',
+  'ftp://x.example/',
+  'https://10.0.0.1/',
+  'not a url',
+];
 /**
  * URLs the server may fetch (proxy targets, an http processor, webhooks): only the local stand-in provider, or
  * strings that are no fetchable URL, so the run never waits on the network or on an unreachable address.
  */
-const fetchable = (target: string) => fc.constantFrom(target, `${target}/`, `${target}/pay`, `${target}/a?b=c`, `${target}/a\u0000b`, `${target}/\ud800`, 'javascript:alert(1)', 'file:///etc/passwd', 'ftp://x.example/', 'not a url', 'http://', 'https://', '');
+const fetchable = (target: string) =>
+  fc.constantFrom(
+    target,
+    `${target}/`,
+    `${target}/pay`,
+    `${target}/a?b=c`,
+    `${target}/a\u0000b`,
+    `${target}/\ud800`,
+    'javascript:alert(1)',
+    'file:///etc/passwd',
+    'ftp://x.example/',
+    'not a url',
+    'http://',
+    'https://',
+    '',
+  );
 
 /** Mostly one of the plausible values, sometimes an odd one. */
-const mostly = (good: J[], odd: J[]): fc.Arbitrary<J> => fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...good) }, { weight: 1, arbitrary: fc.constantFrom(...odd) });
+const mostly = (good: J[], odd: J[]): fc.Arbitrary<J> =>
+  fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...good) }, { weight: 1, arbitrary: fc.constantFrom(...odd) });
 
 /** Values for a field, by its name: real ids and plausible values most of the time, so the handlers run. */
 function byName(name: string, s: Schema, w: () => World): fc.Arbitrary<J> | undefined {
   switch (name) {
-    case 'card': return s.enum ? undefined : fc.nat().map((n) => new Pick('card', n));
-    case 'form': return fc.oneof({ weight: 3, arbitrary: fc.constant('hosted') }, { weight: 1, arbitrary: fc.nat().map((n) => new Pick('form', n)) });
-    case 'token': return fc.oneof(fc.nat().map((n) => new Pick('token', n)), fc.nat().map((n) => new Pick('staleToken', n)), oddString);
-    case 'cvv': return mostly(['123'], ['1234', '12', '12345', '１２３', ' 123', '0000', '999', '12a']);
-    case 'number': return mostly([TEST_CARD, '4000000000002024', AMEX_CARD, '5555555555554402'], ['4242424242424242', '4000000000001019', '0', '4000 0000 0000 1018', '4000000000001018\u0000']);
-    case 'holderName': return mostly(['Ada Lovelace', 'Zoë Ångström', '李小龍', "O'Brien-Smith"], ['x'.repeat(101), 'a\u0000b', '\u202eevil', '']);
-    case 'name': return mostly(['Checkout CVV', 'Zoë', 'x'.repeat(100)], ['x'.repeat(101), '<b>bold</b>', '\u0007', '']);
-    case 'reference': return mostly(['order-1234', 'x'.repeat(128), 'Ω'], ['x'.repeat(129), '\ud800', '']);
-    case 'expMonth': return mostly([1, 6, 12], [0, 13, -1, 1.5, '12', new Raw('-0')]);
-    case 'expYear': return mostly([2030, 2031, 2035, 2100], [2000, 2025, 1999, 2101, 20300, '2030', new Raw('2030.0')]);
-    case 'operations': return fc.oneof({ weight: 4, arbitrary: fc.subarray(['collectCvv', 'threeDS', 'charge'], { minLength: 1 }) }, { weight: 1, arbitrary: fc.array(fc.constantFrom('collectCvv', 'threeDS', 'charge', 'refund', ''), { maxLength: 5 }) });
-    case 'value': return mostly([1, 500, 1999], [0, 2000, -1, 1.5, 99_999_999_999, 100_000_000_000, new Raw('-0'), new Raw('1e400'), '1999']);
-    case 'currency': return mostly(['EUR'], ['USD', 'JPY', 'BHD', 'eur', 'XXX', 'EU', 'EURO', '']);
-    case 'url': return fetchable(w().target);
-    case 'returnUrl': return mostly(['https://shop.example/return'], URLS);
-    case 'metadata': return fc.oneof(
-      { weight: 4, arbitrary: fc.array(fc.tuple(fc.constantFrom('cart', 'a.b', 'k_1', 'x-y'), fc.constantFrom('c_77', '', 'Ω', 'v'.repeat(500))), { maxLength: 3 }).map((e) => new Obj(e)) },
-      { weight: 1, arbitrary: fc.array(fc.tuple(fc.constantFrom('', 'a b', '__proto__', 'k'.repeat(41), '\u0000'), fc.oneof(oddString, oddNumber)), { maxLength: 22 }).map((e) => new Obj(e)) },
-    );
-    case 'allowedOrigins': return fc.array(mostly(['https://shop.example', 'http://localhost:3000'], ['null', '*', 'https://shop.example/path', 'http://cvv.test', 'https://xn--80ak6aa92e.example', 'javascript:x']), { maxLength: 3 });
-    case 'allowedProxyTargets': return fc.array(fetchable(w().target), { maxLength: 3 });
-    case 'language': return mostly(['en-GB', 'fr'], ['x'.repeat(40), 'en_GB']);
-    case 'html': return mostly(['<input data-cvvops="cvv"><button data-cvvops="submit">Pay</button><p data-cvvops="message"></p>'],
-      ['<script>alert(1)</script><input data-cvvops="cvv">', '<p>a\u0000b</p>', '<p>\ud800</p>', '<img src=x onerror=alert(1)>', '<a href="javascript:alert(1)">x</a>', '<div style="background:url(https://evil.example/x)">', '<', 'h'.repeat(20000)]);
-    case 'css': return mostly(['body{color:red}'], ['a{}\u0000', '@import url(https://evil.example/x.css);', 'input[value^="1"]{background:url(https://evil.example/1)}', '</style><script>alert(1)</script>', '']);
-    case 'path': return fc.constantFrom('status', 'result.approved', 'a.b.c', '__proto__.x', 'constructor.prototype', '', 'x'.repeat(199));
-    default: return undefined;
+    case 'card':
+      return s.enum ? undefined : fc.nat().map((n) => new Pick('card', n));
+    case 'form':
+      return fc.oneof({ weight: 3, arbitrary: fc.constant('hosted') }, { weight: 1, arbitrary: fc.nat().map((n) => new Pick('form', n)) });
+    case 'token':
+      return fc.oneof(
+        fc.nat().map((n) => new Pick('token', n)),
+        fc.nat().map((n) => new Pick('staleToken', n)),
+        oddString,
+      );
+    case 'cvv':
+      return mostly(['123'], ['1234', '12', '12345', '１２３', ' 123', '0000', '999', '12a']);
+    case 'number':
+      return mostly(
+        [TEST_CARD, '4000000000002024', AMEX_CARD, '5555555555554402'],
+        ['4242424242424242', '4000000000001019', '0', '4000 0000 0000 1018', '4000000000001018\u0000'],
+      );
+    case 'holderName':
+      return mostly(['Ada Lovelace', 'Zoë Ångström', '李小龍', "O'Brien-Smith"], ['x'.repeat(101), 'a\u0000b', '\u202eevil', '']);
+    case 'name':
+      return mostly(['Checkout CVV', 'Zoë', 'x'.repeat(100)], ['x'.repeat(101), '<b>bold</b>', '\u0007', '']);
+    case 'reference':
+      return mostly(['order-1234', 'x'.repeat(128), 'Ω'], ['x'.repeat(129), '\ud800', '']);
+    case 'expMonth':
+      return mostly([1, 6, 12], [0, 13, -1, 1.5, '12', new Raw('-0')]);
+    case 'expYear':
+      return mostly([2030, 2031, 2035, 2100], [2000, 2025, 1999, 2101, 20300, '2030', new Raw('2030.0')]);
+    case 'operations':
+      return fc.oneof(
+        { weight: 4, arbitrary: fc.subarray(['collectCvv', 'threeDS', 'charge'], { minLength: 1 }) },
+        { weight: 1, arbitrary: fc.array(fc.constantFrom('collectCvv', 'threeDS', 'charge', 'refund', ''), { maxLength: 5 }) },
+      );
+    case 'value':
+      return mostly([1, 500, 1999], [0, 2000, -1, 1.5, 99_999_999_999, 100_000_000_000, new Raw('-0'), new Raw('1e400'), '1999']);
+    case 'currency':
+      return mostly(['EUR'], ['USD', 'JPY', 'BHD', 'eur', 'XXX', 'EU', 'EURO', '']);
+    case 'url':
+      return fetchable(w().target);
+    case 'returnUrl':
+      return mostly(['https://shop.example/return'], URLS);
+    case 'metadata':
+      return fc.oneof(
+        {
+          weight: 4,
+          arbitrary: fc
+            .array(fc.tuple(fc.constantFrom('cart', 'a.b', 'k_1', 'x-y'), fc.constantFrom('c_77', '', 'Ω', 'v'.repeat(500))), { maxLength: 3 })
+            .map((e) => new Obj(e)),
+        },
+        {
+          weight: 1,
+          arbitrary: fc
+            .array(fc.tuple(fc.constantFrom('', 'a b', '__proto__', 'k'.repeat(41), '\u0000'), fc.oneof(oddString, oddNumber)), { maxLength: 22 })
+            .map((e) => new Obj(e)),
+        },
+      );
+    case 'allowedOrigins':
+      return fc.array(
+        mostly(
+          ['https://shop.example', 'http://localhost:3000'],
+          ['null', '*', 'https://shop.example/path', 'http://cvv.test', 'https://xn--80ak6aa92e.example', 'javascript:x'],
+        ),
+        { maxLength: 3 },
+      );
+    case 'allowedProxyTargets':
+      return fc.array(fetchable(w().target), { maxLength: 3 });
+    case 'language':
+      return mostly(['en-GB', 'fr'], ['x'.repeat(40), 'en_GB']);
+    case 'html':
+      return mostly(
+        ['<input data-cvvops="cvv"><button data-cvvops="submit">Pay</button><p data-cvvops="message"></p>'],
+        [
+          '<script>alert(1)</script><input data-cvvops="cvv">',
+          '<p>a\u0000b</p>',
+          '<p>\ud800</p>',
+          '<img src=x onerror=alert(1)>',
+          '<a href="javascript:alert(1)">x</a>',
+          '<div style="background:url(https://evil.example/x)">',
+          '<',
+          'h'.repeat(20000),
+        ],
+      );
+    case 'css':
+      return mostly(
+        ['body{color:red}'],
+        [
+          'a{}\u0000',
+          '@import url(https://evil.example/x.css);',
+          'input[value^="1"]{background:url(https://evil.example/1)}',
+          '</style><script>alert(1)</script>',
+          '',
+        ],
+      );
+    case 'path':
+      return fc.constantFrom('status', 'result.approved', 'a.b.c', '__proto__.x', 'constructor.prototype', '', 'x'.repeat(199));
+    default:
+      return undefined;
   }
 }
 
@@ -205,13 +424,15 @@ function fromSchema(s0: Schema, name: string, w: () => World, depth = 0): fc.Arb
   if (s.const !== undefined) return fc.constant(s.const as J);
   if (s.enum) return fc.constantFrom(...(s.enum as J[]));
   switch (s.type) {
-    case 'boolean': return fc.boolean();
+    case 'boolean':
+      return fc.boolean();
     case 'integer': {
       const min = s.minimum ?? -1_000_000;
       const max = s.maximum ?? 1_000_000;
       return fc.oneof(fc.integer({ min, max }), fc.constantFrom(min, max));
     }
-    case 'number': return fc.double({ min: s.minimum ?? -1e6, max: s.maximum ?? 1e6, noNaN: true });
+    case 'number':
+      return fc.double({ min: s.minimum ?? -1e6, max: s.maximum ?? 1e6, noNaN: true });
     case 'string': {
       if (s.pattern) {
         const prefix = /^\^([a-z]+)_/.exec(s.pattern)?.[1];
@@ -220,21 +441,29 @@ function fromSchema(s0: Schema, name: string, w: () => World, depth = 0): fc.Arb
       const max = Math.min(s.maxLength ?? 40, 40);
       return fc.string({ minLength: Math.min(s.minLength ?? 0, max), maxLength: max });
     }
-    case 'array': return fc.array(fromSchema(s.items ?? {}, name, w, depth + 1), { minLength: s.minItems ?? 0, maxLength: Math.min(s.maxItems ?? 4, 4) });
+    case 'array':
+      return fc.array(fromSchema(s.items ?? {}, name, w, depth + 1), { minLength: s.minItems ?? 0, maxLength: Math.min(s.maxItems ?? 4, 4) });
     case 'object': {
       if (depth > 4) return fc.constant(new Obj([]));
       const props = Object.entries((s.properties ?? {}) as Record<string, Schema>);
       const required = new Set<string>(s.required ?? []);
       const fields = props.map(([k, ps]) => fc.tuple(fc.constant(k), fromSchema(ps, k, w, depth + 1), fc.boolean()));
-      const extra = s.additionalProperties && typeof s.additionalProperties === 'object'
-        ? fc.array(fc.tuple(fc.oneof(fc.constantFrom('cart', 'a.b', 'k'), fc.string({ minLength: 1, maxLength: 10 })), fromSchema(s.additionalProperties, '', w, depth + 1)), { maxLength: 3 })
-        : fc.constant([] as Array<[string, J]>);
-      return fc.tuple(fc.tuple(...fields), extra).map(([fs, ex]) => new Obj([
-        ...fs.filter(([k, , keep]) => required.has(k) || keep).map(([k, v]) => [k, v] as [string, J]),
-        ...ex,
-      ]));
+      const extra =
+        s.additionalProperties && typeof s.additionalProperties === 'object'
+          ? fc.array(
+              fc.tuple(
+                fc.oneof(fc.constantFrom('cart', 'a.b', 'k'), fc.string({ minLength: 1, maxLength: 10 })),
+                fromSchema(s.additionalProperties, '', w, depth + 1),
+              ),
+              { maxLength: 3 },
+            )
+          : fc.constant([] as Array<[string, J]>);
+      return fc
+        .tuple(fc.tuple(...fields), extra)
+        .map(([fs, ex]) => new Obj([...fs.filter(([k, , keep]) => required.has(k) || keep).map(([k, v]) => [k, v] as [string, J]), ...ex]));
     }
-    default: return anyJson;
+    default:
+      return anyJson;
   }
 }
 
@@ -263,18 +492,55 @@ function mutate(j: J, ms: Mutation[]): J {
 }
 
 /** A request body: what it is and how it goes on the wire. */
-type Body =
-  | { t: 'none' }
-  | { t: 'json'; j: J }
-  | { t: 'text'; text: string }
-  | { t: 'bytes'; hex: string };
+type Body = { t: 'none' } | { t: 'json'; j: J } | { t: 'text'; text: string } | { t: 'bytes'; hex: string };
 
 const RAW_TEXTS = [
-  '{', '}', '{"a":1,}', '{"a":01}', "{'a':1}", 'undefined', 'NaN', '[NaN]', '{"a":NaN}', '{"a":Infinity}', '\ufeff{}', '{}\u0000',
-  '{"cvv":"12\u00003"}', 'null', 'true', '"x"', '42', '[]', '[{}]', '{"__proto__":{"polluted":1}}', '{"constructor":{"prototype":{"polluted":1}}}',
-  '{"a":"\\ud800"}', '{"a":"\\u0000"}', '{"a":"\\x41"}', '{"a":1}{"b":2}', ' ', '\r\n', '{"a":1} x', 'code=123456', '<xml/>',
+  '{',
+  '}',
+  '{"a":1,}',
+  '{"a":01}',
+  "{'a':1}",
+  'undefined',
+  'NaN',
+  '[NaN]',
+  '{"a":NaN}',
+  '{"a":Infinity}',
+  '\ufeff{}',
+  '{}\u0000',
+  '{"cvv":"12\u00003"}',
+  'null',
+  'true',
+  '"x"',
+  '42',
+  '[]',
+  '[{}]',
+  '{"__proto__":{"polluted":1}}',
+  '{"constructor":{"prototype":{"polluted":1}}}',
+  '{"a":"\\ud800"}',
+  '{"a":"\\u0000"}',
+  '{"a":"\\x41"}',
+  '{"a":1}{"b":2}',
+  ' ',
+  '\r\n',
+  '{"a":1} x',
+  'code=123456',
+  '<xml/>',
 ];
-const INVALID_UTF8 = ['ff', 'fe', 'c328', 'a0a1', 'e28228', 'eda080', 'f0288cbc', 'c0af', 'f8a1a1a1a1', '7b2261223a22ff227d' /* {"a":"\xff"} */, '7b2263767622203a2022eda08022207d', '00', '1f8b0800'];
+const INVALID_UTF8 = [
+  'ff',
+  'fe',
+  'c328',
+  'a0a1',
+  'e28228',
+  'eda080',
+  'f0288cbc',
+  'c0af',
+  'f8a1a1a1a1',
+  '7b2261223a22ff227d' /* {"a":"\xff"} */,
+  '7b2263767622203a2022eda08022207d',
+  '00',
+  '1f8b0800',
+];
 
 function bodyArb(route: Route, w: () => World): fc.Arbitrary<Body> {
   const valid = route.schema ? fromSchema(route.schema, '', w) : fc.constant(new Obj([]));
@@ -290,44 +556,140 @@ function bodyArb(route: Route, w: () => World): fc.Arbitrary<Body> {
     { weight: 2, arbitrary: fc.constantFrom(...RAW_TEXTS).map((text): Body => ({ t: 'text', text })) },
     { weight: 1, arbitrary: fc.constantFrom(...INVALID_UTF8).map((hex): Body => ({ t: 'bytes', hex })) },
     // Over the limit, by a little or a lot; and just under it.
-    { weight: 1, arbitrary: fc.constantFrom(limit - 20, limit + 1, limit + 100, limit * 2, 300_000).map((n): Body => ({ t: 'text', text: `{"name":"${'a'.repeat(Math.max(0, n - 11))}"}` })) },
+    {
+      weight: 1,
+      arbitrary: fc
+        .constantFrom(limit - 20, limit + 1, limit + 100, limit * 2, 300_000)
+        .map((n): Body => ({ t: 'text', text: `{"name":"${'a'.repeat(Math.max(0, n - 11))}"}` })),
+    },
   );
 }
 
 /** The credential of a request (resolved at send time). */
-type Cred = 'key' | 'liveKey' | 'otherKey' | 'randomKey' | 'token' | 'staleToken' | 'badJws' | 'noneAlg' | 'none' | 'basic' | 'empty' | 'long' | 'lowercase' | 'dup' | 'dupSame';
+type Cred =
+  | 'key'
+  | 'liveKey'
+  | 'otherKey'
+  | 'randomKey'
+  | 'token'
+  | 'staleToken'
+  | 'badJws'
+  | 'noneAlg'
+  | 'none'
+  | 'basic'
+  | 'empty'
+  | 'long'
+  | 'lowercase'
+  | 'dup'
+  | 'dupSame';
 function credArb(route: Route): fc.Arbitrary<Cred> {
-  const odd: fc.WeightedArbitrary<Cred>[] = (['randomKey', 'badJws', 'noneAlg', 'none', 'basic', 'empty', 'long', 'lowercase', 'dup', 'dupSame', 'otherKey'] as Cred[]).map((c) => ({ weight: 1, arbitrary: fc.constant(c) }));
-  if (route.auth === 'merchant') return fc.oneof({ weight: 24, arbitrary: fc.constant<Cred>('key') }, { weight: 2, arbitrary: fc.constant<Cred>('liveKey') }, { weight: 2, arbitrary: fc.constant<Cred>('token') }, ...odd);
-  if (route.auth === 'session') return fc.oneof({ weight: 24, arbitrary: fc.constant<Cred>('token') }, { weight: 3, arbitrary: fc.constant<Cred>('staleToken') }, { weight: 2, arbitrary: fc.constant<Cred>('key') }, ...odd);
+  const odd: fc.WeightedArbitrary<Cred>[] = (
+    ['randomKey', 'badJws', 'noneAlg', 'none', 'basic', 'empty', 'long', 'lowercase', 'dup', 'dupSame', 'otherKey'] as Cred[]
+  ).map((c) => ({ weight: 1, arbitrary: fc.constant(c) }));
+  if (route.auth === 'merchant')
+    return fc.oneof(
+      { weight: 24, arbitrary: fc.constant<Cred>('key') },
+      { weight: 2, arbitrary: fc.constant<Cred>('liveKey') },
+      { weight: 2, arbitrary: fc.constant<Cred>('token') },
+      ...odd,
+    );
+  if (route.auth === 'session')
+    return fc.oneof(
+      { weight: 24, arbitrary: fc.constant<Cred>('token') },
+      { weight: 3, arbitrary: fc.constant<Cred>('staleToken') },
+      { weight: 2, arbitrary: fc.constant<Cred>('key') },
+      ...odd,
+    );
   return fc.oneof({ weight: 10, arbitrary: fc.constant<Cred>('none') }, ...odd);
 }
 
 /** A path parameter: a real id of the right kind, of another kind, a made-up id, or an odd escape. */
 type Param = { t: 'real'; kind: IdKind; n: number } | { t: 'raw'; text: string };
-const ODD_SEGMENTS = ['%00', 'tok_%00', '%2F', 'a%2Fb', '%E0%A4%A', '%E0%A4', '%ZZ', '%', '%ED%A0%80', '%FF', '..', '../', '..%2F..%2Fetc%2Fpasswd', '%2E%2E', '.',
-  '%C3%A9', '%F0%9F%92%A5', '%20', '%0D%0ASet-Cookie:%20x=1', 'x'.repeat(2000), '4000000000001018', 'tok_' + 'a'.repeat(70), '%25', '%252F', '%3Cscript%3E', 'null', 'undefined', '__proto__', 'constructor'];
+const ODD_SEGMENTS = [
+  '%00',
+  'tok_%00',
+  '%2F',
+  'a%2Fb',
+  '%E0%A4%A',
+  '%E0%A4',
+  '%ZZ',
+  '%',
+  '%ED%A0%80',
+  '%FF',
+  '..',
+  '../',
+  '..%2F..%2Fetc%2Fpasswd',
+  '%2E%2E',
+  '.',
+  '%C3%A9',
+  '%F0%9F%92%A5',
+  '%20',
+  '%0D%0ASet-Cookie:%20x=1',
+  'x'.repeat(2000),
+  '4000000000001018',
+  'tok_' + 'a'.repeat(70),
+  '%25',
+  '%252F',
+  '%3Cscript%3E',
+  'null',
+  'undefined',
+  '__proto__',
+  'constructor',
+];
 function paramArb(kind: IdKind): fc.Arbitrary<Param> {
   return fc.oneof(
     { weight: 10, arbitrary: fc.nat().map((n): Param => ({ t: 'real', kind, n })) },
-    { weight: 2, arbitrary: fc.tuple(fc.constantFrom<IdKind>('card', 'session', 'cvc', 'form', 'hook', 'tds'), fc.nat()).map(([k, n]): Param => ({ t: 'real', kind: k, n })) },
+    {
+      weight: 2,
+      arbitrary: fc
+        .tuple(fc.constantFrom<IdKind>('card', 'session', 'cvc', 'form', 'hook', 'tds'), fc.nat())
+        .map(([k, n]): Param => ({ t: 'real', kind: k, n })),
+    },
     { weight: 2, arbitrary: fc.stringMatching(/^[a-z]{3}_[A-Za-z0-9_-]{1,40}$/).map((text): Param => ({ t: 'raw', text })) },
     { weight: 4, arbitrary: fc.constantFrom(...ODD_SEGMENTS).map((text): Param => ({ t: 'raw', text })) },
   );
 }
 const paramKind = (path: string): IdKind =>
-  path.startsWith('/Cards') ? 'card' : path.startsWith('/CvvOperations') ? 'session' : path.startsWith('/CvcSessions') ? 'cvc'
-    : path.startsWith('/CustomForms') || path.startsWith('/hosted/forms') ? 'form' : path.startsWith('/WebhookEndpoints') ? 'hook' : 'tds';
+  path.startsWith('/Cards')
+    ? 'card'
+    : path.startsWith('/CvvOperations')
+      ? 'session'
+      : path.startsWith('/CvcSessions')
+        ? 'cvc'
+        : path.startsWith('/CustomForms') || path.startsWith('/hosted/forms')
+          ? 'form'
+          : path.startsWith('/WebhookEndpoints')
+            ? 'hook'
+            : 'tds';
 
 /** Headers beyond the credential: odd Content-Type and charset, Content-Encoding, duplicates, very long values. */
 type Header = [string, string];
-const CONTENT_TYPES = ['application/json', 'application/json; charset=utf-8', 'application/json;charset="UTF-8"', 'APPLICATION/JSON', 'application/json; charset=utf-16',
-  'application/json; charset=latin1', 'application/json; charset=', 'text/plain', 'text/json', '', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x',
-  'application/jsonx', 'application/json, text/plain', 'application/*', '*/*', 'application/json; boundary=x; charset=utf-8', 'application/merge-patch+json'];
+const CONTENT_TYPES = [
+  'application/json',
+  'application/json; charset=utf-8',
+  'application/json;charset="UTF-8"',
+  'APPLICATION/JSON',
+  'application/json; charset=utf-16',
+  'application/json; charset=latin1',
+  'application/json; charset=',
+  'text/plain',
+  'text/json',
+  '',
+  'application/x-www-form-urlencoded',
+  'multipart/form-data; boundary=x',
+  'application/jsonx',
+  'application/json, text/plain',
+  'application/*',
+  '*/*',
+  'application/json; boundary=x; charset=utf-8',
+  'application/merge-patch+json',
+];
 const headerArb: fc.Arbitrary<Header> = fc.oneof(
   fc.constantFrom(...CONTENT_TYPES).map((v): Header => ['Content-Type', v]),
   fc.constantFrom('gzip', 'deflate', 'br', 'identity', 'GZIP', 'gzip, gzip', 'x-unknown', '').map((v): Header => ['Content-Encoding', v]),
-  fc.constantFrom('a', 'idem-1', 'x'.repeat(256), 'x'.repeat(2000), 'ü', '', ' ', 'a b').map((v): Header => ['Idempotency-Key', Buffer.from(v, 'utf8').toString('latin1')]),
+  fc
+    .constantFrom('a', 'idem-1', 'x'.repeat(256), 'x'.repeat(2000), 'ü', '', ' ', 'a b')
+    .map((v): Header => ['Idempotency-Key', Buffer.from(v, 'utf8').toString('latin1')]),
   fc.constantFrom('req_fuzz', 'x'.repeat(65), 'a b', '\u00e9').map((v): Header => ['X-Request-Id', v]),
   fc.constantFrom('https://shop.example', 'https://evil.example', 'null', 'http://cvv.test', '*', 'x'.repeat(2000)).map((v): Header => ['Origin', v]),
   // Long, but the whole head stays under Node's 16 KiB header limit (beyond it Node itself answers 431, before the app).
@@ -335,7 +697,9 @@ const headerArb: fc.Arbitrary<Header> = fc.oneof(
   fc.constantFrom('text/html', '*/*', 'application/json;q=0', '\u00ff').map((v): Header => ['Accept', v]),
   fc.constantFrom('tok_x', 'x'.repeat(300)).map((v): Header => ['X-Card-Token', v]),
   fc.constantFrom('cvc_x', '').map((v): Header => ['X-Cvc-Session-Id', v]),
-  fc.constantFrom('https://psp.example/x', 'http://127.0.0.1:1/', 'file:///etc/passwd', 'not a url', 'http://169.254.169.254/latest/meta-data').map((v): Header => ['X-Proxy-Target', v]),
+  fc
+    .constantFrom('https://psp.example/x', 'http://127.0.0.1:1/', 'file:///etc/passwd', 'not a url', 'http://169.254.169.254/latest/meta-data')
+    .map((v): Header => ['X-Proxy-Target', v]),
 );
 
 interface Req {
@@ -352,28 +716,67 @@ interface Req {
   proxy?: { target: boolean; card: number; cvc: number };
 }
 
-const QUERIES = ['?cvv=123', '?cvv=123&number=4000000000001018', '?a=%E0%A4%A', '?x=1&x=2', '?a[b]=1', '?key=sk_test_abc', '?api_key=x', `?${'a=1&'.repeat(300)}`, '?%00=%00', '?=', '?&&', '?session='];
+const QUERIES = [
+  '?cvv=123',
+  '?cvv=123&number=4000000000001018',
+  '?a=%E0%A4%A',
+  '?x=1&x=2',
+  '?a[b]=1',
+  '?key=sk_test_abc',
+  '?api_key=x',
+  `?${'a=1&'.repeat(300)}`,
+  '?%00=%00',
+  '?=',
+  '?&&',
+  '?session=',
+];
 
 function reqArb(w: () => World): fc.Arbitrary<Req> {
-  return fc.constantFrom(...ROUTES).chain((route) => {
-    const hasParam = route.path.includes('{');
-    return fc.record({
-      route: fc.constant(route),
-      method: fc.oneof({ weight: 12, arbitrary: fc.constant(route.method) }, { weight: 1, arbitrary: fc.constantFrom('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS') }),
-      param: hasParam ? paramArb(paramKind(route.path)) : fc.constant(undefined),
-      query: route.path === '/hosted/cvv' || route.path === '/hosted/forms/{id}'
-        ? fc.oneof(fc.nat().map((n) => `?session=${encodeURIComponent(pickIdLater('session', n))}`), fc.constantFrom(...QUERIES, '', '?session=%00', '?session=cvo_%E0%A4%A', '?session=a&session=b'))
-        : fc.oneof({ weight: 6, arbitrary: fc.constant('') }, { weight: 1, arbitrary: fc.constantFrom(...QUERIES) }),
-      cred: credArb(route),
-      body: route.kind === 'form'
-        ? fc.oneof(fc.constantFrom('code=123456', 'code=000000', 'code=', `code=${'1'.repeat(13)}`, 'code[]=1', 'code=1&code=2', 'a=1&b=2&c=3&d=4&e=5&f=6', 'code=%E0%A4%A', 'code=%00', 'origin=https://evil.example&code=123456')
-          .map((text): Body => ({ t: 'text', text })), bodyArb(route, w))
-        : bodyArb(route, w),
-      headers: fc.oneof({ weight: 3, arbitrary: fc.constant([] as Header[]) }, { weight: 2, arbitrary: fc.array(headerArb, { minLength: 1, maxLength: 3 }) }),
-      gzip: fc.constant(false),
-      proxy: route.kind === 'proxy' ? fc.record({ target: fc.boolean(), card: fc.nat(), cvc: fc.nat() }) : fc.constant(undefined),
-    });
-  }).chain((r) => fc.boolean().map((gz): Req => ({ ...r, gzip: gz && r.headers.some(([k, v]) => k === 'Content-Encoding' && v === 'gzip') })));
+  return fc
+    .constantFrom(...ROUTES)
+    .chain((route) => {
+      const hasParam = route.path.includes('{');
+      return fc.record({
+        route: fc.constant(route),
+        method: fc.oneof(
+          { weight: 12, arbitrary: fc.constant(route.method) },
+          { weight: 1, arbitrary: fc.constantFrom('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS') },
+        ),
+        param: hasParam ? paramArb(paramKind(route.path)) : fc.constant(undefined),
+        query:
+          route.path === '/hosted/cvv' || route.path === '/hosted/forms/{id}'
+            ? fc.oneof(
+                fc.nat().map((n) => `?session=${encodeURIComponent(pickIdLater('session', n))}`),
+                fc.constantFrom(...QUERIES, '', '?session=%00', '?session=cvo_%E0%A4%A', '?session=a&session=b'),
+              )
+            : fc.oneof({ weight: 6, arbitrary: fc.constant('') }, { weight: 1, arbitrary: fc.constantFrom(...QUERIES) }),
+        cred: credArb(route),
+        body:
+          route.kind === 'form'
+            ? fc.oneof(
+                fc
+                  .constantFrom(
+                    'code=123456',
+                    'code=000000',
+                    'code=',
+                    `code=${'1'.repeat(13)}`,
+                    'code[]=1',
+                    'code=1&code=2',
+                    'a=1&b=2&c=3&d=4&e=5&f=6',
+                    'code=%E0%A4%A',
+                    'code=%00',
+                    'origin=https://evil.example&code=123456',
+                  )
+                  .map((text): Body => ({ t: 'text', text })),
+                bodyArb(route, w),
+              )
+            : bodyArb(route, w),
+        headers: fc.oneof({ weight: 3, arbitrary: fc.constant([] as Header[]) }, { weight: 2, arbitrary: fc.array(headerArb, { minLength: 1, maxLength: 3 }) }),
+        gzip: fc.constant(false),
+        proxy: route.kind === 'proxy' ? fc.record({ target: fc.boolean(), card: fc.nat(), cvc: fc.nat() }) : fc.constant(undefined),
+      });
+    })
+    .chain((r) => fc.boolean().map((gz): Req => ({ ...r, gzip: gz && r.headers.some(([k, v]) => k === 'Content-Encoding' && v === 'gzip') })));
 }
 /** A session id looked up when the request is sent (the query string is built from it then). */
 const pickIdLater = (kind: IdKind, n: number) => `\u0001${kind}:${n}\u0001`;
@@ -410,12 +813,26 @@ describe('fuzz: generated requests against every route (fast-check)', () => {
     });
     await new Promise<void>((res) => target.listen(0, '127.0.0.1', res));
     const m = await makeMerchant(h, ['https://shop.example']);
-    w = { m, ids: { card: [], session: [], cvc: [], form: [], hook: [], tds: [], token: [], staleToken: [] }, current: new Map(), target: `http://127.0.0.1:${(target.address() as AddressInfo).port}` };
-    const patched = await request(server).patch('/Merchant').set(auth(m.testKey)).send({ allowedProxyTargets: [`${w.target}/`] });
+    w = {
+      m,
+      ids: { card: [], session: [], cvc: [], form: [], hook: [], tds: [], token: [], staleToken: [] },
+      current: new Map(),
+      target: `http://127.0.0.1:${(target.address() as AddressInfo).port}`,
+    };
+    const patched = await request(server)
+      .patch('/Merchant')
+      .set(auth(m.testKey))
+      .send({ allowedProxyTargets: [`${w.target}/`] });
     assert.equal(patched.status, 200, patched.text);
-    const form = await request(server).post('/CustomForms').set(auth(m.testKey)).send({ name: 'Fuzz', html: '<input data-cvvops="cvv"><button data-cvvops="submit">Pay</button>' });
+    const form = await request(server)
+      .post('/CustomForms')
+      .set(auth(m.testKey))
+      .send({ name: 'Fuzz', html: '<input data-cvvops="cvv"><button data-cvvops="submit">Pay</button>' });
     w.ids.form.push(form.body.id);
-    const hook = await request(server).post('/WebhookEndpoints').set(auth(m.testKey)).send({ url: `${w.target}/hook`, events: ['charge.succeeded'] });
+    const hook = await request(server)
+      .post('/WebhookEndpoints')
+      .set(auth(m.testKey))
+      .send({ url: `${w.target}/hook`, events: ['charge.succeeded'] });
     w.ids.hook.push(hook.body.id);
     await freshSession('4000000000002024');
     await freshSession(TEST_CARD);
@@ -438,8 +855,11 @@ describe('fuzz: generated requests against every route (fast-check)', () => {
     assert.equal(card.status, 201, card.text);
     w.ids.card.push(card.body.token);
     if (card.body.cvcSession) w.ids.cvc.push(card.body.cvcSession.id);
-    const create = (form: string) => request(server).post('/CvvOperations').set(auth(w.m.testKey))
-      .send({ card: card.body.token, operations: ['collectCvv', 'threeDS', 'charge'], amount: { value: 1999, currency: 'EUR' }, maxAttempts: 10, form });
+    const create = (form: string) =>
+      request(server)
+        .post('/CvvOperations')
+        .set(auth(w.m.testKey))
+        .send({ card: card.body.token, operations: ['collectCvv', 'threeDS', 'charge'], amount: { value: 1999, currency: 'EUR' }, maxAttempts: 10, form });
     // Half the sessions use a custom form (so /hosted/forms/{id}?session= is reached), unless the fuzzer deleted it.
     let s = w.ids.form.length && w.ids.session.length % 2 ? await create(w.ids.form[w.ids.form.length - 1]!) : await create('hosted');
     if (s.status !== 201) s = await create('hosted');
@@ -467,7 +887,9 @@ describe('fuzz: generated requests against every route (fast-check)', () => {
             if (/^application\/json/.test(String(res.headers['content-type']))) {
               try {
                 parsed = JSON.parse(text);
-              } catch { /* asserted below */ }
+              } catch {
+                /* asserted below */
+              }
             }
             resolveAnswer({ status: res.statusCode!, headers: res.headers as Record<string, string>, text, body: parsed });
           });
@@ -485,28 +907,48 @@ describe('fuzz: generated requests against every route (fast-check)', () => {
 
   function credHeader(c: Cred, n: number): string | string[] | undefined {
     switch (c) {
-      case 'key': return `Bearer ${w.m.testKey}`;
-      case 'liveKey': return `Bearer ${w.m.liveKey}`;
-      case 'otherKey': return 'Bearer sk_test_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
-      case 'randomKey': return `Bearer sk_live_${'x'.repeat(n % 60)}`;
-      case 'token': return `Bearer ${pickId(w, 'token', n)}`;
-      case 'staleToken': return `Bearer ${pickId(w, 'staleToken', n)}`;
-      case 'badJws': return `Bearer ${pickId(w, 'token', n).slice(0, -3)}AAA`;
-      case 'noneAlg': return `Bearer ${Buffer.from('{"alg":"none","typ":"cvvops-session+jwt"}').toString('base64url')}.${Buffer.from('{"sub":"cvo_x"}').toString('base64url')}.`;
-      case 'none': return undefined;
-      case 'basic': return 'Basic dXNlcjpwYXNz';
-      case 'empty': return 'Bearer ';
-      case 'long': return `Bearer ${'a'.repeat(4500)}`;
-      case 'lowercase': return `bearer   ${w.m.testKey}`;
-      case 'dup': return [`Bearer ${w.m.testKey}`, `Bearer ${pickId(w, 'token', n)}`];
-      case 'dupSame': return [`Bearer ${w.m.testKey}`, `Bearer ${w.m.testKey}`];
+      case 'key':
+        return `Bearer ${w.m.testKey}`;
+      case 'liveKey':
+        return `Bearer ${w.m.liveKey}`;
+      case 'otherKey':
+        return 'Bearer sk_test_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
+      case 'randomKey':
+        return `Bearer sk_live_${'x'.repeat(n % 60)}`;
+      case 'token':
+        return `Bearer ${pickId(w, 'token', n)}`;
+      case 'staleToken':
+        return `Bearer ${pickId(w, 'staleToken', n)}`;
+      case 'badJws':
+        return `Bearer ${pickId(w, 'token', n).slice(0, -3)}AAA`;
+      case 'noneAlg':
+        return `Bearer ${Buffer.from('{"alg":"none","typ":"cvvops-session+jwt"}').toString('base64url')}.${Buffer.from('{"sub":"cvo_x"}').toString('base64url')}.`;
+      case 'none':
+        return undefined;
+      case 'basic':
+        return 'Basic dXNlcjpwYXNz';
+      case 'empty':
+        return 'Bearer ';
+      case 'long':
+        return `Bearer ${'a'.repeat(4500)}`;
+      case 'lowercase':
+        return `bearer   ${w.m.testKey}`;
+      case 'dup':
+        return [`Bearer ${w.m.testKey}`, `Bearer ${pickId(w, 'token', n)}`];
+      case 'dupSame':
+        return [`Bearer ${w.m.testKey}`, `Bearer ${w.m.testKey}`];
     }
   }
 
   /** The request as it goes on the wire, described for a failure message (secrets shortened). */
   function describeReq(r: Req, path: string, headers: Record<string, string | string[]>, body: Buffer | undefined): string {
     const redact = (s: string) => s.replace(/sk_(test|live)_[A-Za-z0-9_-]+/g, 'sk_$1_…').replace(/eyJ[A-Za-z0-9_-]*(\.[A-Za-z0-9_-]*){0,2}/g, '<jws>');
-    const b = body === undefined ? '(no body)' : body.length > 300 ? `${JSON.stringify(body.subarray(0, 200).toString('latin1'))}… (${body.length} bytes)` : JSON.stringify(body.toString('latin1'));
+    const b =
+      body === undefined
+        ? '(no body)'
+        : body.length > 300
+          ? `${JSON.stringify(body.subarray(0, 200).toString('latin1'))}… (${body.length} bytes)`
+          : JSON.stringify(body.toString('latin1'));
     const short = (v: string) => (v.length > 80 ? `${v.slice(0, 40)}…(${v.length} chars)` : v);
     const hs = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, Array.isArray(v) ? v.map((x) => short(redact(x))) : short(redact(v))]));
     return `${r.method} ${short(redact(path))} [route ${r.route.method} ${r.route.path}] headers ${JSON.stringify(hs)} body ${redact(b)}`;
@@ -524,10 +966,17 @@ describe('fuzz: generated requests against every route (fast-check)', () => {
     // The body.
     let body: Buffer | undefined;
     switch (r.body.t) {
-      case 'none': break;
-      case 'json': body = Buffer.from(ser(r.body.j, w), 'utf8'); break;
-      case 'text': body = Buffer.from(r.body.text, 'utf8'); break;
-      case 'bytes': body = Buffer.from(r.body.hex, 'hex'); break;
+      case 'none':
+        break;
+      case 'json':
+        body = Buffer.from(ser(r.body.j, w), 'utf8');
+        break;
+      case 'text':
+        body = Buffer.from(r.body.text, 'utf8');
+        break;
+      case 'bytes':
+        body = Buffer.from(r.body.hex, 'hex');
+        break;
     }
     if (body && r.gzip) body = gzipSync(body);
     // The headers: the credential, a Content-Type when there is a body, and the generated ones (repeats become duplicates).
@@ -560,14 +1009,15 @@ describe('fuzz: generated requests against every route (fast-check)', () => {
       throw new Error(`seed ${SEED}, request ${i}: no answer (${(e as Error).message}): ${what}`);
     }
     stats.requests++;
-    if (process.env.FUZZ_TRACE) console.log(i, res.status, res.body?.error?.message ?? "", what.slice(0, 300));
+    if (process.env.FUZZ_TRACE) console.log(i, res.status, res.body?.error?.message ?? '', what.slice(0, 300));
     const key = `${r.route.method} ${r.route.path}`;
     stats.byRoute.set(key, (stats.byRoute.get(key) ?? 0) + 1);
     stats.byStatus.set(res.status, (stats.byStatus.get(res.status) ?? 0) + 1);
     const rs = stats.byRouteStatus.get(key) ?? new Map<number, number>();
     rs.set(res.status, (rs.get(res.status) ?? 0) + 1);
     stats.byRouteStatus.set(key, rs);
-    const fail = (why: string) => `seed ${SEED} (FUZZ_SEED=${SEED}), request ${i}: ${why}\n  request: ${what}\n  answer: ${res.status} ${String(res.text ?? '').slice(0, 400)}`;
+    const fail = (why: string) =>
+      `seed ${SEED} (FUZZ_SEED=${SEED}), request ${i}: ${why}\n  request: ${what}\n  answer: ${res.status} ${String(res.text ?? '').slice(0, 400)}`;
 
     assert.ok(res.status < 500, fail('a 5xx'));
     const text = res.text ?? '';
@@ -611,7 +1061,10 @@ describe('fuzz: generated requests against every route (fast-check)', () => {
       if (typeof cvc === 'string') w.ids.cvc.push(cvc);
     }
     // A session that can no longer run operations is replaced.
-    if (r.route.auth === 'session' && ['session_completed', 'session_canceled', 'session_expired', 'attempts_exhausted', 'cvv_blocked'].includes(res.body?.error?.code)) {
+    if (
+      r.route.auth === 'session' &&
+      ['session_completed', 'session_canceled', 'session_expired', 'attempts_exhausted', 'cvv_blocked'].includes(res.body?.error?.code)
+    ) {
       const sub = r.cred === 'token' ? [...w.current.keys()][i % w.current.size] : undefined;
       if (sub) w.current.delete(sub);
       await freshSession(i % 2 ? TEST_CARD : '4000000000002024');
@@ -623,31 +1076,38 @@ describe('fuzz: generated requests against every route (fast-check)', () => {
     let i = 0;
     const failures: string[] = [];
     const details = await fc.check(
-      fc.asyncProperty(reqArb(() => w), async (r) => {
-        const n = i++;
-        try {
-          await send(r, n);
-        } catch (e) {
-          if (!KEEP_GOING) throw e;
-          failures.push((e as Error).message);
-        }
-        if (n % 100 === 99) {
-          const alive = await request(server).get('/healthz').timeout(5000);
-          assert.equal(alive.status, 200, `seed ${SEED}: the server stopped answering after request ${n}`);
-          if (w.current.size < 2) await freshSession();
-        }
-      }),
+      fc.asyncProperty(
+        reqArb(() => w),
+        async (r) => {
+          const n = i++;
+          try {
+            await send(r, n);
+          } catch (e) {
+            if (!KEEP_GOING) throw e;
+            failures.push((e as Error).message);
+          }
+          if (n % 100 === 99) {
+            const alive = await request(server).get('/healthz').timeout(5000);
+            assert.equal(alive.status, 200, `seed ${SEED}: the server stopped answering after request ${n}`);
+            if (w.current.size < 2) await freshSession();
+          }
+        },
+      ),
       { seed: SEED, numRuns: RUNS, endOnFailure: !SHRINK },
     );
     // fast-check's own report would hold the generated value (kilobytes); the assertion names the seed and the
     // request as it went on the wire, shortened.
     if (details.failed) {
       const cause = details.errorInstance instanceof Error ? details.errorInstance.message : String(details.errorInstance);
-      assert.fail(`${cause}\n  (fast-check: seed ${details.seed}, path "${details.counterexamplePath}"; replay with FUZZ_SEED=${SEED}${SHRINK ? '' : ', FUZZ_SHRINK=1 to shrink'})`);
+      assert.fail(
+        `${cause}\n  (fast-check: seed ${details.seed}, path "${details.counterexamplePath}"; replay with FUZZ_SEED=${SEED}${SHRINK ? '' : ', FUZZ_SHRINK=1 to shrink'})`,
+      );
     }
     if (failures.length) assert.fail(`${failures.length} failing requests:\n${failures.join('\n')}`);
     const secs = (performance.now() - t0) / 1000;
-    console.log(`fuzz: seed ${SEED}, ${stats.requests} requests over ${stats.byRoute.size} routes in ${secs.toFixed(1)} s; statuses ${JSON.stringify(Object.fromEntries([...stats.byStatus].sort((a, b) => a[0] - b[0])))}`);
+    console.log(
+      `fuzz: seed ${SEED}, ${stats.requests} requests over ${stats.byRoute.size} routes in ${secs.toFixed(1)} s; statuses ${JSON.stringify(Object.fromEntries([...stats.byStatus].sort((a, b) => a[0] - b[0])))}`,
+    );
     if (process.env.FUZZ_TRACE) for (const [k, v] of stats.byRouteStatus) console.log(k, JSON.stringify(Object.fromEntries(v)));
     assert.ok(stats.requests >= RUNS * 0.95, `most generated requests were sent (${stats.requests} of ${RUNS})`);
     // Every route was exercised, and with the default count, many times each.
@@ -665,7 +1125,9 @@ describe('fuzz: generated requests against every route (fast-check)', () => {
     const m = await makeMerchant(h);
     const card = await request(server).post('/Cards').set(auth(m.testKey)).send({ number: TEST_CARD, expMonth: 12, expYear: 2031 });
     assert.equal(card.status, 201, card.text);
-    const s = await request(server).post('/CvvOperations').set(auth(m.testKey))
+    const s = await request(server)
+      .post('/CvvOperations')
+      .set(auth(m.testKey))
       .send({ card: card.body.token, operations: ['collectCvv', 'threeDS', 'charge'], amount: { value: 1999, currency: 'EUR' }, require3DS: true });
     assert.equal(s.status, 201, s.text);
     const c = await request(server).post('/CvvOperations/collectCvv').set(auth(s.body.token)).send({ cvv: '123' });

@@ -9,7 +9,6 @@ import { auth, type Harness, makeCard, makeHarness, makeMerchant, makeSession, T
 import { freshPgSchema, PG_BASE } from '../helpers/pg.js';
 import { ERROR_TABLE } from '../helpers/api-errors.js';
 
-
 function assertError(res: { status: number; body: any; headers: Record<string, string> }, status: number, code: string, what = ''): void {
   assert.equal(res.status, status, `${what}: ${res.status} ${JSON.stringify(res.body)}`);
   assert.equal(res.body?.error?.code, code, `${what}: ${JSON.stringify(res.body)}`);
@@ -28,16 +27,23 @@ async function listen(h: Harness): Promise<{ port: number; close: () => Promise<
   });
   return {
     port: (server.address() as AddressInfo).port,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 
 /** One request from a chosen loopback source address (127.0.0.x), so the server sees distinct clients. */
-function from(port: number, source: string, method: string, path: string, headers: Record<string, string | string[]> = {}, body?: string):
-  Promise<{ status: number; headers: Record<string, string>; body: any }> {
+function from(
+  port: number,
+  source: string,
+  method: string,
+  path: string,
+  headers: Record<string, string | string[]> = {},
+  body?: string,
+): Promise<{ status: number; headers: Record<string, string>; body: any }> {
   return new Promise((resolve, reject) => {
     const req = httpRequest({ host: '127.0.0.1', port, localAddress: source, method, path, headers: { Connection: 'close', ...headers } }, (res) => {
       const parts: Buffer[] = [];
@@ -47,7 +53,9 @@ function from(port: number, source: string, method: string, path: string, header
         let parsed: unknown = text;
         try {
           parsed = JSON.parse(text);
-        } catch { /* not JSON */ }
+        } catch {
+          /* not JSON */
+        }
         resolve({ status: res.statusCode!, headers: Object.fromEntries(Object.entries(res.headers).map(([k, v]) => [k, String(v)])), body: parsed });
       });
     });
@@ -123,12 +131,51 @@ describe('input hygiene: bad input is a 4xx from API.md, never a 5xx, and never 
     it('NUL in a custom form (html, css) or in a URL (webhook, proxy target, returnUrl) is 400 invalid_request on every engine', async () => {
       const card = await makeCard(h, m.testKey);
       const cases: Array<[string, () => request.Test]> = [
-        ['html', () => request(h.app).post('/CustomForms').set(auth(m.testKey)).type('application/json').send('{"name":"x","html":"<p>a\\u0000b</p><input data-cvvops=\\"cvv\\">"}')],
-        ['css', () => request(h.app).post('/CustomForms').set(auth(m.testKey)).type('application/json').send('{"name":"x","html":"<input data-cvvops=\\"cvv\\">","css":"a{}\\u0000"}')],
-        ['html, lone surrogate', () => request(h.app).post('/CustomForms').set(auth(m.testKey)).type('application/json').send('{"name":"x","html":"<p>\\ud800</p>"}')],
-        ['webhook url', () => request(h.app).post('/WebhookEndpoints').set(auth(m.testKey)).type('application/json').send('{"url":"https://hooks.example/a\\u0000b","events":["cvv.blocked"]}')],
-        ['proxy target', () => request(h.app).patch('/Merchant').set(auth(m.testKey)).type('application/json').send('{"allowedProxyTargets":["https://psp.example/a\\u0000"]}')],
-        ['returnUrl', () => request(h.app).post('/CvvOperations').set(auth(m.testKey)).type('application/json').send(`{"card":"${card}","operations":["collectCvv"],"returnUrl":"https://shop.example/a\\u0000b"}`)],
+        [
+          'html',
+          () =>
+            request(h.app)
+              .post('/CustomForms')
+              .set(auth(m.testKey))
+              .type('application/json')
+              .send('{"name":"x","html":"<p>a\\u0000b</p><input data-cvvops=\\"cvv\\">"}'),
+        ],
+        [
+          'css',
+          () =>
+            request(h.app)
+              .post('/CustomForms')
+              .set(auth(m.testKey))
+              .type('application/json')
+              .send('{"name":"x","html":"<input data-cvvops=\\"cvv\\">","css":"a{}\\u0000"}'),
+        ],
+        [
+          'html, lone surrogate',
+          () => request(h.app).post('/CustomForms').set(auth(m.testKey)).type('application/json').send('{"name":"x","html":"<p>\\ud800</p>"}'),
+        ],
+        [
+          'webhook url',
+          () =>
+            request(h.app)
+              .post('/WebhookEndpoints')
+              .set(auth(m.testKey))
+              .type('application/json')
+              .send('{"url":"https://hooks.example/a\\u0000b","events":["cvv.blocked"]}'),
+        ],
+        [
+          'proxy target',
+          () =>
+            request(h.app).patch('/Merchant').set(auth(m.testKey)).type('application/json').send('{"allowedProxyTargets":["https://psp.example/a\\u0000"]}'),
+        ],
+        [
+          'returnUrl',
+          () =>
+            request(h.app)
+              .post('/CvvOperations')
+              .set(auth(m.testKey))
+              .type('application/json')
+              .send(`{"card":"${card}","operations":["collectCvv"],"returnUrl":"https://shop.example/a\\u0000b"}`),
+        ],
       ];
       for (const [what, make] of cases) assertError(await make(), 400, 'invalid_request', what);
     });
@@ -171,24 +218,50 @@ describe('input hygiene: bad input is a 4xx from API.md, never a 5xx, and never 
     it('any coding but identity is 415 unsupported_media_type (corrupt or not), on the API, the proxy and the hosted forms; nothing is created', async () => {
       const json = JSON.stringify({ number: TEST_CARD, expMonth: 12, expYear: 2030 });
       const bodies: Array<[string, Buffer | string]> = [
-        ['gzip', 'this is not gzip'], ['gzip', gzipSync(json)], ['deflate', 'nope'], ['br', 'nope'], ['x-custom', json],
-        ['gzip, identity', json], ['GZIP', 'x'], ['compress', json],
+        ['gzip', 'this is not gzip'],
+        ['gzip', gzipSync(json)],
+        ['deflate', 'nope'],
+        ['br', 'nope'],
+        ['x-custom', json],
+        ['gzip, identity', json],
+        ['GZIP', 'x'],
+        ['compress', json],
       ];
       const before = (await request(h.app).get('/metrics')).text.length; // just to warm up; counted below
       void before;
       for (const [coding, body] of bodies) {
         const cases: Array<[string, () => request.Test]> = [
-          ['POST /Cards', () => request(h.app).post('/Cards').set(auth(m.testKey)).set('Content-Type', 'application/json').set('Content-Encoding', coding).send(body)],
-          ['POST /CustomForms', () => request(h.app).post('/CustomForms').set(auth(m.testKey)).set('Content-Type', 'application/json').set('Content-Encoding', coding).send(body)],
-          ['POST /proxy', () => request(h.app).post('/proxy').set(auth(m.testKey)).set('Content-Type', 'application/json').set('Content-Encoding', coding).send(body)],
-          ['POST /hosted/3ds/{id}', () => request(h.app).post('/hosted/3ds/tds_x').set('Content-Type', 'application/x-www-form-urlencoded').set('Content-Encoding', coding).send(body)],
-          ['POST /demo/api/checkout', () => request(h.app).post('/demo/api/checkout').set('Content-Type', 'application/json').set('Content-Encoding', coding).send(body)],
+          [
+            'POST /Cards',
+            () => request(h.app).post('/Cards').set(auth(m.testKey)).set('Content-Type', 'application/json').set('Content-Encoding', coding).send(body),
+          ],
+          [
+            'POST /CustomForms',
+            () => request(h.app).post('/CustomForms').set(auth(m.testKey)).set('Content-Type', 'application/json').set('Content-Encoding', coding).send(body),
+          ],
+          [
+            'POST /proxy',
+            () => request(h.app).post('/proxy').set(auth(m.testKey)).set('Content-Type', 'application/json').set('Content-Encoding', coding).send(body),
+          ],
+          [
+            'POST /hosted/3ds/{id}',
+            () => request(h.app).post('/hosted/3ds/tds_x').set('Content-Type', 'application/x-www-form-urlencoded').set('Content-Encoding', coding).send(body),
+          ],
+          [
+            'POST /demo/api/checkout',
+            () => request(h.app).post('/demo/api/checkout').set('Content-Type', 'application/json').set('Content-Encoding', coding).send(body),
+          ],
         ];
         for (const [what, make] of cases) assertError(await make(), 415, 'unsupported_media_type', `${what} ${coding}`);
       }
       assert.ok(!h.logs.some((l) => /"level":"error"/.test(l)), 'no request failed on the server');
       // Control: identity (or no header) is accepted.
-      const ok = await request(h.app).post('/Cards').set(auth(m.testKey)).set('Content-Type', 'application/json').set('Content-Encoding', 'identity').send(json);
+      const ok = await request(h.app)
+        .post('/Cards')
+        .set(auth(m.testKey))
+        .set('Content-Type', 'application/json')
+        .set('Content-Encoding', 'identity')
+        .send(json);
       assert.equal(ok.status, 201, JSON.stringify(ok.body));
     });
   });
@@ -225,15 +298,41 @@ describe('input hygiene: bad input is a 4xx from API.md, never a 5xx, and never 
     it('a run of 12 or more digits is never echoed, in any error (unknown keys shaped like a card number, any message)', async () => {
       const card = await makeCard(h, m.testKey);
       const cases: Array<[string, () => request.Test]> = [
-        ['unknown key on /Cards', () => request(h.app).post('/Cards').set(auth(m.testKey)).send({ number: TEST_CARD, expMonth: 12, expYear: 2030, '4000731973197314': 1 })],
+        [
+          'unknown key on /Cards',
+          () => request(h.app).post('/Cards').set(auth(m.testKey)).send({ number: TEST_CARD, expMonth: 12, expYear: 2030, '4000731973197314': 1 }),
+        ],
         ['only the unknown key', () => request(h.app).post('/Cards').set(auth(m.testKey)).send({ '4000731973197314': 1 })],
-        ['with spaces', () => request(h.app).post('/Cards').set(auth(m.testKey)).send({ number: TEST_CARD, expMonth: 12, expYear: 2030, '4000 7319 7319 7314': 1 })],
-        ['with dashes', () => request(h.app).post('/Cards').set(auth(m.testKey)).send({ number: TEST_CARD, expMonth: 12, expYear: 2030, 'x4000-7319-7319-7314': 1 })],
-        ['unknown key on /CvvOperations', () => request(h.app).post('/CvvOperations').set(auth(m.testKey)).send({ card, operations: ['collectCvv'], '4000731973197314': true })],
-        ['unknown key in amount', () => request(h.app).post('/CvvOperations').set(auth(m.testKey)).send({ card, operations: ['charge'], amount: { value: 1, currency: 'EUR', '4000731973197314': 1 } })],
+        [
+          'with spaces',
+          () => request(h.app).post('/Cards').set(auth(m.testKey)).send({ number: TEST_CARD, expMonth: 12, expYear: 2030, '4000 7319 7319 7314': 1 }),
+        ],
+        [
+          'with dashes',
+          () => request(h.app).post('/Cards').set(auth(m.testKey)).send({ number: TEST_CARD, expMonth: 12, expYear: 2030, 'x4000-7319-7319-7314': 1 }),
+        ],
+        [
+          'unknown key on /CvvOperations',
+          () =>
+            request(h.app)
+              .post('/CvvOperations')
+              .set(auth(m.testKey))
+              .send({ card, operations: ['collectCvv'], '4000731973197314': true }),
+        ],
+        [
+          'unknown key in amount',
+          () =>
+            request(h.app)
+              .post('/CvvOperations')
+              .set(auth(m.testKey))
+              .send({ card, operations: ['charge'], amount: { value: 1, currency: 'EUR', '4000731973197314': 1 } }),
+        ],
         ['unknown key on PATCH /Merchant', () => request(h.app).patch('/Merchant').set(auth(m.testKey)).send({ '4000731973197314': 1 })],
         ['unknown key on a no-body endpoint', () => request(h.app).post(`/Cards/${card}/cvv/unblock`).set(auth(m.testKey)).send({ '4000731973197314': 1 })],
-        ['unknown key on validateToken', () => request(h.app).post('/CvvOperations/validateToken').set(auth(m.testKey)).send({ token: 'x', '400073197319731400007': 1 })],
+        [
+          'unknown key on validateToken',
+          () => request(h.app).post('/CvvOperations/validateToken').set(auth(m.testKey)).send({ token: 'x', '400073197319731400007': 1 }),
+        ],
       ];
       for (const [what, make] of cases) {
         const res = await make();
@@ -250,7 +349,9 @@ describe('input hygiene: bad input is a 4xx from API.md, never a 5xx, and never 
       const { AppError } = await import('../../server/errors.js');
       let sent: any;
       const res = {
-        locals: { requestId: 'req_x' }, headersSent: false, setHeader() {},
+        locals: { requestId: 'req_x' },
+        headersSent: false,
+        setHeader() {},
         status() {
           return this;
         },
@@ -258,11 +359,21 @@ describe('input hygiene: bad input is a 4xx from API.md, never a 5xx, and never 
           sent = b;
         },
       };
-      errorHandler(h.deps.log)(new AppError('not_found', 'No such card: 4000000000001018 (or 4000 0000 0000 1018), id 123456789012.'), {} as never, res as never, () => {});
+      errorHandler(h.deps.log)(
+        new AppError('not_found', 'No such card: 4000000000001018 (or 4000 0000 0000 1018), id 123456789012.'),
+        {} as never,
+        res as never,
+        () => {},
+      );
       assert.ok(!LONG_DIGITS.test(sent.error.message), sent.error.message);
       assert.match(sent.error.message, /No such card/);
       // Short numbers (limits, amounts, years) stay readable.
-      errorHandler(h.deps.log)(new AppError('payload_too_large', 'The request body must be at most 16384 bytes (2030, 99999999999).'), {} as never, res as never, () => {});
+      errorHandler(h.deps.log)(
+        new AppError('payload_too_large', 'The request body must be at most 16384 bytes (2030, 99999999999).'),
+        {} as never,
+        res as never,
+        () => {},
+      );
       assert.equal(sent.error.message, 'The request body must be at most 16384 bytes (2030, 99999999999).');
     });
   });
@@ -270,21 +381,37 @@ describe('input hygiene: bad input is a 4xx from API.md, never a 5xx, and never 
   describe('endpoints that take no body', () => {
     it('accept no body or {}, and refuse anything else with 400 invalid_request without acting', async () => {
       const JUNK: Array<[string, string]> = [
-        ['an unknown field', '{"x":1}'], ['a card-like key', '{"4000731973197314":1}'], ['an array', '[]'], ['a nested object', '{"a":{"b":{}}}'],
-        ['null', 'null'], ['a string', '"x"'], ['a number', '1'],
+        ['an unknown field', '{"x":1}'],
+        ['a card-like key', '{"4000731973197314":1}'],
+        ['an array', '[]'],
+        ['a nested object', '{"a":{"b":{}}}'],
+        ['null', 'null'],
+        ['a string', '"x"'],
+        ['a number', '1'],
       ];
       const s = await makeSession(h, m.testKey);
       const card = await makeCard(h, m.testKey, { cvv: '123' });
       const status = await request(h.app).get(`/Cards/${card}/cvv/status`).set(auth(m.testKey));
       const cvc = status.body.cvcSession.id as string;
-      const hook = await request(h.app).post('/WebhookEndpoints').set(auth(m.testKey)).send({ url: 'https://hooks.example/x', events: ['charge.succeeded'] });
-      const form = await request(h.app).post('/CustomForms').set(auth(m.testKey)).send({ name: 'F', html: '<input data-cvvops="cvv"><button data-cvvops="submit">Pay</button>' });
+      const hook = await request(h.app)
+        .post('/WebhookEndpoints')
+        .set(auth(m.testKey))
+        .send({ url: 'https://hooks.example/x', events: ['charge.succeeded'] });
+      const form = await request(h.app)
+        .post('/CustomForms')
+        .set(auth(m.testKey))
+        .send({ name: 'F', html: '<input data-cvvops="cvv"><button data-cvvops="submit">Pay</button>' });
       assert.equal(form.status, 201, form.text);
       const hooks = (await request(h.app).get('/WebhookEndpoints').set(auth(m.testKey))).body.data.length as number;
       const endpoints: Array<[string, string]> = [
-        ['post', `/CvvOperations/${s.id}/token`], ['post', `/CvvOperations/${s.id}/cancel`], ['delete', `/CvvOperations/${s.id}/cvv`],
-        ['post', `/Cards/${card}/cvv/unblock`], ['delete', `/Cards/${card}`], ['delete', `/CvcSessions/${cvc}`],
-        ['delete', `/WebhookEndpoints/${hook.body.id}`], ['delete', `/CustomForms/${form.body.id}`],
+        ['post', `/CvvOperations/${s.id}/token`],
+        ['post', `/CvvOperations/${s.id}/cancel`],
+        ['delete', `/CvvOperations/${s.id}/cvv`],
+        ['post', `/Cards/${card}/cvv/unblock`],
+        ['delete', `/Cards/${card}`],
+        ['delete', `/CvcSessions/${cvc}`],
+        ['delete', `/WebhookEndpoints/${hook.body.id}`],
+        ['delete', `/CustomForms/${form.body.id}`],
       ];
       for (const [method, path] of endpoints) {
         for (const [what, text] of JUNK) {
@@ -350,7 +477,9 @@ describe('failed API-key attempts are throttled per client address', () => {
     try {
       const counts = new Map<number, number>();
       for (let i = 0; i < 500; i++) {
-        const r = await request(h.app).get('/Merchant').set(auth(`sk_live_${randomBytes(24).toString('base64url')}`));
+        const r = await request(h.app)
+          .get('/Merchant')
+          .set(auth(`sk_live_${randomBytes(24).toString('base64url')}`));
         counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
       }
       assert.ok((counts.get(401) ?? 0) <= h.config.rateLimits.apiKeyFailures, JSON.stringify([...counts]));
@@ -391,7 +520,14 @@ describe('on PostgreSQL', () => {
     const apps = [a.app, buildApp(depsB)];
     try {
       const codes: number[] = [];
-      for (let i = 0; i < 7; i++) codes.push((await request(apps[i % 2]!).get('/Merchant').set(auth(`sk_test_wrong${i}`))).status);
+      for (let i = 0; i < 7; i++)
+        codes.push(
+          (
+            await request(apps[i % 2]!)
+              .get('/Merchant')
+              .set(auth(`sk_test_wrong${i}`))
+          ).status,
+        );
       assert.deepEqual(codes, [401, 401, 401, 401, 401, 429, 429]);
     } finally {
       await depsB.close();

@@ -25,17 +25,39 @@ describe('sentinel card data never leaks', () => {
   after(() => h.close());
 
   it('a live flow with a sentinel card number and CVV, its errors too: nothing in responses, errors, logs or the database files', async () => {
-    const card = rec(await request(h.app).post('/Cards').set(auth(m.liveKey)).send({ number: PAN, expMonth: 1, expYear: 2031, cvv: CVV, holderName: 'Sentinel Holder' }));
+    const card = rec(
+      await request(h.app).post('/Cards').set(auth(m.liveKey)).send({ number: PAN, expMonth: 1, expYear: 2031, cvv: CVV, holderName: 'Sentinel Holder' }),
+    );
     assert.equal(card.status, 201);
-    rec(await request(h.app).post('/Cards').set(auth(m.liveKey)).send({ number: PAN.slice(0, -1) + '0', expMonth: 1, expYear: 2031, cvv: CVV })); // Luhn error
-    rec(await request(h.app).post('/Cards').set(auth(m.liveKey)).send({ number: PAN, expMonth: 1, expYear: 2031, cvv: `${CVV}x` })); // invalid_cvv
+    rec(
+      await request(h.app)
+        .post('/Cards')
+        .set(auth(m.liveKey))
+        .send({ number: PAN.slice(0, -1) + '0', expMonth: 1, expYear: 2031, cvv: CVV }),
+    ); // Luhn error
+    rec(
+      await request(h.app)
+        .post('/Cards')
+        .set(auth(m.liveKey))
+        .send({ number: PAN, expMonth: 1, expYear: 2031, cvv: `${CVV}x` }),
+    ); // invalid_cvv
     rec(await request(h.app).post('/Cards').set(auth(m.testKey)).send({ number: PAN, expMonth: 1, expYear: 2031, cvv: CVV })); // test key refuses it
-    const s = rec(await request(h.app).post('/CvvOperations').set(auth(m.liveKey)).send({ card: card.body.token, operations: ['collectCvv', 'threeDS', 'charge'], amount: { value: 500, currency: 'EUR' } }));
+    const s = rec(
+      await request(h.app)
+        .post('/CvvOperations')
+        .set(auth(m.liveKey))
+        .send({ card: card.body.token, operations: ['collectCvv', 'threeDS', 'charge'], amount: { value: 500, currency: 'EUR' } }),
+    );
     const c = rec(await request(h.app).post('/CvvOperations/collectCvv').set(auth(s.body.token)).send({ cvv: CVV }));
     assert.equal(c.status, 200);
     rec(await request(h.app).post('/CvvOperations/collectCvv').set(auth(s.body.token)).send({ cvv: CVV })); // replay
     rec(await request(h.app).post('/CvvOperations/collectCvv').set(auth(s.body.token)).send({ cvv: '732' })); // superseded
-    rec(await request(h.app).post('/CvvOperations/collectCvv').set(auth(c.body.token)).send({ cvv: `${CVV}9` })); // invalid_cvv
+    rec(
+      await request(h.app)
+        .post('/CvvOperations/collectCvv')
+        .set(auth(c.body.token))
+        .send({ cvv: `${CVV}9` }),
+    ); // invalid_cvv
     const t = rec(await request(h.app).post('/CvvOperations/threeDS').set(auth(c.body.token)).send({}));
     const p = rec(await request(h.app).post('/CvvOperations/charge').set(auth(t.body.token)).send({}));
     assert.equal(p.body.result.status, 'error', 'the simulator refuses a live card: an error result, the CVV used');
@@ -68,9 +90,28 @@ describe('sentinel card data never leaks', () => {
     // A 3-digit CVV can occur by chance among random bytes, so it is looked for as a stored value: no text or blob
     // cell of any table holds it, alone or inside JSON.
     const db = (h.deps.store as KyselyStore).db;
-    const tables = ['merchants', 'api_keys', 'signing_keys', 'cards', 'cvv_status', 'cvc_sessions', 'sessions', 'idempotency_keys', 'meta', 'tds_transactions', 'charges', 'webhook_endpoints', 'webhook_outbox', 'custom_forms', 'cvv_keys'];
+    const tables = [
+      'merchants',
+      'api_keys',
+      'signing_keys',
+      'cards',
+      'cvv_status',
+      'cvc_sessions',
+      'sessions',
+      'idempotency_keys',
+      'meta',
+      'tds_transactions',
+      'charges',
+      'webhook_endpoints',
+      'webhook_outbox',
+      'custom_forms',
+      'cvv_keys',
+    ];
     for (const table of tables) {
-      const rows = await db.selectFrom(table as 'meta').selectAll().execute();
+      const rows = await db
+        .selectFrom(table as 'meta')
+        .selectAll()
+        .execute();
       for (const row of rows) {
         for (const [col, v] of Object.entries(row)) {
           const cell: unknown = v;

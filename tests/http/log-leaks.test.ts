@@ -22,9 +22,14 @@ describe('secrets never reach the logs', () => {
     await collect(h, s.token, '986'); // superseded
     await request(h.app).post('/CvvOperations/collectCvv').set(auth(r.body.token)).send({ cvv: '98x7' }); // invalid_cvv
     await request(h.app).post('/CvvOperations/validateToken').set(auth(m.testKey)).send({ token: r.body.token });
-    await request(h.app).get(`/CvvOperations/${s.id}`).set(auth(`${m.testKey}x`)); // refused key
+    await request(h.app)
+      .get(`/CvvOperations/${s.id}`)
+      .set(auth(`${m.testKey}x`)); // refused key
     await request(h.app).get(`/CvvOperations/${s.id}?api_key=${m.liveKey}`); // key in query
-    await request(h.app).post('/Cards').set(auth(m.testKey)).send({ number: `${TEST_CARD.slice(0, -1)}9`, expMonth: 12, expYear: 2030 }); // Luhn failure
+    await request(h.app)
+      .post('/Cards')
+      .set(auth(m.testKey))
+      .send({ number: `${TEST_CARD.slice(0, -1)}9`, expMonth: 12, expYear: 2030 }); // Luhn failure
     await request(h.app).get(`/Cards/${TEST_CARD}`).set(auth(m.testKey)); // a card number in a path
     const text = h.logs.join('');
     assert.ok(h.logs.length > 10, 'the flow was logged');

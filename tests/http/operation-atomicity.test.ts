@@ -18,7 +18,10 @@ describe('an operation and its webhook event commit together', () => {
   before(async () => {
     h = await makeHarness({ env: { CVVOPS_ALLOW_PRIVATE_TARGETS: 'on' } });
     m = await makeMerchant(h);
-    const w = await request(h.app).post('/WebhookEndpoints').set(auth(m.testKey)).send({ url: 'http://127.0.0.1:9/hooks', events: ['cvv.collected', 'threeds.completed'] });
+    const w = await request(h.app)
+      .post('/WebhookEndpoints')
+      .set(auth(m.testKey))
+      .send({ url: 'http://127.0.0.1:9/hooks', events: ['cvv.collected', 'threeds.completed'] });
     assert.equal(w.status, 201);
     // A second connection to the same file: it makes the outbox refuse writes, as a full disk or a crash at that
     // moment would, while everything else works.
@@ -28,9 +31,12 @@ describe('an operation and its webhook event commit together', () => {
     side.close();
     await h.close();
   });
-  const failOutbox = (on: boolean) => side.exec(on
-    ? "CREATE TRIGGER IF NOT EXISTS outbox_fails BEFORE INSERT ON webhook_outbox BEGIN SELECT RAISE(ABORT, 'the outbox cannot be written'); END"
-    : 'DROP TRIGGER IF EXISTS outbox_fails');
+  const failOutbox = (on: boolean) =>
+    side.exec(
+      on
+        ? "CREATE TRIGGER IF NOT EXISTS outbox_fails BEFORE INSERT ON webhook_outbox BEGIN SELECT RAISE(ABORT, 'the outbox cannot be written'); END"
+        : 'DROP TRIGGER IF EXISTS outbox_fails',
+    );
   const outboxOf = async (sessionId: string) => (await h.deps.store.listOutbox(m.id)).filter((o) => JSON.parse(o.body).data.session === sessionId);
 
   it('collectCvv: the event cannot be written, so neither is the CVV, the rotation or the attempt', async () => {
@@ -53,7 +59,10 @@ describe('an operation and its webhook event commit together', () => {
     const ok = await collect(h, s.token);
     assert.equal(ok.status, 200);
     assert.equal(decodeJws(ok.body.token).payload.seq, 1);
-    assert.deepEqual((await outboxOf(s.id)).map((o) => JSON.parse(o.body).type), ['cvv.collected']);
+    assert.deepEqual(
+      (await outboxOf(s.id)).map((o) => JSON.parse(o.body).type),
+      ['cvv.collected'],
+    );
   });
 
   it('threeDS: the event cannot be written, so neither is the 3DS transaction nor the rotation', async () => {
@@ -72,13 +81,20 @@ describe('an operation and its webhook event commit together', () => {
     const again = await request(h.app).post('/CvvOperations/threeDS').set(auth(c.body.token)).send({});
     assert.equal(again.status, 200, 'the token was never consumed');
     assert.equal(again.body.result.status, 'Y');
-    assert.deepEqual((await outboxOf(s.id)).map((o) => JSON.parse(o.body).type), ['cvv.collected', 'threeds.completed']);
+    assert.deepEqual(
+      (await outboxOf(s.id)).map((o) => JSON.parse(o.body).type),
+      ['cvv.collected', 'threeds.completed'],
+    );
   });
 
   it('cancel: the session.canceled event cannot be written, so the session is not canceled and keeps its CVV', async () => {
     const s = await makeSession(h, m.testKey);
     assert.equal((await collect(h, s.token)).status, 200);
-    await request(h.app).post('/WebhookEndpoints').set(auth(m.testKey)).send({ url: 'http://127.0.0.1:9/cancel', events: ['session.canceled', 'session.expired'] }).expect(201);
+    await request(h.app)
+      .post('/WebhookEndpoints')
+      .set(auth(m.testKey))
+      .send({ url: 'http://127.0.0.1:9/cancel', events: ['session.canceled', 'session.expired'] })
+      .expect(201);
     h.deps.webhooks.forget(m.id, 'test');
     failOutbox(true);
     let r: request.Response;

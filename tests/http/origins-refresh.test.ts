@@ -38,8 +38,12 @@ describe('the origin registry learns a new merchant at once', () => {
     await h?.close();
   });
 
-  const preflight = (origin: string, path = '/CvvOperations/collectCvv') => request(h.app).options(path)
-    .set('Origin', origin).set('Access-Control-Request-Method', 'POST').set('Access-Control-Request-Headers', 'authorization, content-type');
+  const preflight = (origin: string, path = '/CvvOperations/collectCvv') =>
+    request(h.app)
+      .options(path)
+      .set('Origin', origin)
+      .set('Access-Control-Request-Method', 'POST')
+      .set('Access-Control-Request-Headers', 'authorization, content-type');
 
   it('a preflight from the origin of a merchant created by another process is answered at once (204)', async () => {
     const origin = `https://new-${randomBytes(4).toString('hex')}.example`;
@@ -94,7 +98,10 @@ describe('the origin registry learns a new merchant at once', () => {
       statuses.push(...batch.map((r) => r.status));
     }
     const seconds = (Date.now() - t0) / 1000;
-    assert.ok(statuses.every((s) => s === 403), 'all refused');
+    assert.ok(
+      statuses.every((s) => s === 403),
+      'all refused',
+    );
     const made = reads - n;
     // At most a few reads a second (the registry allows one miss-driven read every 250 ms), never one per request.
     assert.ok(made <= Math.ceil(seconds * 4) + 1, `${made} store reads in ${seconds.toFixed(2)} s for 400 preflights`);
@@ -117,8 +124,12 @@ describe('OriginRegistry: miss-driven reads', () => {
     const pending: Array<() => void> = [];
     const store = {
       reads: 0,
-      set(o: string[]) { origins = o; },
-      release() { for (const f of pending.splice(0)) f(); },
+      set(o: string[]) {
+        origins = o;
+      },
+      release() {
+        for (const f of pending.splice(0)) f();
+      },
       async listAllAllowedOrigins(): Promise<string[]> {
         store.reads++;
         const snapshot = [...origins];
@@ -152,7 +163,15 @@ describe('OriginRegistry: miss-driven reads', () => {
   });
 
   it('miss-driven reads are spaced and one at a time', async () => {
-    const store = { reads: 0, at: [] as number[], async listAllAllowedOrigins() { store.reads++; store.at.push(performance.now()); return []; } };
+    const store = {
+      reads: 0,
+      at: [] as number[],
+      async listAllAllowedOrigins() {
+        store.reads++;
+        store.at.push(performance.now());
+        return [];
+      },
+    };
     const reg = new OriginRegistry(store as unknown as Store, 'https://cvv.test', { missIntervalMs: 100 });
     const t0 = performance.now();
     const all: Promise<boolean>[] = [];
@@ -162,11 +181,20 @@ describe('OriginRegistry: miss-driven reads', () => {
     }
     await Promise.all(all);
     assert.ok(store.reads >= 2 && store.reads <= 6, `${store.reads} reads for ${all.length} misses in 450 ms`);
-    for (let i = 1; i < store.at.length; i++) assert.ok(store.at[i]! - store.at[i - 1]! >= 95, `reads ${i - 1} and ${i} are ${store.at[i]! - store.at[i - 1]!} ms apart`);
+    for (let i = 1; i < store.at.length; i++)
+      assert.ok(store.at[i]! - store.at[i - 1]! >= 95, `reads ${i - 1} and ${i} are ${store.at[i]! - store.at[i - 1]!} ms apart`);
   });
 
   it('a failing store makes the miss a refusal, not an error', async () => {
-    const reg = new OriginRegistry({ async listAllAllowedOrigins() { throw new Error('down'); } } as unknown as Store, 'https://cvv.test', { missIntervalMs: 1 });
+    const reg = new OriginRegistry(
+      {
+        async listAllAllowedOrigins() {
+          throw new Error('down');
+        },
+      } as unknown as Store,
+      'https://cvv.test',
+      { missIntervalMs: 1 },
+    );
     assert.equal(await reg.allows('https://a.example'), false);
     assert.equal(await reg.allows('https://cvv.test'), true, 'its own origin needs no store');
   });

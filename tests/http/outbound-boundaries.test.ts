@@ -60,7 +60,10 @@ class Receiver {
   readonly seen: Seen[] = [];
   connections = 0;
   readonly #sockets = new Set<Socket>();
-  private constructor(readonly server: http.Server | https.Server, readonly scheme: 'http' | 'https') {}
+  private constructor(
+    readonly server: http.Server | https.Server,
+    readonly scheme: 'http' | 'https',
+  ) {}
 
   static async start(scheme: 'http' | 'https'): Promise<Receiver> {
     const onRequest = (req: IncomingMessage, res: ServerResponse) => {
@@ -155,7 +158,11 @@ describe('outbound(): a kept-alive connection from a test-mode call is never reu
       return true;
     });
     await new Promise((r) => setTimeout(r, 50));
-    assert.deepEqual(rx.seen.map((s) => s.path), ['/test'], 'the live call reached the loopback receiver');
+    assert.deepEqual(
+      rx.seen.map((s) => s.path),
+      ['/test'],
+      'the live call reached the loopback receiver',
+    );
     assert.ok(!rx.seen.some((s) => anyText(s).includes(LIVE_CARD)), 'the live card number reached a loopback address');
     assert.equal(rx.connections, 1, 'the live call opened a connection to a loopback address');
   });
@@ -187,17 +194,25 @@ describe('http processor through the API: a live charge after a test-mode one ne
     const processor = {
       type: 'http',
       request: {
-        method: 'POST', url: rx.url('/v1/payments'), headers: { 'Content-Type': 'application/json' },
+        method: 'POST',
+        url: rx.url('/v1/payments'),
+        headers: { 'Content-Type': 'application/json' },
         body: '{"number":"${cardNumber}","cvc":"${cvv}","name":"${holderName}"}',
       },
       response: { approved: { path: 'status', equals: 'succeeded' }, authorizationCode: 'authorization_code' },
       timeoutMs: 3000,
     };
-    const r = await request(h.app).patch('/Merchant').set(auth(m.testKey)).send({ allowedProxyTargets: [rx.url('/')], processor });
+    const r = await request(h.app)
+      .patch('/Merchant')
+      .set(auth(m.testKey))
+      .send({ allowedProxyTargets: [rx.url('/')], processor });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     // The live key cannot save a loopback target (refused when saved); one that got there anyway (a name that
     // resolved elsewhere when saved) is what the connection pools must keep from being reused live.
-    const live = await request(h.app).patch('/Merchant').set(auth(m.liveKey)).send({ allowedProxyTargets: [rx.url('/')], processor });
+    const live = await request(h.app)
+      .patch('/Merchant')
+      .set(auth(m.liveKey))
+      .send({ allowedProxyTargets: [rx.url('/')], processor });
     assert.equal(live.status, 403, JSON.stringify(live.body));
     await forceSettings(h, m.id, 'live', { allowedProxyTargets: [rx.url('/')], processor });
   });
@@ -241,11 +256,23 @@ describe('webhooks: a live endpoint on a private address is refused when it is c
   });
   beforeEach(() => rx.clear());
 
-  const create = (key: string, url: string) => request(h.app).post('/WebhookEndpoints').set(auth(key)).send({ url, events: ['cvv.collected'] });
+  const create = (key: string, url: string) =>
+    request(h.app)
+      .post('/WebhookEndpoints')
+      .set(auth(key))
+      .send({ url, events: ['cvv.collected'] });
 
   it('live key: https://localhost, https://127.0.0.1, https://[::1], 10.x, a 6to4 or NAT64 form of loopback are 400 invalid_request', async () => {
-    for (const url of [rx.url('/live'), `https://127.0.0.1:${rx.port}/live`, `https://[::1]:${rx.port}/live`, 'https://10.1.2.3/live',
-      'https://169.254.169.254/latest', 'https://[2002:7f00:1::1]/live', 'https://[64:ff9b::7f00:1]/live', 'https://[::ffff:127.0.0.1]/live']) {
+    for (const url of [
+      rx.url('/live'),
+      `https://127.0.0.1:${rx.port}/live`,
+      `https://[::1]:${rx.port}/live`,
+      'https://10.1.2.3/live',
+      'https://169.254.169.254/latest',
+      'https://[2002:7f00:1::1]/live',
+      'https://[64:ff9b::7f00:1]/live',
+      'https://[::ffff:127.0.0.1]/live',
+    ]) {
       const r = await create(m.liveKey, url);
       assert.equal(r.status, 400, `${url}: ${r.status} ${r.text}`);
       assert.equal(r.body.error.code, 'invalid_request');
@@ -269,8 +296,13 @@ describe('webhooks: a live endpoint on a private address is refused when it is c
     // Stored directly: what a database written by an older version may hold.
     const id = newId('whe');
     await h.deps.store.insertWebhookEndpoint({
-      id, merchantId: m.id, mode: 'live', url: rx.url('/live-hook'), events: ['cvv.collected'],
-      secretSealed: h.deps.keyring.seal('signing-key', 'whsec_old', `webhook|${m.id}|${id}`), createdAt: h.clock.now(),
+      id,
+      merchantId: m.id,
+      mode: 'live',
+      url: rx.url('/live-hook'),
+      events: ['cvv.collected'],
+      secretSealed: h.deps.keyring.seal('signing-key', 'whsec_old', `webhook|${m.id}|${id}`),
+      createdAt: h.clock.now(),
     });
     h.deps.webhooks.forget(m.id, 'live');
     await h.deps.webhooks.emit(m.id, 'test', 'cvv.collected', { session: 'cvs_t' });
@@ -337,7 +369,14 @@ describe('isPrivateAddress: IPv6 forms that embed an IPv4 address are judged by 
   }
 
   it('with allowPrivate false, outbound() refuses literal URLs of these forms before connecting', async () => {
-    for (const host of ['[::7f00:1]', '[2002:7f00:1::1]', '[64:ff9b::7f00:1]', '[::ffff:0:7f00:1]', '[2001:0:4136:e378:8000:63bf:80ff:fffe]', '[64:ff9b:1::1]']) {
+    for (const host of [
+      '[::7f00:1]',
+      '[2002:7f00:1::1]',
+      '[64:ff9b::7f00:1]',
+      '[::ffff:0:7f00:1]',
+      '[2001:0:4136:e378:8000:63bf:80ff:fffe]',
+      '[64:ff9b:1::1]',
+    ]) {
       await assert.rejects(
         outbound({ method: 'GET', url: `https://${host}:1/x`, headers: {}, timeoutMs: 500, allowPrivate: false }),
         (e: unknown) => e instanceof OutboundError && e.kind === 'refused',
@@ -371,18 +410,33 @@ describe('outbound bodies: exact Content-Length, never chunked', () => {
     await outbound({ ...base, url: rx.url('/string'), body: JSON.stringify({ name: WIDE }) });
     await outbound({ ...base, url: rx.url('/buffer'), body: Buffer.from(WIDE, 'utf8') });
     await outbound({ ...base, url: rx.url('/empty') });
-    assert.deepEqual(rx.seen.map((s) => s.path), ['/string', '/buffer', '/empty']);
+    assert.deepEqual(
+      rx.seen.map((s) => s.path),
+      ['/string', '/buffer', '/empty'],
+    );
     for (const s of rx.seen) assertExactLength(s, s.path);
     assert.equal(rx.seen[0]!.body.toString('utf8'), JSON.stringify({ name: WIDE }));
     assert.equal(rx.seen[1]!.body.toString('utf8'), WIDE);
     assert.equal(rx.seen[2]!.headers['content-length'], '0');
   });
 
-  it('outbound(): a caller\'s Content-Length or Transfer-Encoding header (any case) cannot override the real length', async () => {
+  it("outbound(): a caller's Content-Length or Transfer-Encoding header (any case) cannot override the real length", async () => {
     const body = `{"name":"${WIDE}"}`;
-    const wrong: Array<Record<string, string>> = [{ 'Content-Length': '3' }, { 'content-length': '100000' }, { 'Transfer-Encoding': 'chunked' }, { 'CONTENT-LENGTH': String(body.length), 'transfer-encoding': 'chunked' }];
+    const wrong: Array<Record<string, string>> = [
+      { 'Content-Length': '3' },
+      { 'content-length': '100000' },
+      { 'Transfer-Encoding': 'chunked' },
+      { 'CONTENT-LENGTH': String(body.length), 'transfer-encoding': 'chunked' },
+    ];
     for (const headers of wrong) {
-      await outbound({ method: 'POST', url: rx.url('/override'), headers: { 'content-type': 'application/json', ...headers }, body, timeoutMs: 3000, allowPrivate: true });
+      await outbound({
+        method: 'POST',
+        url: rx.url('/override'),
+        headers: { 'content-type': 'application/json', ...headers },
+        body,
+        timeoutMs: 3000,
+        allowPrivate: true,
+      });
     }
     assert.equal(rx.seen.length, 4);
     for (const s of rx.seen) {
@@ -392,7 +446,10 @@ describe('outbound bodies: exact Content-Length, never chunked', () => {
   });
 
   it('webhooks: the signed body goes with its exact Content-Length, multi-byte characters included', async () => {
-    const r = await request(h.app).post('/WebhookEndpoints').set(auth(m.testKey)).send({ url: rx.url('/hook'), events: ['cvv.collected', 'charge.succeeded'] });
+    const r = await request(h.app)
+      .post('/WebhookEndpoints')
+      .set(auth(m.testKey))
+      .send({ url: rx.url('/hook'), events: ['cvv.collected', 'charge.succeeded'] });
     assert.equal(r.status, 201, r.text);
     await h.deps.webhooks.emit(m.id, 'test', 'charge.succeeded', { note: WIDE });
     const s = await makeSession(h, m.testKey);
@@ -403,11 +460,15 @@ describe('outbound bodies: exact Content-Length, never chunked', () => {
     assert.ok(rx.seen.some((d) => d.body.toString('utf8').includes(WIDE)));
   });
 
-  it('POST /proxy: the filled body goes with its exact Content-Length; the merchant\'s Content-Length and Transfer-Encoding are not forwarded', async () => {
-    const p = await request(h.app).patch('/Merchant').set(auth(m.testKey)).send({ allowedProxyTargets: [rx.url('/')] });
+  it("POST /proxy: the filled body goes with its exact Content-Length; the merchant's Content-Length and Transfer-Encoding are not forwarded", async () => {
+    const p = await request(h.app)
+      .patch('/Merchant')
+      .set(auth(m.testKey))
+      .send({ allowedProxyTargets: [rx.url('/')] });
     assert.equal(p.status, 200, p.text);
     const card = await makeCard(h, m.testKey, { holderName: WIDE });
-    const res = await request(h.app).post('/proxy')
+    const res = await request(h.app)
+      .post('/proxy')
       .set({ ...auth(m.testKey), 'X-Proxy-Target': rx.url('/forward'), 'X-Card-Token': card, 'Content-Type': 'application/json' })
       .send(`{"name":"\${holderName}","note":"${WIDE}"}`);
     assert.equal(res.status, 200, res.text);
@@ -420,7 +481,8 @@ describe('outbound bodies: exact Content-Length, never chunked', () => {
     const processor = {
       type: 'http',
       request: {
-        method: 'POST', url: rx.url('/v1/payments'),
+        method: 'POST',
+        url: rx.url('/v1/payments'),
         headers: { 'Content-Type': 'application/json', 'Content-Length': '7', 'Transfer-Encoding': 'chunked' },
         body: '{"number":"${cardNumber}","cvc":"${cvv}","name":"${holderName}"}',
       },
@@ -428,7 +490,10 @@ describe('outbound bodies: exact Content-Length, never chunked', () => {
       timeoutMs: 3000,
     };
     h.clock.advance(1);
-    const p = await request(h.app).patch('/Merchant').set(auth(m.testKey)).send({ allowedProxyTargets: [rx.url('/')], processor });
+    const p = await request(h.app)
+      .patch('/Merchant')
+      .set(auth(m.testKey))
+      .send({ allowedProxyTargets: [rx.url('/')], processor });
     assert.equal(p.status, 200, p.text);
     const card = await makeCard(h, m.testKey, { holderName: WIDE });
     const s = await makeSession(h, m.testKey, { card });

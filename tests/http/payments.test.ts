@@ -4,7 +4,10 @@ import request from 'supertest';
 import { auth, collect, decodeJws, type Harness, makeCard, makeHarness, makeMerchant, makeSession, type TestMerchant } from '../helpers/harness.js';
 
 const op = (h: Harness, path: string, token: string, body: unknown = {}, headers: Record<string, string> = {}) =>
-  request(h.app).post(`/CvvOperations/${path}`).set({ ...auth(token), ...headers }).send(body as object);
+  request(h.app)
+    .post(`/CvvOperations/${path}`)
+    .set({ ...auth(token), ...headers })
+    .send(body as object);
 
 describe('3-D Secure and charges (simulators)', () => {
   let h: Harness;
@@ -24,8 +27,14 @@ describe('3-D Secure and charges (simulators)', () => {
   }
 
   const frictionless: Array<[string, string, string | null]> = [
-    ['4000000000001018', 'Y', '05'], ['4000000000003030', 'N', null], ['4000000000004046', 'A', '06'], ['4000000000005050', 'U', null],
-    ['4000000000006066', 'Y', '05'], ['5555555555554402', 'Y', '02'], ['378282246310005', 'Y', '05'], ['6011111111111117', 'U', null],
+    ['4000000000001018', 'Y', '05'],
+    ['4000000000003030', 'N', null],
+    ['4000000000004046', 'A', '06'],
+    ['4000000000005050', 'U', null],
+    ['4000000000006066', 'Y', '05'],
+    ['5555555555554402', 'Y', '02'],
+    ['378282246310005', 'Y', '05'],
+    ['6011111111111117', 'U', null],
   ];
   for (const [number, status, eci] of frictionless) {
     it(`3DS for ${number} is frictionless ${status}${eci ? `, ECI ${eci}` : ''}`, async () => {
@@ -46,8 +55,12 @@ describe('3-D Secure and charges (simulators)', () => {
   }
 
   const charges: Array<[string, string, string | null]> = [
-    ['4000000000001018', 'approved', null], ['4000000000006066', 'declined', 'insufficient_funds'], ['4000000000007072', 'declined', 'do_not_honor'],
-    ['4000000000008088', 'error', null], ['5555555555554402', 'approved', null], ['378282246310005', 'approved', null],
+    ['4000000000001018', 'approved', null],
+    ['4000000000006066', 'declined', 'insufficient_funds'],
+    ['4000000000007072', 'declined', 'do_not_honor'],
+    ['4000000000008088', 'error', null],
+    ['5555555555554402', 'approved', null],
+    ['378282246310005', 'approved', null],
   ];
   for (const [number, status, declineCode] of charges) {
     it(`charge for ${number} is ${status}${declineCode ? ` (${declineCode})` : ''}`, async () => {
@@ -117,7 +130,9 @@ describe('3-D Secure and charges (simulators)', () => {
     assert.equal(final.body.result.status, 'Y');
     assert.equal(final.body.result.eci, '05');
     assert.ok(final.body.result.authenticationValue);
-    const g = await request(h.app).get(`/CvvOperations/${decodeJws(token).payload.sub}`).set(auth(m.testKey));
+    const g = await request(h.app)
+      .get(`/CvvOperations/${decodeJws(token).payload.sub}`)
+      .set(auth(m.testKey));
     assert.equal(g.body.attempts.threeDS.used, 1, 'fetching the result is not an attempt');
     const paid = await op(h, 'charge', final.body.token);
     assert.equal(paid.body.result.status, 'approved');

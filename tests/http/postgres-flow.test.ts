@@ -56,7 +56,14 @@ if (!PG_BASE) {
 
     it('a destroyed CVV is useless on disk: its key share is deleted and the share table vacuumed; the ciphertext alone opens with nothing', async () => {
       const store = h.deps.store as KyselyStore;
-      const vacuums = async () => Number((await sql<{ n: string }>`select coalesce(vacuum_count, 0) as n from pg_stat_user_tables where relname = 'cvv_keys' and schemaname = current_schema()`.execute(store.db)).rows[0]?.n ?? 0);
+      const vacuums = async () =>
+        Number(
+          (
+            await sql<{
+              n: string;
+            }>`select coalesce(vacuum_count, 0) as n from pg_stat_user_tables where relname = 'cvv_keys' and schemaname = current_schema()`.execute(store.db)
+          ).rows[0]?.n ?? 0,
+        );
       const before = await vacuums();
       const s = await makeSession(h, m.testKey);
       const c = await collect(h, s.token, '777');
@@ -74,7 +81,9 @@ if (!PG_BASE) {
         after = await vacuums();
       }
       assert.ok(after > before, 'cvv_keys was vacuumed after the deletion');
-      const kind = await sql<{ relpersistence: string }>`select relpersistence from pg_class where relname = 'cvv_keys' and relnamespace = current_schema()::regnamespace`.execute(store.db);
+      const kind = await sql<{
+        relpersistence: string;
+      }>`select relpersistence from pg_class where relname = 'cvv_keys' and relnamespace = current_schema()::regnamespace`.execute(store.db);
       assert.equal(kind.rows[0]?.relpersistence, 'u', 'the share table is UNLOGGED: shares never reach the WAL');
     });
 
@@ -84,9 +93,15 @@ if (!PG_BASE) {
       await new Promise((r) => server.once('listening', r));
       const port = (server.address() as { port: number }).port;
       try {
-        const results = await Promise.all(['111', '222', '333', '444'].map((cvv) => fetch(`http://127.0.0.1:${port}/CvvOperations/collectCvv`, {
-          method: 'POST', headers: { authorization: `Bearer ${s.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ cvv }),
-        }).then((r) => r.status)));
+        const results = await Promise.all(
+          ['111', '222', '333', '444'].map((cvv) =>
+            fetch(`http://127.0.0.1:${port}/CvvOperations/collectCvv`, {
+              method: 'POST',
+              headers: { authorization: `Bearer ${s.token}`, 'content-type': 'application/json' },
+              body: JSON.stringify({ cvv }),
+            }).then((r) => r.status),
+          ),
+        );
         assert.equal(results.filter((x) => x === 200).length, 1, String(results));
         assert.equal(results.filter((x) => x === 409).length, 3, String(results));
       } finally {

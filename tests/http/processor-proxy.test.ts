@@ -8,7 +8,17 @@ import { isPrivateAddress, outbound, OutboundError } from '../../server/connecto
 import { ChargeService } from '../../server/domain/charges.js';
 import { newId } from '../../server/domain/ids.js';
 import {
-  auth, collect, decodeJws, forceSettings, type Harness, makeCard, makeHarness, makeMerchant, makeSession, TEST_CARD, type TestMerchant,
+  auth,
+  collect,
+  decodeJws,
+  forceSettings,
+  type Harness,
+  makeCard,
+  makeHarness,
+  makeMerchant,
+  makeSession,
+  TEST_CARD,
+  type TestMerchant,
 } from '../helpers/harness.js';
 
 /**
@@ -30,13 +40,16 @@ const REFERENCE = 'order "42" & co/?#';
 
 type Answer = (req: Recorded, res: ServerResponse) => void;
 
-const json = (status: number, body: unknown, headers: Record<string, string> = {}): Answer => (_req, res) => {
-  res.writeHead(status, { 'content-type': 'application/json', ...headers });
-  res.end(JSON.stringify(body));
-};
+const json =
+  (status: number, body: unknown, headers: Record<string, string> = {}): Answer =>
+  (_req, res) => {
+    res.writeHead(status, { 'content-type': 'application/json', ...headers });
+    res.end(JSON.stringify(body));
+  };
 
 const approvedBody = {
-  id: 'pay_1', payment: {
+  id: 'pay_1',
+  payment: {
     status: 'succeeded',
     outcome: { authorization_code: 'PSP-AUTH-1', network_transaction_id: 'nt_0077', checks: { cvc_check: 'pass', address_check: 'Y' } },
   },
@@ -72,12 +85,20 @@ class FakeProvider extends RecordingServer {
 
 /** Every byte of the SQLite files (main, -wal, -shm). */
 function dbBytes(h: Harness): Buffer {
-  return Buffer.concat(['', '-wal', '-shm'].map((s) => h.dbPath + s).filter((f) => existsSync(f)).map((f) => readFileSync(f)));
+  return Buffer.concat(
+    ['', '-wal', '-shm']
+      .map((s) => h.dbPath + s)
+      .filter((f) => existsSync(f))
+      .map((f) => readFileSync(f)),
+  );
 }
 
 const BODY_TEMPLATE = JSON.stringify({
   card: { number: '${cardNumber}', cvc: '${cvv}', exp_month: '${expMonth}', exp_year: '${expYear}', name: '${holderName}' },
-  amount: 0, currency: '${amount.currency}', reference: '${reference}', idempotency_key: '${idempotencyKey}',
+  amount: 0,
+  currency: '${amount.currency}',
+  reference: '${reference}',
+  idempotency_key: '${idempotencyKey}',
   three_ds: { eci: '${threeDS.eci}', cavv: '${threeDS.authenticationValue}', ds_transaction_id: '${threeDS.dsTransactionId}' },
 }).replace('"amount":0', '"amount":${amount.value}');
 
@@ -105,7 +126,10 @@ function processorConfig(base: string, over: Record<string, unknown> = {}): Reco
 }
 
 const op = (h: Harness, path: string, token: string, body: unknown = {}, headers: Record<string, string> = {}) =>
-  request(h.app).post(`/CvvOperations/${path}`).set({ ...auth(token), ...headers }).send(body as object);
+  request(h.app)
+    .post(`/CvvOperations/${path}`)
+    .set({ ...auth(token), ...headers })
+    .send(body as object);
 
 // ---------------------------------------------------------------------------
 // The http processor
@@ -121,7 +145,9 @@ describe('http processor: settings and charges through a local fake provider', (
     h = await makeHarness({ env: { CVVOPS_ALLOW_PRIVATE_TARGETS: 'on' } });
     m = await makeMerchant(h);
     p = await FakeProvider.start();
-    patched = await request(h.app).patch('/Merchant').set(auth(m.testKey))
+    patched = await request(h.app)
+      .patch('/Merchant')
+      .set(auth(m.testKey))
       .send({ allowedProxyTargets: [`${p.base}/`], processor: processorConfig(p.base) });
   });
   after(async () => {
@@ -151,7 +177,10 @@ describe('http processor: settings and charges through a local fake provider', (
 
   async function setProcessor(over: Record<string, unknown> = {}, advance = true) {
     if (advance) h.clock.advance(1);
-    const r = await request(h.app).patch('/Merchant').set(auth(m.testKey)).send({ processor: processorConfig(p.base, over) });
+    const r = await request(h.app)
+      .patch('/Merchant')
+      .set(auth(m.testKey))
+      .send({ processor: processorConfig(p.base, over) });
     assert.equal(r.status, 200, JSON.stringify(r.body));
   }
 
@@ -161,7 +190,10 @@ describe('http processor: settings and charges through a local fake provider', (
     assert.equal(g.status, 200);
     assert.deepEqual(g.body.processor, { type: 'http', url: `${p.base}/v1/payments?ref=\${reference}` });
     assert.deepEqual(g.body.allowedProxyTargets, [`${p.base}/`]);
-    for (const [what, res] of [['PATCH', patched], ['GET', g]] as const) {
+    for (const [what, res] of [
+      ['PATCH', patched],
+      ['GET', g],
+    ] as const) {
       assert.ok(!res.text.includes(PSP_SECRET), `${what} /Merchant shows the provider secret`);
       assert.ok(!res.text.includes('Idempotency-Key'), `${what} /Merchant shows the processor's headers`);
       assert.ok(!res.text.includes('cardNumber'), `${what} /Merchant shows the processor's body template`);
@@ -180,12 +212,17 @@ describe('http processor: settings and charges through a local fake provider', (
       { lookup: { url: 'https://psp.elsewhere.example/lookup?key=${idempotencyKey}' } },
     ];
     for (const over of outside) {
-      const r = await request(h.app).patch('/Merchant').set(auth(m.testKey)).send({ processor: processorConfig(p.base, over) });
+      const r = await request(h.app)
+        .patch('/Merchant')
+        .set(auth(m.testKey))
+        .send({ processor: processorConfig(p.base, over) });
       assert.equal(r.status, 403, JSON.stringify(over));
       assert.equal(r.body.error.code, 'target_not_allowed');
     }
     // Both in one request: the processor must be within the targets given with it.
-    const both = await request(h.app).patch('/Merchant').set(auth(m.testKey))
+    const both = await request(h.app)
+      .patch('/Merchant')
+      .set(auth(m.testKey))
       .send({ allowedProxyTargets: ['https://psp.other.example/'], processor: processorConfig(p.base) });
     assert.equal(both.status, 403);
     assert.equal(both.body.error.code, 'target_not_allowed');
@@ -218,10 +255,20 @@ describe('http processor: settings and charges through a local fake provider', (
     const sent = JSON.stringify(got.headers) + got.body;
     for (const secret of [m.testKey, m.liveKey, token, s.token]) assert.ok(!sent.includes(secret), 'an API key or session token was sent to the provider');
 
-    assert.deepEqual({ ...r.body.result, chargeId: undefined }, {
-      status: 'approved', chargeId: undefined, amount: { value: 1999, currency: 'EUR' }, authorizationCode: 'PSP-AUTH-1', cvvResult: 'M',
-      avsResult: 'Y', networkTransactionId: 'nt_0077', declineCode: null, processor: 'http',
-    });
+    assert.deepEqual(
+      { ...r.body.result, chargeId: undefined },
+      {
+        status: 'approved',
+        chargeId: undefined,
+        amount: { value: 1999, currency: 'EUR' },
+        authorizationCode: 'PSP-AUTH-1',
+        cvvResult: 'M',
+        avsResult: 'Y',
+        networkTransactionId: 'nt_0077',
+        declineCode: null,
+        processor: 'http',
+      },
+    );
     assert.match(r.body.result.chargeId, /^ch_/);
     assert.equal(r.body.session.status, 'completed');
     assert.ok(!r.text.includes(tds!.authenticationValue), 'the CAVV is not in the charge response');
@@ -232,7 +279,7 @@ describe('http processor: settings and charges through a local fake provider', (
     assert.equal(p.requests.length, 1, 'and is never sent to the provider again');
   });
 
-  it('without an Idempotency-Key the provider\'s idempotency key is the charge id; a one-digit month is sent as two digits', async () => {
+  it("without an Idempotency-Key the provider's idempotency key is the charge id; a one-digit month is sent as two digits", async () => {
     const { token } = await flow({ expMonth: 3 });
     const r = await op(h, 'charge', token);
     assert.equal(r.body.result.status, 'approved');
@@ -278,7 +325,11 @@ describe('http processor: settings and charges through a local fake provider', (
     assert.equal(r.body.result.authorizationCode, null);
     assert.notEqual(r.body.token, token, 'the token rotates');
     // A 5xx may hide an approval: the provider is asked once whether it knows the charge (its lookup answers 500 too).
-    assert.deepEqual(p.requests.map((x) => x.method), ['POST', 'GET'], 'the charge, then one lookup');
+    assert.deepEqual(
+      p.requests.map((x) => x.method),
+      ['POST', 'GET'],
+      'the charge, then one lookup',
+    );
     assert.match(p.requests[1]!.path, /^\/v1\/payments\/lookup\?key=/);
     const replay = await op(h, 'charge', token);
     assert.deepEqual(replay.body, r.body, 'the same call with the same token is a replay (API.md section 4)');
@@ -343,10 +394,24 @@ describe('http processor: settings and charges through a local fake provider', (
     const began = await h.deps.store.beginCharge({
       claim: { id: s.id, jti: decodeJws(token).payload.jti, newJti: 'jti_lost_with_the_crash', now: now - 60_000 },
       charge: {
-        id: chargeId, merchantId: m.id, sessionId: s.id, mode: 'test', idempotencyKey: 'pay-crash', requestHash: ChargeService.requestHash({}),
-        providerKey: 'cvvops_crashkey_1', processor: 'http', amount: { value: 1999, currency: 'EUR' }, status: 'pending',
-        authorizationCode: null, declineCode: null, cvvResult: null, avsResult: null, networkTransactionId: null, responseSealed: null,
-        createdAt: now - 60_000, updatedAt: now - 60_000,
+        id: chargeId,
+        merchantId: m.id,
+        sessionId: s.id,
+        mode: 'test',
+        idempotencyKey: 'pay-crash',
+        requestHash: ChargeService.requestHash({}),
+        providerKey: 'cvvops_crashkey_1',
+        processor: 'http',
+        amount: { value: 1999, currency: 'EUR' },
+        status: 'pending',
+        authorizationCode: null,
+        declineCode: null,
+        cvvResult: null,
+        avsResult: null,
+        networkTransactionId: null,
+        responseSealed: null,
+        createdAt: now - 60_000,
+        updatedAt: now - 60_000,
       },
       cvv: null,
     });
@@ -405,13 +470,17 @@ describe('http processor: live mode never reaches private addresses, even with C
     m = await makeMerchant(h);
     p = await FakeProvider.start();
     // The live key cannot save a loopback processor at all (refused before any charge)...
-    const live = await request(h.app).patch('/Merchant').set(auth(m.liveKey))
+    const live = await request(h.app)
+      .patch('/Merchant')
+      .set(auth(m.liveKey))
       .send({ allowedProxyTargets: [`${p.base}/`], processor: processorConfig(p.base) });
     assert.equal(live.status, 403, JSON.stringify(live.body));
     assert.equal(live.body.error.code, 'target_not_allowed');
     // ...the test key can, for test mode (CVVOPS_ALLOW_PRIVATE_TARGETS=on); and one that got into the live settings
     // anyway (a name that resolved elsewhere when it was saved) is still never reached from live mode.
-    const r = await request(h.app).patch('/Merchant').set(auth(m.testKey))
+    const r = await request(h.app)
+      .patch('/Merchant')
+      .set(auth(m.testKey))
       .send({ allowedProxyTargets: [`${p.base}/`], processor: processorConfig(p.base) });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     await forceSettings(h, m.id, 'live', { allowedProxyTargets: [`${p.base}/`], processor: processorConfig(p.base) });
@@ -454,7 +523,10 @@ describe('POST /proxy through a local fake provider', () => {
   let target: string;
 
   const proxy = (key: string, headers: Record<string, string>, body: string, type = 'application/json') =>
-    request(h.app).post('/proxy').set({ ...auth(key), 'Content-Type': type, ...headers }).send(body);
+    request(h.app)
+      .post('/proxy')
+      .set({ ...auth(key), 'Content-Type': type, ...headers })
+      .send(body);
   const CVV_BODY = '{"number":"${cardNumber}","cvc":"${cvv}","name":"${holderName}"}';
 
   before(async () => {
@@ -462,7 +534,10 @@ describe('POST /proxy through a local fake provider', () => {
     m = await makeMerchant(h);
     p = await FakeProvider.start();
     target = `${p.base}/forward`;
-    const r = await request(h.app).patch('/Merchant').set(auth(m.testKey)).send({ allowedProxyTargets: [target, 'https://psp.example.invalid/'] });
+    const r = await request(h.app)
+      .patch('/Merchant')
+      .set(auth(m.testKey))
+      .send({ allowedProxyTargets: [target, 'https://psp.example.invalid/'] });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     const c = await request(h.app).post('/Cards').set(auth(m.testKey)).send({ number: TEST_CARD, expMonth: 12, expYear: 2030, cvv: '123', holderName: HOLDER });
     assert.equal(c.status, 201);
@@ -475,12 +550,21 @@ describe('POST /proxy through a local fake provider', () => {
   });
   beforeEach(() => p.reset());
 
-  it('forwards the body with the placeholders filled in and JSON-escaped; returns the provider\'s status, headers and body', async () => {
+  it("forwards the body with the placeholders filled in and JSON-escaped; returns the provider's status, headers and body", async () => {
     p.reset(json(201, { id: 'tok_psp_1', ok: true }, { 'x-psp-request': 'psp-req-9', 'proxy-authenticate': 'Basic realm="psp"', 'keep-alive': 'timeout=77' }));
-    const r = await proxy(m.testKey, {
-      'X-Proxy-Target': target, 'X-Card-Token': card, 'X-Cvc-Session-Id': cvc,
-      'X-Proxy-Authorization': 'Bearer psp_token_abc', 'X-Custom': 'kept', Cookie: 'sid=ours', 'Proxy-Authorization': 'Basic b3Vyczpwcm94eQ==',
-    }, CVV_BODY);
+    const r = await proxy(
+      m.testKey,
+      {
+        'X-Proxy-Target': target,
+        'X-Card-Token': card,
+        'X-Cvc-Session-Id': cvc,
+        'X-Proxy-Authorization': 'Bearer psp_token_abc',
+        'X-Custom': 'kept',
+        Cookie: 'sid=ours',
+        'Proxy-Authorization': 'Basic b3Vyczpwcm94eQ==',
+      },
+      CVV_BODY,
+    );
     assert.equal(r.status, 201, r.text);
     assert.deepEqual(JSON.parse(r.text), { id: 'tok_psp_1', ok: true });
     assert.equal(r.headers['x-psp-request'], 'psp-req-9');
@@ -512,8 +596,12 @@ describe('POST /proxy through a local fake provider', () => {
   });
 
   it('a form body gets URL-encoded values', async () => {
-    const r = await proxy(m.testKey, { 'X-Proxy-Target': target, 'X-Card-Token': card, 'X-Cvc-Session-Id': cvc },
-      'number=${cardNumber}&cvc=${cvv}&name=${holderName}&month=${expMonth}', 'application/x-www-form-urlencoded');
+    const r = await proxy(
+      m.testKey,
+      { 'X-Proxy-Target': target, 'X-Card-Token': card, 'X-Cvc-Session-Id': cvc },
+      'number=${cardNumber}&cvc=${cvv}&name=${holderName}&month=${expMonth}',
+      'application/x-www-form-urlencoded',
+    );
     assert.equal(r.status, 200, r.text);
     const form = new URLSearchParams(p.requests[0]!.body);
     assert.deepEqual([...form.keys()], ['number', 'cvc', 'name', 'month']);
@@ -540,8 +628,13 @@ describe('POST /proxy through a local fake provider', () => {
 
   it('a target outside allowedProxyTargets is 403 target_not_allowed and nothing is sent', async () => {
     for (const t of [
-      `${p.base}/other`, `${p.base}/forwarded`, `${p.base}/forward/../admin`, `http://127.0.0.1:${p.port + 1}/forward`,
-      `http://localhost:${p.port}/forward`, `http://127.0.0.1:${p.port}@psp.evil.example/forward`, 'https://psp.evil.example/forward',
+      `${p.base}/other`,
+      `${p.base}/forwarded`,
+      `${p.base}/forward/../admin`,
+      `http://127.0.0.1:${p.port + 1}/forward`,
+      `http://localhost:${p.port}/forward`,
+      `http://127.0.0.1:${p.port}@psp.evil.example/forward`,
+      'https://psp.evil.example/forward',
     ]) {
       const r = await proxy(m.testKey, { 'X-Proxy-Target': t, 'X-Card-Token': card, 'X-Cvc-Session-Id': cvc }, CVV_BODY);
       assert.equal(r.status, 403, `${t}: ${r.status} ${r.text}`);
@@ -550,12 +643,23 @@ describe('POST /proxy through a local fake provider', () => {
     p.assertUntouched('targets outside the list');
   });
 
-  it('an expired, deleted, unknown or another merchant\'s CVC session is 410 cvc_session_not_found, with one message for all', async () => {
+  it("an expired, deleted, unknown or another merchant's CVC session is 410 cvc_session_not_found, with one message for all", async () => {
     const b = await makeMerchant(h, ['https://b.example']);
-    assert.equal((await request(h.app).patch('/Merchant').set(auth(b.testKey)).send({ allowedProxyTargets: [target] })).status, 200);
+    assert.equal(
+      (
+        await request(h.app)
+          .patch('/Merchant')
+          .set(auth(b.testKey))
+          .send({ allowedProxyTargets: [target] })
+      ).status,
+      200,
+    );
     const bCard = await makeCard(h, b.testKey, { holderName: 'B' });
-    const mk = async () => (await request(h.app).post('/Cards').set(auth(m.testKey))
-      .send({ number: TEST_CARD, expMonth: 12, expYear: 2030, cvv: '123' })).body as { token: string; cvcSession: { id: string } };
+    const mk = async () =>
+      (await request(h.app).post('/Cards').set(auth(m.testKey)).send({ number: TEST_CARD, expMonth: 12, expYear: 2030, cvv: '123' })).body as {
+        token: string;
+        cvcSession: { id: string };
+      };
     const deleted = await mk();
     assert.equal((await request(h.app).delete(`/CvcSessions/${deleted.cvcSession.id}`).set(auth(m.testKey))).status, 204);
     const foreign = await mk();
@@ -582,13 +686,19 @@ describe('POST /proxy through a local fake provider', () => {
     }
     p.assertUntouched('gone CVC sessions');
     // Control: A's "foreign" session works for A.
-    assert.equal((await proxy(m.testKey, { 'X-Proxy-Target': target, 'X-Card-Token': foreign.token, 'X-Cvc-Session-Id': foreign.cvcSession.id }, CVV_BODY)).status, 200);
+    assert.equal(
+      (await proxy(m.testKey, { 'X-Proxy-Target': target, 'X-Card-Token': foreign.token, 'X-Cvc-Session-Id': foreign.cvcSession.id }, CVV_BODY)).status,
+      200,
+    );
   });
 
   describe('live mode', () => {
     before(async () => {
       // Live settings are the live key's own: an https target that does not resolve stands in for a provider.
-      const r = await request(h.app).patch('/Merchant').set(auth(m.liveKey)).send({ allowedProxyTargets: ['https://psp.example.invalid/'] });
+      const r = await request(h.app)
+        .patch('/Merchant')
+        .set(auth(m.liveKey))
+        .send({ allowedProxyTargets: ['https://psp.example.invalid/'] });
       assert.equal(r.status, 200, JSON.stringify(r.body));
     });
 
@@ -607,20 +717,37 @@ describe('POST /proxy through a local fake provider', () => {
       // does not resolve stands in. The CVV is used (taken from the vault) before the connection is tried.
       const l = await liveCvc();
       assert.equal(await available(l.card), true);
-      const first = await proxy(m.liveKey, { 'X-Proxy-Target': 'https://psp.example.invalid/forward', 'X-Card-Token': l.card, 'X-Cvc-Session-Id': l.cvc }, CVV_BODY);
+      const first = await proxy(
+        m.liveKey,
+        { 'X-Proxy-Target': 'https://psp.example.invalid/forward', 'X-Card-Token': l.card, 'X-Cvc-Session-Id': l.cvc },
+        CVV_BODY,
+      );
       assert.equal(first.status, 502, first.text);
       assert.equal(first.body.error.code, 'processor_error');
       assert.ok(!first.text.includes(LIVE_CARD));
       assert.equal(await available(l.card), false, 'the single-use CVV is gone after its use');
-      const second = await proxy(m.liveKey, { 'X-Proxy-Target': 'https://psp.example.invalid/forward', 'X-Card-Token': l.card, 'X-Cvc-Session-Id': l.cvc }, CVV_BODY);
+      const second = await proxy(
+        m.liveKey,
+        { 'X-Proxy-Target': 'https://psp.example.invalid/forward', 'X-Card-Token': l.card, 'X-Cvc-Session-Id': l.cvc },
+        CVV_BODY,
+      );
       assert.equal(second.status, 410);
       assert.equal(second.body.error.code, 'cvc_session_not_found');
     });
 
     it('SSRF: private targets are refused with the live key even when listed (403), and nothing reaches the provider', async () => {
-      const listed = [target, `https://127.0.0.1:${p.port}/forward`, `https://localhost:${p.port}/forward`, `http://localhost:${p.port}/forward`,
-        `https://[::1]:${p.port}/forward`, `https://127.0.0.2:${p.port}/forward`];
-      const r0 = await request(h.app).patch('/Merchant').set(auth(m.liveKey)).send({ allowedProxyTargets: [...listed, 'https://psp.example.invalid/'] });
+      const listed = [
+        target,
+        `https://127.0.0.1:${p.port}/forward`,
+        `https://localhost:${p.port}/forward`,
+        `http://localhost:${p.port}/forward`,
+        `https://[::1]:${p.port}/forward`,
+        `https://127.0.0.2:${p.port}/forward`,
+      ];
+      const r0 = await request(h.app)
+        .patch('/Merchant')
+        .set(auth(m.liveKey))
+        .send({ allowedProxyTargets: [...listed, 'https://psp.example.invalid/'] });
       assert.equal(r0.status, 403, 'a live key cannot list private targets');
       assert.equal(r0.body.error.code, 'target_not_allowed');
       // Listed anyway (saved while the names resolved elsewhere): every forward is still refused.
@@ -671,7 +798,9 @@ describe('without CVVOPS_ALLOW_PRIVATE_TARGETS: loopback targets are refused in 
     await forceSettings(h, m.id, 'test', { allowedProxyTargets: targets });
     const card = await makeCard(h, m.testKey);
     for (const t of targets) {
-      const r = await request(h.app).post('/proxy').set({ ...auth(m.testKey), 'X-Proxy-Target': t, 'X-Card-Token': card, 'Content-Type': 'application/json' })
+      const r = await request(h.app)
+        .post('/proxy')
+        .set({ ...auth(m.testKey), 'X-Proxy-Target': t, 'X-Card-Token': card, 'Content-Type': 'application/json' })
         .send('{"number":"${cardNumber}"}');
       assert.equal(r.status, 403, `${t}: ${r.status} ${r.text}`);
       assert.equal(r.body.error.code, 'target_not_allowed');
@@ -681,7 +810,10 @@ describe('without CVVOPS_ALLOW_PRIVATE_TARGETS: loopback targets are refused in 
 
   it('an http processor on 127.0.0.1 gives an error result and nothing reaches the provider', async () => {
     h.clock.advance(1);
-    const r0 = await request(h.app).patch('/Merchant').set(auth(m.testKey)).send({ allowedProxyTargets: [`${p.base}/`], processor: processorConfig(p.base) });
+    const r0 = await request(h.app)
+      .patch('/Merchant')
+      .set(auth(m.testKey))
+      .send({ allowedProxyTargets: [`${p.base}/`], processor: processorConfig(p.base) });
     assert.equal(r0.status, 403, 'refused when saved');
     await forceSettings(h, m.id, 'test', { allowedProxyTargets: [`${p.base}/`], processor: processorConfig(p.base) });
     const card = await makeCard(h, m.testKey);
@@ -705,8 +837,27 @@ describe('outbound(): private addresses and refusals before connecting', () => {
   after(() => p.close());
   beforeEach(() => p.reset());
 
-  const privateOnes = ['127.0.0.1', '127.255.255.254', '10.0.0.1', '10.255.1.2', '172.16.0.1', '172.31.255.255', '192.168.1.1', '169.254.169.254',
-    '100.64.0.1', '0.0.0.0', '::1', '::', 'fe80::1', 'fc00::1', 'fd12:3456::1', '::ffff:127.0.0.1', '::ffff:10.0.0.1', '::ffff:7f00:1', 'not-an-ip'];
+  const privateOnes = [
+    '127.0.0.1',
+    '127.255.255.254',
+    '10.0.0.1',
+    '10.255.1.2',
+    '172.16.0.1',
+    '172.31.255.255',
+    '192.168.1.1',
+    '169.254.169.254',
+    '100.64.0.1',
+    '0.0.0.0',
+    '::1',
+    '::',
+    'fe80::1',
+    'fc00::1',
+    'fd12:3456::1',
+    '::ffff:127.0.0.1',
+    '::ffff:10.0.0.1',
+    '::ffff:7f00:1',
+    'not-an-ip',
+  ];
   const publicOnes = ['8.8.8.8', '1.1.1.1', '172.32.0.1', '192.169.0.1', '100.128.0.1', '2001:4860:4860::8888', '2606:4700:4700::1111', '::ffff:8.8.8.8'];
   for (const ip of privateOnes) it(`isPrivateAddress(${ip}) is true`, () => assert.equal(isPrivateAddress(ip), true));
   for (const ip of publicOnes) it(`isPrivateAddress(${ip}) is false`, () => assert.equal(isPrivateAddress(ip), false));
@@ -714,8 +865,16 @@ describe('outbound(): private addresses and refusals before connecting', () => {
   const base = { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"cvc":"123"}', timeoutMs: 2000 };
 
   it('with allowPrivate false, refuses http://127.0.0.1, http://localhost, https://127.0.0.1, https://localhost and https://[::1] before connecting', async () => {
-    for (const url of [`http://127.0.0.1:${p.port}/x`, `http://localhost:${p.port}/x`, `https://127.0.0.1:${p.port}/x`, `https://localhost:${p.port}/x`,
-      `https://[::1]:${p.port}/x`, `https://[::ffff:127.0.0.1]:${p.port}/x`, `https://2130706433:${p.port}/x`, `https://0x7f.1:${p.port}/x`]) {
+    for (const url of [
+      `http://127.0.0.1:${p.port}/x`,
+      `http://localhost:${p.port}/x`,
+      `https://127.0.0.1:${p.port}/x`,
+      `https://localhost:${p.port}/x`,
+      `https://[::1]:${p.port}/x`,
+      `https://[::ffff:127.0.0.1]:${p.port}/x`,
+      `https://2130706433:${p.port}/x`,
+      `https://0x7f.1:${p.port}/x`,
+    ]) {
       await assert.rejects(outbound({ ...base, url, allowPrivate: false }), (e: unknown) => {
         assert.ok(e instanceof OutboundError, `${url}: ${String(e)}`);
         assert.equal(e.kind, 'refused', `${url}: ${e.message}`);
@@ -762,7 +921,10 @@ describe('outbound(): private addresses and refusals before connecting', () => {
       res.on('close', () => clearTimeout(t));
     });
     const t0 = Date.now();
-    await assert.rejects(outbound({ ...base, url: `${p.base}/slow`, timeoutMs: 300, allowPrivate: true }), (e: unknown) => e instanceof OutboundError && e.kind === 'timeout');
+    await assert.rejects(
+      outbound({ ...base, url: `${p.base}/slow`, timeoutMs: 300, allowPrivate: true }),
+      (e: unknown) => e instanceof OutboundError && e.kind === 'timeout',
+    );
     assert.ok(Date.now() - t0 < 2000);
   });
 });

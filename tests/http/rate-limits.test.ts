@@ -7,7 +7,9 @@ describe('rate limits', () => {
   let h: Harness;
   let m: TestMerchant;
   before(async () => {
-    h = await makeHarness({ env: { CVVOPS_RATE_LIMIT: 'on', CVVOPS_RATE_LIMIT_API_KEY: '40', CVVOPS_RATE_LIMIT_SESSION: '5', CVVOPS_RATE_LIMIT_ADDRESS: '12' } });
+    h = await makeHarness({
+      env: { CVVOPS_RATE_LIMIT: 'on', CVVOPS_RATE_LIMIT_API_KEY: '40', CVVOPS_RATE_LIMIT_SESSION: '5', CVVOPS_RATE_LIMIT_ADDRESS: '12' },
+    });
     m = await makeMerchant(h);
   });
   after(() => h.close());
@@ -50,6 +52,15 @@ describe('rate limits', () => {
 
   it('CVVOPS_RATE_LIMIT=off is refused in production', async () => {
     const { loadConfig } = await import('../../server/config.js');
-    assert.throws(() => loadConfig({ NODE_ENV: 'production', CVVOPS_MASTER_KEY: Buffer.alloc(32, 1).toString('base64'), PUBLIC_BASE_URL: 'https://x.example', CVVOPS_RATE_LIMIT: 'off' }), /CVVOPS_RATE_LIMIT/);
+    assert.throws(
+      () =>
+        loadConfig({
+          NODE_ENV: 'production',
+          CVVOPS_MASTER_KEY: Buffer.alloc(32, 1).toString('base64'),
+          PUBLIC_BASE_URL: 'https://x.example',
+          CVVOPS_RATE_LIMIT: 'off',
+        }),
+      /CVVOPS_RATE_LIMIT/,
+    );
   });
 });

@@ -25,9 +25,13 @@ describe('round trips per operation', () => {
     h = await makeHarness({ env: { CVVOPS_ALLOW_PRIVATE_TARGETS: 'on' } });
     m = await makeMerchant(h);
     // A webhook endpoint listening to every event, so each operation's events are really written.
-    const w = await request(h.app).post('/WebhookEndpoints').set(auth(m.testKey)).send({
-      url: 'http://127.0.0.1:9/hooks', events: ['cvv.collected', 'threeds.completed', 'charge.succeeded', 'charge.failed', 'session.completed', 'session.canceled'],
-    });
+    const w = await request(h.app)
+      .post('/WebhookEndpoints')
+      .set(auth(m.testKey))
+      .send({
+        url: 'http://127.0.0.1:9/hooks',
+        events: ['cvv.collected', 'threeds.completed', 'charge.succeeded', 'charge.failed', 'session.completed', 'session.canceled'],
+      });
     assert.equal(w.status, 201);
     const store = h.deps.store as KyselyStore;
     const proto = Object.getPrototypeOf(store) as object;
@@ -57,7 +61,9 @@ describe('round trips per operation', () => {
       counting = false;
     }
     const got = [...calls];
-    report.push(`  ${what.padEnd(16)} ${String(got.length).padStart(2)} calls, ${String(store.statementsRun - before).padStart(2)} statements: ${got.join(', ')}`);
+    report.push(
+      `  ${what.padEnd(16)} ${String(got.length).padStart(2)} calls, ${String(store.statementsRun - before).padStart(2)} statements: ${got.join(', ')}`,
+    );
     return got;
   }
 
@@ -68,25 +74,43 @@ describe('round trips per operation', () => {
     let res!: request.Response;
     assert.deepEqual(await measure('collectCvv', async () => (res = await collect(h, token))), ['getOperationContext', 'commitOperation']);
     token = res.body.token;
-    assert.deepEqual(await measure('threeDS', async () => (res = await request(h.app).post('/CvvOperations/threeDS').set(auth(token)).send({}))), ['getOperationContext', 'commitOperation']);
+    assert.deepEqual(await measure('threeDS', async () => (res = await request(h.app).post('/CvvOperations/threeDS').set(auth(token)).send({}))), [
+      'getOperationContext',
+      'commitOperation',
+    ]);
     token = res.body.token;
     assert.equal(res.body.result.status, 'C');
-    await request(h.app).post(`/hosted/3ds/${res.body.result.transactionId}`).type('form').send({ code: '123456' }).expect((r) => assert.ok(r.status < 400));
-    assert.deepEqual(await measure('threeDS/result', async () => (res = await request(h.app).post('/CvvOperations/threeDS/result').set(auth(token)).send({}))), ['getOperationContext', 'commitOperation']);
+    await request(h.app)
+      .post(`/hosted/3ds/${res.body.result.transactionId}`)
+      .type('form')
+      .send({ code: '123456' })
+      .expect((r) => assert.ok(r.status < 400));
+    assert.deepEqual(
+      await measure('threeDS/result', async () => (res = await request(h.app).post('/CvvOperations/threeDS/result').set(auth(token)).send({}))),
+      ['getOperationContext', 'commitOperation'],
+    );
     assert.equal(res.body.result.status, 'Y');
   });
 
   it('validateToken: one read', async () => {
     const s = await makeSession(h, m.testKey);
-    assert.deepEqual(await measure('validateToken', () => request(h.app).post('/CvvOperations/validateToken').set(auth(m.testKey)).send({ token: s.token })), ['getOperationContext']);
+    assert.deepEqual(await measure('validateToken', () => request(h.app).post('/CvvOperations/validateToken').set(auth(m.testKey)).send({ token: s.token })), [
+      'getOperationContext',
+    ]);
   });
 
   it('a charge: one read, the intent unit (the CVV taken in it), the outcome unit (events and the session finished in it)', async () => {
     const s = await makeSession(h, m.testKey);
     const c = await collect(h, s.token);
-    assert.deepEqual(await measure('charge', () => request(h.app).post('/CvvOperations/charge').set(auth(c.body.token)).send({})),
-      ['getOperationContext', 'beginCharge', 'completeCharge']);
-    const events = (await h.deps.store.listOutbox(m.id)).map((o) => JSON.parse(o.body)).filter((e) => e.data.session === s.id).map((e) => e.type);
+    assert.deepEqual(await measure('charge', () => request(h.app).post('/CvvOperations/charge').set(auth(c.body.token)).send({})), [
+      'getOperationContext',
+      'beginCharge',
+      'completeCharge',
+    ]);
+    const events = (await h.deps.store.listOutbox(m.id))
+      .map((o) => JSON.parse(o.body))
+      .filter((e) => e.data.session === s.id)
+      .map((e) => e.type);
     assert.deepEqual(events.sort(), ['charge.succeeded', 'cvv.collected', 'session.completed'], "the charge's events were written in its outcome unit");
   });
 
@@ -95,10 +119,18 @@ describe('round trips per operation', () => {
     const c = await collect(h, s.token);
     const key = `rt-${s.id}`;
     let first!: request.Response;
-    assert.deepEqual(await measure('charge (keyed)', async () => (first = await request(h.app).post('/CvvOperations/charge').set(auth(c.body.token)).set('Idempotency-Key', key).send({}))),
-      ['getOperationContext', 'beginCharge', 'completeCharge']);
+    assert.deepEqual(
+      await measure(
+        'charge (keyed)',
+        async () => (first = await request(h.app).post('/CvvOperations/charge').set(auth(c.body.token)).set('Idempotency-Key', key).send({})),
+      ),
+      ['getOperationContext', 'beginCharge', 'completeCharge'],
+    );
     let again!: request.Response;
-    await measure('charge (retry)', async () => (again = await request(h.app).post('/CvvOperations/charge').set(auth(c.body.token)).set('Idempotency-Key', key).send({})));
+    await measure(
+      'charge (retry)',
+      async () => (again = await request(h.app).post('/CvvOperations/charge').set(auth(c.body.token)).set('Idempotency-Key', key).send({})),
+    );
     assert.equal(again.status, first.status);
     assert.deepEqual(again.body, first.body, 'the retry gets the first response, kept with the outcome');
     assert.equal(again.headers['idempotent-replayed'], 'true');
@@ -109,11 +141,21 @@ describe('round trips per operation', () => {
     const body = { card, operations: ['collectCvv', 'threeDS', 'charge'], amount: { value: 1999, currency: 'EUR' } };
     const key = `create-${card}`;
     let first!: request.Response;
-    assert.deepEqual(await measure('create (keyed)', async () => (first = await request(h.app).post('/CvvOperations').set(auth(m.testKey)).set('Idempotency-Key', key).send(body))),
-      ['getCreateContext', 'insertSession']);
+    assert.deepEqual(
+      await measure(
+        'create (keyed)',
+        async () => (first = await request(h.app).post('/CvvOperations').set(auth(m.testKey)).set('Idempotency-Key', key).send(body)),
+      ),
+      ['getCreateContext', 'insertSession'],
+    );
     let again!: request.Response;
-    assert.deepEqual(await measure('create (retry)', async () => (again = await request(h.app).post('/CvvOperations').set(auth(m.testKey)).set('Idempotency-Key', key).send(body))),
-      ['getCreateContext']);
+    assert.deepEqual(
+      await measure(
+        'create (retry)',
+        async () => (again = await request(h.app).post('/CvvOperations').set(auth(m.testKey)).set('Idempotency-Key', key).send(body)),
+      ),
+      ['getCreateContext'],
+    );
     assert.equal(again.status, 201);
     assert.deepEqual(again.body, first.body);
     assert.equal(again.headers['idempotent-replayed'], 'true');
@@ -122,9 +164,12 @@ describe('round trips per operation', () => {
   it('create with one Idempotency-Key sent 8 times at once: one session, and every answer is its response', async () => {
     const card = await makeCard(h, m.testKey);
     const body = { card, operations: ['collectCvv'] };
-    const all = await Promise.all(Array.from({ length: 8 }, () => request(h.app).post('/CvvOperations').set(auth(m.testKey)).set('Idempotency-Key', `burst-${card}`).send(body)));
+    const all = await Promise.all(
+      Array.from({ length: 8 }, () => request(h.app).post('/CvvOperations').set(auth(m.testKey)).set('Idempotency-Key', `burst-${card}`).send(body)),
+    );
     const ok = all.filter((r) => r.status === 201);
-    for (const r of all) assert.ok(r.status === 201 || (r.status === 409 && r.body.error.code === 'idempotency_key_reused'), `${r.status} ${JSON.stringify(r.body)}`);
+    for (const r of all)
+      assert.ok(r.status === 201 || (r.status === 409 && r.body.error.code === 'idempotency_key_reused'), `${r.status} ${JSON.stringify(r.body)}`);
     assert.ok(ok.length >= 1);
     assert.equal(new Set(ok.map((r) => r.body.id)).size, 1, 'one session id in every 201');
     const db = (h.deps.store as unknown as { db: Kysely<Database> }).db;
@@ -134,7 +179,14 @@ describe('round trips per operation', () => {
 
   it('create: one read (the card), one write (the session)', async () => {
     const card = await makeCard(h, m.testKey);
-    assert.deepEqual(await measure('create', () => request(h.app).post('/CvvOperations').set(auth(m.testKey))
-      .send({ card, operations: ['collectCvv', 'threeDS', 'charge'], amount: { value: 1999, currency: 'EUR' } })), ['getCreateContext', 'insertSession']);
+    assert.deepEqual(
+      await measure('create', () =>
+        request(h.app)
+          .post('/CvvOperations')
+          .set(auth(m.testKey))
+          .send({ card, operations: ['collectCvv', 'threeDS', 'charge'], amount: { value: 1999, currency: 'EUR' } }),
+      ),
+      ['getCreateContext', 'insertSession'],
+    );
   });
 });

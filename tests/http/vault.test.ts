@@ -10,7 +10,12 @@ const LIVE_CARD = '4242424242424242';
 
 /** Every byte of the SQLite files (main, -wal, -shm). */
 function dbBytes(h: Harness): Buffer {
-  return Buffer.concat(['', '-wal', '-shm'].map((s) => h.dbPath + s).filter((f) => existsSync(f)).map((f) => readFileSync(f)));
+  return Buffer.concat(
+    ['', '-wal', '-shm']
+      .map((s) => h.dbPath + s)
+      .filter((f) => existsSync(f))
+      .map((f) => readFileSync(f)),
+  );
 }
 
 async function rawCvcRow(h: Harness, id: string): Promise<Buffer | null> {
@@ -68,7 +73,7 @@ describe('the CVV vault', () => {
     }
   });
 
-  it('test mode: a test card\'s CVV lives one year and is never destroyed by use, whatever the retention', async () => {
+  it("test mode: a test card's CVV lives one year and is never destroyed by use, whatever the retention", async () => {
     const s = await makeSession(h, m.testKey);
     const r = await collect(h, s.token);
     const id = r.body.result.cvcSession.id;
@@ -151,7 +156,11 @@ describe('the CVV vault', () => {
     const g = await request(h.app).get(`/CvvOperations/${s.id}`).set(auth(m.liveKey));
     assert.equal(g.body.cvv.available, true);
     const st = await request(h.app).get(`/Cards/${res.body.token}/cvv/status`).set(auth(m.liveKey));
-    assert.deepEqual(st.body, { status: 'Unblocked', failedAttempts: 0, cvcSession: { available: true, id: res.body.cvcSession.id, expiresAt: res.body.cvcSession.expiresAt } });
+    assert.deepEqual(st.body, {
+      status: 'Unblocked',
+      failedAttempts: 0,
+      cvcSession: { available: true, id: res.body.cvcSession.id, expiresAt: res.body.cvcSession.expiresAt },
+    });
   });
 
   it('blocking: three incorrect_cvc in a row block the card number (across tokens) until unblocked; a match resets', async () => {
@@ -180,7 +189,10 @@ describe('the CVV vault', () => {
     const blocked = await collect(h, s.token);
     assert.equal(blocked.status, 423);
     assert.equal(blocked.body.error.code, 'cvv_blocked');
-    assert.equal((await request(h.app).post('/Cards').set(auth(m.liveKey)).send({ number: '5454545454545454', expMonth: 1, expYear: 2031, cvv: '123' })).status, 423);
+    assert.equal(
+      (await request(h.app).post('/Cards').set(auth(m.liveKey)).send({ number: '5454545454545454', expMonth: 1, expYear: 2031, cvv: '123' })).status,
+      423,
+    );
     const v = await request(h.app).post('/CvvOperations/validateToken').set(auth(m.liveKey)).send({ token: s.token });
     assert.equal(v.body.current, true, '423 does not rotate');
     await request(h.app).post(`/Cards/${t1}/cvv/unblock`).set(auth(m.liveKey)).expect(204);
@@ -215,7 +227,7 @@ describe('the CVV vault', () => {
     }
   });
 
-  it('a destroyed CVV\'s ciphertext is gone from every database file (main, -wal, -shm)', async () => {
+  it("a destroyed CVV's ciphertext is gone from every database file (main, -wal, -shm)", async () => {
     for (const destroy of ['DELETE /CvcSessions', 'DELETE /CvvOperations/{id}/cvv', 'cancel', 'DELETE /Cards', 'use']) {
       const s = await liveSession();
       const r = await collect(h, s.token);

@@ -12,13 +12,20 @@ import { createDeps, type Deps } from '../../server/deps.js';
 import { newId } from '../../server/domain/ids.js';
 import { createLogger } from '../../server/log.js';
 import { Secret } from '../../server/secret.js';
-import {
-  auth, collect, type Harness, makeCard, makeHarness, makeMerchant, makeSession, TEST_CARD, type TestMerchant,
-} from '../helpers/harness.js';
+import { auth, collect, type Harness, makeCard, makeHarness, makeMerchant, makeSession, TEST_CARD, type TestMerchant } from '../helpers/harness.js';
 
 /** API.md section 8 (webhook endpoints, events, signatures, the durable outbox) and SECURITY.md (no secrets in webhooks). */
 
-const ALL_EVENTS = ['cvv.collected', 'threeds.completed', 'charge.succeeded', 'charge.failed', 'session.completed', 'session.canceled', 'session.expired', 'cvv.blocked'];
+const ALL_EVENTS = [
+  'cvv.collected',
+  'threeds.completed',
+  'charge.succeeded',
+  'charge.failed',
+  'session.completed',
+  'session.canceled',
+  'session.expired',
+  'cvv.blocked',
+];
 const LIVE_CARD = '4242424242424242';
 
 type Delivery = Recorded;
@@ -64,7 +71,10 @@ function verifySignature(header: string | string[] | undefined, raw: string, sec
 }
 
 const op = (h: Harness, path: string, token: string, body: unknown = {}) =>
-  request(h.app).post(`/CvvOperations/${path}`).set(auth(token)).send(body as object);
+  request(h.app)
+    .post(`/CvvOperations/${path}`)
+    .set(auth(token))
+    .send(body as object);
 
 async function addEndpoint(h: Harness, key: string, url: string, events: string[] = ALL_EVENTS): Promise<{ id: string; secret: string }> {
   const r = await request(h.app).post('/WebhookEndpoints').set(auth(key)).send({ url, events });
@@ -73,7 +83,12 @@ async function addEndpoint(h: Harness, key: string, url: string, events: string[
 }
 
 function dbBytes(h: Harness): Buffer {
-  return Buffer.concat(['', '-wal', '-shm'].map((s) => h.dbPath + s).filter((f) => existsSync(f)).map((f) => readFileSync(f)));
+  return Buffer.concat(
+    ['', '-wal', '-shm']
+      .map((s) => h.dbPath + s)
+      .filter((f) => existsSync(f))
+      .map((f) => readFileSync(f)),
+  );
 }
 
 // ---------------------------------------------------------------------------
@@ -90,7 +105,9 @@ describe('webhook endpoints: POST, GET, DELETE /WebhookEndpoints', () => {
   after(() => h.close());
 
   it('creates an endpoint and shows its secret once; GET lists it without the secret; DELETE is 204, then 404', async () => {
-    const r = await request(h.app).post('/WebhookEndpoints').set(auth(a.testKey))
+    const r = await request(h.app)
+      .post('/WebhookEndpoints')
+      .set(auth(a.testKey))
       .send({ url: 'https://hooks.shop.example/cvvops', events: ['charge.succeeded', 'charge.failed', 'charge.succeeded'] });
     assert.equal(r.status, 201, JSON.stringify(r.body));
     assert.match(r.body.id, /^whe_[A-Za-z0-9_-]{22,}$/);
@@ -120,21 +137,32 @@ describe('webhook endpoints: POST, GET, DELETE /WebhookEndpoints', () => {
     assert.equal(again.status, 404);
     assert.equal(again.body.error.code, 'not_found');
     const g2 = await request(h.app).get('/WebhookEndpoints').set(auth(a.testKey));
-    assert.deepEqual(g2.body.data.map((e: { id: string }) => e.id), [other.id]);
+    assert.deepEqual(
+      g2.body.data.map((e: { id: string }) => e.id),
+      [other.id],
+    );
   });
 
-  it('another merchant\'s endpoint is 404, exactly like an unknown one, and stays in place', async () => {
+  it("another merchant's endpoint is 404, exactly like an unknown one, and stays in place", async () => {
     const e = await addEndpoint(h, a.testKey, 'https://hooks.shop.example/a', ['charge.succeeded']);
     const foreign = await request(h.app).delete(`/WebhookEndpoints/${e.id}`).set(auth(b.testKey));
-    const unknown = await request(h.app).delete(`/WebhookEndpoints/${newId('whe')}`).set(auth(b.testKey));
+    const unknown = await request(h.app)
+      .delete(`/WebhookEndpoints/${newId('whe')}`)
+      .set(auth(b.testKey));
     assert.equal(foreign.status, 404);
-    assert.deepEqual([foreign.status, foreign.body.error.code, foreign.body.error.message], [unknown.status, unknown.body.error.code, unknown.body.error.message]);
+    assert.deepEqual(
+      [foreign.status, foreign.body.error.code, foreign.body.error.message],
+      [unknown.status, unknown.body.error.code, unknown.body.error.message],
+    );
     const byLive = await request(h.app).delete(`/WebhookEndpoints/${e.id}`).set(auth(a.liveKey));
     assert.equal(byLive.status, 404, 'the live key does not reach a test-mode endpoint');
     const gb = await request(h.app).get('/WebhookEndpoints').set(auth(b.testKey));
     assert.ok(!gb.text.includes(e.id), "B's list shows A's endpoint");
     const ga = await request(h.app).get('/WebhookEndpoints').set(auth(a.testKey));
-    assert.ok(ga.body.data.some((x: { id: string }) => x.id === e.id), "A's endpoint is still there");
+    assert.ok(
+      ga.body.data.some((x: { id: string }) => x.id === e.id),
+      "A's endpoint is still there",
+    );
   });
 
   it('a bad url, an unknown event, no events or an unknown field is 400 invalid_request', async () => {
@@ -151,7 +179,10 @@ describe('webhook endpoints: POST, GET, DELETE /WebhookEndpoints', () => {
       { url: 'https://hooks.shop.example/x', events: ['charge.succeeded'], secret: 'whsec_mine' },
     ];
     for (const body of bad) {
-      const r = await request(h.app).post('/WebhookEndpoints').set(auth(a.testKey)).send(body as object);
+      const r = await request(h.app)
+        .post('/WebhookEndpoints')
+        .set(auth(a.testKey))
+        .send(body as object);
       assert.equal(r.status, 400, `${JSON.stringify(body)}: ${r.status}`);
       assert.equal(r.body.error.code, 'invalid_request');
     }
@@ -183,7 +214,11 @@ describe('webhook delivery from the outbox', () => {
     const ch = await op(h, 'charge', t.body.token);
     assert.equal(ch.status, 200);
     return {
-      s, card, cvcSession: c.body.result.cvcSession.id as string, tds: t.body.result, charge: ch.body.result,
+      s,
+      card,
+      cvcSession: c.body.result.cvcSession.id as string,
+      tds: t.body.result,
+      charge: ch.body.result,
       tokens: [s.token, c.body.token, t.body.token, ch.body.token] as string[],
     };
   }
@@ -210,7 +245,11 @@ describe('webhook delivery from the outbox', () => {
       const sig = verifySignature(d.headers['cvvops-signature'], d.body, ep.secret);
       assert.ok(sig.ok, `the signature of ${parse(d).type} does not verify`);
       assert.equal(sig.t, Math.floor(tickAt / 1000), 't is the delivery time in unix seconds');
-      assert.equal(verifySignature(d.headers['cvvops-signature'], d.body.replace('"mode":"test"', '"mode":"live"'), ep.secret).ok, false, 'a tampered body verifies');
+      assert.equal(
+        verifySignature(d.headers['cvvops-signature'], d.body.replace('"mode":"test"', '"mode":"live"'), ep.secret).ok,
+        false,
+        'a tampered body verifies',
+      );
       assert.equal(verifySignature(d.headers['cvvops-signature'], `${d.body} `, ep.secret).ok, false);
       assert.equal(verifySignature(d.headers['cvvops-signature'], d.body, `${ep.secret}x`).ok, false, 'another secret verifies');
 
@@ -231,7 +270,12 @@ describe('webhook delivery from the outbox', () => {
     assert.deepEqual(byType['cvv.collected'], { session: f.s.id, card: f.card, cvcSession: f.cvcSession, expiresAt: byType['cvv.collected']!.expiresAt });
     assert.deepEqual(byType['threeds.completed'], { session: f.s.id, transactionId: f.tds.transactionId, status: 'Y', eci: '05' });
     assert.deepEqual(byType['charge.succeeded'], {
-      session: f.s.id, chargeId: f.charge.chargeId, status: 'approved', amount: { value: 1999, currency: 'EUR' }, declineCode: null, cvvResult: 'M',
+      session: f.s.id,
+      chargeId: f.charge.chargeId,
+      status: 'approved',
+      amount: { value: 1999, currency: 'EUR' },
+      declineCode: null,
+      cvvResult: 'M',
     });
     assert.deepEqual(byType['session.completed'], { session: f.s.id, chargeId: f.charge.chargeId });
 
@@ -244,7 +288,7 @@ describe('webhook delivery from the outbox', () => {
     for (const row of rows) assert.deepEqual([row.status, row.attempts, row.lastStatus], ['delivered', 1, 200]);
   });
 
-  it('a backlog drains batch after batch within one tick while batches come back full (up to the tick\'s limit)', async () => {
+  it("a backlog drains batch after batch within one tick while batches come back full (up to the tick's limit)", async () => {
     const m = await makeMerchant(h);
     await addEndpoint(h, m.testKey, rx.url('/backlog'));
     for (let i = 0; i < 45; i++) await h.deps.webhooks.emit(m.id, 'test', 'session.canceled', { session: `cvo_backlog${i}` });
@@ -262,7 +306,10 @@ describe('webhook delivery from the outbox', () => {
     assert.equal(c.status, 200);
     await h.deps.webhooks.tick();
     let got = rx.at('/cancel-decline').map(parse);
-    assert.deepEqual(got.map((e) => [e.type, e.data]), [['session.canceled', { session: s.id }]]);
+    assert.deepEqual(
+      got.map((e) => [e.type, e.data]),
+      [['session.canceled', { session: s.id }]],
+    );
 
     const f = await flow(m, '4000000000006066');
     assert.equal(f.charge.status, 'declined');
@@ -271,7 +318,12 @@ describe('webhook delivery from the outbox', () => {
     assert.deepEqual(got.map((e) => e.type).sort(), ['charge.failed', 'cvv.collected', 'threeds.completed']);
     const failed = got.find((e) => e.type === 'charge.failed')!;
     assert.deepEqual(failed.data, {
-      session: f.s.id, chargeId: f.charge.chargeId, status: 'declined', amount: { value: 1999, currency: 'EUR' }, declineCode: 'insufficient_funds', cvvResult: 'M',
+      session: f.s.id,
+      chargeId: f.charge.chargeId,
+      status: 'declined',
+      amount: { value: 1999, currency: 'EUR' },
+      declineCode: 'insufficient_funds',
+      cvvResult: 'M',
     });
     for (const d of rx.at('/cancel-decline')) assert.ok(verifySignature(d.headers['cvvops-signature'], d.body, ep.secret).ok);
   });
@@ -286,12 +338,18 @@ describe('webhook delivery from the outbox', () => {
     const ok = await flow(m);
     await h.deps.webhooks.tick();
     assert.equal(rx.at('/only-failed').length, 0, 'an approved flow sent something to a charge.failed-only endpoint');
-    assert.deepEqual(rx.at('/only-completed').map((d) => parse(d).type), ['session.completed']);
+    assert.deepEqual(
+      rx.at('/only-completed').map((d) => parse(d).type),
+      ['session.completed'],
+    );
     assert.equal(parse(rx.at('/only-completed')[0]!).data.chargeId, ok.charge.chargeId);
 
     await flow(m, '4000000000007072');
     await h.deps.webhooks.tick();
-    assert.deepEqual(rx.at('/only-failed').map((d) => [parse(d).type, parse(d).data.declineCode]), [['charge.failed', 'do_not_honor']]);
+    assert.deepEqual(
+      rx.at('/only-failed').map((d) => [parse(d).type, parse(d).data.declineCode]),
+      [['charge.failed', 'do_not_honor']],
+    );
     assert.equal(rx.at('/only-completed').length, 1);
     assert.equal(rx.at('/other-merchant').length, 0, "another merchant's endpoint got this merchant's events");
     assert.ok(verifySignature(rx.at('/only-failed')[0]!.headers['cvvops-signature'], rx.at('/only-failed')[0]!.body, failedOnly.secret).ok);
@@ -373,7 +431,10 @@ describe('webhook delivery from the outbox', () => {
     await h.deps.webhooks.tick();
     assert.equal(rx.at('/deleted').length, 0);
     const rows = await h.deps.store.listOutbox(m.id);
-    assert.ok(rows.every((r) => r.status !== 'pending' && r.status !== 'delivered'), JSON.stringify(rows.map((r) => r.status)));
+    assert.ok(
+      rows.every((r) => r.status !== 'pending' && r.status !== 'delivered'),
+      JSON.stringify(rows.map((r) => r.status)),
+    );
   });
 
   it('after 24 hours of failures the delivery is given up (status failed), and not before', async () => {
@@ -424,7 +485,10 @@ describe('webhooks in live mode and without CVVOPS_ALLOW_PRIVATE_TARGETS never r
       await h.deps.webhooks.tick();
       assert.equal(rx.at('/test').length, 1);
 
-      const r = await request(h.app).post('/WebhookEndpoints').set(auth(m.liveKey)).send({ url: rx.url('/live'), events: ['cvv.collected'] });
+      const r = await request(h.app)
+        .post('/WebhookEndpoints')
+        .set(auth(m.liveKey))
+        .send({ url: rx.url('/live'), events: ['cvv.collected'] });
       if (r.status === 201) {
         const card = await makeCard(h, m.liveKey, { number: LIVE_CARD });
         const s = await makeSession(h, m.liveKey, { card });
@@ -445,12 +509,18 @@ describe('webhooks in live mode and without CVVOPS_ALLOW_PRIVATE_TARGETS never r
     const rx = await Receiver.start();
     try {
       const m = await makeMerchant(h);
-      const r = await request(h.app).post('/WebhookEndpoints').set(auth(m.testKey)).send({ url: rx.url('/plain'), events: ['cvv.collected'] });
+      const r = await request(h.app)
+        .post('/WebhookEndpoints')
+        .set(auth(m.testKey))
+        .send({ url: rx.url('/plain'), events: ['cvv.collected'] });
       assert.equal(r.status, 400);
       assert.equal(r.body.error.code, 'invalid_request');
       const urls = [`https://127.0.0.1:${rx.port}/tls`, `https://localhost:${rx.port}/tls`];
       for (const url of urls) {
-        const c = await request(h.app).post('/WebhookEndpoints').set(auth(m.testKey)).send({ url, events: ['cvv.collected'] });
+        const c = await request(h.app)
+          .post('/WebhookEndpoints')
+          .set(auth(m.testKey))
+          .send({ url, events: ['cvv.collected'] });
         assert.ok(c.status === 201 || c.status === 400, `${url}: ${c.status}`);
       }
       const s = await makeSession(h, m.testKey);
@@ -481,7 +551,10 @@ describe('the outbox survives a restart', () => {
       // The receiver is down: the first attempt fails and the row waits.
       await h.deps.webhooks.tick();
       let rows = await h.deps.store.listOutbox(m.id);
-      assert.deepEqual(rows.map((r) => [r.status, r.attempts]), [['pending', 1]]);
+      assert.deepEqual(
+        rows.map((r) => [r.status, r.attempts]),
+        [['pending', 1]],
+      );
       // A second event, never attempted before the restart.
       const s2 = await makeSession(h, m.testKey);
       await request(h.app).post(`/CvvOperations/${s2.id}/cancel`).set(auth(m.testKey)).expect(200);
@@ -489,13 +562,22 @@ describe('the outbox survives a restart', () => {
       await h.deps.close();
 
       const logs: string[] = [];
-      const sink = new Writable({ write(chunk, _enc, cb) { logs.push(String(chunk)); cb(); } });
+      const sink = new Writable({
+        write(chunk, _enc, cb) {
+          logs.push(String(chunk));
+          cb();
+        },
+      });
       const open = () => createDeps(h.config, createLogger('info', sink), { clock: h.clock, masterKey: new Secret(h.masterKey) });
       const d2 = await open();
       more.push(d2);
       const app2 = buildApp(d2);
       const list = await request(app2).get('/WebhookEndpoints').set(auth(m.testKey));
-      assert.deepEqual(list.body.data.map((e: { id: string }) => e.id), [ep.id], 'the endpoint survived the restart');
+      assert.deepEqual(
+        list.body.data.map((e: { id: string }) => e.id),
+        [ep.id],
+        'the endpoint survived the restart',
+      );
 
       rx = await Receiver.start(port);
       h.clock.advance(10_000);
@@ -514,7 +596,10 @@ describe('the outbox survives a restart', () => {
       }
       assert.equal(rx.got.length, 2, 'delivered again after being delivered');
       rows = await d2.store.listOutbox(m.id);
-      assert.deepEqual(rows.map((r) => r.status), ['delivered', 'delivered']);
+      assert.deepEqual(
+        rows.map((r) => r.status),
+        ['delivered', 'delivered'],
+      );
     } finally {
       await rx?.close();
       for (const d of more) await d.close();

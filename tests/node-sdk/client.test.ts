@@ -10,7 +10,9 @@ import { merchantOf, serve, type Served } from './helpers.js';
 /** What the browser does with a token (API.md section 4): not the SDK's job, so plain fetch. */
 async function operation(base: string, op: string, token: string, body: unknown = {}): Promise<{ status: number; body: any }> {
   const res = await fetch(`${base}/CvvOperations/${op}`, {
-    method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
   });
   return { status: res.status, body: await res.json() };
 }
@@ -81,8 +83,11 @@ describe('@cvvops/node against a running server', () => {
   it('sessions: create, retrieve, validateToken, reissue, deleteCvv, cancel', async () => {
     const card = await cvvops.cards.create({ number: TEST_CARD, expMonth: 12, expYear: 2030 });
     const created = await cvvops.sessions.create({
-      card: card.token, operations: ['collectCvv', 'threeDS', 'charge'], amount: { value: 1999, currency: 'EUR' },
-      reference: 'order-17', metadata: { cart: 'c_17' },
+      card: card.token,
+      operations: ['collectCvv', 'threeDS', 'charge'],
+      amount: { value: 1999, currency: 'EUR' },
+      reference: 'order-17',
+      metadata: { cart: 'c_17' },
     });
     assert.match(created.id, /^cvo_/);
     assert.equal(created.status, 'active');
@@ -155,7 +160,10 @@ describe('@cvvops/node against a running server', () => {
     assert.match(ep.id, /^whe_/);
     assert.match(ep.secret, /^whsec_/);
     const page = await cvvops.webhookEndpoints.list();
-    assert.deepEqual(page.data.map((e) => e.id), [ep.id]);
+    assert.deepEqual(
+      page.data.map((e) => e.id),
+      [ep.id],
+    );
     assert.ok(!JSON.stringify(page).includes('whsec_'));
     const ids: string[] = [];
     for await (const e of cvvops.webhookEndpoints.list()) ids.push(e.id);
@@ -178,8 +186,11 @@ describe('@cvvops/node against a running server', () => {
     const key = m.testKey;
     const errors: unknown[] = [];
     for (const call of [
-      () => cvvops.cards.retrieve('tok_missing'), () => cvvops.sessions.retrieve('cvo_missing'), () => cvvops.sessions.cancel('cvo_missing'),
-      () => cvvops.verifyToken('eyJhbGciOiJub25lIn0.e30.'), () => new CvvOps(key, { baseUrl: 'http://127.0.0.1:1', maxRetries: 0 }).merchant.retrieve(),
+      () => cvvops.cards.retrieve('tok_missing'),
+      () => cvvops.sessions.retrieve('cvo_missing'),
+      () => cvvops.sessions.cancel('cvo_missing'),
+      () => cvvops.verifyToken('eyJhbGciOiJub25lIn0.e30.'),
+      () => new CvvOps(key, { baseUrl: 'http://127.0.0.1:1', maxRetries: 0 }).merchant.retrieve(),
     ]) {
       try {
         await call();
@@ -189,9 +200,15 @@ describe('@cvvops/node against a running server', () => {
     }
     assert.equal(errors.length, 5);
     const texts = [
-      ...errors.map((e) => inspect(e, { depth: 10, showHidden: true })), ...errors.map((e) => JSON.stringify(e)), ...errors.map((e) => String((e as Error).stack)),
-      inspect(cvvops, { depth: 10, showHidden: true }), JSON.stringify(cvvops), inspect(cvvops.cards, { depth: 10, showHidden: true }),
-      JSON.stringify(cvvops.sessions), JSON.stringify(logs), inspect(logs, { depth: 10 }),
+      ...errors.map((e) => inspect(e, { depth: 10, showHidden: true })),
+      ...errors.map((e) => JSON.stringify(e)),
+      ...errors.map((e) => String((e as Error).stack)),
+      inspect(cvvops, { depth: 10, showHidden: true }),
+      JSON.stringify(cvvops),
+      inspect(cvvops.cards, { depth: 10, showHidden: true }),
+      JSON.stringify(cvvops.sessions),
+      JSON.stringify(logs),
+      inspect(logs, { depth: 10 }),
     ];
     assert.ok(logs.length > 10, 'the logger saw the calls');
     for (const t of texts) {
@@ -200,6 +217,9 @@ describe('@cvvops/node against a running server', () => {
     }
     assert.match(inspect(cvvops), /REDACTED/);
     // A malformed key is refused without being repeated.
-    assert.throws(() => new CvvOps(`${key}\n`, { baseUrl: s.base }), (err: CvvOpsError) => err.code === 'invalid_configuration' && !err.message.includes(key.slice(8)));
+    assert.throws(
+      () => new CvvOps(`${key}\n`, { baseUrl: s.base }),
+      (err: CvvOpsError) => err.code === 'invalid_configuration' && !err.message.includes(key.slice(8)),
+    );
   });
 });

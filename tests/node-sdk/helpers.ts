@@ -21,7 +21,9 @@ export async function serve(opts: { env?: Record<string, string>; shareWith?: Ha
   });
   server.on('request', h.app);
   return {
-    h, server, base,
+    h,
+    server,
+    base,
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

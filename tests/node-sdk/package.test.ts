@@ -25,7 +25,7 @@ describe('@cvvops/node: the package', () => {
     assert.equal(readFileSync(GENERATED_TYPES, 'utf8'), await renderTypes());
   });
 
-  it('VERSION is package.json\'s; no runtime dependencies', () => {
+  it("VERSION is package.json's; no runtime dependencies", () => {
     assert.equal(source.VERSION, pkg.version);
     assert.equal(pkg.dependencies, undefined);
     assert.equal(pkg.peerDependencies, undefined);
@@ -76,7 +76,10 @@ describe('@cvvops/node: the package', () => {
         const v = await cvvops.sessions.validateToken(session.token);
         assert.ok(v.valid && v.current);
         assert.equal((await cvvops.verifyToken(session.token)).sub, session.id);
-        await assert.rejects(cvvops.cards.retrieve('tok_nope'), (err: unknown) => err instanceof sdk.CvvOpsError && err.status === 404 && err.code === 'not_found');
+        await assert.rejects(
+          cvvops.cards.retrieve('tok_nope'),
+          (err: unknown) => err instanceof sdk.CvvOpsError && err.status === 404 && err.code === 'not_found',
+        );
         const header = cvvops.webhooks.generateTestHeader({ payload: '{"type":"x"}', secret: 'whsec_1' });
         assert.equal(cvvops.webhooks.constructEvent('{"type":"x"}', header, 'whsec_1').type, 'x');
       });

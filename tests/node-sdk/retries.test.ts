@@ -124,7 +124,16 @@ describe('retry policy (stub server)', () => {
   });
   after(() => stub.close());
 
-  const card = { token: 'tok_1', brand: 'visa', last4: '1018', bin: '400000', expMonth: 12, expYear: 2030, createdAt: '2026-01-01T00:00:00Z', cvcSession: null };
+  const card = {
+    token: 'tok_1',
+    brand: 'visa',
+    last4: '1018',
+    bin: '400000',
+    expMonth: 12,
+    expYear: 2030,
+    createdAt: '2026-01-01T00:00:00Z',
+    cvcSession: null,
+  };
 
   it('5xx: retried up to maxRetries with one Idempotency-Key for every attempt; a new key per call', async () => {
     stub.requests.length = 0;
@@ -152,7 +161,8 @@ describe('retry policy (stub server)', () => {
 
   it('every POST carries an Idempotency-Key; GET, PATCH and DELETE do not', async () => {
     stub.requests.length = 0;
-    stub.handle = (r, res) => (r.method === 'DELETE' ? (res.writeHead(204), res.end()) : json(res, 200, { token: 'x', id: 'mer_1', valid: false, reason: 'malformed' }));
+    stub.handle = (r, res) =>
+      r.method === 'DELETE' ? (res.writeHead(204), res.end()) : json(res, 200, { token: 'x', id: 'mer_1', valid: false, reason: 'malformed' });
     const c = client();
     await c.sessions.reissue('cvo_1');
     await c.sessions.cancel('cvo_1');
@@ -234,7 +244,10 @@ describe('retry policy (stub server)', () => {
     const e = await failure(c.sessions.reissue('cvo_1'));
     assert.equal(e.code, 'connection_error');
     assert.match(e.message, /ECONNREFUSED/);
-    assert.deepEqual(logs.map((l) => l.event), ['retry', 'retry', 'failure']);
+    assert.deepEqual(
+      logs.map((l) => l.event),
+      ['retry', 'retry', 'failure'],
+    );
   });
 
   it("the caller's AbortSignal stops the call and its retries", async () => {
@@ -254,9 +267,10 @@ describe('retry policy (stub server)', () => {
     for (const call of [() => c.sessions.cancel('a..b'), () => c.cards.retrieve('../Merchant'), () => c.webhookEndpoints.del('a/b?x=1#y')]) {
       assert.equal((await failure(call())).code, 'not_found');
     }
-    assert.deepEqual(stub.requests.map((r) => `${r.method} ${r.path}`), [
-      'POST /CvvOperations/a..b/cancel', 'GET /Cards/..%2FMerchant', 'DELETE /WebhookEndpoints/a%2Fb%3Fx%3D1%23y',
-    ]);
+    assert.deepEqual(
+      stub.requests.map((r) => `${r.method} ${r.path}`),
+      ['POST /CvvOperations/a..b/cancel', 'GET /Cards/..%2FMerchant', 'DELETE /WebhookEndpoints/a%2Fb%3Fx%3D1%23y'],
+    );
     for (const id of ['', '.', '..']) assert.equal((await failure(c.sessions.cancel(id))).code, 'invalid_request');
     assert.equal((await failure(c.cards.create({ number: TEST_CARD, expMonth: 12, expYear: 2030 }, { idempotencyKey: 'a key\n' }))).code, 'invalid_request');
     assert.equal(stub.requests.length, 3);

@@ -48,7 +48,7 @@ describe('verifyToken against the server: key rotation, another issuer, ES256', 
     assert.equal(decodeJws(afterRotation.token).header.kid, newKid);
     assert.equal((await cvvops.verifyToken(afterRotation.token)).sub, afterRotation.id);
     assert.equal(cvvops.jwksFetches, 2, 'an unknown kid fetched the key set again');
-    assert.equal((await cvvops.verifyToken(before.token)).sub, before.id, "a token of the retired key verifies while it lives");
+    assert.equal((await cvvops.verifyToken(before.token)).sub, before.id, 'a token of the retired key verifies while it lives');
     assert.equal(cvvops.jwksFetches, 2);
   });
 
@@ -66,11 +66,14 @@ describe('verifyToken against the server: key rotation, another issuer, ES256', 
     assert.equal(cvvops.jwksFetches, 2);
   });
 
-  it("refuses a token of another issuer (an instance with another PUBLIC_BASE_URL, same keys), and takes it when that is the issuer configured", async () => {
+  it('refuses a token of another issuer (an instance with another PUBLIC_BASE_URL, same keys), and takes it when that is the issuer configured', async () => {
     const b = await makeHarness({ shareWith: a.h, env: { PUBLIC_BASE_URL: 'http://other-address.test' } });
     try {
       const card = await request(b.app).post('/Cards').set(auth(m.testKey)).send({ number: TEST_CARD, expMonth: 12, expYear: 2030 });
-      const other = await request(b.app).post('/CvvOperations').set(auth(m.testKey)).send({ card: card.body.token, operations: ['collectCvv'] });
+      const other = await request(b.app)
+        .post('/CvvOperations')
+        .set(auth(m.testKey))
+        .send({ card: card.body.token, operations: ['collectCvv'] });
       assert.equal(other.status, 201);
       const cvvops = new CvvOps(m.testKey, { baseUrl: a.base });
       await refused(cvvops.verifyToken(other.body.token), 'wrong_issuer');
@@ -154,8 +157,19 @@ const b64 = (v: unknown) => Buffer.from(typeof v === 'string' ? v : JSON.stringi
 function claims(over: Record<string, unknown> = {}): Record<string, unknown> {
   const now = Math.floor(Date.now() / 1000);
   return {
-    iss: ISS, aud: MER, sub: 'cvo_1', jti: 'j1', iat: now, exp: now + 600, seq: 0, mode: 'test', ops: ['collectCvv'],
-    card: { token: 'tok_1', brand: 'visa', last4: '1018', cvvLength: 3 }, form: 'hosted', res: {}, ...over,
+    iss: ISS,
+    aud: MER,
+    sub: 'cvo_1',
+    jti: 'j1',
+    iat: now,
+    exp: now + 600,
+    seq: 0,
+    mode: 'test',
+    ops: ['collectCvv'],
+    card: { token: 'tok_1', brand: 'visa', last4: '1018', cvvLength: 3 },
+    form: 'hosted',
+    res: {},
+    ...over,
   };
 }
 
@@ -219,7 +233,13 @@ describe('verifyToken: what it refuses (stub JWKS)', () => {
   it('refuses embedded keys and key URLs (jwk, jku, x5u, x5c) and crit, even when the signature is good', async () => {
     const attackerJwk = attacker.publicKey.export({ format: 'jwk' });
     await refused(cvvops.verifyToken(signJws({ ...H, kid: 'evil', jwk: attackerJwk }, claims(), attacker.privateKey)), 'bad_signature');
-    for (const extra of [{ jwk: edJwk }, { jku: `${stub.url}/.well-known/jwks.json` }, { x5u: 'https://x.example/c.pem' }, { x5c: ['MIIB'] }, { crit: ['exp'], exp: 1 }]) {
+    for (const extra of [
+      { jwk: edJwk },
+      { jku: `${stub.url}/.well-known/jwks.json` },
+      { x5u: 'https://x.example/c.pem' },
+      { x5c: ['MIIB'] },
+      { crit: ['exp'], exp: 1 },
+    ]) {
       await refused(cvvops.verifyToken(signJws({ ...H, ...extra }, claims(), ed.privateKey)), 'bad_signature');
     }
   });
@@ -260,9 +280,7 @@ describe('verifyToken: what it refuses (stub JWKS)', () => {
   });
 
   it('an unknown kid fetches the JWKS again at most once per cooldown; keys of other types or inconsistent algs are not used', async () => {
-    jwks = [edJwk, ecJwk,
-      { ...attacker.publicKey.export({ format: 'jwk' }), kid: 'rsa-says', alg: 'RS256' },
-      { kty: 'oct', k: 'c2VjcmV0', kid: 'oct1' }];
+    jwks = [edJwk, ecJwk, { ...attacker.publicKey.export({ format: 'jwk' }), kid: 'rsa-says', alg: 'RS256' }, { kty: 'oct', k: 'c2VjcmV0', kid: 'oct1' }];
     const fresh = new CvvOps(`sk_test_${'s'.repeat(43)}`, { baseUrl: stub.url, issuer: ISS, merchantId: MER, jwksCooldownMs: 1000 });
     const before = jwksHits;
     await fresh.verifyToken(signJws(H, claims(), ed.privateKey));
@@ -283,6 +301,9 @@ describe('verifyToken: what it refuses (stub JWKS)', () => {
 
   it('a JWKS that cannot be fetched is a connection error, not a token verdict', async () => {
     const down = new CvvOps(`sk_test_${'s'.repeat(43)}`, { baseUrl: 'http://127.0.0.1:9', issuer: ISS, merchantId: MER, maxRetries: 0 });
-    await assert.rejects(down.verifyToken(signJws(H, claims(), ed.privateKey)), (err: CvvOpsError) => err.code === 'connection_error' && err.reason === undefined);
+    await assert.rejects(
+      down.verifyToken(signJws(H, claims(), ed.privateKey)),
+      (err: CvvOpsError) => err.code === 'connection_error' && err.reason === undefined,
+    );
   });
 });

@@ -108,10 +108,12 @@ describe('webhooks.constructEvent with real deliveries', () => {
     invalidSignature(() => cvvops.webhooks.constructEvent(delivery.body, header, secret, { receivedAt: t - 301 }));
   });
 
-  it('generateTestHeader makes headers constructEvent accepts (for merchants\' own tests)', () => {
+  it("generateTestHeader makes headers constructEvent accepts (for merchants' own tests)", () => {
     const payload = JSON.stringify({ id: 'evt_test', type: 'charge.succeeded', mode: 'test', createdAt: '2026-11-21T12:00:00Z', data: {} });
     const header = cvvops.webhooks.generateTestHeader({ payload, secret: 'whsec_test' });
     assert.equal(cvvops.webhooks.constructEvent(payload, header, 'whsec_test').id, 'evt_test');
-    invalidSignature(() => cvvops.webhooks.constructEvent(payload, cvvops.webhooks.generateTestHeader({ payload, secret: 'whsec_test', timestamp: 1000 }), 'whsec_test'));
+    invalidSignature(() =>
+      cvvops.webhooks.constructEvent(payload, cvvops.webhooks.generateTestHeader({ payload, secret: 'whsec_test', timestamp: 1000 }), 'whsec_test'),
+    );
   });
 });

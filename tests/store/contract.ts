@@ -4,8 +4,17 @@ import { after, before, describe, it } from 'node:test';
 import { KyselyStore } from '../../server/store/kysely-store.js';
 import type { Sealed } from '../../server/domain/keyring.js';
 import type {
-  ApiKeyRecord, CardRecord, ChargeRecord, CvcSessionRecord, MerchantRecord, OutboxRecord, SessionRecord, SigningKeyRecord, Store,
-  TdsRecord, WebhookEndpointRecord,
+  ApiKeyRecord,
+  CardRecord,
+  ChargeRecord,
+  CvcSessionRecord,
+  MerchantRecord,
+  OutboxRecord,
+  SessionRecord,
+  SigningKeyRecord,
+  Store,
+  TdsRecord,
+  WebhookEndpointRecord,
 } from '../../server/store/store.js';
 
 /**
@@ -37,32 +46,82 @@ function assertSealed(got: Sealed | null | undefined, want: Sealed, what: string
 
 function merchantRec(over: Partial<MerchantRecord> = {}): MerchantRecord {
   return {
-    id: uid('mer'), name: 'Shop', mode: 'test', allowedOrigins: ['https://shop.example'], allowedProxyTargets: [],
-    processor: { type: 'simulator' }, cvvBlockThreshold: 3, cvcSessionTtlSeconds: 90, createdAt: T0, updatedAt: T0, ...over,
+    id: uid('mer'),
+    name: 'Shop',
+    mode: 'test',
+    allowedOrigins: ['https://shop.example'],
+    allowedProxyTargets: [],
+    processor: { type: 'simulator' },
+    cvvBlockThreshold: 3,
+    cvcSessionTtlSeconds: 90,
+    createdAt: T0,
+    updatedAt: T0,
+    ...over,
   };
 }
 
 function cardRec(merchantId: string, over: Partial<CardRecord> = {}): CardRecord {
   return {
-    token: uid('tok'), merchantId, mode: 'test', brand: 'visa', last4: '1018', bin: '400000', expMonth: 12, expYear: 2030,
-    fingerprint: randomBytes(32).toString('hex'), numberSealed: sealed(), holderSealed: null, createdAt: T0, ...over,
+    token: uid('tok'),
+    merchantId,
+    mode: 'test',
+    brand: 'visa',
+    last4: '1018',
+    bin: '400000',
+    expMonth: 12,
+    expYear: 2030,
+    fingerprint: randomBytes(32).toString('hex'),
+    numberSealed: sealed(),
+    holderSealed: null,
+    createdAt: T0,
+    ...over,
   };
 }
 
 function cvcRec(merchantId: string, cardToken: string, over: Partial<CvcSessionRecord> = {}): CvcSessionRecord {
   return {
-    id: uid('cvc'), merchantId, mode: 'test', cardToken, sessionId: null, sealed: sealed(), retention: 'single_use',
-    expiresAt: T0 + 90_000, firstUsedAt: null, createdAt: T0, ...over,
+    id: uid('cvc'),
+    merchantId,
+    mode: 'test',
+    cardToken,
+    sessionId: null,
+    sealed: sealed(),
+    retention: 'single_use',
+    expiresAt: T0 + 90_000,
+    firstUsedAt: null,
+    createdAt: T0,
+    ...over,
   };
 }
 
 function sessionRec(merchantId: string, over: Partial<SessionRecord> = {}): SessionRecord {
   return {
-    id: uid('cvo'), merchantId, mode: 'test', cardToken: uid('tok'), operations: ['collectCvv', 'threeDS', 'charge'],
-    amount: { value: 1999, currency: 'EUR' }, reference: 'order-1234', require3DS: true, requireCvv: false, maxAttempts: 3,
-    cvvRetention: 'single_use', form: 'hosted', returnUrl: 'https://shop.example/return', metadata: { cart: 'c_77' },
-    status: 'active', jti: uid('jti'), seq: 0, tokenHash: uid('th'), attempts: { collectCvv: 0, threeDS: 0, charge: 0 },
-    results: {}, replay: null, chargeInFlight: null, expiresAt: T0 + 900_000, createdAt: T0, updatedAt: T0, ...over,
+    id: uid('cvo'),
+    merchantId,
+    mode: 'test',
+    cardToken: uid('tok'),
+    operations: ['collectCvv', 'threeDS', 'charge'],
+    amount: { value: 1999, currency: 'EUR' },
+    reference: 'order-1234',
+    require3DS: true,
+    requireCvv: false,
+    maxAttempts: 3,
+    cvvRetention: 'single_use',
+    form: 'hosted',
+    returnUrl: 'https://shop.example/return',
+    metadata: { cart: 'c_77' },
+    status: 'active',
+    jti: uid('jti'),
+    seq: 0,
+    tokenHash: uid('th'),
+    attempts: { collectCvv: 0, threeDS: 0, charge: 0 },
+    results: {},
+    replay: null,
+    chargeInFlight: null,
+    expiresAt: T0 + 900_000,
+    createdAt: T0,
+    updatedAt: T0,
+    ...over,
   };
 }
 
@@ -98,13 +157,28 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
      * The token rotation of an operation (Store.commitOperation) with nothing else to write: the session's
      * results, token hash and replay record kept as they were read, so only the rotation and the attempt change.
      */
-    const claim = async (p: { id: string; jti: string; newJti: string; op: 'collectCvv' | 'threeDS' | 'charge'; now: number; countAttempt?: boolean }): Promise<boolean> => {
+    const claim = async (p: {
+      id: string;
+      jti: string;
+      newJti: string;
+      op: 'collectCvv' | 'threeDS' | 'charge';
+      now: number;
+      countAttempt?: boolean;
+    }): Promise<boolean> => {
       const s = await store.getSessionById(p.id);
       return store.commitOperation({
-        id: p.id, jti: p.jti, newJti: p.newJti, op: p.op, countAttempt: p.countAttempt !== false, now: p.now,
-        results: s?.results ?? {}, tokenHash: s?.tokenHash ?? '', complete: false,
+        id: p.id,
+        jti: p.jti,
+        newJti: p.newJti,
+        op: p.op,
+        countAttempt: p.countAttempt !== false,
+        now: p.now,
+        results: s?.results ?? {},
+        tokenHash: s?.tokenHash ?? '',
+        complete: false,
         replay: s?.replay ?? { jti: p.jti, hash: '', sealed: { keyVersion: 1, blob: Buffer.alloc(0) }, at: p.now },
-        writes: [], events: [],
+        writes: [],
+        events: [],
       });
     };
 
@@ -143,9 +217,13 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
     describe('merchants and API keys', () => {
       it('inserts and gets a merchant with every field; unknown is null', async () => {
         const m = merchantRec({
-          allowedOrigins: ['https://a.example', 'http://localhost:3000'], allowedProxyTargets: ['https://psp.example'],
+          allowedOrigins: ['https://a.example', 'http://localhost:3000'],
+          allowedProxyTargets: ['https://psp.example'],
           processor: { type: 'http', url: 'https://psp.example/charge', nested: { n: 1, ok: true } },
-          cvvBlockThreshold: 5, cvcSessionTtlSeconds: 300, createdAt: T0 - 5, updatedAt: T0 + 5,
+          cvvBlockThreshold: 5,
+          cvcSessionTtlSeconds: 300,
+          createdAt: T0 - 5,
+          updatedAt: T0 + 5,
         });
         await store.insertMerchant(m);
         assert.deepEqual(await store.getMerchant(m.id, 'test'), m);
@@ -159,7 +237,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal((await store.getMerchant(m.id, 'test'))?.name, 'Shop');
       });
 
-      it('listAllAllowedOrigins has every merchant\'s origins, each once', async () => {
+      it("listAllAllowedOrigins has every merchant's origins, each once", async () => {
         const shared = `https://${uid('shared').toLowerCase().replace(/_/g, '-')}.example`;
         const only1 = `https://${uid('one').toLowerCase().replace(/_/g, '-')}.example`;
         const only2 = `http://localhost:${3000 + Math.floor(Math.random() * 1000)}`;
@@ -174,12 +252,22 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
 
       it('inserts an API key and finds it by its hash only', async () => {
         const live: ApiKeyRecord = {
-          id: uid('key'), merchantId: mA.id, mode: 'live', hash: randomBytes(32).toString('hex'), suffix: 'aB_9',
-          createdAt: T0, revokedAt: null,
+          id: uid('key'),
+          merchantId: mA.id,
+          mode: 'live',
+          hash: randomBytes(32).toString('hex'),
+          suffix: 'aB_9',
+          createdAt: T0,
+          revokedAt: null,
         };
         const revoked: ApiKeyRecord = {
-          id: uid('key'), merchantId: mB.id, mode: 'test', hash: randomBytes(32).toString('hex'), suffix: 'zz-1',
-          createdAt: T0 - 10, revokedAt: T0 + 10,
+          id: uid('key'),
+          merchantId: mB.id,
+          mode: 'test',
+          hash: randomBytes(32).toString('hex'),
+          suffix: 'zz-1',
+          createdAt: T0 - 10,
+          revokedAt: T0 + 10,
         };
         await store.insertApiKey(live);
         await store.insertApiKey(revoked);
@@ -191,7 +279,13 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
 
       it('refuses a second API key with the same hash', async () => {
         const k: ApiKeyRecord = {
-          id: uid('key'), merchantId: mA.id, mode: 'test', hash: randomBytes(32).toString('hex'), suffix: 'abcd', createdAt: T0, revokedAt: null,
+          id: uid('key'),
+          merchantId: mA.id,
+          mode: 'test',
+          hash: randomBytes(32).toString('hex'),
+          suffix: 'abcd',
+          createdAt: T0,
+          revokedAt: null,
         };
         await store.insertApiKey(k);
         await assert.rejects(store.insertApiKey({ ...k, id: uid('key'), merchantId: mB.id }));
@@ -203,8 +297,13 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
       // The only test touching signing keys: retirement acts on every key.
       it('lists newest activated first, retires all but one, deletes only those retired before a time', async () => {
         const key = (activatedAt: number, retiredAt: number | null = null): SigningKeyRecord => ({
-          kid: uid('kid'), alg: 'EdDSA', publicJwk: JSON.stringify({ kty: 'OKP', crv: 'Ed25519', x: randomBytes(32).toString('base64url') }),
-          privateSealed: sealed(1), createdAt: activatedAt - 1, activatedAt, retiredAt,
+          kid: uid('kid'),
+          alg: 'EdDSA',
+          publicJwk: JSON.stringify({ kty: 'OKP', crv: 'Ed25519', x: randomBytes(32).toString('base64url') }),
+          privateSealed: sealed(1),
+          createdAt: activatedAt - 1,
+          activatedAt,
+          retiredAt,
         });
         const old = key(T0 - 10_000, T0 - 5_000);
         const k1 = key(T0 - 3_000);
@@ -229,10 +328,16 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
 
         assert.equal(await store.deleteSigningKeysRetiredBefore(T0 - 5_000), 0, 'retired exactly at t is not before t');
         assert.equal(await store.deleteSigningKeysRetiredBefore(T0), 1);
-        assert.deepEqual((await store.listSigningKeys()).map((k) => k.kid).filter((k) => mine.has(k)), [k3.kid, k2.kid, k1.kid]);
+        assert.deepEqual(
+          (await store.listSigningKeys()).map((k) => k.kid).filter((k) => mine.has(k)),
+          [k3.kid, k2.kid, k1.kid],
+        );
         assert.equal(await store.deleteSigningKeysRetiredBefore(T0 + 1), 2);
         assert.equal(await store.deleteSigningKeysRetiredBefore(Number.MAX_SAFE_INTEGER), 0, 'the active key is never deleted');
-        assert.deepEqual((await store.listSigningKeys()).map((k) => k.kid).filter((k) => mine.has(k)), [k3.kid]);
+        assert.deepEqual(
+          (await store.listSigningKeys()).map((k) => k.kid).filter((k) => mine.has(k)),
+          [k3.kid],
+        );
       });
     });
 
@@ -240,9 +345,15 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
       it('inserts and gets a card with every field, sealed blobs byte-exact', async () => {
         const plain = cardRec(mA.id);
         const full = cardRec(mA.id, {
-          mode: 'live', brand: 'amex', last4: '0005', bin: '378282', expMonth: 1, expYear: 2099,
+          mode: 'live',
+          brand: 'amex',
+          last4: '0005',
+          bin: '378282',
+          expMonth: 1,
+          expYear: 2099,
           numberSealed: { keyVersion: 3, blob: Buffer.concat([Buffer.from([0, 0, 255]), randomBytes(37)]) },
-          holderSealed: sealed(1), createdAt: T0 + 123,
+          holderSealed: sealed(1),
+          createdAt: T0 + 123,
         });
         await store.insertCard(plain);
         await store.insertCard(full);
@@ -298,8 +409,12 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
 
       it('round-trips every field; getLiveCvcSession is scoped by merchant and mode', async () => {
         const c = cvcRec(mA.id, card.token, {
-          sessionId: uid('cvo'), retention: 'cache', sealed: { keyVersion: 2, blob: Buffer.concat([Buffer.alloc(4), randomBytes(36)]) },
-          firstUsedAt: T0 + 7, createdAt: T0 + 3, expiresAt: T0 + 300_000,
+          sessionId: uid('cvo'),
+          retention: 'cache',
+          sealed: { keyVersion: 2, blob: Buffer.concat([Buffer.alloc(4), randomBytes(36)]) },
+          firstUsedAt: T0 + 7,
+          createdAt: T0 + 3,
+          expiresAt: T0 + 300_000,
         });
         const live = cvcRec(mA.id, card.token, { mode: 'live', retention: 'reusable' });
         await store.insertCvcSession(c);
@@ -419,11 +534,23 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
     describe('sessions', () => {
       it('round-trips every field (amount, metadata, reference, returnUrl set; booleans true)', async () => {
         const s = sessionRec(mA.id, {
-          mode: 'live', operations: ['charge', 'collectCvv'], amount: { value: 5_000_000_000, currency: 'JPY' },
-          reference: 'ref-é-✓', require3DS: true, requireCvv: true, maxAttempts: 7, cvvRetention: 'cache', form: 'custom',
-          returnUrl: 'https://shop.example/r?x=1', metadata: { a: '1', b: 'two words', 'k-é': '✓' }, seq: 4,
-          attempts: { collectCvv: 1, threeDS: 2, charge: 3 }, results: { collectCvv: { cvcSession: 'cvc_x', ok: true } },
-          expiresAt: T0 + 3_600_000, createdAt: T0 - 1, updatedAt: T0 + 2,
+          mode: 'live',
+          operations: ['charge', 'collectCvv'],
+          amount: { value: 5_000_000_000, currency: 'JPY' },
+          reference: 'ref-é-✓',
+          require3DS: true,
+          requireCvv: true,
+          maxAttempts: 7,
+          cvvRetention: 'cache',
+          form: 'custom',
+          returnUrl: 'https://shop.example/r?x=1',
+          metadata: { a: '1', b: 'two words', 'k-é': '✓' },
+          seq: 4,
+          attempts: { collectCvv: 1, threeDS: 2, charge: 3 },
+          results: { collectCvv: { cvcSession: 'cvc_x', ok: true } },
+          expiresAt: T0 + 3_600_000,
+          createdAt: T0 - 1,
+          updatedAt: T0 + 2,
         });
         await store.insertSession(s);
         assert.deepEqual(await store.getSession(mA.id, 'live', s.id), s);
@@ -432,8 +559,15 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
 
       it('round-trips every field (amount, metadata, reference, returnUrl null; booleans false)', async () => {
         const s = sessionRec(mB.id, {
-          amount: null, reference: null, require3DS: false, requireCvv: false, returnUrl: null, metadata: null,
-          operations: ['collectCvv'], maxAttempts: 1, status: 'completed',
+          amount: null,
+          reference: null,
+          require3DS: false,
+          requireCvv: false,
+          returnUrl: null,
+          metadata: null,
+          operations: ['collectCvv'],
+          maxAttempts: 1,
+          status: 'completed',
         });
         await store.insertSession(s);
         assert.deepEqual(await store.getSession(mB.id, 'test', s.id), s);
@@ -458,8 +592,19 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         await store.recordCvvFailure(mA.id, card.fingerprint, 3, T0);
         const cardLevel = cvcRec(mA.id, card.token, { createdAt: T0 + 1 });
         await store.insertCvcSession(cardLevel);
-        const older = { id: uid('tds'), merchantId: mA.id, sessionId: s.id, mode: 'test' as const, status: 'completed' as const, dsTransactionId: randomUUID(),
-          version: '2.2.0', result: { status: 'N', eci: null, cavvSealed: null }, createdAt: T0, expiresAt: T0 + 600_000, completedAt: T0 };
+        const older = {
+          id: uid('tds'),
+          merchantId: mA.id,
+          sessionId: s.id,
+          mode: 'test' as const,
+          status: 'completed' as const,
+          dsTransactionId: randomUUID(),
+          version: '2.2.0',
+          result: { status: 'N', eci: null, cavvSealed: null },
+          createdAt: T0,
+          expiresAt: T0 + 600_000,
+          completedAt: T0,
+        };
         const latest = { ...older, id: uid('tds'), status: 'challenge' as const, result: null, createdAt: T0 + 5, completedAt: null };
         await store.insertTds(older);
         await store.insertTds(latest);
@@ -499,8 +644,24 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(got.idempotency?.requestHash, 'h1');
         assert.equal(got.idempotency?.status, 201);
         assertSealed(got.idempotency?.responseSealed ?? undefined, resp, 'response');
-        assert.equal((await store.getCreateContext({ merchantId: mA.id, mode: 'test', cardToken: card.token, idempotency: { endpoint, key, now: T0 + 1000 } })).idempotency, null, 'expired ones are absent');
-        assert.equal((await store.getCreateContext({ merchantId: mA.id, mode: 'test', cardToken: card.token, idempotency: { endpoint: 'live:POST /CvvOperations', key, now: T0 } })).idempotency, null, 'scoped by endpoint');
+        assert.equal(
+          (await store.getCreateContext({ merchantId: mA.id, mode: 'test', cardToken: card.token, idempotency: { endpoint, key, now: T0 + 1000 } }))
+            .idempotency,
+          null,
+          'expired ones are absent',
+        );
+        assert.equal(
+          (
+            await store.getCreateContext({
+              merchantId: mA.id,
+              mode: 'test',
+              cardToken: card.token,
+              idempotency: { endpoint: 'live:POST /CvvOperations', key, now: T0 },
+            })
+          ).idempotency,
+          null,
+          'scoped by endpoint',
+        );
       });
 
       it('insertSession with a key: the session and the record in one transaction; a key held by another request writes nothing; an expired one is replaced', async () => {
@@ -514,8 +675,17 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(await store.getSessionById(second.id), null, 'nothing of the losing request was written');
         assert.deepEqual(await store.getSessionById(first.id), first);
         const later = sessionRec(mA.id);
-        assert.equal(await store.insertSession(later, rec({ requestHash: 'h2', now: T0 + 1000, expiresAt: T0 + 5000 })), true, 'the expired record is replaced');
-        const got = await store.getCreateContext({ merchantId: mA.id, mode: 'test', cardToken: later.cardToken, idempotency: { endpoint, key, now: T0 + 1000 } });
+        assert.equal(
+          await store.insertSession(later, rec({ requestHash: 'h2', now: T0 + 1000, expiresAt: T0 + 5000 })),
+          true,
+          'the expired record is replaced',
+        );
+        const got = await store.getCreateContext({
+          merchantId: mA.id,
+          mode: 'test',
+          cardToken: later.cardToken,
+          idempotency: { endpoint, key, now: T0 + 1000 },
+        });
         assert.equal(got.idempotency?.requestHash, 'h2');
       });
 
@@ -576,8 +746,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
       it('20 simultaneous commitOperation calls with the same jti: exactly one wins', async () => {
         const s = await newSession({ maxAttempts: 100 });
         const newJtis = Array.from({ length: 20 }, (_, i) => `c${i}_${uid('j')}`);
-        const results = await Promise.all(newJtis.map((newJti) =>
-          claim({ id: s.id, jti: s.jti, newJti, op: 'collectCvv', now: T0 + 1 })));
+        const results = await Promise.all(newJtis.map((newJti) => claim({ id: s.id, jti: s.jti, newJti, op: 'collectCvv', now: T0 + 1 })));
         assert.equal(results.filter(Boolean).length, 1, `winners: ${results.filter(Boolean).length}`);
         const winner = newJtis[results.indexOf(true)];
         const after1 = await mustSession(s.id);
@@ -592,8 +761,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         let current = s.jti;
         for (let round = 0; round < 3; round++) {
           const next = Array.from({ length: 20 }, (_, i) => `r${round}c${i}`);
-          const results = await Promise.all(next.map((newJti) =>
-            claim({ id: s.id, jti: current, newJti, op: 'charge', now: T0 })));
+          const results = await Promise.all(next.map((newJti) => claim({ id: s.id, jti: current, newJti, op: 'charge', now: T0 })));
           assert.equal(results.filter(Boolean).length, 1);
           current = next[results.indexOf(true)]!;
         }
@@ -608,17 +776,36 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(await claim({ id: s.id, jti: s.jti, newJti: 'f1', op: 'collectCvv', now: T0 }), true);
         const replay = { jti: 'f1', hash: uid('rh'), sealed: { keyVersion: 1, blob: randomBytes(40) }, at: T0 + 1 };
         const results = { collectCvv: { cvcSession: 'cvc_1', at: 'x' } };
-        assert.equal(await store.finishOperation({
-          id: s.id, jti: s.jti, results, tokenHash: 'th-stale', now: T0 + 1, complete: true, replay,
-        }), false, 'not under the presented (now stale) jti');
+        assert.equal(
+          await store.finishOperation({
+            id: s.id,
+            jti: s.jti,
+            results,
+            tokenHash: 'th-stale',
+            now: T0 + 1,
+            complete: true,
+            replay,
+          }),
+          false,
+          'not under the presented (now stale) jti',
+        );
         const unchanged = await mustSession(s.id);
         assert.equal(unchanged.status, 'active');
         assert.equal(unchanged.replay, null);
         assert.deepEqual(unchanged.results, {});
 
-        assert.equal(await store.finishOperation({
-          id: s.id, jti: 'f1', results, tokenHash: 'th-1', now: T0 + 2, complete: false, replay,
-        }), true);
+        assert.equal(
+          await store.finishOperation({
+            id: s.id,
+            jti: 'f1',
+            results,
+            tokenHash: 'th-1',
+            now: T0 + 2,
+            complete: false,
+            replay,
+          }),
+          true,
+        );
         const done1 = await mustSession(s.id);
         assert.equal(done1.status, 'active', 'complete=false keeps it active');
         assert.deepEqual(done1.results, results);
@@ -634,9 +821,18 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(await claim({ id: s.id, jti: 'f1', newJti: 'f2', op: 'charge', now: T0 + 3 }), true);
         const results2 = { ...results, charge: { status: 'approved' } };
         const replay2 = { jti: 'f2', hash: uid('rh'), sealed: { keyVersion: 2, blob: randomBytes(40) }, at: T0 + 4 };
-        assert.equal(await store.finishOperation({
-          id: s.id, jti: 'f2', results: results2, tokenHash: 'th-2', now: T0 + 4, complete: true, replay: replay2,
-        }), true);
+        assert.equal(
+          await store.finishOperation({
+            id: s.id,
+            jti: 'f2',
+            results: results2,
+            tokenHash: 'th-2',
+            now: T0 + 4,
+            complete: true,
+            replay: replay2,
+          }),
+          true,
+        );
         const done2 = await mustSession(s.id);
         assert.equal(done2.status, 'completed');
         assert.deepEqual(done2.results, results2);
@@ -701,15 +897,24 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
 
     describe('idempotency keys', () => {
       const idem = (over: Partial<{ merchantId: string; endpoint: string; key: string; requestHash: string; now: number; expiresAt: number }> = {}) => ({
-        merchantId: mA.id, endpoint: 'POST /CvvOperations', key: uid('idem'), requestHash: 'hash-1', now: T0, expiresAt: T0 + 86_400_000, ...over,
+        merchantId: mA.id,
+        endpoint: 'POST /CvvOperations',
+        key: uid('idem'),
+        requestHash: 'hash-1',
+        now: T0,
+        expiresAt: T0 + 86_400_000,
+        ...over,
       });
 
       it('reserve: null the first time, then the stored record; a different requestHash gets the stored one', async () => {
         const p = idem();
         assert.equal(await store.reserveIdempotencyKey(p), null);
         assert.deepEqual(await store.reserveIdempotencyKey(p), { requestHash: 'hash-1', status: null, responseSealed: null });
-        assert.deepEqual(await store.reserveIdempotencyKey({ ...p, requestHash: 'hash-2' }),
-          { requestHash: 'hash-1', status: null, responseSealed: null }, 'the stored hash, for the caller to compare');
+        assert.deepEqual(
+          await store.reserveIdempotencyKey({ ...p, requestHash: 'hash-2' }),
+          { requestHash: 'hash-1', status: null, responseSealed: null },
+          'the stored hash, for the caller to compare',
+        );
       });
 
       it('keys are scoped by merchant and endpoint', async () => {
@@ -750,7 +955,11 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(await store.reserveIdempotencyKey(p), null);
         await store.completeIdempotencyKey({ merchantId: p.merchantId, endpoint: p.endpoint, key: p.key, status: 201, responseSealed: sealed() });
         assert.equal((await store.reserveIdempotencyKey({ ...p, now: p.expiresAt - 1 }))?.status, 201, 'a millisecond before: stored');
-        assert.equal(await store.reserveIdempotencyKey({ ...p, requestHash: 'hash-new', now: p.expiresAt, expiresAt: p.expiresAt + 1_000 }), null, 'at expiresAt: replaced');
+        assert.equal(
+          await store.reserveIdempotencyKey({ ...p, requestHash: 'hash-new', now: p.expiresAt, expiresAt: p.expiresAt + 1_000 }),
+          null,
+          'at expiresAt: replaced',
+        );
         assert.deepEqual(await store.reserveIdempotencyKey({ ...p, now: p.expiresAt + 1 }), { requestHash: 'hash-new', status: null, responseSealed: null });
       });
 
@@ -772,7 +981,11 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(await store.deleteExpiredIdempotencyKeys(SWEEP_NOW, 2), 2);
         assert.equal(await store.deleteExpiredIdempotencyKeys(SWEEP_NOW, 100), 2);
         assert.equal(await store.deleteExpiredIdempotencyKeys(SWEEP_NOW, 100), 0);
-        assert.deepEqual(await store.reserveIdempotencyKey({ ...live, now: SWEEP_NOW }), { requestHash: 'hash-1', status: null, responseSealed: null }, 'the live key stays');
+        assert.deepEqual(
+          await store.reserveIdempotencyKey({ ...live, now: SWEEP_NOW }),
+          { requestHash: 'hash-1', status: null, responseSealed: null },
+          'the live key stays',
+        );
       });
     });
 
@@ -928,8 +1141,20 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
       it('recordCvvFailure counts and blocks at the threshold; the status is returned', async () => {
         const f = fp();
         assert.equal(await store.getCvvStatus(mA.id, f), null);
-        assert.deepEqual(await store.recordCvvFailure(mA.id, f, 3, T0 + 1), { merchantId: mA.id, fingerprint: f, failedAttempts: 1, blocked: false, updatedAt: T0 + 1 });
-        assert.deepEqual(await store.recordCvvFailure(mA.id, f, 3, T0 + 2), { merchantId: mA.id, fingerprint: f, failedAttempts: 2, blocked: false, updatedAt: T0 + 2 });
+        assert.deepEqual(await store.recordCvvFailure(mA.id, f, 3, T0 + 1), {
+          merchantId: mA.id,
+          fingerprint: f,
+          failedAttempts: 1,
+          blocked: false,
+          updatedAt: T0 + 1,
+        });
+        assert.deepEqual(await store.recordCvvFailure(mA.id, f, 3, T0 + 2), {
+          merchantId: mA.id,
+          fingerprint: f,
+          failedAttempts: 2,
+          blocked: false,
+          updatedAt: T0 + 2,
+        });
         const third = await store.recordCvvFailure(mA.id, f, 3, T0 + 3);
         assert.deepEqual(third, { merchantId: mA.id, fingerprint: f, failedAttempts: 3, blocked: true, updatedAt: T0 + 3 }, 'blocked at the threshold');
         assert.deepEqual(await store.getCvvStatus(mA.id, f), third);
@@ -954,8 +1179,11 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         const st = await store.getCvvStatus(mA.id, f);
         assert.equal(st?.failedAttempts, 10);
         assert.equal(st?.blocked, true);
-        assert.deepEqual(got.map((g) => g.failedAttempts).sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
-          'the returned status is the one this failure produced (exactly one caller sees the threshold reached)');
+        assert.deepEqual(
+          got.map((g) => g.failedAttempts).sort((a, b) => a - b),
+          [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+          'the returned status is the one this failure produced (exactly one caller sees the threshold reached)',
+        );
         for (const g of got) assert.equal(g.blocked, g.failedAttempts >= 3, `blocked matches the count ${g.failedAttempts}`);
       });
 
@@ -988,15 +1216,36 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.deepEqual(a, want1);
         assert.deepEqual(await store.getMerchant(m.id, 'test'), want1);
 
-        const b = await store.updateMerchant(m.id, 'test', {
-          allowedOrigins: ['https://new.example', 'http://localhost:4000'], allowedProxyTargets: ['https://psp.example/v1/'], cvcSessionTtlSeconds: 3600,
-        }, T0 + 20);
-        const want2 = { ...want1, allowedOrigins: ['https://new.example', 'http://localhost:4000'], allowedProxyTargets: ['https://psp.example/v1/'], cvcSessionTtlSeconds: 3600, updatedAt: T0 + 20 };
+        const b = await store.updateMerchant(
+          m.id,
+          'test',
+          {
+            allowedOrigins: ['https://new.example', 'http://localhost:4000'],
+            allowedProxyTargets: ['https://psp.example/v1/'],
+            cvcSessionTtlSeconds: 3600,
+          },
+          T0 + 20,
+        );
+        const want2 = {
+          ...want1,
+          allowedOrigins: ['https://new.example', 'http://localhost:4000'],
+          allowedProxyTargets: ['https://psp.example/v1/'],
+          cvcSessionTtlSeconds: 3600,
+          updatedAt: T0 + 20,
+        };
         assert.deepEqual(b, want2);
         assert.ok((await store.listAllAllowedOrigins()).includes('http://localhost:4000'));
 
-        assert.deepEqual(await store.updateMerchant(m.id, 'test', { allowedOrigins: [] }, T0 + 30), { ...want2, allowedOrigins: [], updatedAt: T0 + 30 }, 'an empty list is a value');
-        assert.deepEqual(await store.updateMerchant(m.id, 'test', {}, T0 + 40), { ...want2, allowedOrigins: [], updatedAt: T0 + 40 }, 'an empty patch only touches updatedAt');
+        assert.deepEqual(
+          await store.updateMerchant(m.id, 'test', { allowedOrigins: [] }, T0 + 30),
+          { ...want2, allowedOrigins: [], updatedAt: T0 + 30 },
+          'an empty list is a value',
+        );
+        assert.deepEqual(
+          await store.updateMerchant(m.id, 'test', {}, T0 + 40),
+          { ...want2, allowedOrigins: [], updatedAt: T0 + 40 },
+          'an empty patch only touches updatedAt',
+        );
         assert.deepEqual(await store.getMerchant(mA.id, 'test'), mA, 'other merchants are untouched');
       });
 
@@ -1005,7 +1254,18 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         await store.insertMerchant(m);
         assert.deepEqual(await store.getMerchant(m.id, 'live'), { ...m, mode: 'live' });
         const processor = { type: 'http', url: 'https://evil.example/steal', sealed: 'x' };
-        await store.updateMerchant(m.id, 'test', { processor, allowedOrigins: ['https://test-only.example'], allowedProxyTargets: ['https://evil.example/'], cvvBlockThreshold: 20, cvcSessionTtlSeconds: 3600 }, T0 + 10);
+        await store.updateMerchant(
+          m.id,
+          'test',
+          {
+            processor,
+            allowedOrigins: ['https://test-only.example'],
+            allowedProxyTargets: ['https://evil.example/'],
+            cvvBlockThreshold: 20,
+            cvcSessionTtlSeconds: 3600,
+          },
+          T0 + 10,
+        );
         assert.deepEqual(await store.getMerchant(m.id, 'live'), { ...m, mode: 'live' }, 'live settings untouched by a test-mode change');
         const t = await store.getMerchant(m.id, 'test');
         assert.deepEqual(t?.processor, processor);
@@ -1044,19 +1304,36 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(await claim({ id: s.id, jti: s.jti, newJti: 'x', op: 'threeDS', now: s.expiresAt, countAttempt: false }), false, 'at expiresAt');
         assert.deepEqual(await mustSession(s.id), s);
       });
-
     });
 
     describe('session expiry', () => {
       // The only test calling listExpiredSessions: it acts on every session. Its sessions expire far below T0.
       it('listExpiredSessions and expireSession: only active, unowned sessions past expiry, each expired once even by concurrent sweepers', async () => {
-        const due = await Promise.all(Array.from({ length: 31 }, (_, i) => newSession({
-          mode: i % 2 ? 'live' : 'test', createdAt: 100, updatedAt: 100, expiresAt: i === 30 ? SWEEP_NOW : 1_000 + i,
-        })));
+        const due = await Promise.all(
+          Array.from({ length: 31 }, (_, i) =>
+            newSession({
+              mode: i % 2 ? 'live' : 'test',
+              createdAt: 100,
+              updatedAt: 100,
+              expiresAt: i === 30 ? SWEEP_NOW : 1_000 + i,
+            }),
+          ),
+        );
         const dueIds = new Set(due.map((s) => s.id));
         // One with a replay, to see it cleared; one with a CVV, to see it deleted.
         assert.equal(await claim({ id: due[0]!.id, jti: due[0]!.jti, newJti: 'e1', op: 'collectCvv', now: 500 }), true);
-        assert.equal(await store.finishOperation({ id: due[0]!.id, jti: 'e1', results: {}, tokenHash: 'th', now: 500, complete: false, replay: { jti: 'e1', hash: 'h', sealed: sealed(), at: 500 } }), true);
+        assert.equal(
+          await store.finishOperation({
+            id: due[0]!.id,
+            jti: 'e1',
+            results: {},
+            tokenHash: 'th',
+            now: 500,
+            complete: false,
+            replay: { jti: 'e1', hash: 'h', sealed: sealed(), at: 500 },
+          }),
+          true,
+        );
         const cvc = cvcRec(mA.id, due[1]!.cardToken, { sessionId: due[1]!.id, mode: due[1]!.mode, expiresAt: T0 });
         await store.putCvvKeyShare(cvc.id, randomBytes(32), T0);
         await store.insertCvcSession(cvc);
@@ -1071,9 +1348,19 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         for (const r of listed) assert.deepEqual(r, { id: r.id, merchantId: byId.get(r.id)!.merchantId, mode: byId.get(r.id)!.mode });
         const endpointId = uid('whe');
         const event = (sid: string): OutboxRecord => ({
-          id: `${uid('evt')}.${endpointId}`, eventId: uid('evt'), endpointId, merchantId: mA.id, body: JSON.stringify({ data: { session: sid } }), status: 'pending',
+          id: `${uid('evt')}.${endpointId}`,
+          eventId: uid('evt'),
+          endpointId,
+          merchantId: mA.id,
+          body: JSON.stringify({ data: { session: sid } }),
+          status: 'pending',
           // Due far in the future: the outbox tests' claims never see these rows.
-          attempts: 0, nextAttemptAt: T0 * 2, lockedUntil: 0, lastStatus: null, createdAt: SWEEP_NOW, deliveredAt: null,
+          attempts: 0,
+          nextAttemptAt: T0 * 2,
+          lockedUntil: 0,
+          lastStatus: null,
+          createdAt: SWEEP_NOW,
+          deliveredAt: null,
         });
         // Five sweepers at once, each preparing its own event: each session expires once, with one event.
         const won = await Promise.all(listed.flatMap((r) => Array.from({ length: 5 }, () => store.expireSession(r.id, SWEEP_NOW, [event(r.id)]))));
@@ -1097,14 +1384,27 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
 
     describe('3-D Secure transactions', () => {
       const tdsRec = (over: Partial<TdsRecord> = {}): TdsRecord => ({
-        id: uid('tds'), merchantId: mA.id, sessionId: uid('cvo'), mode: 'test', status: 'challenge', dsTransactionId: randomUUID(),
-        version: '2.2.0', result: null, createdAt: T0, expiresAt: T0 + 600_000, completedAt: null, ...over,
+        id: uid('tds'),
+        merchantId: mA.id,
+        sessionId: uid('cvo'),
+        mode: 'test',
+        status: 'challenge',
+        dsTransactionId: randomUUID(),
+        version: '2.2.0',
+        result: null,
+        createdAt: T0,
+        expiresAt: T0 + 600_000,
+        completedAt: null,
+        ...over,
       });
 
       it('inserts and gets a transaction with every field; unknown is null', async () => {
         const open = tdsRec();
         const done = tdsRec({
-          mode: 'live', status: 'completed', result: { status: 'Y', eci: '05', cavvSealed: { keyVersion: 2, blob: randomBytes(44) } }, completedAt: T0 + 9,
+          mode: 'live',
+          status: 'completed',
+          result: { status: 'Y', eci: '05', cavvSealed: { keyVersion: 2, blob: randomBytes(44) } },
+          completedAt: T0 + 9,
         });
         const noCavv = tdsRec({ status: 'completed', result: { status: 'N', eci: null, cavvSealed: null }, completedAt: T0 + 1 });
         for (const t of [open, done, noCavv]) await store.insertTds(t);
@@ -1143,12 +1443,35 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
       const intent = (sessionId: string, over: Partial<ChargeRecord> = {}): ChargeRecord => {
         const id = uid('ch');
         return {
-          id, merchantId: mA.id, sessionId, mode: 'test', idempotencyKey: null, requestHash: uid('rh'), providerKey: id, processor: 'simulator',
-          amount: { value: 1999, currency: 'EUR' }, status: 'pending', authorizationCode: null, declineCode: null, cvvResult: null, avsResult: null,
-          networkTransactionId: null, responseSealed: null, createdAt: T0, updatedAt: T0, ...over,
+          id,
+          merchantId: mA.id,
+          sessionId,
+          mode: 'test',
+          idempotencyKey: null,
+          requestHash: uid('rh'),
+          providerKey: id,
+          processor: 'simulator',
+          amount: { value: 1999, currency: 'EUR' },
+          status: 'pending',
+          authorizationCode: null,
+          declineCode: null,
+          cvvResult: null,
+          avsResult: null,
+          networkTransactionId: null,
+          responseSealed: null,
+          createdAt: T0,
+          updatedAt: T0,
+          ...over,
         };
       };
-      const wrongCvv = { status: 'declined' as const, authorizationCode: null, declineCode: 'incorrect_cvc', cvvResult: 'N', avsResult: 'U', networkTransactionId: null };
+      const wrongCvv = {
+        status: 'declined' as const,
+        authorizationCode: null,
+        declineCode: 'incorrect_cvc',
+        cvvResult: 'N',
+        avsResult: 'U',
+        networkTransactionId: null,
+      };
       const begin = (s: SessionRecord, c: ChargeRecord, cvv: { fingerprint: string; threshold: number } | null, newJti = uid('jti')) =>
         store.beginCharge({ claim: { id: s.id, jti: s.jti, newJti, now: T0 }, charge: c, cvv }).then((r) => r.status);
 
@@ -1168,8 +1491,22 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(await store.deleteSessionCvvUnlessCharging(s.id), null);
         assert.equal(await begin({ ...got, jti: 'jti_charging' }, intent(s.id), null), 'lost', 'a second charge cannot own it');
         // The outcome recorded and the session freed by finishOperation.
-        assert.deepEqual(await store.recordChargeOutcome(c.id, { ...wrongCvv, status: 'approved', declineCode: null, cvvResult: 'M' }, T0, 3), { recorded: true, cvvBlocked: false });
-        assert.equal(await store.finishOperation({ id: s.id, jti: 'jti_charging', results: {}, tokenHash: 'th', now: T0, complete: true, replay: { jti: s.jti, hash: 'h', sealed: sealed(), at: T0 } }), true);
+        assert.deepEqual(await store.recordChargeOutcome(c.id, { ...wrongCvv, status: 'approved', declineCode: null, cvvResult: 'M' }, T0, 3), {
+          recorded: true,
+          cvvBlocked: false,
+        });
+        assert.equal(
+          await store.finishOperation({
+            id: s.id,
+            jti: 'jti_charging',
+            results: {},
+            tokenHash: 'th',
+            now: T0,
+            complete: true,
+            replay: { jti: s.jti, hash: 'h', sealed: sealed(), at: T0 },
+          }),
+          true,
+        );
         assert.equal((await mustSession(s.id)).chargeInFlight, null);
       });
 
@@ -1211,7 +1548,10 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(got.filter((r) => r === 'cvv_busy').length, 17);
         const won = intents.filter((_c, i) => got[i] === 'ok');
         const blocked = await Promise.all(won.map((c) => store.recordChargeOutcome(c.id, wrongCvv, T0, 3)));
-        assert.deepEqual(blocked.map((b) => b.recorded), [true, true, true]);
+        assert.deepEqual(
+          blocked.map((b) => b.recorded),
+          [true, true, true],
+        );
         assert.equal(blocked.filter((b) => b.cvvBlocked).length, 1, 'exactly one outcome blocked the number');
         const st = await store.getCvvStatus(mA.id, fingerprint);
         assert.equal(st?.failedAttempts, 3);
@@ -1232,11 +1572,21 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(await begin(b, cb, cvv), 'ok');
         assert.equal(await begin(c, intent(c.id), cvv), 'cvv_busy', 'one failure + one in flight = the threshold');
         assert.equal(await begin(d, intent(d.id), null, 'jti_no_cvv'), 'ok', 'a charge without a CVV tests none');
-        await store.recordChargeOutcome(cb.id, { status: 'error', authorizationCode: null, declineCode: null, cvvResult: 'U', avsResult: 'U', networkTransactionId: null }, T0, 2);
+        await store.recordChargeOutcome(
+          cb.id,
+          { status: 'error', authorizationCode: null, declineCode: null, cvvResult: 'U', avsResult: 'U', networkTransactionId: null },
+          T0,
+          2,
+        );
         assert.equal((await store.getCvvStatus(mA.id, fingerprint))?.failedAttempts, 1, 'an error counts nothing');
         const cc = intent(c.id);
         assert.equal(await begin(c, cc, cvv), 'ok', 'the reservation was freed');
-        await store.recordChargeOutcome(cc.id, { status: 'approved', authorizationCode: '1', declineCode: null, cvvResult: 'M', avsResult: 'U', networkTransactionId: null }, T0, 2);
+        await store.recordChargeOutcome(
+          cc.id,
+          { status: 'approved', authorizationCode: '1', declineCode: null, cvvResult: 'M', avsResult: 'U', networkTransactionId: null },
+          T0,
+          2,
+        );
         assert.equal((await store.getCvvStatus(mA.id, fingerprint))?.failedAttempts, 0, 'a match resets');
       });
 
@@ -1247,7 +1597,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         const cardLevel = cvcRec(mA.id, s.cardToken);
         await store.insertCvcSession(cardLevel);
         assert.equal(await begin(s, c, null), 'ok');
-        assert.equal(await store.deleteCvcSessionUnlessCharging(mA.id, 'test', cardLevel.id, T0), 'charging', "a card-level CVV of a card being charged stays");
+        assert.equal(await store.deleteCvcSessionUnlessCharging(mA.id, 'test', cardLevel.id, T0), 'charging', 'a card-level CVV of a card being charged stays');
         const p = { id: s.id, newJti: 'jti_settled', tokenHash: 'th2', results: { charge: { status: 'approved' } }, complete: true, now: T0 + 5 };
         assert.equal(await store.settleChargeLock({ ...p, chargeId: uid('ch') }), false, 'another charge id');
         assert.equal(await store.settleChargeLock({ ...p, chargeId: c.id }), true);
@@ -1296,14 +1646,34 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
       const chargeRec = (over: Partial<ChargeRecord> = {}): ChargeRecord => {
         const id = uid('ch');
         return {
-          id, merchantId: mA.id, sessionId: uid('cvo'), mode: 'test', idempotencyKey: uid('idem'), requestHash: uid('rh'),
-          providerKey: `cvvops_${randomBytes(20).toString('hex')}`, processor: 'http', amount: { value: 1999, currency: 'EUR' },
-          status: 'pending', authorizationCode: null, declineCode: null, cvvResult: null, avsResult: null, networkTransactionId: null,
-          responseSealed: null, createdAt: T0, updatedAt: T0, ...over,
+          id,
+          merchantId: mA.id,
+          sessionId: uid('cvo'),
+          mode: 'test',
+          idempotencyKey: uid('idem'),
+          requestHash: uid('rh'),
+          providerKey: `cvvops_${randomBytes(20).toString('hex')}`,
+          processor: 'http',
+          amount: { value: 1999, currency: 'EUR' },
+          status: 'pending',
+          authorizationCode: null,
+          declineCode: null,
+          cvvResult: null,
+          avsResult: null,
+          networkTransactionId: null,
+          responseSealed: null,
+          createdAt: T0,
+          updatedAt: T0,
+          ...over,
         };
       };
       const outcome = {
-        status: 'approved' as const, authorizationCode: '831000', declineCode: null, cvvResult: 'M', avsResult: 'U', networkTransactionId: 'nt_1',
+        status: 'approved' as const,
+        authorizationCode: '831000',
+        declineCode: null,
+        cvvResult: 'M',
+        avsResult: 'U',
+        networkTransactionId: 'nt_1',
       };
       /** A charge's intent, stored the only way there is: by a charge winning a session of its own (beginCharge). */
       const intentFor = async (c: ChargeRecord): Promise<boolean> => {
@@ -1367,7 +1737,14 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
 
         const declined = chargeRec();
         await intentFor(declined);
-        const d = { status: 'declined' as const, authorizationCode: null, declineCode: 'incorrect_cvc', cvvResult: 'N', avsResult: null, networkTransactionId: null };
+        const d = {
+          status: 'declined' as const,
+          authorizationCode: null,
+          declineCode: 'incorrect_cvc',
+          cvvResult: 'N',
+          avsResult: null,
+          networkTransactionId: null,
+        };
         assert.equal(await finish(declined.id, d, T0 + 1), true);
         assert.deepEqual(await store.getCharge(declined.id), { ...declined, ...d, updatedAt: T0 + 1 });
       });
@@ -1397,8 +1774,14 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
 
     describe('webhook endpoints', () => {
       const endpointRec = (over: Partial<WebhookEndpointRecord> = {}): WebhookEndpointRecord => ({
-        id: uid('whe'), merchantId: mA.id, mode: 'test', url: 'https://hooks.example/cvvops', events: ['charge.succeeded', 'charge.failed'],
-        secretSealed: sealed(), createdAt: T0, ...over,
+        id: uid('whe'),
+        merchantId: mA.id,
+        mode: 'test',
+        url: 'https://hooks.example/cvvops',
+        events: ['charge.succeeded', 'charge.failed'],
+        secretSealed: sealed(),
+        createdAt: T0,
+        ...over,
       });
 
       it('inserts, gets (by id) and lists (by merchant and mode, oldest first) endpoints with every field', async () => {
@@ -1440,8 +1823,19 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
        */
       const FAR = T0 * 2;
       const outboxRec = (over: Partial<OutboxRecord> = {}): OutboxRecord => ({
-        id: uid('out'), eventId: uid('evt'), endpointId: uid('whe'), merchantId: mA.id, body: JSON.stringify({ id: 'evt', type: 'charge.succeeded' }),
-        status: 'pending', attempts: 0, nextAttemptAt: FAR, lockedUntil: 0, lastStatus: null, createdAt: T0, deliveredAt: null, ...over,
+        id: uid('out'),
+        eventId: uid('evt'),
+        endpointId: uid('whe'),
+        merchantId: mA.id,
+        body: JSON.stringify({ id: 'evt', type: 'charge.succeeded' }),
+        status: 'pending',
+        attempts: 0,
+        nextAttemptAt: FAR,
+        lockedUntil: 0,
+        lastStatus: null,
+        createdAt: T0,
+        deliveredAt: null,
+        ...over,
       });
       const settleAll = async (rows: OutboxRecord[], now: number) => {
         for (const r of rows) await store.settleWebhook(r.id, { status: 'delivered', attempts: 1, nextAttemptAt: now, lastStatus: 200, now });
@@ -1452,7 +1846,14 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         const merchantId = uid('mer');
         const a = outboxRec({ merchantId, createdAt: T0 + 2, body: '{"é":"✓","n":1}' });
         const b = outboxRec({
-          merchantId, createdAt: T0 + 1, status: 'delivered', attempts: 3, lockedUntil: 0, lastStatus: 204, deliveredAt: T0 + 50, nextAttemptAt: T0 + 40,
+          merchantId,
+          createdAt: T0 + 1,
+          status: 'delivered',
+          attempts: 3,
+          lockedUntil: 0,
+          lastStatus: 204,
+          deliveredAt: T0 + 50,
+          nextAttemptAt: T0 + 40,
         });
         const other = outboxRec();
         await store.enqueueWebhooks([]);
@@ -1484,13 +1885,20 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
           assert.deepEqual(await store.claimDueWebhooks(W, 30_000, 100), [], 'claimed rows are locked');
           assert.deepEqual(ids(await store.claimDueWebhooks(W + 10, 30_000, 100)), ids([notYet, locked]), 'rows become due, locks run out');
           assert.deepEqual(await store.claimDueWebhooks(W + 29_999, 30_000, 100), [], 'a millisecond before the locks run out');
-          assert.deepEqual(ids(await store.claimDueWebhooks(W + 30_000, 30_000, 100)), ids([due1, dueNow, lockExpired]), 'a lock that ran out: claimable again');
+          assert.deepEqual(
+            ids(await store.claimDueWebhooks(W + 30_000, 30_000, 100)),
+            ids([due1, dueNow, lockExpired]),
+            'a lock that ran out: claimable again',
+          );
           const byList = new Map((await store.listOutbox(merchantId)).map((r) => [r.id, r]));
           assert.deepEqual(byList.get(delivered.id), delivered, 'a delivered row is never claimed');
           assert.deepEqual(byList.get(failed.id), failed, 'a failed row is never claimed');
           assert.equal(byList.get(due1.id)!.lockedUntil, W + 60_000);
         } finally {
-          await settleAll(all.filter((r) => r.status === 'pending'), W + 40_000);
+          await settleAll(
+            all.filter((r) => r.status === 'pending'),
+            W + 40_000,
+          );
         }
       });
 
@@ -1530,7 +1938,15 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
           await store.claimDueWebhooks(W + 6_000, 1_000, 10);
           await store.settleWebhook(r.id, { status: 'delivered', attempts: 3, nextAttemptAt: W + 6_000, lastStatus: 200, now: W + 6_010 });
           const delivered = (await store.listOutbox(r.merchantId)).find((x) => x.id === r.id);
-          assert.deepEqual(delivered, { ...r, status: 'delivered', attempts: 3, nextAttemptAt: W + 6_000, lastStatus: 200, lockedUntil: 0, deliveredAt: W + 6_010 });
+          assert.deepEqual(delivered, {
+            ...r,
+            status: 'delivered',
+            attempts: 3,
+            nextAttemptAt: W + 6_000,
+            lastStatus: 200,
+            lockedUntil: 0,
+            deliveredAt: W + 6_010,
+          });
           assert.deepEqual(await store.claimDueWebhooks(W + 50_000, 1_000, 10), [], 'a delivered row is never claimed again');
 
           const f = outboxRec({ nextAttemptAt: W + 100 });

@@ -44,7 +44,9 @@ if (!base) {
         await second.migrate();
         const [s1, s2] = schemas.slice(-2);
         const { rows } = await admin.query<{ table_schema: string }>(
-          `SELECT table_schema FROM information_schema.tables WHERE table_name = 'kysely_migration' AND table_schema = ANY($1)`, [[s1, s2]]);
+          `SELECT table_schema FROM information_schema.tables WHERE table_name = 'kysely_migration' AND table_schema = ANY($1)`,
+          [[s1, s2]],
+        );
         assert.deepEqual(rows.map((r) => r.table_schema).sort(), [s1, s2].sort(), 'each schema keeps its own migration table');
         await first.putMetaIfAbsent('which', 'first');
         assert.equal(await second.getMeta('which'), null, 'the schemas do not share rows');

@@ -15,20 +15,46 @@ import { freshPgSchema, PG_BASE } from '../helpers/pg.js';
 async function migrationKeepsSettings(url: string): Promise<void> {
   const store = await KyselyStore.open(url);
   try {
-    const before = new Migrator({ db: store.db, provider: migrationProvider(store.engine), ...(store.engine === 'postgres' ? { migrationTableSchema: (url.match(/search_path%3D(\w+)/) ?? [])[1] } : {}) });
+    const before = new Migrator({
+      db: store.db,
+      provider: migrationProvider(store.engine),
+      ...(store.engine === 'postgres' ? { migrationTableSchema: (url.match(/search_path%3D(\w+)/) ?? [])[1] } : {}),
+    });
     const { error } = await before.migrateTo('0006_charge_ownership');
     assert.equal(error, undefined);
     const processor = JSON.stringify({ type: 'http', url: 'https://psp.example/v1/charges', sealed: 'c2VhbGVk', keyVersion: 1 });
-    await store.db.insertInto('merchants').values({
-      id: 'mer_old', name: 'Old shop', allowed_origins: JSON.stringify(['https://shop.example']), allowed_proxy_targets: JSON.stringify(['https://psp.example/']),
-      processor, cvv_block_threshold: 5, cvc_session_ttl_seconds: 600, created_at: 1000, updated_at: 2000,
-    }).execute();
+    await store.db
+      .insertInto('merchants')
+      .values({
+        id: 'mer_old',
+        name: 'Old shop',
+        allowed_origins: JSON.stringify(['https://shop.example']),
+        allowed_proxy_targets: JSON.stringify(['https://psp.example/']),
+        processor,
+        cvv_block_threshold: 5,
+        cvc_session_ttl_seconds: 600,
+        created_at: 1000,
+        updated_at: 2000,
+      })
+      .execute();
     await store.migrate();
     for (const mode of ['test', 'live'] as const) {
-      assert.deepEqual(await store.getMerchant('mer_old', mode), {
-        id: 'mer_old', name: 'Old shop', mode, allowedOrigins: ['https://shop.example'], allowedProxyTargets: ['https://psp.example/'],
-        processor: JSON.parse(processor), cvvBlockThreshold: 5, cvcSessionTtlSeconds: 600, createdAt: 1000, updatedAt: 2000,
-      }, `${mode}: what the merchant set`);
+      assert.deepEqual(
+        await store.getMerchant('mer_old', mode),
+        {
+          id: 'mer_old',
+          name: 'Old shop',
+          mode,
+          allowedOrigins: ['https://shop.example'],
+          allowedProxyTargets: ['https://psp.example/'],
+          processor: JSON.parse(processor),
+          cvvBlockThreshold: 5,
+          cvcSessionTtlSeconds: 600,
+          createdAt: 1000,
+          updatedAt: 2000,
+        },
+        `${mode}: what the merchant set`,
+      );
     }
     const legacy = await store.db.selectFrom('merchants').select('processor').where('id', '=', 'mer_old').executeTakeFirstOrThrow();
     assert.ok(!legacy.processor.includes('c2VhbGVk'), 'the old sealed copy is cleared');

@@ -34,19 +34,55 @@ describe('SQLite money writes are flushed to disk before they resolve', () => {
   after(() => store.close());
 
   const intent = (i: number): ChargeRecord => ({
-    id: `ch_durable${i}`, merchantId: 'mer_x', sessionId: `cvo_${i}`, mode: 'test', idempotencyKey: null, requestHash: 'h', providerKey: `ch_durable${i}`,
-    processor: 'simulator', amount: { value: 100, currency: 'EUR' }, status: 'pending', authorizationCode: null, declineCode: null, cvvResult: null,
-    avsResult: null, networkTransactionId: null, responseSealed: null, createdAt: 1, updatedAt: 1,
+    id: `ch_durable${i}`,
+    merchantId: 'mer_x',
+    sessionId: `cvo_${i}`,
+    mode: 'test',
+    idempotencyKey: null,
+    requestHash: 'h',
+    providerKey: `ch_durable${i}`,
+    processor: 'simulator',
+    amount: { value: 100, currency: 'EUR' },
+    status: 'pending',
+    authorizationCode: null,
+    declineCode: null,
+    cvvResult: null,
+    avsResult: null,
+    networkTransactionId: null,
+    responseSealed: null,
+    createdAt: 1,
+    updatedAt: 1,
   });
   const outcome = { status: 'approved' as const, authorizationCode: '1', declineCode: null, cvvResult: 'M', avsResult: 'U', networkTransactionId: null };
   /** A charge's intent, as a charge stores it: one transaction with the claim of its session. */
   async function begin(c: ChargeRecord): Promise<boolean> {
     const jti = `jti_${c.id}`;
     await store.insertSession({
-      id: c.sessionId, merchantId: c.merchantId, mode: 'test', cardToken: 'tok_x', operations: ['charge'], amount: c.amount, reference: null,
-      require3DS: false, requireCvv: false, maxAttempts: 3, cvvRetention: 'single_use', form: 'hosted', returnUrl: null, metadata: null, status: 'active',
-      jti, seq: 0, tokenHash: 'th', attempts: { collectCvv: 0, threeDS: 0, charge: 0 }, results: {}, replay: null, chargeInFlight: null,
-      expiresAt: 10_000_000, createdAt: 1, updatedAt: 1,
+      id: c.sessionId,
+      merchantId: c.merchantId,
+      mode: 'test',
+      cardToken: 'tok_x',
+      operations: ['charge'],
+      amount: c.amount,
+      reference: null,
+      require3DS: false,
+      requireCvv: false,
+      maxAttempts: 3,
+      cvvRetention: 'single_use',
+      form: 'hosted',
+      returnUrl: null,
+      metadata: null,
+      status: 'active',
+      jti,
+      seq: 0,
+      tokenHash: 'th',
+      attempts: { collectCvv: 0, threeDS: 0, charge: 0 },
+      results: {},
+      replay: null,
+      chargeInFlight: null,
+      expiresAt: 10_000_000,
+      createdAt: 1,
+      updatedAt: 1,
     });
     return (await store.beginCharge({ claim: { id: c.sessionId, jti, newJti: `${jti}_won`, now: 1 }, charge: c, cvv: null })).status === 'ok';
   }
@@ -64,12 +100,17 @@ describe('SQLite money writes are flushed to disk before they resolve', () => {
   it('40 concurrent intents: every one resolves after a flush that started after it, and they share flushes', async () => {
     const before = store.walSyncs;
     const seen: number[] = [];
-    await Promise.all(Array.from({ length: 40 }, async (_, i) => {
-      const started = store.walSyncs;
-      assert.equal(await begin(intent(100 + i)), true);
-      seen.push(store.walSyncs - started);
-    }));
-    assert.ok(seen.every((n) => n >= 1), 'each waited for at least one completed flush');
+    await Promise.all(
+      Array.from({ length: 40 }, async (_, i) => {
+        const started = store.walSyncs;
+        assert.equal(await begin(intent(100 + i)), true);
+        seen.push(store.walSyncs - started);
+      }),
+    );
+    assert.ok(
+      seen.every((n) => n >= 1),
+      'each waited for at least one completed flush',
+    );
     const flushes = store.walSyncs - before;
     assert.ok(flushes >= 1 && flushes <= 2, `flushes shared: ${flushes} for 40 intents`);
     for (let i = 0; i < 40; i++) assert.equal((await store.getCharge(`ch_durable${100 + i}`))?.status, 'pending');

@@ -21,7 +21,10 @@ const scenario = (r: BenchResults, name: string) => r.scenarios.find((s) => s.na
 describe('benchmark target verdicts', () => {
   it('the committed SQLite run: the verdicts it recorded are the ones its figures give', () => {
     const r = load('results.json');
-    assert.deepEqual(evaluateTargets(r).map((t) => [t.target, t.status]), r.targets.map((t) => [t.target, t.status]));
+    assert.deepEqual(
+      evaluateTargets(r).map((t) => [t.target, t.status]),
+      r.targets.map((t) => [t.target, t.status]),
+    );
     for (const t of r.targets) assert.notEqual(t.status, t.target.includes('PostgreSQL') ? 'met' : 'not measured', t.target);
   });
 
@@ -39,7 +42,11 @@ describe('benchmark target verdicts', () => {
   it('ratio targets flip exactly at their thresholds (create 60 %, collectCvv 35 %, validateToken 50 %)', () => {
     const r = load('results.json');
     const express = scenario(r, 'baseline-express').rate.median;
-    for (const [name, prefix, min] of [['create', 'POST /CvvOperations', 0.6], ['collectCvv', 'collectCvv', 0.35], ['validateToken', 'validateToken', 0.5]] as const) {
+    for (const [name, prefix, min] of [
+      ['create', 'POST /CvvOperations', 0.6],
+      ['collectCvv', 'collectCvv', 0.35],
+      ['validateToken', 'validateToken', 0.5],
+    ] as const) {
       const s = scenario(r, name);
       s.rate.median = express * min;
       assert.equal(status(r, prefix), 'met', `${name} at the threshold`);

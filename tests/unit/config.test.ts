@@ -51,13 +51,20 @@ describe('loadConfig', () => {
     assert.equal(loadConfig({ PORT: '9000', HOST: '0.0.0.0' }).publicBaseUrl, 'http://0.0.0.0:9000');
     assert.equal(loadConfig({ PORT: '9000', HOST: '::1' }).publicBaseUrl, 'http://[::1]:9000');
     const c = loadConfig({
-      PUBLIC_BASE_URL: 'https://cvv.example/base//', DATABASE_URL: 'sqlite:/var/lib/cvvops/db.sqlite', CVVOPS_MASTER_KEY: KEY.toString('base64'),
-      CVVOPS_DEMO: 'off', CVVOPS_WORKERS: '4', LOG_LEVEL: 'debug', CVVOPS_RATE_LIMIT: 'off', CVVOPS_ALLOW_PRIVATE_TARGETS: 'on',
-      CVVOPS_SIGNING_ALG: 'ES256', CVVOPS_SQLITE_SYNCHRONOUS: 'full',
+      PUBLIC_BASE_URL: 'https://cvv.example/base//',
+      DATABASE_URL: 'sqlite:/var/lib/cvvops/db.sqlite',
+      CVVOPS_MASTER_KEY: KEY.toString('base64'),
+      CVVOPS_DEMO: 'off',
+      CVVOPS_WORKERS: '4',
+      LOG_LEVEL: 'debug',
+      CVVOPS_RATE_LIMIT: 'off',
+      CVVOPS_ALLOW_PRIVATE_TARGETS: 'on',
+      CVVOPS_SIGNING_ALG: 'ES256',
+      CVVOPS_SQLITE_SYNCHRONOUS: 'full',
     });
     assert.equal(c.publicBaseUrl, 'https://cvv.example/base', 'trailing slashes dropped');
     assert.equal(c.publicOrigin, 'https://cvv.example');
-    assert.equal(c.dataDir, '/var/lib/cvvops', 'the data folder is the SQLite file\'s folder');
+    assert.equal(c.dataDir, '/var/lib/cvvops', "the data folder is the SQLite file's folder");
     assert.deepEqual(c.masterKey?.expose(), KEY);
     assert.equal(c.demo, false);
     assert.equal(c.workers, 4);
@@ -72,9 +79,17 @@ describe('loadConfig', () => {
 
   it('names every malformed variable in one ConfigError listing all problems at once', () => {
     const bad: Record<string, string> = {
-      PORT: 'eighty', PUBLIC_BASE_URL: 'ftp://cvv.example', DATABASE_URL: 'mysql://db/cvvops', CVVOPS_MASTER_KEY: 'c2hvcnQ=',
-      CVVOPS_DEMO: 'maybe', CVVOPS_WORKERS: '0', LOG_LEVEL: 'loud', CVVOPS_RATE_LIMIT: 'sometimes',
-      CVVOPS_ALLOW_PRIVATE_TARGETS: 'perhaps', CVVOPS_SIGNING_ALG: 'HS256', CVVOPS_SQLITE_SYNCHRONOUS: 'OFF',
+      PORT: 'eighty',
+      PUBLIC_BASE_URL: 'ftp://cvv.example',
+      DATABASE_URL: 'mysql://db/cvvops',
+      CVVOPS_MASTER_KEY: 'c2hvcnQ=',
+      CVVOPS_DEMO: 'maybe',
+      CVVOPS_WORKERS: '0',
+      LOG_LEVEL: 'loud',
+      CVVOPS_RATE_LIMIT: 'sometimes',
+      CVVOPS_ALLOW_PRIVATE_TARGETS: 'perhaps',
+      CVVOPS_SIGNING_ALG: 'HS256',
+      CVVOPS_SQLITE_SYNCHRONOUS: 'OFF',
     };
     const e = configError(bad);
     assert.equal(e.problems.length, Object.keys(bad).length, e.message);
@@ -89,14 +104,26 @@ describe('loadConfig', () => {
   it('names each malformed variable on its own', () => {
     for (const value of ['70000', '1.5', '-1', 'eighty']) {
       const e = configError({ PORT: value });
-      assert.ok(e.problems.some((p) => /\bPORT\b/.test(p) && p.includes(value)), `PORT=${value}: ${e.message}`);
+      assert.ok(
+        e.problems.some((p) => /\bPORT\b/.test(p) && p.includes(value)),
+        `PORT=${value}: ${e.message}`,
+      );
     }
     const cases: Array<[string, string]> = [
-      ['PUBLIC_BASE_URL', 'not a url'], ['PUBLIC_BASE_URL', 'javascript:alert(1)'],
-      ['DATABASE_URL', 'sqlite:'], ['DATABASE_URL', 'cvvops.db'], ['CVVOPS_MASTER_KEY', randomBytes(31).toString('base64')],
-      ['CVVOPS_MASTER_KEY', randomBytes(33).toString('base64')], ['CVVOPS_MASTER_KEY', '!!!!not base64!!!!'],
-      ['CVVOPS_WORKERS', '65'], ['CVVOPS_WORKERS', 'many'], ['CVVOPS_WORKERS', '2.5'], ['CVVOPS_DEMO', '2'], ['LOG_LEVEL', 'INFO!'],
-      ['CVVOPS_SIGNING_ALG', 'none'], ['CVVOPS_SQLITE_SYNCHRONOUS', 'EXTRA'],
+      ['PUBLIC_BASE_URL', 'not a url'],
+      ['PUBLIC_BASE_URL', 'javascript:alert(1)'],
+      ['DATABASE_URL', 'sqlite:'],
+      ['DATABASE_URL', 'cvvops.db'],
+      ['CVVOPS_MASTER_KEY', randomBytes(31).toString('base64')],
+      ['CVVOPS_MASTER_KEY', randomBytes(33).toString('base64')],
+      ['CVVOPS_MASTER_KEY', '!!!!not base64!!!!'],
+      ['CVVOPS_WORKERS', '65'],
+      ['CVVOPS_WORKERS', 'many'],
+      ['CVVOPS_WORKERS', '2.5'],
+      ['CVVOPS_DEMO', '2'],
+      ['LOG_LEVEL', 'INFO!'],
+      ['CVVOPS_SIGNING_ALG', 'none'],
+      ['CVVOPS_SQLITE_SYNCHRONOUS', 'EXTRA'],
     ];
     for (const [name, value] of cases) {
       const e = configError({ [name]: value });
@@ -143,7 +170,11 @@ describe('loadConfig', () => {
     }
     const all = configError({ NODE_ENV: 'production', CVVOPS_RATE_LIMIT: 'off', CVVOPS_ALLOW_PRIVATE_TARGETS: 'on' });
     assert.equal(all.problems.length, 4, `all at once (the default PUBLIC_BASE_URL is http): ${all.message}`);
-    for (const [name] of single) assert.ok(all.problems.some((p) => p.includes(name)), name);
+    for (const [name] of single)
+      assert.ok(
+        all.problems.some((p) => p.includes(name)),
+        name,
+      );
   });
 
   it('CVVOPS_WORKERS=auto uses the cores argument', () => {

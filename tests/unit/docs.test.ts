@@ -13,17 +13,23 @@ describe('the documentation is true to the code', () => {
     assert.ok(readme.includes(`integrity="${sri}"`), `README must state ${sri}`);
   });
 
-  it("the README states the Node flags npm start runs the server with, and the benchmark runs it with them", () => {
+  it('the README states the Node flags npm start runs the server with, and the benchmark runs it with them', () => {
     const readme = readFileSync('README.md', 'utf8').replace(/\s+/g, ' ');
     const flags = startFlags();
-    assert.ok(flags.some((f) => f.startsWith('--max-old-space-size=')), 'the heap is capped by default');
+    assert.ok(
+      flags.some((f) => f.startsWith('--max-old-space-size=')),
+      'the heap is capped by default',
+    );
     assert.ok(readme.includes(`node ${flags.join(' ')} dist/server/main.js`), `README must state: node ${flags.join(' ')} dist/server/main.js`);
   });
 
   it('every variable the configuration reads is in .env.example, and nothing else', () => {
     const config = readFileSync('server/config.ts', 'utf8');
-    const used = new Set([...config.matchAll(/env\.([A-Z_]+)|'([A-Z][A-Z_]+)'/g)].map((m) => m[1] ?? m[2]!)
-      .filter((v) => /^(PORT|HOST|PUBLIC_BASE_URL|DATABASE_URL|LOG_LEVEL|CVVOPS_[A-Z_]+)$/.test(v)));
+    const used = new Set(
+      [...config.matchAll(/env\.([A-Z_]+)|'([A-Z][A-Z_]+)'/g)]
+        .map((m) => m[1] ?? m[2]!)
+        .filter((v) => /^(PORT|HOST|PUBLIC_BASE_URL|DATABASE_URL|LOG_LEVEL|CVVOPS_[A-Z_]+)$/.test(v)),
+    );
     const example = readFileSync('.env.example', 'utf8');
     const listed = new Set([...example.matchAll(/^#?([A-Z][A-Z_]+)=/gm)].map((m) => m[1]!));
     for (const v of used) assert.ok(listed.has(v), `${v} is read by server/config.ts but missing from .env.example`);

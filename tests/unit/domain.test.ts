@@ -8,9 +8,17 @@ import { Secret } from '../../server/secret.js';
 
 /** API.md section 11. */
 const TEST_CARDS: Array<[string, string]> = [
-  ['4000000000001018', 'visa'], ['4000000000002024', 'visa'], ['4000000000003030', 'visa'], ['4000000000004046', 'visa'],
-  ['4000000000005050', 'visa'], ['4000000000006066', 'visa'], ['4000000000007072', 'visa'], ['4000000000008088', 'visa'],
-  ['5555555555554402', 'mastercard'], ['378282246310005', 'amex'], ['6011111111111117', 'discover'],
+  ['4000000000001018', 'visa'],
+  ['4000000000002024', 'visa'],
+  ['4000000000003030', 'visa'],
+  ['4000000000004046', 'visa'],
+  ['4000000000005050', 'visa'],
+  ['4000000000006066', 'visa'],
+  ['4000000000007072', 'visa'],
+  ['4000000000008088', 'visa'],
+  ['5555555555554402', 'mastercard'],
+  ['378282246310005', 'amex'],
+  ['6011111111111117', 'discover'],
 ];
 
 /** The prefix with its Luhn check digit appended (written independently of luhnValid). */
@@ -48,7 +56,7 @@ describe('luhnValid', () => {
       for (let i = 0; i + 1 < n.length; i++) {
         const a = n[i]!;
         const b = n[i + 1]!;
-        if (a === b || (a + b === '09') || (a + b === '90')) continue;
+        if (a === b || a + b === '09' || a + b === '90') continue;
         const swapped = n.slice(0, i) + b + a + n.slice(i + 2);
         assert.equal(luhnValid(swapped), false, `${n} → ${swapped}`);
       }
@@ -85,17 +93,47 @@ describe('detectBrand', () => {
 
   it('knows each brand by prefix and length', () => {
     const cases: Array<[string, string | null]> = [
-      [pad('4', 13), 'visa'], [pad('4', 16), 'visa'], [pad('4', 19), 'visa'], [pad('4', 15), null], [pad('4', 14), null],
-      [pad('34', 15), 'amex'], [pad('37', 15), 'amex'], [pad('37', 16), null], [pad('35', 15), null],
-      [pad('51', 16), 'mastercard'], [pad('55', 16), 'mastercard'], [pad('50', 16), null], [pad('56', 16), null],
-      [pad('2221', 16), 'mastercard'], [pad('2720', 16), 'mastercard'], [pad('2220', 16), null], [pad('2721', 16), null],
-      [pad('51', 15), null], [pad('51', 17), null],
-      [pad('6011', 16), 'discover'], [pad('65', 16), 'discover'], [pad('644', 16), 'discover'], [pad('649', 19), 'discover'],
-      [pad('643', 16), null], [pad('622126', 16), 'discover'], [pad('622925', 16), 'discover'],
-      [pad('3528', 16), 'jcb'], [pad('3589', 16), 'jcb'], [pad('3527', 16), null], [pad('3590', 16), null],
-      [pad('36', 14), 'diners'], [pad('300', 14), 'diners'], [pad('305', 14), 'diners'], [pad('306', 14), null], [pad('36', 13), null],
-      [pad('62', 16), 'unionpay'], [pad('622125', 16), 'unionpay'], [pad('622926', 16), 'unionpay'],
-      [pad('1', 16), null], [pad('9', 16), null], [pad('0', 16), null],
+      [pad('4', 13), 'visa'],
+      [pad('4', 16), 'visa'],
+      [pad('4', 19), 'visa'],
+      [pad('4', 15), null],
+      [pad('4', 14), null],
+      [pad('34', 15), 'amex'],
+      [pad('37', 15), 'amex'],
+      [pad('37', 16), null],
+      [pad('35', 15), null],
+      [pad('51', 16), 'mastercard'],
+      [pad('55', 16), 'mastercard'],
+      [pad('50', 16), null],
+      [pad('56', 16), null],
+      [pad('2221', 16), 'mastercard'],
+      [pad('2720', 16), 'mastercard'],
+      [pad('2220', 16), null],
+      [pad('2721', 16), null],
+      [pad('51', 15), null],
+      [pad('51', 17), null],
+      [pad('6011', 16), 'discover'],
+      [pad('65', 16), 'discover'],
+      [pad('644', 16), 'discover'],
+      [pad('649', 19), 'discover'],
+      [pad('643', 16), null],
+      [pad('622126', 16), 'discover'],
+      [pad('622925', 16), 'discover'],
+      [pad('3528', 16), 'jcb'],
+      [pad('3589', 16), 'jcb'],
+      [pad('3527', 16), null],
+      [pad('3590', 16), null],
+      [pad('36', 14), 'diners'],
+      [pad('300', 14), 'diners'],
+      [pad('305', 14), 'diners'],
+      [pad('306', 14), null],
+      [pad('36', 13), null],
+      [pad('62', 16), 'unionpay'],
+      [pad('622125', 16), 'unionpay'],
+      [pad('622926', 16), 'unionpay'],
+      [pad('1', 16), null],
+      [pad('9', 16), null],
+      [pad('0', 16), null],
     ];
     for (const [n, brand] of cases) assert.equal(detectBrand(n), brand, n);
   });
@@ -217,9 +255,18 @@ describe('Secret', () => {
   it('never shows the value, however it is printed', () => {
     const s = new Secret(value);
     const printed = [
+      JSON.stringify(s),
+      JSON.stringify({ s }),
+      String(s),
       // eslint-disable-next-line @typescript-eslint/restrict-template-expressions -- printing the Secret is the test
-      JSON.stringify(s), JSON.stringify({ s }), String(s), `${s}`, inspect(s), inspect({ s }), inspect(s, { showHidden: true, depth: Infinity }),
-      inspect(s, { customInspect: false, showHidden: true }), format('%s %o %O %j', s, s, s, s), String([s]), Object.keys(s).join(','),
+      `${s}`,
+      inspect(s),
+      inspect({ s }),
+      inspect(s, { showHidden: true, depth: Infinity }),
+      inspect(s, { customInspect: false, showHidden: true }),
+      format('%s %o %O %j', s, s, s, s),
+      String([s]),
+      Object.keys(s).join(','),
       JSON.stringify(Object.entries(s)),
     ];
     for (const p of printed) assert.ok(!p.includes(value), `leaked: ${p}`);

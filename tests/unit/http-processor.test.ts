@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  buildRequest, HttpProcessorConfig, parseResponse, PLACEHOLDERS, type Placeholder, placeholderValues, scrub,
+  buildRequest,
+  HttpProcessorConfig,
+  parseResponse,
+  PLACEHOLDERS,
+  type Placeholder,
+  placeholderValues,
+  scrub,
 } from '../../server/connectors/processors/http.js';
 import { type ChargeRequest, ProcessorError } from '../../server/connectors/processors/processor.js';
 import { Secret } from '../../server/secret.js';
@@ -14,7 +20,10 @@ const DS_ID = 'f25084f0-5b16-4c0a-ae5d-b24808a95e4b';
 
 function chargeRequest(over: Partial<ChargeRequest> = {}): ChargeRequest {
   return {
-    chargeId: 'ch_test', idempotencyKey: 'cvvops_0123abcd', mode: 'test', amount: { value: 1999, currency: 'EUR' },
+    chargeId: 'ch_test',
+    idempotencyKey: 'cvvops_0123abcd',
+    mode: 'test',
+    amount: { value: 1999, currency: 'EUR' },
     card: { number: new Secret('4000000000001018'), brand: 'visa', expMonth: 3, expYear: 2030, holderName: new Secret(NASTY_NAME) },
     cvv: new Secret('123'),
     threeDS: { eci: '05', authenticationValue: new Secret(CAVV), dsTransactionId: DS_ID },
@@ -49,15 +58,24 @@ function config(over: Record<string, unknown> = {}) {
 }
 
 describe('http processor: buildRequest fills the placeholders of API.md section 6', () => {
-  it('fills every placeholder with the charge\'s values: expMonth 2 digits, expYear 4 digits', () => {
+  it("fills every placeholder with the charge's values: expMonth 2 digits, expYear 4 digits", () => {
     const cfg = HttpProcessorConfig.parse(config());
     const built = buildRequest(cfg.request, placeholderValues(chargeRequest()));
     assert.equal(built.method, 'POST', 'the default method');
     const body = JSON.parse(built.body!) as Record<Placeholder, string>;
     assert.deepEqual(body, {
-      cardNumber: '4000000000001018', expMonth: '03', expYear: '2030', holderName: NASTY_NAME, cvv: '123',
-      'amount.value': '1999', 'amount.currency': 'EUR', 'threeDS.eci': '05', 'threeDS.authenticationValue': CAVV,
-      'threeDS.dsTransactionId': DS_ID, reference: NASTY_REF, idempotencyKey: 'cvvops_0123abcd',
+      cardNumber: '4000000000001018',
+      expMonth: '03',
+      expYear: '2030',
+      holderName: NASTY_NAME,
+      cvv: '123',
+      'amount.value': '1999',
+      'amount.currency': 'EUR',
+      'threeDS.eci': '05',
+      'threeDS.authenticationValue': CAVV,
+      'threeDS.dsTransactionId': DS_ID,
+      reference: NASTY_REF,
+      idempotencyKey: 'cvvops_0123abcd',
     });
     assert.ok(!built.body!.includes('${'), 'no placeholder is left');
     assert.equal(built.headers['Idempotency-Key'], 'cvvops_0123abcd');
@@ -65,10 +83,14 @@ describe('http processor: buildRequest fills the placeholders of API.md section 
   });
 
   it('pads short years and one-digit months; missing optional values become empty strings', () => {
-    const v = placeholderValues(chargeRequest({
-      card: { number: new Secret('4000000000001018'), brand: 'visa', expMonth: 11, expYear: 30, holderName: null },
-      cvv: null, threeDS: null, reference: null,
-    }));
+    const v = placeholderValues(
+      chargeRequest({
+        card: { number: new Secret('4000000000001018'), brand: 'visa', expMonth: 11, expYear: 30, holderName: null },
+        cvv: null,
+        threeDS: null,
+        reference: null,
+      }),
+    );
     assert.equal(v.expMonth, '11');
     assert.equal(v.expYear, '0030');
     const built = buildRequest({ method: 'POST', url: 'https://psp.example/', headers: {}, body: ALL_IN_JSON }, v);
@@ -79,9 +101,7 @@ describe('http processor: buildRequest fills the placeholders of API.md section 
   });
 
   it('JSON-escapes in the body: quotes, backslashes, newlines and </script> cannot leave the string', () => {
-    const attacks = [
-      NASTY_NAME, NASTY_REF, '","approved":true,"x":"', '\\', '\\"', '"}', '\u2028\u2029', '\u0000\u001f', '${cvv}', '\ud83d\ude00 é',
-    ];
+    const attacks = [NASTY_NAME, NASTY_REF, '","approved":true,"x":"', '\\', '\\"', '"}', '\u2028\u2029', '\u0000\u001f', '${cvv}', '\ud83d\ude00 é'];
     for (const value of attacks) {
       const built = buildRequest(
         { method: 'POST', url: 'https://psp.example/', headers: {}, body: '{"name":"${holderName}","reference":"${reference}","n":${amount.value}}' },
@@ -132,13 +152,25 @@ describe('http processor: buildRequest fills the placeholders of API.md section 
   });
 
   it('evaluates nothing else in the template: ${constructor}, ${process.env.HOME}, {{x}}, backticks, $${…} stay as written', () => {
-    const template = '{"a":"${constructor}","b":"${process.env.HOME}","c":"{{x}}","d":"`${cardNumber}`","e":"${__proto__}",'
-      + '"f":"${ cvv }","g":"$${cvv}","h":"${toString}","i":"#{cvv}","j":"<%= cvv %>","k":"${cardNumber.length}"}';
-    const built = buildRequest({ method: 'POST', url: 'https://psp.example/${constructor}', headers: { 'X-A': '${process.env.HOME}' }, body: template },
-      { cardNumber: '4000000000001018', cvv: '123' });
+    const template =
+      '{"a":"${constructor}","b":"${process.env.HOME}","c":"{{x}}","d":"`${cardNumber}`","e":"${__proto__}",' +
+      '"f":"${ cvv }","g":"$${cvv}","h":"${toString}","i":"#{cvv}","j":"<%= cvv %>","k":"${cardNumber.length}"}';
+    const built = buildRequest(
+      { method: 'POST', url: 'https://psp.example/${constructor}', headers: { 'X-A': '${process.env.HOME}' }, body: template },
+      { cardNumber: '4000000000001018', cvv: '123' },
+    );
     assert.deepEqual(JSON.parse(built.body!), {
-      a: '${constructor}', b: '${process.env.HOME}', c: '{{x}}', d: '`4000000000001018`', e: '${__proto__}',
-      f: '${ cvv }', g: '$123', h: '${toString}', i: '#{cvv}', j: '<%= cvv %>', k: '${cardNumber.length}',
+      a: '${constructor}',
+      b: '${process.env.HOME}',
+      c: '{{x}}',
+      d: '`4000000000001018`',
+      e: '${__proto__}',
+      f: '${ cvv }',
+      g: '$123',
+      h: '${toString}',
+      i: '#{cvv}',
+      j: '<%= cvv %>',
+      k: '${cardNumber.length}',
     });
     assert.equal(built.headers['X-A'], '${process.env.HOME}');
     assert.ok(!built.body!.includes(process.env.HOME ?? '\u0000never'), 'no environment value was substituted');
@@ -182,7 +214,10 @@ describe('http processor: HttpProcessorConfig', () => {
     it(`refuses an unknown field ${what}`, () => {
       const r = HttpProcessorConfig.safeParse(config(over));
       assert.equal(r.success, false);
-      assert.ok(r.error.issues.some((i) => i.code === 'unrecognized_keys'), JSON.stringify(r.error.issues));
+      assert.ok(
+        r.error.issues.some((i) => i.code === 'unrecognized_keys'),
+        JSON.stringify(r.error.issues),
+      );
     });
   }
 
@@ -205,19 +240,36 @@ describe('http processor: parseResponse on recorded provider answers', () => {
   const json = (v: unknown) => Buffer.from(JSON.stringify(v));
 
   it('approved with an authorization code, CVC and AVS results and a network transaction id', () => {
-    const r = parseResponse(RESPONSE_MAP, 200, json({
-      id: 'pay_8Kx2', status: 'succeeded', amount: 1999,
-      outcome: { authorization_code: 'A1B2C3', network_transaction_id: '381234567890123', checks: { cvc_check: 'pass', address_check: 'Y' } },
-    }));
+    const r = parseResponse(
+      RESPONSE_MAP,
+      200,
+      json({
+        id: 'pay_8Kx2',
+        status: 'succeeded',
+        amount: 1999,
+        outcome: { authorization_code: 'A1B2C3', network_transaction_id: '381234567890123', checks: { cvc_check: 'pass', address_check: 'Y' } },
+      }),
+    );
     assert.deepEqual(r, {
-      status: 'approved', authorizationCode: 'A1B2C3', declineCode: null, cvvResult: 'M', avsResult: 'Y', networkTransactionId: '381234567890123',
+      status: 'approved',
+      authorizationCode: 'A1B2C3',
+      declineCode: null,
+      cvvResult: 'M',
+      avsResult: 'Y',
+      networkTransactionId: '381234567890123',
     });
   });
 
-  it('declined with the provider\'s decline code (and no authorization code even if the provider sent one)', () => {
-    const r = parseResponse(RESPONSE_MAP, 402, json({
-      id: 'pay_9', status: 'failed', outcome: { decline_code: 'insufficient_funds', authorization_code: 'SHOULD-NOT-SHOW', checks: { cvc_check: 'pass' } },
-    }));
+  it("declined with the provider's decline code (and no authorization code even if the provider sent one)", () => {
+    const r = parseResponse(
+      RESPONSE_MAP,
+      402,
+      json({
+        id: 'pay_9',
+        status: 'failed',
+        outcome: { decline_code: 'insufficient_funds', authorization_code: 'SHOULD-NOT-SHOW', checks: { cvc_check: 'pass' } },
+      }),
+    );
     assert.equal(r.status, 'declined');
     assert.equal(r.declineCode, 'insufficient_funds');
     assert.equal(r.authorizationCode, null);
@@ -245,7 +297,11 @@ describe('http processor: parseResponse on recorded provider answers', () => {
     assert.equal(parseResponse(RESPONSE_MAP, 200, json(body)).status, 'approved');
     assert.equal(parseResponse(RESPONSE_MAP, 402, json(body)).status, 'declined', 'a 4xx is never an approval');
     assert.equal(parseResponse(RESPONSE_MAP, 302, json(body)).status, 'declined', 'a redirect is never an approval');
-    assert.equal(parseResponse({ ...RESPONSE_MAP, approved: { path: 'ok', equals: true } }, 200, json({ ok: 'true' })).status, 'declined', '"true" is not true');
+    assert.equal(
+      parseResponse({ ...RESPONSE_MAP, approved: { path: 'ok', equals: true } }, 200, json({ ok: 'true' })).status,
+      'declined',
+      '"true" is not true',
+    );
     assert.equal(parseResponse({ ...RESPONSE_MAP, approved: { path: 'ok', equals: true } }, 200, json({ ok: true })).status, 'approved');
     assert.equal(parseResponse({ ...RESPONSE_MAP, approved: { path: 'code', equals: 0 } }, 200, json({ code: '0' })).status, 'declined');
   });
@@ -265,10 +321,16 @@ describe('http processor: parseResponse on recorded provider answers', () => {
 
   it('follows dotted paths into nested objects and arrays', () => {
     const map = {
-      approved: { path: 'data.payment.state', equals: 'AUTHORISED' }, authorizationCode: 'data.payment.auth.code',
-      networkTransactionId: 'data.payment.refs.0.id', cvvResult: 'data.payment.checks.cvv',
+      approved: { path: 'data.payment.state', equals: 'AUTHORISED' },
+      authorizationCode: 'data.payment.auth.code',
+      networkTransactionId: 'data.payment.refs.0.id',
+      cvvResult: 'data.payment.checks.cvv',
     };
-    const r = parseResponse(map, 201, json({ data: { payment: { state: 'AUTHORISED', auth: { code: 987654 }, refs: [{ id: 'nt_1' }], checks: { cvv: 'M' } } } }));
+    const r = parseResponse(
+      map,
+      201,
+      json({ data: { payment: { state: 'AUTHORISED', auth: { code: 987654 }, refs: [{ id: 'nt_1' }], checks: { cvv: 'M' } } } }),
+    );
     assert.deepEqual([r.status, r.authorizationCode, r.networkTransactionId, r.cvvResult], ['approved', '987654', 'nt_1', 'M']);
     const missing = parseResponse(map, 200, json({ data: { payment: { state: 'AUTHORISED', auth: null } } }));
     assert.equal(missing.authorizationCode, null, 'a path through null gives nothing');
@@ -279,7 +341,9 @@ describe('http processor: parseResponse on recorded provider answers', () => {
     const body = json({ status: 'succeeded', outcome: { authorization_code: 'A1' } });
     const map = {
       ...RESPONSE_MAP,
-      authorizationCode: '__proto__.constructor.name', declineCode: 'constructor.name', networkTransactionId: 'outcome.__proto__.toString',
+      authorizationCode: '__proto__.constructor.name',
+      declineCode: 'constructor.name',
+      networkTransactionId: 'outcome.__proto__.toString',
       avsResult: 'status.length',
     };
     const r = parseResponse(map, 200, body);
@@ -332,10 +396,13 @@ describe('http processor: scrub() (ActiveMerchant-style transcripts)', () => {
   });
 
   it('without the secrets list: a card-number-shaped run of digits, a "cvc"/"cvv" JSON field and Authorization headers are still removed', () => {
-    const raw = 'authorization: Basic dXNlcjpwYXNz\nAPI-Key: abc\n\n{"pan":"5555555555554402","cvc":"123","CVV2" : "4567","security_code":"999","amount":1999,"order":"o-1"}';
+    const raw =
+      'authorization: Basic dXNlcjpwYXNz\nAPI-Key: abc\n\n{"pan":"5555555555554402","cvc":"123","CVV2" : "4567","security_code":"999","amount":1999,"order":"o-1"}';
     const out = scrub(raw, []);
-    assert.equal(out,
-      'authorization: [FILTERED]\nAPI-Key: [FILTERED]\n\n{"pan":"[FILTERED]","cvc":"[FILTERED]","CVV2" : "[FILTERED]","security_code":"[FILTERED]","amount":1999,"order":"o-1"}');
+    assert.equal(
+      out,
+      'authorization: [FILTERED]\nAPI-Key: [FILTERED]\n\n{"pan":"[FILTERED]","cvc":"[FILTERED]","CVV2" : "[FILTERED]","security_code":"[FILTERED]","amount":1999,"order":"o-1"}',
+    );
   });
 
   it('leaves a transcript without secrets unchanged', () => {

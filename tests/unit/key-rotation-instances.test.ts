@@ -16,8 +16,18 @@ describe('signing-key rotation across instances', () => {
   let a: TokenService;
   let b: TokenService;
   const claims = (): SessionClaims => ({
-    iss: 'http://cvv.test', aud: 'mer_x', sub: 'cvo_x', jti: randomBytes(8).toString('hex'), iat: Math.floor(clock.now() / 1000),
-    exp: Math.floor(clock.now() / 1000) + 900, seq: 0, mode: 'test', ops: ['collectCvv'], card: { token: 'tok_x', brand: 'visa', last4: '1018', cvvLength: 3 }, form: 'hosted', res: {},
+    iss: 'http://cvv.test',
+    aud: 'mer_x',
+    sub: 'cvo_x',
+    jti: randomBytes(8).toString('hex'),
+    iat: Math.floor(clock.now() / 1000),
+    exp: Math.floor(clock.now() / 1000) + 900,
+    seq: 0,
+    mode: 'test',
+    ops: ['collectCvv'],
+    card: { token: 'tok_x', brand: 'visa', last4: '1018', cvvLength: 3 },
+    form: 'hosted',
+    res: {},
   });
   const kidOf = (t: string) => JSON.parse(Buffer.from(t.split('.')[0]!, 'base64url').toString()).kid as string;
 
@@ -44,7 +54,10 @@ describe('signing-key rotation across instances', () => {
     assert.equal((await b.verify(oldToken)).ok, true, 'the retired key still verifies its tokens');
     clock.advance(10_001);
     assert.equal(kidOf(await b.sign(claims())), newKid, 'B signs with the new key after its reload interval');
-    assert.deepEqual(b.jwks().keys.map((k) => k.kid), [newKid, oldKid]);
+    assert.deepEqual(
+      b.jwks().keys.map((k) => k.kid),
+      [newKid, oldKid],
+    );
   });
 
   it('a token this instance signed skips the signature check; one from another instance or with any byte changed is checked', async () => {

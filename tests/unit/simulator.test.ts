@@ -4,9 +4,14 @@ import { SimulatorProcessor } from '../../server/connectors/processors/simulator
 import { Secret } from '../../server/secret.js';
 
 const request = (key: string) => ({
-  chargeId: `ch_${key}`, idempotencyKey: key, mode: 'test' as const, amount: { value: 1999, currency: 'EUR' },
+  chargeId: `ch_${key}`,
+  idempotencyKey: key,
+  mode: 'test' as const,
+  amount: { value: 1999, currency: 'EUR' },
   card: { number: new Secret('4000000000001018'), brand: 'visa', expMonth: 12, expYear: 2030, holderName: null },
-  cvv: new Secret('123'), threeDS: null, reference: null,
+  cvv: new Secret('123'),
+  threeDS: null,
+  reference: null,
 });
 
 describe('SimulatorProcessor', () => {

@@ -8,7 +8,10 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
 rmSync(join(root, 'dist'), { recursive: true, force: true });
-for (const [config, type] of [['tsconfig.esm.json', 'module'], ['tsconfig.cjs.json', 'commonjs']]) {
+for (const [config, type] of [
+  ['tsconfig.esm.json', 'module'],
+  ['tsconfig.cjs.json', 'commonjs'],
+]) {
   execFileSync(process.execPath, [tsc, '-p', join(root, config)], { stdio: 'inherit', cwd: root });
   // Each half says what its .js files are, whatever the package's own "type" is.
   const out = join(root, 'dist', type === 'module' ? 'esm' : 'cjs');

@@ -93,7 +93,12 @@ export class CvvOps {
     const fetchImpl = options.fetch ?? globalThis.fetch;
     if (typeof fetchImpl !== 'function') throw configError('No fetch: Node 20 or later, or options.fetch.');
     const http = new HttpClient({
-      baseUrl: this.baseUrl, apiKey: () => this.#apiKey, timeoutMs, maxRetries, fetch: fetchImpl, log: options.log,
+      baseUrl: this.baseUrl,
+      apiKey: () => this.#apiKey,
+      timeoutMs,
+      maxRetries,
+      fetch: fetchImpl,
+      log: options.log,
       retryBaseDelayMs: options.retryBaseDelayMs ?? 500,
     });
     this.cards = new Cards(http);

@@ -1,6 +1,5 @@
 /** Why `verifyToken` refused a token: validateToken's reasons, plus `too_old` (`maxAgeSeconds`). */
-export type TokenFailureReason =
-  | 'malformed' | 'wrong_type' | 'unknown_key' | 'bad_signature' | 'wrong_issuer' | 'wrong_merchant' | 'expired' | 'too_old';
+export type TokenFailureReason = 'malformed' | 'wrong_type' | 'unknown_key' | 'bad_signature' | 'wrong_issuer' | 'wrong_merchant' | 'expired' | 'too_old';
 
 /**
  * The codes a `CvvOpsError` may carry: the API's own (API.md section 2), and the SDK's for what
@@ -8,12 +7,37 @@ export type TokenFailureReason =
  */
 export type CvvOpsErrorCode =
   // The API's (a newer server may add more: any string can arrive).
-  | 'invalid_request' | 'invalid_cvv' | 'invalid_card' | 'invalid_amount' | 'cvc_session_missing'
-  | 'unauthenticated' | 'invalid_api_key' | 'invalid_token' | 'token_expired' | 'wrong_credential_type'
-  | 'operation_not_allowed' | 'forbidden' | 'origin_not_allowed' | 'target_not_allowed' | 'not_found' | 'method_not_allowed'
-  | 'token_superseded' | 'session_completed' | 'session_canceled' | 'idempotency_key_reused' | 'precondition_failed'
-  | 'session_expired' | 'cvc_session_not_found' | 'payload_too_large' | 'unsupported_media_type' | 'cvv_blocked'
-  | 'rate_limited' | 'attempts_exhausted' | 'processor_error' | 'threeds_provider_error' | 'internal_error'
+  | 'invalid_request'
+  | 'invalid_cvv'
+  | 'invalid_card'
+  | 'invalid_amount'
+  | 'cvc_session_missing'
+  | 'unauthenticated'
+  | 'invalid_api_key'
+  | 'invalid_token'
+  | 'token_expired'
+  | 'wrong_credential_type'
+  | 'operation_not_allowed'
+  | 'forbidden'
+  | 'origin_not_allowed'
+  | 'target_not_allowed'
+  | 'not_found'
+  | 'method_not_allowed'
+  | 'token_superseded'
+  | 'session_completed'
+  | 'session_canceled'
+  | 'idempotency_key_reused'
+  | 'precondition_failed'
+  | 'session_expired'
+  | 'cvc_session_not_found'
+  | 'payload_too_large'
+  | 'unsupported_media_type'
+  | 'cvv_blocked'
+  | 'rate_limited'
+  | 'attempts_exhausted'
+  | 'processor_error'
+  | 'threeds_provider_error'
+  | 'internal_error'
   // The SDK's.
   | 'connection_error' // the server could not be reached, or the connection broke before an answer
   | 'timeout' // no answer within timeoutMs

@@ -73,9 +73,7 @@ const MAX_BACKOFF_MS = 8_000;
 /** Errors of the connect phase: nothing was sent. */
 const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT']);
 
-type Failure =
-  | { kind: 'answer'; error: CvvOpsError }
-  | { kind: 'network'; error: CvvOpsError; sent: boolean };
+type Failure = { kind: 'answer'; error: CvvOpsError } | { kind: 'network'; error: CvvOpsError; sent: boolean };
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
@@ -149,7 +147,15 @@ export class HttpClient {
       const started = Date.now();
       const result = await this.#attempt(spec, idempotencyKey, o);
       if (result.ok) {
-        this.#log({ event: 'response', method: spec.method, path: spec.path, attempt, status: result.status, requestId: result.requestId, durationMs: Date.now() - started });
+        this.#log({
+          event: 'response',
+          method: spec.method,
+          path: spec.path,
+          attempt,
+          status: result.status,
+          requestId: result.requestId,
+          durationMs: Date.now() - started,
+        });
         return result.value as T;
       }
       const f = result.failure;
@@ -157,16 +163,42 @@ export class HttpClient {
       if (e.code === 'aborted') throw e;
       if (spec.goneIsSuccess && mayHaveReached && f.kind === 'answer' && (e.status === 404 || e.status === 410)) {
         // The earlier attempt deleted it and its answer was lost: what the caller asked for is done.
-        this.#log({ event: 'response', method: spec.method, path: spec.path, attempt, status: e.status, requestId: e.requestId, durationMs: Date.now() - started });
+        this.#log({
+          event: 'response',
+          method: spec.method,
+          path: spec.path,
+          attempt,
+          status: e.status,
+          requestId: e.requestId,
+          durationMs: Date.now() - started,
+        });
         return undefined as T;
       }
       if (f.kind === 'network' ? f.sent : (e.status ?? 0) >= 500) mayHaveReached = true;
       const delay = attempt < maxRetries ? this.#retryDelay(spec, f, attempt, idempotencyKey !== undefined) : undefined;
       if (delay === undefined) {
-        this.#log({ event: 'failure', method: spec.method, path: spec.path, attempt, code: e.code, ...(e.status !== undefined ? { status: e.status } : {}), ...(e.requestId ? { requestId: e.requestId } : {}), durationMs: Date.now() - started });
+        this.#log({
+          event: 'failure',
+          method: spec.method,
+          path: spec.path,
+          attempt,
+          code: e.code,
+          ...(e.status !== undefined ? { status: e.status } : {}),
+          ...(e.requestId ? { requestId: e.requestId } : {}),
+          durationMs: Date.now() - started,
+        });
         throw e;
       }
-      this.#log({ event: 'retry', method: spec.method, path: spec.path, attempt, code: e.code, ...(e.status !== undefined ? { status: e.status } : {}), ...(e.requestId ? { requestId: e.requestId } : {}), delayMs: delay });
+      this.#log({
+        event: 'retry',
+        method: spec.method,
+        path: spec.path,
+        attempt,
+        code: e.code,
+        ...(e.status !== undefined ? { status: e.status } : {}),
+        ...(e.requestId ? { requestId: e.requestId } : {}),
+        delayMs: delay,
+      });
       try {
         await sleep(delay, o.signal);
       } catch (reason) {
@@ -198,8 +230,11 @@ export class HttpClient {
     return backoffMs(attempt, this.cfg.retryBaseDelayMs);
   }
 
-  async #attempt(spec: RequestSpec, idempotencyKey: string | undefined, o: RequestOptions):
-    Promise<{ ok: true; value: unknown; status: number; requestId: string | undefined } | { ok: false; failure: Failure }> {
+  async #attempt(
+    spec: RequestSpec,
+    idempotencyKey: string | undefined,
+    o: RequestOptions,
+  ): Promise<{ ok: true; value: unknown; status: number; requestId: string | undefined } | { ok: false; failure: Failure }> {
     const headers: Record<string, string> = {
       accept: 'application/json',
       'user-agent': `cvvops-node/${VERSION} node/${process.version}`,
@@ -242,7 +277,18 @@ export class HttpClient {
         try {
           return { ok: true, value: JSON.parse(text), status: res.status, requestId };
         } catch {
-          return { ok: false, failure: { kind: 'answer', error: new CvvOpsError({ code: 'invalid_response', status: res.status, message: `cvvops answered ${res.status} with a body that is not JSON.`, ...(requestId ? { requestId } : {}) }) } };
+          return {
+            ok: false,
+            failure: {
+              kind: 'answer',
+              error: new CvvOpsError({
+                code: 'invalid_response',
+                status: res.status,
+                message: `cvvops answered ${res.status} with a body that is not JSON.`,
+                ...(requestId ? { requestId } : {}),
+              }),
+            },
+          };
         }
       }
       return { ok: false, failure: { kind: 'answer', error: this.#apiError(res, text, requestId) } };
@@ -265,13 +311,19 @@ export class HttpClient {
     if (err && typeof err.code === 'string') {
       const rid = typeof err.requestId === 'string' ? err.requestId : requestId;
       return new CvvOpsError({
-        status: res.status, code: err.code, message: typeof err.message === 'string' ? err.message : err.code,
-        ...(rid ? { requestId: rid } : {}), ...(retryAfterSeconds !== undefined ? { retryAfterSeconds } : {}),
+        status: res.status,
+        code: err.code,
+        message: typeof err.message === 'string' ? err.message : err.code,
+        ...(rid ? { requestId: rid } : {}),
+        ...(retryAfterSeconds !== undefined ? { retryAfterSeconds } : {}),
       });
     }
     return new CvvOpsError({
-      status: res.status, code: 'api_error', message: `cvvops answered ${res.status} ${res.statusText}`.trim() + '.',
-      ...(requestId ? { requestId } : {}), ...(retryAfterSeconds !== undefined ? { retryAfterSeconds } : {}),
+      status: res.status,
+      code: 'api_error',
+      message: `cvvops answered ${res.status} ${res.statusText}`.trim() + '.',
+      ...(requestId ? { requestId } : {}),
+      ...(retryAfterSeconds !== undefined ? { retryAfterSeconds } : {}),
     });
   }
 
@@ -287,8 +339,13 @@ export class HttpClient {
     const sent = started || code === undefined || !NOT_SENT.has(code);
     // The cause is Node's own (a system error with its code): it holds no header of ours.
     return {
-      kind: 'network', sent,
-      error: new CvvOpsError({ code: 'connection_error', message: `${where}: could not reach cvvops at ${new URL(this.cfg.baseUrl).origin}${code ? ` (${code})` : ''}.`, cause: err }),
+      kind: 'network',
+      sent,
+      error: new CvvOpsError({
+        code: 'connection_error',
+        message: `${where}: could not reach cvvops at ${new URL(this.cfg.baseUrl).origin}${code ? ` (${code})` : ''}.`,
+        cause: err,
+      }),
     };
   }
 

@@ -19,7 +19,10 @@ export class PagePromise<T, P extends Page<T> = Page<T>> implements PromiseLike<
     return (this.#first ??= this.fetchPage());
   }
 
-  then<A = P, B = never>(onFulfilled?: ((page: P) => A | PromiseLike<A>) | null, onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<A | B> {
+  then<A = P, B = never>(
+    onFulfilled?: ((page: P) => A | PromiseLike<A>) | null,
+    onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
+  ): Promise<A | B> {
     return this.#firstPage().then(onFulfilled, onRejected);
   }
 

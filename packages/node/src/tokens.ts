@@ -42,7 +42,8 @@ const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
 function refuse(reason: TokenFailureReason): CvvOpsError {
   const expired = reason === 'expired' || reason === 'too_old';
   return new CvvOpsError({
-    code: expired ? 'token_expired' : 'invalid_token', reason,
+    code: expired ? 'token_expired' : 'invalid_token',
+    reason,
     message: `The session token was refused: ${reason.replace(/_/g, ' ')}.`,
   });
 }
@@ -113,9 +114,17 @@ export class TokenVerifier {
     }
     if (!c || typeof c !== 'object' || Array.isArray(c)) throw refuse('malformed');
     if (c.iss !== this.cfg.issuer) throw refuse(typeof c.iss === 'string' ? 'wrong_issuer' : 'malformed');
-    if (typeof c.aud !== 'string' || typeof c.sub !== 'string' || typeof c.jti !== 'string' || !Number.isFinite(c.iat)
-      || !Number.isFinite(c.exp) || !Array.isArray(c.ops) || typeof c.mode !== 'string') throw refuse('malformed');
-    if (c.aud !== await this.cfg.merchantId() || c.mode !== this.cfg.mode) throw refuse('wrong_merchant');
+    if (
+      typeof c.aud !== 'string' ||
+      typeof c.sub !== 'string' ||
+      typeof c.jti !== 'string' ||
+      !Number.isFinite(c.iat) ||
+      !Number.isFinite(c.exp) ||
+      !Array.isArray(c.ops) ||
+      typeof c.mode !== 'string'
+    )
+      throw refuse('malformed');
+    if (c.aud !== (await this.cfg.merchantId()) || c.mode !== this.cfg.mode) throw refuse('wrong_merchant');
     const now = opts.currentDate?.getTime() ?? Date.now();
     if ('nbf' in c && (!Number.isFinite(c.nbf) || (c.nbf as number) * 1000 > now + tol)) throw refuse('malformed');
     if ((c.exp as number) * 1000 <= now - tol) throw refuse('expired');
@@ -153,7 +162,13 @@ export class TokenVerifier {
 
   async #fetch(): Promise<KeySet> {
     this.fetches++;
-    const body = await this.cfg.http.request<{ keys?: unknown }>({ method: 'GET', path: '/.well-known/jwks.json', url: this.cfg.jwksUrl, auth: false, retry: 'repeatable' });
+    const body = await this.cfg.http.request<{ keys?: unknown }>({
+      method: 'GET',
+      path: '/.well-known/jwks.json',
+      url: this.cfg.jwksUrl,
+      auth: false,
+      retry: 'repeatable',
+    });
     if (!body || typeof body !== 'object' || !Array.isArray(body.keys)) {
       throw new CvvOpsError({ code: 'invalid_response', message: 'The JWKS is not {"keys": [...]}.' });
     }

@@ -9,13 +9,18 @@ import type { components, paths } from './generated/openapi.js';
 type Schemas = components['schemas'];
 
 /** The JSON request body of an endpoint. */
-export type RequestBody<P extends keyof paths, M extends keyof paths[P]> =
-  paths[P][M] extends { requestBody: { content: { 'application/json': infer B } } } ? B
-    : paths[P][M] extends { requestBody?: { content: { 'application/json': infer B } } } ? B : never;
+export type RequestBody<P extends keyof paths, M extends keyof paths[P]> = paths[P][M] extends { requestBody: { content: { 'application/json': infer B } } }
+  ? B
+  : paths[P][M] extends { requestBody?: { content: { 'application/json': infer B } } }
+    ? B
+    : never;
 
 /** The JSON answer of an endpoint for a status. */
-export type ResponseBody<P extends keyof paths, M extends keyof paths[P], S extends number> =
-  paths[P][M] extends { responses: { [K in S]: { content: { 'application/json': infer R } } } } ? R : never;
+export type ResponseBody<P extends keyof paths, M extends keyof paths[P], S extends number> = paths[P][M] extends {
+  responses: { [K in S]: { content: { 'application/json': infer R } } };
+}
+  ? R
+  : never;
 
 export type Amount = NonNullable<Schemas['Amount']>;
 export type Operation = Schemas['Operation'];
@@ -34,8 +39,7 @@ export type ReissuedToken = ResponseBody<'/CvvOperations/{id}/token', 'post', 20
 type ValidateTokenAnswer = ResponseBody<'/CvvOperations/validateToken', 'post', 200>;
 /** validateToken's answer, with `claims` typed (the document says only "an object"). */
 export type ValidateTokenResult =
-  | (Omit<Extract<ValidateTokenAnswer, { valid: true }>, 'claims'> & { claims: SessionClaims })
-  | Extract<ValidateTokenAnswer, { valid: false }>;
+  (Omit<Extract<ValidateTokenAnswer, { valid: true }>, 'claims'> & { claims: SessionClaims }) | Extract<ValidateTokenAnswer, { valid: false }>;
 export type ValidateTokenFailureReason = Extract<ValidateTokenAnswer, { valid: false }>['reason'];
 
 export type Merchant = ResponseBody<'/Merchant', 'get', 200>;
@@ -72,8 +76,12 @@ export interface SessionClaims {
     collectCvv?: { status: string; at: number };
     threeDS?: { status: string; eci?: string | null; transactionId: string };
     charge?: {
-      status: string; chargeId: string; amount?: { value: number; currency: string };
-      authorizationCode?: string | null; cvvResult?: string | null; declineCode?: string | null;
+      status: string;
+      chargeId: string;
+      amount?: { value: number; currency: string };
+      authorizationCode?: string | null;
+      cvvResult?: string | null;
+      declineCode?: string | null;
     };
   };
   nbf?: number;

@@ -29,7 +29,12 @@ export class Webhooks {
    * body exactly as received (a string or the Buffer of bytes: `express.raw()`, not
    * `express.json()`). Throws a `CvvOpsError` with code `invalid_signature` otherwise.
    */
-  constructEvent(rawBody: string | Uint8Array, signatureHeader: string | string[] | undefined | null, secret: string, opts: ConstructEventOptions = {}): WebhookEvent {
+  constructEvent(
+    rawBody: string | Uint8Array,
+    signatureHeader: string | string[] | undefined | null,
+    secret: string,
+    opts: ConstructEventOptions = {},
+  ): WebhookEvent {
     if (typeof rawBody !== 'string' && !(rawBody instanceof Uint8Array)) {
       throw invalid('constructEvent needs the raw request body (a string or a Buffer), not parsed JSON: the signature covers the exact bytes.');
     }

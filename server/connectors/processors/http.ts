@@ -5,45 +5,67 @@ import { type ChargeRequest, type ChargeResult, type Processor, ProcessorError }
 
 /** The placeholders of API.md section 6. */
 export const PLACEHOLDERS = [
-  'cardNumber', 'expMonth', 'expYear', 'holderName', 'cvv', 'amount.value', 'amount.currency', 'threeDS.eci',
-  'threeDS.authenticationValue', 'threeDS.dsTransactionId', 'reference', 'idempotencyKey',
+  'cardNumber',
+  'expMonth',
+  'expYear',
+  'holderName',
+  'cvv',
+  'amount.value',
+  'amount.currency',
+  'threeDS.eci',
+  'threeDS.authenticationValue',
+  'threeDS.dsTransactionId',
+  'reference',
+  'idempotencyKey',
 ] as const;
 export type Placeholder = (typeof PLACEHOLDERS)[number];
 const PLACEHOLDER = /\$\{([A-Za-z.]+)\}/g;
 
-const HeaderMap = z.record(z.string().regex(/^[A-Za-z0-9-]{1,64}$/), z.string().max(4096).regex(/^[^\r\n]*$/));
+const HeaderMap = z.record(
+  z.string().regex(/^[A-Za-z0-9-]{1,64}$/),
+  z
+    .string()
+    .max(4096)
+    .regex(/^[^\r\n]*$/),
+);
 const RequestTemplate = z.strictObject({
   method: z.enum(['POST', 'PUT', 'GET']).default('POST'),
   url: z.string().url().max(2048),
   headers: HeaderMap.default({}),
   body: z.string().max(32768).optional(),
 });
-export const HttpProcessorConfig = z.strictObject({
-  type: z.literal('http'),
-  request: RequestTemplate,
-  /** Dotted paths into the provider's JSON answer. */
-  response: z.strictObject({
-    approved: z.strictObject({ path: z.string().max(200), equals: z.union([z.string(), z.number(), z.boolean()]) }),
-    authorizationCode: z.string().max(200).optional(),
-    declineCode: z.string().max(200).optional(),
-    cvvResult: z.string().max(200).optional(),
-    avsResult: z.string().max(200).optional(),
-    networkTransactionId: z.string().max(200).optional(),
-    /** Provider values mapped to M/N/P/U (default: M, N, P, U, match/pass → M, no_match/fail → N). */
-    cvvResultMap: z.record(z.string(), z.enum(['M', 'N', 'P', 'U'])).optional(),
-  }),
-  /** Optional: how to ask the provider for the outcome of a charge by idempotency key (crash recovery). */
-  lookup: RequestTemplate.optional(),
-  timeoutMs: z.number().int().min(1000).max(60000).default(15000),
-}).superRefine((c, ctx) => {
-  const parts = (name: 'request' | 'lookup', t: z.infer<typeof RequestTemplate>) =>
-    [[`${name}.url`, t.url], [`${name}.body`, t.body ?? ''], ...Object.entries(t.headers).map(([k, v]) => [`${name}.headers.${k}`, v])];
-  for (const [where, text] of [...parts('request', c.request), ...(c.lookup ? parts('lookup', c.lookup) : [])]) {
-    for (const m of text!.matchAll(PLACEHOLDER)) {
-      if (!(PLACEHOLDERS as readonly string[]).includes(m[1]!)) ctx.addIssue({ code: 'custom', path: where!.split('.'), message: `unknown placeholder \${${m[1]}}` });
+export const HttpProcessorConfig = z
+  .strictObject({
+    type: z.literal('http'),
+    request: RequestTemplate,
+    /** Dotted paths into the provider's JSON answer. */
+    response: z.strictObject({
+      approved: z.strictObject({ path: z.string().max(200), equals: z.union([z.string(), z.number(), z.boolean()]) }),
+      authorizationCode: z.string().max(200).optional(),
+      declineCode: z.string().max(200).optional(),
+      cvvResult: z.string().max(200).optional(),
+      avsResult: z.string().max(200).optional(),
+      networkTransactionId: z.string().max(200).optional(),
+      /** Provider values mapped to M/N/P/U (default: M, N, P, U, match/pass → M, no_match/fail → N). */
+      cvvResultMap: z.record(z.string(), z.enum(['M', 'N', 'P', 'U'])).optional(),
+    }),
+    /** Optional: how to ask the provider for the outcome of a charge by idempotency key (crash recovery). */
+    lookup: RequestTemplate.optional(),
+    timeoutMs: z.number().int().min(1000).max(60000).default(15000),
+  })
+  .superRefine((c, ctx) => {
+    const parts = (name: 'request' | 'lookup', t: z.infer<typeof RequestTemplate>) => [
+      [`${name}.url`, t.url],
+      [`${name}.body`, t.body ?? ''],
+      ...Object.entries(t.headers).map(([k, v]) => [`${name}.headers.${k}`, v]),
+    ];
+    for (const [where, text] of [...parts('request', c.request), ...(c.lookup ? parts('lookup', c.lookup) : [])]) {
+      for (const m of text!.matchAll(PLACEHOLDER)) {
+        if (!(PLACEHOLDERS as readonly string[]).includes(m[1]!))
+          ctx.addIssue({ code: 'custom', path: where!.split('.'), message: `unknown placeholder \${${m[1]}}` });
+      }
     }
-  }
-});
+  });
 export type HttpProcessorConfig = z.infer<typeof HttpProcessorConfig>;
 
 /** Fills `${…}` in a template; `escape` decides how each value is written (JSON string content, URL component, header). */
@@ -103,7 +125,18 @@ function at(obj: unknown, path: string): unknown {
 }
 
 const DEFAULT_CVV_MAP: Record<string, ChargeResult['cvvResult']> = {
-  M: 'M', N: 'N', P: 'P', U: 'U', match: 'M', pass: 'M', matched: 'M', no_match: 'N', fail: 'N', failed: 'N', unavailable: 'U', unchecked: 'P',
+  M: 'M',
+  N: 'N',
+  P: 'P',
+  U: 'U',
+  match: 'M',
+  pass: 'M',
+  matched: 'M',
+  no_match: 'N',
+  fail: 'N',
+  failed: 'N',
+  unavailable: 'U',
+  unchecked: 'P',
 };
 
 /** Pure: the provider's answer as a ChargeResult. A 5xx or an unreadable body is a ProcessorError; a decline is a value. */
@@ -123,7 +156,7 @@ export function parseResponse(map: HttpProcessorConfig['response'], status: numb
   };
   const approved = status < 300 && at(json, map.approved.path) === map.approved.equals;
   const rawCvv = str(map.cvvResult);
-  const cvvResult = rawCvv === null ? 'U' : ({ ...DEFAULT_CVV_MAP, ...map.cvvResultMap })[rawCvv] ?? 'U';
+  const cvvResult = rawCvv === null ? 'U' : ({ ...DEFAULT_CVV_MAP, ...map.cvvResultMap }[rawCvv] ?? 'U');
   return {
     status: approved ? 'approved' : 'declined',
     authorizationCode: approved ? str(map.authorizationCode) : null,
@@ -154,13 +187,23 @@ export function scrub(transcript: string, secrets: Array<Secret<string> | string
 /** The merchant's payment service provider, reached through its request template. */
 export class HttpProcessor implements Processor {
   readonly name = 'http';
-  constructor(private readonly config: HttpProcessorConfig, private readonly opts: { allowPrivate: boolean; onTranscript?: (scrubbed: string) => void }) {}
+  constructor(
+    private readonly config: HttpProcessorConfig,
+    private readonly opts: { allowPrivate: boolean; onTranscript?: (scrubbed: string) => void },
+  ) {}
 
   async #send(built: BuiltRequest, signal: AbortSignal, secrets: Array<Secret<string> | null>, mode: 'test' | 'live'): Promise<OutboundResponse> {
     try {
       // Never a private, loopback or link-local address in live mode, whatever CVVOPS_ALLOW_PRIVATE_TARGETS says.
       const res = await outbound({ ...built, timeoutMs: this.config.timeoutMs, allowPrivate: this.opts.allowPrivate && mode === 'test' }, signal);
-      this.opts.onTranscript?.(scrub(`${built.method} ${built.url}\n${Object.entries(built.headers).map(([k, v]) => `${k}: ${v}`).join('\n')}\n\n${built.body ?? ''}\n\n<- ${res.status}\n${res.body.toString('utf8')}`, secrets));
+      this.opts.onTranscript?.(
+        scrub(
+          `${built.method} ${built.url}\n${Object.entries(built.headers)
+            .map(([k, v]) => `${k}: ${v}`)
+            .join('\n')}\n\n${built.body ?? ''}\n\n<- ${res.status}\n${res.body.toString('utf8')}`,
+          secrets,
+        ),
+      );
       return res;
     } catch (e) {
       if (e instanceof OutboundError) throw new ProcessorError(`provider unreachable: ${e.message}`, e.kind !== 'refused');

@@ -25,7 +25,10 @@ export interface ChargeResult {
 
 /** Transport or protocol failure: the outcome at the provider is unknown or there was none. */
 export class ProcessorError extends Error {
-  constructor(message: string, readonly retryable = true) {
+  constructor(
+    message: string,
+    readonly retryable = true,
+  ) {
     super(message);
     this.name = 'ProcessorError';
   }

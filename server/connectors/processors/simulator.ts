@@ -25,11 +25,22 @@ export class SimulatorProcessor implements Processor {
     if (cvv !== null && cvv !== expectedTestCvv(card.brand)) {
       result = { status: 'declined', authorizationCode: null, declineCode: 'incorrect_cvc', cvvResult: 'N', avsResult: 'U', networkTransactionId: null };
     } else if (card.charge.kind === 'declined') {
-      result = { status: 'declined', authorizationCode: null, declineCode: card.charge.declineCode, cvvResult: cvv ? 'M' : 'P', avsResult: 'U', networkTransactionId: null };
+      result = {
+        status: 'declined',
+        authorizationCode: null,
+        declineCode: card.charge.declineCode,
+        cvvResult: cvv ? 'M' : 'P',
+        avsResult: 'U',
+        networkTransactionId: null,
+      };
     } else {
       result = {
-        status: 'approved', authorizationCode: String(randomInt(100000, 999999)), declineCode: null,
-        cvvResult: cvv ? 'M' : 'P', avsResult: 'U', networkTransactionId: randomUUID().replace(/-/g, '').slice(0, 15),
+        status: 'approved',
+        authorizationCode: String(randomInt(100000, 999999)),
+        declineCode: null,
+        cvvResult: cvv ? 'M' : 'P',
+        avsResult: 'U',
+        networkTransactionId: randomUUID().replace(/-/g, '').slice(0, 15),
       };
     }
     this.#ledger.set(req.idempotencyKey, result);

@@ -20,9 +20,7 @@ export interface ThreeDSRequest {
   browser: Record<string, unknown>;
 }
 
-export type AuthenticateOutcome =
-  | { kind: 'frictionless'; result: ThreeDSResult }
-  | { kind: 'challenge'; dsTransactionId: string; version: string };
+export type AuthenticateOutcome = { kind: 'frictionless'; result: ThreeDSResult } | { kind: 'challenge'; dsTransactionId: string; version: string };
 
 /**
  * A 3-D Secure provider (a 3DS server / directory server connection).

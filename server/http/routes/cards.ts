@@ -7,21 +7,33 @@ import { Card, CreateCardBody, CreatedCard, CvvStatus } from '../schemas.js';
 /** Section 5: card tokens and CVC sessions, for the merchant's server. */
 export function cardRoutes(api: Api, d: Deps): void {
   api.add({
-    method: 'post', path: '/Cards', tag: 'Cards', auth: 'merchant', summary: 'Tokenize a card (optionally with its CVV)',
-    body: CreateCardBody, idempotent: true,
+    method: 'post',
+    path: '/Cards',
+    tag: 'Cards',
+    auth: 'merchant',
+    summary: 'Tokenize a card (optionally with its CVV)',
+    body: CreateCardBody,
+    idempotent: true,
     fieldCodes: { number: 'invalid_card', expMonth: 'invalid_card', expYear: 'invalid_card', cvv: 'invalid_cvv' },
     responses: { 201: { description: 'The card token, masked details and the CVC session if a CVV was given.', schema: CreatedCard } },
     handler: async (_req, res, { body, merchant }) => {
       const out = await d.cards.tokenize(merchant, {
-        number: new Secret(body.number), expMonth: body.expMonth, expYear: body.expYear,
-        cvv: body.cvv === undefined ? undefined : new Secret(body.cvv), holderName: body.holderName,
+        number: new Secret(body.number),
+        expMonth: body.expMonth,
+        expYear: body.expYear,
+        cvv: body.cvv === undefined ? undefined : new Secret(body.cvv),
+        holderName: body.holderName,
       });
       res.status(201).json(out);
     },
   });
 
   api.add({
-    method: 'get', path: '/Cards/{token}', tag: 'Cards', auth: 'merchant', summary: 'Masked card details',
+    method: 'get',
+    path: '/Cards/{token}',
+    tag: 'Cards',
+    auth: 'merchant',
+    summary: 'Masked card details',
     responses: { 200: { description: 'The card.', schema: Card } },
     handler: async (_req, res, { merchant, params }) => {
       res.json(cardView(await d.cards.get(merchant, params.token!)));
@@ -29,7 +41,11 @@ export function cardRoutes(api: Api, d: Deps): void {
   });
 
   api.add({
-    method: 'delete', path: '/Cards/{token}', tag: 'Cards', auth: 'merchant', summary: 'Delete the card and every CVC session of it',
+    method: 'delete',
+    path: '/Cards/{token}',
+    tag: 'Cards',
+    auth: 'merchant',
+    summary: 'Delete the card and every CVC session of it',
     responses: { 204: { description: 'Deleted.' } },
     handler: async (_req, res, { merchant, params }) => {
       await d.cards.delete(merchant, params.token!);
@@ -38,7 +54,11 @@ export function cardRoutes(api: Api, d: Deps): void {
   });
 
   api.add({
-    method: 'get', path: '/Cards/{token}/cvv/status', tag: 'Cards', auth: 'merchant', summary: "The card's CVV status: blocking and CVC session",
+    method: 'get',
+    path: '/Cards/{token}/cvv/status',
+    tag: 'Cards',
+    auth: 'merchant',
+    summary: "The card's CVV status: blocking and CVC session",
     responses: { 200: { description: 'The status; never the CVV.', schema: CvvStatus } },
     handler: async (_req, res, { merchant, params }) => {
       const card = await d.cards.get(merchant, params.token!);
@@ -47,7 +67,11 @@ export function cardRoutes(api: Api, d: Deps): void {
   });
 
   api.add({
-    method: 'post', path: '/Cards/{token}/cvv/unblock', tag: 'Cards', auth: 'merchant', summary: "Unblock the card's CVV and reset the count",
+    method: 'post',
+    path: '/Cards/{token}/cvv/unblock',
+    tag: 'Cards',
+    auth: 'merchant',
+    summary: "Unblock the card's CVV and reset the count",
     responses: { 204: { description: 'Unblocked.' } },
     handler: async (_req, res, { merchant, params }) => {
       const card = await d.cards.get(merchant, params.token!);
@@ -57,7 +81,12 @@ export function cardRoutes(api: Api, d: Deps): void {
   });
 
   api.add({
-    method: 'delete', path: '/CvcSessions/{id}', tag: 'Cards', auth: 'merchant', summary: 'Delete one CVC session by id', unknownId: 'cvc_session_not_found',
+    method: 'delete',
+    path: '/CvcSessions/{id}',
+    tag: 'Cards',
+    auth: 'merchant',
+    summary: 'Delete one CVC session by id',
+    unknownId: 'cvc_session_not_found',
     responses: { 204: { description: 'The CVV is gone from storage.' } },
     handler: async (_req, res, { merchant, params }) => {
       await d.vault.deleteCvcSession(merchant.merchant.id, merchant.mode, params.id!, 'deleted_by_merchant');
@@ -66,15 +95,23 @@ export function cardRoutes(api: Api, d: Deps): void {
   });
 
   api.add({
-    method: 'post', path: '/proxy', tag: 'Proxy', auth: 'merchant', rawBody: true,
+    method: 'post',
+    path: '/proxy',
+    tag: 'Proxy',
+    auth: 'merchant',
+    rawBody: true,
     summary: 'Forward a request to an allowed target with ${cvv} and card placeholders filled in',
     responses: { 200: { description: "The provider's status, headers (minus hop-by-hop) and body, as they came." } },
     handler: async (req, res, { merchant }) => {
       const headers: Record<string, string> = {};
       for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
       const out = await d.proxy.forward(merchant, {
-        target: req.get('x-proxy-target'), cardToken: req.get('x-card-token'), cvcSessionId: req.get('x-cvc-session-id'),
-        contentType: req.get('content-type') ?? '', headers, body: Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '',
+        target: req.get('x-proxy-target'),
+        cardToken: req.get('x-card-token'),
+        cvcSessionId: req.get('x-cvc-session-id'),
+        contentType: req.get('content-type') ?? '',
+        headers,
+        body: Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '',
       });
       for (const [k, v] of Object.entries(out.headers)) {
         if (!['content-security-policy', 'x-frame-options', 'cache-control', 'x-request-id'].includes(k.toLowerCase())) res.setHeader(k, v);

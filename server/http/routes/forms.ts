@@ -5,7 +5,11 @@ import { CustomForm, CustomFormBody, z } from '../schemas.js';
 /** Section 7: custom forms, for the merchant's server. */
 export function formRoutes(api: Api, d: Deps): void {
   api.add({
-    method: 'post', path: '/CustomForms', tag: 'Custom forms', auth: 'merchant', summary: 'Store a custom CVV form (sanitized; what was removed is reported)',
+    method: 'post',
+    path: '/CustomForms',
+    tag: 'Custom forms',
+    auth: 'merchant',
+    summary: 'Store a custom CVV form (sanitized; what was removed is reported)',
     body: CustomFormBody,
     responses: { 201: { description: 'The stored form.', schema: CustomForm } },
     handler: async (_req, res, { merchant, body }) => {
@@ -13,28 +17,45 @@ export function formRoutes(api: Api, d: Deps): void {
     },
   });
   api.add({
-    method: 'get', path: '/CustomForms', tag: 'Custom forms', auth: 'merchant', summary: "The merchant's custom forms",
+    method: 'get',
+    path: '/CustomForms',
+    tag: 'Custom forms',
+    auth: 'merchant',
+    summary: "The merchant's custom forms",
     responses: { 200: { description: 'The forms.', schema: z.object({ data: z.array(CustomForm) }) } },
     handler: async (_req, res, { merchant }) => {
       res.json({ data: (await d.store.listCustomForms(merchant.merchant.id, merchant.mode)).map((f) => d.forms.view(f)) });
     },
   });
   api.add({
-    method: 'get', path: '/CustomForms/{id}', tag: 'Custom forms', auth: 'merchant', summary: 'One custom form',
+    method: 'get',
+    path: '/CustomForms/{id}',
+    tag: 'Custom forms',
+    auth: 'merchant',
+    summary: 'One custom form',
     responses: { 200: { description: 'The form.', schema: CustomForm } },
     handler: async (_req, res, { merchant, params }) => {
       res.json(d.forms.view(await d.forms.get(merchant.merchant.id, merchant.mode, params.id!)));
     },
   });
   api.add({
-    method: 'put', path: '/CustomForms/{id}', tag: 'Custom forms', auth: 'merchant', summary: 'Replace a custom form', body: CustomFormBody,
+    method: 'put',
+    path: '/CustomForms/{id}',
+    tag: 'Custom forms',
+    auth: 'merchant',
+    summary: 'Replace a custom form',
+    body: CustomFormBody,
     responses: { 200: { description: 'The form as stored.', schema: CustomForm } },
     handler: async (_req, res, { merchant, params, body }) => {
       res.json(await d.forms.update(merchant.merchant.id, merchant.mode, params.id!, body));
     },
   });
   api.add({
-    method: 'delete', path: '/CustomForms/{id}', tag: 'Custom forms', auth: 'merchant', summary: 'Delete a custom form',
+    method: 'delete',
+    path: '/CustomForms/{id}',
+    tag: 'Custom forms',
+    auth: 'merchant',
+    summary: 'Delete a custom form',
     responses: { 204: { description: 'Deleted.' } },
     handler: async (_req, res, { merchant, params }) => {
       await d.forms.delete(merchant.merchant.id, merchant.mode, params.id!);

@@ -71,7 +71,12 @@ function framable(res: Response, csp: string): void {
  * the SDK (/sdk/v1/…), our scripts (/assets/…) and the demo checkout (/demo).
  */
 export function hostedRoutes(app: Express, d: Deps): void {
-  const sri = { form: integrity('assets/form.js'), challenge: integrity('assets/challenge.js'), demo: integrity('assets/demo.js'), css: integrity('assets/form.css') };
+  const sri = {
+    form: integrity('assets/form.js'),
+    challenge: integrity('assets/challenge.js'),
+    demo: integrity('assets/demo.js'),
+    css: integrity('assets/form.css'),
+  };
   const staticHeaders = (res: Response, crossOrigin: boolean) => {
     res.setHeader('Cache-Control', 'public, max-age=300');
     if (crossOrigin) {
@@ -79,12 +84,22 @@ export function hostedRoutes(app: Express, d: Deps): void {
       res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin');
     }
   };
-  app.use('/sdk/v1', express.static(join(projectRoot(), 'public/sdk/v1'), {
-    index: false, fallthrough: true, setHeaders: (res) => staticHeaders(res, true),
-  }));
-  app.use('/assets', express.static(join(projectRoot(), 'public/assets'), {
-    index: false, fallthrough: true, setHeaders: (res) => staticHeaders(res, false),
-  }));
+  app.use(
+    '/sdk/v1',
+    express.static(join(projectRoot(), 'public/sdk/v1'), {
+      index: false,
+      fallthrough: true,
+      setHeaders: (res) => staticHeaders(res, true),
+    }),
+  );
+  app.use(
+    '/assets',
+    express.static(join(projectRoot(), 'public/assets'), {
+      index: false,
+      fallthrough: true,
+      setHeaders: (res) => staticHeaders(res, false),
+    }),
+  );
 
   const limitAddress = (req: Request) => d.limits.consume('address', req.ip ?? 'unknown');
 
@@ -132,8 +147,16 @@ export function hostedRoutes(app: Express, d: Deps): void {
     const amount = session?.amount ? formatAmount(session.amount) : null;
     const status = t.result?.status ?? '';
     res.type('html').render('three-ds-challenge', {
-      nonce: n, sri, state: t.status === 'challenge' ? 'open' : 'done', action: `/hosted/3ds/${t.id}`, mode: t.mode, amount, status,
-      message: OUTCOME_TEXT[status] ?? 'The verification has finished.', allowedOrigins: origins, transactionId: t.id,
+      nonce: n,
+      sri,
+      state: t.status === 'challenge' ? 'open' : 'done',
+      action: `/hosted/3ds/${t.id}`,
+      mode: t.mode,
+      amount,
+      status,
+      message: OUTCOME_TEXT[status] ?? 'The verification has finished.',
+      allowedOrigins: origins,
+      transactionId: t.id,
       parentOrigin: origins.includes(parentOrigin) ? parentOrigin : '',
     });
   }
@@ -156,10 +179,20 @@ export function hostedRoutes(app: Express, d: Deps): void {
   const demoKey = async () => (await ensureDemoMerchant(d.store, d.keyring, d.merchants, [d.config.publicOrigin])).testKey;
   app.get('/demo', async (_req: Request, res: Response) => {
     const n = nonce();
-    res.setHeader('Content-Security-Policy', [
-      "default-src 'none'", `script-src 'nonce-${n}'`, `style-src 'nonce-${n}'`, "connect-src 'self'", "img-src 'self' data:",
-      "frame-src 'self'", "form-action 'self'", "base-uri 'none'", "frame-ancestors 'none'",
-    ].join('; '));
+    res.setHeader(
+      'Content-Security-Policy',
+      [
+        "default-src 'none'",
+        `script-src 'nonce-${n}'`,
+        `style-src 'nonce-${n}'`,
+        "connect-src 'self'",
+        "img-src 'self' data:",
+        "frame-src 'self'",
+        "form-action 'self'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+      ].join('; '),
+    );
     res.type('html').render('demo', { nonce: n, sri });
   });
   const demoJson = express.json({ limit: 8192 });
@@ -171,7 +204,11 @@ export function hostedRoutes(app: Express, d: Deps): void {
     const card = await d.cards.tokenize(m, { number: new Secret(body.data.card), expMonth: 12, expYear: new Date(d.clock.now()).getUTCFullYear() + 4 });
     const { body: session } = await d.sessions.create(m, {
       // A checkout to copy: the charge needs a successful 3-D Secure (Y or A); after N the server refuses it (409).
-      card: card.token, operations: ['collectCvv', 'threeDS', 'charge'], amount: { value: 1999, currency: 'EUR' }, require3DS: true, reference: 'demo-order',
+      card: card.token,
+      operations: ['collectCvv', 'threeDS', 'charge'],
+      amount: { value: 1999, currency: 'EUR' },
+      require3DS: true,
+      reference: 'demo-order',
     });
     res.status(201).json(CreatedSession.partial().passthrough().parse(session));
   });

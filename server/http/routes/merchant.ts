@@ -7,25 +7,42 @@ import { CreateWebhookEndpointBody, CreatedWebhookEndpoint, Merchant, PatchMerch
 
 function merchantView(m: MerchantRecord) {
   return {
-    id: m.id, name: m.name, mode: m.mode, allowedOrigins: m.allowedOrigins, allowedProxyTargets: m.allowedProxyTargets,
+    id: m.id,
+    name: m.name,
+    mode: m.mode,
+    allowedOrigins: m.allowedOrigins,
+    allowedProxyTargets: m.allowedProxyTargets,
     // The processor's headers and body may hold the provider's credentials: only its type and URL are shown.
-    processor: { type: (m.processor as { type?: string }).type ?? 'simulator', ...((m.processor as { url?: string }).url ? { url: (m.processor as { url?: string }).url } : {}) },
-    cvvBlockThreshold: m.cvvBlockThreshold, cvcSessionTtlSeconds: m.cvcSessionTtlSeconds,
-    createdAt: isoTime(m.createdAt), updatedAt: isoTime(m.updatedAt),
+    processor: {
+      type: (m.processor as { type?: string }).type ?? 'simulator',
+      ...((m.processor as { url?: string }).url ? { url: (m.processor as { url?: string }).url } : {}),
+    },
+    cvvBlockThreshold: m.cvvBlockThreshold,
+    cvcSessionTtlSeconds: m.cvcSessionTtlSeconds,
+    createdAt: isoTime(m.createdAt),
+    updatedAt: isoTime(m.updatedAt),
   };
 }
 
 /** Section 8: the merchant's own settings. */
 export function merchantRoutes(api: Api, d: Deps): void {
   api.add({
-    method: 'get', path: '/Merchant', tag: 'Merchant', auth: 'merchant', summary: "The calling merchant's settings, of the calling key's mode",
+    method: 'get',
+    path: '/Merchant',
+    tag: 'Merchant',
+    auth: 'merchant',
+    summary: "The calling merchant's settings, of the calling key's mode",
     responses: { 200: { description: 'The merchant.', schema: Merchant } },
     handler: async (_req, res, { merchant }) => {
       res.json(merchantView(merchant.merchant));
     },
   });
   api.add({
-    method: 'patch', path: '/Merchant', tag: 'Merchant', auth: 'merchant', summary: "Change allowed origins, proxy targets, the processor and CVV settings, of the calling key's mode only",
+    method: 'patch',
+    path: '/Merchant',
+    tag: 'Merchant',
+    auth: 'merchant',
+    summary: "Change allowed origins, proxy targets, the processor and CVV settings, of the calling key's mode only",
     body: PatchMerchantBody,
     responses: { 200: { description: 'The merchant as it is now.', schema: Merchant } },
     handler: async (_req, res, { merchant, body }) => {
@@ -36,7 +53,11 @@ export function merchantRoutes(api: Api, d: Deps): void {
   });
 
   api.add({
-    method: 'post', path: '/WebhookEndpoints', tag: 'Webhooks', auth: 'merchant', summary: 'Add a webhook endpoint (its secret is shown once)',
+    method: 'post',
+    path: '/WebhookEndpoints',
+    tag: 'Webhooks',
+    auth: 'merchant',
+    summary: 'Add a webhook endpoint (its secret is shown once)',
     body: CreateWebhookEndpointBody,
     responses: { 201: { description: 'The endpoint and its signing secret.', schema: CreatedWebhookEndpoint } },
     handler: async (_req, res, { merchant, body }) => {
@@ -45,14 +66,22 @@ export function merchantRoutes(api: Api, d: Deps): void {
     },
   });
   api.add({
-    method: 'get', path: '/WebhookEndpoints', tag: 'Webhooks', auth: 'merchant', summary: 'The webhook endpoints (without secrets)',
+    method: 'get',
+    path: '/WebhookEndpoints',
+    tag: 'Webhooks',
+    auth: 'merchant',
+    summary: 'The webhook endpoints (without secrets)',
     responses: { 200: { description: 'The endpoints.', schema: z.object({ data: z.array(WebhookEndpoint) }) } },
     handler: async (_req, res, { merchant }) => {
       res.json({ data: (await d.store.listWebhookEndpoints(merchant.merchant.id, merchant.mode)).map((e) => d.webhooks.view(e)) });
     },
   });
   api.add({
-    method: 'delete', path: '/WebhookEndpoints/{id}', tag: 'Webhooks', auth: 'merchant', summary: 'Remove a webhook endpoint',
+    method: 'delete',
+    path: '/WebhookEndpoints/{id}',
+    tag: 'Webhooks',
+    auth: 'merchant',
+    summary: 'Remove a webhook endpoint',
     responses: { 204: { description: 'Removed.' } },
     handler: async (_req, res, { merchant, params }) => {
       if (!(await d.store.deleteWebhookEndpoint(merchant.merchant.id, merchant.mode, params.id!))) throw new AppError('not_found', 'No such webhook endpoint.');

@@ -13,8 +13,13 @@ export function operationRoutes(api: Api, d: Deps): void {
   const call = (req: Request, token: { token: string; claims: SessionClaims }) => ({ token: token.token, claims: token.claims, origin: origin(req) });
 
   api.add({
-    method: 'post', path: '/CvvOperations/collectCvv', tag: 'Operations', auth: 'session',
-    summary: 'Collect the CVV into the vault', body: CollectCvvBody, fieldCodes: { cvv: 'invalid_cvv' },
+    method: 'post',
+    path: '/CvvOperations/collectCvv',
+    tag: 'Operations',
+    auth: 'session',
+    summary: 'Collect the CVV into the vault',
+    body: CollectCvvBody,
+    fieldCodes: { cvv: 'invalid_cvv' },
     responses: { 200: { description: 'The CVC session, and the next token.', schema: OperationResponse } },
     handler: async (req, res, { body, token }) => {
       res.json(await d.operations.collectCvv(call(req, token), new Secret(body.cvv)));
@@ -22,17 +27,27 @@ export function operationRoutes(api: Api, d: Deps): void {
   });
 
   api.add({
-    method: 'post', path: '/CvvOperations/threeDS', tag: 'Operations', auth: 'session',
-    summary: 'Run 3-D Secure (frictionless, or a challenge to open)', body: ThreeDSBody,
-    responses: { 200: { description: 'The 3DS result (status C with challengeUrl when a challenge is needed), and the next token.', schema: OperationResponse } },
+    method: 'post',
+    path: '/CvvOperations/threeDS',
+    tag: 'Operations',
+    auth: 'session',
+    summary: 'Run 3-D Secure (frictionless, or a challenge to open)',
+    body: ThreeDSBody,
+    responses: {
+      200: { description: 'The 3DS result (status C with challengeUrl when a challenge is needed), and the next token.', schema: OperationResponse },
+    },
     handler: async (req, res, { body, token }) => {
       res.json(await d.operations.threeDSAuthenticate(call(req, token), body));
     },
   });
 
   api.add({
-    method: 'post', path: '/CvvOperations/threeDS/result', tag: 'Operations', auth: 'session',
-    summary: "The final 3DS result of the session's latest transaction (409 while its challenge is open)", body: EmptyBody,
+    method: 'post',
+    path: '/CvvOperations/threeDS/result',
+    tag: 'Operations',
+    auth: 'session',
+    summary: "The final 3DS result of the session's latest transaction (409 while its challenge is open)",
+    body: EmptyBody,
     responses: { 200: { description: 'The final 3DS result, and the next token.', schema: OperationResponse } },
     handler: async (req, res, { body, token }) => {
       res.json(await d.operations.threeDSResult(call(req, token), body));
@@ -40,8 +55,13 @@ export function operationRoutes(api: Api, d: Deps): void {
   });
 
   api.add({
-    method: 'post', path: '/CvvOperations/charge', tag: 'Operations', auth: 'session',
-    summary: 'Authorize on the processor with the vaulted CVV', body: ChargeBody, fieldCodes: { amount: 'invalid_amount' },
+    method: 'post',
+    path: '/CvvOperations/charge',
+    tag: 'Operations',
+    auth: 'session',
+    summary: 'Authorize on the processor with the vaulted CVV',
+    body: ChargeBody,
+    fieldCodes: { amount: 'invalid_amount' },
     responses: { 200: { description: 'The charge result (approved, declined or error), and the next token.', schema: OperationResponse } },
     handler: async (req, res, { body, token }) => {
       const key = req.get('idempotency-key');

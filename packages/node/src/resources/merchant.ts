@@ -33,7 +33,9 @@ export class WebhookEndpoints {
 
   /** GET /WebhookEndpoints (without secrets). `await` it for `{ data }`, or `for await` over the endpoints. */
   list(options?: RequestOptions): PagePromise<WebhookEndpoint> {
-    return new PagePromise<WebhookEndpoint>(() => this.http.request<Page<WebhookEndpoint>>({ method: 'GET', path: '/WebhookEndpoints', retry: 'repeatable', options }));
+    return new PagePromise<WebhookEndpoint>(() =>
+      this.http.request<Page<WebhookEndpoint>>({ method: 'GET', path: '/WebhookEndpoints', retry: 'repeatable', options }),
+    );
   }
 
   /** DELETE /WebhookEndpoints/{id}. */
