@@ -1,6 +1,8 @@
 import { Secret } from './secret.js';
 
-export type SigningAlg = 'EdDSA' | 'ES256';
+import type { SigningAlg } from './types/shared.js';
+
+export type { SigningAlg };
 
 export interface Config {
   readonly production: boolean;

@@ -4,7 +4,7 @@ import type { CardRecord, Store } from '../store/store.js';
 import type { Clock } from './clock.js';
 import { newId } from './ids.js';
 import type { Keyring } from './keyring.js';
-import { findTestCard } from './test-cards.js';
+import { findTestCard } from '../test-cards.js';
 import type { MerchantContext } from './merchants.js';
 import type { Vault, CvcSessionView } from './vault.js';
 

@@ -6,11 +6,9 @@ import { secureRandom } from './random.js';
 export type KeyPurpose = 'cvv' | 'card' | 'signing-key' | 'replay' | 'idempotency' | 'fingerprint' | 'api-key' | 'demo' | 'settings' | 'cavv';
 
 /** A value encrypted with AES-256-GCM: key version, 96-bit IV, ciphertext and tag (one buffer). */
-export interface Sealed {
-  keyVersion: number;
-  /** iv (12) || ciphertext || tag (16) */
-  blob: Buffer;
-}
+import type { Sealed } from '../types/shared.js';
+
+export type { Sealed };
 
 const CURRENT_VERSION = 1;
 

@@ -1,6 +1,6 @@
 import { createPrivateKey, hash, createPublicKey, type KeyObject, sign as cryptoSign, verify as cryptoVerify } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
-import type { SigningAlg } from '../config.js';
+import type { SigningAlg } from '../types/shared.js';
 import type { Logger } from '../log.js';
 import type { Mode, Operation, OperationResults, Store } from '../store/store.js';
 import type { Clock } from './clock.js';

@@ -12,7 +12,7 @@ import {
 } from 'kysely';
 import type BetterSqlite3 from 'better-sqlite3';
 import { chmodSync, closeSync, fdatasync, fstatSync, openSync } from 'node:fs';
-import type { Sealed } from '../domain/keyring.js';
+import type { Sealed } from '../types/shared.js';
 import { migrationProvider, type Engine } from './migrations.js';
 import type {
   CardsTable,

@@ -1,4 +1,4 @@
-import type { Sealed } from '../domain/keyring.js';
+import type { Sealed } from '../types/shared.js';
 
 export type Mode = 'test' | 'live';
 export type Operation = 'collectCvv' | 'threeDS' | 'charge';

@@ -1,5 +1,5 @@
 import { randomInt, randomUUID } from 'node:crypto';
-import { expectedTestCvv, findTestCard } from '../../domain/test-cards.js';
+import { expectedTestCvv, findTestCard } from '../../test-cards.js';
 import { type ChargeRequest, type ChargeResult, type Processor, ProcessorError } from './processor.js';
 
 /**

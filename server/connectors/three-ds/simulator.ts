@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import { findTestCard } from '../../domain/test-cards.js';
+import { findTestCard } from '../../test-cards.js';
 import { Secret } from '../../secret.js';
 import type { AuthenticateOutcome, ThreeDSProvider, ThreeDSRequest, ThreeDSResult } from './provider.js';
 
