@@ -7,8 +7,3 @@ export type IdPrefix = 'mer' | 'key' | 'cvo' | 'tok' | 'cvc' | 'ch' | 'tds' | 'f
 export function newId(prefix: IdPrefix): string {
   return `${prefix}_${secureRandomBase64url(20)}`;
 }
-
-/** Only ids of this shape are ever looked up (anything else is simply not found). */
-export function looksLikeId(prefix: IdPrefix, value: string): boolean {
-  return value.length <= 64 && value.startsWith(`${prefix}_`) && /^[A-Za-z0-9_-]+$/.test(value);
-}

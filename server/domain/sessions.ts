@@ -37,8 +37,6 @@ function present(card: CardRecord | null): CardRecord {
   return card;
 }
 
-export const OPERATIONS: readonly Operation[] = ['collectCvv', 'threeDS', 'charge'];
-
 /**
  * A charge in flight owns its session (API.md section 2): from the moment it
  * wins its token until its outcome is recorded, every other change to the
