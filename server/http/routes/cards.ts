@@ -5,7 +5,7 @@ import type { Api } from '../api.js';
 import { Card, CreateCardBody, CreatedCard, CvvStatus } from '../schemas.js';
 
 /** Section 5: card tokens and CVC sessions, for the merchant's server. */
-export function cardRoutes(api: Api, d: Deps): void {
+export function cardRoutes(api: Api, d: Pick<Deps, 'cards' | 'proxy' | 'vault'>): void {
   api.add({
     method: 'post',
     path: '/Cards',

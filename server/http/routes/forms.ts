@@ -3,7 +3,7 @@ import type { Api } from '../api.js';
 import { CustomForm, CustomFormBody, z } from '../schemas.js';
 
 /** Section 7: custom forms, for the merchant's server. */
-export function formRoutes(api: Api, d: Deps): void {
+export function formRoutes(api: Api, d: Pick<Deps, 'forms' | 'store'>): void {
   api.add({
     method: 'post',
     path: '/CustomForms',

@@ -70,7 +70,10 @@ function framable(res: Response, csp: string): void {
  * forms (/hosted/forms/{id}), the 3-D Secure challenge (/hosted/3ds/{id}),
  * the SDK (/sdk/v1/…), our scripts (/assets/…) and the demo checkout (/demo).
  */
-export function hostedRoutes(app: Express, d: Deps): void {
+export function hostedRoutes(
+  app: Express,
+  d: Pick<Deps, 'cards' | 'clock' | 'config' | 'keyring' | 'limits' | 'merchants' | 'sessions' | 'store' | 'threeDS'>,
+): void {
   const sri = {
     form: integrity('assets/form.js'),
     challenge: integrity('assets/challenge.js'),

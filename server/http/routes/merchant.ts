@@ -25,7 +25,7 @@ function merchantView(m: MerchantRecord) {
 }
 
 /** Section 8: the merchant's own settings. */
-export function merchantRoutes(api: Api, d: Deps): void {
+export function merchantRoutes(api: Api, d: Pick<Deps, 'merchants' | 'origins' | 'store' | 'webhooks'>): void {
   api.add({
     method: 'get',
     path: '/Merchant',

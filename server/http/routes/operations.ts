@@ -9,7 +9,7 @@ import { ChargeBody, CollectCvvBody, EmptyBody, OperationResponse, ThreeDSBody }
 const origin = (req: Request) => req.headers.origin;
 
 /** Section 4: operations, for the browser, with the current session token. Each route parses, calls one use case, answers. */
-export function operationRoutes(api: Api, d: Deps): void {
+export function operationRoutes(api: Api, d: Pick<Deps, 'charges' | 'operations'>): void {
   const call = (req: Request, token: { token: string; claims: SessionClaims }) => ({ token: token.token, claims: token.claims, origin: origin(req) });
 
   api.add({

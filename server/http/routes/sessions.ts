@@ -4,7 +4,7 @@ import { IdempotencyService } from '../../domain/idempotency.js';
 import { CreateSessionBody, CreatedSession, Session, TokenResponse, ValidateTokenBody, ValidateTokenResponse } from '../schemas.js';
 
 /** Section 3: operations sessions, for the merchant's server. */
-export function sessionRoutes(api: Api, d: Deps): void {
+export function sessionRoutes(api: Api, d: Pick<Deps, 'sessions'>): void {
   api.add({
     method: 'post',
     path: '/CvvOperations',
