@@ -213,6 +213,9 @@ export function errorHandler(log: Logger) {
       return;
     }
     if (e.retryAfter !== undefined) res.setHeader('Retry-After', String(Math.max(1, Math.ceil(e.retryAfter))));
+    // RFC 6750 section 3: a 401 names the scheme; a credential that was sent and refused is an invalid_token.
+    if (e.status === 401)
+      res.setHeader('WWW-Authenticate', e.code === 'unauthenticated' ? 'Bearer realm="cvvops"' : 'Bearer realm="cvvops", error="invalid_token"');
     for (const [k, v] of Object.entries(e.headers ?? {})) res.setHeader(k, v);
     res.setHeader('Cache-Control', 'no-store');
     res.status(e.status).json({ error: { code: e.code, message: maskDigits(e.message), requestId } });

@@ -90,6 +90,11 @@ function assertError(res: { status: number; body: any; headers: Record<string, s
   assert.equal(typeof res.body.error.message, 'string');
   assert.ok(res.body.error.message.length > 0);
   assert.equal(res.body.error.requestId, res.headers['x-request-id'], `${what}: requestId equals the header`);
+  if (status === 401) {
+    // RFC 6750: the scheme, and for a credential sent and refused, error="invalid_token".
+    const want = code === 'unauthenticated' ? 'Bearer realm="cvvops"' : 'Bearer realm="cvvops", error="invalid_token"';
+    assert.equal(res.headers['www-authenticate'], want, `${what}: WWW-Authenticate`);
+  } else assert.equal(res.headers['www-authenticate'], undefined, `${what}: no WWW-Authenticate on a ${status}`);
 }
 
 /** A seeded PRNG (mulberry32), so a failing fuzz case can be replayed from its seed. */
