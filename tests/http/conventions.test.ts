@@ -647,6 +647,21 @@ describe('HTTP conventions (API.md section 2, SECURITY.md "HTTP")', () => {
   });
 
   describe('public endpoints', () => {
+    it('every file of the SDK and the hosted assets is served with its own content type (the .d.ts too)', async () => {
+      const want: Array<[string, RegExp]> = [
+        ['/sdk/v1/cvvops.js', /^(application|text)\/javascript; charset=utf-8$/],
+        ['/sdk/v1/cvvops.mjs', /^(application|text)\/javascript; charset=utf-8$/],
+        ['/sdk/v1/cvvops.d.ts', /^application\/typescript; charset=utf-8$/],
+        ['/assets/form.js', /^(application|text)\/javascript; charset=utf-8$/],
+        ['/assets/form.css', /^text\/css; charset=utf-8$/],
+      ];
+      for (const [path, type] of want) {
+        const res = await request(h.app).get(path);
+        assert.equal(res.status, 200, path);
+        assert.match(res.headers['content-type'] ?? '', type, `${path}: ${res.headers['content-type']}`);
+      }
+    });
+
     it('GET /healthz is 200 and GET /readyz is 200 with storage and keys ok', async () => {
       const hz = await request(h.app).get('/healthz');
       assert.equal(hz.status, 200);

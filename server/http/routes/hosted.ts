@@ -80,8 +80,10 @@ export function hostedRoutes(
     demo: integrity('assets/demo.js'),
     css: integrity('assets/form.css'),
   };
-  const staticHeaders = (res: Response, crossOrigin: boolean) => {
+  const staticHeaders = (res: Response, crossOrigin: boolean, path: string) => {
     res.setHeader('Cache-Control', 'public, max-age=300');
+    // The SDK's type declarations: TypeScript source, not an MPEG transport stream (the .ts default of mime tables).
+    if (path.endsWith('.d.ts')) res.setHeader('Content-Type', 'application/typescript; charset=utf-8');
     if (crossOrigin) {
       res.setHeader('Access-Control-Allow-Origin', '*');
       res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin');
@@ -92,7 +94,7 @@ export function hostedRoutes(
     express.static(join(projectRoot(), 'public/sdk/v1'), {
       index: false,
       fallthrough: true,
-      setHeaders: (res) => staticHeaders(res, true),
+      setHeaders: (res, path) => staticHeaders(res, true, path),
     }),
   );
   app.use(
@@ -100,7 +102,7 @@ export function hostedRoutes(
     express.static(join(projectRoot(), 'public/assets'), {
       index: false,
       fallthrough: true,
-      setHeaders: (res) => staticHeaders(res, false),
+      setHeaders: (res, path) => staticHeaders(res, false, path),
     }),
   );
 
