@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, loadConfig, loadEnvFile } from './config.js';
 import { createDeps } from './deps.js';
 import { createLogger } from './log.js';
 import { pino } from 'pino';
@@ -9,6 +9,7 @@ import { VERSION } from './version.js';
 async function withDeps<T>(fn: (d: Awaited<ReturnType<typeof createDeps>>) => Promise<T>): Promise<T> {
   let config;
   try {
+    loadEnvFile();
     config = loadConfig(process.env);
   } catch (e) {
     if (e instanceof ConfigError) {

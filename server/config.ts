@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { Secret } from './secret.js';
 
 import type { SigningAlg } from './types/shared.js';
@@ -46,6 +47,29 @@ function onOff(name: string, raw: string | undefined, dflt: boolean, problems: s
   if (['0', 'false', 'off', 'no'].includes(v)) return false;
   problems.push(`${name} must be on or off (got "${raw}")`);
   return dflt;
+}
+
+/**
+ * Loads a dotenv file into process.env before the configuration is read: `.env` in
+ * the current folder, or the file CVVOPS_ENV_FILE names. A missing file is
+ * fine (unless CVVOPS_ENV_FILE names it); a variable already in the
+ * environment wins over the file. Returns the file loaded, if any.
+ */
+export function loadEnvFile(): string | null {
+  const env = process.env;
+  const named = env.CVVOPS_ENV_FILE !== undefined && env.CVVOPS_ENV_FILE !== '';
+  const file = named ? env.CVVOPS_ENV_FILE! : '.env';
+  if (!existsSync(file)) {
+    if (named) throw new ConfigError([`CVVOPS_ENV_FILE names ${file}, which does not exist`]);
+    return null;
+  }
+  try {
+    // Node's loader (20.12+) keeps a variable the environment already has.
+    process.loadEnvFile(file);
+  } catch (e) {
+    throw new ConfigError([`${file} could not be read: ${e instanceof Error ? e.message : String(e)}`]);
+  }
+  return file;
 }
 
 /**

@@ -1,7 +1,7 @@
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { buildApp } from './app.js';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, loadConfig, loadEnvFile } from './config.js';
 import { ensureDemoMerchant } from './domain/demo.js';
 import { Sweeper } from './domain/sweeper.js';
 import { createDeps } from './deps.js';
@@ -15,6 +15,8 @@ import { createLogger } from './log.js';
 async function main(): Promise<void> {
   let config;
   try {
+    // Workers inherit the primary's environment, .env included.
+    if (!cluster.isWorker) loadEnvFile();
     config = loadConfig(process.env, availableParallelism());
   } catch (e) {
     if (e instanceof ConfigError) {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -73,5 +73,34 @@ describe('the server process', () => {
     const code = await new Promise((r) => child.once('exit', r));
     assert.notEqual(code, 0);
     assert.match(err, /CVVOPS_MASTER_KEY/);
+  });
+
+  it('loads a dotenv file (CVVOPS_ENV_FILE, else ./.env) before reading its configuration; the environment wins over the file', async () => {
+    const file = join(dir, 'cvvops.env');
+    writeFileSync(file, `PUBLIC_BASE_URL=http://from-file.test:8080\nCVVOPS_DEMO=on\n`);
+    const serverUrl = async (base: string) => ((await (await fetch(`${base}/openapi.json`)).json()) as { servers: Array<{ url: string }> }).servers[0]?.url;
+    const db = `sqlite:${join(dir, 'envfile.db')}`;
+    let s = await startServer({ DATABASE_URL: db, CVVOPS_ENV_FILE: file, CVVOPS_DEMO: 'off' });
+    try {
+      assert.equal(await serverUrl(s.base), 'http://from-file.test:8080', 'PUBLIC_BASE_URL came from the file');
+      assert.equal((await fetch(`${s.base}/demo`)).status, 404, 'CVVOPS_DEMO=off from the environment beat on from the file');
+    } finally {
+      await s.stop();
+    }
+    s = await startServer({ DATABASE_URL: db, CVVOPS_ENV_FILE: file, PUBLIC_BASE_URL: 'http://from-env.test:8080', CVVOPS_DEMO: 'off' });
+    try {
+      assert.equal(await serverUrl(s.base), 'http://from-env.test:8080', 'the environment wins');
+    } finally {
+      await s.stop();
+    }
+    // A file named on purpose must exist: a typo is not silently ignored.
+    const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts'], {
+      env: { ...process.env, CVVOPS_ENV_FILE: join(dir, 'missing.env'), DATABASE_URL: db, PORT: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    child.stderr.on('data', (b) => (err += b));
+    assert.equal(await new Promise((r) => child.once('exit', r)), 78);
+    assert.match(err, /CVVOPS_ENV_FILE names .*missing\.env, which does not exist/);
   });
 });
