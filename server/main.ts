@@ -1,4 +1,5 @@
 import cluster from 'node:cluster';
+import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, loadEnvFile } from './config.js';
@@ -31,6 +32,8 @@ async function main(): Promise<void> {
   const serves = config.workers === 1 || isWorker;
 
   if (!isWorker) {
+    // A busy port is reported before anything else is printed (not after a banner pointing at the other process).
+    await assertPortFree(config.port, config.host);
     // Background work runs once per server (in the primary with several workers).
     const sweeper = new Sweeper(deps.store, deps.tokens, deps.clock, log, deps.webhooks, deps.charges);
     sweeper.start();
@@ -70,7 +73,7 @@ async function main(): Promise<void> {
     server.keepAliveTimeout = 5_000;
     await new Promise<void>((resolve, reject) => {
       server!.once('listening', resolve);
-      server!.once('error', reject);
+      server!.once('error', (err) => reject(listenError(err, config.port, config.host)));
     });
     const addr = server.address();
     log.info(
@@ -95,6 +98,26 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+/** What a failed listen means, in words a newcomer can act on. */
+function listenError(err: unknown, port: number, host: string): Error {
+  const code = (err as { code?: string } | null)?.code;
+  if (code === 'EADDRINUSE')
+    return new Error(`port ${port} on ${host} is already in use (another server is running there?); set PORT to a free port, e.g. PORT=8081 npm start`);
+  if (code === 'EACCES') return new Error(`port ${port} on ${host} needs privileges; set PORT to a port above 1023`);
+  if (code === 'EADDRNOTAVAIL') return new Error(`HOST ${host} is not an address of this machine; set HOST (e.g. 127.0.0.1 or 0.0.0.0)`);
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+/** Binds the port once and lets it go: the primary checks it before printing anything or forking workers. */
+async function assertPortFree(port: number, host: string): Promise<void> {
+  if (port === 0) return;
+  const probe = createServer();
+  await new Promise<void>((resolve, reject) => {
+    probe.once('error', (err) => reject(listenError(err, port, host)));
+    probe.listen(port, host, () => probe.close(() => resolve()));
+  });
 }
 
 main().catch((err) => {

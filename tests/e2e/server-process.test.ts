@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -102,5 +103,26 @@ describe('the server process', () => {
     child.stderr.on('data', (b) => (err += b));
     assert.equal(await new Promise((r) => child.once('exit', r)), 78);
     assert.match(err, /CVVOPS_ENV_FILE names .*missing\.env, which does not exist/);
+  });
+
+  it('a busy port is reported before any banner, with the PORT hint', async () => {
+    const busy = createServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+    const port = (busy.address() as AddressInfo).port;
+    try {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts'], {
+        env: { ...process.env, NODE_ENV: '', HOST: '127.0.0.1', PORT: String(port), CVVOPS_DEMO: 'on', DATABASE_URL: `sqlite:${join(dir, 'busy.db')}` },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (b) => (out += b));
+      child.stderr.on('data', (b) => (err += b));
+      assert.equal(await new Promise((r) => child.once('exit', r)), 1);
+      assert.match(err, new RegExp(`port ${port} on 127\\.0\\.0\\.1 is already in use .*set PORT to a free port`));
+      assert.doesNotMatch(out, /demo merchant|test key/, 'no banner for a server that is not running');
+    } finally {
+      await new Promise((r) => busy.close(r));
+    }
   });
 });
