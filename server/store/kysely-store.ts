@@ -165,6 +165,46 @@ function* recordOutcome(
  */
 const PENDING = sql.lit('pending');
 
+/** A session finished with an outcome, as arguments of a prepared statement: results, next token hash, replay record. */
+interface FinishArgs extends Record<string, unknown> {
+  id: string;
+  jti: string;
+  results: string;
+  tokenHash: string;
+  now: number;
+  replayJti: string;
+  replayHash: string;
+  replaySealed: Buffer;
+  replayAt: number;
+}
+const finishArgs = (
+  f: { id: string; jti: string; results: unknown; tokenHash: string; replay: { jti: string; hash: string; sealed: Sealed; at: number } },
+  now: number,
+): FinishArgs => ({
+  id: f.id,
+  jti: f.jti,
+  results: JSON.stringify(f.results),
+  tokenHash: f.tokenHash,
+  now,
+  replayJti: f.replay.jti,
+  replayHash: f.replay.hash,
+  replaySealed: pack(f.replay.sealed),
+  replayAt: f.replay.at,
+});
+/** The columns such a finish sets; a charge's outcome also ends its ownership of the session (no other operation could have held it). */
+const finishSet = (a: FinishArgs, complete: boolean) => ({
+  results: a.results,
+  token_hash: a.tokenHash,
+  updated_at: a.now,
+  replay_jti: a.replayJti,
+  replay_hash: a.replayHash,
+  replay_sealed: a.replaySealed,
+  replay_at: a.replayAt,
+  charge_id: null,
+  charge_at: null,
+  ...(complete ? { status: 'completed' } : {}),
+});
+
 const ATTEMPT_COLUMN = { collectCvv: 'att_collect', threeDS: 'att_threeds', charge: 'att_charge' } as const satisfies Record<Operation, keyof SessionsTable>;
 
 function toMerchant(r: Selectable<MerchantSettingsTable> & { id: string; name: string; created_at: number }): MerchantRecord {
@@ -1223,36 +1263,8 @@ export class KyselyStore implements Store {
   }
 
   async finishOperation(p: Parameters<Store['finishOperation']>[0]): Promise<boolean> {
-    const args = {
-      id: p.id,
-      jti: p.jti,
-      results: JSON.stringify(p.results),
-      tokenHash: p.tokenHash,
-      now: p.now,
-      replayJti: p.replay.jti,
-      replayHash: p.replay.hash,
-      replaySealed: pack(p.replay.sealed),
-      replayAt: p.replay.at,
-    };
-    const { affected } = await this.#exec(`finishOperation:${p.complete}`, args, (a) =>
-      this.db
-        .updateTable('sessions')
-        .set({
-          results: a.results,
-          token_hash: a.tokenHash,
-          updated_at: a.now,
-          replay_jti: a.replayJti,
-          replay_hash: a.replayHash,
-          replay_sealed: a.replaySealed,
-          replay_at: a.replayAt,
-          // A charge's outcome is recorded: it no longer owns the session (no other operation could have held it).
-          charge_id: null,
-          charge_at: null,
-          ...(p.complete ? { status: 'completed' } : {}),
-        })
-        .where('id', '=', a.id)
-        .where('jti', '=', a.jti)
-        .where('status', '=', 'active'),
+    const { affected } = await this.#exec(`finishOperation:${p.complete}`, finishArgs(p, p.now), (a) =>
+      this.db.updateTable('sessions').set(finishSet(a, p.complete)).where('id', '=', a.id).where('jti', '=', a.jti).where('status', '=', 'active'),
     );
     return affected === 1;
   }
@@ -2007,36 +2019,9 @@ export class KyselyStore implements Store {
           yield prepared('unit:dropKey', cvc, (a) => db.deleteFrom('cvv_keys').where('cvc_id', '=', a.id));
           destroyed = (yield prepared('unit:dropCvc', cvc, (a) => db.deleteFrom('cvc_sessions').where('id', '=', a.id))).affected > 0;
         }
-        const finish = {
-          id: f.id,
-          jti: f.jti,
-          chargeId: p.chargeId,
-          results: JSON.stringify(f.results),
-          tokenHash: f.tokenHash,
-          now: p.now,
-          replayJti: f.replay.jti,
-          replayHash: f.replay.hash,
-          replaySealed: pack(f.replay.sealed),
-          replayAt: f.replay.at,
-        };
+        const finish = { ...finishArgs(f, p.now), chargeId: p.chargeId };
         const fin = yield prepared(`unit:finishCharge:${f.complete}`, finish, (a) =>
-          db
-            .updateTable('sessions')
-            .set({
-              results: a.results,
-              token_hash: a.tokenHash,
-              updated_at: a.now,
-              replay_jti: a.replayJti,
-              replay_hash: a.replayHash,
-              replay_sealed: a.replaySealed,
-              replay_at: a.replayAt,
-              charge_id: null,
-              charge_at: null,
-              ...(f.complete ? { status: 'completed' } : {}),
-            })
-            .where('id', '=', a.id)
-            .where('jti', '=', a.jti)
-            .where('charge_id', '=', a.chargeId),
+          db.updateTable('sessions').set(finishSet(a, f.complete)).where('id', '=', a.id).where('jti', '=', a.jti).where('charge_id', '=', a.chargeId),
         );
         if (fin.affected !== 1) throw new Rollback({ recorded: false, cvvBlocked: false });
         yield* insertEvents(db, cvvBlocked ? [...p.ifBlocked, ...p.events] : p.events);
