@@ -451,7 +451,10 @@ export class SessionService {
     const merchant = read.merchant;
     if (!merchant) throw new AppError('invalid_token');
     if (p.origin !== undefined && p.origin !== this.opts.publicOrigin && !merchant.allowedOrigins.includes(p.origin)) {
-      throw new AppError('origin_not_allowed');
+      throw new AppError(
+        'origin_not_allowed',
+        `The origin ${p.origin.slice(0, 200)} is not one of this merchant's allowed origins in ${s.mode} mode: add it to allowedOrigins with PATCH /Merchant (a ${s.mode} key).`,
+      );
     }
     const hash = SessionService.requestHash(p.op, p.body);
     if (s.chargeInFlight) throw chargeInProgress();

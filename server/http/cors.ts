@@ -30,7 +30,12 @@ export function operationCors(origins: OriginRegistry) {
       res.setHeader('Access-Control-Expose-Headers', EXPOSE_HEADERS);
     }
     if (req.method === 'OPTIONS') {
-      if (!known) throw new AppError('origin_not_allowed');
+      if (!known) {
+        throw new AppError(
+          'origin_not_allowed',
+          `The origin ${origin.slice(0, 200)} is not an allowed origin of any merchant: add it to the merchant's allowedOrigins (PATCH /Merchant, or cvvops merchant create --origin).`,
+        );
+      }
       res.setHeader('Access-Control-Allow-Methods', 'POST');
       res.setHeader('Access-Control-Allow-Headers', ALLOW_HEADERS);
       res.setHeader('Access-Control-Max-Age', '600');

@@ -31,6 +31,11 @@ describe('CORS on the operation endpoints', () => {
     const res = await request(h.app).options('/CvvOperations/collectCvv').set('Origin', 'https://evil.example').set('Access-Control-Request-Method', 'POST');
     assert.equal(res.status, 403);
     assert.equal(res.body.error.code, 'origin_not_allowed');
+    assert.match(
+      res.body.error.message,
+      /The origin https:\/\/evil\.example is not an allowed origin .*allowedOrigins/,
+      'the message names the origin and how to allow it',
+    );
     assert.equal(res.headers['access-control-allow-origin'], undefined);
   });
 
@@ -46,6 +51,10 @@ describe('CORS on the operation endpoints', () => {
     const res = await request(h.app).post('/CvvOperations/collectCvv').set(auth(s.token)).set('Origin', 'https://shop-b.example').send({ cvv: '123' });
     assert.equal(res.status, 403);
     assert.equal(res.body.error.code, 'origin_not_allowed');
+    assert.match(
+      res.body.error.message,
+      /The origin https:\/\/shop-b\.example is not one of this merchant's allowed origins in test mode: add it to allowedOrigins with PATCH \/Merchant/,
+    );
     const v = await request(h.app).post('/CvvOperations/validateToken').set(auth(a.testKey)).send({ token: s.token });
     assert.equal(v.body.current, true);
     const g = await request(h.app).get(`/CvvOperations/${s.id}`).set(auth(a.testKey));
