@@ -42,16 +42,54 @@ export interface RouteDef<S extends z.ZodType | undefined = z.ZodType | undefine
 
 /** Turns a schema failure into the API's error: the first issue, its field, never the value. */
 export function schemaError(err: z.ZodError, fieldCodes: Record<string, ErrorCode> = {}): AppError {
-  const issue = err.issues[0]!;
-  const field = issue.path.length ? String(issue.path[0]) : undefined;
+  const first = err.issues[0]!;
+  const field = first.path.length ? String(first.path[0]) : undefined;
   const code: ErrorCode = (field && fieldCodes[field]) || 'invalid_request';
-  let where = issue.path.map(String).join('.');
-  if (issue.code === 'unrecognized_keys') {
-    const keys = (issue as { keys: string[] }).keys.map((k) => JSON.stringify(k.slice(0, 40))).join(', ');
-    return new AppError(code, `Unknown field${where ? ` in ${where}` : ''}: ${keys}.`);
+  // Every problem, in plain words (at most ten), so one correction fixes the whole request.
+  const problems = err.issues.slice(0, 10).map(plainIssue);
+  const more = err.issues.length > 10 ? `; and ${err.issues.length - 10} more` : '';
+  return new AppError(code, `${problems.join('; ')}${more}.`);
+}
+
+const ARTICLE: Record<string, string> = {
+  int: 'an integer',
+  number: 'a number',
+  string: 'a string',
+  boolean: 'true or false',
+  object: 'an object',
+  array: 'an array',
+};
+
+/** One validation problem as a newcomer reads it: where, and what is wrong ("amount.value must be an integer"). */
+function plainIssue(issue: z.core.$ZodIssue): string {
+  const where = issue.path.map(String).join('.') || 'the body';
+  const quoted = (v: unknown) => JSON.stringify(typeof v === 'string' ? v.slice(0, 40) : v);
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      return `unknown field${issue.keys.length > 1 ? 's' : ''}${issue.path.length ? ` in ${where}` : ''}: ${issue.keys.map(quoted).join(', ')}`;
+    case 'invalid_type':
+      // zod reports a missing field as received undefined (it keeps no input in the issue).
+      return / received undefined$/.test(issue.message) ? `${where} is required` : `${where} must be ${ARTICLE[issue.expected] ?? issue.expected}`;
+    case 'too_small':
+      return issue.origin === 'string'
+        ? `${where} must be at least ${String(issue.minimum)} characters long`
+        : issue.origin === 'array'
+          ? `${where} must have at least ${String(issue.minimum)} item${issue.minimum === 1 ? '' : 's'}`
+          : `${where} must be ${issue.inclusive ? 'at least' : 'more than'} ${String(issue.minimum)}`;
+    case 'too_big':
+      return issue.origin === 'string'
+        ? `${where} must be at most ${String(issue.maximum)} characters long`
+        : issue.origin === 'array'
+          ? `${where} must have at most ${String(issue.maximum)} items`
+          : `${where} must be ${issue.inclusive ? 'at most' : 'less than'} ${String(issue.maximum)}`;
+    case 'invalid_value':
+      return `${where} must be ${issue.values.length === 1 ? quoted(issue.values[0]) : `one of ${issue.values.map(quoted).join(', ')}`}`;
+    case 'invalid_format':
+      return `${where} is not a valid ${issue.format === 'regex' ? 'value' : issue.format}`;
+    default:
+      // Our own refinements already speak plainly ("must not contain duplicates").
+      return `${where}: ${issue.message}`;
   }
-  if (!where) where = 'body';
-  return new AppError(code, `${where}: ${issue.message}`);
 }
 
 /**

@@ -341,6 +341,25 @@ describe('HTTP conventions (API.md section 2, SECURITY.md "HTTP")', () => {
       }
     });
 
+    it('a body with several problems gets one 400 that names every one of them, in plain words', async () => {
+      const res = await request(h.app)
+        .post('/CvvOperations')
+        .set(auth(m.testKey))
+        .send({ operations: ['nope'], maxAttempts: 0, ttlSeconds: 'x', bogus: 1 });
+      assertError(res, 400, 'invalid_card', 'several problems');
+      const message = res.body.error.message as string;
+      for (const part of [
+        'card is required',
+        'operations.0 must be one of "collectCvv", "threeDS", "charge"',
+        'maxAttempts must be at least 1',
+        'ttlSeconds must be a number',
+        'unknown field: "bogus"',
+      ]) {
+        assert.ok(message.includes(part), `${JSON.stringify(part)} in ${message}`);
+      }
+      assert.doesNotMatch(message, /Invalid input|expected .*, received/, "no validator's wording");
+    });
+
     it('400 invalid_request for malformed JSON', async () => {
       for (const text of ['{', '{"number": ', "{'number': '4000'}", '{"a":1} x', '{"a":1,}', 'undefined', '{"a":01}', '\u0000', '{"a":"\\x41"}']) {
         const res = await request(h.app).post('/Cards').set(auth(m.testKey)).type('application/json').send(text);
