@@ -70,6 +70,38 @@ const outboxRow = (o: OutboxRecord) => ({
   delivered_at: o.deliveredAt,
 });
 
+/** A 3DS transaction record as its row. */
+const tdsRow = (t: TdsRecord) => ({
+  id: t.id,
+  merchant_id: t.merchantId,
+  session_id: t.sessionId,
+  mode: t.mode,
+  status: t.status,
+  ds_transaction_id: t.dsTransactionId,
+  version: t.version,
+  result_status: t.result?.status ?? null,
+  eci: t.result?.eci ?? null,
+  cavv_sealed: t.result?.cavvSealed ? pack(t.result.cavvSealed) : null,
+  created_at: t.createdAt,
+  expires_at: t.expiresAt,
+  completed_at: t.completedAt,
+});
+
+/** A CVC session record as its row. */
+const cvcRow = (c: CvcSessionRecord) => ({
+  id: c.id,
+  merchant_id: c.merchantId,
+  mode: c.mode,
+  card_token: c.cardToken,
+  session_id: c.sessionId,
+  sealed: pack(c.sealed),
+  key_version: c.sealed.keyVersion,
+  retention: c.retention,
+  expires_at: c.expiresAt,
+  first_used_at: c.firstUsedAt,
+  created_at: c.createdAt,
+});
+
 /** What a statement of a transaction unit gives back to it. */
 interface StepResult {
   rows: any[];
@@ -804,20 +836,7 @@ export class KyselyStore implements Store {
 
   async insertCvcSession(c: CvcSessionRecord, opts: { replace?: boolean } = {}): Promise<void> {
     if (c.sessionId !== null && opts.replace !== false) await this.deleteCvcSessionsOfSession(c.sessionId);
-    const args = {
-      id: c.id,
-      merchant_id: c.merchantId,
-      mode: c.mode,
-      card_token: c.cardToken,
-      session_id: c.sessionId,
-      sealed: pack(c.sealed),
-      key_version: c.sealed.keyVersion,
-      retention: c.retention,
-      expires_at: c.expiresAt,
-      first_used_at: c.firstUsedAt,
-      created_at: c.createdAt,
-    };
-    await this.#exec('insertCvcSession', args, (a) => this.db.insertInto('cvc_sessions').values(a));
+    await this.#exec('insertCvcSession', cvcRow(c), (a) => this.db.insertInto('cvc_sessions').values(a));
   }
 
   async findUsableCvcSession(merchantId: string, cardToken: string, sessionId: string, now: number): Promise<CvcSessionRecord | null> {
@@ -1212,44 +1231,10 @@ export class KyselyStore implements Store {
               cvvDeleted;
           }
           yield prepared('unit:insertCvvKey', { cvc_id: c.id, share: w.share, created_at: c.createdAt }, (a) => db.insertInto('cvv_keys').values(a));
-          yield prepared(
-            'unit:insertCvc',
-            {
-              id: c.id,
-              merchant_id: c.merchantId,
-              mode: c.mode,
-              card_token: c.cardToken,
-              session_id: c.sessionId,
-              sealed: pack(c.sealed),
-              key_version: c.sealed.keyVersion,
-              retention: c.retention,
-              expires_at: c.expiresAt,
-              first_used_at: c.firstUsedAt,
-              created_at: c.createdAt,
-            },
-            (a) => db.insertInto('cvc_sessions').values(a),
-          );
+          yield prepared('unit:insertCvc', cvcRow(c), (a) => db.insertInto('cvc_sessions').values(a));
         } else {
           const t = w.record;
-          yield prepared(
-            'unit:insertTds',
-            {
-              id: t.id,
-              merchant_id: t.merchantId,
-              session_id: t.sessionId,
-              mode: t.mode,
-              status: t.status,
-              ds_transaction_id: t.dsTransactionId,
-              version: t.version,
-              result_status: t.result?.status ?? null,
-              eci: t.result?.eci ?? null,
-              cavv_sealed: t.result?.cavvSealed ? pack(t.result.cavvSealed) : null,
-              created_at: t.createdAt,
-              expires_at: t.expiresAt,
-              completed_at: t.completedAt,
-            },
-            (a) => db.insertInto('tds_transactions').values(a),
-          );
+          yield prepared('unit:insertTds', tdsRow(t), (a) => db.insertInto('tds_transactions').values(a));
         }
       }
       yield* insertEvents(db, p.events);
@@ -1577,22 +1562,7 @@ export class KyselyStore implements Store {
   }
 
   async insertTds(t: TdsRecord): Promise<void> {
-    const args = {
-      id: t.id,
-      merchant_id: t.merchantId,
-      session_id: t.sessionId,
-      mode: t.mode,
-      status: t.status,
-      ds_transaction_id: t.dsTransactionId,
-      version: t.version,
-      result_status: t.result?.status ?? null,
-      eci: t.result?.eci ?? null,
-      cavv_sealed: t.result?.cavvSealed ? pack(t.result.cavvSealed) : null,
-      created_at: t.createdAt,
-      expires_at: t.expiresAt,
-      completed_at: t.completedAt,
-    };
-    await this.#exec('insertTds', args, (a) => this.db.insertInto('tds_transactions').values(a));
+    await this.#exec('insertTds', tdsRow(t), (a) => this.db.insertInto('tds_transactions').values(a));
   }
 
   #toTds(r: Selectable<Database['tds_transactions']>): TdsRecord {
