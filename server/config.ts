@@ -10,6 +10,8 @@ export interface Config {
   readonly port: number;
   readonly host: string;
   readonly publicBaseUrl: string;
+  /** PUBLIC_BASE_URL was set (not derived from HOST and PORT). */
+  readonly publicBaseUrlGiven: boolean;
   /** The origin of publicBaseUrl: the hosted pages' own origin. */
   readonly publicOrigin: string;
   readonly databaseUrl: string;
@@ -178,6 +180,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     port,
     host,
     publicBaseUrl,
+    publicBaseUrlGiven: givenBase,
     publicOrigin,
     databaseUrl,
     masterKey,

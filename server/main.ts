@@ -34,6 +34,13 @@ async function main(): Promise<void> {
   if (!isWorker) {
     // A busy port is reported before anything else is printed (not after a banner pointing at the other process).
     await assertPortFree(config.port, config.host);
+    if (deps.store.engine === 'postgres' && !config.publicBaseUrlGiven) {
+      // Instances sharing a database must share the tokens' issuer: one derived from each HOST and PORT differs.
+      log.warn(
+        { publicBaseUrl: config.publicBaseUrl },
+        'PostgreSQL without PUBLIC_BASE_URL: set the same PUBLIC_BASE_URL on every instance of this database, or their tokens are refused by one another (wrong_issuer)',
+      );
+    }
     // Background work runs once per server (in the primary with several workers).
     const sweeper = new Sweeper(deps.store, deps.tokens, deps.clock, log, deps.webhooks, deps.charges);
     sweeper.start();

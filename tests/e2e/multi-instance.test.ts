@@ -88,6 +88,16 @@ if (!PG_BASE) {
       return { id: s.body.id, token: s.body.token };
     }
 
+    it('each instance was started with PUBLIC_BASE_URL, so neither warned; one started without it warns at start', async () => {
+      for (const s of [a, b]) assert.doesNotMatch(s.stdout(), /PostgreSQL without PUBLIC_BASE_URL/);
+      const c = await startServerProcess({ DATABASE_URL: url, CVVOPS_MASTER_KEY: masterKey, CVVOPS_DEMO: 'off', PUBLIC_BASE_URL: '' });
+      try {
+        assert.match(c.stdout(), /"level":"warn".*PostgreSQL without PUBLIC_BASE_URL: set the same PUBLIC_BASE_URL on every instance/);
+      } finally {
+        await c.stop();
+      }
+    });
+
     it('a full flow whose calls alternate between the instances', async () => {
       const s = await newSession();
       const c = await post(a.base, '/CvvOperations/collectCvv', s.token, { cvv: '123' });
