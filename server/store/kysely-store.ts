@@ -197,7 +197,7 @@ function* recordOutcome(
  */
 const PENDING = sql.lit('pending');
 
-/** A session finished with an outcome, as arguments of a prepared statement: results, next token hash, replay record. */
+/** An operation's outcome on its session, as arguments of a prepared statement: results, next token hash, replay record. */
 interface FinishArgs extends Record<string, unknown> {
   id: string;
   jti: string;
@@ -223,8 +223,8 @@ const finishArgs = (
   replaySealed: pack(f.replay.sealed),
   replayAt: f.replay.at,
 });
-/** The columns such a finish sets; a charge's outcome also ends its ownership of the session (no other operation could have held it). */
-const finishSet = (a: FinishArgs, complete: boolean) => ({
+/** The columns every operation's outcome sets on its session: results, next token hash, replay record. */
+const outcomeSet = (a: FinishArgs) => ({
   results: a.results,
   token_hash: a.tokenHash,
   updated_at: a.now,
@@ -232,6 +232,10 @@ const finishSet = (a: FinishArgs, complete: boolean) => ({
   replay_hash: a.replayHash,
   replay_sealed: a.replaySealed,
   replay_at: a.replayAt,
+});
+/** The columns such a finish sets; a charge's outcome also ends its ownership of the session (no other operation could have held it). */
+const finishSet = (a: FinishArgs, complete: boolean) => ({
+  ...outcomeSet(a),
   charge_id: null,
   charge_at: null,
   ...(complete ? { status: 'completed' } : {}),
@@ -1182,18 +1186,7 @@ export class KyselyStore implements Store {
     const col = ATTEMPT_COLUMN[p.op];
     let cvvDeleted = false;
     const done = await this.#transaction(function* (): Unit<boolean> {
-      const rotation = {
-        id: p.id,
-        jti: p.jti,
-        newJti: p.newJti,
-        results: JSON.stringify(p.results),
-        tokenHash: p.tokenHash,
-        now: p.now,
-        replayJti: p.replay.jti,
-        replayHash: p.replay.hash,
-        replaySealed: pack(p.replay.sealed),
-        replayAt: p.replay.at,
-      };
+      const rotation = { ...finishArgs(p, p.now), newJti: p.newJti };
       const rotated = yield prepared(`unit:commit:${p.op}:${p.countAttempt}:${p.complete}`, rotation, (a) => {
         const q = db
           .updateTable('sessions')
@@ -1201,13 +1194,7 @@ export class KyselyStore implements Store {
             jti: a.newJti,
             seq: eb('seq', '+', 1),
             ...(p.countAttempt ? { [col]: eb(col, '+', 1) } : {}),
-            results: a.results,
-            token_hash: a.tokenHash,
-            updated_at: a.now,
-            replay_jti: a.replayJti,
-            replay_hash: a.replayHash,
-            replay_sealed: a.replaySealed,
-            replay_at: a.replayAt,
+            ...outcomeSet(a),
             ...(p.complete ? { status: 'completed' } : {}),
           }))
           .where('id', '=', a.id)

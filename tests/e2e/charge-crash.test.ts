@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { createMerchantWithCli } from '../helpers/server-process.js';
 
 /**
  * API.md section 4 (charge): "A charge is sent to the processor at most once
@@ -232,12 +232,7 @@ describe('a charge interrupted by a server crash (real server process, SQLite, h
       CVVOPS_DEMO: 'off',
     };
 
-    const { stdout } = await promisify(execFile)(
-      process.execPath,
-      ['--import', 'tsx', 'server/cli.ts', 'merchant', 'create', '--name', 'Crash', '--origin', 'http://localhost:3000', '--json'],
-      { cwd: ROOT, env: { ...process.env, ...env }, timeout: 30_000 },
-    );
-    const created = JSON.parse(stdout) as { merchantId: string; testKey: string };
+    const created = await createMerchantWithCli(env, 'Crash');
     assert.match(created.testKey, /^sk_test_/);
     testKey = created.testKey;
 

@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { type Recorded, RecordingServer } from '../helpers/recording-server.js';
-import { type ServerProcess, startServerProcess } from '../helpers/server-process.js';
+import { createMerchantWithCli, type ServerProcess, startServerProcess } from '../helpers/server-process.js';
 
 /**
  * An operation's state change and its webhook event are written in one
@@ -23,7 +21,6 @@ import { type ServerProcess, startServerProcess } from '../helpers/server-proces
  */
 
 const CRASH_MODULE = fileURLToPath(new URL('../helpers/crash-in-unit.mjs', import.meta.url));
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 class Receiver extends RecordingServer {
@@ -72,12 +69,7 @@ describe(
         CVVOPS_RATE_LIMIT: 'off',
         CVVOPS_DEMO: 'off',
       };
-      const { stdout } = await promisify(execFile)(
-        process.execPath,
-        ['--import', 'tsx', 'server/cli.ts', 'merchant', 'create', '--name', 'EventCrash', '--origin', 'http://localhost:3000', '--json'],
-        { cwd: ROOT, env: { ...process.env, NODE_ENV: '', ...env }, timeout: 30_000 },
-      );
-      testKey = (JSON.parse(stdout) as { testKey: string }).testKey;
+      testKey = (await createMerchantWithCli(env, 'EventCrash')).testKey;
       server = await startServerProcess(env);
       const hook = await call(server.base, 'POST', '/WebhookEndpoints', testKey, { url: receiver.url('/hooks'), events: ['cvv.collected'] });
       assert.equal(hook.status, 201, JSON.stringify(hook.body));

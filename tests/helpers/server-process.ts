@@ -1,4 +1,5 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 
 export interface ServerProcess {
   child: ChildProcess;
@@ -45,4 +46,14 @@ export function startServerProcess(env: Record<string, string>, nodeArgs: string
       }
     });
   });
+}
+
+/** Creates a merchant with the CLI (`cvvops merchant create --json`), as an operator would, on the storage `env` names. */
+export async function createMerchantWithCli(env: Record<string, string>, name: string): Promise<{ merchantId: string; testKey: string }> {
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    ['--import', 'tsx', 'server/cli.ts', 'merchant', 'create', '--name', name, '--origin', 'http://localhost:3000', '--json'],
+    { cwd: process.cwd(), env: { ...process.env, NODE_ENV: '', ...env }, timeout: 30_000 },
+  );
+  return JSON.parse(stdout) as { merchantId: string; testKey: string };
 }
