@@ -9,6 +9,8 @@ import {
   type Selectable,
   type SelectQueryBuilder,
   type Updateable,
+  type UpdateQueryBuilder,
+  type UpdateResult,
 } from 'kysely';
 import type BetterSqlite3 from 'better-sqlite3';
 import { chmodSync, closeSync, fdatasync, fstatSync, openSync } from 'node:fs';
@@ -120,33 +122,70 @@ interface Prepared {
 }
 const prepared = <A extends Record<string, unknown>>(key: string, args: A, build: (a: A) => Compilable<unknown>): Prepared => ({ key, args, build });
 /**
- * A transaction unit: yields the statements it runs (Kysely builders, or
- * `prepared` ones on the hot paths), gets each one's result back.
+ * A statement that must give back exactly one row (a SELECT, or a write with
+ * RETURNING); otherwise the whole unit is undone and returns `refuse`. The
+ * check runs where the statement runs: on SQLite in the synchronous
+ * transaction, on PostgreSQL in the statement itself (wrapped so that it
+ * raises cvvops_refuse's error, migration 0008), so the statements sent after
+ * it in the same round trip fail and the COMMIT that follows them rolls back.
  */
-type Unit<T> = Generator<Compilable<unknown> | Prepared, T, StepResult>;
+interface Guarded {
+  readonly step: Prepared | Compilable<unknown>;
+  readonly refuse: unknown;
+}
+const guarded = (step: Prepared | Compilable<unknown>, refuse: unknown): Guarded => ({ step, refuse });
+type Step = Compilable<unknown> | Prepared | Guarded;
+/**
+ * Statements sent together: on PostgreSQL in one round trip (pipelined; the
+ * BEGIN rides with the unit's first batch). `final`: the unit ends after it
+ * (it may read the results, but not refuse: its refusals are guards), so the
+ * COMMIT rides along too, and a unit of one final batch is one round trip.
+ */
+class Batch {
+  constructor(
+    readonly steps: readonly Step[],
+    readonly final: boolean,
+  ) {}
+}
+/**
+ * A transaction unit: yields the statements it runs (Kysely builders, or
+ * `prepared` ones on the hot paths) one by one or in batches (`send`), gets
+ * their results back.
+ */
+type Unit<T> = Generator<Compilable<unknown> | Prepared | Batch, T, any>;
+/** Inside a unit: runs `steps` together (see Batch) and gives back their results, in order. */
+function* send(steps: readonly Step[], opts: { final: boolean }): Generator<Batch, StepResult[], any> {
+  return (yield new Batch(steps, opts.final)) as StepResult[];
+}
+const isGuarded = (s: Step): s is Guarded => 'refuse' in s;
 
 /** Webhook events written by a unit, one prepared row each (a unit writes none or a few). */
-function* insertEvents(db: Kysely<Database>, events: OutboxRecord[]): Unit<void> {
-  for (const e of events) yield prepared('unit:insertEvent', outboxRow(e), (a) => db.insertInto('webhook_outbox').values(a));
-}
+const eventSteps = (db: Kysely<Database>, events: OutboxRecord[]): Prepared[] =>
+  events.map((e) => prepared('unit:insertEvent', outboxRow(e), (a) => db.insertInto('webhook_outbox').values(a)));
 /** Thrown inside a unit: undo everything it wrote and return `value`. */
 class Rollback<T> {
   constructor(readonly value: T) {}
 }
+/** The SQLSTATE cvvops_refuse raises (migration 0008): a guard found its statement gave no row. */
+const REFUSED = 'CV001';
 
 /**
- * A charge's outcome (only from pending) and what it says about the CVV it
- * sent: `incorrect_cvc` counts a failure (blocking at `threshold`), a match
- * resets the count. `cvvBlocked`: this very outcome blocked the card number.
- * A step of a transaction unit (recordChargeOutcome, completeCharge).
+ * A charge's outcome (only from pending: a charge already settled refuses the
+ * unit with `refuse`) and what it says about the CVV it sent: `incorrect_cvc`
+ * counts a failure (blocking at `threshold`), a match resets the count. The
+ * card number is the charge's (a subquery), so the statements need nothing
+ * from each other and go in one batch. `blocked(results)`: this very outcome
+ * blocked the card number. Steps of a transaction unit (recordChargeOutcome,
+ * completeCharge), first in their batch.
  */
-function* recordOutcome(
+function outcomeSteps(
   db: Kysely<Database>,
   id: string,
   o: Pick<ChargeRecord, 'status' | 'authorizationCode' | 'declineCode' | 'cvvResult' | 'avsResult' | 'networkTransactionId'>,
   now: number,
   threshold: number,
-): Unit<{ recorded: boolean; cvvBlocked: boolean }> {
+  refuse: unknown,
+): { steps: Step[]; blocked: (r: StepResult[]) => boolean } {
   const outcome = {
     id,
     status: o.status,
@@ -157,38 +196,58 @@ function* recordOutcome(
     network_transaction_id: o.networkTransactionId,
     updated_at: now,
   };
-  const done = (yield prepared('unit:chargeOutcome', outcome, ({ id: chargeId, ...set }) =>
-    db.updateTable('charges').set(set).where('id', '=', chargeId).where('status', '=', PENDING).returning(['merchant_id', 'cvv_fingerprint']),
-  )).rows[0] as { merchant_id: string; cvv_fingerprint: string | null } | undefined;
-  if (!done) return { recorded: false, cvvBlocked: false };
-  const fp = done.cvv_fingerprint;
-  if (fp !== null && o.declineCode === 'incorrect_cvc') {
-    const st = (yield prepared('unit:cvvFailure', { threshold, now, merchantId: done.merchant_id, fp }, (a) =>
-      db
-        .updateTable('cvv_status')
-        .set({
-          failed_attempts: sql`failed_attempts + 1`,
-          blocked: sql`CASE WHEN failed_attempts + 1 >= ${a.threshold} THEN 1 ELSE blocked END`,
-          updated_at: a.now,
-        })
-        .where('merchant_id', '=', a.merchantId)
-        .where('fingerprint', '=', a.fp)
-        .returning(['failed_attempts', 'blocked']),
-    )).rows[0] as { failed_attempts: number; blocked: number } | undefined;
-    return { recorded: true, cvvBlocked: !!st && Number(st.blocked) === 1 && Number(st.failed_attempts) === threshold };
-  }
-  if (fp !== null && o.cvvResult === 'M') {
-    yield prepared('unit:cvvMatch', { now, merchantId: done.merchant_id, fp }, (a) =>
-      db
-        .updateTable('cvv_status')
-        .set({ failed_attempts: 0, blocked: 0, updated_at: a.now })
-        .where('merchant_id', '=', a.merchantId)
-        .where('fingerprint', '=', a.fp)
-        .where((eb) => eb.or([eb('failed_attempts', '>', 0), eb('blocked', '=', 1)])),
+  const steps: Step[] = [
+    guarded(
+      prepared('unit:chargeOutcome', outcome, ({ id: chargeId, ...set }) =>
+        db.updateTable('charges').set(set).where('id', '=', chargeId).where('status', '=', PENDING).returning(ONE),
+      ),
+      refuse,
+    ),
+  ];
+  // The card number the charge sent a CVV for (none: no row matches, nothing changes).
+  const ofCharge = (a: { id: string }) => ({
+    merchant: db.selectFrom('charges').select('merchant_id').where('id', '=', a.id),
+    fp: db.selectFrom('charges').select('cvv_fingerprint').where('id', '=', a.id),
+  });
+  if (o.declineCode === 'incorrect_cvc') {
+    steps.push(
+      prepared('unit:cvvFailure', { threshold, now, id }, (a) =>
+        db
+          .updateTable('cvv_status')
+          .set({
+            failed_attempts: sql`failed_attempts + 1`,
+            blocked: sql`CASE WHEN failed_attempts + 1 >= ${a.threshold} THEN 1 ELSE blocked END`,
+            updated_at: a.now,
+          })
+          .where('merchant_id', '=', ofCharge(a).merchant)
+          .where('fingerprint', '=', ofCharge(a).fp)
+          .returning(['failed_attempts', 'blocked']),
+      ),
+    );
+  } else if (o.cvvResult === 'M') {
+    steps.push(
+      prepared('unit:cvvMatch', { now, id }, (a) =>
+        db
+          .updateTable('cvv_status')
+          .set({ failed_attempts: 0, blocked: 0, updated_at: a.now })
+          .where('merchant_id', '=', ofCharge(a).merchant)
+          .where('fingerprint', '=', ofCharge(a).fp)
+          .where((eb) => eb.or([eb('failed_attempts', '>', 0), eb('blocked', '=', 1)])),
+      ),
     );
   }
-  return { recorded: true, cvvBlocked: false };
+  return {
+    steps,
+    blocked: (r) => {
+      if (o.declineCode !== 'incorrect_cvc') return false;
+      const st = r[1]?.rows[0] as { failed_attempts: number; blocked: number } | undefined;
+      return !!st && Number(st.blocked) === 1 && Number(st.failed_attempts) === threshold;
+    },
+  };
 }
+
+/** What a guarded write gives back: one row with a constant, so the guard can count it. */
+const ONE = sql<number>`1`.as('one');
 
 /**
  * 'pending' as a literal in the SQL, not a parameter: the partial index on
@@ -394,9 +453,16 @@ export class KyselyStore implements Store {
   readonly #opts: KyselyStoreOptions;
 
   /** Statements run so far, however they were sent (tests report how many an operation runs). */
-  readonly #statements: { n: number };
+  readonly #statements: { n: number; trips: number };
   get statementsRun(): number {
     return this.#statements.n;
+  }
+  /**
+   * Round trips to the database so far: on PostgreSQL each awaited exchange
+   * (a transaction unit's batch, a statement), on SQLite each synchronous call.
+   */
+  get roundTrips(): number {
+    return this.#statements.trips;
   }
 
   private constructor(
@@ -405,7 +471,7 @@ export class KyselyStore implements Store {
     sqliteDb: BetterSqlite3.Database | null,
     opts: KyselyStoreOptions,
     prepare: ((text: string) => BetterSqlite3.Statement) | null = null,
-    statements = { n: 0 },
+    statements = { n: 0, trips: 0 },
   ) {
     this.#statements = statements;
     this.db = db;
@@ -450,16 +516,17 @@ export class KyselyStore implements Store {
           raw.close();
         },
       };
-      const counter = { n: 0 };
-      const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: database }), log: () => void counter.n++ });
+      const counter = { n: 0, trips: 0 };
+      const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: database }), log: () => void (counter.n++, counter.trips++) });
       return new KyselyStore(db, 'sqlite', raw, opts, (text) => database.prepare(text), counter);
     }
     if (/^postgres(ql)?:\/\//.test(url)) {
       const pg = await import('pg');
       pg.default.types.setTypeParser(20, (v: string) => Number(v));
-      const pool = new pg.default.Pool({ connectionString: url, max: 10 });
-      const counter = { n: 0 };
-      const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log: () => void counter.n++ });
+      // Pipeline mode: a transaction unit's statements are sent together, without waiting for each result (#transaction).
+      const pool = new pg.default.Pool({ connectionString: url, max: 10, pipeline: true });
+      const counter = { n: 0, trips: 0 };
+      const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log: () => void (counter.n++, counter.trips++) });
       const store = new KyselyStore(db, 'postgres', null, opts, null, counter);
       store.pgPool = pool;
       return store;
@@ -496,6 +563,7 @@ export class KyselyStore implements Store {
   async #exec<A extends Record<string, unknown>, R>(key: string, args: A, build: (a: A) => Compilable<R>): Promise<{ rows: R[]; affected: number }> {
     const { query, params } = this.#compile(key, args, build);
     if (this.#prepare || this.pgPool) this.#statements.n++;
+    this.#statements.trips++;
     if (this.#prepare) {
       const st = this.#prepare(query.sql);
       if (st.reader) return { rows: st.all(params) as R[], affected: 0 };
@@ -533,8 +601,22 @@ export class KyselyStore implements Store {
     return { query: c.query, params: c.slots.map((s) => (typeof s === 'string' ? (args[s] ?? null) : s.value)) };
   }
 
-  /** A unit's statement as SQL and parameters, and the name it is prepared under on PostgreSQL (prepared ones only). */
-  #bind(step: Compilable<unknown> | Prepared): { sql: string; params: unknown[]; name?: string } {
+  /**
+   * A unit's statement as SQL and parameters, and the name it is prepared
+   * under on PostgreSQL (prepared ones only). A guarded one, on PostgreSQL,
+   * raises cvvops_refuse's error unless it gives back exactly one row (on
+   * SQLite the unit checks the rows, see #runSqlite).
+   */
+  #bind(step: Step): { sql: string; params: unknown[]; name?: string } {
+    if (isGuarded(step)) {
+      const b = this.#bind(step.step);
+      if (this.engine !== 'postgres') return b;
+      return {
+        sql: `WITH w AS (${b.sql}), g AS (SELECT cvvops_refuse(count(*) <> 1) AS refused FROM w) SELECT w.* FROM g LEFT JOIN w ON true`,
+        params: b.params,
+        ...(b.name ? { name: `${b.name}:guarded` } : {}),
+      };
+    }
     if ('build' in step) {
       const { query, params } = this.#compile(step.key, step.args, step.build);
       return { sql: query.sql, params, name: `cvvops:${step.key}` };
@@ -984,35 +1066,42 @@ export class KyselyStore implements Store {
     const db = this.db;
     const i = idempotency;
     const key = { merchantId: s.merchantId, endpoint: i.endpoint, key: i.key };
-    return this.#transaction(function* (): Unit<boolean> {
-      yield prepared('unit:dropExpiredIdempotency', { ...key, now: i.now }, (a) =>
+    const steps: Step[] = [
+      prepared('unit:dropExpiredIdempotency', { ...key, now: i.now }, (a) =>
         db
           .deleteFrom('idempotency_keys')
           .where('merchant_id', '=', a.merchantId)
           .where('endpoint', '=', a.endpoint)
           .where('idem_key', '=', a.key)
           .where('expires_at', '<=', a.now),
-      );
-      const taken = yield prepared(
-        'unit:insertIdempotency',
-        {
-          merchant_id: s.merchantId,
-          endpoint: i.endpoint,
-          idem_key: i.key,
-          request_hash: i.requestHash,
-          status: i.status,
-          response_sealed: pack(i.responseSealed),
-          created_at: i.now,
-          expires_at: i.expiresAt,
-        },
-        (a) =>
-          db
-            .insertInto('idempotency_keys')
-            .values(a)
-            .onConflict((oc) => oc.columns(['merchant_id', 'endpoint', 'idem_key']).doNothing()),
-      );
-      if (taken.affected !== 1) throw new Rollback(false);
-      yield prepared('unit:insertSession', args, (a) => db.insertInto('sessions').values(a));
+      ),
+      // The key taken by this request, or the unit is undone (another request holds it).
+      guarded(
+        prepared(
+          'unit:insertIdempotency',
+          {
+            merchant_id: s.merchantId,
+            endpoint: i.endpoint,
+            idem_key: i.key,
+            request_hash: i.requestHash,
+            status: i.status,
+            response_sealed: pack(i.responseSealed),
+            created_at: i.now,
+            expires_at: i.expiresAt,
+          },
+          (a) =>
+            db
+              .insertInto('idempotency_keys')
+              .values(a)
+              .onConflict((oc) => oc.columns(['merchant_id', 'endpoint', 'idem_key']).doNothing())
+              .returning(ONE),
+        ),
+        false,
+      ),
+      prepared('unit:insertSession', args, (a) => db.insertInto('sessions').values(a)),
+    ];
+    return this.#transaction(function* (): Unit<boolean> {
+      yield* send(steps, { final: true });
       return true;
     });
   }
@@ -1184,47 +1273,54 @@ export class KyselyStore implements Store {
   async commitOperation(p: Parameters<Store['commitOperation']>[0]): Promise<boolean> {
     const db = this.db;
     const col = ATTEMPT_COLUMN[p.op];
+    const rotation = { ...finishArgs(p, p.now), newJti: p.newJti };
+    // The token rotation first, guarded: a token already used (or a session no longer active) undoes the unit.
+    const steps: Step[] = [
+      guarded(
+        prepared(`unit:commit:${p.op}:${p.countAttempt}:${p.complete}`, rotation, (a) => {
+          const q = db
+            .updateTable('sessions')
+            .set((eb) => ({
+              jti: a.newJti,
+              seq: eb('seq', '+', 1),
+              ...(p.countAttempt ? { [col]: eb(col, '+', 1) } : {}),
+              ...outcomeSet(a),
+              ...(p.complete ? { status: 'completed' } : {}),
+            }))
+            .where('id', '=', a.id)
+            .where('jti', '=', a.jti)
+            .where('status', '=', 'active')
+            .where('expires_at', '>', a.now)
+            .where('charge_id', 'is', null);
+          return (p.countAttempt ? q.whereRef(col, '<', 'max_attempts') : q).returning(ONE);
+        }),
+        false,
+      ),
+    ];
+    const cvcDrops: number[] = [];
+    for (const w of p.writes) {
+      if (w.kind === 'cvc') {
+        const c = w.record;
+        if (w.replace && c.sessionId !== null) {
+          const of = { sessionId: c.sessionId };
+          steps.push(
+            prepared('unit:dropKeysOfSession', of, (a) =>
+              db.deleteFrom('cvv_keys').where('cvc_id', 'in', db.selectFrom('cvc_sessions').select('id').where('session_id', '=', a.sessionId)),
+            ),
+          );
+          cvcDrops.push(steps.push(prepared('unit:dropCvcOfSession', of, (a) => db.deleteFrom('cvc_sessions').where('session_id', '=', a.sessionId))) - 1);
+        }
+        steps.push(prepared('unit:insertCvvKey', { cvc_id: c.id, share: w.share, created_at: c.createdAt }, (a) => db.insertInto('cvv_keys').values(a)));
+        steps.push(prepared('unit:insertCvc', cvcRow(c), (a) => db.insertInto('cvc_sessions').values(a)));
+      } else {
+        steps.push(prepared('unit:insertTds', tdsRow(w.record), (a) => db.insertInto('tds_transactions').values(a)));
+      }
+    }
+    steps.push(...eventSteps(db, p.events));
     let cvvDeleted = false;
     const done = await this.#transaction(function* (): Unit<boolean> {
-      const rotation = { ...finishArgs(p, p.now), newJti: p.newJti };
-      const rotated = yield prepared(`unit:commit:${p.op}:${p.countAttempt}:${p.complete}`, rotation, (a) => {
-        const q = db
-          .updateTable('sessions')
-          .set((eb) => ({
-            jti: a.newJti,
-            seq: eb('seq', '+', 1),
-            ...(p.countAttempt ? { [col]: eb(col, '+', 1) } : {}),
-            ...outcomeSet(a),
-            ...(p.complete ? { status: 'completed' } : {}),
-          }))
-          .where('id', '=', a.id)
-          .where('jti', '=', a.jti)
-          .where('status', '=', 'active')
-          .where('expires_at', '>', a.now)
-          .where('charge_id', 'is', null);
-        return p.countAttempt ? q.whereRef(col, '<', 'max_attempts') : q;
-      });
-      if (rotated.affected !== 1) throw new Rollback(false);
-      for (const w of p.writes) {
-        if (w.kind === 'cvc') {
-          const c = w.record;
-          if (w.replace && c.sessionId !== null) {
-            const of = { sessionId: c.sessionId };
-            yield prepared('unit:dropKeysOfSession', of, (a) =>
-              db.deleteFrom('cvv_keys').where('cvc_id', 'in', db.selectFrom('cvc_sessions').select('id').where('session_id', '=', a.sessionId)),
-            );
-            cvvDeleted =
-              (yield prepared('unit:dropCvcOfSession', of, (a) => db.deleteFrom('cvc_sessions').where('session_id', '=', a.sessionId))).affected > 0 ||
-              cvvDeleted;
-          }
-          yield prepared('unit:insertCvvKey', { cvc_id: c.id, share: w.share, created_at: c.createdAt }, (a) => db.insertInto('cvv_keys').values(a));
-          yield prepared('unit:insertCvc', cvcRow(c), (a) => db.insertInto('cvc_sessions').values(a));
-        } else {
-          const t = w.record;
-          yield prepared('unit:insertTds', tdsRow(t), (a) => db.insertInto('tds_transactions').values(a));
-        }
-      }
-      yield* insertEvents(db, p.events);
+      const r = yield* send(steps, { final: true });
+      cvvDeleted = cvcDrops.some((i) => r[i]!.affected > 0);
       return true;
     });
     if (cvvDeleted) {
@@ -1308,14 +1404,21 @@ export class KyselyStore implements Store {
    * conditional update; nothing else happens unless it changed the row), the
    * session's CVV deleted (API.md: at once), its webhook events written.
    */
-  async #endSession(id: string, events: OutboxRecord[], change: (db: Kysely<Database>) => Compilable<unknown>): Promise<boolean> {
+  async #endSession(
+    id: string,
+    events: OutboxRecord[],
+    change: (db: Kysely<Database>) => UpdateQueryBuilder<Database, 'sessions', 'sessions', UpdateResult>,
+  ): Promise<boolean> {
     const db = this.db;
+    const steps: Step[] = [
+      guarded(change(db).returning(ONE), false),
+      db.deleteFrom('cvv_keys').where('cvc_id', 'in', db.selectFrom('cvc_sessions').select('id').where('session_id', '=', id)),
+      db.deleteFrom('cvc_sessions').where('session_id', '=', id),
+      ...eventSteps(db, events),
+    ];
     let cvvDeleted = false;
     const done = await this.#transaction(function* (): Unit<boolean> {
-      if ((yield change(db)).affected !== 1) return false;
-      yield db.deleteFrom('cvv_keys').where('cvc_id', 'in', db.selectFrom('cvc_sessions').select('id').where('session_id', '=', id));
-      cvvDeleted = (yield db.deleteFrom('cvc_sessions').where('session_id', '=', id)).affected > 0;
-      yield* insertEvents(db, events);
+      cvvDeleted = (yield* send(steps, { final: true }))[2]!.affected > 0;
       return true;
     });
     if (cvvDeleted) {
@@ -1768,24 +1871,30 @@ export class KyselyStore implements Store {
   }
 
   /**
-   * Runs `unit` as one transaction. The unit yields the statements it needs
-   * and gets each one's result back, so one body serves both engines: on
-   * SQLite it runs synchronously inside BEGIN IMMEDIATE (nothing else can
-   * interleave on the connection, and no await sits inside the transaction);
-   * on PostgreSQL on one pooled client between BEGIN and COMMIT, one round trip
-   * per statement. A `Rollback` thrown by the unit undoes it and returns its
-   * value. `durable`: a money write, on disk before this resolves (#durable).
+   * Runs `unit` as one transaction. The unit yields the statements it needs,
+   * one by one or in batches, and gets their results back, so one body serves
+   * both engines: on SQLite it runs synchronously inside BEGIN IMMEDIATE
+   * (nothing else can interleave on the connection, and no await sits inside
+   * the transaction); on PostgreSQL on one pooled client in pipeline mode, one
+   * round trip per batch: the BEGIN goes with the first batch and the COMMIT
+   * with the final one, so a unit of one final batch is one round trip. A
+   * `Rollback` thrown by the unit, or a guard's refusal, undoes it and returns
+   * its value. `durable`: a money write, on disk before this resolves (#durable).
    */
   async #transaction<T>(unit: () => Unit<T>, opts: { durable?: boolean } = {}): Promise<T> {
+    this.#statements.trips++;
     if (this.#sqlite) {
       const run = this.#sqlite.transaction(() => {
         const g = unit();
         let step = g.next();
+        let ended = false;
         while (!step.done) {
-          const { sql: text, params } = this.#bind(step.value);
-          const st = this.#prepare!(text);
-          this.#statements.n++;
-          step = g.next(st.reader ? { rows: st.all(params), affected: 0 } : { rows: [], affected: st.run(params).changes });
+          if (ended) throw new Error('a transaction unit went on after its final batch');
+          const v = step.value;
+          if (v instanceof Batch) {
+            ended = v.final;
+            step = g.next(v.steps.map((s) => this.#runSqlite(s)));
+          } else step = g.next(this.#runSqlite(v));
         }
         return step.value;
       });
@@ -1799,31 +1908,79 @@ export class KyselyStore implements Store {
       if (opts.durable) await this.#durable();
       return out;
     }
-    const pool = this.pgPool as {
-      connect(): Promise<{ query(text: string, values?: unknown[]): Promise<{ rows: any[]; rowCount: number | null }>; release(): void }>;
+    type Result = { rows: any[]; rowCount: number | null; command?: string };
+    const pool = this.pgPool as { connect(): Promise<{ query(q: { name?: string; text: string; values?: unknown[] }): Promise<Result>; release(): void }> };
+    const client = await pool.connect();
+    // Sent at once, without waiting for the one before (pipeline mode); each result is awaited with its batch.
+    const query = (text: string, values?: unknown[], name?: string): Promise<Result> => {
+      const r = client.query(name ? { name, text, values } : { text, values });
+      r.catch(() => undefined); // awaited below; a rejection before that is not unhandled
+      return r;
     };
-    const client = (await pool.connect()) as Awaited<ReturnType<typeof pool.connect>> & {
-      query(q: { name: string; text: string; values: unknown[] }): Promise<{ rows: any[]; rowCount: number | null }>;
-    };
+    let leading: Array<Promise<Result>> = [query('BEGIN')];
+    let ended = false; // the COMMIT (or the ROLLBACK a failed statement turns it into) has run
+    let refusal: Rollback<unknown> | null = null;
     try {
-      await client.query('BEGIN');
       const g = unit();
       let step = g.next();
+      let first = true;
       while (!step.done) {
-        const { sql: text, params, name } = this.#bind(step.value);
-        const r = name ? await client.query({ name, text, values: params }) : await client.query(text, params);
-        this.#statements.n++;
-        step = g.next({ rows: r.rows, affected: r.rowCount ?? 0 });
+        if (ended) throw new Error('a transaction unit went on after its final batch');
+        const v = step.value;
+        const steps = v instanceof Batch ? v.steps : [v];
+        const final = v instanceof Batch && v.final;
+        // Every statement is bound before any is sent: nothing can fail half-sent in JavaScript.
+        const bound = steps.map((s) => this.#bind(s));
+        if (!first) this.#statements.trips++;
+        first = false;
+        const sent = [...leading, ...bound.map((b) => query(b.sql, b.params, b.name)), ...(final ? [query('COMMIT')] : [])];
+        const settled = await Promise.allSettled(sent);
+        this.#statements.n += steps.length;
+        ended = final;
+        const failed = settled.findIndex((x) => x.status === 'rejected');
+        if (failed >= 0) {
+          const err: unknown = (settled[failed] as PromiseRejectedResult).reason;
+          const s = steps[failed - leading.length];
+          if (s && isGuarded(s) && (err as { code?: unknown } | null)?.code === REFUSED) {
+            const r = new Rollback(s.refuse);
+            refusal = r;
+            throw r;
+          }
+          throw err;
+        }
+        const results = settled.map((x) => (x as PromiseFulfilledResult<Result>).value);
+        if (final && results.at(-1)?.command !== 'COMMIT') throw new Error(`the transaction ended with ${results.at(-1)?.command}, not COMMIT`);
+        const mine = results.slice(leading.length, leading.length + steps.length).map((r) => ({ rows: r.rows, affected: r.rowCount ?? 0 }));
+        leading = [];
+        step = g.next(v instanceof Batch ? mine : mine[0]);
       }
-      await client.query('COMMIT');
+      if (!ended) {
+        this.#statements.trips++;
+        await Promise.all([...leading, query('COMMIT')]);
+        ended = true;
+      }
       return step.value;
     } catch (e) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      if (e instanceof Rollback) return e.value as T;
+      if (!ended) await query('ROLLBACK').catch(() => undefined);
+      if (e instanceof Rollback) {
+        // After its final batch a unit may read results, not refuse: its writes are committed.
+        if (ended && e !== refusal) throw new Error('a transaction unit refused after its final batch');
+        return e.value as T;
+      }
       throw e;
     } finally {
       client.release();
     }
+  }
+
+  /** SQLite: one statement of a unit, run now; a guard's refusal undoes the unit (see Guarded). */
+  #runSqlite(s: Step): StepResult {
+    const { sql: text, params } = this.#bind(s);
+    const st = this.#prepare!(text);
+    this.#statements.n++;
+    const r = st.reader ? { rows: st.all(params), affected: 0 } : { rows: [], affected: st.run(params).changes };
+    if (isGuarded(s) && r.rows.length !== 1) throw new Rollback(s.refuse);
+    return r;
   }
 
   /** PostgreSQL: the row read is locked until the transaction ends (SQLite's BEGIN IMMEDIATE already serializes writers). */
@@ -1836,9 +1993,10 @@ export class KyselyStore implements Store {
     const db = this.db;
     const locked = this.#locked.bind(this);
     type Out = Awaited<ReturnType<Store['beginCharge']>>;
-    const out = await this.#transaction(
-      function* (): Unit<Out> {
-        const won = yield prepared('unit:claimCharge', { id: claim.id, jti: claim.jti, newJti: claim.newJti, chargeId: c.id, now: claim.now }, (a) =>
+    // One batch; each refusal is a guard on the statement that finds it, in this order.
+    const steps: Step[] = [
+      guarded(
+        prepared('unit:claimCharge', { id: claim.id, jti: claim.jti, newJti: claim.newJti, chargeId: c.id, now: claim.now }, (a) =>
           db
             .updateTable('sessions')
             .set((eb) => ({
@@ -1854,34 +2012,57 @@ export class KyselyStore implements Store {
             .where('status', '=', 'active')
             .where('expires_at', '>', a.now)
             .where('charge_id', 'is', null)
-            .whereRef('att_charge', '<', 'max_attempts'),
-        );
-        if (won.affected !== 1) throw new Rollback({ status: 'lost' });
-        if (cvv) {
-          // The card number's status row, locked: concurrent charges of this number reserve one after another.
-          const card = { merchantId: c.merchantId, fp: cvv.fingerprint };
-          yield prepared('unit:cvvStatusRow', { ...card, now: claim.now }, (a) =>
+            .whereRef('att_charge', '<', 'max_attempts')
+            .returning(ONE),
+        ),
+        { status: 'lost' } satisfies Out,
+      ),
+    ];
+    if (cvv) {
+      const card = { merchantId: c.merchantId, fp: cvv.fingerprint, threshold: cvv.threshold };
+      steps.push(
+        prepared('unit:cvvStatusRow', { merchantId: card.merchantId, fp: card.fp, now: claim.now }, (a) =>
+          db
+            .insertInto('cvv_status')
+            .values({ merchant_id: a.merchantId, fingerprint: a.fp, failed_attempts: 0, blocked: 0, updated_at: a.now })
+            .onConflict((oc) => oc.columns(['merchant_id', 'fingerprint']).doNothing()),
+        ),
+        // The card number's status row, locked (PostgreSQL): concurrent charges of this number reserve one after
+        // another. Blocked, or as many failures as the threshold: refused.
+        guarded(
+          prepared('unit:cvvStatusOpen', card, (a) =>
+            locked(
+              db
+                .selectFrom('cvv_status')
+                .select(ONE)
+                .where('merchant_id', '=', a.merchantId)
+                .where('fingerprint', '=', a.fp)
+                .where('blocked', '=', 0)
+                .where('failed_attempts', '<', a.threshold),
+            ),
+          ),
+          { status: 'cvv_blocked' } satisfies Out,
+        ),
+        // Its own statement, so that on PostgreSQL it reads after the lock is held (a new snapshot): the failures
+        // plus the CVV attempts in flight stay below the threshold, or the charge must wait.
+        guarded(
+          prepared('unit:cvvRoom', card, (a) =>
             db
-              .insertInto('cvv_status')
-              .values({ merchant_id: a.merchantId, fingerprint: a.fp, failed_attempts: 0, blocked: 0, updated_at: a.now })
-              .onConflict((oc) => oc.columns(['merchant_id', 'fingerprint']).doNothing()),
-          );
-          const st = (yield prepared('unit:cvvStatusLocked', card, (a) =>
-            locked(db.selectFrom('cvv_status').select(['failed_attempts', 'blocked']).where('merchant_id', '=', a.merchantId).where('fingerprint', '=', a.fp)),
-          )).rows[0] as { failed_attempts: number; blocked: number };
-          const failed = Number(st.failed_attempts);
-          if (Number(st.blocked) === 1 || failed >= cvv.threshold) throw new Rollback({ status: 'cvv_blocked' });
-          const inFlight = (yield prepared('unit:cvvInFlight', card, (a) =>
-            db
-              .selectFrom('charges')
-              .select((eb) => eb.fn.countAll<number>().as('n'))
+              .selectFrom('cvv_status')
+              .select(ONE)
               .where('merchant_id', '=', a.merchantId)
-              .where('cvv_fingerprint', '=', a.fp)
-              .where('status', '=', PENDING),
-          )).rows[0] as { n: number };
-          if (failed + Number(inFlight.n) >= cvv.threshold) throw new Rollback({ status: 'cvv_busy' });
-        }
-        const ins = yield prepared(
+              .where('fingerprint', '=', a.fp)
+              .where(
+                sql<boolean>`failed_attempts + (SELECT count(*) FROM charges WHERE merchant_id = ${a.merchantId} AND cvv_fingerprint = ${a.fp} AND status = ${PENDING}) < ${a.threshold}`,
+              ),
+          ),
+          { status: 'cvv_busy' } satisfies Out,
+        ),
+      );
+    }
+    steps.push(
+      guarded(
+        prepared(
           'unit:insertCharge',
           {
             id: c.id,
@@ -1911,41 +2092,63 @@ export class KyselyStore implements Store {
                 network_transaction_id: null,
                 response_sealed: null,
               })
-              .onConflict((oc) => oc.doNothing()),
-        );
-        if (ins.affected !== 1) throw new Rollback({ status: 'key_reused' });
-        if (!take) return { status: 'ok', cvc: null };
-        // The CVV the charge sends, taken now: gone or expired, the whole charge is refused (410) and nothing changes.
-        const cvc = { id: take.id, now: claim.now };
-        let row: Selectable<CvcSessionsTable> | undefined;
-        if (take.retention === 'single_use') {
-          row = (yield prepared('unit:takeCvc', cvc, (a) =>
-            db.deleteFrom('cvc_sessions').where('id', '=', a.id).where('expires_at', '>', a.now).returningAll(),
-          )).rows[0];
-        } else {
-          if (take.retention === 'cache') {
-            // The one cache window starts at the first use and never reaches past the CVV's lifetime.
-            yield prepared('unit:startCacheWindow', { ...cvc, until: take.cacheUntil }, (a) =>
+              .onConflict((oc) => oc.doNothing())
+              .returning(ONE),
+        ),
+        { status: 'key_reused' } satisfies Out,
+      ),
+    );
+    // The CVV the charge sends, taken now: gone or expired, the whole charge is refused (410) and nothing changes.
+    let cvcAt = -1;
+    if (take) {
+      const cvc = { id: take.id, now: claim.now };
+      const key = { id: take.id };
+      const gone = { status: 'cvc_gone' } satisfies Out;
+      if (take.retention === 'single_use') {
+        cvcAt =
+          steps.push(
+            guarded(
+              prepared('unit:takeCvc', cvc, (a) => db.deleteFrom('cvc_sessions').where('id', '=', a.id).where('expires_at', '>', a.now).returningAll()),
+              gone,
+            ),
+            guarded(
+              prepared('unit:takeKey', key, (a) => db.deleteFrom('cvv_keys').where('cvc_id', '=', a.id).returning('share')),
+              gone,
+            ),
+          ) - 2;
+      } else {
+        if (take.retention === 'cache') {
+          // The one cache window starts at the first use and never reaches past the CVV's lifetime.
+          steps.push(
+            prepared('unit:startCacheWindow', { ...cvc, until: take.cacheUntil }, (a) =>
               db
                 .updateTable('cvc_sessions')
                 .set({ first_used_at: a.now, expires_at: sql<number>`CASE WHEN expires_at < ${a.until} THEN expires_at ELSE ${a.until} END` })
                 .where('id', '=', a.id)
                 .where('first_used_at', 'is', null)
                 .where('expires_at', '>', a.now),
-            );
-          }
-          row = (yield prepared('unit:readCvc', cvc, (a) => db.selectFrom('cvc_sessions').selectAll().where('id', '=', a.id).where('expires_at', '>', a.now)))
-            .rows[0];
+            ),
+          );
         }
-        if (!row) throw new Rollback({ status: 'cvc_gone' });
-        const key = { id: take.id };
-        const share =
-          take.retention === 'single_use'
-            ? ((yield prepared('unit:takeKey', key, (a) => db.deleteFrom('cvv_keys').where('cvc_id', '=', a.id).returning('share'))).rows[0] as
-                { share: Buffer } | undefined)
-            : ((yield prepared('unit:readKey', key, (a) => db.selectFrom('cvv_keys').select('share').where('cvc_id', '=', a.id))).rows[0] as
-                { share: Buffer } | undefined);
-        if (!share) throw new Rollback({ status: 'cvc_gone' });
+        cvcAt =
+          steps.push(
+            guarded(
+              prepared('unit:readCvc', cvc, (a) => db.selectFrom('cvc_sessions').selectAll().where('id', '=', a.id).where('expires_at', '>', a.now)),
+              gone,
+            ),
+            guarded(
+              prepared('unit:readKey', key, (a) => db.selectFrom('cvv_keys').select('share').where('cvc_id', '=', a.id)),
+              gone,
+            ),
+          ) - 2;
+      }
+    }
+    const out = await this.#transaction(
+      function* (): Unit<Out> {
+        const r = yield* send(steps, { final: true });
+        if (cvcAt < 0) return { status: 'ok', cvc: null };
+        const row = r[cvcAt]!.rows[0] as Selectable<CvcSessionsTable>;
+        const share = r[cvcAt + 1]!.rows[0] as { share: Buffer };
         return { status: 'ok', cvc: { ...toCvc(row), keyShare: Buffer.from(share.share) } };
       },
       { durable: true },
@@ -1959,29 +2162,48 @@ export class KyselyStore implements Store {
 
   async completeCharge(p: Parameters<Store['completeCharge']>[0]): Promise<{ recorded: boolean; cvvBlocked: boolean }> {
     const db = this.db;
-    const o = p.outcome;
     const f = p.finish;
+    const refused = { recorded: false, cvvBlocked: false };
+    const outcome = outcomeSteps(db, p.chargeId, p.outcome, p.now, p.threshold, refused);
+    const steps = [...outcome.steps];
+    if (p.responseSealed) {
+      steps.push(
+        prepared('unit:chargeResponse', { id: p.chargeId, sealed: pack(p.responseSealed) }, (a) =>
+          db.updateTable('charges').set({ response_sealed: a.sealed }).where('id', '=', a.id),
+        ),
+      );
+    }
+    let dropAt = -1;
+    if (p.destroyCvc) {
+      const cvc = { id: p.destroyCvc };
+      steps.push(prepared('unit:dropKey', cvc, (a) => db.deleteFrom('cvv_keys').where('cvc_id', '=', a.id)));
+      dropAt = steps.push(prepared('unit:dropCvc', cvc, (a) => db.deleteFrom('cvc_sessions').where('id', '=', a.id))) - 1;
+    }
+    const finish = { ...finishArgs(f, p.now), chargeId: p.chargeId };
+    steps.push(
+      guarded(
+        prepared(`unit:finishCharge:${f.complete}`, finish, (a) =>
+          db
+            .updateTable('sessions')
+            .set(finishSet(a, f.complete))
+            .where('id', '=', a.id)
+            .where('jti', '=', a.jti)
+            .where('charge_id', '=', a.chargeId)
+            .returning(ONE),
+        ),
+        refused,
+      ),
+    );
+    // Whether this outcome blocks the card number is known from its results only: then the events follow in a
+    // second batch (a wrong CVV); otherwise they ride in the one batch.
+    const mayBlock = p.ifBlocked.length > 0 && p.outcome.declineCode === 'incorrect_cvc';
     let destroyed = false;
     const out = await this.#transaction(
       function* (): Unit<{ recorded: boolean; cvvBlocked: boolean }> {
-        const { recorded, cvvBlocked } = yield* recordOutcome(db, p.chargeId, o, p.now, p.threshold);
-        if (!recorded) throw new Rollback({ recorded: false, cvvBlocked: false });
-        if (p.responseSealed) {
-          yield prepared('unit:chargeResponse', { id: p.chargeId, sealed: pack(p.responseSealed) }, (a) =>
-            db.updateTable('charges').set({ response_sealed: a.sealed }).where('id', '=', a.id),
-          );
-        }
-        if (p.destroyCvc) {
-          const cvc = { id: p.destroyCvc };
-          yield prepared('unit:dropKey', cvc, (a) => db.deleteFrom('cvv_keys').where('cvc_id', '=', a.id));
-          destroyed = (yield prepared('unit:dropCvc', cvc, (a) => db.deleteFrom('cvc_sessions').where('id', '=', a.id))).affected > 0;
-        }
-        const finish = { ...finishArgs(f, p.now), chargeId: p.chargeId };
-        const fin = yield prepared(`unit:finishCharge:${f.complete}`, finish, (a) =>
-          db.updateTable('sessions').set(finishSet(a, f.complete)).where('id', '=', a.id).where('jti', '=', a.jti).where('charge_id', '=', a.chargeId),
-        );
-        if (fin.affected !== 1) throw new Rollback({ recorded: false, cvvBlocked: false });
-        yield* insertEvents(db, cvvBlocked ? [...p.ifBlocked, ...p.events] : p.events);
+        const r = yield* send(mayBlock ? steps : [...steps, ...eventSteps(db, p.events)], { final: !mayBlock });
+        destroyed = dropAt >= 0 && r[dropAt]!.affected > 0;
+        const cvvBlocked = outcome.blocked(r);
+        if (mayBlock) yield* send(eventSteps(db, cvvBlocked ? [...p.ifBlocked, ...p.events] : p.events), { final: true });
         return { recorded: true, cvvBlocked };
       },
       { durable: true },
@@ -2015,8 +2237,13 @@ export class KyselyStore implements Store {
     now: number,
     threshold: number,
   ): Promise<{ recorded: boolean; cvvBlocked: boolean }> {
-    const db = this.db;
-    return this.#transaction(() => recordOutcome(db, id, o, now, threshold), { durable: true });
+    const { steps, blocked } = outcomeSteps(this.db, id, o, now, threshold, { recorded: false, cvvBlocked: false });
+    return this.#transaction(
+      function* (): Unit<{ recorded: boolean; cvvBlocked: boolean }> {
+        return { recorded: true, cvvBlocked: blocked(yield* send(steps, { final: true })) };
+      },
+      { durable: true },
+    );
   }
 
   async settleChargeLock(p: Parameters<Store['settleChargeLock']>[0]): Promise<boolean> {

@@ -320,6 +320,27 @@ const m0007: Migration = {
   },
 };
 
+/**
+ * PostgreSQL: the guard of a transaction unit's statement (kysely-store.ts,
+ * Guarded). A unit's statements are sent in one round trip, so a statement
+ * that finds nothing to change (a token already used, a CVV gone) must stop
+ * the ones after it in the database itself: it raises, the transaction is
+ * aborted, and the COMMIT sent behind it rolls back. SQLite checks in the
+ * unit's synchronous transaction and needs nothing.
+ */
+const m0008 = (engine: Engine): Migration => ({
+  async up(db: Kysely<any>) {
+    if (engine !== 'postgres') return;
+    await sql`CREATE OR REPLACE FUNCTION cvvops_refuse(refused boolean) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+      BEGIN
+        IF refused THEN
+          RAISE EXCEPTION 'cvvops: a guarded statement found no row' USING ERRCODE = 'CV001';
+        END IF;
+        RETURN false;
+      END $$`.execute(db);
+  },
+});
+
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
@@ -331,6 +352,7 @@ export function migrationProvider(engine: Engine): MigrationProvider {
         '0005_indexes': m0005,
         '0006_charge_ownership': m0006,
         '0007_settings_per_mode': m0007,
+        '0008_unit_guards': m0008(engine),
       };
     },
   };

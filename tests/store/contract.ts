@@ -719,6 +719,50 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(await claim({ id: uid('cvo'), jti: 'j2', newJti: 'j3', op: 'charge', now: T0 }), false, 'unknown session');
       });
 
+      it('commitOperation: a statement failing inside the unit undoes all of it, the rotation too, and the store goes on working', async () => {
+        const s = await newSession();
+        const before = await mustSession(s.id);
+        const event: OutboxRecord = {
+          id: uid('whd'),
+          eventId: uid('evt'),
+          endpointId: uid('we'),
+          merchantId: s.merchantId,
+          body: '{}',
+          status: 'pending',
+          attempts: 0,
+          nextAttemptAt: T0,
+          lockedUntil: 0,
+          lastStatus: null,
+          createdAt: T0,
+          deliveredAt: null,
+        };
+        // The same outbox row twice: the second insert fails after the rotation and the first insert have run.
+        await assert.rejects(
+          store.commitOperation({
+            id: s.id,
+            jti: s.jti,
+            newJti: 'never',
+            op: 'collectCvv',
+            countAttempt: true,
+            now: T0 + 1,
+            results: before.results,
+            tokenHash: before.tokenHash,
+            complete: false,
+            replay: { jti: s.jti, hash: '', sealed: { keyVersion: 1, blob: Buffer.alloc(0) }, at: T0 + 1 },
+            writes: [],
+            events: [event, event],
+          }),
+        );
+        assert.deepEqual(await mustSession(s.id), before, 'the token was not rotated');
+        assert.deepEqual(
+          (await store.listOutbox(s.merchantId)).filter((o) => o.id === event.id),
+          [],
+          'no event kept',
+        );
+        for (let i = 0; i < 12; i++) assert.equal(await store.getSessionById(s.id).then((x) => x?.jti), s.jti, 'the pooled connections still answer');
+        assert.equal(await claim({ id: s.id, jti: s.jti, newJti: 'after-failure', op: 'collectCvv', now: T0 + 2 }), true);
+      });
+
       it('commitOperation: false when the attempts are used up (per operation)', async () => {
         const s = await newSession({ maxAttempts: 2, attempts: { collectCvv: 1, threeDS: 0, charge: 0 } });
         assert.equal(await claim({ id: s.id, jti: s.jti, newJti: 'a1', op: 'collectCvv', now: T0 }), true, '1 < 2');
