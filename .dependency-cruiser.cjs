@@ -30,6 +30,23 @@ module.exports = {
       to: { path: ['^server/domain/', '^server/http/', '^server/connectors/'] },
     },
     {
+      name: 'http-through-services',
+      severity: 'error',
+      comment:
+        'HTTP code reaches data only through the domain services: no store implementation or driver, and from the Store interface module only its record types (type-only imports).',
+      from: { path: '^server/http/' },
+      to: {
+        path: [
+          'node_modules/(pg|better-sqlite3|kysely)/',
+          '^server/store/kysely-store\\.ts$',
+          '^server/store/migrations\\.ts$',
+          '^server/store/schema\\.ts$',
+          '^server/store/store\\.ts$',
+        ],
+        dependencyTypesNot: ['type-only'],
+      },
+    },
+    {
       name: 'connectors-alone',
       severity: 'error',
       comment: 'Connectors import neither the domain nor the store.',

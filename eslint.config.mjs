@@ -92,6 +92,19 @@ export default tseslint.config(
   { files: ['tests/**'], rules: { '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: false }] } },
   { files: ['public/src/sdk.ts', 'public/src/cvvops.d.ts'], rules: { '@typescript-eslint/no-explicit-any': 'off' } },
   { files: ['server/store/**'], rules: UNSAFE_ANY },
+  // Routes get the services they use (a Pick of Deps), never the store itself: data goes through the domain.
+  {
+    files: ['server/http/**'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "TSTypeReference[typeName.name='Pick'] TSLiteralType > Literal[value='store']",
+          message: 'HTTP code reaches the database through the domain services, not the store.',
+        },
+      ],
+    },
+  },
   { files: ['public/src/**'], languageOptions: { globals: { ...globals.browser } } },
   { files: ['**/*.js', '**/*.mjs', '**/*.cjs'], ...tseslint.configs.disableTypeChecked },
   prettier,

@@ -51,6 +51,8 @@ export interface Deps {
   proxy: ProxyService;
   forms: FormService;
   processorFor(m: MerchantRecord): { processor: Processor; timeoutMs: number };
+  /** Resolves when the database answers (readiness). */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -82,7 +84,7 @@ export async function createDeps(
   opts: { clock?: Clock; store?: Store; masterKey?: Secret<Buffer>; limits?: RateLimits; threeDSProvider?: ThreeDSProvider; simulator?: Processor } = {},
 ): Promise<Deps> {
   const clock = opts.clock ?? systemClock;
-  const store = opts.store ?? (await KyselyStore.open(config.databaseUrl, { synchronous: config.sqliteSynchronous }));
+  const store = opts.store ?? (await KyselyStore.open(config.databaseUrl, { synchronous: config.sqliteSynchronous, now: () => clock.now() }));
   await store.migrate();
   const keyring = new Keyring(opts.masterKey ?? resolveMasterKey(config, log));
   const tokens = new TokenService(store, keyring, clock, { alg: config.signingAlg, issuer: config.publicBaseUrl, log });
@@ -157,6 +159,7 @@ export async function createDeps(
     processorFor,
     proxy,
     forms,
+    ping: () => store.ping(),
     async close() {
       origins.stop();
       webhooks.stop();

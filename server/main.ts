@@ -3,7 +3,6 @@ import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, loadEnvFile } from './config.js';
-import { ensureDemoMerchant } from './domain/demo.js';
 import { Sweeper } from './domain/sweeper.js';
 import { createDeps } from './deps.js';
 import { createLogger } from './log.js';
@@ -46,7 +45,7 @@ async function main(): Promise<void> {
     sweeper.start();
     deps.webhooks.start();
     if (config.demo) {
-      const demo = await ensureDemoMerchant(deps.store, deps.keyring, deps.merchants, [config.publicOrigin]);
+      const demo = await deps.merchants.ensureDemo([config.publicOrigin]);
       await deps.origins.refresh();
       // API.md section 12: the demo merchant's test key is printed at start (test mode only, never in production).
       process.stdout.write(

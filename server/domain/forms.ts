@@ -206,6 +206,16 @@ export class FormService {
     return this.view(f, s.sanitized);
   }
 
+  /** The merchant's forms in this mode. */
+  list(merchantId: string, mode: Mode): Promise<CustomFormRecord[]> {
+    return this.store.listCustomForms(merchantId, mode);
+  }
+
+  /** A form by its id alone (its page, /hosted/forms/{id}, is public: the id is in the URL), or null. */
+  byId(id: string): Promise<CustomFormRecord | null> {
+    return this.store.getCustomForm(id);
+  }
+
   async get(merchantId: string, mode: Mode, id: string): Promise<CustomFormRecord> {
     const f = await this.store.getCustomForm(id);
     if (!f || f.merchantId !== merchantId || f.mode !== mode) throw new AppError('not_found', 'No such custom form.');

@@ -90,6 +90,30 @@ export class MerchantService {
     return { merchant, testKey, liveKey };
   }
 
+  /**
+   * The test-mode demo merchant (CVVOPS_DEMO): created once, its test key kept
+   * encrypted so it can be printed at every start and used by /demo.
+   */
+  async ensureDemo(origins: string[]): Promise<{ merchantId: string; testKey: Secret<string> }> {
+    const existing = await this.store.getMeta('demo_merchant');
+    if (existing) {
+      const { merchantId, sealed } = JSON.parse(existing) as { merchantId: string; sealed: string };
+      const key = this.keyring.open('demo', { keyVersion: 1, blob: Buffer.from(sealed, 'base64') }, `demo|${merchantId}`).toString('utf8');
+      return { merchantId, testKey: new Secret(key) };
+    }
+    const { merchant, testKey } = await this.create({ name: 'Demo shop', origins });
+    const sealed = this.keyring.seal('demo', testKey.expose(), `demo|${merchant.id}`);
+    const stored = await this.store.putMetaIfAbsent('demo_merchant', JSON.stringify({ merchantId: merchant.id, sealed: sealed.blob.toString('base64') }));
+    // Another instance made one first: that one is the demo merchant.
+    if ((JSON.parse(stored) as { merchantId?: string }).merchantId !== merchant.id) return this.ensureDemo(origins);
+    return { merchantId: merchant.id, testKey };
+  }
+
+  /** A merchant's settings in one mode (cached for a second by the store), or null. */
+  settings(id: string, mode: Mode): Promise<MerchantRecord | null> {
+    return this.store.getMerchant(id, mode);
+  }
+
   async createKey(merchantId: string, mode: Mode): Promise<Secret<string>> {
     const key = `sk_${mode}_${randomBytes(32).toString('base64url')}`;
     await this.store.insertApiKey({

@@ -17,6 +17,7 @@ import type {
   SessionStatus,
   Store,
   TdsRecord,
+  MerchantRecord,
 } from '../store/store.js';
 import type { WebhookEvent } from './webhooks.js';
 import { cvvLengthFor } from './cards.js';
@@ -311,6 +312,17 @@ export class SessionService {
       createdAt: isoTime(s.createdAt),
       updatedAt: isoTime(s.updatedAt),
     };
+  }
+
+  /**
+   * A session by its id alone, with its merchant's settings in the session's
+   * mode: for the hosted pages, whose URL carries the id. Null when either is
+   * gone.
+   */
+  async hostedContext(id: string): Promise<{ session: SessionRecord; merchant: MerchantRecord } | null> {
+    const session = await this.store.getSessionById(id);
+    const merchant = session ? await this.store.getMerchant(session.merchantId, session.mode) : null;
+    return session && merchant ? { session, merchant } : null;
   }
 
   /** The session of this merchant and mode, or 404 (another merchant's answers exactly like an unknown one). */

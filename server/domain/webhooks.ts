@@ -81,6 +81,19 @@ export class WebhookService {
     return { endpoint, secret };
   }
 
+  /** The merchant's endpoints in this mode. */
+  listEndpoints(merchantId: string, mode: Mode): Promise<WebhookEndpointRecord[]> {
+    return this.store.listWebhookEndpoints(merchantId, mode);
+  }
+
+  /** Removes an endpoint of this merchant and mode (false: there is none); this instance stops using it at once. */
+  async deleteEndpoint(merchantId: string, mode: Mode, id: string): Promise<boolean> {
+    const gone = await this.store.deleteWebhookEndpoint(merchantId, mode, id);
+    this.forget(merchantId, mode);
+    if (gone) this.opts.log?.info({ audit: true, event: 'webhook_endpoint.deleted', merchantId, endpoint: id }, 'webhook endpoint deleted');
+    return gone;
+  }
+
   view(e: WebhookEndpointRecord) {
     return { id: e.id, url: e.url, events: e.events, mode: e.mode, createdAt: isoTime(e.createdAt) };
   }
@@ -94,7 +107,7 @@ export class WebhookService {
   async #endpointsOf(merchantId: string, mode: Mode): Promise<WebhookEndpointRecord[]> {
     const key = `${merchantId}|${mode}`;
     const hit = this.#endpoints.get(key);
-    const now = Date.now();
+    const now = this.clock.now();
     if (hit && now - hit.at < 1000) return hit.list;
     const list = await this.store.listWebhookEndpoints(merchantId, mode);
     if (this.#endpoints.size > 10_000) this.#endpoints.clear();

@@ -434,6 +434,8 @@ export interface KyselyStoreOptions {
   synchronous?: 'FULL' | 'NORMAL';
   /** Called after CVV rows were deleted (tests observe checkpoints). */
   onCheckpoint?: (ms: number) => void;
+  /** The time, in ms since the epoch, for the store's own caches (the server's clock; default Date.now). */
+  now?: () => number;
 }
 
 /**
@@ -753,7 +755,7 @@ export class KyselyStore implements Store {
    */
   readonly #merchants = new Map<string, { at: number; m: MerchantRecord }>();
   async getMerchant(id: string, mode: Mode): Promise<MerchantRecord | null> {
-    const now = Date.now();
+    const now = (this.#opts.now ?? Date.now)();
     const key = `${id}|${mode}`;
     const hit = this.#merchants.get(key);
     if (hit && now - hit.at < 1000) return hit.m;

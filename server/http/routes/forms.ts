@@ -3,7 +3,7 @@ import type { Api } from '../api.js';
 import { CustomForm, CustomFormBody, z } from '../schemas.js';
 
 /** Section 7: custom forms, for the merchant's server. */
-export function formRoutes(api: Api, d: Pick<Deps, 'forms' | 'store'>): void {
+export function formRoutes(api: Api, d: Pick<Deps, 'forms'>): void {
   api.add({
     method: 'post',
     path: '/CustomForms',
@@ -24,7 +24,7 @@ export function formRoutes(api: Api, d: Pick<Deps, 'forms' | 'store'>): void {
     summary: "The merchant's custom forms",
     responses: { 200: { description: 'The forms.', schema: z.object({ data: z.array(CustomForm) }) } },
     handler: async (_req, res, { merchant }) => {
-      res.json({ data: (await d.store.listCustomForms(merchant.merchant.id, merchant.mode)).map((f) => d.forms.view(f)) });
+      res.json({ data: (await d.forms.list(merchant.merchant.id, merchant.mode)).map((f) => d.forms.view(f)) });
     },
   });
   api.add({

@@ -3,7 +3,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import express, { type Express, type Request, type Response } from 'express';
-import { ensureDemoMerchant } from '../../domain/demo.js';
 import type { Deps } from '../../deps.js';
 import { AppError } from '../../errors.js';
 import { Secret } from '../../secret.js';
@@ -70,10 +69,7 @@ function framable(res: Response, csp: string): void {
  * forms (/hosted/forms/{id}), the 3-D Secure challenge (/hosted/3ds/{id}),
  * the SDK (/sdk/v1/…), our scripts (/assets/…) and the demo checkout (/demo).
  */
-export function hostedRoutes(
-  app: Express,
-  d: Pick<Deps, 'cards' | 'clock' | 'config' | 'keyring' | 'limits' | 'merchants' | 'sessions' | 'store' | 'threeDS'>,
-): void {
+export function hostedRoutes(app: Express, d: Pick<Deps, 'cards' | 'clock' | 'config' | 'forms' | 'limits' | 'merchants' | 'sessions' | 'threeDS'>): void {
   const sri = {
     form: integrity('assets/form.js'),
     challenge: integrity('assets/challenge.js'),
@@ -109,10 +105,9 @@ export function hostedRoutes(
   const limitAddress = (req: Request) => d.limits.consume('address', req.ip ?? 'unknown');
 
   async function merchantOfSession(id: unknown): Promise<MerchantRecord> {
-    const s = await d.store.getSessionById(hostedId(id, 'session'));
-    const m = s ? await d.store.getMerchant(s.merchantId, s.mode) : null;
-    if (!m) throw new AppError('not_found', 'No such session.');
-    return m;
+    const c = await d.sessions.hostedContext(hostedId(id, 'session'));
+    if (!c) throw new AppError('not_found', 'No such session.');
+    return c.merchant;
   }
 
   app.get('/hosted/cvv', async (req: Request, res: Response) => {
@@ -125,16 +120,16 @@ export function hostedRoutes(
 
   app.get('/hosted/forms/:id', async (req: Request, res: Response) => {
     await limitAddress(req);
-    const form = await d.store.getCustomForm(hostedId(req.params.id, 'custom form'));
+    const form = await d.forms.byId(hostedId(req.params.id, 'custom form'));
     if (!form) throw new AppError('not_found', 'No such custom form.');
     const preview = req.query.session === undefined;
     let origins: string[] = [];
     if (!preview) {
-      const s = await d.store.getSessionById(hostedId(req.query.session, 'session'));
-      if (!s || s.merchantId !== form.merchantId || s.form !== form.id) throw new AppError('not_found', 'No such session.');
-      origins = (await d.store.getMerchant(s.merchantId, s.mode))?.allowedOrigins ?? [];
+      const c = await d.sessions.hostedContext(hostedId(req.query.session, 'session'));
+      if (!c || c.session.merchantId !== form.merchantId || c.session.form !== form.id) throw new AppError('not_found', 'No such session.');
+      origins = c.merchant.allowedOrigins;
     } else {
-      origins = (await d.store.getMerchant(form.merchantId, form.mode))?.allowedOrigins ?? [];
+      origins = (await d.merchants.settings(form.merchantId, form.mode))?.allowedOrigins ?? [];
     }
     const n = nonce();
     framable(res, hostedCsp(n, origins, { styleNonce: true }));
@@ -144,12 +139,11 @@ export function hostedRoutes(
   // The 3-D Secure challenge: a plain HTML form that works without JavaScript.
   const form = express.urlencoded({ extended: false, limit: 4096, parameterLimit: 5 });
   async function renderChallenge(res: Response, t: TdsRecord, parentOrigin: string): Promise<void> {
-    const m = await d.store.getMerchant(t.merchantId, t.mode);
-    const origins = m?.allowedOrigins ?? [];
+    const c = await d.sessions.hostedContext(t.sessionId);
+    const origins = c?.merchant.allowedOrigins ?? [];
     const n = nonce();
     framable(res, hostedCsp(n, origins, { styleNonce: true }));
-    const session = await d.store.getSessionById(t.sessionId);
-    const amount = session?.amount ? formatAmount(session.amount) : null;
+    const amount = c?.session.amount ? formatAmount(c.session.amount) : null;
     const status = t.result?.status ?? '';
     res.type('html').render('three-ds-challenge', {
       nonce: n,
@@ -181,7 +175,7 @@ export function hostedRoutes(
 
   if (!d.config.demo) return;
   // The demo checkout: the merchant's server side runs here with the demo merchant's test key.
-  const demoKey = async () => (await ensureDemoMerchant(d.store, d.keyring, d.merchants, [d.config.publicOrigin])).testKey;
+  const demoKey = async () => (await d.merchants.ensureDemo([d.config.publicOrigin])).testKey;
   app.get('/demo', async (_req: Request, res: Response) => {
     const n = nonce();
     res.setHeader(

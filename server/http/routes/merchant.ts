@@ -25,7 +25,7 @@ function merchantView(m: MerchantRecord) {
 }
 
 /** Section 8: the merchant's own settings. */
-export function merchantRoutes(api: Api, d: Pick<Deps, 'merchants' | 'origins' | 'store' | 'webhooks'>): void {
+export function merchantRoutes(api: Api, d: Pick<Deps, 'merchants' | 'origins' | 'webhooks'>): void {
   api.add({
     method: 'get',
     path: '/Merchant',
@@ -73,7 +73,7 @@ export function merchantRoutes(api: Api, d: Pick<Deps, 'merchants' | 'origins' |
     summary: 'The webhook endpoints (without secrets)',
     responses: { 200: { description: 'The endpoints.', schema: z.object({ data: z.array(WebhookEndpoint) }) } },
     handler: async (_req, res, { merchant }) => {
-      res.json({ data: (await d.store.listWebhookEndpoints(merchant.merchant.id, merchant.mode)).map((e) => d.webhooks.view(e)) });
+      res.json({ data: (await d.webhooks.listEndpoints(merchant.merchant.id, merchant.mode)).map((e) => d.webhooks.view(e)) });
     },
   });
   api.add({
@@ -84,8 +84,7 @@ export function merchantRoutes(api: Api, d: Pick<Deps, 'merchants' | 'origins' |
     summary: 'Remove a webhook endpoint',
     responses: { 204: { description: 'Removed.' } },
     handler: async (_req, res, { merchant, params }) => {
-      if (!(await d.store.deleteWebhookEndpoint(merchant.merchant.id, merchant.mode, params.id!))) throw new AppError('not_found', 'No such webhook endpoint.');
-      d.webhooks.forget(merchant.merchant.id, merchant.mode);
+      if (!(await d.webhooks.deleteEndpoint(merchant.merchant.id, merchant.mode, params.id!))) throw new AppError('not_found', 'No such webhook endpoint.');
       res.status(204).end();
     },
   });

@@ -8,7 +8,7 @@ const Health = z.object({ status: z.string() }).openapi('Health');
 const Ready = z.object({ status: z.enum(['ready', 'not_ready']), checks: z.object({ storage: z.string(), keys: z.string() }) }).openapi('Readiness');
 
 /** Section 9: public endpoints (no credentials). */
-export function publicRoutes(api: Api, d: Pick<Deps, 'store' | 'tokens'>, metrics: () => Metrics, document: () => Record<string, unknown>): void {
+export function publicRoutes(api: Api, d: Pick<Deps, 'ping' | 'tokens'>, metrics: () => Metrics, document: () => Record<string, unknown>): void {
   api.add({
     method: 'get',
     path: '/.well-known/jwks.json',
@@ -41,7 +41,7 @@ export function publicRoutes(api: Api, d: Pick<Deps, 'store' | 'tokens'>, metric
     handler: async (_req, res) => {
       const checks = { storage: 'ok', keys: d.tokens.ready ? 'ok' : 'missing' };
       try {
-        await d.store.ping();
+        await d.ping();
       } catch {
         checks.storage = 'unreachable';
       }
