@@ -24,7 +24,7 @@ import { cannon, type CannonRun, chainedRequest, type PooledSession, SessionPool
 import { AMOUNT, createBody, type FlowRun, runFlows, STEPS, THREEDS_BODY } from './lib/flows.js';
 import { JsonClient, pool } from './lib/http.js';
 import { LoopProbe, startReceiver } from './lib/probe.js';
-import { summarizeProfile } from './lib/profile.js';
+import { layerCosts, summarizeProfile } from './lib/profile.js';
 import { cleanupAll, cpuOfProcessesNamed, currentRss, installExitHandlers, machineBusySeconds, rssParts } from './lib/proc.js';
 import { renderMarkdown, renderTable } from './lib/report.js';
 import { type BacklogPlan, type HistoryPlan, seedBacklog, seedHistory, type SeedReport } from './lib/seed.js';
@@ -885,20 +885,52 @@ async function backgroundScenario(): Promise<BackgroundResult> {
   }
 }
 
+/** The 50-shopper flow load on a server started with --cpu-prof (every process, with workers); the profiles' directory and the flows run. */
+async function profiledFlows(engine: 'sqlite' | 'postgres', dir: string, workers?: number): Promise<{ r: FlowRun; flows: number; mainCpuMsPerFlow: number }> {
+  const c = await bootCvvops(engine, { cardCount: 50, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`], ...(workers ? { workers } : {}) });
+  const client = new JsonClient(c.server.port, 50);
+  try {
+    const o = { apiKey: c.apiKey, cards: c.cards, shoppers: 50 };
+    const cpu0 = c.server.cpu().main;
+    const warm = await runFlows(client, { ...o, seconds: WARMUP });
+    const r = await runFlows(client, { ...o, seconds: DURATION });
+    const flows = warm.flows + r.flows;
+    return { r, flows, mainCpuMsPerFlow: ((c.server.cpu().main - cpu0) * 1000) / flows };
+  } finally {
+    client.close();
+    await c.close();
+  }
+}
+
+/**
+ * The same profiled load on CVVOPS_WORKERS=2: each worker's self time by
+ * layer (the primary only forks and restarts workers: its profile is left
+ * out), to set against one process's, a flow.
+ */
+async function profileWorkersRun(engine: 'sqlite' | 'postgres'): Promise<BenchResults['profileWorkers']> {
+  const dir = mkdtempSync(join(os.tmpdir(), 'cvvops-prof-'));
+  try {
+    const { r, flows, mainCpuMsPerFlow } = await profiledFlows(engine, dir, 2);
+    log(`    under profile, 2 workers: ${fmt(r.flowsPerSecond, 1)} flows/s, non-2xx ${r.non2xx}`);
+    const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
+    const profiles = files.map((f) => summarizeProfile(join(dir, f), ROOT, 0)).sort((a, b) => b.busyMs - a.busyMs);
+    if (profiles.length < 3) throw new Error(`expected a profile from the primary and each of 2 workers, got ${profiles.length}`);
+    return {
+      scenario: `full flows, 50 shoppers, ${engine}, CVVOPS_WORKERS=2, every process started with --cpu-prof (start-up, ${WARMUP} s warm-up and ${DURATION} s of load)`,
+      flows,
+      flowsPerSecond: r.flowsPerSecond,
+      mainCpuMsPerFlow,
+      processes: profiles.slice(0, 2).map((p) => ({ busyMs: p.busyMs, layers: p.layers })),
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function profileRun(engine: 'sqlite' | 'postgres'): Promise<BenchResults['profile']> {
   const dir = mkdtempSync(join(os.tmpdir(), 'cvvops-prof-'));
   try {
-    const c = await bootCvvops(engine, { cardCount: 50, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
-    const client = new JsonClient(c.server.port, 50);
-    let r: FlowRun;
-    try {
-      const o = { apiKey: c.apiKey, cards: c.cards, shoppers: 50 };
-      await runFlows(client, { ...o, seconds: WARMUP });
-      r = await runFlows(client, { ...o, seconds: DURATION });
-    } finally {
-      client.close();
-      await c.close();
-    }
+    const { r, flows, mainCpuMsPerFlow } = await profiledFlows(engine, dir);
     log(`    under profile: ${fmt(r.flowsPerSecond, 1)} flows/s (the profiler slows the server), non-2xx ${r.non2xx}`);
     const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
     if (!files.length) throw new Error('the server wrote no .cpuprofile (did it exit through process.exit on SIGTERM?)');
@@ -908,6 +940,8 @@ async function profileRun(engine: 'sqlite' | 'postgres'): Promise<BenchResults['
     const s = summarizeProfile(saved, ROOT, 10);
     return {
       ...s,
+      flows,
+      mainCpuMsPerFlow,
       file: saved,
       savedAs: saved.slice(ROOT.length + 1),
       scenario: `full flows, 50 shoppers, ${engine}, server started with --cpu-prof (the profile covers start-up, ${WARMUP} s warm-up and ${DURATION} s of load)`,
@@ -1022,6 +1056,7 @@ async function main(): Promise<void> {
   if (express) for (const s of scenarios) s.ratioToExpress = s.requestsPerSecond.median / express.rate.median;
 
   let profile: BenchResults['profile'];
+  let profileWorkers: BenchResults['profileWorkers'];
   if (PROFILE) {
     log('\n▶ profile (50 shoppers, --cpu-prof)');
     profile = await profileRun(engine);
@@ -1029,6 +1064,9 @@ async function main(): Promise<void> {
     for (const f of profile!.top) log(`    ${fmt(f.selfMs, 1).padStart(8)} ms ${fmt(f.percentOfBusy, 1).padStart(5)}%  ${f.functionName}  ${f.location}`);
     log('  by layer:');
     for (const l of profile!.layers) log(`    ${fmt(l.selfMs, 1).padStart(8)} ms ${fmt(l.percentOfBusy, 1).padStart(5)}%  ${l.layer}`);
+    log('\n▶ profile, 2 workers (50 shoppers, --cpu-prof in every process)');
+    profileWorkers = await profileWorkersRun(engine);
+    for (const l of layerCosts(profile!, profileWorkers!)) log(`    ${fmt(l.one).padStart(6)} → ${fmt(l.two).padStart(6)} µs a flow  ${l.layer}`);
   }
 
   for (const s of scenarios) {
@@ -1060,6 +1098,7 @@ async function main(): Promise<void> {
     background,
     targets: [],
     profile,
+    profileWorkers,
     warnings: [...new Set(warnings)],
   };
   results.targets = evaluateTargets(results);

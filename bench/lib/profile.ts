@@ -148,3 +148,27 @@ export function summarizeProfile(file: string, root: string, topN = 10): Profile
   const http = [...httpAgg.values()].sort((a, b) => b.selfMs - a.selfMs).slice(0, 15);
   return { file, sampledMs: total / 1000, idleMs: idle / 1000, busyMs: busy / 1000, top, layers, http };
 }
+
+/**
+ * CPU a flow by layer, one process against two workers: each layer's share of
+ * the sampled busy time times the main threads' CPU a flow measured from
+ * /proc. The profiler's own times cannot be compared directly: it samples in
+ * wall time, so a process waiting for a core (two workers, the load generator
+ * and the database on two cores) has every layer's self time inflated alike;
+ * its shares stay right, the CPU from /proc is the true total.
+ */
+export function layerCosts(
+  one: { layers: ProfileSummary['layers']; busyMs: number; mainCpuMsPerFlow?: number },
+  two: { processes: Array<{ busyMs: number; layers: ProfileSummary['layers'] }>; mainCpuMsPerFlow: number },
+): Array<{ layer: string; one: number; two: number }> {
+  const busyTwo = two.processes.reduce((t, p) => t + p.busyMs, 0);
+  const rows = one.layers.map((l) => {
+    const selfTwo = two.processes.reduce((t, p) => t + (p.layers.find((x) => x.layer === l.layer)?.selfMs ?? 0), 0);
+    return {
+      layer: l.layer,
+      one: (l.selfMs / one.busyMs) * (one.mainCpuMsPerFlow ?? 0) * 1000,
+      two: (selfTwo / busyTwo) * two.mainCpuMsPerFlow * 1000,
+    };
+  });
+  return [...rows, { layer: 'all (main threads, /proc)', one: (one.mainCpuMsPerFlow ?? 0) * 1000, two: two.mainCpuMsPerFlow * 1000 }];
+}

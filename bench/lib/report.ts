@@ -1,4 +1,5 @@
 import { STEPS } from './flows.js';
+import { layerCosts } from './profile.js';
 import { startFlags } from './start-flags.js';
 import type { Spread } from './stats.js';
 import type { BackgroundResult, BenchResults, ScenarioResult } from './types.js';
@@ -290,6 +291,17 @@ export function renderMarkdown(r: BenchResults): string {
       );
       out.push('| layer | self ms | % of busy |', '|---|---:|---:|');
       for (const l of p.layers) out.push(`| ${l.layer} | ${f(l.selfMs, 1)} | ${f(l.percentOfBusy, 1)} |`);
+      out.push('');
+    }
+    const w = r.profileWorkers;
+    if (w && p.mainCpuMsPerFlow) {
+      out.push(
+        `**Two workers.** ${w.scenario}: ${f(w.flowsPerSecond, 1)} flows/s under the profiler. CPU a flow by layer (µs), one process (the profile above) against the two workers together: each layer's share of the profile's busy time times the main threads' CPU a flow from /proc (the profiler samples in wall time, so a process waiting for a core has every layer inflated alike; its shares hold):`,
+        '',
+      );
+      out.push('| layer | one process | two workers | change |', '|---|---:|---:|---:|');
+      for (const l of layerCosts(p, w))
+        out.push(`| ${l.layer} | ${f(l.one)} | ${f(l.two)} | ${l.one > 0 ? `${l.two >= l.one ? '+' : ''}${f(((l.two - l.one) / l.one) * 100)} %` : '—'} |`);
       out.push('');
     }
     if (p.http?.length) {

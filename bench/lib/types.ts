@@ -181,6 +181,15 @@ export interface BenchResults {
   scenarios: ScenarioResult[];
   background?: BackgroundResult;
   targets: TargetResult[];
-  profile?: ProfileSummary & { savedAs: string; scenario: string };
+  /** `flows`: run while profiled; `mainCpuMsPerFlow`: the main threads' CPU time (/proc) over them, a flow. */
+  profile?: ProfileSummary & { savedAs: string; scenario: string; flows?: number; mainCpuMsPerFlow?: number };
+  /** The same load on CVVOPS_WORKERS=2, every process profiled: the two workers' profiles (the primary's is left out). */
+  profileWorkers?: {
+    scenario: string;
+    flows: number;
+    flowsPerSecond: number;
+    mainCpuMsPerFlow: number;
+    processes: Array<{ busyMs: number; layers: ProfileSummary['layers'] }>;
+  };
   warnings: string[];
 }
