@@ -31,6 +31,8 @@ export interface Config {
   readonly signingAlg: SigningAlg;
   /** SQLite `synchronous` for ordinary writes (money writes always wait for a flush of the WAL, as FULL does). */
   readonly sqliteSynchronous: 'FULL' | 'NORMAL';
+  /** CVVOPS_RETENTION_DAYS: how long ended sessions, their 3DS transactions and charge records are kept. */
+  readonly retentionDays: number;
 }
 
 export class ConfigError extends Error {
@@ -174,6 +176,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   ) as Config['sqliteSynchronous'];
   if (sync !== 'FULL' && sync !== 'NORMAL') problems.push('CVVOPS_SQLITE_SYNCHRONOUS must be FULL or NORMAL');
 
+  const retentionRaw = env.CVVOPS_RETENTION_DAYS;
+  let retentionDays = 90;
+  if (retentionRaw !== undefined && retentionRaw !== '') {
+    retentionDays = Number(retentionRaw);
+    if (!Number.isInteger(retentionDays) || retentionDays < 1 || retentionDays > 36_500)
+      problems.push(`CVVOPS_RETENTION_DAYS must be a whole number of days, 1-36500 (got "${retentionRaw}")`);
+  }
+
   if (problems.length) throw new ConfigError(problems);
   return Object.freeze({
     production,
@@ -193,5 +203,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     allowPrivateTargets,
     signingAlg,
     sqliteSynchronous: sync,
+    retentionDays,
   });
 }

@@ -41,7 +41,7 @@ async function main(): Promise<void> {
       );
     }
     // Background work runs once per server (in the primary with several workers).
-    const sweeper = new Sweeper(deps.store, deps.tokens, deps.clock, log, deps.webhooks, deps.charges);
+    const sweeper = new Sweeper(deps.store, deps.tokens, deps.clock, log, deps.webhooks, deps.charges, { retentionDays: config.retentionDays });
     sweeper.start();
     deps.webhooks.start();
     if (config.demo) {

@@ -1,11 +1,18 @@
+import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
 import type { Clock } from './clock.js';
+import { REPLAY_WINDOW_MS } from './sessions.js';
 import type { TokenService } from './tokens.js';
 import type { WebhookService } from './webhooks.js';
 
 /** Rows per purge statement: deleting one costs ~0.3 ms (secure_delete, five indexes), 500 at once took 24–65 ms. */
 export const SWEEP_BATCH = 10;
+const DAY_MS = 24 * 3600 * 1000;
+/** Delivered webhook rows are kept 30 days; failed ones 30 days after their last try. */
+export const OUTBOX_RETENTION_MS = 30 * DAY_MS;
+/** Rows each retention statement ends at most (each batch is one short transaction). */
+const RETENTION_BATCH = 20;
 /** How long one slice of background work may hold the event loop before it gives a turn. */
 const SLICE_MS = 4;
 
@@ -20,9 +27,13 @@ class Slicer {
 }
 
 /**
- * Background work: expired CVC sessions purged and interrupted charges
- * recovered every second, expired idempotency keys and long-retired signing
- * keys every minute. Expiry is also enforced
+ * Background work: expired CVC sessions purged, interrupted charges
+ * recovered and replay records past their 60-s window dropped every second;
+ * expired idempotency keys (24 h), long-retired signing keys and, in one
+ * instance of a cluster at a time (a lease in the database), the retention
+ * sweep every minute: webhook outbox rows 30 days after delivery or their last
+ * try, ended sessions with their 3DS transactions and charge records
+ * `retentionDays` after their expiry. Expiry is also enforced
  * in every read, so the sweeper only decides how soon the bytes leave the
  * disk. It works in small slices with a turn of the event loop between them
  * (the benchmark's `background` scenario measures the longest block), since
@@ -40,7 +51,12 @@ export class Sweeper {
     private readonly webhooks?: WebhookService,
     /** Crash recovery of charges left at the processor by a server that stopped (ChargeService.recoverInFlight). */
     private readonly charges?: { recoverInFlight(): Promise<number> },
-  ) {}
+    private readonly opts: { retentionDays: number; holder?: string } = { retentionDays: 90 },
+  ) {
+    this.#holder = opts.holder ?? randomUUID();
+  }
+  /** This sweeper's name as the holder of the retention lease (random: one per process). */
+  readonly #holder: string;
 
   start(everyMs = 1000): void {
     this.#timer = setInterval(() => void this.tick(), everyMs);
@@ -78,14 +94,47 @@ export class Sweeper {
         await this.store.expireSession(s.id, now, events);
         await slice.pace();
       }
+      // Replay records past their window (a repeat of the call is then answered 409, API.md section 2).
+      for (let n = RETENTION_BATCH * 5; n === RETENTION_BATCH * 5;) {
+        n = await this.store.dropReplaysBefore(now - REPLAY_WINDOW_MS, RETENTION_BATCH * 5);
+        await slice.pace();
+      }
       if (this.#ticks++ % 60 === 0) {
-        await this.store.deleteExpiredIdempotencyKeys(now, 1000);
+        for (let n = RETENTION_BATCH; n === RETENTION_BATCH;) {
+          n = await this.store.deleteExpiredIdempotencyKeys(now, RETENTION_BATCH);
+          await slice.pace();
+        }
         await this.tokens.pruneRetiredKeys();
+        await this.#retention(now, slice);
       }
     } catch (err) {
       this.log.error({ err: err instanceof Error ? err.message : String(err) }, 'sweeper tick failed');
     } finally {
       this.#running = false;
     }
+  }
+
+  /**
+   * The retention sweep, by whichever instance holds the lease (taken for
+   * five minutes, renewed at each sweep: another instance takes over when this
+   * one stops). Each batch is one short transaction; the loop gives the event
+   * loop a turn between them.
+   */
+  async #retention(now: number, slice: Slicer): Promise<void> {
+    if (!(await this.store.takeLease('retention', this.#holder, now, now + 5 * 60_000))) return;
+    let outbox = 0;
+    for (let n = RETENTION_BATCH; n === RETENTION_BATCH && outbox < 100_000;) {
+      n = await this.store.deleteOldOutbox(now - OUTBOX_RETENTION_MS, now - OUTBOX_RETENTION_MS, RETENTION_BATCH);
+      outbox += n;
+      await slice.pace();
+    }
+    let sessions = 0;
+    for (let n = RETENTION_BATCH; n === RETENTION_BATCH && sessions < 100_000;) {
+      n = await this.store.deleteEndedSessions(now - this.opts.retentionDays * DAY_MS, RETENTION_BATCH);
+      sessions += n;
+      await slice.pace();
+    }
+    if (outbox + sessions > 0)
+      this.log.info({ audit: true, event: 'retention.swept', outbox, sessions, retentionDays: this.opts.retentionDays }, 'old records deleted');
   }
 }

@@ -229,6 +229,13 @@ export class WebhookService {
     }
     const next = now() + backoffMs(attempts);
     const giveUp = next > row.createdAt + RETRY_HORIZON_MS;
-    await this.store.settleWebhook(row.id, { status: giveUp ? 'failed' : 'pending', attempts, nextAttemptAt: next, lastStatus: status, now: now() });
+    // A failed row keeps the time of its last try (its lifetime counts from it); a pending one, its next.
+    await this.store.settleWebhook(row.id, {
+      status: giveUp ? 'failed' : 'pending',
+      attempts,
+      nextAttemptAt: giveUp ? now() : next,
+      lastStatus: status,
+      now: now(),
+    });
   }
 }

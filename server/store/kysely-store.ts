@@ -1501,6 +1501,81 @@ export class KyselyStore implements Store {
     return n;
   }
 
+  async dropReplaysBefore(before: number, limit: number): Promise<number> {
+    const r = await this.db
+      .updateTable('sessions')
+      .set({ replay_jti: null, replay_hash: null, replay_sealed: null, replay_at: null })
+      .where('id', 'in', this.db.selectFrom('sessions').select('id').where('replay_at', 'is not', null).where('replay_at', '<', before).limit(limit))
+      .where('replay_at', '<', before)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows);
+  }
+
+  async deleteOldOutbox(deliveredBefore: number, failedBefore: number, limit: number): Promise<number> {
+    const old = (status: 'delivered' | 'failed', column: 'delivered_at' | 'next_attempt_at', before: number) =>
+      this.db.selectFrom('webhook_outbox').select('id').where('status', '=', status).where(column, '<', before).limit(limit);
+    const a = await this.db
+      .deleteFrom('webhook_outbox')
+      .where('id', 'in', old('delivered', 'delivered_at', deliveredBefore))
+      .executeTakeFirst();
+    // A failed row's next_attempt_at is its last try (WebhookService: nothing is scheduled after giving up).
+    const b = await this.db
+      .deleteFrom('webhook_outbox')
+      .where('id', 'in', old('failed', 'next_attempt_at', failedBefore))
+      .executeTakeFirst();
+    return Number(a.numDeletedRows) + Number(b.numDeletedRows);
+  }
+
+  async deleteEndedSessions(before: number, limit: number): Promise<number> {
+    const ENDED = ['completed', 'canceled', 'expired'];
+    const ids = (
+      await this.db
+        .selectFrom('sessions')
+        .select('id')
+        .where('status', 'in', ENDED)
+        .where('expires_at', '<', before)
+        .where('charge_id', 'is', null)
+        .orderBy('expires_at')
+        .limit(limit)
+        .execute()
+    ).map((r) => r.id);
+    if (ids.length === 0) return 0;
+    const db = this.db;
+    const steps: Step[] = [
+      db.deleteFrom('tds_transactions').where('session_id', 'in', ids),
+      db.deleteFrom('charges').where('session_id', 'in', ids).where('status', '!=', PENDING),
+      db.deleteFrom('cvv_keys').where('cvc_id', 'in', db.selectFrom('cvc_sessions').select('id').where('session_id', 'in', ids)),
+      db.deleteFrom('cvc_sessions').where('session_id', 'in', ids),
+      db
+        .deleteFrom('sessions')
+        .where('id', 'in', ids)
+        .where('status', 'in', ENDED)
+        .where('charge_id', 'is', null)
+        .where((eb) =>
+          eb.not(eb.exists(db.selectFrom('charges').select('id').where('charges.session_id', '=', eb.ref('sessions.id')).where('status', '=', PENDING))),
+        ),
+    ];
+    let cvvDeleted = false;
+    const n = await this.#transaction(function* (): Unit<number> {
+      const r = yield* send(steps, { final: true });
+      cvvDeleted = r[3]!.affected > 0;
+      return r[4]!.affected;
+    });
+    if (cvvDeleted) {
+      this.#afterKeyDelete();
+      this.#afterCvvDelete();
+    }
+    return n;
+  }
+
+  async takeLease(name: string, holder: string, now: number, until: number): Promise<boolean> {
+    const r = await sql<{ holder: string }>`INSERT INTO leases (name, holder, until) VALUES (${name}, ${holder}, ${until})
+      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+      WHERE leases.until <= ${now} OR leases.holder = excluded.holder
+      RETURNING holder`.execute(this.db);
+    return r.rows.length === 1;
+  }
+
   async takeCvcSession(id: string, now: number): Promise<CvcSessionRecord | null> {
     const { rows } = await this.#exec('takeCvcSession', { id, now }, (a) =>
       this.db.deleteFrom('cvc_sessions').where('id', '=', a.id).where('expires_at', '>', a.now).returningAll(),

@@ -341,6 +341,24 @@ const m0008 = (engine: Engine): Migration => ({
   },
 });
 
+/**
+ * Lifetimes (README, "Data lifecycle"): indexes for the sweeps that end each
+ * table's rows (replay records past their window, delivered webhook rows) and
+ * the leases that let one instance of a cluster run the retention sweep.
+ */
+const m0009: Migration = {
+  async up(db: Kysely<any>) {
+    await sql`CREATE INDEX sessions_replay ON sessions (replay_at) WHERE replay_at IS NOT NULL`.execute(db);
+    await db.schema.createIndex('webhook_outbox_delivered').on('webhook_outbox').columns(['status', 'delivered_at']).execute();
+    await db.schema
+      .createTable('leases')
+      .addColumn('name', 'text', (c) => c.primaryKey())
+      .addColumn('holder', 'text', (c) => c.notNull())
+      .addColumn('until', 'bigint', (c) => c.notNull())
+      .execute();
+  },
+};
+
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
@@ -353,6 +371,7 @@ export function migrationProvider(engine: Engine): MigrationProvider {
         '0006_charge_ownership': m0006,
         '0007_settings_per_mode': m0007,
         '0008_unit_guards': m0008(engine),
+        '0009_lifetimes': m0009,
       };
     },
   };

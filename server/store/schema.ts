@@ -121,6 +121,13 @@ export interface IdempotencyTable {
   created_at: number;
   expires_at: number;
 }
+/** Leases (migration 0009): work one instance of a cluster does at a time, e.g. the retention sweep. */
+export interface LeasesTable {
+  name: string;
+  holder: string;
+  until: number;
+}
+
 export interface MetaTable {
   name: string;
   value: string;
@@ -222,4 +229,5 @@ export interface Database {
   sessions: SessionsTable;
   idempotency_keys: IdempotencyTable;
   meta: MetaTable;
+  leases: LeasesTable;
 }

@@ -518,4 +518,22 @@ export interface Store {
   completeIdempotencyKey(p: { merchantId: string; endpoint: string; key: string; status: number; responseSealed: Sealed }): Promise<void>;
   releaseIdempotencyKey(p: { merchantId: string; endpoint: string; key: string }): Promise<void>;
   deleteExpiredIdempotencyKeys(now: number, limit: number): Promise<number>;
+
+  // Lifetimes (the sweeper): each call ends at most `limit` rows and says how many.
+  /** Clears the replay record of sessions whose record was made before `before` (its window has ended). */
+  dropReplaysBefore(before: number, limit: number): Promise<number>;
+  /** Deletes webhook outbox rows delivered before `deliveredBefore`, and failed ones whose last try was before `failedBefore`. */
+  deleteOldOutbox(deliveredBefore: number, failedBefore: number, limit: number): Promise<number>;
+  /**
+   * Deletes ended sessions (completed, canceled, expired) whose expiry time is
+   * before `before`, in one transaction with their 3DS transactions, their
+   * charge records and any CVC session left of them. A session a charge still
+   * owns is kept.
+   */
+  deleteEndedSessions(before: number, limit: number): Promise<number>;
+  /**
+   * Takes the lease `name` for `holder` until `until` if it is free, past
+   * (`until` ≤ now) or already the holder's (renewed). True: the holder has it.
+   */
+  takeLease(name: string, holder: string, now: number, until: number): Promise<boolean>;
 }

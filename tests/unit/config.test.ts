@@ -141,6 +141,13 @@ describe('loadConfig', () => {
     }
   });
 
+  it('CVVOPS_RETENTION_DAYS: 90 days by default, a whole number of days 1-36500', () => {
+    assert.equal(loadConfig({}).retentionDays, 90);
+    assert.equal(loadConfig({ CVVOPS_RETENTION_DAYS: '30' }).retentionDays, 30);
+    for (const bad of ['0', '-1', '1.5', 'ninety', '36501'])
+      assert.match(configError({ CVVOPS_RETENTION_DAYS: bad }).message, /CVVOPS_RETENTION_DAYS must be a whole number of days/, bad);
+  });
+
   it('accepts the on/off spellings', () => {
     for (const v of ['on', 'ON', 'true', '1', 'yes']) assert.equal(loadConfig({ CVVOPS_ALLOW_PRIVATE_TARGETS: v }).allowPrivateTargets, true, v);
     for (const v of ['off', 'Off', 'false', '0', 'no']) assert.equal(loadConfig({ CVVOPS_RATE_LIMIT: v }).rateLimit, false, v);
