@@ -184,6 +184,36 @@ function fromParserError(err: { type?: string; status?: number; statusCode?: num
 const LONG_DIGITS = /\d(?:[ -]?\d){11,}/g;
 export const maskDigits = (s: string): string => s.replace(LONG_DIGITS, '[redacted]');
 
+/** The session a call is about: the session token's (operations), or the id in a /CvvOperations/{id}/… path (merchant calls). */
+const SESSION_IN_PATH = /^\/CvvOperations\/(cvo_[A-Za-z0-9_-]{1,64})(?:\/|$)/;
+
+/**
+ * A refused call on a session is an audit record: the session, the call,
+ * the error code and the request id (never the token or the key).
+ */
+function auditRefusal(log: Logger, req: Request, res: Response, e: AppError, requestId: string): void {
+  const claims = (res.locals.sessionToken as { claims?: { sub?: unknown; aud?: unknown } } | undefined)?.claims;
+  const merchant = res.locals.merchant as { merchant?: { id?: string } } | undefined;
+  const session = typeof claims?.sub === 'string' ? claims.sub : SESSION_IN_PATH.exec(req.path)?.[1];
+  if (!session) return;
+  log.warn(
+    {
+      audit: true,
+      event: 'operation.refused',
+      session,
+      merchantId: typeof claims?.aud === 'string' ? claims.aud : merchant?.merchant?.id,
+      // The route as the API reference writes it (/CvvOperations/{id}/token), never the raw path.
+      operation: maskDigits(
+        `${req.method} ${(routePath(req) ?? req.path.replace(SESSION_IN_PATH, '/CvvOperations/:id/').replace(/\/$/, '')).replace(/:([A-Za-z]+)/g, '{$1}')}`,
+      ),
+      code: e.code,
+      status: e.status,
+      requestId,
+    },
+    'call refused',
+  );
+}
+
 /**
  * Writes every error in the API.md shape. 5xx are logged with their cause;
  * no cause, stack or input value is ever sent.
@@ -208,6 +238,7 @@ export function errorHandler(log: Logger) {
         'request failed',
       );
     }
+    if (e.status >= 400 && e.status < 500) auditRefusal(log, req, res, e, requestId);
     if (res.headersSent) {
       res.destroy();
       return;
