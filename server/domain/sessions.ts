@@ -325,6 +325,44 @@ export class SessionService {
     return session && merchant ? { session, merchant } : null;
   }
 
+  /**
+   * GET /CvvOperations: the key's merchant's sessions in its mode, newest
+   * first, Stripe-style pages (`limit`, `starting_after`), as GET
+   * /CvvOperations/{id} shows each one, without the CVV's state (ask for the
+   * session itself for that).
+   */
+  async list(
+    m: MerchantContext,
+    q: {
+      limit?: number;
+      startingAfter?: string;
+      status?: 'active' | 'completed' | 'canceled' | 'expired';
+      card?: string;
+      createdGte?: number;
+      createdLt?: number;
+    },
+  ): Promise<{ object: 'list'; data: unknown[]; hasMore: boolean }> {
+    const limit = q.limit ?? 10;
+    const rows = await this.store.listSessions(m.merchant.id, m.mode, {
+      limit: limit + 1,
+      now: this.clock.now(),
+      ...(q.startingAfter !== undefined ? { after: q.startingAfter } : {}),
+      ...(q.status !== undefined ? { status: q.status } : {}),
+      ...(q.card !== undefined ? { card: q.card } : {}),
+      ...(q.createdGte !== undefined ? { createdGte: q.createdGte } : {}),
+      ...(q.createdLt !== undefined ? { createdLt: q.createdLt } : {}),
+    });
+    const page = rows.slice(0, limit);
+    const cards = new Map<string, Promise<CardRecord | null>>();
+    const cardOf = (s: SessionRecord) => {
+      let c = cards.get(s.cardToken);
+      if (!c) cards.set(s.cardToken, (c = this.store.getCard(s.merchantId, s.mode, s.cardToken)));
+      return c;
+    };
+    const data = await Promise.all(page.map(async (s) => this.view(s, await cardOf(s), false)));
+    return { object: 'list', data, hasMore: rows.length > limit };
+  }
+
   /** The session of this merchant and mode, or 404 (another merchant's answers exactly like an unknown one). */
   async get(m: MerchantContext, id: string): Promise<SessionRecord> {
     const s = await this.store.getSession(m.merchant.id, m.mode, id);

@@ -14,6 +14,8 @@ export interface HandlerContext<B> {
   /** The verified bearer session token (operation endpoints). */
   token: VerifiedToken;
   params: Record<string, string>;
+  /** The query string, parsed by the route's `query` schema (empty without one). */
+  query: Record<string, unknown>;
 }
 
 export interface RouteDef<S extends z.ZodType | undefined = z.ZodType | undefined> {
@@ -28,6 +30,11 @@ export interface RouteDef<S extends z.ZodType | undefined = z.ZodType | undefine
    * all or `{}` is accepted (400 otherwise), so a stray field is never ignored.
    */
   body?: S;
+  /**
+   * The query string's schema (strict: an unknown parameter is 400). Without
+   * one, the query string is ignored.
+   */
+  query?: z.ZodType;
   /** The route reads its body itself, raw (the proxy): no JSON rule applies. */
   rawBody?: boolean;
   /** The error for an id that cannot exist (default not_found; CVC sessions answer one code for every missing kind). */
@@ -139,7 +146,7 @@ export class Api {
         const chain: Array<(req: Request, res: Response, next: NextFunction) => void | Promise<void>> = [];
         if (def.auth === 'merchant') chain.push(mw.merchantAuth);
         if (def.auth === 'session') chain.push(mw.sessionAuth);
-        chain.push((req, _res, next) => {
+        chain.push((req, res, next) => {
           for (const v of Object.values(req.params as Record<string, string>)) {
             if (!PARAM.test(v)) throw new AppError(def.unknownId ?? 'not_found');
           }
@@ -151,6 +158,11 @@ export class Api {
             if (!parsed.success) throw schemaError(parsed.error, def.fieldCodes);
             req.body = parsed.data;
           }
+          if (def.query) {
+            const parsed = def.query.safeParse(req.query);
+            if (!parsed.success) throw schemaError(parsed.error, def.fieldCodes);
+            res.locals.query = parsed.data;
+          }
           next();
         });
         if (def.idempotent === true) chain.push(mw.idempotency(`${def.method.toUpperCase()} ${def.path}`));
@@ -160,6 +172,7 @@ export class Api {
             merchant: res.locals.merchant as MerchantContext,
             token: res.locals.sessionToken as VerifiedToken,
             params: req.params as Record<string, string>,
+            query: (res.locals.query as Record<string, unknown> | undefined) ?? {},
           });
         });
         route[def.method](...chain);
@@ -205,6 +218,7 @@ export class Api {
         request: {
           ...(params.length ? { params: z.object(Object.fromEntries(params.map((p) => [p, z.string()]))) } : {}),
           ...(headers ? { headers } : {}),
+          ...(r.query ? { query: r.query as z.ZodObject } : {}),
           ...(r.body ? { body: { required: true, content: { 'application/json': { schema: r.body } } } } : {}),
         },
         responses: responses as never,

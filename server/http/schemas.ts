@@ -135,6 +135,44 @@ export const Session = z
   })
   .openapi('Session');
 
+/** A time in a list filter: ISO 8601, or Unix seconds as Stripe sends them. */
+const ListTime = z
+  .string()
+  .max(40)
+  .refine((v) => /^\d{1,12}$/.test(v) || (/^\d{4}-\d{2}-\d{2}T/.test(v) && !Number.isNaN(Date.parse(v))), {
+    message: 'must be an ISO 8601 time or Unix seconds',
+  })
+  .transform((v) => (/^\d+$/.test(v) ? Number(v) * 1000 : Date.parse(v)));
+
+export const ListSessionsQuery = z
+  .strictObject({
+    limit: z
+      .string()
+      .regex(/^\d{1,3}$/, 'must be a whole number')
+      .transform(Number)
+      .pipe(z.number().int().min(1).max(100))
+      .optional()
+      .openapi({ description: 'How many sessions (1-100, default 10).' }),
+    starting_after: z
+      .string()
+      .max(100)
+      .optional()
+      .openapi({ description: 'A session id from the previous page: the sessions created before it (newest first).' }),
+    status: z.enum(['active', 'completed', 'canceled', 'expired']).optional(),
+    card: z.string().max(100).optional().openapi({ description: 'Only the sessions of this card token.' }),
+    'created[gte]': ListTime.optional().openapi({ description: 'Created at or after (ISO 8601 or Unix seconds).' }),
+    'created[lt]': ListTime.optional().openapi({ description: 'Created before (ISO 8601 or Unix seconds).' }),
+  })
+  .openapi('ListSessionsQuery');
+
+export const SessionList = z
+  .object({
+    object: z.literal('list'),
+    data: z.array(Session),
+    hasMore: z.boolean().openapi({ description: 'More sessions after the last one: ask again with starting_after set to its id.' }),
+  })
+  .openapi('SessionList');
+
 export const ValidateTokenBody = z.strictObject({ token: z.string().max(16384) }).openapi('ValidateTokenRequest');
 export const ValidateTokenResponse = z
   .union([

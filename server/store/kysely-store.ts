@@ -1501,6 +1501,32 @@ export class KyselyStore implements Store {
     return n;
   }
 
+  async listSessions(merchantId: string, mode: Mode, q: Parameters<Store['listSessions']>[2]): Promise<SessionRecord[]> {
+    let query = this.db.selectFrom('sessions').selectAll().where('merchant_id', '=', merchantId).where('mode', '=', mode);
+    if (q.after !== undefined) {
+      const cursor = await this.db
+        .selectFrom('sessions')
+        .select(['created_at', 'id'])
+        .where('id', '=', q.after)
+        .where('merchant_id', '=', merchantId)
+        .where('mode', '=', mode)
+        .executeTakeFirst();
+      if (!cursor) return [];
+      query = query.where((eb) =>
+        eb.or([eb('created_at', '<', cursor.created_at), eb.and([eb('created_at', '=', cursor.created_at), eb('id', '<', cursor.id)])]),
+      );
+    }
+    if (q.card !== undefined) query = query.where('card_token', '=', q.card);
+    if (q.createdGte !== undefined) query = query.where('created_at', '>=', q.createdGte);
+    if (q.createdLt !== undefined) query = query.where('created_at', '<', q.createdLt);
+    if (q.status === 'active') query = query.where('status', '=', 'active').where('expires_at', '>', q.now);
+    else if (q.status === 'expired')
+      query = query.where((eb) => eb.or([eb('status', '=', 'expired'), eb.and([eb('status', '=', 'active'), eb('expires_at', '<=', q.now)])]));
+    else if (q.status !== undefined) query = query.where('status', '=', q.status);
+    const rows = await query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(q.limit).execute();
+    return rows.map(toSession);
+  }
+
   async dropReplaysBefore(before: number, limit: number): Promise<number> {
     const r = await this.db
       .updateTable('sessions')

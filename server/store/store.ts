@@ -519,6 +519,26 @@ export interface Store {
   releaseIdempotencyKey(p: { merchantId: string; endpoint: string; key: string }): Promise<void>;
   deleteExpiredIdempotencyKeys(now: number, limit: number): Promise<number>;
 
+  /**
+   * A merchant's sessions in one mode, newest first (created time, then id),
+   * at most `limit`; `after`: the ones created before that session of theirs
+   * (none if it is not theirs). `status` is the public one: `active` and
+   * `expired` also look at the expiry against `now`.
+   */
+  listSessions(
+    merchantId: string,
+    mode: Mode,
+    q: {
+      limit: number;
+      after?: string;
+      status?: 'active' | 'completed' | 'canceled' | 'expired';
+      card?: string;
+      createdGte?: number;
+      createdLt?: number;
+      now: number;
+    },
+  ): Promise<SessionRecord[]>;
+
   // Lifetimes (the sweeper): each call ends at most `limit` rows and says how many.
   /** Clears the replay record of sessions whose record was made before `before` (its window has ended). */
   dropReplaysBefore(before: number, limit: number): Promise<number>;

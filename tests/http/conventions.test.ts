@@ -529,7 +529,7 @@ describe('HTTP conventions (API.md section 2, SECURITY.md "HTTP")', () => {
     it('a known path with another method is 405 method_not_allowed with an Allow header', async () => {
       const cases: Array<[string, () => request.Test, string[]]> = [
         ['PUT /CvvOperations', () => request(h.app).put('/CvvOperations').set(auth(m.testKey)).send({}), ['POST']],
-        ['GET /CvvOperations', () => request(h.app).get('/CvvOperations').set(auth(m.testKey)), ['POST']],
+        ['DELETE /CvvOperations', () => request(h.app).delete('/CvvOperations').set(auth(m.testKey)), ['GET', 'POST']],
         ['GET /CvvOperations/validateToken', () => request(h.app).get('/CvvOperations/validateToken').set(auth(m.testKey)), ['POST']],
         ['DELETE /Cards', () => request(h.app).delete('/Cards').set(auth(m.testKey)), ['POST']],
         ['GET /Cards', () => request(h.app).get('/Cards').set(auth(m.testKey)), ['POST']],

@@ -1,7 +1,17 @@
 import type { Deps } from '../../deps.js';
 import type { Api } from '../api.js';
 import { IdempotencyService } from '../../domain/idempotency.js';
-import { CreateSessionBody, CreatedSession, Session, TokenResponse, ValidateTokenBody, ValidateTokenResponse } from '../schemas.js';
+import {
+  CreateSessionBody,
+  CreatedSession,
+  ListSessionsQuery,
+  Session,
+  SessionList,
+  TokenResponse,
+  ValidateTokenBody,
+  ValidateTokenResponse,
+  type z,
+} from '../schemas.js';
 
 /** Section 3: operations sessions, for the merchant's server. */
 export function sessionRoutes(api: Api, d: Pick<Deps, 'sessions'>): void {
@@ -22,6 +32,29 @@ export function sessionRoutes(api: Api, d: Pick<Deps, 'sessions'>): void {
       const r = await d.sessions.create(merchant, body, key !== undefined ? { idempotencyKey: key } : {});
       if (r.replayed) res.setHeader('Idempotent-Replayed', 'true');
       res.status(r.status).json(r.body);
+    },
+  });
+
+  api.add({
+    method: 'get',
+    path: '/CvvOperations',
+    tag: 'Sessions',
+    auth: 'merchant',
+    summary: "The key's sessions in its mode, newest first (Stripe-style pages)",
+    query: ListSessionsQuery,
+    responses: { 200: { description: 'A page of sessions.', schema: SessionList } },
+    handler: async (_req, res, { merchant, query }) => {
+      const q = query as z.infer<typeof ListSessionsQuery>;
+      res.json(
+        await d.sessions.list(merchant, {
+          ...(q.limit !== undefined ? { limit: q.limit } : {}),
+          ...(q.starting_after !== undefined ? { startingAfter: q.starting_after } : {}),
+          ...(q.status !== undefined ? { status: q.status } : {}),
+          ...(q.card !== undefined ? { card: q.card } : {}),
+          ...(q['created[gte]'] !== undefined ? { createdGte: q['created[gte]'] } : {}),
+          ...(q['created[lt]'] !== undefined ? { createdLt: q['created[lt]'] } : {}),
+        }),
+      );
     },
   });
 

@@ -241,7 +241,48 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /** The key's sessions in its mode, newest first (Stripe-style pages) */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description How many sessions (1-100, default 10). */
+                    limit?: string;
+                    /** @description A session id from the previous page: the sessions created before it (newest first). */
+                    starting_after?: string;
+                    status?: "active" | "completed" | "canceled" | "expired";
+                    /** @description Only the sessions of this card token. */
+                    card?: string;
+                    /** @description Created at or after (ISO 8601 or Unix seconds). */
+                    "created[gte]"?: string;
+                    /** @description Created before (ISO 8601 or Unix seconds). */
+                    "created[lt]"?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A page of sessions. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SessionList"];
+                    };
+                };
+                /** @description An error (API.md section 2). */
+                default: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
         put?: never;
         /** Start an operations session */
         post: {
@@ -1511,19 +1552,12 @@ export interface components {
                 [key: string]: string;
             };
         };
-        ValidateTokenResponse: {
-            /** @enum {boolean} */
-            valid: true;
-            current: boolean;
-            claims: {
-                [key: string]: unknown;
-            };
-            session: components["schemas"]["Session"];
-        } | {
-            /** @enum {boolean} */
-            valid: false;
+        SessionList: {
             /** @enum {string} */
-            reason: "bad_signature" | "malformed" | "expired" | "unknown_key" | "wrong_merchant" | "wrong_type" | "wrong_issuer";
+            object: "list";
+            data: components["schemas"]["Session"][];
+            /** @description More sessions after the last one: ask again with starting_after set to its id. */
+            hasMore: boolean;
         };
         Session: {
             /** @example cvo_… */
@@ -1568,6 +1602,20 @@ export interface components {
                 /** @enum {boolean} */
                 available: false;
             };
+        };
+        ValidateTokenResponse: {
+            /** @enum {boolean} */
+            valid: true;
+            current: boolean;
+            claims: {
+                [key: string]: unknown;
+            };
+            session: components["schemas"]["Session"];
+        } | {
+            /** @enum {boolean} */
+            valid: false;
+            /** @enum {string} */
+            reason: "bad_signature" | "malformed" | "expired" | "unknown_key" | "wrong_merchant" | "wrong_type" | "wrong_issuer";
         };
         ValidateTokenRequest: {
             token: string;
