@@ -914,7 +914,9 @@ async function profileWorkersRun(engine: 'sqlite' | 'postgres'): Promise<BenchRe
     log(`    under profile, 2 workers: ${fmt(r.flowsPerSecond, 1)} flows/s, non-2xx ${r.non2xx}`);
     const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
     const profiles = files.map((f) => summarizeProfile(join(dir, f), ROOT, 0)).sort((a, b) => b.busyMs - a.busyMs);
-    if (profiles.length < 3) throw new Error(`expected a profile from the primary and each of 2 workers, got ${profiles.length}`);
+    // The primary (it only forks) may be stopped before it writes its profile; the two workers' are the two busiest.
+    if (profiles.length < 2) throw new Error(`expected a profile from each of 2 workers, got ${profiles.length}`);
+    if (profiles.length < 3) warnings.push('profile, 2 workers: the primary wrote no profile (stopped before it could); the workers did');
     return {
       scenario: `full flows, 50 shoppers, ${engine}, CVVOPS_WORKERS=2, every process started with --cpu-prof (start-up, ${WARMUP} s warm-up and ${DURATION} s of load)`,
       flows,

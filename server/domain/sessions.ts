@@ -12,7 +12,7 @@ import type {
   OperationContextRecord,
   OperationResults,
   OperationWrite,
-  OutboxRecord,
+  EventWrite,
   SessionRecord,
   SessionStatus,
   Store,
@@ -144,7 +144,7 @@ export class SessionService {
       /** Idempotency-Key on create: the record is read with the card and written with the session. */
       idempotency?: IdempotencyService;
       /** Outbox rows for an operation's events (wired to WebhookService.prepare in deps.ts), written in its transaction. */
-      prepareEvents?: (merchantId: string, mode: Mode, events: PendingEvent[]) => Promise<OutboxRecord[]>;
+      prepareEvents?: (merchantId: string, mode: Mode, events: PendingEvent[]) => Promise<EventWrite[]>;
     },
   ) {}
 

@@ -1,7 +1,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { Mode, OutboxRecord, Store, WebhookEndpointRecord } from '../store/store.js';
+import type { EventWrite, Mode, OutboxRecord, Store, WebhookEndpointRecord } from '../store/store.js';
 import { assertReachableTarget, outbound } from '../connectors/outbound.js';
 import { type Clock, epochSeconds, isoTime } from './clock.js';
 import { newId } from './ids.js';
@@ -81,6 +81,27 @@ export class WebhookService {
     return { endpoint, secret };
   }
 
+  /**
+   * GET /Events: the merchant's events in this mode, newest first, in pages
+   * (`limit`, `startingAfter`), each as its webhook's payload. Kept 30 days.
+   */
+  async listEvents(merchantId: string, mode: Mode, q: { limit?: number; startingAfter?: string; type?: string }) {
+    const limit = q.limit ?? 10;
+    const rows = await this.store.listEvents(merchantId, mode, {
+      limit: limit + 1,
+      ...(q.startingAfter !== undefined ? { after: q.startingAfter } : {}),
+      ...(q.type !== undefined ? { type: q.type } : {}),
+    });
+    return { object: 'list' as const, data: rows.slice(0, limit).map((e) => JSON.parse(e.body) as Record<string, unknown>), hasMore: rows.length > limit };
+  }
+
+  /** GET /Events/{id}: the event's webhook payload, or 404 (another merchant's or mode's answers like an unknown one). */
+  async getEvent(merchantId: string, mode: Mode, id: string): Promise<Record<string, unknown>> {
+    const e = await this.store.getEvent(merchantId, mode, id);
+    if (!e) throw new AppError('not_found', 'No such event.');
+    return JSON.parse(e.body) as Record<string, unknown>;
+  }
+
   /** The merchant's endpoints in this mode. */
   listEndpoints(merchantId: string, mode: Mode): Promise<WebhookEndpointRecord[]> {
     return this.store.listWebhookEndpoints(merchantId, mode);
@@ -119,29 +140,29 @@ export class WebhookService {
     this.#endpoints.delete(`${merchantId}|${mode}`);
   }
 
-  /** Writes an event to the outbox for every endpoint of the merchant that listens to it. */
-  async emit(merchantId: string, mode: Mode, type: WebhookEvent, data: Record<string, unknown>): Promise<string | null> {
+  /** Records an event and writes it to the outbox for every endpoint of the merchant that listens to it; its id. */
+  async emit(merchantId: string, mode: Mode, type: WebhookEvent, data: Record<string, unknown>): Promise<string> {
     const rows = await this.prepare(merchantId, mode, [{ type, data }]);
-    if (rows.length === 0) return null;
     await this.store.enqueueWebhooks(rows);
-    return rows[0]!.eventId;
+    return rows[0]!.id;
   }
 
   /**
-   * The outbox rows of these events (one per listening endpoint), for the
-   * caller to write in the transaction of the state change that raised them:
-   * a crash can then lose neither without the other.
+   * These events as written: each event's record (GET /Events), then its
+   * outbox rows (one per listening endpoint), for the caller to write in the
+   * transaction of the state change that raised them: a crash can then lose
+   * neither without the other.
    */
-  async prepare(merchantId: string, mode: Mode, events: Array<{ type: WebhookEvent; data: Record<string, unknown> }>): Promise<OutboxRecord[]> {
+  async prepare(merchantId: string, mode: Mode, events: Array<{ type: WebhookEvent; data: Record<string, unknown> }>): Promise<EventWrite[]> {
     const all = await this.#endpointsOf(merchantId, mode);
     const now = this.clock.now();
-    const rows: OutboxRecord[] = [];
+    const rows: EventWrite[] = [];
     for (const { type, data } of events) {
       const endpoints = all.filter((e) => e.events.includes(type));
-      if (endpoints.length === 0) continue;
       const id = newId('evt');
       // API.md section 8: createdAt as ISO 8601.
       const body = JSON.stringify({ id, type, createdAt: isoTime(now), mode, data });
+      rows.push({ kind: 'event', id, merchantId, mode, type, body, createdAt: now });
       for (const e of endpoints) {
         rows.push({
           id: `${id}.${e.id}`,

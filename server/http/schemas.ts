@@ -307,6 +307,38 @@ export const CreateWebhookEndpointBody = z
   })
   .openapi('CreateWebhookEndpointRequest');
 
+export const Event = z
+  .object({
+    id: z.string(),
+    type: z.string(),
+    createdAt: z.string(),
+    mode: z.enum(['test', 'live']),
+    data: z.record(z.string(), z.unknown()),
+  })
+  .openapi('Event', { description: 'An event: the same payload as its webhook delivery.' });
+
+export const ListEventsQuery = z
+  .strictObject({
+    limit: z
+      .string()
+      .regex(/^\d{1,3}$/, 'must be a whole number')
+      .transform(Number)
+      .pipe(z.number().int().min(1).max(100))
+      .optional()
+      .openapi({ description: 'How many events (1-100, default 10).' }),
+    starting_after: z.string().max(100).optional().openapi({ description: 'An event id from the previous page: the events before it (newest first).' }),
+    type: z.string().max(64).optional().openapi({ description: 'Only events of this type (session.completed, charge.succeeded, …).' }),
+  })
+  .openapi('ListEventsQuery');
+
+export const EventList = z
+  .object({
+    object: z.literal('list'),
+    data: z.array(Event),
+    hasMore: z.boolean().openapi({ description: 'More events after the last one: ask again with starting_after set to its id.' }),
+  })
+  .openapi('EventList');
+
 export const WebhookEndpoint = z
   .object({
     id: z.string(),

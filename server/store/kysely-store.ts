@@ -31,6 +31,8 @@ import type {
   ChargeRecord,
   CustomFormRecord,
   OutboxRecord,
+  EventRecord,
+  EventWrite,
   TdsRecord,
   WebhookEndpointRecord,
   CardRecord,
@@ -48,6 +50,7 @@ import type {
   SigningKeyRecord,
   Store,
 } from './store.js';
+import { isEventRecord } from './store.js';
 
 /** A sealed value in one column: its key version in the first byte. */
 const pack = (s: Sealed): Buffer => Buffer.concat([Buffer.from([s.keyVersion]), s.blob]);
@@ -70,6 +73,18 @@ const outboxRow = (o: OutboxRecord) => ({
   last_status: o.lastStatus,
   created_at: o.createdAt,
   delivered_at: o.deliveredAt,
+});
+
+/** An event's record as its row. */
+const eventRow = (e: EventRecord) => ({ id: e.id, merchant_id: e.merchantId, mode: e.mode, type: e.type, body: e.body, created_at: e.createdAt });
+const toEvent = (r: Selectable<Database['events']>): EventRecord => ({
+  kind: 'event',
+  id: r.id,
+  merchantId: r.merchant_id,
+  mode: r.mode as Mode,
+  type: r.type,
+  body: r.body,
+  createdAt: Number(r.created_at),
 });
 
 /** A 3DS transaction record as its row. */
@@ -160,8 +175,12 @@ function* send(steps: readonly Step[], opts: { final: boolean }): Generator<Batc
 const isGuarded = (s: Step): s is Guarded => 'refuse' in s;
 
 /** Webhook events written by a unit, one prepared row each (a unit writes none or a few). */
-const eventSteps = (db: Kysely<Database>, events: OutboxRecord[]): Prepared[] =>
-  events.map((e) => prepared('unit:insertEvent', outboxRow(e), (a) => db.insertInto('webhook_outbox').values(a)));
+const eventSteps = (db: Kysely<Database>, events: EventWrite[]): Prepared[] =>
+  events.map((e) =>
+    isEventRecord(e)
+      ? prepared('unit:insertEventRecord', eventRow(e), (a) => db.insertInto('events').values(a))
+      : prepared('unit:insertEvent', outboxRow(e), (a) => db.insertInto('webhook_outbox').values(a)),
+  );
 /** Thrown inside a unit: undo everything it wrote and return `value`. */
 class Rollback<T> {
   constructor(readonly value: T) {}
@@ -255,6 +274,8 @@ const ONE = sql<number>`1`.as('one');
  * run, a statement that compares `status` with a bound value.
  */
 const PENDING = sql.lit('pending');
+/** 'completed' as a literal, for the partial index on completed sessions' replay records (as PENDING). */
+const COMPLETED = sql.lit('completed');
 
 /** An operation's outcome on its session, as arguments of a prepared statement: results, next token hash, replay record. */
 interface FinishArgs extends Record<string, unknown> {
@@ -1375,7 +1396,7 @@ export class KyselyStore implements Store {
     return rows.map((r) => ({ id: r.id, merchantId: r.merchant_id, mode: r.mode as Mode }));
   }
 
-  async expireSession(id: string, now: number, events: OutboxRecord[]): Promise<boolean> {
+  async expireSession(id: string, now: number, events: EventWrite[]): Promise<boolean> {
     return this.#endSession(id, events, (db) =>
       db
         .updateTable('sessions')
@@ -1387,7 +1408,7 @@ export class KyselyStore implements Store {
     );
   }
 
-  async cancelSession(merchantId: string, mode: Mode, id: string, now: number, events: OutboxRecord[] = []): Promise<boolean> {
+  async cancelSession(merchantId: string, mode: Mode, id: string, now: number, events: EventWrite[] = []): Promise<boolean> {
     return this.#endSession(id, events, (db) =>
       db
         .updateTable('sessions')
@@ -1408,7 +1429,7 @@ export class KyselyStore implements Store {
    */
   async #endSession(
     id: string,
-    events: OutboxRecord[],
+    events: EventWrite[],
     change: (db: Kysely<Database>) => UpdateQueryBuilder<Database, 'sessions', 'sessions', UpdateResult>,
   ): Promise<boolean> {
     const db = this.db;
@@ -1531,7 +1552,17 @@ export class KyselyStore implements Store {
     const r = await this.db
       .updateTable('sessions')
       .set({ replay_jti: null, replay_hash: null, replay_sealed: null, replay_at: null })
-      .where('id', 'in', this.db.selectFrom('sessions').select('id').where('replay_at', 'is not', null).where('replay_at', '<', before).limit(limit))
+      .where(
+        'id',
+        'in',
+        this.db
+          .selectFrom('sessions')
+          .select('id')
+          .where('status', '=', COMPLETED)
+          .where('replay_at', 'is not', null)
+          .where('replay_at', '<', before)
+          .limit(limit),
+      )
       .where('replay_at', '<', before)
       .executeTakeFirst();
     return Number(r.numUpdatedRows);
@@ -1852,9 +1883,50 @@ export class KyselyStore implements Store {
     return Number(r.numDeletedRows) === 1;
   }
 
-  async enqueueWebhooks(rows: OutboxRecord[]): Promise<void> {
+  async enqueueWebhooks(rows: EventWrite[]): Promise<void> {
     if (rows.length === 0) return;
-    await this.db.insertInto('webhook_outbox').values(rows.map(outboxRow)).execute();
+    const steps = eventSteps(this.db, rows);
+    await this.#transaction(function* (): Unit<void> {
+      yield* send(steps, { final: true });
+    });
+  }
+
+  async listEvents(merchantId: string, mode: Mode, q: { limit: number; after?: string; type?: string }): Promise<EventRecord[]> {
+    let query = this.db.selectFrom('events').selectAll().where('merchant_id', '=', merchantId).where('mode', '=', mode);
+    if (q.after !== undefined) {
+      const cursor = await this.db
+        .selectFrom('events')
+        .select(['created_at', 'id'])
+        .where('id', '=', q.after)
+        .where('merchant_id', '=', merchantId)
+        .where('mode', '=', mode)
+        .executeTakeFirst();
+      if (!cursor) return [];
+      query = query.where((eb) =>
+        eb.or([eb('created_at', '<', cursor.created_at), eb.and([eb('created_at', '=', cursor.created_at), eb('id', '<', cursor.id)])]),
+      );
+    }
+    if (q.type !== undefined) query = query.where('type', '=', q.type);
+    return (await query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(q.limit).execute()).map(toEvent);
+  }
+
+  async getEvent(merchantId: string, mode: Mode, id: string): Promise<EventRecord | null> {
+    const r = await this.db
+      .selectFrom('events')
+      .selectAll()
+      .where('id', '=', id)
+      .where('merchant_id', '=', merchantId)
+      .where('mode', '=', mode)
+      .executeTakeFirst();
+    return r ? toEvent(r) : null;
+  }
+
+  async deleteOldEvents(before: number, limit: number): Promise<number> {
+    const r = await this.db
+      .deleteFrom('events')
+      .where('id', 'in', this.db.selectFrom('events').select('id').where('created_at', '<', before).limit(limit))
+      .executeTakeFirst();
+    return Number(r.numDeletedRows);
   }
 
   async claimDueWebhooks(now: number, lockMs: number, limit: number): Promise<OutboxRecord[]> {

@@ -359,6 +359,33 @@ const m0009: Migration = {
   },
 };
 
+/**
+ * Every event's own record (GET /Events), whether or not an endpoint listens;
+ * kept 30 days by the retention sweep. And the replay-record index of 0009
+ * narrowed to completed sessions: every operation rewrites its session's
+ * replay record, so an index over all of them changed on every operation
+ * (the benchmark showed it); active sessions' records are overwritten by the
+ * next operation or cleared at cancel or expiry, completed ones are what the
+ * sweeper must find.
+ */
+const m0010: Migration = {
+  async up(db: Kysely<any>) {
+    await sql`DROP INDEX sessions_replay`.execute(db);
+    await sql`CREATE INDEX sessions_replay_completed ON sessions (replay_at) WHERE status = 'completed' AND replay_at IS NOT NULL`.execute(db);
+    await db.schema
+      .createTable('events')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('merchant_id', 'text', (c) => c.notNull())
+      .addColumn('mode', 'text', (c) => c.notNull())
+      .addColumn('type', 'text', (c) => c.notNull())
+      .addColumn('body', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('events_merchant').on('events').columns(['merchant_id', 'mode', 'created_at', 'id']).execute();
+    await db.schema.createIndex('events_created').on('events').columns(['created_at']).execute();
+  },
+};
+
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
@@ -372,6 +399,7 @@ export function migrationProvider(engine: Engine): MigrationProvider {
         '0007_settings_per_mode': m0007,
         '0008_unit_guards': m0008(engine),
         '0009_lifetimes': m0009,
+        '0010_events': m0010,
       };
     },
   };

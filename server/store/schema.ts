@@ -121,6 +121,16 @@ export interface IdempotencyTable {
   created_at: number;
   expires_at: number;
 }
+/** Event records (migration 0010): GET /Events, kept 30 days. */
+export interface EventsTable {
+  id: string;
+  merchant_id: string;
+  mode: string;
+  type: string;
+  body: string;
+  created_at: number;
+}
+
 /** Leases (migration 0009): work one instance of a cluster does at a time, e.g. the retention sweep. */
 export interface LeasesTable {
   name: string;
@@ -230,4 +240,5 @@ export interface Database {
   idempotency_keys: IdempotencyTable;
   meta: MetaTable;
   leases: LeasesTable;
+  events: EventsTable;
 }

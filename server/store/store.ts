@@ -205,6 +205,25 @@ export interface OutboxRecord {
   deliveredAt: number | null;
 }
 
+/**
+ * An event's own record (GET /Events): written once per event, whether or not
+ * an endpoint listens, in the transaction of the state change that raised it,
+ * beside its deliveries; kept 30 days. `body` is the webhook's payload.
+ */
+export interface EventRecord {
+  kind: 'event';
+  id: string;
+  merchantId: string;
+  mode: Mode;
+  type: string;
+  body: string;
+  createdAt: number;
+}
+
+/** What a state change writes about its events: each event's record and its outbox rows (one per listening endpoint). */
+export type EventWrite = EventRecord | OutboxRecord;
+export const isEventRecord = (w: EventWrite): w is EventRecord => 'kind' in w && w.kind === 'event';
+
 export interface CustomFormRecord {
   id: string;
   merchantId: string;
@@ -360,7 +379,7 @@ export interface Store {
     complete: boolean;
     replay: { jti: string; hash: string; sealed: Sealed; at: number };
     writes: OperationWrite[];
-    events: OutboxRecord[];
+    events: EventWrite[];
   }): Promise<boolean>;
   /** Records an operation's outcome under the token it produced (conditional on that token still being current). */
   finishOperation(p: {
@@ -418,8 +437,8 @@ export interface Store {
       replay: { jti: string; hash: string; sealed: Sealed; at: number };
     };
     now: number;
-    events: OutboxRecord[];
-    ifBlocked: OutboxRecord[];
+    events: EventWrite[];
+    ifBlocked: EventWrite[];
     /** A keyed charge's response, sealed, kept for its retries (as setChargeResponse, in the same transaction). */
     responseSealed?: Sealed | null;
   }): Promise<{ recorded: boolean; cvvBlocked: boolean }>;
@@ -471,12 +490,12 @@ export interface Store {
    * active → expired, once (false for every other caller), in one transaction
    * with its CVV's deletion and its `session.expired` webhook events.
    */
-  expireSession(id: string, now: number, events: OutboxRecord[]): Promise<boolean>;
+  expireSession(id: string, now: number, events: EventWrite[]): Promise<boolean>;
   /**
    * active → canceled (never while a charge owns it), in one transaction with
    * its CVV's deletion and its webhook `events`; true if it changed.
    */
-  cancelSession(merchantId: string, mode: Mode, id: string, now: number, events?: OutboxRecord[]): Promise<boolean>;
+  cancelSession(merchantId: string, mode: Mode, id: string, now: number, events?: EventWrite[]): Promise<boolean>;
 
   insertTds(t: TdsRecord): Promise<void>;
   getTds(id: string): Promise<TdsRecord | null>;
@@ -491,7 +510,13 @@ export interface Store {
   listWebhookEndpoints(merchantId: string, mode: Mode): Promise<WebhookEndpointRecord[]>;
   getWebhookEndpoint(id: string): Promise<WebhookEndpointRecord | null>;
   deleteWebhookEndpoint(merchantId: string, mode: Mode, id: string): Promise<boolean>;
-  enqueueWebhooks(rows: OutboxRecord[]): Promise<void>;
+  /** Writes events (their records and outbox rows) outside any other change. */
+  enqueueWebhooks(rows: EventWrite[]): Promise<void>;
+  /** A merchant's events in one mode, newest first, at most `limit`; `after`: the ones before that event of theirs. */
+  listEvents(merchantId: string, mode: Mode, q: { limit: number; after?: string; type?: string }): Promise<EventRecord[]>;
+  getEvent(merchantId: string, mode: Mode, id: string): Promise<EventRecord | null>;
+  /** Deletes event records made before `before` (at most `limit`). */
+  deleteOldEvents(before: number, limit: number): Promise<number>;
   /** Locks up to `limit` due deliveries for `lockMs` (one instance each: FOR UPDATE SKIP LOCKED on PostgreSQL). */
   claimDueWebhooks(now: number, lockMs: number, limit: number): Promise<OutboxRecord[]>;
   settleWebhook(
@@ -540,7 +565,11 @@ export interface Store {
   ): Promise<SessionRecord[]>;
 
   // Lifetimes (the sweeper): each call ends at most `limit` rows and says how many.
-  /** Clears the replay record of sessions whose record was made before `before` (its window has ended). */
+  /**
+   * Clears the replay record of completed sessions whose record was made
+   * before `before` (its window has ended). An active session's record is
+   * overwritten by its next operation or cleared at cancel or expiry.
+   */
   dropReplaysBefore(before: number, limit: number): Promise<number>;
   /** Deletes webhook outbox rows delivered before `deliveredBefore`, and failed ones whose last try was before `failedBefore`. */
   deleteOldOutbox(deliveredBefore: number, failedBefore: number, limit: number): Promise<number>;

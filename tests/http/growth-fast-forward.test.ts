@@ -88,7 +88,7 @@ describe('the database stops growing (120 days fast-forwarded, SQLite)', () => {
     console.log(
       `database file, bytes: day 30 ${at30}, day 60 ${sizes[60]}, day 90 ${at90}, day 105 ${sizes[105]}, day 120 ${at120} (${FLOWS_A_DAY} sessions a day)`,
     );
-    assert.ok(at90 > at30 * 2, `the traffic filled the database (day 30 ${at30}, day 90 ${at90} bytes)`);
+    assert.ok(at90 > at30 * 1.5, `the traffic filled the database (day 30 ${at30}, day 90 ${at90} bytes)`);
     assert.ok(at120 <= at90 * 1.2, `day 120 (${at120} bytes) within 20 % of day 90 (${at90})`);
   });
 });

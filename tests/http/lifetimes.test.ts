@@ -50,20 +50,24 @@ function lifetimes(engine: 'SQLite' | 'PostgreSQL'): void {
       await drop();
     });
 
-    it('a replay record is dropped when its 60-s window ends; a repeat of the call is then refused, not replayed', async () => {
+    it("a completed session's replay record is dropped when its 60-s window ends; a repeat of the call is then refused, not replayed", async () => {
       const s = await makeSession(h, m.testKey);
-      const first = await collect(h, s.token);
+      let token = (await collect(h, s.token)).body.token as string;
+      token = (await request(h.app).post('/CvvOperations/threeDS').set(auth(token)).send({})).body.token;
+      const charge = () => request(h.app).post('/CvvOperations/charge').set(auth(token)).send({});
+      const first = await charge();
       assert.equal(first.status, 200);
+      assert.equal((await h.deps.store.getSessionById(s.id))?.status, 'completed');
       const replayOf = async () => (await h.deps.store.getSessionById(s.id))?.replay ?? null;
       clock.advance(59_000);
       await sweep();
       assert.ok(await replayOf(), 'kept inside the window');
-      const again = await collect(h, s.token);
+      const again = await charge();
       assert.deepEqual(again.body, first.body, 'the repeat inside the window gets the same answer');
       clock.advance(2_000);
       await sweep();
       assert.equal(await replayOf(), null, 'dropped after the window');
-      const late = await collect(h, s.token);
+      const late = await charge();
       assert.equal(late.status, 409, `a repeat after the window: ${JSON.stringify(late.body)}`);
     });
 

@@ -37,10 +37,12 @@ describe('caches expire by the injected clock', () => {
 
   it("webhook endpoints created by another instance: cached for one second of the server's clock", async () => {
     const event = [{ type: 'charge.succeeded' as const, data: { session: 'cvo_x' } }];
-    assert.equal((await a.deps.webhooks.prepare(m.id, 'test', event)).length, 0, 'no endpoint yet (now cached)');
+    // The deliveries among what prepare() gives (the event's own record comes first, whatever listens).
+    const deliveries = async () => (await a.deps.webhooks.prepare(m.id, 'test', event)).filter((w) => !('kind' in w)).length;
+    assert.equal(await deliveries(), 0, 'no endpoint yet (now cached)');
     await b.deps.webhooks.createEndpoint(m.id, 'test', 'https://hooks.example/cvvops', ['charge.succeeded']);
-    assert.equal((await a.deps.webhooks.prepare(m.id, 'test', event)).length, 0, 'still the cached list');
+    assert.equal(await deliveries(), 0, 'still the cached list');
     clock.advance(1001);
-    assert.equal((await a.deps.webhooks.prepare(m.id, 'test', event)).length, 1, 'read again');
+    assert.equal(await deliveries(), 1, 'read again');
   });
 });

@@ -3,7 +3,17 @@ import type { Deps } from '../../deps.js';
 import type { MerchantRecord } from '../../store/store.js';
 import type { Api } from '../api.js';
 import { AppError } from '../../errors.js';
-import { CreateWebhookEndpointBody, CreatedWebhookEndpoint, Merchant, PatchMerchantBody, WebhookEndpoint, z } from '../schemas.js';
+import {
+  CreateWebhookEndpointBody,
+  CreatedWebhookEndpoint,
+  Event,
+  EventList,
+  ListEventsQuery,
+  Merchant,
+  PatchMerchantBody,
+  WebhookEndpoint,
+  z,
+} from '../schemas.js';
 
 function merchantView(m: MerchantRecord) {
   return {
@@ -86,6 +96,37 @@ export function merchantRoutes(api: Api, d: Pick<Deps, 'merchants' | 'origins' |
     handler: async (_req, res, { merchant, params }) => {
       if (!(await d.webhooks.deleteEndpoint(merchant.merchant.id, merchant.mode, params.id!))) throw new AppError('not_found', 'No such webhook endpoint.');
       res.status(204).end();
+    },
+  });
+
+  api.add({
+    method: 'get',
+    path: '/Events',
+    tag: 'Webhooks',
+    auth: 'merchant',
+    summary: "The key's events in its mode, newest first (kept 30 days; Stripe-style pages)",
+    query: ListEventsQuery,
+    responses: { 200: { description: 'A page of events.', schema: EventList } },
+    handler: async (_req, res, { merchant, query }) => {
+      const q = query as z.infer<typeof ListEventsQuery>;
+      res.json(
+        await d.webhooks.listEvents(merchant.merchant.id, merchant.mode, {
+          ...(q.limit !== undefined ? { limit: q.limit } : {}),
+          ...(q.starting_after !== undefined ? { startingAfter: q.starting_after } : {}),
+          ...(q.type !== undefined ? { type: q.type } : {}),
+        }),
+      );
+    },
+  });
+  api.add({
+    method: 'get',
+    path: '/Events/{id}',
+    tag: 'Webhooks',
+    auth: 'merchant',
+    summary: 'One event: the payload its webhook deliveries carry',
+    responses: { 200: { description: 'The event.', schema: Event } },
+    handler: async (_req, res, { merchant, params }) => {
+      res.json(await d.webhooks.getEvent(merchant.merchant.id, merchant.mode, params.id!));
     },
   });
 }

@@ -1267,6 +1267,105 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/Events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The key's events in its mode, newest first (kept 30 days; Stripe-style pages) */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description How many events (1-100, default 10). */
+                    limit?: string;
+                    /** @description An event id from the previous page: the events before it (newest first). */
+                    starting_after?: string;
+                    /** @description Only events of this type (session.completed, charge.succeeded, …). */
+                    type?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A page of events. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["EventList"];
+                    };
+                };
+                /** @description An error (API.md section 2). */
+                default: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/Events/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One event: the payload its webhook deliveries carry */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The event. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Event"];
+                    };
+                };
+                /** @description An error (API.md section 2). */
+                default: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/CustomForms": {
         parameters: {
             query?: never;
@@ -1780,6 +1879,24 @@ export interface components {
             /** Format: uri */
             url: string;
             events: ("cvv.collected" | "threeds.completed" | "charge.succeeded" | "charge.failed" | "session.completed" | "session.canceled" | "session.expired" | "cvv.blocked")[];
+        };
+        EventList: {
+            /** @enum {string} */
+            object: "list";
+            data: components["schemas"]["Event"][];
+            /** @description More events after the last one: ask again with starting_after set to its id. */
+            hasMore: boolean;
+        };
+        /** @description An event: the same payload as its webhook delivery. */
+        Event: {
+            id: string;
+            type: string;
+            createdAt: string;
+            /** @enum {string} */
+            mode: "test" | "live";
+            data: {
+                [key: string]: unknown;
+            };
         };
         CustomForm: {
             id: string;
