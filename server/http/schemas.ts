@@ -144,20 +144,25 @@ const ListTime = z
   })
   .transform((v) => (/^\d+$/.test(v) ? Number(v) * 1000 : Date.parse(v)));
 
+/** The page parameters of a list (Stripe-style: newest first). */
+const pageQuery = (things: string) => ({
+  limit: z
+    .string()
+    .regex(/^\d{1,3}$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(1).max(100))
+    .optional()
+    .openapi({ description: `How many ${things} (1-100, default 10).` }),
+  starting_after: z
+    .string()
+    .max(100)
+    .optional()
+    .openapi({ description: `The last id of the previous page: the ${things} created before it (newest first).` }),
+});
+
 export const ListSessionsQuery = z
   .strictObject({
-    limit: z
-      .string()
-      .regex(/^\d{1,3}$/, 'must be a whole number')
-      .transform(Number)
-      .pipe(z.number().int().min(1).max(100))
-      .optional()
-      .openapi({ description: 'How many sessions (1-100, default 10).' }),
-    starting_after: z
-      .string()
-      .max(100)
-      .optional()
-      .openapi({ description: 'A session id from the previous page: the sessions created before it (newest first).' }),
+    ...pageQuery('sessions'),
     status: z.enum(['active', 'completed', 'canceled', 'expired']).optional(),
     card: z.string().max(100).optional().openapi({ description: 'Only the sessions of this card token.' }),
     'created[gte]': ListTime.optional().openapi({ description: 'Created at or after (ISO 8601 or Unix seconds).' }),
@@ -319,14 +324,7 @@ export const Event = z
 
 export const ListEventsQuery = z
   .strictObject({
-    limit: z
-      .string()
-      .regex(/^\d{1,3}$/, 'must be a whole number')
-      .transform(Number)
-      .pipe(z.number().int().min(1).max(100))
-      .optional()
-      .openapi({ description: 'How many events (1-100, default 10).' }),
-    starting_after: z.string().max(100).optional().openapi({ description: 'An event id from the previous page: the events before it (newest first).' }),
+    ...pageQuery('events'),
     type: z.string().max(64).optional().openapi({ description: 'Only events of this type (session.completed, charge.succeeded, …).' }),
   })
   .openapi('ListEventsQuery');

@@ -1522,20 +1522,28 @@ export class KyselyStore implements Store {
     return n;
   }
 
+  /**
+   * Keyset pagination, newest first (creation time, then id): the rows
+   * before the one `after` names, or null when that row is not this
+   * merchant's and mode's (the page is then empty).
+   */
+  async #before(table: 'sessions' | 'events', merchantId: string, mode: Mode, after: string) {
+    const c = await this.db
+      .selectFrom(table)
+      .select(['created_at', 'id'])
+      .where('id', '=', after)
+      .where('merchant_id', '=', merchantId)
+      .where('mode', '=', mode)
+      .executeTakeFirst();
+    return c ? sql<boolean>`(created_at < ${c.created_at} OR (created_at = ${c.created_at} AND id < ${c.id}))` : null;
+  }
+
   async listSessions(merchantId: string, mode: Mode, q: Parameters<Store['listSessions']>[2]): Promise<SessionRecord[]> {
     let query = this.db.selectFrom('sessions').selectAll().where('merchant_id', '=', merchantId).where('mode', '=', mode);
     if (q.after !== undefined) {
-      const cursor = await this.db
-        .selectFrom('sessions')
-        .select(['created_at', 'id'])
-        .where('id', '=', q.after)
-        .where('merchant_id', '=', merchantId)
-        .where('mode', '=', mode)
-        .executeTakeFirst();
-      if (!cursor) return [];
-      query = query.where((eb) =>
-        eb.or([eb('created_at', '<', cursor.created_at), eb.and([eb('created_at', '=', cursor.created_at), eb('id', '<', cursor.id)])]),
-      );
+      const before = await this.#before('sessions', merchantId, mode, q.after);
+      if (!before) return [];
+      query = query.where(before);
     }
     if (q.card !== undefined) query = query.where('card_token', '=', q.card);
     if (q.createdGte !== undefined) query = query.where('created_at', '>=', q.createdGte);
@@ -1894,17 +1902,9 @@ export class KyselyStore implements Store {
   async listEvents(merchantId: string, mode: Mode, q: { limit: number; after?: string; type?: string }): Promise<EventRecord[]> {
     let query = this.db.selectFrom('events').selectAll().where('merchant_id', '=', merchantId).where('mode', '=', mode);
     if (q.after !== undefined) {
-      const cursor = await this.db
-        .selectFrom('events')
-        .select(['created_at', 'id'])
-        .where('id', '=', q.after)
-        .where('merchant_id', '=', merchantId)
-        .where('mode', '=', mode)
-        .executeTakeFirst();
-      if (!cursor) return [];
-      query = query.where((eb) =>
-        eb.or([eb('created_at', '<', cursor.created_at), eb.and([eb('created_at', '=', cursor.created_at), eb('id', '<', cursor.id)])]),
-      );
+      const before = await this.#before('events', merchantId, mode, q.after);
+      if (!before) return [];
+      query = query.where(before);
     }
     if (q.type !== undefined) query = query.where('type', '=', q.type);
     return (await query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(q.limit).execute()).map(toEvent);

@@ -247,7 +247,7 @@ export interface paths {
                 query?: {
                     /** @description How many sessions (1-100, default 10). */
                     limit?: string;
-                    /** @description A session id from the previous page: the sessions created before it (newest first). */
+                    /** @description The last id of the previous page: the sessions created before it (newest first). */
                     starting_after?: string;
                     status?: "active" | "completed" | "canceled" | "expired";
                     /** @description Only the sessions of this card token. */
@@ -1280,7 +1280,7 @@ export interface paths {
                 query?: {
                     /** @description How many events (1-100, default 10). */
                     limit?: string;
-                    /** @description An event id from the previous page: the events before it (newest first). */
+                    /** @description The last id of the previous page: the events created before it (newest first). */
                     starting_after?: string;
                     /** @description Only events of this type (session.completed, charge.succeeded, …). */
                     type?: string;
