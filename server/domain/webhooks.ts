@@ -102,6 +102,68 @@ export class WebhookService {
     return JSON.parse(e.body) as Record<string, unknown>;
   }
 
+  /** An endpoint of this merchant and mode, or 404 (another's answers like an unknown one). */
+  async #ownEndpoint(merchantId: string, mode: Mode, id: string): Promise<WebhookEndpointRecord> {
+    const e = await this.store.getWebhookEndpoint(id);
+    if (!e || e.merchantId !== merchantId || e.mode !== mode) throw new AppError('not_found', 'No such webhook endpoint.');
+    return e;
+  }
+
+  /** A delivery as GET /WebhookEndpoints/{id}/deliveries shows it: its event, attempts, last status code and next try. */
+  deliveryView(o: OutboxRecord) {
+    return {
+      id: o.id,
+      event: o.eventId,
+      type: (JSON.parse(o.body) as { type?: string }).type ?? null,
+      status: o.status,
+      attempts: o.attempts,
+      lastStatus: o.lastStatus,
+      nextAttemptAt: o.status === 'pending' ? isoTime(o.nextAttemptAt) : null,
+      createdAt: isoTime(o.createdAt),
+      deliveredAt: o.deliveredAt === null ? null : isoTime(o.deliveredAt),
+    };
+  }
+
+  /** GET /WebhookEndpoints/{id}/deliveries: newest first, in pages. */
+  async listDeliveries(merchantId: string, mode: Mode, endpointId: string, q: { limit?: number; startingAfter?: string }) {
+    await this.#ownEndpoint(merchantId, mode, endpointId);
+    const limit = q.limit ?? 10;
+    const rows = await this.store.listDeliveries(endpointId, { limit: limit + 1, ...(q.startingAfter !== undefined ? { after: q.startingAfter } : {}) });
+    return { object: 'list' as const, data: rows.slice(0, limit).map((o) => this.deliveryView(o)), hasMore: rows.length > limit };
+  }
+
+  /**
+   * POST /Events/{id}/resend: a new delivery of the event, same payload, to
+   * the given endpoint or to every endpoint of the mode that listens to its
+   * type now; delivered (and retried) like any other.
+   */
+  async resend(merchantId: string, mode: Mode, eventId: string, endpointId?: string) {
+    const event = await this.store.getEvent(merchantId, mode, eventId);
+    if (!event) throw new AppError('not_found', 'No such event.');
+    const targets =
+      endpointId !== undefined
+        ? [await this.#ownEndpoint(merchantId, mode, endpointId)]
+        : (await this.store.listWebhookEndpoints(merchantId, mode)).filter((e) => e.events.includes(event.type));
+    const now = this.clock.now();
+    const rows: OutboxRecord[] = targets.map((e) => ({
+      id: `${event.id}.${e.id}.r${randomBytes(9).toString('base64url')}`,
+      eventId: event.id,
+      endpointId: e.id,
+      merchantId,
+      body: event.body,
+      status: 'pending',
+      attempts: 0,
+      nextAttemptAt: now,
+      lockedUntil: 0,
+      lastStatus: null,
+      createdAt: now,
+      deliveredAt: null,
+    }));
+    await this.store.enqueueWebhooks(rows);
+    this.opts.log?.info({ audit: true, event: 'webhook.resent', merchantId, eventId: event.id, endpoints: targets.map((e) => e.id) }, 'event resent');
+    return { deliveries: rows.map((o) => this.deliveryView(o)) };
+  }
+
   /** The merchant's endpoints in this mode. */
   listEndpoints(merchantId: string, mode: Mode): Promise<WebhookEndpointRecord[]> {
     return this.store.listWebhookEndpoints(merchantId, mode);

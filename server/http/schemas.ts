@@ -337,6 +337,32 @@ export const EventList = z
   })
   .openapi('EventList');
 
+export const Delivery = z
+  .object({
+    id: z.string(),
+    event: z.string().openapi({ description: 'The event id (GET /Events/{id}).' }),
+    type: z.string().nullable(),
+    status: z.enum(['pending', 'delivered', 'failed']),
+    attempts: z.number().int(),
+    lastStatus: z.number().int().nullable().openapi({ description: "The receiver's last HTTP status code (null: none yet, or no answer)." }),
+    nextAttemptAt: z.string().nullable().openapi({ description: 'The next try, while pending.' }),
+    createdAt: z.string(),
+    deliveredAt: z.string().nullable(),
+  })
+  .openapi('Delivery');
+
+export const ListDeliveriesQuery = z.strictObject({ ...pageQuery('deliveries') }).openapi('ListDeliveriesQuery');
+
+export const DeliveryList = z.object({ object: z.literal('list'), data: z.array(Delivery), hasMore: z.boolean() }).openapi('DeliveryList');
+
+export const ResendEventBody = z
+  .strictObject({
+    endpoint: z.string().max(100).optional().openapi({ description: 'Only to this endpoint (default: every endpoint of the mode listening to the type).' }),
+  })
+  .openapi('ResendEventRequest');
+
+export const ResendEventResponse = z.object({ deliveries: z.array(Delivery) }).openapi('ResendEventResponse');
+
 export const WebhookEndpoint = z
   .object({
     id: z.string(),

@@ -1910,6 +1910,21 @@ export class KyselyStore implements Store {
     return (await query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(q.limit).execute()).map(toEvent);
   }
 
+  async listDeliveries(endpointId: string, q: { limit: number; after?: string }): Promise<OutboxRecord[]> {
+    let query = this.db.selectFrom('webhook_outbox').selectAll().where('endpoint_id', '=', endpointId);
+    if (q.after !== undefined) {
+      const c = await this.db
+        .selectFrom('webhook_outbox')
+        .select(['created_at', 'id'])
+        .where('id', '=', q.after)
+        .where('endpoint_id', '=', endpointId)
+        .executeTakeFirst();
+      if (!c) return [];
+      query = query.where(sql<boolean>`(created_at < ${c.created_at} OR (created_at = ${c.created_at} AND id < ${c.id}))`);
+    }
+    return (await query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(q.limit).execute()).map(toOutbox);
+  }
+
   async getEvent(merchantId: string, mode: Mode, id: string): Promise<EventRecord | null> {
     const r = await this.db
       .selectFrom('events')

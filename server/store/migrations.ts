@@ -386,6 +386,13 @@ const m0010: Migration = {
   },
 };
 
+/** An endpoint's deliveries, newest first (GET /WebhookEndpoints/{id}/deliveries). */
+const m0011: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema.createIndex('webhook_outbox_endpoint').on('webhook_outbox').columns(['endpoint_id', 'created_at', 'id']).execute();
+  },
+};
+
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
@@ -400,6 +407,7 @@ export function migrationProvider(engine: Engine): MigrationProvider {
         '0008_unit_guards': m0008(engine),
         '0009_lifetimes': m0009,
         '0010_events': m0010,
+        '0011_deliveries': m0011,
       };
     },
   };

@@ -515,6 +515,8 @@ export interface Store {
   /** A merchant's events in one mode, newest first, at most `limit`; `after`: the ones before that event of theirs. */
   listEvents(merchantId: string, mode: Mode, q: { limit: number; after?: string; type?: string }): Promise<EventRecord[]>;
   getEvent(merchantId: string, mode: Mode, id: string): Promise<EventRecord | null>;
+  /** An endpoint's deliveries (outbox rows), newest first, at most `limit`; `after`: the ones before that row of this endpoint. */
+  listDeliveries(endpointId: string, q: { limit: number; after?: string }): Promise<OutboxRecord[]>;
   /** Deletes event records made before `before` (at most `limit`). */
   deleteOldEvents(before: number, limit: number): Promise<number>;
   /** Locks up to `limit` due deliveries for `lockMs` (one instance each: FOR UPDATE SKIP LOCKED on PostgreSQL). */

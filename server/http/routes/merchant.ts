@@ -6,11 +6,15 @@ import { AppError } from '../../errors.js';
 import {
   CreateWebhookEndpointBody,
   CreatedWebhookEndpoint,
+  DeliveryList,
   Event,
   EventList,
+  ListDeliveriesQuery,
   ListEventsQuery,
   Merchant,
   PatchMerchantBody,
+  ResendEventBody,
+  ResendEventResponse,
   WebhookEndpoint,
   z,
 } from '../schemas.js';
@@ -127,6 +131,37 @@ export function merchantRoutes(api: Api, d: Pick<Deps, 'merchants' | 'origins' |
     responses: { 200: { description: 'The event.', schema: Event } },
     handler: async (_req, res, { merchant, params }) => {
       res.json(await d.webhooks.getEvent(merchant.merchant.id, merchant.mode, params.id!));
+    },
+  });
+
+  api.add({
+    method: 'get',
+    path: '/WebhookEndpoints/{id}/deliveries',
+    tag: 'Webhooks',
+    auth: 'merchant',
+    summary: "An endpoint's deliveries, newest first: each with its event, attempts, last status code and next try",
+    query: ListDeliveriesQuery,
+    responses: { 200: { description: 'A page of deliveries.', schema: DeliveryList } },
+    handler: async (_req, res, { merchant, params, query }) => {
+      const q = query as z.infer<typeof ListDeliveriesQuery>;
+      res.json(
+        await d.webhooks.listDeliveries(merchant.merchant.id, merchant.mode, params.id!, {
+          ...(q.limit !== undefined ? { limit: q.limit } : {}),
+          ...(q.starting_after !== undefined ? { startingAfter: q.starting_after } : {}),
+        }),
+      );
+    },
+  });
+  api.add({
+    method: 'post',
+    path: '/Events/{id}/resend',
+    tag: 'Webhooks',
+    auth: 'merchant',
+    summary: 'Queue a new delivery of an event (to one endpoint, or to every endpoint listening to its type)',
+    body: ResendEventBody,
+    responses: { 200: { description: 'The new deliveries.', schema: ResendEventResponse } },
+    handler: async (_req, res, { merchant, params, body }) => {
+      res.json(await d.webhooks.resend(merchant.merchant.id, merchant.mode, params.id!, body.endpoint));
     },
   });
 }

@@ -1366,6 +1366,109 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/WebhookEndpoints/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An endpoint's deliveries, newest first: each with its event, attempts, last status code and next try */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description How many deliveries (1-100, default 10). */
+                    limit?: string;
+                    /** @description The last id of the previous page: the deliveries created before it (newest first). */
+                    starting_after?: string;
+                };
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A page of deliveries. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["DeliveryList"];
+                    };
+                };
+                /** @description An error (API.md section 2). */
+                default: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/Events/{id}/resend": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Queue a new delivery of an event (to one endpoint, or to every endpoint listening to its type) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["ResendEventRequest"];
+                };
+            };
+            responses: {
+                /** @description The new deliveries. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ResendEventResponse"];
+                    };
+                };
+                /** @description An error (API.md section 2). */
+                default: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/CustomForms": {
         parameters: {
             query?: never;
@@ -1897,6 +2000,34 @@ export interface components {
             data: {
                 [key: string]: unknown;
             };
+        };
+        DeliveryList: {
+            /** @enum {string} */
+            object: "list";
+            data: components["schemas"]["Delivery"][];
+            hasMore: boolean;
+        };
+        Delivery: {
+            id: string;
+            /** @description The event id (GET /Events/{id}). */
+            event: string;
+            type: string | null;
+            /** @enum {string} */
+            status: "pending" | "delivered" | "failed";
+            attempts: number;
+            /** @description The receiver's last HTTP status code (null: none yet, or no answer). */
+            lastStatus: number | null;
+            /** @description The next try, while pending. */
+            nextAttemptAt: string | null;
+            createdAt: string;
+            deliveredAt: string | null;
+        };
+        ResendEventResponse: {
+            deliveries: components["schemas"]["Delivery"][];
+        };
+        ResendEventRequest: {
+            /** @description Only to this endpoint (default: every endpoint of the mode listening to the type). */
+            endpoint?: string;
         };
         CustomForm: {
             id: string;
