@@ -33,6 +33,22 @@ export function signWebhook(secret: string, t: number, body: string): string {
   return `t=${t},v1=${createHmac('sha256', secret).update(`${t}.${body}`).digest('hex')}`;
 }
 
+/** A new delivery (outbox row) of an event's payload to one endpoint, due now. */
+const newDelivery = (id: string, eventId: string, endpointId: string, merchantId: string, body: string, now: number): OutboxRecord => ({
+  id,
+  eventId,
+  endpointId,
+  merchantId,
+  body,
+  status: 'pending',
+  attempts: 0,
+  nextAttemptAt: now,
+  lockedUntil: 0,
+  lastStatus: null,
+  createdAt: now,
+  deliveredAt: null,
+});
+
 /**
  * Webhooks from a durable outbox: an event is written to the outbox (one row
  * per endpoint) in the store, and a worker delivers due rows, at least once,
@@ -145,20 +161,7 @@ export class WebhookService {
         ? [await this.#ownEndpoint(merchantId, mode, endpointId)]
         : (await this.store.listWebhookEndpoints(merchantId, mode)).filter((e) => e.events.includes(event.type));
     const now = this.clock.now();
-    const rows: OutboxRecord[] = targets.map((e) => ({
-      id: `${event.id}.${e.id}.r${randomBytes(9).toString('base64url')}`,
-      eventId: event.id,
-      endpointId: e.id,
-      merchantId,
-      body: event.body,
-      status: 'pending',
-      attempts: 0,
-      nextAttemptAt: now,
-      lockedUntil: 0,
-      lastStatus: null,
-      createdAt: now,
-      deliveredAt: null,
-    }));
+    const rows = targets.map((e) => newDelivery(`${event.id}.${e.id}.r${randomBytes(9).toString('base64url')}`, event.id, e.id, merchantId, event.body, now));
     await this.store.enqueueWebhooks(rows);
     this.opts.log?.info({ audit: true, event: 'webhook.resent', merchantId, eventId: event.id, endpoints: targets.map((e) => e.id) }, 'event resent');
     return { deliveries: rows.map((o) => this.deliveryView(o)) };
@@ -225,22 +228,7 @@ export class WebhookService {
       // API.md section 8: createdAt as ISO 8601.
       const body = JSON.stringify({ id, type, createdAt: isoTime(now), mode, data });
       rows.push({ kind: 'event', id, merchantId, mode, type, body, createdAt: now });
-      for (const e of endpoints) {
-        rows.push({
-          id: `${id}.${e.id}`,
-          eventId: id,
-          endpointId: e.id,
-          merchantId,
-          body,
-          status: 'pending',
-          attempts: 0,
-          nextAttemptAt: now,
-          lockedUntil: 0,
-          lastStatus: null,
-          createdAt: now,
-          deliveredAt: null,
-        });
-      }
+      for (const e of endpoints) rows.push(newDelivery(`${id}.${e.id}`, id, e.id, merchantId, body, now));
     }
     return rows;
   }
