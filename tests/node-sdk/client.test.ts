@@ -173,6 +173,37 @@ describe('@cvvops/node against a running server', () => {
     await rejects(cvvops.webhookEndpoints.del(ep.id), { status: 404, code: 'not_found' });
   });
 
+  it("sessions.list pages (awaited, iterated across pages, filtered); events list, retrieve and resend; an endpoint's deliveries", async () => {
+    const card = await cvvops.cards.create({ number: TEST_CARD, expMonth: 12, expYear: 2030 });
+    const made: string[] = [];
+    for (let i = 0; i < 5; i++) made.push((await cvvops.sessions.create({ card: card.token, operations: ['collectCvv'] })).id);
+    await cvvops.sessions.cancel(made[0]!);
+    const first = await cvvops.sessions.list({ limit: 2, card: card.token });
+    assert.equal(first.data.length, 2);
+    assert.equal(first.hasMore, true);
+    const all: string[] = [];
+    for await (const session of cvvops.sessions.list({ limit: 2, card: card.token })) all.push(session.id);
+    assert.deepEqual([...all].sort(), [...made].sort(), 'every session of the card, across three pages');
+    assert.deepEqual(
+      (await cvvops.sessions.list({ status: 'canceled', card: card.token })).data.map((x) => x.id),
+      [made[0]],
+    );
+    assert.deepEqual((await cvvops.sessions.list({ card: card.token, created: { gte: new Date(Date.now() + 3_600_000) } })).data, []);
+
+    const events = await cvvops.events.list({ type: 'session.canceled' });
+    const canceled = events.data.find((e) => (e.data as { session?: string }).session === made[0]);
+    assert.ok(canceled, 'the cancel is an event');
+    assert.deepEqual(await cvvops.events.retrieve(canceled.id), canceled);
+    const endpoint = await cvvops.webhookEndpoints.create({ url: 'https://hooks.example/sdk', events: ['session.canceled'] });
+    const resent = await cvvops.events.resend(canceled.id, { endpoint: endpoint.id });
+    assert.equal(resent.deliveries.length, 1);
+    const deliveries = await cvvops.webhookEndpoints.deliveries(endpoint.id);
+    assert.deepEqual(
+      deliveries.data.map((d) => d.event),
+      [canceled.id],
+    );
+  });
+
   it('errors carry status, code, message and requestId; a bad key is invalid_api_key', async () => {
     const e = await rejects(cvvops.cards.create({ number: '4000000000001019', expMonth: 12, expYear: 2030 }), { status: 400, code: 'invalid_card' });
     assert.ok(e.message.length > 0);

@@ -1,7 +1,7 @@
 import { CvvOpsError } from './errors.js';
 import { type CvvOpsLogEntry, HttpClient } from './http.js';
 import { Cards, CvcSessions } from './resources/cards.js';
-import { MerchantResource, WebhookEndpoints } from './resources/merchant.js';
+import { Events, MerchantResource, WebhookEndpoints } from './resources/merchant.js';
 import { Sessions } from './resources/sessions.js';
 import { TokenVerifier, type VerifyTokenOptions } from './tokens.js';
 import type { SessionClaims } from './types.js';
@@ -70,6 +70,7 @@ export class CvvOps {
   readonly sessions: Sessions;
   readonly merchant: MerchantResource;
   readonly webhookEndpoints: WebhookEndpoints;
+  readonly events: Events;
   /** Webhook signatures (no request is made). */
   readonly webhooks: Webhooks;
   readonly baseUrl: string;
@@ -106,6 +107,7 @@ export class CvvOps {
     this.sessions = new Sessions(http);
     this.merchant = new MerchantResource(http);
     this.webhookEndpoints = new WebhookEndpoints(http);
+    this.events = new Events(http);
     this.webhooks = new Webhooks();
     if (options.merchantId !== undefined) this.#merchantId = Promise.resolve(options.merchantId);
     this.#verifier = new TokenVerifier({

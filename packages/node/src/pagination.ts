@@ -3,8 +3,8 @@ import type { Page } from './types.js';
 /**
  * What a list method returns: awaiting it gives the first page (`{ data, … }`); iterating it
  * with `for await` gives every item of every page, fetching the next page only when needed.
- * Lists are not paginated by the server yet (one page holds everything); once they are, the
- * list method's `fetchPage` and `hasNext` follow the cursor and callers change nothing.
+ * For the lists the server pages (sessions, events, deliveries), `fetchPage` asks for the page
+ * after the previous one's last id (`starting_after`) while it says `hasMore`.
  * Nothing is requested until it is awaited or iterated.
  */
 export class PagePromise<T, P extends Page<T> = Page<T>> implements PromiseLike<P>, AsyncIterable<T> {

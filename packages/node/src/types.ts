@@ -35,6 +35,20 @@ export type CreateSessionParams = RequestBody<'/CvvOperations', 'post'>;
 export type CreatedSession = ResponseBody<'/CvvOperations', 'post', 201>;
 export type Session = ResponseBody<'/CvvOperations/{id}', 'get', 200>;
 export type ReissuedToken = ResponseBody<'/CvvOperations/{id}/token', 'post', 200>;
+export type SessionPage = ResponseBody<'/CvvOperations', 'get', 200>;
+export type EventPage = ResponseBody<'/Events', 'get', 200>;
+export type ApiEvent = ResponseBody<'/Events/{id}', 'get', 200>;
+export type DeliveryPage = ResponseBody<'/WebhookEndpoints/{id}/deliveries', 'get', 200>;
+export type Delivery = DeliveryPage['data'][number];
+export type ResentEvent = ResponseBody<'/Events/{id}/resend', 'post', 200>;
+/** GET /CvvOperations's filters; times as Date, ISO 8601 or Unix seconds. */
+export interface ListSessionsParams {
+  limit?: number;
+  startingAfter?: string;
+  status?: 'active' | 'completed' | 'canceled' | 'expired';
+  card?: string;
+  created?: { gte?: Date | string | number; lt?: Date | string | number };
+}
 
 type ValidateTokenAnswer = ResponseBody<'/CvvOperations/validateToken', 'post', 200>;
 /** validateToken's answer, with `claims` typed (the document says only "an object"). */

@@ -1,6 +1,33 @@
 import { type HttpClient, type RequestOptions, seg } from '../http.js';
 import { PagePromise } from '../pagination.js';
-import type { CreatedWebhookEndpoint, CreateWebhookEndpointParams, Merchant, Page, UpdateMerchantParams, WebhookEndpoint } from '../types.js';
+import type {
+  ApiEvent,
+  CreatedWebhookEndpoint,
+  CreateWebhookEndpointParams,
+  Delivery,
+  DeliveryPage,
+  EventPage,
+  Merchant,
+  Page,
+  ResentEvent,
+  UpdateMerchantParams,
+  WebhookEndpoint,
+} from '../types.js';
+
+/** A page query: `limit`, and `starting_after` the last id of the page before (or the caller's own cursor). */
+const pageQuery = (
+  previous: { data: Array<{ id: string }> } | undefined,
+  params: { limit?: number; startingAfter?: string },
+  extra: Record<string, string | undefined> = {},
+): string => {
+  const q = new URLSearchParams();
+  if (params.limit !== undefined) q.set('limit', String(params.limit));
+  const after = previous ? previous.data.at(-1)?.id : params.startingAfter;
+  if (after !== undefined) q.set('starting_after', after);
+  for (const [k, v] of Object.entries(extra)) if (v !== undefined) q.set(k, v);
+  const s = q.toString();
+  return s ? `?${s}` : '';
+};
 
 /** The calling merchant's settings, of the API key's mode (API.md section 8). */
 export class MerchantResource {
@@ -41,5 +68,45 @@ export class WebhookEndpoints {
   /** DELETE /WebhookEndpoints/{id}. */
   async del(id: string, options?: RequestOptions): Promise<void> {
     return this.http.request({ method: 'DELETE', path: `/WebhookEndpoints/${seg('id', id)}`, retry: 'repeatable', goneIsSuccess: true, options });
+  }
+
+  /**
+   * GET /WebhookEndpoints/{id}/deliveries: the endpoint's deliveries, newest first (`await` for the
+   * first page, `for await` for all).
+   */
+  deliveries(id: string, params: { limit?: number; startingAfter?: string } = {}, options?: RequestOptions): PagePromise<Delivery, DeliveryPage> {
+    return new PagePromise<Delivery, DeliveryPage>((previous) =>
+      this.http.request<DeliveryPage>({
+        method: 'GET',
+        path: `/WebhookEndpoints/${seg('id', id)}/deliveries${pageQuery(previous, params)}`,
+        retry: 'repeatable',
+        options,
+      }),
+    );
+  }
+}
+
+/** Events, kept 30 days: the payloads webhooks carry (API.md section 8). */
+export class Events {
+  constructor(private readonly http: HttpClient) {}
+
+  /** GET /Events: newest first (`await` for the first page, `for await` for all); `type` filters. */
+  list(params: { limit?: number; startingAfter?: string; type?: string } = {}, options?: RequestOptions): PagePromise<ApiEvent, EventPage> {
+    return new PagePromise<ApiEvent, EventPage>((previous) =>
+      this.http.request<EventPage>({ method: 'GET', path: `/Events${pageQuery(previous, params, { type: params.type })}`, retry: 'repeatable', options }),
+    );
+  }
+
+  /** GET /Events/{id}. */
+  async retrieve(id: string, options?: RequestOptions): Promise<ApiEvent> {
+    return this.http.request({ method: 'GET', path: `/Events/${seg('id', id)}`, retry: 'repeatable', options });
+  }
+
+  /**
+   * POST /Events/{id}/resend: a new delivery, to `endpoint` or to every endpoint listening to the
+   * event's type. Not retried once the request may have arrived (a repeat queues another delivery).
+   */
+  async resend(id: string, params: { endpoint?: string } = {}, options?: RequestOptions): Promise<ResentEvent> {
+    return this.http.request({ method: 'POST', path: `/Events/${seg('id', id)}/resend`, body: params, retry: 'once', options });
   }
 }

@@ -1,5 +1,9 @@
 import { type HttpClient, type RequestOptions, seg } from '../http.js';
-import type { CreatedSession, CreateSessionParams, ReissuedToken, Session, ValidateTokenResult } from '../types.js';
+import { PagePromise } from '../pagination.js';
+import type { CreatedSession, CreateSessionParams, ListSessionsParams, ReissuedToken, Session, SessionPage, ValidateTokenResult } from '../types.js';
+
+/** A time filter as the server takes it: ISO 8601 or Unix seconds. */
+const timeParam = (t: Date | string | number): string => (t instanceof Date ? t.toISOString() : String(t));
 
 const path = (id: string, rest = '') => `/CvvOperations/${seg('id', id)}${rest}`;
 
@@ -10,6 +14,26 @@ export class Sessions {
   /** POST /CvvOperations: a session and its first token. Idempotent: retried safely. */
   async create(params: CreateSessionParams, options?: RequestOptions): Promise<CreatedSession> {
     return this.http.request({ method: 'POST', path: '/CvvOperations', body: params, retry: 'repeatable', options });
+  }
+
+  /**
+   * GET /CvvOperations: the sessions of the key's merchant and mode, newest first. `await` it for
+   * the first page (`{ data, hasMore }`), or `for await` over every session (the next page is
+   * asked for only when needed, after the last session of the one before).
+   */
+  list(params: ListSessionsParams = {}, options?: RequestOptions): PagePromise<Session, SessionPage> {
+    return new PagePromise<Session, SessionPage>((previous) => {
+      const q = new URLSearchParams();
+      if (params.limit !== undefined) q.set('limit', String(params.limit));
+      const after = previous ? previous.data.at(-1)?.id : params.startingAfter;
+      if (after !== undefined) q.set('starting_after', after);
+      if (params.status !== undefined) q.set('status', params.status);
+      if (params.card !== undefined) q.set('card', params.card);
+      if (params.created?.gte !== undefined) q.set('created[gte]', timeParam(params.created.gte));
+      if (params.created?.lt !== undefined) q.set('created[lt]', timeParam(params.created.lt));
+      const query = q.toString();
+      return this.http.request<SessionPage>({ method: 'GET', path: `/CvvOperations${query ? `?${query}` : ''}`, retry: 'repeatable', options });
+    });
   }
 
   /** GET /CvvOperations/{id}: the session as the server knows it. */
