@@ -207,6 +207,22 @@ export class Api {
           ? { description: resp.description, content: { 'application/json': { schema: resp.schema } } }
           : { description: resp.description };
       }
+      if (r.auth !== 'none') {
+        // RFC 6750 section 3: every 401 names the scheme (errorHandler sets it).
+        responses['401'] = {
+          description:
+            r.auth === 'merchant'
+              ? 'No API key (unauthenticated), or a refused one (invalid_api_key).'
+              : 'No session token (unauthenticated), or an invalid or expired one (invalid_token, token_expired).',
+          headers: {
+            'WWW-Authenticate': {
+              description: 'Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused.',
+              schema: { type: 'string' },
+            },
+          },
+          content: { 'application/json': { schema: ErrorBody } },
+        };
+      }
       responses.default = { description: 'An error (API.md section 2).', content: { 'application/json': { schema: ErrorBody } } };
       const headers = r.idempotent ? z.object({ 'idempotency-key': z.string().max(255).optional() }) : undefined;
       registry.registerPath({

@@ -18,4 +18,22 @@ describe('the OpenAPI document', () => {
     assert.ok(doc.paths['/CvvOperations/collectCvv'].post.security[0].sessionToken);
     assert.ok(doc.paths['/Cards'].post.security[0].apiKey);
   });
+
+  it('every authenticated route declares its 401 with the WWW-Authenticate header, and its Idempotency-Key where honoured', () => {
+    const doc = JSON.parse(renderOpenapi());
+    let authenticated = 0;
+    for (const [path, item] of Object.entries(doc.paths as Record<string, Record<string, any>>)) {
+      for (const [method, op] of Object.entries(item)) {
+        if (!op.security?.length) continue;
+        authenticated++;
+        const r401 = op.responses['401'];
+        assert.ok(r401, `${method.toUpperCase()} ${path} declares 401`);
+        assert.ok(r401.headers?.['WWW-Authenticate'], `${method.toUpperCase()} ${path}: 401 names WWW-Authenticate`);
+        assert.equal(r401.content['application/json'].schema.$ref, '#/components/schemas/Error');
+      }
+    }
+    assert.ok(authenticated > 20);
+    const create = doc.paths['/CvvOperations'].post;
+    assert.ok(create.parameters.some((p: { in: string; name: string }) => p.in === 'header' && p.name === 'idempotency-key'));
+  });
 });

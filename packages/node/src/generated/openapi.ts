@@ -272,6 +272,17 @@ export interface paths {
                         "application/json": components["schemas"]["SessionList"];
                     };
                 };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
                 /** @description An error (API.md section 2). */
                 default: {
                     headers: {
@@ -307,6 +318,17 @@ export interface paths {
                     };
                     content: {
                         "application/json": components["schemas"]["CreatedSession"];
+                    };
+                };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
                     };
                 };
                 /** @description An error (API.md section 2). */
@@ -358,6 +380,17 @@ export interface paths {
                         "application/json": components["schemas"]["ValidateTokenResponse"];
                     };
                 };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
                 /** @description An error (API.md section 2). */
                 default: {
                     headers: {
@@ -401,6 +434,17 @@ export interface paths {
                     };
                     content: {
                         "application/json": components["schemas"]["Session"];
+                    };
+                };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
                     };
                 };
                 /** @description An error (API.md section 2). */
@@ -452,6 +496,17 @@ export interface paths {
                         "application/json": components["schemas"]["TokenResponse"];
                     };
                 };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
                 /** @description An error (API.md section 2). */
                 default: {
                     headers: {
@@ -497,6 +552,17 @@ export interface paths {
                     };
                     content: {
                         "application/json": components["schemas"]["Session"];
+                    };
+                };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
                     };
                 };
                 /** @description An error (API.md section 2). */
@@ -545,6 +611,17 @@ export interface paths {
                     };
                     content?: never;
                 };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
                 /** @description An error (API.md section 2). */
                 default: {
                     headers: {
@@ -591,6 +668,17 @@ export interface paths {
                     };
                     content: {
                         "application/json": components["schemas"]["OperationResponse"];
+                    };
+                };
+                /** @description No session token (unauthenticated), or an invalid or expired one (invalid_token, token_expired). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
                     };
                 };
                 /** @description An error (API.md section 2). */
@@ -642,6 +730,17 @@ export interface paths {
                         "application/json": components["schemas"]["OperationResponse"];
                     };
                 };
+                /** @description No session token (unauthenticated), or an invalid or expired one (invalid_token, token_expired). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
                 /** @description An error (API.md section 2). */
                 default: {
                     headers: {
@@ -691,6 +790,17 @@ export interface paths {
                         "application/json": components["schemas"]["OperationResponse"];
                     };
                 };
+                /** @description No session token (unauthenticated), or an invalid or expired one (invalid_token, token_expired). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
                 /** @description An error (API.md section 2). */
                 default: {
                     headers: {
@@ -738,6 +848,17 @@ export interface paths {
                     };
                     content: {
                         "application/json": components["schemas"]["OperationResponse"];
+                    };
+                };
+                /** @description No session token (unauthenticated), or an invalid or expired one (invalid_token, token_expired). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
                     };
                 };
                 /** @description An error (API.md section 2). */
@@ -791,6 +912,17 @@ export interface paths {
                         "application/json": components["schemas"]["CreatedCard"];
                     };
                 };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
                 /** @description An error (API.md section 2). */
                 default: {
                     headers: {
@@ -836,6 +968,17 @@ export interface paths {
                         "application/json": components["schemas"]["Card"];
                     };
                 };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
                 /** @description An error (API.md section 2). */
                 default: {
                     headers: {
@@ -867,6 +1010,17 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content?: never;
+                };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
                 };
                 /** @description An error (API.md section 2). */
                 default: {
@@ -910,6 +1064,17 @@ export interface paths {
                     };
                     content: {
                         "application/json": components["schemas"]["CvvStatus"];
+                    };
+                };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
                     };
                 };
                 /** @description An error (API.md section 2). */
@@ -959,6 +1124,17 @@ export interface paths {
                     };
                     content?: never;
                 };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
                 /** @description An error (API.md section 2). */
                 default: {
                     headers: {
@@ -1005,6 +1181,17 @@ export interface paths {
                     };
                     content?: never;
                 };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
                 /** @description An error (API.md section 2). */
                 default: {
                     headers: {
@@ -1046,6 +1233,17 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content?: never;
+                };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
                 };
                 /** @description An error (API.md section 2). */
                 default: {
@@ -1090,6 +1288,17 @@ export interface paths {
                         "application/json": components["schemas"]["Merchant"];
                     };
                 };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
                 /** @description An error (API.md section 2). */
                 default: {
                     headers: {
@@ -1127,6 +1336,17 @@ export interface paths {
                     };
                     content: {
                         "application/json": components["schemas"]["Merchant"];
+                    };
+                };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
                     };
                 };
                 /** @description An error (API.md section 2). */
@@ -1170,6 +1390,17 @@ export interface paths {
                         };
                     };
                 };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
                 /** @description An error (API.md section 2). */
                 default: {
                     headers: {
@@ -1203,6 +1434,17 @@ export interface paths {
                     };
                     content: {
                         "application/json": components["schemas"]["CreatedWebhookEndpoint"];
+                    };
+                };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
                     };
                 };
                 /** @description An error (API.md section 2). */
@@ -1250,6 +1492,17 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content?: never;
+                };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
                 };
                 /** @description An error (API.md section 2). */
                 default: {
@@ -1300,6 +1553,17 @@ export interface paths {
                         "application/json": components["schemas"]["EventList"];
                     };
                 };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
                 /** @description An error (API.md section 2). */
                 default: {
                     headers: {
@@ -1345,6 +1609,17 @@ export interface paths {
                     };
                     content: {
                         "application/json": components["schemas"]["Event"];
+                    };
+                };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
                     };
                 };
                 /** @description An error (API.md section 2). */
@@ -1397,6 +1672,17 @@ export interface paths {
                     };
                     content: {
                         "application/json": components["schemas"]["DeliveryList"];
+                    };
+                };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
                     };
                 };
                 /** @description An error (API.md section 2). */
@@ -1452,6 +1738,17 @@ export interface paths {
                         "application/json": components["schemas"]["ResendEventResponse"];
                     };
                 };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
                 /** @description An error (API.md section 2). */
                 default: {
                     headers: {
@@ -1497,6 +1794,17 @@ export interface paths {
                         };
                     };
                 };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
                 /** @description An error (API.md section 2). */
                 default: {
                     headers: {
@@ -1530,6 +1838,17 @@ export interface paths {
                     };
                     content: {
                         "application/json": components["schemas"]["CustomForm"];
+                    };
+                };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
                     };
                 };
                 /** @description An error (API.md section 2). */
@@ -1577,6 +1896,17 @@ export interface paths {
                         "application/json": components["schemas"]["CustomForm"];
                     };
                 };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
                 /** @description An error (API.md section 2). */
                 default: {
                     headers: {
@@ -1613,6 +1943,17 @@ export interface paths {
                         "application/json": components["schemas"]["CustomForm"];
                     };
                 };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
                 /** @description An error (API.md section 2). */
                 default: {
                     headers: {
@@ -1643,6 +1984,17 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content?: never;
+                };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
                 };
                 /** @description An error (API.md section 2). */
                 default: {
