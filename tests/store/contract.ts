@@ -1483,30 +1483,34 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
       });
     });
 
+    /** A pending charge record of merchant A in test mode, keyed, before any outcome. */
+    const chargeRec = (over: Partial<ChargeRecord> = {}): ChargeRecord => ({
+      id: uid('ch'),
+      merchantId: mA.id,
+      sessionId: uid('cvo'),
+      mode: 'test',
+      idempotencyKey: uid('idem'),
+      requestHash: uid('rh'),
+      providerKey: `cvvops_${randomBytes(20).toString('hex')}`,
+      processor: 'http',
+      amount: { value: 1999, currency: 'EUR' },
+      status: 'pending',
+      authorizationCode: null,
+      declineCode: null,
+      cvvResult: null,
+      avsResult: null,
+      networkTransactionId: null,
+      responseSealed: null,
+      createdAt: T0,
+      updatedAt: T0,
+      ...over,
+    });
+
     describe('charge ownership and CVV reservations', () => {
+      /** A charge intent of a session (no Idempotency-Key), as the charge use case writes it. */
       const intent = (sessionId: string, over: Partial<ChargeRecord> = {}): ChargeRecord => {
         const id = uid('ch');
-        return {
-          id,
-          merchantId: mA.id,
-          sessionId,
-          mode: 'test',
-          idempotencyKey: null,
-          requestHash: uid('rh'),
-          providerKey: id,
-          processor: 'simulator',
-          amount: { value: 1999, currency: 'EUR' },
-          status: 'pending',
-          authorizationCode: null,
-          declineCode: null,
-          cvvResult: null,
-          avsResult: null,
-          networkTransactionId: null,
-          responseSealed: null,
-          createdAt: T0,
-          updatedAt: T0,
-          ...over,
-        };
+        return chargeRec({ id, sessionId, idempotencyKey: null, providerKey: id, processor: 'simulator', ...over });
       };
       const wrongCvv = {
         status: 'declined' as const,
@@ -1687,30 +1691,6 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
     });
 
     describe('charges', () => {
-      const chargeRec = (over: Partial<ChargeRecord> = {}): ChargeRecord => {
-        const id = uid('ch');
-        return {
-          id,
-          merchantId: mA.id,
-          sessionId: uid('cvo'),
-          mode: 'test',
-          idempotencyKey: uid('idem'),
-          requestHash: uid('rh'),
-          providerKey: `cvvops_${randomBytes(20).toString('hex')}`,
-          processor: 'http',
-          amount: { value: 1999, currency: 'EUR' },
-          status: 'pending',
-          authorizationCode: null,
-          declineCode: null,
-          cvvResult: null,
-          avsResult: null,
-          networkTransactionId: null,
-          responseSealed: null,
-          createdAt: T0,
-          updatedAt: T0,
-          ...over,
-        };
-      };
       const outcome = {
         status: 'approved' as const,
         authorizationCode: '831000',
