@@ -18,9 +18,16 @@ module.exports = {
     {
       name: 'domain-no-drivers',
       severity: 'error',
-      comment: 'The domain reaches storage only through the Store interface: no database drivers or query builders.',
+      comment: 'The domain reaches storage only through the Store interface: no implementation (Kysely or in-memory), database drivers or query builders.',
       from: { path: '^server/domain/' },
-      to: { path: ['node_modules/(pg|better-sqlite3|kysely)/', '^server/store/kysely-store\\.ts$', '^server/store/migrations\\.ts$'] },
+      to: {
+        path: [
+          'node_modules/(pg|better-sqlite3|kysely)/',
+          '^server/store/(kysely|memory)(-store\\.ts$|/)',
+          '^server/store/migrations\\.ts$',
+          '^server/store/schema\\.ts$',
+        ],
+      },
     },
     {
       name: 'store-not-domain',
@@ -38,13 +45,20 @@ module.exports = {
       to: {
         path: [
           'node_modules/(pg|better-sqlite3|kysely)/',
-          '^server/store/kysely-store\\.ts$',
+          '^server/store/(kysely|memory)(-store\\.ts$|/)',
           '^server/store/migrations\\.ts$',
           '^server/store/schema\\.ts$',
           '^server/store/store\\.ts$',
         ],
         dependencyTypesNot: ['type-only'],
       },
+    },
+    {
+      name: 'store-implementations-apart',
+      severity: 'error',
+      comment: 'Each Store implementation stands alone: the in-memory one is not built on the Kysely one, nor the reverse.',
+      from: { path: '^server/store/memory' },
+      to: { path: ['^server/store/kysely', '^server/store/migrations\\.ts$', '^server/store/schema\\.ts$', 'node_modules/(pg|better-sqlite3|kysely)/'] },
     },
     {
       name: 'connectors-alone',

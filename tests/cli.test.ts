@@ -161,7 +161,7 @@ describe('cvvops CLI', () => {
     assert.equal(count(w.dbPath, 'api_keys'), 0, 'no API key was created');
     const d = await depsFor(w.env);
     try {
-      assert.ok(!(await d.store.listAllAllowedOrigins()).includes('https://ok.example'));
+      assert.ok(!(await d.store.merchants.listAllAllowedOrigins()).includes('https://ok.example'));
     } finally {
       await d.close();
     }
@@ -190,7 +190,7 @@ describe('cvvops CLI', () => {
       assert.ok(keys.some((k) => k.kid === kid1));
       for (const k of keys) assert.equal(k.d, undefined, 'no private key material in the JWKS');
       // Order by activation, newest first (the initial key and kid1 may share a millisecond).
-      const activated = new Map((await d.store.listSigningKeys()).map((k) => [k.kid, k.activatedAt]));
+      const activated = new Map((await d.store.signingKeys.list()).map((k) => [k.kid, k.activatedAt]));
       const times = keys.map((k) => activated.get(k.kid!)!);
       for (let i = 1; i < times.length; i++) assert.ok(times[i - 1]! >= times[i]!, `JWKS order by activation: ${times.join(', ')}`);
       if (times[1]! > times[2]!) assert.equal(keys[1]!.kid, kid1);

@@ -69,7 +69,7 @@ export interface TokenizeInput {
 /** Card tokens: numbers checked, encrypted at rest, shown only as bin and last4. */
 export class CardService {
   constructor(
-    private readonly store: Store,
+    private readonly store: Pick<Store, 'cards'>,
     private readonly keyring: Keyring,
     private readonly clock: Clock,
     private readonly vault: Vault,
@@ -109,22 +109,22 @@ export class CardService {
       holderSealed: input.holderName ? this.keyring.seal('card', input.holderName, `holder|${aad}`) : null,
       createdAt: this.clock.now(),
     };
-    await this.store.insertCard(rec);
+    await this.store.cards.insert(rec);
     const cvcSession = cvv ? await this.vault.storeCvv({ merchant: m.merchant, card: rec, cvv, retention: 'single_use' }) : null;
     return { ...cardView(rec), cvcSession };
   }
 
   /** The card, or 404 for an unknown one and for another merchant's (no oracle). */
   async get(m: MerchantContext, token: string): Promise<CardRecord> {
-    const c = await this.store.getCard(m.merchant.id, m.mode, token);
+    const c = await this.store.cards.get(m.merchant.id, m.mode, token);
     if (!c) throw new AppError('not_found', 'No such card.');
     return c;
   }
 
   async delete(m: MerchantContext, token: string): Promise<void> {
-    if (await this.store.deleteCard(m.merchant.id, m.mode, token)) return;
+    if (await this.store.cards.delete(m.merchant.id, m.mode, token)) return;
     // Not deleted: no such card, or a charge of it is at the processor right now (the card stays until its outcome is recorded).
-    if (await this.store.getCard(m.merchant.id, m.mode, token)) {
+    if (await this.store.cards.get(m.merchant.id, m.mode, token)) {
       throw new AppError('precondition_failed', 'A charge of this card is in progress; try again once its outcome is recorded.', { retryAfter: 1 });
     }
     throw new AppError('not_found', 'No such card.');

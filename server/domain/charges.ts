@@ -42,7 +42,7 @@ const LOOKUP_TIMEOUT_MS = 5000;
  */
 export class ChargeService {
   constructor(
-    private readonly store: Store,
+    private readonly store: Pick<Store, 'cards' | 'charges' | 'cvc' | 'merchants' | 'sessions'>,
     private readonly keyring: Keyring,
     private readonly clock: Clock,
     private readonly cards: CardService,
@@ -100,13 +100,13 @@ export class ChargeService {
     const hash = ChargeService.requestHash(p.body);
     const key = p.idempotencyKey ?? null;
     // One read: the operation's context and, for a keyed charge, whether that key was used before.
-    const read = await this.store.getOperationContext(p.claims.sub, this.clock.now(), key ?? undefined);
+    const read = await this.store.sessions.getOperationContext(p.claims.sub, this.clock.now(), key ?? undefined);
     if (key !== null) {
       const used = read
         ? read.keyedChargeId !== null
-          ? await this.store.getCharge(read.keyedChargeId)
+          ? await this.store.charges.get(read.keyedChargeId)
           : null
-        : await this.store.findChargeByIdempotencyKey(p.claims.aud, p.claims.mode, key);
+        : await this.store.charges.findByIdempotencyKey(p.claims.aud, p.claims.mode, key);
       const first = used ? await this.#replayOf(used, p.claims, hash) : null;
       if (first) return { response: first, replayed: true };
     }
@@ -133,7 +133,7 @@ export class ChargeService {
         charge = this.#intent(ctx, plan, key, hash, c.now);
         const cvv = plan.cvc ? { fingerprint: ctx.card.fingerprint, threshold: ctx.merchant.cvvBlockThreshold } : null;
         const take = plan.cvc ? { id: plan.cvc.id, retention: plan.cvc.retention, cacheUntil: c.now + CACHE_WINDOW_MS } : null;
-        const r = await this.store.beginCharge({ claim: c, charge, cvv, take });
+        const r = await this.store.charges.begin({ claim: c, charge, cvv, take });
         if (r.status === 'cvv_blocked') throw new AppError('cvv_blocked');
         if (r.status === 'cvv_busy') {
           throw new AppError('precondition_failed', 'Other charges of this card are checking its CVV at the processor; try again once they have answered.', {
@@ -166,7 +166,7 @@ export class ChargeService {
       unclaim: async (c) => {
         // Before the processor was called nothing happened: the attempt is undone. After, the outcome is
         // unknown: the intent stays pending and the session owned until recovery asks the processor.
-        if (!sent) await this.store.abortCharge({ ...c, chargeId: charge.id });
+        if (!sent) await this.store.charges.abort({ ...c, chargeId: charge.id });
       },
     });
     return { response, replayed: false };
@@ -242,7 +242,7 @@ export class ChargeService {
    * The outcome unit: the outcome, the CVV count, the live CVV destroyed after
    * an authorization, the session finished under the token the charge
    * produced (its ownership released) and the webhook events, in one
-   * transaction (Store.completeCharge).
+   * transaction (Store.charges.complete).
    */
   async #complete(
     ctx: OperationContext,
@@ -275,7 +275,7 @@ export class ChargeService {
             { type: 'cvv.blocked', data: { card: card.token, failedAttempts: merchant.cvvBlockThreshold } },
           ])
         : [];
-    const rec = await this.store.completeCharge({
+    const rec = await this.store.charges.complete({
       chargeId: charge.id,
       outcome,
       threshold: merchant.cvvBlockThreshold,
@@ -288,7 +288,7 @@ export class ChargeService {
     });
     if (!rec.recorded) {
       // Recovery settled this charge first (this call outlived its time): its outcome stands, and it ran the effects.
-      const s = await this.store.getSessionById(session.id);
+      const s = await this.store.sessions.getById(session.id);
       if (s?.status === 'completed') throw new AppError('session_completed');
       throw new AppError('token_superseded', 'The outcome of this charge was settled by recovery; validate the session from your server.');
     }
@@ -378,7 +378,7 @@ export class ChargeService {
 
   /** Keeps the response of a keyed charge (encrypted: it holds a token) for retries. */
   async remember(chargeId: string, merchantId: string, response: OperationResponse): Promise<void> {
-    await this.store.setChargeResponse(chargeId, this.#sealResponse(chargeId, merchantId, response));
+    await this.store.charges.setResponse(chargeId, this.#sealResponse(chargeId, merchantId, response));
   }
 
   #sealResponse(chargeId: string, merchantId: string, response: OperationResponse): Sealed {
@@ -394,8 +394,8 @@ export class ChargeService {
   async recoverInFlight(limit = 20): Promise<number> {
     const now = this.clock.now();
     let settled = 0;
-    for (const l of await this.store.listChargeLocks(now - IN_FLIGHT_MARGIN_MS, limit)) {
-      const merchant = await this.store.getMerchant(l.merchantId, l.mode);
+    for (const l of await this.store.charges.listLocks(now - IN_FLIGHT_MARGIN_MS, limit)) {
+      const merchant = await this.store.merchants.get(l.merchantId, l.mode);
       if (!merchant) continue;
       if (now - l.since < this.processorFor(merchant).timeoutMs + IN_FLIGHT_MARGIN_MS) continue;
       try {
@@ -422,10 +422,10 @@ export class ChargeService {
    * (no charge can follow then), and the charge ends as `error`.
    */
   async #settle(chargeId: string, sessionId: string, since: number, merchant: MerchantRecord): Promise<OperationResponse | null> {
-    if (!(await this.store.leaseChargeRecovery({ id: sessionId, chargeId, since, now: this.clock.now() }))) return null;
-    const session = await this.store.getSessionById(sessionId);
+    if (!(await this.store.charges.leaseRecovery({ id: sessionId, chargeId, since, now: this.clock.now() }))) return null;
+    const session = await this.store.sessions.getById(sessionId);
     if (!session || session.chargeInFlight?.chargeId !== chargeId) return null;
-    let c = await this.store.getCharge(chargeId);
+    let c = await this.store.charges.get(chargeId);
     let cvvBlocked = false;
     if (!c || c.status === 'pending') {
       const { processor, timeoutMs } = this.processorFor(merchant);
@@ -442,7 +442,7 @@ export class ChargeService {
         outcome = FAILED;
       }
       if (c) {
-        const rec = await this.store.recordChargeOutcome(c.id, outcome, this.clock.now(), merchant.cvvBlockThreshold);
+        const rec = await this.store.charges.recordOutcome(c.id, outcome, this.clock.now(), merchant.cvvBlockThreshold);
         cvvBlocked = rec.cvvBlocked;
         if (rec.recorded) {
           this.opts.log?.warn(
@@ -450,15 +450,15 @@ export class ChargeService {
             'interrupted charge reconciled with the processor',
           );
         }
-        c = await this.store.getCharge(chargeId);
+        c = await this.store.charges.get(chargeId);
       }
     }
     const outcome: Outcome = c ? outcomeOf(c) : FAILED;
     const amount = c?.amount ?? session.amount ?? { value: 0, currency: 'EUR' };
-    const card = await this.store.getCard(session.merchantId, session.mode, session.cardToken);
+    const card = await this.store.cards.get(session.merchantId, session.mode, session.cardToken);
     // Its effects may not have run (the server stopped after recording the outcome): at least once, like webhooks.
     if (card) {
-      const cvc = await this.store.findUsableCvcSession(session.merchantId, card.token, sessionId, this.clock.now());
+      const cvc = await this.store.cvc.findUsable(session.merchantId, card.token, sessionId, this.clock.now());
       await this.#after(merchant, sessionId, card, cvc, outcome, chargeId, amount, cvvBlocked);
     }
     const w = this.#present(chargeId, amount, outcome, c?.processor ?? this.processorFor(merchant).processor.name);
@@ -477,10 +477,10 @@ export class ChargeService {
     if (c.sessionId !== claims.sub || c.requestHash !== requestHash) throw new AppError('idempotency_key_reused');
     if (c.responseSealed) return this.#opened(c);
     const inProgress = () => new AppError('precondition_failed', 'A charge with this Idempotency-Key is still in progress.', { retryAfter: 1 });
-    const session = await this.store.getSessionById(c.sessionId);
+    const session = await this.store.sessions.getById(c.sessionId);
     const lock = session?.chargeInFlight?.chargeId === c.id ? session.chargeInFlight : null;
     if (lock) {
-      const merchant = await this.store.getMerchant(c.merchantId, c.mode);
+      const merchant = await this.store.merchants.get(c.merchantId, c.mode);
       if (!merchant) throw new AppError('invalid_token');
       if (this.clock.now() - lock.since < this.processorFor(merchant).timeoutMs + IN_FLIGHT_MARGIN_MS) throw inProgress();
       let settled: OperationResponse | null;
@@ -494,7 +494,7 @@ export class ChargeService {
       if (!settled) throw inProgress();
       return settled;
     }
-    const again = await this.store.getCharge(c.id);
+    const again = await this.store.charges.get(c.id);
     if (again?.responseSealed) return this.#opened(again);
     if (!again || again.status === 'pending') throw inProgress();
     // Recorded and settled, but its response was never kept (the server stopped in between): the outcome with a new token.

@@ -178,7 +178,7 @@ function sanitizeCss(css: string, note: (what: string) => void): string {
 
 export class FormService {
   constructor(
-    private readonly store: Store,
+    private readonly store: Pick<Store, 'forms'>,
     private readonly clock: Clock,
     private readonly opts: { publicBaseUrl: string; log?: Logger },
   ) {}
@@ -201,23 +201,23 @@ export class FormService {
     if (!/data-cvvops="cvv"/.test(s.html)) throw new AppError('invalid_request', 'The form must mark its CVV field with data-cvvops="cvv".');
     const now = this.clock.now();
     const f: CustomFormRecord = { id: newId('frm'), merchantId, mode, name: p.name, html: s.html, css: s.css, createdAt: now, updatedAt: now };
-    await this.store.insertCustomForm(f);
+    await this.store.forms.insert(f);
     this.opts.log?.info({ audit: true, event: 'custom_form.created', merchantId, form: f.id, sanitized: s.sanitized }, 'custom form stored');
     return this.view(f, s.sanitized);
   }
 
   /** The merchant's forms in this mode. */
   list(merchantId: string, mode: Mode): Promise<CustomFormRecord[]> {
-    return this.store.listCustomForms(merchantId, mode);
+    return this.store.forms.list(merchantId, mode);
   }
 
   /** A form by its id alone (its page, /hosted/forms/{id}, is public: the id is in the URL), or null. */
   byId(id: string): Promise<CustomFormRecord | null> {
-    return this.store.getCustomForm(id);
+    return this.store.forms.get(id);
   }
 
   async get(merchantId: string, mode: Mode, id: string): Promise<CustomFormRecord> {
-    const f = await this.store.getCustomForm(id);
+    const f = await this.store.forms.get(id);
     if (!f || f.merchantId !== merchantId || f.mode !== mode) throw new AppError('not_found', 'No such custom form.');
     return f;
   }
@@ -226,12 +226,12 @@ export class FormService {
     await this.get(merchantId, mode, id);
     const s = sanitizeForm(p.html, p.css ?? '');
     if (!/data-cvvops="cvv"/.test(s.html)) throw new AppError('invalid_request', 'The form must mark its CVV field with data-cvvops="cvv".');
-    await this.store.updateCustomForm(merchantId, mode, id, { name: p.name, html: s.html, css: s.css, now: this.clock.now() });
+    await this.store.forms.update(merchantId, mode, id, { name: p.name, html: s.html, css: s.css, now: this.clock.now() });
     this.opts.log?.info({ audit: true, event: 'custom_form.updated', merchantId, form: id, sanitized: s.sanitized }, 'custom form updated');
     return this.view(await this.get(merchantId, mode, id), s.sanitized);
   }
 
   async delete(merchantId: string, mode: Mode, id: string): Promise<void> {
-    if (!(await this.store.deleteCustomForm(merchantId, mode, id))) throw new AppError('not_found', 'No such custom form.');
+    if (!(await this.store.forms.delete(merchantId, mode, id))) throw new AppError('not_found', 'No such custom form.');
   }
 }

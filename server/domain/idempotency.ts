@@ -15,7 +15,7 @@ export type Reservation = { kind: 'new' } | { kind: 'replay'; status: number; bo
  */
 export class IdempotencyService {
   constructor(
-    private readonly store: Store,
+    private readonly store: Pick<Store, 'idempotency'>,
     private readonly keyring: Keyring,
     private readonly clock: Clock,
   ) {}
@@ -31,7 +31,7 @@ export class IdempotencyService {
   async reserve(merchantId: string, endpoint: string, key: string, requestHash: string): Promise<Reservation> {
     for (let waited = 0; ; waited += 50) {
       const now = this.clock.now();
-      const found = await this.store.reserveIdempotencyKey({ merchantId, endpoint, key, requestHash, now, expiresAt: now + IDEMPOTENCY_TTL_MS });
+      const found = await this.store.idempotency.reserve({ merchantId, endpoint, key, requestHash, now, expiresAt: now + IDEMPOTENCY_TTL_MS });
       if (!found) return { kind: 'new' };
       const done = this.#answered(found, merchantId, endpoint, key, requestHash);
       if (done) return done;
@@ -78,11 +78,11 @@ export class IdempotencyService {
 
   async complete(merchantId: string, endpoint: string, key: string, status: number, body: unknown): Promise<void> {
     const sealed = this.keyring.seal('idempotency', JSON.stringify(body), this.#aad(merchantId, endpoint, key));
-    await this.store.completeIdempotencyKey({ merchantId, endpoint, key, status, responseSealed: sealed });
+    await this.store.idempotency.complete({ merchantId, endpoint, key, status, responseSealed: sealed });
   }
 
   async release(merchantId: string, endpoint: string, key: string): Promise<void> {
-    await this.store.releaseIdempotencyKey({ merchantId, endpoint, key });
+    await this.store.idempotency.release({ merchantId, endpoint, key });
   }
 
   #aad(merchantId: string, endpoint: string, key: string): string {

@@ -42,7 +42,7 @@ export function originProblem(origin: string, production: boolean): string | nul
 /** Merchants and their API keys: keys of 256 random bits, shown once, stored as an HMAC, compared in constant time. */
 export class MerchantService {
   constructor(
-    private readonly store: Store,
+    private readonly store: Pick<Store, 'merchants' | 'meta'>,
     private readonly keyring: Keyring,
     private readonly clock: Clock,
     private readonly opts: { production: boolean; allowPrivateTargets?: boolean; log?: Logger },
@@ -83,7 +83,7 @@ export class MerchantService {
       createdAt: now,
       updatedAt: now,
     };
-    await this.store.insertMerchant(merchant);
+    await this.store.merchants.insert(merchant);
     const testKey = await this.createKey(merchant.id, 'test');
     const liveKey = await this.createKey(merchant.id, 'live');
     this.opts.log?.info({ audit: true, event: 'merchant.created', merchantId: merchant.id, origins: merchant.allowedOrigins }, 'merchant created');
@@ -95,7 +95,7 @@ export class MerchantService {
    * encrypted so it can be printed at every start and used by /demo.
    */
   async ensureDemo(origins: string[]): Promise<{ merchantId: string; testKey: Secret<string> }> {
-    const existing = await this.store.getMeta('demo_merchant');
+    const existing = await this.store.meta.get('demo_merchant');
     if (existing) {
       const { merchantId, sealed } = JSON.parse(existing) as { merchantId: string; sealed: string };
       const key = this.keyring.open('demo', { keyVersion: 1, blob: Buffer.from(sealed, 'base64') }, `demo|${merchantId}`).toString('utf8');
@@ -103,7 +103,7 @@ export class MerchantService {
     }
     const { merchant, testKey } = await this.create({ name: 'Demo shop', origins });
     const sealed = this.keyring.seal('demo', testKey.expose(), `demo|${merchant.id}`);
-    const stored = await this.store.putMetaIfAbsent('demo_merchant', JSON.stringify({ merchantId: merchant.id, sealed: sealed.blob.toString('base64') }));
+    const stored = await this.store.meta.putIfAbsent('demo_merchant', JSON.stringify({ merchantId: merchant.id, sealed: sealed.blob.toString('base64') }));
     // Another instance made one first: that one is the demo merchant.
     if ((JSON.parse(stored) as { merchantId?: string }).merchantId !== merchant.id) return this.ensureDemo(origins);
     return { merchantId: merchant.id, testKey };
@@ -111,12 +111,12 @@ export class MerchantService {
 
   /** A merchant's settings in one mode (cached for a second by the store), or null. */
   settings(id: string, mode: Mode): Promise<MerchantRecord | null> {
-    return this.store.getMerchant(id, mode);
+    return this.store.merchants.get(id, mode);
   }
 
   async createKey(merchantId: string, mode: Mode): Promise<Secret<string>> {
     const key = `sk_${mode}_${randomBytes(32).toString('base64url')}`;
-    await this.store.insertApiKey({
+    await this.store.merchants.insertApiKey({
       id: newId('key'),
       merchantId,
       mode,
@@ -175,7 +175,7 @@ export class MerchantService {
       processor = { type: 'simulator' };
     }
     const { processor: _p, ...rest } = patch;
-    const next = await this.store.updateMerchant(
+    const next = await this.store.merchants.update(
       m.merchant.id,
       m.mode,
       {
@@ -199,11 +199,11 @@ export class MerchantService {
     const k = key.expose();
     if (!API_KEY.test(k)) throw new AppError('invalid_api_key');
     const hash = this.keyring.mac('api-key', k);
-    const row = await this.store.findApiKeyByHash(hash);
+    const row = await this.store.merchants.findApiKeyByHash(hash);
     if (!row || !constantTimeEqualHex(hash, row.hash) || row.revokedAt !== null || !k.startsWith(`sk_${row.mode}_`)) {
       throw new AppError('invalid_api_key');
     }
-    const merchant = await this.store.getMerchant(row.merchantId, row.mode);
+    const merchant = await this.store.merchants.get(row.merchantId, row.mode);
     if (!merchant) throw new AppError('invalid_api_key');
     return { merchant, mode: row.mode, keyId: row.id };
   }

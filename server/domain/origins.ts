@@ -1,4 +1,4 @@
-import type { Store } from '../store/store.js';
+import type { MerchantStore } from '../store/store.js';
 
 /** How often, at most, origins the registry does not know make it read the store (a few times a second). */
 export const MISS_REFRESH_INTERVAL_MS = 250;
@@ -27,7 +27,7 @@ export class OriginRegistry {
   readonly #now: () => number;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: { readonly merchants: Pick<MerchantStore, 'listAllAllowedOrigins'> },
     private readonly ownOrigin: string,
     opts: { missIntervalMs?: number; now?: () => number } = {},
   ) {
@@ -38,7 +38,7 @@ export class OriginRegistry {
 
   async refresh(): Promise<void> {
     const n = ++this.#started;
-    const all = await this.store.listAllAllowedOrigins();
+    const all = await this.store.merchants.listAllAllowedOrigins();
     if (n > this.#applied) {
       this.#applied = n;
       this.#all = new Set(all);

@@ -44,7 +44,7 @@ export interface ProxyRequest {
  */
 export class ProxyService {
   constructor(
-    private readonly store: Store,
+    private readonly store: Pick<Store, 'cards' | 'cvc'>,
     private readonly cards: CardService,
     private readonly vault: Vault,
     private readonly clock: Clock,
@@ -68,11 +68,11 @@ export class ProxyService {
     const needsCard = (['cardNumber', 'expMonth', 'expYear', 'holderName'] as const).some(uses);
     if (needsCvv && !req.cvcSessionId) throw new AppError('cvc_session_missing', 'The body uses ${cvv}: X-Cvc-Session-Id is required.');
     const now = this.clock.now();
-    const cvc = req.cvcSessionId ? await this.store.getLiveCvcSession(m.merchant.id, m.mode, req.cvcSessionId, now) : null;
+    const cvc = req.cvcSessionId ? await this.store.cvc.getLive(m.merchant.id, m.mode, req.cvcSessionId, now) : null;
     if (req.cvcSessionId && !cvc) throw new AppError('cvc_session_not_found');
     let card: CardRecord | null = null;
     const token = req.cardToken ?? cvc?.cardToken;
-    if (token) card = await this.store.getCard(m.merchant.id, m.mode, token);
+    if (token) card = await this.store.cards.get(m.merchant.id, m.mode, token);
     if (req.cardToken && !card) throw new AppError('invalid_card', 'No such card.');
     if (cvc && card && cvc.cardToken !== card.token) throw new AppError('cvc_session_not_found');
     if (needsCard && !card) throw new AppError('invalid_card', 'The body uses card placeholders: X-Card-Token is required.');

@@ -128,11 +128,11 @@ export type ValidateResult =
  * Operations sessions: the state machine behind POST /CvvOperations and the
  * operation endpoints. A token is good only while its jti is the session's
  * current one; winning it is one conditional write, the first statement of
- * the operation's transaction (Store.commitOperation, or beginCharge for a charge).
+ * the operation's transaction (Store.sessions.commitOperation, or Store.charges.begin for a charge).
  */
 export class SessionService {
   constructor(
-    private readonly store: Store,
+    private readonly store: Pick<Store, 'cards' | 'charges' | 'cvc' | 'forms' | 'merchants' | 'sessions'>,
     private readonly tokens: TokenService,
     private readonly vault: Vault,
     private readonly keyring: Keyring,
@@ -165,7 +165,7 @@ export class SessionService {
   ): Promise<{ status: number; body: Record<string, unknown>; replayed: boolean }> {
     const idem = opts.idempotencyKey !== undefined ? this.#keyed(m, opts.idempotencyKey, input) : null;
     const read = () =>
-      this.store.getCreateContext({
+      this.store.sessions.getCreateContext({
         merchantId: m.merchant.id,
         mode: m.mode,
         cardToken: input.card,
@@ -182,7 +182,7 @@ export class SessionService {
     }
     const form = input.form ?? 'hosted';
     if (form !== 'hosted') {
-      const f = await this.store.getCustomForm(form);
+      const f = await this.store.forms.get(form);
       if (!f || f.merchantId !== m.merchant.id || f.mode !== m.mode) throw new AppError('invalid_request', 'No such custom form.');
     }
     const now = this.clock.now();
@@ -224,7 +224,7 @@ export class SessionService {
       token,
       formUrl: `${this.opts.publicBaseUrl}${form === 'hosted' ? '/hosted/cvv' : `/hosted/forms/${form}`}?session=${s.id}#token=${token}`,
     };
-    if (!(await this.store.insertSession(s, idem?.record(201, body)))) {
+    if (!(await this.store.sessions.insert(s, idem?.record(201, body)))) {
       // A concurrent request with the same key was written first: its response, or 409.
       const again = (await read()).idempotency;
       if (!idem || !again) throw new AppError('idempotency_key_reused', 'A request with this Idempotency-Key is still in progress.', { retryAfter: 1 });
@@ -275,7 +275,7 @@ export class SessionService {
     withCvv = true,
     usableCvc?: CvcSessionRecord | null,
   ): Promise<Record<string, unknown> & { results: unknown; attempts: unknown; cvv: unknown }> {
-    const c = card === undefined ? await this.store.getCard(s.merchantId, s.mode, s.cardToken) : card;
+    const c = card === undefined ? await this.store.cards.get(s.merchantId, s.mode, s.cardToken) : card;
     const status = this.status(s);
     const cvv =
       !withCvv || status !== 'active'
@@ -320,8 +320,8 @@ export class SessionService {
    * gone.
    */
   async hostedContext(id: string): Promise<{ session: SessionRecord; merchant: MerchantRecord } | null> {
-    const session = await this.store.getSessionById(id);
-    const merchant = session ? await this.store.getMerchant(session.merchantId, session.mode) : null;
+    const session = await this.store.sessions.getById(id);
+    const merchant = session ? await this.store.merchants.get(session.merchantId, session.mode) : null;
     return session && merchant ? { session, merchant } : null;
   }
 
@@ -343,7 +343,7 @@ export class SessionService {
     },
   ): Promise<{ object: 'list'; data: unknown[]; hasMore: boolean }> {
     const limit = q.limit ?? 10;
-    const rows = await this.store.listSessions(m.merchant.id, m.mode, {
+    const rows = await this.store.sessions.list(m.merchant.id, m.mode, {
       limit: limit + 1,
       now: this.clock.now(),
       ...(q.startingAfter !== undefined ? { after: q.startingAfter } : {}),
@@ -356,7 +356,7 @@ export class SessionService {
     const cards = new Map<string, Promise<CardRecord | null>>();
     const cardOf = (s: SessionRecord) => {
       let c = cards.get(s.cardToken);
-      if (!c) cards.set(s.cardToken, (c = this.store.getCard(s.merchantId, s.mode, s.cardToken)));
+      if (!c) cards.set(s.cardToken, (c = this.store.cards.get(s.merchantId, s.mode, s.cardToken)));
       return c;
     };
     const data = await Promise.all(page.map(async (s) => this.view(s, await cardOf(s), false)));
@@ -365,7 +365,7 @@ export class SessionService {
 
   /** The session of this merchant and mode, or 404 (another merchant's answers exactly like an unknown one). */
   async get(m: MerchantContext, id: string): Promise<SessionRecord> {
-    const s = await this.store.getSession(m.merchant.id, m.mode, id);
+    const s = await this.store.sessions.get(m.merchant.id, m.mode, id);
     if (!s) throw new AppError('not_found', 'No such session.');
     return s;
   }
@@ -376,7 +376,7 @@ export class SessionService {
     const claims = out.claims!;
     if (claims.aud !== m.merchant.id || claims.mode !== m.mode) return { valid: false, reason: 'wrong_merchant' };
     if (!out.ok) return { valid: false, reason: 'expired' };
-    const found = await this.store.getOperationContext(claims.sub, this.clock.now());
+    const found = await this.store.sessions.getOperationContext(claims.sub, this.clock.now());
     const s = found?.session;
     if (!found || !s || s.merchantId !== m.merchant.id || s.mode !== m.mode) return { valid: false, reason: 'wrong_merchant' };
     return {
@@ -403,7 +403,7 @@ export class SessionService {
       const card = await this.#card(s);
       const jti = newJti();
       const token = await this.tokens.sign(this.claimsFor(s, card, jti, s.seq + 1, s.tokenHash, s.results));
-      if (await this.store.rotateToken({ id: s.id, jti: s.jti, newJti: jti, tokenHash: tokenHash(token), now: this.clock.now() })) {
+      if (await this.store.sessions.rotateToken({ id: s.id, jti: s.jti, newJti: jti, tokenHash: tokenHash(token), now: this.clock.now() })) {
         this.opts.log?.info({ audit: true, event: 'token.reissued', merchantId: m.merchant.id, session: s.id, jti, seq: s.seq + 1 }, 'token reissued');
         return { token };
       }
@@ -417,7 +417,7 @@ export class SessionService {
       this.#assertOpen(s);
       if (s.chargeInFlight) throw chargeInProgress();
       const events = await (this.opts.prepareEvents?.(m.merchant.id, m.mode, [{ type: 'session.canceled', data: { session: id } }]) ?? []);
-      if (!(await this.store.cancelSession(m.merchant.id, m.mode, id, this.clock.now(), events))) {
+      if (!(await this.store.sessions.cancel(m.merchant.id, m.mode, id, this.clock.now(), events))) {
         const again = await this.get(m, id);
         if (again.status !== 'canceled') this.#assertOpen(again);
         if (again.chargeInFlight) throw chargeInProgress();
@@ -431,7 +431,7 @@ export class SessionService {
 
   async deleteCvv(m: MerchantContext, id: string): Promise<void> {
     await this.get(m, id);
-    const n = await this.store.deleteSessionCvvUnlessCharging(id);
+    const n = await this.store.cvc.deleteOfSessionUnlessCharging(id);
     if (n === null) throw chargeInProgress();
     if (n === 0) throw new AppError('cvc_session_not_found');
     this.opts.log?.info(
@@ -441,7 +441,7 @@ export class SessionService {
   }
 
   async #card(s: SessionRecord): Promise<CardRecord> {
-    return present(await this.store.getCard(s.merchantId, s.mode, s.cardToken));
+    return present(await this.store.cards.get(s.merchantId, s.mode, s.cardToken));
   }
 
   /** The hash that decides whether an operation call is the exact repeat of an earlier one. */
@@ -460,7 +460,7 @@ export class SessionService {
    * Then, for every operation but a charge, `work` computes its outcome
    * without writing (the rows it needs written, and its webhook events, come
    * back with it), the next token is signed, and one transaction
-   * (Store.commitOperation) wins the token and writes everything: rotation,
+   * (Store.sessions.commitOperation) wins the token and writes everything: rotation,
    * results, replay record, the rows, the events. Of two calls with one token
    * only one commits; nothing of the other is kept.
    *
@@ -495,7 +495,7 @@ export class SessionService {
     finish?: (f: FinishUnit) => Promise<boolean>;
   }): Promise<OperationResponse> {
     const claims = p.claims;
-    const read = p.read !== undefined ? p.read : await this.store.getOperationContext(claims.sub, this.clock.now());
+    const read = p.read !== undefined ? p.read : await this.store.sessions.getOperationContext(claims.sub, this.clock.now());
     const s = read?.session;
     if (!read || !s || s.merchantId !== claims.aud || s.mode !== claims.mode) throw new AppError('invalid_token');
     const merchant = read.merchant;
@@ -520,7 +520,7 @@ export class SessionService {
     const jti = newJti();
     /** The token was not won: the replay of the call that won it (if this is its exact repeat), or why not. */
     const lost = async (): Promise<OperationResponse> => {
-      const again = await this.store.getSessionById(s.id);
+      const again = await this.store.sessions.getById(s.id);
       if (!again) throw new AppError('invalid_token');
       if (again.chargeInFlight) throw chargeInProgress();
       if (again.jti !== claims.jti) return this.#replayOrSuperseded(again, claims, hash);
@@ -535,7 +535,7 @@ export class SessionService {
       const response = await this.#respond(s, card, p.token, jti, results, work);
       const now = this.clock.now();
       const events = work.events?.length ? await (this.opts.prepareEvents?.(s.merchantId, s.mode, work.events) ?? []) : [];
-      const done = await this.store.commitOperation({
+      const done = await this.store.sessions.commitOperation({
         id: s.id,
         jti: claims.jti,
         newJti: jti,
@@ -577,10 +577,10 @@ export class SessionService {
       replay: this.#replayRecord(s.id, claims.jti, hash, jti, response, at),
       response,
     };
-    const done = p.finish ? await p.finish(unit) : await this.store.finishOperation({ id: s.id, ...unit });
+    const done = p.finish ? await p.finish(unit) : await this.store.sessions.finishOperation({ id: s.id, ...unit });
     if (!done) {
       // Settled meanwhile by crash recovery (this call outlived its time): its outcome stands, but no token is handed out.
-      const again = await this.store.getSessionById(s.id);
+      const again = await this.store.sessions.getById(s.id);
       if (again) this.#assertOpen(again);
       throw new AppError('token_superseded');
     }
@@ -619,7 +619,7 @@ export class SessionService {
     complete: boolean,
   ): Promise<OperationResponse> {
     for (let i = 0; i < 5; i++) {
-      const s = await this.store.getSessionById(sessionId);
+      const s = await this.store.sessions.getById(sessionId);
       if (!s) throw new AppError('invalid_token');
       this.#assertOpen(s);
       if (s.chargeInFlight) throw chargeInProgress();
@@ -628,10 +628,10 @@ export class SessionService {
       const results: OperationResults = { ...s.results, [op]: claim };
       const token = await this.tokens.sign(this.claimsFor(s, card, jti, s.seq + 1, s.tokenHash, results));
       const now = this.clock.now();
-      if (!(await this.store.rotateToken({ id: s.id, jti: s.jti, newJti: jti, tokenHash: tokenHash(token), now }))) continue;
+      if (!(await this.store.sessions.rotateToken({ id: s.id, jti: s.jti, newJti: jti, tokenHash: tokenHash(token), now }))) continue;
       const response: OperationResponse = { result, token, session: { status: complete ? 'completed' : 'active' } };
       const sealed = this.keyring.seal('replay', JSON.stringify({ producedJti: jti, response }), `replay|${s.id}|-`);
-      await this.store.finishOperation({
+      await this.store.sessions.finishOperation({
         id: s.id,
         jti,
         results,
@@ -662,13 +662,13 @@ export class SessionService {
     claim: Record<string, unknown>,
     complete: boolean,
   ): Promise<OperationResponse | null> {
-    const s = await this.store.getSessionById(sessionId);
+    const s = await this.store.sessions.getById(sessionId);
     if (!s || s.chargeInFlight?.chargeId !== chargeId) return null;
     const card = await this.#card(s);
     const jti = newJti();
     const results: OperationResults = { ...s.results, charge: claim };
     const token = await this.tokens.sign(this.claimsFor(s, card, jti, s.seq + 1, s.tokenHash, results));
-    if (!(await this.store.settleChargeLock({ id: s.id, chargeId, newJti: jti, tokenHash: tokenHash(token), results, complete, now: this.clock.now() })))
+    if (!(await this.store.charges.settleLock({ id: s.id, chargeId, newJti: jti, tokenHash: tokenHash(token), results, complete, now: this.clock.now() })))
       return null;
     this.opts.log?.info(
       { audit: true, event: 'operation.reconciled', merchantId: s.merchantId, session: s.id, op: 'charge', chargeId, jti, seq: s.seq + 1 },

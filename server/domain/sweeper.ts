@@ -52,7 +52,7 @@ export class Sweeper {
   #ticks = 0;
   #running = false;
   constructor(
-    private readonly store: Store,
+    private readonly store: Pick<Store, 'cvc' | 'idempotency' | 'meta' | 'sessions' | 'webhooks'>,
     private readonly tokens: TokenService,
     private readonly clock: Clock,
     private readonly log: Logger,
@@ -87,22 +87,22 @@ export class Sweeper {
       const slice = new Slicer();
       let cvc = 0;
       for (let n = SWEEP_BATCH; n === SWEEP_BATCH && cvc < 50_000;) {
-        n = await this.store.deleteExpiredCvcSessions(now, SWEEP_BATCH);
+        n = await this.store.cvc.deleteExpired(now, SWEEP_BATCH);
         cvc += n;
         await slice.pace();
       }
       if (cvc > 0) this.log.info({ audit: true, event: 'cvv.destroyed', reason: 'expired', count: cvc }, 'expired CVVs purged');
-      await this.store.deleteOrphanCvvKeyShares(now);
+      await this.store.cvc.deleteOrphanKeyShares(now);
       await slice.pace();
       if (this.charges) {
         // Sessions still owned by a charge long after its processor's timeout: settle them from the processor's records.
         await this.charges.recoverInFlight();
         await slice.pace();
       }
-      for (const s of await this.store.listExpiredSessions(now, 100)) {
+      for (const s of await this.store.sessions.listExpired(now, 100)) {
         // Expired, its CVV deleted and its event written, in one transaction (once, whatever other sweepers do).
         const events = (await this.webhooks?.prepare(s.merchantId, s.mode, [{ type: 'session.expired', data: { session: s.id } }])) ?? [];
-        await this.store.expireSession(s.id, now, events);
+        await this.store.sessions.expire(s.id, now, events);
         await slice.pace();
       }
       const deadline = performance.now() + LIFETIME_BUDGET_MS;
@@ -110,12 +110,12 @@ export class Sweeper {
       // Completed sessions' replay records past their window (a repeat of the call is then answered 409, API.md section 2).
       // Four rows a statement: clearing a 1.6 KB sealed record under secure_delete costs ~2.5 ms a row (the benchmark's background scenario).
       for (let n = REPLAY_BATCH; n === REPLAY_BATCH && more();) {
-        n = await this.store.dropReplaysBefore(now - REPLAY_WINDOW_MS, REPLAY_BATCH);
+        n = await this.store.sessions.dropReplaysBefore(now - REPLAY_WINDOW_MS, REPLAY_BATCH);
         await slice.pace();
       }
       if (this.#ticks++ % 60 === 0 || this.#backlog) {
         for (let n = RETENTION_BATCH; n === RETENTION_BATCH && more();) {
-          n = await this.store.deleteExpiredIdempotencyKeys(now, RETENTION_BATCH);
+          n = await this.store.idempotency.deleteExpired(now, RETENTION_BATCH);
           await slice.pace();
         }
         await this.tokens.pruneRetiredKeys();
@@ -135,23 +135,23 @@ export class Sweeper {
    * loop a turn between them.
    */
   async #retention(now: number, slice: Slicer, more: () => boolean): Promise<boolean> {
-    if (!(await this.store.takeLease('retention', this.#holder, now, now + 5 * 60_000))) return true;
+    if (!(await this.store.meta.takeLease('retention', this.#holder, now, now + 5 * 60_000))) return true;
     let outbox = 0;
     let n = RETENTION_BATCH;
     for (n = RETENTION_BATCH; n === RETENTION_BATCH && more();) {
-      n = await this.store.deleteOldOutbox(now - OUTBOX_RETENTION_MS, now - OUTBOX_RETENTION_MS, RETENTION_BATCH);
+      n = await this.store.webhooks.deleteOldOutbox(now - OUTBOX_RETENTION_MS, now - OUTBOX_RETENTION_MS, RETENTION_BATCH);
       outbox += n;
       await slice.pace();
     }
     let events = 0;
     for (n = RETENTION_BATCH; n === RETENTION_BATCH && more();) {
-      n = await this.store.deleteOldEvents(now - OUTBOX_RETENTION_MS, RETENTION_BATCH);
+      n = await this.store.webhooks.deleteOldEvents(now - OUTBOX_RETENTION_MS, RETENTION_BATCH);
       events += n;
       await slice.pace();
     }
     let sessions = 0;
     for (n = RETENTION_BATCH; n === RETENTION_BATCH && more();) {
-      n = await this.store.deleteEndedSessions(now - this.opts.retentionDays * DAY_MS, RETENTION_BATCH);
+      n = await this.store.sessions.deleteEnded(now - this.opts.retentionDays * DAY_MS, RETENTION_BATCH);
       sessions += n;
       await slice.pace();
     }

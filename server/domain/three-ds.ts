@@ -33,7 +33,7 @@ function resultOf(tds: { id: string; dsTransactionId: string; version: string },
  */
 export class ThreeDSService {
   constructor(
-    private readonly store: Store,
+    private readonly store: Pick<Store, 'cards' | 'sessions'>,
     private readonly keyring: Keyring,
     private readonly clock: Clock,
     private readonly cards: CardService,
@@ -69,7 +69,7 @@ export class ThreeDSService {
     // Strictly after the session's previous transaction, even within one millisecond (or a clock that stands still):
     // "the latest" is decided by this time, and a challenge the shopper abandoned must never be taken for it.
     const now = Math.max(this.clock.now(), (previous?.createdAt ?? 0) + 1);
-    // The transaction is written with the operation's token rotation (Store.commitOperation), not here.
+    // The transaction is written with the operation's token rotation (Store.sessions.commitOperation), not here.
     if (outcome.kind === 'challenge') {
       return {
         result: {
@@ -124,7 +124,7 @@ export class ThreeDSService {
 
   /** The challenge page's transaction; 404 when unknown. */
   async challenge(id: string): Promise<TdsRecord> {
-    const t = await this.store.getTds(id);
+    const t = await this.store.sessions.getTds(id);
     if (!t) throw new AppError('not_found', 'No such 3-D Secure transaction.');
     return t;
   }
@@ -134,8 +134,8 @@ export class ThreeDSService {
     const t = await this.challenge(id);
     if (t.status === 'completed') return t;
     const now = this.clock.now();
-    const session = await this.store.getSessionById(t.sessionId);
-    const card = session ? await this.store.getCard(session.merchantId, session.mode, session.cardToken) : null;
+    const session = await this.store.sessions.getById(t.sessionId);
+    const card = session ? await this.store.cards.get(session.merchantId, session.mode, session.cardToken) : null;
     let r: ThreeDSResult;
     if (!session || !card || t.expiresAt <= now) {
       r = { status: 'U', eci: null, authenticationValue: null, dsTransactionId: t.dsTransactionId, version: t.version };
@@ -149,14 +149,14 @@ export class ThreeDSService {
         throw new AppError('threeds_provider_error', undefined, { cause: err });
       }
     }
-    if (await this.store.completeTds(id, { status: r.status, eci: r.eci, cavvSealed: this.#seal(id, t.merchantId, r) }, now)) {
+    if (await this.store.sessions.completeTds(id, { status: r.status, eci: r.eci, cavvSealed: this.#seal(id, t.merchantId, r) }, now)) {
       this.opts.log?.info(
         { audit: true, event: 'threeds.challenge_completed', merchantId: t.merchantId, session: t.sessionId, transactionId: id, status: r.status },
         '3DS challenge completed',
       );
       await this.webhooks.emit(t.merchantId, t.mode, 'threeds.completed', { session: t.sessionId, transactionId: id, status: r.status, eci: r.eci });
     }
-    return (await this.store.getTds(id))!;
+    return (await this.store.sessions.getTds(id))!;
   }
 
   /** threeDS/result: the session's latest transaction (as read with the operation), refused (409) while its challenge is open. */

@@ -82,7 +82,7 @@ export class TokenService {
   static readonly ISSUED_REMEMBERED = 20_000;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: Pick<Store, 'signingKeys'>,
     private readonly keyring: Keyring,
     private readonly clock: Clock,
     private readonly opts: { alg: SigningAlg; issuer: string; log?: Logger },
@@ -103,7 +103,7 @@ export class TokenService {
   async reload(): Promise<void> {
     if (this.#reloading) return this.#reloading;
     this.#reloading = (async () => {
-      const rows = await this.store.listSigningKeys();
+      const rows = await this.store.signingKeys.list();
       const next = new Map<string, LoadedKey>();
       for (const r of rows) {
         const old = this.#keys.get(r.kid);
@@ -142,7 +142,7 @@ export class TokenService {
     const privateJwk = await exportJWK(privateKey);
     const kid = await calculateJwkThumbprint(publicJwk);
     const now = this.clock.now();
-    await this.store.insertSigningKey({
+    await this.store.signingKeys.insert({
       kid,
       alg: this.opts.alg,
       publicJwk: JSON.stringify({ ...publicJwk, kid, alg: this.opts.alg, use: 'sig' }),
@@ -151,7 +151,7 @@ export class TokenService {
       activatedAt: now,
       retiredAt: null,
     });
-    await this.store.retireSigningKeysExcept(kid, now);
+    await this.store.signingKeys.retireAllExcept(kid, now);
     await this.reload();
     this.opts.log?.info({ audit: true, event: 'signing_key.rotated', kid, reason }, 'signing key activated');
     return kid;
@@ -271,7 +271,7 @@ export class TokenService {
 
   /** Forgets keys retired long enough ago that no token they signed can still be alive. */
   async pruneRetiredKeys(): Promise<number> {
-    const n = await this.store.deleteSigningKeysRetiredBefore(this.clock.now() - (MAX_TOKEN_LIFETIME_S + 60) * 1000);
+    const n = await this.store.signingKeys.deleteRetiredBefore(this.clock.now() - (MAX_TOKEN_LIFETIME_S + 60) * 1000);
     if (n > 0) await this.reload();
     return n;
   }

@@ -33,7 +33,7 @@ const CVV_SHAPE = /^[0-9]+$/;
  */
 export class Vault {
   constructor(
-    private readonly store: Store,
+    private readonly store: Pick<Store, 'cards' | 'cvc'>,
     private readonly keyring: Keyring,
     private readonly clock: Clock,
     private readonly log?: Logger,
@@ -57,14 +57,14 @@ export class Vault {
 
   /** 423 cvv_blocked for a blocked card number; otherwise its CVV status as read (null: never failed). */
   async assertNotBlocked(merchantId: string, fingerprint: string): Promise<CvvStatusRecord | null> {
-    const st = await this.store.getCvvStatus(merchantId, fingerprint);
+    const st = await this.store.cards.getCvvStatus(merchantId, fingerprint);
     if (st?.blocked) throw new AppError('cvv_blocked');
     return st;
   }
 
   /**
    * A CVV sealed in a new CVC session, not yet stored: the rows for the
-   * collectCvv transaction (Store.commitOperation), which also replaces the
+   * collectCvv transaction (Store.sessions.commitOperation), which also replaces the
    * operations session's earlier CVC session. `logStored` writes the audit
    * line once they are committed.
    */
@@ -108,8 +108,8 @@ export class Vault {
   async storeCvv(p: { merchant: MerchantRecord; card: CardRecord; cvv: Secret<string>; retention: CvvRetention }): Promise<CvcSessionView> {
     const sealed = this.sealCvv({ ...p, sessionId: null, firstInSession: true });
     if (sealed.write.kind !== 'cvc') throw new Error('a sealed CVV is a CVC session');
-    await this.store.putCvvKeyShare(sealed.view.id, sealed.write.share, sealed.write.record.createdAt);
-    await this.store.insertCvcSession(sealed.write.record, { replace: false });
+    await this.store.cvc.putKeyShare(sealed.view.id, sealed.write.share, sealed.write.record.createdAt);
+    await this.store.cvc.insert(sealed.write.record, { replace: false });
     sealed.logStored();
     return sealed.view;
   }
@@ -125,15 +125,15 @@ export class Vault {
     const now = this.clock.now();
     let row: CvcSessionRecord | null;
     if (cvc.retention === 'single_use') {
-      row = await this.store.takeCvcSession(cvc.id, now);
+      row = await this.store.cvc.take(cvc.id, now);
       if (row)
         this.log?.info(
           { audit: true, event: 'cvv.destroyed', merchantId: cvc.merchantId, cvcSession: cvc.id, reason: `used:${reason}` },
           'CVV destroyed by use',
         );
     } else {
-      if (cvc.retention === 'cache' && cvc.firstUsedAt === null) await this.store.startCvcCacheWindow(cvc.id, now, now + CACHE_WINDOW_MS);
-      row = await this.store.getCvcSessionById(cvc.id, now);
+      if (cvc.retention === 'cache' && cvc.firstUsedAt === null) await this.store.cvc.startCacheWindow(cvc.id, now, now + CACHE_WINDOW_MS);
+      row = await this.store.cvc.getById(cvc.id, now);
     }
     if (!row || row.merchantId !== cvc.merchantId) throw new AppError('cvc_session_not_found');
     return this.open(row);
@@ -141,7 +141,7 @@ export class Vault {
 
   /** Decrypts a CVC session's CVV; without its key share (destroyed) there is nothing to open: 410. */
   async open(row: CvcSessionRecord): Promise<Secret<string>> {
-    const share = row.keyShare !== undefined ? row.keyShare : await this.store.getCvvKeyShare(row.id);
+    const share = row.keyShare !== undefined ? row.keyShare : await this.store.cvc.getKeyShare(row.id);
     if (!share) throw new AppError('cvc_session_not_found');
     return new Secret(this.keyring.openWithShare('cvv', share, row.sealed, `cvv|${row.merchantId}|${row.id}`).toString('utf8'));
   }
@@ -153,7 +153,7 @@ export class Vault {
    */
   async afterAuthorization(cvc: CvcSessionRecord): Promise<void> {
     if (cvc.mode !== 'live') return;
-    const n = await this.store.deleteCvcSession(cvc.merchantId, cvc.mode, cvc.id, 0);
+    const n = await this.store.cvc.delete(cvc.merchantId, cvc.mode, cvc.id, 0);
     if (n)
       this.log?.info(
         { audit: true, event: 'cvv.destroyed', merchantId: cvc.merchantId, cvcSession: cvc.id, reason: 'authorized' },
@@ -178,20 +178,20 @@ export class Vault {
   ): Promise<boolean> {
     const now = this.clock.now();
     if (p.declineCode === 'incorrect_cvc') {
-      const st = await this.store.recordCvvFailure(merchant.id, card.fingerprint, merchant.cvvBlockThreshold, now);
+      const st = await this.store.cards.recordCvvFailure(merchant.id, card.fingerprint, merchant.cvvBlockThreshold, now);
       if (st.blocked && st.failedAttempts === merchant.cvvBlockThreshold) {
         this.log?.warn({ audit: true, event: 'cvv.blocked', merchantId: merchant.id, card: card.token, failedAttempts: st.failedAttempts }, 'card CVV blocked');
         return true;
       }
     } else if (p.cvvResult === 'M' && (known === undefined || (known !== null && (known.failedAttempts > 0 || known.blocked)))) {
-      await this.store.resetCvvStatus(merchant.id, card.fingerprint, now);
+      await this.store.cards.resetCvvStatus(merchant.id, card.fingerprint, now);
     }
     return false;
   }
 
   async status(merchantId: string, card: CardRecord): Promise<CvvStatusView> {
-    const st = await this.store.getCvvStatus(merchantId, card.fingerprint);
-    const cvc = await this.store.findLiveCvcSessionOfCard(merchantId, card.token, this.clock.now());
+    const st = await this.store.cards.getCvvStatus(merchantId, card.fingerprint);
+    const cvc = await this.store.cvc.findLiveOfCard(merchantId, card.token, this.clock.now());
     return {
       status: st?.blocked ? 'Blocked' : 'Unblocked',
       failedAttempts: st?.failedAttempts ?? 0,
@@ -200,19 +200,19 @@ export class Vault {
   }
 
   async unblock(merchantId: string, card: CardRecord): Promise<void> {
-    await this.store.resetCvvStatus(merchantId, card.fingerprint, this.clock.now());
+    await this.store.cards.resetCvvStatus(merchantId, card.fingerprint, this.clock.now());
     this.log?.info({ audit: true, event: 'cvv.unblocked', merchantId, card: card.token }, 'card CVV unblocked');
   }
 
   /** What a charge of this session could use now, never the value. */
   async cvvState(merchantId: string, cardToken: string, sessionId: string): Promise<{ available: true; id: string; expiresAt: string } | { available: false }> {
-    const c = await this.store.findUsableCvcSession(merchantId, cardToken, sessionId, this.clock.now());
+    const c = await this.store.cvc.findUsable(merchantId, cardToken, sessionId, this.clock.now());
     return c ? { available: true, id: c.id, expiresAt: isoTime(c.expiresAt) } : { available: false };
   }
 
   /** DELETE /CvcSessions/{id}: 410 cvc_session_not_found for expired, used, unknown and foreign alike. */
   async deleteCvcSession(merchantId: string, mode: Mode, id: string, reason: string): Promise<void> {
-    const r = await this.store.deleteCvcSessionUnlessCharging(merchantId, mode, id, this.clock.now());
+    const r = await this.store.cvc.deleteUnlessCharging(merchantId, mode, id, this.clock.now());
     if (r === 'charging')
       throw new AppError('precondition_failed', 'A charge using this CVV is in progress; try again once its outcome is recorded.', { retryAfter: 1 });
     if (r === 'gone') throw new AppError('cvc_session_not_found');
@@ -220,7 +220,7 @@ export class Vault {
   }
 
   async destroySessionCvv(merchantId: string, sessionId: string, reason: string): Promise<number> {
-    const n = await this.store.deleteCvcSessionsOfSession(sessionId);
+    const n = await this.store.cvc.deleteOfSession(sessionId);
     if (n > 0) this.log?.info({ audit: true, event: 'cvv.destroyed', merchantId, session: sessionId, count: n, reason }, 'CVV destroyed');
     return n;
   }

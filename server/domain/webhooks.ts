@@ -59,7 +59,7 @@ export class WebhookService {
   #timer: NodeJS.Timeout | null = null;
   #running = false;
   constructor(
-    private readonly store: Store,
+    private readonly store: Pick<Store, 'webhooks'>,
     private readonly keyring: Keyring,
     private readonly clock: Clock,
     private readonly opts: { allowPrivate: boolean; log?: Logger },
@@ -91,7 +91,7 @@ export class WebhookService {
       secretSealed: this.keyring.seal('signing-key', secret, `webhook|${merchantId}|${id}`),
       createdAt: this.clock.now(),
     };
-    await this.store.insertWebhookEndpoint(endpoint);
+    await this.store.webhooks.insertEndpoint(endpoint);
     this.forget(merchantId, mode);
     this.opts.log?.info({ audit: true, event: 'webhook_endpoint.created', merchantId, endpoint: id }, 'webhook endpoint created');
     return { endpoint, secret };
@@ -103,7 +103,7 @@ export class WebhookService {
    */
   async listEvents(merchantId: string, mode: Mode, q: { limit?: number; startingAfter?: string; type?: string }) {
     const limit = q.limit ?? 10;
-    const rows = await this.store.listEvents(merchantId, mode, {
+    const rows = await this.store.webhooks.listEvents(merchantId, mode, {
       limit: limit + 1,
       ...(q.startingAfter !== undefined ? { after: q.startingAfter } : {}),
       ...(q.type !== undefined ? { type: q.type } : {}),
@@ -113,14 +113,14 @@ export class WebhookService {
 
   /** GET /Events/{id}: the event's webhook payload, or 404 (another merchant's or mode's answers like an unknown one). */
   async getEvent(merchantId: string, mode: Mode, id: string): Promise<Record<string, unknown>> {
-    const e = await this.store.getEvent(merchantId, mode, id);
+    const e = await this.store.webhooks.getEvent(merchantId, mode, id);
     if (!e) throw new AppError('not_found', 'No such event.');
     return JSON.parse(e.body) as Record<string, unknown>;
   }
 
   /** An endpoint of this merchant and mode, or 404 (another's answers like an unknown one). */
   async #ownEndpoint(merchantId: string, mode: Mode, id: string): Promise<WebhookEndpointRecord> {
-    const e = await this.store.getWebhookEndpoint(id);
+    const e = await this.store.webhooks.getEndpoint(id);
     if (!e || e.merchantId !== merchantId || e.mode !== mode) throw new AppError('not_found', 'No such webhook endpoint.');
     return e;
   }
@@ -144,7 +144,10 @@ export class WebhookService {
   async listDeliveries(merchantId: string, mode: Mode, endpointId: string, q: { limit?: number; startingAfter?: string }) {
     await this.#ownEndpoint(merchantId, mode, endpointId);
     const limit = q.limit ?? 10;
-    const rows = await this.store.listDeliveries(endpointId, { limit: limit + 1, ...(q.startingAfter !== undefined ? { after: q.startingAfter } : {}) });
+    const rows = await this.store.webhooks.listDeliveries(endpointId, {
+      limit: limit + 1,
+      ...(q.startingAfter !== undefined ? { after: q.startingAfter } : {}),
+    });
     return { object: 'list' as const, data: rows.slice(0, limit).map((o) => this.deliveryView(o)), hasMore: rows.length > limit };
   }
 
@@ -154,27 +157,27 @@ export class WebhookService {
    * type now; delivered (and retried) like any other.
    */
   async resend(merchantId: string, mode: Mode, eventId: string, endpointId?: string) {
-    const event = await this.store.getEvent(merchantId, mode, eventId);
+    const event = await this.store.webhooks.getEvent(merchantId, mode, eventId);
     if (!event) throw new AppError('not_found', 'No such event.');
     const targets =
       endpointId !== undefined
         ? [await this.#ownEndpoint(merchantId, mode, endpointId)]
-        : (await this.store.listWebhookEndpoints(merchantId, mode)).filter((e) => e.events.includes(event.type));
+        : (await this.store.webhooks.listEndpoints(merchantId, mode)).filter((e) => e.events.includes(event.type));
     const now = this.clock.now();
     const rows = targets.map((e) => newDelivery(`${event.id}.${e.id}.r${randomBytes(9).toString('base64url')}`, event.id, e.id, merchantId, event.body, now));
-    await this.store.enqueueWebhooks(rows);
+    await this.store.webhooks.enqueue(rows);
     this.opts.log?.info({ audit: true, event: 'webhook.resent', merchantId, eventId: event.id, endpoints: targets.map((e) => e.id) }, 'event resent');
     return { deliveries: rows.map((o) => this.deliveryView(o)) };
   }
 
   /** The merchant's endpoints in this mode. */
   listEndpoints(merchantId: string, mode: Mode): Promise<WebhookEndpointRecord[]> {
-    return this.store.listWebhookEndpoints(merchantId, mode);
+    return this.store.webhooks.listEndpoints(merchantId, mode);
   }
 
   /** Removes an endpoint of this merchant and mode (false: there is none); this instance stops using it at once. */
   async deleteEndpoint(merchantId: string, mode: Mode, id: string): Promise<boolean> {
-    const gone = await this.store.deleteWebhookEndpoint(merchantId, mode, id);
+    const gone = await this.store.webhooks.deleteEndpoint(merchantId, mode, id);
     this.forget(merchantId, mode);
     if (gone) this.opts.log?.info({ audit: true, event: 'webhook_endpoint.deleted', merchantId, endpoint: id }, 'webhook endpoint deleted');
     return gone;
@@ -195,7 +198,7 @@ export class WebhookService {
     const hit = this.#endpoints.get(key);
     const now = this.clock.now();
     if (hit && now - hit.at < 1000) return hit.list;
-    const list = await this.store.listWebhookEndpoints(merchantId, mode);
+    const list = await this.store.webhooks.listEndpoints(merchantId, mode);
     if (this.#endpoints.size > 10_000) this.#endpoints.clear();
     this.#endpoints.set(key, { at: now, list });
     return list;
@@ -208,7 +211,7 @@ export class WebhookService {
   /** Records an event and writes it to the outbox for every endpoint of the merchant that listens to it; its id. */
   async emit(merchantId: string, mode: Mode, type: WebhookEvent, data: Record<string, unknown>): Promise<string> {
     const rows = await this.prepare(merchantId, mode, [{ type, data }]);
-    await this.store.enqueueWebhooks(rows);
+    await this.store.webhooks.enqueue(rows);
     return rows[0]!.id;
   }
 
@@ -254,7 +257,7 @@ export class WebhookService {
     let total = 0;
     try {
       for (let batch = 0; batch < maxBatches; batch++) {
-        const rows = await this.store.claimDueWebhooks(this.clock.now(), LOCK_MS, limit);
+        const rows = await this.store.webhooks.claimDue(this.clock.now(), LOCK_MS, limit);
         await Promise.all(rows.map((r) => this.#deliver(r)));
         total += rows.length;
         if (rows.length < limit) break;
@@ -270,11 +273,11 @@ export class WebhookService {
   }
 
   async #deliver(row: OutboxRecord): Promise<void> {
-    const endpoint = await this.store.getWebhookEndpoint(row.endpointId);
+    const endpoint = await this.store.webhooks.getEndpoint(row.endpointId);
     const attempts = row.attempts + 1;
     const now = () => this.clock.now();
     if (!endpoint) {
-      await this.store.settleWebhook(row.id, { status: 'failed', attempts, nextAttemptAt: now(), lastStatus: null, now: now() });
+      await this.store.webhooks.settle(row.id, { status: 'failed', attempts, nextAttemptAt: now(), lastStatus: null, now: now() });
       return;
     }
     let status: number | null = null;
@@ -295,13 +298,13 @@ export class WebhookService {
       this.opts.log?.warn({ endpoint: endpoint.id, event: row.eventId, err: err instanceof Error ? err.message : String(err) }, 'webhook delivery failed');
     }
     if (status !== null && status >= 200 && status < 300) {
-      await this.store.settleWebhook(row.id, { status: 'delivered', attempts, nextAttemptAt: now(), lastStatus: status, now: now() });
+      await this.store.webhooks.settle(row.id, { status: 'delivered', attempts, nextAttemptAt: now(), lastStatus: status, now: now() });
       return;
     }
     const next = now() + backoffMs(attempts);
     const giveUp = next > row.createdAt + RETRY_HORIZON_MS;
     // A failed row keeps the time of its last try (its lifetime counts from it); a pending one, its next.
-    await this.store.settleWebhook(row.id, {
+    await this.store.webhooks.settle(row.id, {
       status: giveUp ? 'failed' : 'pending',
       attempts,
       nextAttemptAt: giveUp ? now() : next,

@@ -255,87 +255,140 @@ export interface OperationContextRecord {
   keyedChargeId: string | null;
 }
 
+/** Type of a charge's outcome, as the processor reported it. */
+export type ChargeOutcome = Pick<ChargeRecord, 'status' | 'authorizationCode' | 'declineCode' | 'cvvResult' | 'avsResult' | 'networkTransactionId'>;
+/** A replay record: the response of an operation, sealed, kept for a retry of the same call for 60 s. */
+export interface ReplayRecord {
+  jti: string;
+  hash: string;
+  sealed: Sealed;
+  at: number;
+}
+
 /**
- * Storage. Async so SQLite and PostgreSQL both fit. Every state change is one
- * conditional statement whose result (a row changed or not) tells the caller
- * whether it won; no transaction spans an await. Expiry is checked in the
- * queries themselves: an expired row is never served, even before the
- * sweeper removes it.
+ * Storage, split by aggregate: each part owns its tables and the units
+ * (transactions) that start from its root. A unit that must also write rows
+ * of another aggregate in the same transaction (an operation's CVV, 3-D
+ * Secure record and events; a charge's CVV reservation) takes them as
+ * arguments, so a service never holds a transaction open.
+ *
+ * Async so SQLite and PostgreSQL both fit. Every state change is one
+ * conditional statement (or one unit) whose result tells the caller whether
+ * it won; no transaction spans an await. Expiry is checked in the queries
+ * themselves: an expired row is never served, even before the sweeper
+ * removes it. Implementations: KyselyStore (SQLite, PostgreSQL) and
+ * MemoryStore (tests); both pass tests/store/contract.ts.
  */
 export interface Store {
-  readonly engine: 'sqlite' | 'postgres';
+  readonly engine: 'sqlite' | 'postgres' | 'memory';
   migrate(): Promise<void>;
   ping(): Promise<void>;
   close(): Promise<void>;
 
-  getMeta(name: string): Promise<string | null>;
+  readonly meta: MetaStore;
+  readonly merchants: MerchantStore;
+  readonly signingKeys: SigningKeyStore;
+  readonly cards: CardStore;
+  readonly cvc: CvcStore;
+  readonly sessions: SessionStore;
+  readonly charges: ChargeStore;
+  readonly webhooks: WebhookStore;
+  readonly forms: FormStore;
+  readonly idempotency: IdempotencyStore;
+}
+
+/** Instance-wide bookkeeping: named values and leases (one instance of a cluster does a job). */
+export interface MetaStore {
+  get(name: string): Promise<string | null>;
   /** Sets it only if absent; returns the value now stored. */
-  putMetaIfAbsent(name: string, value: string): Promise<string>;
+  putIfAbsent(name: string, value: string): Promise<string>;
+  /**
+   * Takes the lease `name` for `holder` until `until` if it is free, past
+   * (`until` ≤ now) or already the holder's (renewed). True: the holder has it.
+   */
+  takeLease(name: string, holder: string, now: number, until: number): Promise<boolean>;
+}
 
+/** Merchants, their settings per mode, and their API keys. */
+export interface MerchantStore {
   /** A new merchant, with `m`'s settings in both modes. */
-  insertMerchant(m: MerchantRecord): Promise<void>;
+  insert(m: MerchantRecord): Promise<void>;
   /** The merchant with one mode's settings. */
-  getMerchant(id: string, mode: Mode): Promise<MerchantRecord | null>;
-  /** Every origin some merchant allows in either mode (CORS preflights). */
-  listAllAllowedOrigins(): Promise<string[]>;
-
-  insertApiKey(k: ApiKeyRecord): Promise<void>;
-  findApiKeyByHash(hash: string): Promise<ApiKeyRecord | null>;
-
-  insertSigningKey(k: SigningKeyRecord): Promise<void>;
-  listSigningKeys(): Promise<SigningKeyRecord[]>;
-  /** Marks every key but `kid` retired at `now` (those not yet retired). */
-  retireSigningKeysExcept(kid: string, now: number): Promise<void>;
-  deleteSigningKeysRetiredBefore(t: number): Promise<number>;
-
-  insertCard(c: CardRecord): Promise<void>;
-  getCard(merchantId: string, mode: Mode, token: string): Promise<CardRecord | null>;
-  /** Deletes the card and every CVC session of it; false if there was no such card, or a charge of it is in flight. */
-  deleteCard(merchantId: string, mode: Mode, token: string): Promise<boolean>;
-
-  getCvvStatus(merchantId: string, fingerprint: string): Promise<CvvStatusRecord | null>;
-
-  /** Stores a CVV's key share (before its CVC session row). */
-  putCvvKeyShare(cvcId: string, share: Buffer, now: number): Promise<void>;
-  getCvvKeyShare(cvcId: string): Promise<Buffer | null>;
-  /** Inserts a CVC session; when `sessionId` is set, deletes that session's earlier ones first. */
-  insertCvcSession(c: CvcSessionRecord, opts?: { replace?: boolean }): Promise<void>;
-  /** The live CVC session a charge of this session would use: its own, else the card's (from POST /Cards). */
-  findUsableCvcSession(merchantId: string, cardToken: string, sessionId: string, now: number): Promise<CvcSessionRecord | null>;
-  getLiveCvcSession(merchantId: string, mode: Mode, id: string, now: number): Promise<CvcSessionRecord | null>;
-  deleteCvcSession(merchantId: string, mode: Mode, id: string, now: number): Promise<boolean>;
-  deleteCvcSessionsOfSession(sessionId: string): Promise<number>;
-  /** Removes expired CVC sessions (the sweeper); returns how many. */
-  deleteExpiredCvcSessions(now: number, limit: number): Promise<number>;
-  /** Key shares left without their CVC session (a failed insert), one to two minutes old: none is being stored. */
-  deleteOrphanCvvKeyShares(now: number): Promise<number>;
-
-  /** Read-once: deletes a live CVC session and returns it (DELETE … RETURNING); null if it was gone or expired. */
-  takeCvcSession(id: string, now: number): Promise<CvcSessionRecord | null>;
-  /** Starts the one-time cache window of a `cache` CVC session: first_used_at=now, expiry pulled in to `until` (never extended). */
-  startCvcCacheWindow(id: string, now: number, until: number): Promise<void>;
-  getCvcSessionById(id: string, now: number): Promise<CvcSessionRecord | null>;
-  /** The newest live CVC session of a card, whichever session made it. */
-  findLiveCvcSessionOfCard(merchantId: string, cardToken: string, now: number): Promise<CvcSessionRecord | null>;
-  /** Counts one incorrect-CVC decline for a card number; blocks it at `threshold`. Returns the new status. */
-  recordCvvFailure(merchantId: string, fingerprint: string, threshold: number, now: number): Promise<CvvStatusRecord>;
-  /** A match (or an unblock): the count back to zero, unblocked. */
-  resetCvvStatus(merchantId: string, fingerprint: string, now: number): Promise<void>;
+  get(id: string, mode: Mode): Promise<MerchantRecord | null>;
   /** Changes one mode's settings only. */
-  updateMerchant(
+  update(
     id: string,
     mode: Mode,
     patch: Partial<Pick<MerchantRecord, 'allowedOrigins' | 'allowedProxyTargets' | 'processor' | 'cvvBlockThreshold' | 'cvcSessionTtlSeconds'>>,
     now: number,
   ): Promise<MerchantRecord | null>;
+  /** Every origin some merchant allows in either mode (CORS preflights). */
+  listAllAllowedOrigins(): Promise<string[]>;
+  insertApiKey(k: ApiKeyRecord): Promise<void>;
+  findApiKeyByHash(hash: string): Promise<ApiKeyRecord | null>;
+}
 
+/** The token-signing keys (their private halves sealed). */
+export interface SigningKeyStore {
+  insert(k: SigningKeyRecord): Promise<void>;
+  list(): Promise<SigningKeyRecord[]>;
+  /** Marks every key but `kid` retired at `now` (those not yet retired). */
+  retireAllExcept(kid: string, now: number): Promise<void>;
+  deleteRetiredBefore(t: number): Promise<number>;
+}
+
+/** Stored cards, and the CVV status (failures, block) of each card number. */
+export interface CardStore {
+  insert(c: CardRecord): Promise<void>;
+  get(merchantId: string, mode: Mode, token: string): Promise<CardRecord | null>;
+  /** Deletes the card and every CVC session of it; false if there was no such card, or a charge of it is in flight. */
+  delete(merchantId: string, mode: Mode, token: string): Promise<boolean>;
+  getCvvStatus(merchantId: string, fingerprint: string): Promise<CvvStatusRecord | null>;
+  /** Counts one incorrect-CVC decline for a card number; blocks it at `threshold`. Returns the new status. */
+  recordCvvFailure(merchantId: string, fingerprint: string, threshold: number, now: number): Promise<CvvStatusRecord>;
+  /** A match (or an unblock): the count back to zero, unblocked. */
+  resetCvvStatus(merchantId: string, fingerprint: string, now: number): Promise<void>;
+}
+
+/** CVC sessions (a sealed CVV) and their key shares: deleting the share is what destroys the CVV. */
+export interface CvcStore {
+  /** Stores a CVV's key share (before its CVC session row). */
+  putKeyShare(cvcId: string, share: Buffer, now: number): Promise<void>;
+  getKeyShare(cvcId: string): Promise<Buffer | null>;
+  /** Inserts a CVC session; when `sessionId` is set, deletes that session's earlier ones first. */
+  insert(c: CvcSessionRecord, opts?: { replace?: boolean }): Promise<void>;
+  /** The live CVC session a charge of this session would use: its own, else the card's (from POST /Cards). */
+  findUsable(merchantId: string, cardToken: string, sessionId: string, now: number): Promise<CvcSessionRecord | null>;
+  getLive(merchantId: string, mode: Mode, id: string, now: number): Promise<CvcSessionRecord | null>;
+  getById(id: string, now: number): Promise<CvcSessionRecord | null>;
+  /** The newest live CVC session of a card, whichever session made it. */
+  findLiveOfCard(merchantId: string, cardToken: string, now: number): Promise<CvcSessionRecord | null>;
+  /** Read-once: deletes a live CVC session and returns it (DELETE … RETURNING); null if it was gone or expired. */
+  take(id: string, now: number): Promise<CvcSessionRecord | null>;
+  /** Starts the one-time cache window of a `cache` CVC session: first_used_at=now, expiry pulled in to `until` (never extended). */
+  startCacheWindow(id: string, now: number, until: number): Promise<void>;
+  /** Deletes one; true if it was there and live. */
+  delete(merchantId: string, mode: Mode, id: string, now: number): Promise<boolean>;
+  deleteOfSession(sessionId: string): Promise<number>;
+  /** Deletes a session's CVC sessions unless a charge owns the session: the count, or null when one does. */
+  deleteOfSessionUnlessCharging(sessionId: string): Promise<number | null>;
+  /** Deletes one CVC session unless a charge owns its session (or, for a card-level one, a session of its card). */
+  deleteUnlessCharging(merchantId: string, mode: Mode, id: string, now: number): Promise<'deleted' | 'gone' | 'charging'>;
+  /** Removes expired CVC sessions (the sweeper); returns how many. */
+  deleteExpired(now: number, limit: number): Promise<number>;
+  /** Key shares left without their CVC session (a failed insert), one to two minutes old: none is being stored. */
+  deleteOrphanKeyShares(now: number): Promise<number>;
+}
+
+/** Operation sessions, their token rotation, and their 3-D Secure transactions. */
+export interface SessionStore {
   /**
    * Stores a new session. With `idempotency`: in the same transaction, the
    * completed Idempotency-Key record of the request that created it (an
    * expired one of the same key replaced); false, and nothing written, when
    * another request holds that key.
    */
-  insertSession(s: SessionRecord, idempotency?: NewIdempotencyRecord): Promise<boolean>;
+  insert(s: SessionRecord, idempotency?: NewIdempotencyRecord): Promise<boolean>;
   /**
    * What POST /CvvOperations reads, in one statement: the card (of this
    * merchant and mode) and, for a keyed request, the live Idempotency-Key
@@ -347,9 +400,9 @@ export interface Store {
     cardToken: string;
     idempotency?: { endpoint: string; key: string; now: number };
   }): Promise<{ card: CardRecord | null; idempotency: IdempotencyRecord | null }>;
-  getSession(merchantId: string, mode: Mode, id: string): Promise<SessionRecord | null>;
+  get(merchantId: string, mode: Mode, id: string): Promise<SessionRecord | null>;
   /** By id only: the merchant comes from a verified token, and the caller compares it. */
-  getSessionById(id: string): Promise<SessionRecord | null>;
+  getById(id: string): Promise<SessionRecord | null>;
   /**
    * Everything an operation (or validateToken) reads, in one statement: the
    * session by id, its card (null once deleted), its merchant with the
@@ -362,10 +415,10 @@ export interface Store {
    * An operation, whole, in one transaction: the token rotation from the
    * presented `jti` (one conditional write: it must be current, the session
    * active, unexpired, within the attempts for `op` when `countAttempt`, and
-   * owned by no charge) with the results, the next
-   * token's hash and the replay record (as finishOperation), then the
-   * operation's own rows and its webhook events. Nothing is written unless
-   * everything is: false when the token was not won.
+   * owned by no charge) with the results, the next token's hash and the
+   * replay record (as finishOperation), then the operation's own rows and its
+   * webhook events. Nothing is written unless everything is: false when the
+   * token was not won.
    */
   commitOperation(p: {
     id: string;
@@ -377,7 +430,7 @@ export interface Store {
     results: OperationResults;
     tokenHash: string;
     complete: boolean;
-    replay: { jti: string; hash: string; sealed: Sealed; at: number };
+    replay: ReplayRecord;
     writes: OperationWrite[];
     events: EventWrite[];
   }): Promise<boolean>;
@@ -389,19 +442,70 @@ export interface Store {
     tokenHash: string;
     now: number;
     complete: boolean;
-    replay: { jti: string; hash: string; sealed: Sealed; at: number };
+    replay: ReplayRecord;
   }): Promise<boolean>;
+  /** Reissue: a new current token; every earlier one (and the replay) stops working. */
+  rotateToken(p: { id: string; jti: string; newJti: string; tokenHash: string; now: number }): Promise<boolean>;
+  /** Active sessions past their expiry that no charge owns (the sweeper's candidates, oldest expiry first). */
+  listExpired(now: number, limit: number): Promise<Array<{ id: string; merchantId: string; mode: Mode }>>;
+  /** active → expired, once (false for every other caller), in one transaction with its CVV's deletion and its `session.expired` webhook events. */
+  expire(id: string, now: number, events: EventWrite[]): Promise<boolean>;
+  /** active → canceled (never while a charge owns it), in one transaction with its CVV's deletion and its webhook `events`; true if it changed. */
+  cancel(merchantId: string, mode: Mode, id: string, now: number, events?: EventWrite[]): Promise<boolean>;
+  /**
+   * A merchant's sessions in one mode, newest first (created time, then id),
+   * at most `limit`; `after`: the ones created before that session of theirs
+   * (none if it is not theirs). `status` is the public one: `active` and
+   * `expired` also look at the expiry against `now`.
+   */
+  list(
+    merchantId: string,
+    mode: Mode,
+    q: {
+      limit: number;
+      after?: string;
+      status?: 'active' | 'completed' | 'canceled' | 'expired';
+      card?: string;
+      createdGte?: number;
+      createdLt?: number;
+      now: number;
+    },
+  ): Promise<SessionRecord[]>;
+  /**
+   * Clears the replay record of completed sessions whose record was made
+   * before `before` (its window has ended), at most `limit`. An active
+   * session's record is overwritten by its next operation or cleared at
+   * cancel or expiry.
+   */
+  dropReplaysBefore(before: number, limit: number): Promise<number>;
+  /**
+   * Deletes ended sessions (completed, canceled, expired) whose expiry time is
+   * before `before` (at most `limit`), in one transaction with their 3DS
+   * transactions, their charge records and any CVC session left of them. A
+   * session a charge still owns is kept.
+   */
+  deleteEnded(before: number, limit: number): Promise<number>;
+
+  insertTds(t: TdsRecord): Promise<void>;
+  getTds(id: string): Promise<TdsRecord | null>;
+  /** challenge → completed, once; false if it was already completed. */
+  completeTds(id: string, result: NonNullable<TdsRecord['result']>, now: number): Promise<boolean>;
+}
+
+/** Charges: each one's intent, outcome and ownership of its session while it is at the processor. */
+export interface ChargeStore {
   /**
    * The unit that starts a charge, in one transaction: wins the token (the
-   * conditional rotation of commitOperation, counting a charge attempt) and makes `charge` the session's
-   * charge in flight; reserves a CVV attempt for the card number when `cvv` is
-   * set (refused while the number is blocked, or while its failures plus the
-   * CVV attempts already in flight reach the threshold); stores the durable
-   * intent. Nothing is written unless everything is: `lost` (the token was not
-   * current, or the session not open, or another charge owns it),
-   * `cvv_blocked`, `cvv_busy`, `key_reused` (the Idempotency-Key is taken).
+   * conditional rotation of commitOperation, counting a charge attempt) and
+   * makes `charge` the session's charge in flight; reserves a CVV attempt for
+   * the card number when `cvv` is set (refused while the number is blocked,
+   * or while its failures plus the CVV attempts already in flight reach the
+   * threshold); stores the durable intent. Nothing is written unless
+   * everything is: `lost` (the token was not current, or the session not
+   * open, or another charge owns it), `cvv_blocked`, `cvv_busy`, `key_reused`
+   * (the Idempotency-Key is taken).
    */
-  beginCharge(p: {
+  begin(p: {
     claim: { id: string; jti: string; newJti: string; now: number };
     charge: ChargeRecord;
     cvv: { fingerprint: string; threshold: number } | null;
@@ -416,56 +520,44 @@ export interface Store {
   /**
    * Records a charge's outcome and ends its ownership of the session, in one
    * transaction (only from pending): the charge's outcome; what it says about
-   * the CVV it sent (as recordChargeOutcome); the CVV destroyed when
-   * `destroyCvc` (live mode, after an authorization); the session finished
-   * under the token the charge produced (as finishOperation, the ownership
-   * released); the webhook events, and `ifBlocked` ones only when this very
-   * outcome blocked the card number. `recorded` false: another settler
-   * (crash recovery) recorded it first, and nothing is written.
+   * the CVV it sent (as recordOutcome); the CVV destroyed when `destroyCvc`
+   * (live mode, after an authorization); the session finished under the
+   * token the charge produced (as finishOperation, the ownership released);
+   * the webhook events, and `ifBlocked` ones only when this very outcome
+   * blocked the card number. `recorded` false: another settler (crash
+   * recovery) recorded it first, and nothing is written.
    */
-  completeCharge(p: {
+  complete(p: {
     chargeId: string;
-    outcome: Pick<ChargeRecord, 'status' | 'authorizationCode' | 'declineCode' | 'cvvResult' | 'avsResult' | 'networkTransactionId'>;
+    outcome: ChargeOutcome;
     threshold: number;
     destroyCvc: string | null;
-    finish: {
-      id: string;
-      jti: string;
-      results: OperationResults;
-      tokenHash: string;
-      complete: boolean;
-      replay: { jti: string; hash: string; sealed: Sealed; at: number };
-    };
+    finish: { id: string; jti: string; results: OperationResults; tokenHash: string; complete: boolean; replay: ReplayRecord };
     now: number;
     events: EventWrite[];
     ifBlocked: EventWrite[];
-    /** A keyed charge's response, sealed, kept for its retries (as setChargeResponse, in the same transaction). */
+    /** A keyed charge's response, sealed, kept for its retries (as setResponse, in the same transaction). */
     responseSealed?: Sealed | null;
   }): Promise<{ recorded: boolean; cvvBlocked: boolean }>;
   /**
-   * Undoes beginCharge before anything reached the processor (in one
-   * transaction): the pending intent deleted (with it its CVV reservation),
-   * the presented token current again, the attempt uncounted, the session free.
+   * Undoes begin before anything reached the processor (in one transaction):
+   * the pending intent deleted (with it its CVV reservation), the presented
+   * token current again, the attempt uncounted, the session free.
    */
-  abortCharge(p: { id: string; jti: string; oldJti: string; chargeId: string; now: number }): Promise<boolean>;
+  abort(p: { id: string; jti: string; oldJti: string; chargeId: string; now: number }): Promise<boolean>;
   /**
    * Records a charge's outcome (only from pending) and, in the same
    * transaction, what it says about the CVV it sent: `incorrect_cvc` counts a
    * failure (blocking at `threshold`), a match resets the count.
    * `cvvBlocked`: this very outcome blocked the card number.
    */
-  recordChargeOutcome(
-    id: string,
-    outcome: Pick<ChargeRecord, 'status' | 'authorizationCode' | 'declineCode' | 'cvvResult' | 'avsResult' | 'networkTransactionId'>,
-    now: number,
-    threshold: number,
-  ): Promise<{ recorded: boolean; cvvBlocked: boolean }>;
+  recordOutcome(id: string, outcome: ChargeOutcome, now: number, threshold: number): Promise<{ recorded: boolean; cvvBlocked: boolean }>;
   /**
-   * Ends a charge's ownership of its session with its outcome, from outside the
-   * operation call (crash recovery): a new current token, the results, completed
-   * when approved; only while `chargeId` still owns the session.
+   * Ends a charge's ownership of its session with its outcome, from outside
+   * the operation call (crash recovery): a new current token, the results,
+   * completed when approved; only while `chargeId` still owns the session.
    */
-  settleChargeLock(p: {
+  settleLock(p: {
     id: string;
     chargeId: string;
     newJti: string;
@@ -475,116 +567,51 @@ export interface Store {
     now: number;
   }): Promise<boolean>;
   /** Crash recovery's lease on a session a charge owns: its ownership time moved from `since` to `now`, for one caller. */
-  leaseChargeRecovery(p: { id: string; chargeId: string; since: number; now: number }): Promise<boolean>;
+  leaseRecovery(p: { id: string; chargeId: string; since: number; now: number }): Promise<boolean>;
   /** Sessions owned by a charge since before `since`: what crash recovery looks at. */
-  listChargeLocks(since: number, limit: number): Promise<Array<{ sessionId: string; chargeId: string; since: number; merchantId: string; mode: Mode }>>;
-  /** Deletes a session's CVC sessions unless a charge owns the session: the count, or null when one does. */
-  deleteSessionCvvUnlessCharging(sessionId: string): Promise<number | null>;
-  /** Deletes one CVC session unless a charge owns its session (or, for a card-level one, a session of its card). */
-  deleteCvcSessionUnlessCharging(merchantId: string, mode: Mode, id: string, now: number): Promise<'deleted' | 'gone' | 'charging'>;
-  /** Reissue: a new current token; every earlier one (and the replay) stops working. */
-  rotateToken(p: { id: string; jti: string; newJti: string; tokenHash: string; now: number }): Promise<boolean>;
-  /** Active sessions past their expiry that no charge owns (the sweeper's candidates, oldest expiry first). */
-  listExpiredSessions(now: number, limit: number): Promise<Array<{ id: string; merchantId: string; mode: Mode }>>;
-  /**
-   * active → expired, once (false for every other caller), in one transaction
-   * with its CVV's deletion and its `session.expired` webhook events.
-   */
-  expireSession(id: string, now: number, events: EventWrite[]): Promise<boolean>;
-  /**
-   * active → canceled (never while a charge owns it), in one transaction with
-   * its CVV's deletion and its webhook `events`; true if it changed.
-   */
-  cancelSession(merchantId: string, mode: Mode, id: string, now: number, events?: EventWrite[]): Promise<boolean>;
+  listLocks(since: number, limit: number): Promise<Array<{ sessionId: string; chargeId: string; since: number; merchantId: string; mode: Mode }>>;
+  setResponse(id: string, sealed: Sealed): Promise<void>;
+  get(id: string): Promise<ChargeRecord | null>;
+  findByIdempotencyKey(merchantId: string, mode: Mode, key: string): Promise<ChargeRecord | null>;
+}
 
-  insertTds(t: TdsRecord): Promise<void>;
-  getTds(id: string): Promise<TdsRecord | null>;
-  /** challenge → completed, once; false if it was already completed. */
-  completeTds(id: string, result: NonNullable<TdsRecord['result']>, now: number): Promise<boolean>;
-
-  setChargeResponse(id: string, sealed: Sealed): Promise<void>;
-  getCharge(id: string): Promise<ChargeRecord | null>;
-  findChargeByIdempotencyKey(merchantId: string, mode: Mode, key: string): Promise<ChargeRecord | null>;
-
-  insertWebhookEndpoint(e: WebhookEndpointRecord): Promise<void>;
-  listWebhookEndpoints(merchantId: string, mode: Mode): Promise<WebhookEndpointRecord[]>;
-  getWebhookEndpoint(id: string): Promise<WebhookEndpointRecord | null>;
-  deleteWebhookEndpoint(merchantId: string, mode: Mode, id: string): Promise<boolean>;
+/** Webhook endpoints, events (kept 30 days) and the outbox of deliveries. */
+export interface WebhookStore {
+  insertEndpoint(e: WebhookEndpointRecord): Promise<void>;
+  listEndpoints(merchantId: string, mode: Mode): Promise<WebhookEndpointRecord[]>;
+  getEndpoint(id: string): Promise<WebhookEndpointRecord | null>;
+  deleteEndpoint(merchantId: string, mode: Mode, id: string): Promise<boolean>;
   /** Writes events (their records and outbox rows) outside any other change. */
-  enqueueWebhooks(rows: EventWrite[]): Promise<void>;
+  enqueue(rows: EventWrite[]): Promise<void>;
   /** A merchant's events in one mode, newest first, at most `limit`; `after`: the ones before that event of theirs. */
   listEvents(merchantId: string, mode: Mode, q: { limit: number; after?: string; type?: string }): Promise<EventRecord[]>;
   getEvent(merchantId: string, mode: Mode, id: string): Promise<EventRecord | null>;
-  /** An endpoint's deliveries (outbox rows), newest first, at most `limit`; `after`: the ones before that row of this endpoint. */
-  listDeliveries(endpointId: string, q: { limit: number; after?: string }): Promise<OutboxRecord[]>;
   /** Deletes event records made before `before` (at most `limit`). */
   deleteOldEvents(before: number, limit: number): Promise<number>;
+  /** An endpoint's deliveries (outbox rows), newest first, at most `limit`; `after`: the ones before that row of this endpoint. */
+  listDeliveries(endpointId: string, q: { limit: number; after?: string }): Promise<OutboxRecord[]>;
   /** Locks up to `limit` due deliveries for `lockMs` (one instance each: FOR UPDATE SKIP LOCKED on PostgreSQL). */
-  claimDueWebhooks(now: number, lockMs: number, limit: number): Promise<OutboxRecord[]>;
-  settleWebhook(
-    id: string,
-    p: { status: OutboxRecord['status']; attempts: number; nextAttemptAt: number; lastStatus: number | null; now: number },
-  ): Promise<void>;
+  claimDue(now: number, lockMs: number, limit: number): Promise<OutboxRecord[]>;
+  settle(id: string, p: { status: OutboxRecord['status']; attempts: number; nextAttemptAt: number; lastStatus: number | null; now: number }): Promise<void>;
   listOutbox(merchantId: string): Promise<OutboxRecord[]>;
-
-  insertCustomForm(f: CustomFormRecord): Promise<void>;
-  getCustomForm(id: string): Promise<CustomFormRecord | null>;
-  listCustomForms(merchantId: string, mode: Mode): Promise<CustomFormRecord[]>;
-  updateCustomForm(merchantId: string, mode: Mode, id: string, p: { name: string; html: string; css: string; now: number }): Promise<boolean>;
-  deleteCustomForm(merchantId: string, mode: Mode, id: string): Promise<boolean>;
-
-  /** Claims an idempotency key, or returns what is already stored under it (expired keys are replaced). */
-  reserveIdempotencyKey(p: {
-    merchantId: string;
-    endpoint: string;
-    key: string;
-    requestHash: string;
-    now: number;
-    expiresAt: number;
-  }): Promise<IdempotencyRecord | null>;
-  completeIdempotencyKey(p: { merchantId: string; endpoint: string; key: string; status: number; responseSealed: Sealed }): Promise<void>;
-  releaseIdempotencyKey(p: { merchantId: string; endpoint: string; key: string }): Promise<void>;
-  deleteExpiredIdempotencyKeys(now: number, limit: number): Promise<number>;
-
-  /**
-   * A merchant's sessions in one mode, newest first (created time, then id),
-   * at most `limit`; `after`: the ones created before that session of theirs
-   * (none if it is not theirs). `status` is the public one: `active` and
-   * `expired` also look at the expiry against `now`.
-   */
-  listSessions(
-    merchantId: string,
-    mode: Mode,
-    q: {
-      limit: number;
-      after?: string;
-      status?: 'active' | 'completed' | 'canceled' | 'expired';
-      card?: string;
-      createdGte?: number;
-      createdLt?: number;
-      now: number;
-    },
-  ): Promise<SessionRecord[]>;
-
-  // Lifetimes (the sweeper): each call ends at most `limit` rows and says how many.
-  /**
-   * Clears the replay record of completed sessions whose record was made
-   * before `before` (its window has ended). An active session's record is
-   * overwritten by its next operation or cleared at cancel or expiry.
-   */
-  dropReplaysBefore(before: number, limit: number): Promise<number>;
-  /** Deletes webhook outbox rows delivered before `deliveredBefore`, and failed ones whose last try was before `failedBefore`. */
+  /** Deletes outbox rows delivered before `deliveredBefore`, and failed ones whose last try was before `failedBefore` (at most `limit` of each). */
   deleteOldOutbox(deliveredBefore: number, failedBefore: number, limit: number): Promise<number>;
-  /**
-   * Deletes ended sessions (completed, canceled, expired) whose expiry time is
-   * before `before`, in one transaction with their 3DS transactions, their
-   * charge records and any CVC session left of them. A session a charge still
-   * owns is kept.
-   */
-  deleteEndedSessions(before: number, limit: number): Promise<number>;
-  /**
-   * Takes the lease `name` for `holder` until `until` if it is free, past
-   * (`until` ≤ now) or already the holder's (renewed). True: the holder has it.
-   */
-  takeLease(name: string, holder: string, now: number, until: number): Promise<boolean>;
+}
+
+/** Custom forms (their HTML already sanitized). */
+export interface FormStore {
+  insert(f: CustomFormRecord): Promise<void>;
+  get(id: string): Promise<CustomFormRecord | null>;
+  list(merchantId: string, mode: Mode): Promise<CustomFormRecord[]>;
+  update(merchantId: string, mode: Mode, id: string, p: { name: string; html: string; css: string; now: number }): Promise<boolean>;
+  delete(merchantId: string, mode: Mode, id: string): Promise<boolean>;
+}
+
+/** Idempotency-Key records of the endpoints other than create (which writes its own with the session). */
+export interface IdempotencyStore {
+  /** Claims an idempotency key, or returns what is already stored under it (expired keys are replaced). */
+  reserve(p: { merchantId: string; endpoint: string; key: string; requestHash: string; now: number; expiresAt: number }): Promise<IdempotencyRecord | null>;
+  complete(p: { merchantId: string; endpoint: string; key: string; status: number; responseSealed: Sealed }): Promise<void>;
+  release(p: { merchantId: string; endpoint: string; key: string }): Promise<void>;
+  deleteExpired(now: number, limit: number): Promise<number>;
 }

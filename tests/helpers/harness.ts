@@ -157,7 +157,7 @@ export async function forceSettings(
         })(),
       }
     : undefined;
-  await h.deps.store.updateMerchant(
+  await h.deps.store.merchants.update(
     merchantId,
     mode,
     { ...(p.allowedProxyTargets ? { allowedProxyTargets: p.allowedProxyTargets } : {}), ...(processor ? { processor } : {}) },

@@ -222,7 +222,7 @@ describe('cards and CVC sessions (API.md section 5)', () => {
     const again = await request(h.app).delete(`/Cards/${token}`).set(auth(m.testKey));
     assert.equal(again.status, 404);
     assert.equal(again.body.error.code, 'not_found');
-    assert.equal(await h.deps.store.getCard(m.id, 'test', token), null, 'the row is gone');
+    assert.equal(await h.deps.store.cards.get(m.id, 'test', token), null, 'the row is gone');
     // A session cannot be started on the deleted card.
     const s = await request(h.app)
       .post('/CvvOperations')
@@ -241,7 +241,7 @@ describe('cards and CVC sessions (API.md section 5)', () => {
     const ttl = Date.parse(res.body.cvcSession.expiresAt) - now;
     assert.ok(Math.abs(ttl - YEAR_MS) <= 2000, `test-mode lifetime is one year, got ${ttl} ms`);
     assert.ok(!res.text.includes('"123"'), 'the CVV is not echoed');
-    const stored = await h.deps.store.getLiveCvcSession(m.id, 'test', res.body.cvcSession.id, h.clock.now());
+    const stored = await h.deps.store.cvc.getLive(m.id, 'test', res.body.cvcSession.id, h.clock.now());
     assert.ok(stored, 'the CVC session is in storage');
     assert.equal(stored.cardToken, res.body.token);
 
@@ -392,7 +392,7 @@ describe('cards and CVC sessions (API.md section 5)', () => {
     assert.equal((await request(h.app).delete(`/Cards/${token}`).set(auth(m.testKey))).status, 204);
     assert.equal((await rows()).length, 0, 'no CVC session of the card is left in storage');
     for (const id of [fromCard, fromSession]) {
-      assert.equal(await h.deps.store.getLiveCvcSession(m.id, 'test', id, h.clock.now()), null);
+      assert.equal(await h.deps.store.cvc.getLive(m.id, 'test', id, h.clock.now()), null);
       const del = await request(h.app).delete(`/CvcSessions/${id}`).set(auth(m.testKey));
       assert.equal(del.status, 410, id);
       assert.equal(del.body.error.code, 'cvc_session_not_found');
@@ -408,7 +408,7 @@ describe('cards and CVC sessions (API.md section 5)', () => {
     const del = await request(h.app).delete(`/CvcSessions/${id}`).set(auth(m.testKey));
     assert.equal(del.status, 204);
     assert.equal(del.text, '');
-    assert.equal(await h.deps.store.getLiveCvcSession(m.id, 'test', id, h.clock.now()), null);
+    assert.equal(await h.deps.store.cvc.getLive(m.id, 'test', id, h.clock.now()), null);
     assert.equal((await db(h).selectFrom('cvc_sessions').select('id').where('id', '=', id).execute()).length, 0, 'the row is gone');
     assert.equal((await request(h.app).get(`/CvvOperations/${s.id}`).set(auth(m.testKey))).body.cvv.available, false);
     // The card itself stays.

@@ -27,7 +27,7 @@ describe('a charge in flight owns its session', () => {
 
   /** Events of these types recorded for delivery, per session. */
   async function events(sessionId: string): Promise<string[]> {
-    const rows = await h.deps.store.listOutbox(m.id);
+    const rows = await h.deps.store.webhooks.listOutbox(m.id);
     return rows
       .map((r) => JSON.parse(r.body) as { type: string; data: { session?: string } })
       .filter((e) => e.data.session === sessionId)
@@ -112,7 +112,7 @@ describe('a charge in flight owns its session', () => {
     assert.equal(got.status, 200, 'reading the session is fine');
     assert.equal(got.body.status, 'active');
     assertBusy(await request(h.app).delete(`/CvvOperations/${s.id}/cvv`).set(auth(m.testKey)), 'DELETE /CvvOperations/{id}/cvv');
-    const cvc = (await h.deps.store.findUsableCvcSession(m.id, s.body.card.token, s.id, h.clock.now()))?.id;
+    const cvc = (await h.deps.store.cvc.findUsable(m.id, s.body.card.token, s.id, h.clock.now()))?.id;
     if (cvc) assertBusy(await request(h.app).delete(`/CvcSessions/${cvc}`).set(auth(m.testKey)), 'DELETE /CvcSessions/{id}');
     assertBusy(await request(h.app).delete(`/Cards/${s.body.card.token}`).set(auth(m.testKey)), 'DELETE /Cards/{token}');
     for (const [path, body] of [

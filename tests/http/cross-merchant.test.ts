@@ -140,8 +140,8 @@ describe('another merchant\'s objects answer exactly like unknown ones (SECURITY
       const afterwards = await snapshot(h, a.testKey, wa);
       assert.deepEqual(afterwards, before, `${c.what} changed A's objects`);
       assert.equal(afterwards.current, true, "A's token is still current");
-      assert.ok(await h.deps.store.getLiveCvcSession(a.id, 'test', wa.cardCvc, h.clock.now()), "A's card CVC session is still there");
-      assert.ok(await h.deps.store.getLiveCvcSession(a.id, 'test', wa.sessionCvc, h.clock.now()), "A's session CVC session is still there");
+      assert.ok(await h.deps.store.cvc.getLive(a.id, 'test', wa.cardCvc, h.clock.now()), "A's card CVC session is still there");
+      assert.ok(await h.deps.store.cvc.getLive(a.id, 'test', wa.sessionCvc, h.clock.now()), "A's session CVC session is still there");
     });
   }
 
@@ -292,8 +292,8 @@ describe('test mode and live mode of one merchant are separate worlds', () => {
       assert.deepEqual(cross, unknown, `${c.what}: ${JSON.stringify(cross)} vs ${JSON.stringify(unknown)}`);
       assert.deepEqual([cross.status, cross.code], c.expect);
       assert.deepEqual(await snapshot(h, m.testKey, wt), before, `${c.what} changed the test-mode objects`);
-      assert.ok(await h.deps.store.getLiveCvcSession(m.id, 'test', wt.cardCvc, h.clock.now()));
-      assert.ok(await h.deps.store.getLiveCvcSession(m.id, 'test', wt.sessionCvc, h.clock.now()));
+      assert.ok(await h.deps.store.cvc.getLive(m.id, 'test', wt.cardCvc, h.clock.now()));
+      assert.ok(await h.deps.store.cvc.getLive(m.id, 'test', wt.sessionCvc, h.clock.now()));
     });
   }
 
@@ -318,7 +318,7 @@ describe('test mode and live mode of one merchant are separate worlds', () => {
       ),
     );
     assert.equal(cvc.status, 410);
-    assert.ok(await h.deps.store.getLiveCvcSession(m.id, 'live', live.body.cvcSession.id, h.clock.now()), 'the live CVC session is untouched');
+    assert.ok(await h.deps.store.cvc.getLive(m.id, 'live', live.body.cvcSession.id, h.clock.now()), 'the live CVC session is untouched');
     assert.equal((await request(h.app).get(`/Cards/${live.body.token}`).set(auth(m.liveKey))).status, 200, 'control: the live key sees it');
   });
 

@@ -57,8 +57,8 @@ function lifetimes(engine: 'SQLite' | 'PostgreSQL'): void {
       const charge = () => request(h.app).post('/CvvOperations/charge').set(auth(token)).send({});
       const first = await charge();
       assert.equal(first.status, 200);
-      assert.equal((await h.deps.store.getSessionById(s.id))?.status, 'completed');
-      const replayOf = async () => (await h.deps.store.getSessionById(s.id))?.replay ?? null;
+      assert.equal((await h.deps.store.sessions.getById(s.id))?.status, 'completed');
+      const replayOf = async () => (await h.deps.store.sessions.getById(s.id))?.replay ?? null;
       clock.advance(59_000);
       await sweep();
       assert.ok(await replayOf(), 'kept inside the window');
@@ -102,11 +102,11 @@ function lifetimes(engine: 'SQLite' | 'PostgreSQL'): void {
         ...over,
       });
       const t0 = clock.now();
-      await h.deps.store.enqueueWebhooks([row('life_delivered'), row('life_failed'), row('life_pending')]);
-      await h.deps.store.settleWebhook('life_delivered', { status: 'delivered', attempts: 1, nextAttemptAt: t0, lastStatus: 200, now: t0 });
-      await h.deps.store.settleWebhook('life_failed', { status: 'failed', attempts: 9, nextAttemptAt: t0 + DAY, lastStatus: 500, now: t0 + DAY });
+      await h.deps.store.webhooks.enqueue([row('life_delivered'), row('life_failed'), row('life_pending')]);
+      await h.deps.store.webhooks.settle('life_delivered', { status: 'delivered', attempts: 1, nextAttemptAt: t0, lastStatus: 200, now: t0 });
+      await h.deps.store.webhooks.settle('life_failed', { status: 'failed', attempts: 9, nextAttemptAt: t0 + DAY, lastStatus: 500, now: t0 + DAY });
       const left = async () =>
-        (await h.deps.store.listOutbox(m.id))
+        (await h.deps.store.webhooks.listOutbox(m.id))
           .map((o) => o.id)
           .filter((id) => id.startsWith('life_'))
           .sort();
@@ -154,7 +154,7 @@ function lifetimes(engine: 'SQLite' | 'PostgreSQL'): void {
       const s = await makeSession(h, m.testKey);
       assert.equal((await request(h.app).post(`/CvvOperations/${s.id}/cancel`).set(auth(m.testKey)).send({})).status, 200);
       clock.advance(2 * DAY);
-      assert.equal(await h.deps.store.takeLease('retention', 'someone-else', clock.now(), clock.now() + 5 * 60_000), true, 'another instance holds it');
+      assert.equal(await h.deps.store.meta.takeLease('retention', 'someone-else', clock.now(), clock.now() + 5 * 60_000), true, 'another instance holds it');
       await a.tick();
       await b.tick();
       assert.equal(await count('sessions', (q) => q.where('id', '=', s.id)), 1, 'neither sweeps while another holds the lease');
@@ -162,7 +162,7 @@ function lifetimes(engine: 'SQLite' | 'PostgreSQL'): void {
       const c = new Sweeper(h.deps.store, h.deps.tokens, h.clock, h.deps.log, h.deps.webhooks, h.deps.charges, { retentionDays: 1 });
       await c.tick();
       assert.equal(await count('sessions', (q) => q.where('id', '=', s.id)), 0, 'the next one takes over and sweeps');
-      assert.equal(await h.deps.store.takeLease('retention', 'someone-else', clock.now(), clock.now() + 5 * 60_000), false, 'and holds the lease');
+      assert.equal(await h.deps.store.meta.takeLease('retention', 'someone-else', clock.now(), clock.now() + 5 * 60_000), false, 'and holds the lease');
     });
   });
 }

@@ -37,7 +37,7 @@ describe('an operation and its webhook event commit together', () => {
         ? "CREATE TRIGGER IF NOT EXISTS outbox_fails BEFORE INSERT ON webhook_outbox BEGIN SELECT RAISE(ABORT, 'the outbox cannot be written'); END"
         : 'DROP TRIGGER IF EXISTS outbox_fails',
     );
-  const outboxOf = async (sessionId: string) => (await h.deps.store.listOutbox(m.id)).filter((o) => JSON.parse(o.body).data.session === sessionId);
+  const outboxOf = async (sessionId: string) => (await h.deps.store.webhooks.listOutbox(m.id)).filter((o) => JSON.parse(o.body).data.session === sessionId);
 
   it('collectCvv: the event cannot be written, so neither is the CVV, the rotation or the attempt', async () => {
     const s = await makeSession(h, m.testKey);
@@ -53,7 +53,7 @@ describe('an operation and its webhook event commit together', () => {
     assert.equal(g.body.attempts.collectCvv.used, 0, 'no attempt counted');
     assert.equal(g.body.cvv.available, false, 'no CVV stored');
     assert.equal(g.body.results.collectCvv, undefined);
-    assert.equal(await h.deps.store.findUsableCvcSession(m.id, s.body.card.token, s.id, h.clock.now()), null);
+    assert.equal(await h.deps.store.cvc.findUsable(m.id, s.body.card.token, s.id, h.clock.now()), null);
     assert.deepEqual(await outboxOf(s.id), []);
     // The token is still current: the same call now goes through, with its event.
     const ok = await collect(h, s.token);
@@ -77,7 +77,7 @@ describe('an operation and its webhook event commit together', () => {
       failOutbox(false);
     }
     assert.equal(r.status, 500, JSON.stringify(r.body));
-    assert.equal((await h.deps.store.getOperationContext(s.id, h.clock.now()))?.latestTds, null, 'no 3DS transaction stored');
+    assert.equal((await h.deps.store.sessions.getOperationContext(s.id, h.clock.now()))?.latestTds, null, 'no 3DS transaction stored');
     const again = await request(h.app).post('/CvvOperations/threeDS').set(auth(c.body.token)).send({});
     assert.equal(again.status, 200, 'the token was never consumed');
     assert.equal(again.body.result.status, 'Y');
@@ -125,12 +125,12 @@ describe('an operation and its webhook event commit together', () => {
     } finally {
       failOutbox(false);
     }
-    const row = await h.deps.store.getSessionById(s.id);
+    const row = await h.deps.store.sessions.getById(s.id);
     assert.equal(row?.status, 'active', 'not marked expired without its event (it is served as expired anyway: expiry is checked in every read)');
     assert.ok(!(await outboxOf(s.id)).some((o) => JSON.parse(o.body).type === 'session.expired'));
     await sweeper.tick();
-    assert.equal((await h.deps.store.getSessionById(s.id))?.status, 'expired');
+    assert.equal((await h.deps.store.sessions.getById(s.id))?.status, 'expired');
     assert.deepEqual((await outboxOf(s.id)).filter((o) => JSON.parse(o.body).type === 'session.expired').length, 1);
-    assert.equal(await h.deps.store.findUsableCvcSession(m.id, s.body.card.token, s.id, 0), null, 'its CVV is gone with it');
+    assert.equal(await h.deps.store.cvc.findUsable(m.id, s.body.card.token, s.id, 0), null, 'its CVV is gone with it');
   });
 });

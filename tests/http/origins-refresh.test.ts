@@ -6,7 +6,6 @@ import { createDeps, type Deps } from '../../server/deps.js';
 import { OriginRegistry } from '../../server/domain/origins.js';
 import { createLogger } from '../../server/log.js';
 import { Secret } from '../../server/secret.js';
-import type { Store } from '../../server/store/store.js';
 import { auth, type Harness, makeHarness, makeSession } from '../helpers/harness.js';
 
 /**
@@ -26,9 +25,9 @@ describe('the origin registry learns a new merchant at once', () => {
   before(async () => {
     h = await makeHarness();
     cli = await createDeps(h.config, createLogger('silent'), { clock: h.clock, masterKey: new Secret(h.masterKey) });
-    const store = h.deps.store;
-    const list = store.listAllAllowedOrigins.bind(store);
-    store.listAllAllowedOrigins = async () => {
+    const merchants = h.deps.store.merchants;
+    const list = merchants.listAllAllowedOrigins.bind(merchants);
+    merchants.listAllAllowedOrigins = async () => {
       reads++;
       return list();
     };
@@ -146,7 +145,7 @@ describe('OriginRegistry: miss-driven reads', () => {
 
   it('a miss that arrives while a read is in flight waits for a read that starts after it (the one in flight may predate the merchant)', async () => {
     const store = slowStore();
-    const reg = new OriginRegistry(store as unknown as Store, 'https://cvv.test', { missIntervalMs: 20 });
+    const reg = new OriginRegistry({ merchants: store }, 'https://cvv.test', { missIntervalMs: 20 });
     const first = reg.allows('https://a.example');
     await until(() => store.reads === 1);
     // The merchant is created now, after the first read took its snapshot.
@@ -172,7 +171,7 @@ describe('OriginRegistry: miss-driven reads', () => {
         return [];
       },
     };
-    const reg = new OriginRegistry(store as unknown as Store, 'https://cvv.test', { missIntervalMs: 100 });
+    const reg = new OriginRegistry({ merchants: store }, 'https://cvv.test', { missIntervalMs: 100 });
     const t0 = performance.now();
     const all: Promise<boolean>[] = [];
     while (performance.now() - t0 < 450) {
@@ -188,10 +187,12 @@ describe('OriginRegistry: miss-driven reads', () => {
   it('a failing store makes the miss a refusal, not an error', async () => {
     const reg = new OriginRegistry(
       {
-        async listAllAllowedOrigins() {
-          throw new Error('down');
+        merchants: {
+          async listAllAllowedOrigins() {
+            throw new Error('down');
+          },
         },
-      } as unknown as Store,
+      },
       'https://cvv.test',
       { missIntervalMs: 1 },
     );

@@ -295,7 +295,7 @@ describe('webhooks: a live endpoint on a private address is refused when it is c
     assert.equal(test.status, 201);
     // Stored directly: what a database written by an older version may hold.
     const id = newId('whe');
-    await h.deps.store.insertWebhookEndpoint({
+    await h.deps.store.webhooks.insertEndpoint({
       id,
       merchantId: m.id,
       mode: 'live',

@@ -68,11 +68,11 @@ if (!PG_BASE) {
       const s = await makeSession(h, m.testKey);
       const c = await collect(h, s.token, '777');
       const id = c.body.result.cvcSession.id;
-      const row = (await h.deps.store.getCvcSessionById(id, h.clock.now()))!;
+      const row = (await h.deps.store.cvc.getById(id, h.clock.now()))!;
       assert.equal((await h.deps.vault.open(row)).expose(), '777');
-      assert.ok(await h.deps.store.getCvvKeyShare(id));
+      assert.ok(await h.deps.store.cvc.getKeyShare(id));
       await request(h.app).delete(`/CvcSessions/${id}`).set(auth(m.testKey)).expect(204);
-      assert.equal(await h.deps.store.getCvvKeyShare(id), null, 'the share is gone');
+      assert.equal(await h.deps.store.cvc.getKeyShare(id), null, 'the share is gone');
       await assert.rejects(h.deps.vault.open(row), (e: any) => e.code === 'cvc_session_not_found', 'a dead row read back is useless without its share');
       assert.throws(() => h.deps.keyring.open('cvv', row.sealed, `cvv|${m.id}|${id}`), 'the CVV key alone does not open it');
       let after = before;

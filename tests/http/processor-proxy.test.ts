@@ -394,7 +394,7 @@ describe('http processor: settings and charges through a local fake provider', (
     const now = h.clock.now();
     const chargeId = newId('ch');
     // What a server that died at the processor left: the charge won the token and owns the session, its intent pending.
-    const began = await h.deps.store.beginCharge({
+    const began = await h.deps.store.charges.begin({
       claim: { id: s.id, jti: decodeJws(token).payload.jti, newJti: 'jti_lost_with_the_crash', now: now - 60_000 },
       charge: {
         id: chargeId,

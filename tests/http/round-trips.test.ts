@@ -15,7 +15,7 @@ import { freshPgSchema, PG_BASE } from '../helpers/pg.js';
  * call is one round trip to the database: on PostgreSQL a unit's statements go in one pipelined exchange with
  * its BEGIN and COMMIT (the store counts its exchanges), on SQLite a unit is one synchronous call.
  */
-const NOT_COUNTED = new Set(['findApiKeyByHash', 'getMerchant', 'listWebhookEndpoints']);
+const NOT_COUNTED = new Set(['merchants.findApiKeyByHash', 'merchants.get', 'webhooks.listEndpoints']);
 
 if (PG_BASE) roundTrips('PostgreSQL');
 else {
@@ -50,20 +50,25 @@ function roundTrips(engine: 'SQLite' | 'PostgreSQL'): void {
         });
       assert.equal(w.status, 201);
       const store = h.deps.store as KyselyStore;
-      const proto = Object.getPrototypeOf(store) as object;
-      for (const name of Object.getOwnPropertyNames(proto)) {
-        const fn = Object.getOwnPropertyDescriptor(proto, name)?.value as unknown;
-        if (name === 'constructor' || typeof fn !== 'function') continue;
-        (store as unknown as Record<string, unknown>)[name] = function (this: unknown, ...args: unknown[]) {
-          if (!counting || NOT_COUNTED.has(name)) return (fn as (...a: unknown[]) => unknown).apply(store, args);
-          calls.push(name);
-          // The round trips this call makes: from its start until it resolves.
-          const t0 = store.roundTrips;
-          const r = (fn as (...a: unknown[]) => unknown).apply(store, args);
-          if (r instanceof Promise) return r.finally(() => (trips += store.roundTrips - t0));
-          trips += store.roundTrips - t0;
-          return r;
-        };
+      // Every method of every aggregate (store.sessions, store.charges, …), counted as `aggregate.method`.
+      for (const [agg, part] of Object.entries(store)) {
+        if (typeof part !== 'object' || part === null) continue;
+        const proto = Object.getPrototypeOf(part) as object;
+        for (const method of Object.getOwnPropertyNames(proto)) {
+          const fn = Object.getOwnPropertyDescriptor(proto, method)?.value as unknown;
+          if (method === 'constructor' || typeof fn !== 'function') continue;
+          const name = `${agg}.${method}`;
+          (part as Record<string, unknown>)[method] = function (this: unknown, ...args: unknown[]) {
+            if (!counting || NOT_COUNTED.has(name)) return (fn as (...a: unknown[]) => unknown).apply(part, args);
+            calls.push(name);
+            // The round trips this call makes: from its start until it resolves.
+            const t0 = store.roundTrips;
+            const r = (fn as (...a: unknown[]) => unknown).apply(part, args);
+            if (r instanceof Promise) return r.finally(() => (trips += store.roundTrips - t0));
+            trips += store.roundTrips - t0;
+            return r;
+          };
+        }
       }
     });
     after(async () => {
@@ -97,11 +102,11 @@ function roundTrips(engine: 'SQLite' | 'PostgreSQL'): void {
       const s = await makeSession(h, m.testKey, { card });
       let token = s.token;
       let res!: request.Response;
-      assert.deepEqual(await measure('collectCvv', async () => (res = await collect(h, token))), ['getOperationContext', 'commitOperation']);
+      assert.deepEqual(await measure('collectCvv', async () => (res = await collect(h, token))), ['sessions.getOperationContext', 'sessions.commitOperation']);
       token = res.body.token;
       assert.deepEqual(await measure('threeDS', async () => (res = await request(h.app).post('/CvvOperations/threeDS').set(auth(token)).send({}))), [
-        'getOperationContext',
-        'commitOperation',
+        'sessions.getOperationContext',
+        'sessions.commitOperation',
       ]);
       token = res.body.token;
       assert.equal(res.body.result.status, 'C');
@@ -112,7 +117,7 @@ function roundTrips(engine: 'SQLite' | 'PostgreSQL'): void {
         .expect((r) => assert.ok(r.status < 400));
       assert.deepEqual(
         await measure('threeDS/result', async () => (res = await request(h.app).post('/CvvOperations/threeDS/result').set(auth(token)).send({}))),
-        ['getOperationContext', 'commitOperation'],
+        ['sessions.getOperationContext', 'sessions.commitOperation'],
       );
       assert.equal(res.body.result.status, 'Y');
     });
@@ -121,7 +126,7 @@ function roundTrips(engine: 'SQLite' | 'PostgreSQL'): void {
       const s = await makeSession(h, m.testKey);
       assert.deepEqual(
         await measure('validateToken', () => request(h.app).post('/CvvOperations/validateToken').set(auth(m.testKey)).send({ token: s.token })),
-        ['getOperationContext'],
+        ['sessions.getOperationContext'],
       );
     });
 
@@ -129,11 +134,11 @@ function roundTrips(engine: 'SQLite' | 'PostgreSQL'): void {
       const s = await makeSession(h, m.testKey);
       const c = await collect(h, s.token);
       assert.deepEqual(await measure('charge', () => request(h.app).post('/CvvOperations/charge').set(auth(c.body.token)).send({})), [
-        'getOperationContext',
-        'beginCharge',
-        'completeCharge',
+        'sessions.getOperationContext',
+        'charges.begin',
+        'charges.complete',
       ]);
-      const events = (await h.deps.store.listOutbox(m.id))
+      const events = (await h.deps.store.webhooks.listOutbox(m.id))
         .map((o) => JSON.parse(o.body))
         .filter((e) => e.data.session === s.id)
         .map((e) => e.type);
@@ -150,7 +155,7 @@ function roundTrips(engine: 'SQLite' | 'PostgreSQL'): void {
           'charge (keyed)',
           async () => (first = await request(h.app).post('/CvvOperations/charge').set(auth(c.body.token)).set('Idempotency-Key', key).send({})),
         ),
-        ['getOperationContext', 'beginCharge', 'completeCharge'],
+        ['sessions.getOperationContext', 'charges.begin', 'charges.complete'],
       );
       let again!: request.Response;
       await measure(
@@ -172,7 +177,7 @@ function roundTrips(engine: 'SQLite' | 'PostgreSQL'): void {
           'create (keyed)',
           async () => (first = await request(h.app).post('/CvvOperations').set(auth(m.testKey)).set('Idempotency-Key', key).send(body)),
         ),
-        ['getCreateContext', 'insertSession'],
+        ['sessions.getCreateContext', 'sessions.insert'],
       );
       let again!: request.Response;
       assert.deepEqual(
@@ -180,7 +185,7 @@ function roundTrips(engine: 'SQLite' | 'PostgreSQL'): void {
           'create (retry)',
           async () => (again = await request(h.app).post('/CvvOperations').set(auth(m.testKey)).set('Idempotency-Key', key).send(body)),
         ),
-        ['getCreateContext'],
+        ['sessions.getCreateContext'],
       );
       assert.equal(again.status, 201);
       assert.deepEqual(again.body, first.body);
@@ -212,7 +217,7 @@ function roundTrips(engine: 'SQLite' | 'PostgreSQL'): void {
             .set(auth(m.testKey))
             .send({ card, operations: ['collectCvv', 'threeDS', 'charge'], amount: { value: 1999, currency: 'EUR' } }),
         ),
-        ['getCreateContext', 'insertSession'],
+        ['sessions.getCreateContext', 'sessions.insert'],
       );
     });
   });

@@ -189,7 +189,7 @@ describe('operations sessions', () => {
     assert.equal(c.status, 200);
     assert.equal(c.body.status, 'canceled');
     assert.deepEqual(c.body.cvv, { available: false });
-    assert.equal(await h.deps.store.getLiveCvcSession(m.id, 'test', cvcId, h.clock.now()), null);
+    assert.equal(await h.deps.store.cvc.getLive(m.id, 'test', cvcId, h.clock.now()), null);
     assert.equal((await collect(h, r.body.token)).body.error.code, 'session_canceled');
     assert.equal((await request(h.app).post(`/CvvOperations/${s.id}/cancel`).set(auth(m.testKey))).status, 200);
     assert.equal((await request(h.app).post(`/CvvOperations/${s.id}/token`).set(auth(m.testKey))).body.error.code, 'session_canceled');
@@ -199,7 +199,7 @@ describe('operations sessions', () => {
     const s = await makeSession(h, m.testKey);
     const r = await collect(h, s.token);
     await request(h.app).delete(`/CvvOperations/${s.id}/cvv`).set(auth(m.testKey)).expect(204);
-    assert.equal(await h.deps.store.getLiveCvcSession(m.id, 'test', r.body.result.cvcSession.id, h.clock.now()), null);
+    assert.equal(await h.deps.store.cvc.getLive(m.id, 'test', r.body.result.cvcSession.id, h.clock.now()), null);
     const again = await request(h.app).delete(`/CvvOperations/${s.id}/cvv`).set(auth(m.testKey));
     assert.equal(again.status, 410);
     assert.equal(again.body.error.code, 'cvc_session_not_found');
@@ -284,8 +284,8 @@ describe('operations sessions', () => {
     const r1 = await collect(h, s.token);
     const r2 = await collect(h, r1.body.token, '456');
     assert.notEqual(r1.body.result.cvcSession.id, r2.body.result.cvcSession.id);
-    assert.equal(await h.deps.store.getLiveCvcSession(m.id, 'test', r1.body.result.cvcSession.id, h.clock.now()), null);
-    assert.ok(await h.deps.store.getLiveCvcSession(m.id, 'test', r2.body.result.cvcSession.id, h.clock.now()));
+    assert.equal(await h.deps.store.cvc.getLive(m.id, 'test', r1.body.result.cvcSession.id, h.clock.now()), null);
+    assert.ok(await h.deps.store.cvc.getLive(m.id, 'test', r2.body.result.cvcSession.id, h.clock.now()));
   });
 
   it('idempotent create: same key and body gives the first response; another body is 409', async () => {

@@ -47,9 +47,9 @@ describe('test and live are separate worlds for settings too', () => {
     assert.equal(live.cvvBlockThreshold, 3);
     assert.equal(live.cvcSessionTtlSeconds, 90);
     // Where a live charge would go: still the live processor.
-    const liveMerchant = (await h.deps.store.getMerchant(m.id, 'live'))!;
+    const liveMerchant = (await h.deps.store.merchants.get(m.id, 'live'))!;
     assert.equal(h.deps.processorFor(liveMerchant).processor.name, 'simulator');
-    const testMerchant = (await h.deps.store.getMerchant(m.id, 'test'))!;
+    const testMerchant = (await h.deps.store.merchants.get(m.id, 'test'))!;
     assert.equal(h.deps.processorFor(testMerchant).processor.name, 'http');
   });
 

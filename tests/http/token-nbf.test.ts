@@ -20,7 +20,7 @@ async function signJws(key: CryptoKey | Uint8Array, header: CompactJWSHeaderPara
 
 /** The server's own private signing key (out of its encrypted store). */
 async function serverKey(h: Harness, kid: string): Promise<CryptoKey | Uint8Array> {
-  const row = (await h.deps.store.listSigningKeys()).find((r) => r.kid === kid);
+  const row = (await h.deps.store.signingKeys.list()).find((r) => r.kid === kid);
   assert.ok(row, `signing key ${kid} is in the store`);
   const jwk = JSON.parse(h.deps.keyring.open('signing-key', row.privateSealed, `signing-key|${kid}`).toString('utf8')) as JWK;
   return importJWK(jwk, row.alg);

@@ -41,7 +41,7 @@ async function signJws(key: SigningKey, header: CompactJWSHeaderParameters, clai
 
 /** The server's own private signing key for `kid` (out of its encrypted store): forgeries that differ only in the header. */
 async function serverKey(h: Harness, kid: string, alg?: string): Promise<SigningKey> {
-  const row = (await h.deps.store.listSigningKeys()).find((r) => r.kid === kid);
+  const row = (await h.deps.store.signingKeys.list()).find((r) => r.kid === kid);
   assert.ok(row, `signing key ${kid} is in the store`);
   const jwk = JSON.parse(h.deps.keyring.open('signing-key', row.privateSealed, `signing-key|${kid}`).toString('utf8')) as JWK;
   return importJWK(jwk, alg ?? row.alg);
@@ -642,7 +642,7 @@ describe('concurrent calls with one token', () => {
 
   /** The CVV the session's CVC session holds, decrypted. */
   async function storedCvv(s: { id: string; body: Record<string, any> }): Promise<{ id: string; cvv: string }> {
-    const c = await h.deps.store.findUsableCvcSession(m.id, s.body.card.token, s.id, h.clock.now());
+    const c = await h.deps.store.cvc.findUsable(m.id, s.body.card.token, s.id, h.clock.now());
     assert.ok(c, 'a CVC session was stored');
     return { id: c.id, cvv: (await h.deps.vault.open(c)).expose() };
   }
@@ -768,7 +768,7 @@ describe('the idempotent replay rule', () => {
     const v = await validate(h, m.testKey, first.body.token);
     assert.equal(v.current, true);
     assert.equal(v.claims.seq, 1);
-    const stored = await h.deps.store.findUsableCvcSession(m.id, s.body.card.token, s.id, h.clock.now());
+    const stored = await h.deps.store.cvc.findUsable(m.id, s.body.card.token, s.id, h.clock.now());
     assert.equal(stored?.id, first.body.result.cvcSession.id, 'a replay stores no new CVC session');
     assert.equal((await h.deps.vault.open(stored!)).expose(), '123');
   });
@@ -824,7 +824,7 @@ describe('the idempotent replay rule', () => {
       assert.equal((await validate(h, m.testKey, second.body.token)).current, true);
       const g = await request(h.app).get(`/CvvOperations/${s.id}`).set(auth(m.testKey));
       assert.equal(g.body.attempts.collectCvv.used, 2, 'the loser counted nothing');
-      const c = await h.deps.store.findUsableCvcSession(m.id, s.body.card.token, s.id, h.clock.now());
+      const c = await h.deps.store.cvc.findUsable(m.id, s.body.card.token, s.id, h.clock.now());
       assert.ok(c);
       assert.equal((await h.deps.vault.open(c)).expose(), '789', "the winner's CVV is stored, never the loser's");
     } finally {
@@ -984,7 +984,7 @@ describe('signing key rotation', () => {
       assert.deepEqual(await jwksKids(), [newKid]);
       assert.deepEqual(await validate(h, m.testKey, s.token), { valid: false, reason: 'unknown_key' });
       assert.equal(
-        (await h.deps.store.listSigningKeys()).some((k) => k.kid === oldKid),
+        (await h.deps.store.signingKeys.list()).some((k) => k.kid === oldKid),
         false,
         'gone from the store too',
       );

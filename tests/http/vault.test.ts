@@ -36,7 +36,7 @@ describe('the CVV vault', () => {
     const card = await makeCard(h, m.liveKey, { number: LIVE_CARD });
     return { card, ...(await makeSession(h, m.liveKey, { card, ...body })) };
   }
-  const cvc = (id: string) => h.deps.store.getCvcSessionById(id, h.clock.now());
+  const cvc = (id: string) => h.deps.store.cvc.getById(id, h.clock.now());
 
   it('live mode: a collected CVV lives exactly 90 seconds (a second before: there; at 90 s: gone)', async () => {
     const s = await liveSession();
@@ -164,20 +164,20 @@ describe('the CVV vault', () => {
   });
 
   it('blocking: three incorrect_cvc in a row block the card number (across tokens) until unblocked; a match resets', async () => {
-    const merchant = (await h.deps.store.getMerchant(m.id, 'live'))!;
+    const merchant = (await h.deps.store.merchants.get(m.id, 'live'))!;
     const t1 = await makeCard(h, m.liveKey, { number: '5454545454545454' });
     const t2 = await makeCard(h, m.liveKey, { number: '5454545454545454' });
-    const card1 = (await h.deps.store.getCard(m.id, 'live', t1))!;
+    const card1 = (await h.deps.store.cards.get(m.id, 'live', t1))!;
     const status = async (t: string) => (await request(h.app).get(`/Cards/${t}/cvv/status`).set(auth(m.liveKey))).body;
     await h.deps.vault.recordCvvResult(merchant, card1, { cvvResult: 'N', declineCode: 'incorrect_cvc' });
     await h.deps.vault.recordCvvResult(merchant, card1, { cvvResult: 'N', declineCode: 'incorrect_cvc' });
     assert.deepEqual(await status(t2), { status: 'Unblocked', failedAttempts: 2, cvcSession: { available: false } });
     // A charge that read a clean status before it ran writes nothing on its match; one that read failures resets them.
-    const clean = await h.deps.store.getCvvStatus(m.id, 'fp-never-failed');
+    const clean = await h.deps.store.cards.getCvvStatus(m.id, 'fp-never-failed');
     assert.equal(clean, null);
     await h.deps.vault.recordCvvResult(merchant, card1, { cvvResult: 'M', declineCode: null }, clean);
     assert.equal((await status(t2)).failedAttempts, 2, 'the status it read showed nothing to reset: nothing written');
-    const seen = await h.deps.store.getCvvStatus(m.id, card1.fingerprint);
+    const seen = await h.deps.store.cards.getCvvStatus(m.id, card1.fingerprint);
     await h.deps.vault.recordCvvResult(merchant, card1, { cvvResult: 'M', declineCode: null }, seen);
     assert.equal((await status(t2)).failedAttempts, 0, 'a match resets the count');
     await h.deps.vault.recordCvvResult(merchant, card1, { cvvResult: 'N', declineCode: 'incorrect_cvc' });
@@ -203,9 +203,9 @@ describe('the CVV vault', () => {
   it('the threshold is a merchant setting (cvvBlockThreshold)', async () => {
     await request(h.app).patch('/Merchant').set(auth(m.liveKey)).send({ cvvBlockThreshold: 1 }).expect(200);
     try {
-      const merchant = (await h.deps.store.getMerchant(m.id, 'live'))!;
+      const merchant = (await h.deps.store.merchants.get(m.id, 'live'))!;
       const t = await makeCard(h, m.liveKey, { number: '4111111111111111' });
-      await h.deps.vault.recordCvvResult(merchant, (await h.deps.store.getCard(m.id, 'live', t))!, { cvvResult: 'N', declineCode: 'incorrect_cvc' });
+      await h.deps.vault.recordCvvResult(merchant, (await h.deps.store.cards.get(m.id, 'live', t))!, { cvvResult: 'N', declineCode: 'incorrect_cvc' });
       assert.equal((await request(h.app).get(`/Cards/${t}/cvv/status`).set(auth(m.liveKey))).body.status, 'Blocked');
     } finally {
       await request(h.app).patch('/Merchant').set(auth(m.liveKey)).send({ cvvBlockThreshold: 3 }).expect(200);

@@ -283,7 +283,7 @@ describe('webhook delivery from the outbox', () => {
     h.clock.advance(3600_000);
     assert.equal(await h.deps.webhooks.tick(), 0);
     assert.equal(rx.at('/flow').length, 4);
-    const rows = await h.deps.store.listOutbox(m.id);
+    const rows = await h.deps.store.webhooks.listOutbox(m.id);
     assert.equal(rows.length, 4);
     for (const row of rows) assert.deepEqual([row.status, row.attempts, row.lastStatus], ['delivered', 1, 200]);
   });
@@ -366,7 +366,7 @@ describe('webhook delivery from the outbox', () => {
       await request(h.app).post(`/CvvOperations/${s.id}/cancel`).set(auth(m.testKey)).expect(200);
       const t0 = h.clock.now();
       const count = () => rx.at('/retry').length;
-      const row = async () => (await h.deps.store.listOutbox(m.id))[0]!;
+      const row = async () => (await h.deps.store.webhooks.listOutbox(m.id))[0]!;
 
       await h.deps.webhooks.tick();
       assert.equal(count(), 1);
@@ -415,7 +415,7 @@ describe('webhook delivery from the outbox', () => {
       await new Promise((resolve) => setTimeout(resolve, 100));
       assert.equal(rx.at('/moved').length, 1);
       assert.equal(rx.at('/moved-here').length, 0, 'the redirect was followed');
-      const row = (await h.deps.store.listOutbox(m.id))[0]!;
+      const row = (await h.deps.store.webhooks.listOutbox(m.id))[0]!;
       assert.deepEqual([row.status, row.lastStatus], ['pending', 307]);
     } finally {
       rx.reply = null;
@@ -430,7 +430,7 @@ describe('webhook delivery from the outbox', () => {
     await request(h.app).delete(`/WebhookEndpoints/${ep.id}`).set(auth(m.testKey)).expect(204);
     await h.deps.webhooks.tick();
     assert.equal(rx.at('/deleted').length, 0);
-    const rows = await h.deps.store.listOutbox(m.id);
+    const rows = await h.deps.store.webhooks.listOutbox(m.id);
     assert.ok(
       rows.every((r) => r.status !== 'pending' && r.status !== 'delivered'),
       JSON.stringify(rows.map((r) => r.status)),
@@ -445,13 +445,13 @@ describe('webhook delivery from the outbox', () => {
       const s = await makeSession(h, m.testKey);
       await request(h.app).post(`/CvvOperations/${s.id}/cancel`).set(auth(m.testKey)).expect(200);
       const created = h.clock.now();
-      let row = (await h.deps.store.listOutbox(m.id))[0]!;
+      let row = (await h.deps.store.webhooks.listOutbox(m.id))[0]!;
       let lastPendingAt = created;
       for (let i = 0; i < 200 && row.status === 'pending'; i++) {
         h.clock.set(Math.max(h.clock.now(), row.nextAttemptAt));
         lastPendingAt = h.clock.now();
         await h.deps.webhooks.tick();
-        row = (await h.deps.store.listOutbox(m.id))[0]!;
+        row = (await h.deps.store.webhooks.listOutbox(m.id))[0]!;
       }
       assert.equal(row.status, 'failed');
       assert.equal(row.lastStatus, 503);
@@ -550,7 +550,7 @@ describe('the outbox survives a restart', () => {
       await collect(h, s.token).expect(200);
       // The receiver is down: the first attempt fails and the row waits.
       await h.deps.webhooks.tick();
-      let rows = await h.deps.store.listOutbox(m.id);
+      let rows = await h.deps.store.webhooks.listOutbox(m.id);
       assert.deepEqual(
         rows.map((r) => [r.status, r.attempts]),
         [['pending', 1]],
@@ -595,7 +595,7 @@ describe('the outbox survives a restart', () => {
         await Promise.all([d2.webhooks.tick(), d3.webhooks.tick()]);
       }
       assert.equal(rx.got.length, 2, 'delivered again after being delivered');
-      rows = await d2.store.listOutbox(m.id);
+      rows = await d2.store.webhooks.listOutbox(m.id);
       assert.deepEqual(
         rows.map((r) => r.status),
         ['delivered', 'delivered'],

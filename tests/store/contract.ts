@@ -136,8 +136,8 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
       store = await open();
       mA = merchantRec({ name: 'Merchant A' });
       mB = merchantRec({ name: 'Merchant B', allowedOrigins: ['https://b.example'] });
-      await store.insertMerchant(mA);
-      await store.insertMerchant(mB);
+      await store.merchants.insert(mA);
+      await store.merchants.insert(mB);
     });
     after(async () => {
       await store?.close();
@@ -145,16 +145,16 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
 
     async function newSession(over: Partial<SessionRecord> = {}): Promise<SessionRecord> {
       const s = sessionRec(mA.id, over);
-      await store.insertSession(s);
+      await store.sessions.insert(s);
       return s;
     }
     const mustSession = async (id: string): Promise<SessionRecord> => {
-      const s = await store.getSessionById(id);
+      const s = await store.sessions.getById(id);
       assert.ok(s, `session ${id} exists`);
       return s;
     };
     /**
-     * The token rotation of an operation (Store.commitOperation) with nothing else to write: the session's
+     * The token rotation of an operation (Store.sessions.commitOperation) with nothing else to write: the session's
      * results, token hash and replay record kept as they were read, so only the rotation and the attempt change.
      */
     const claim = async (p: {
@@ -165,8 +165,8 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
       now: number;
       countAttempt?: boolean;
     }): Promise<boolean> => {
-      const s = await store.getSessionById(p.id);
-      return store.commitOperation({
+      const s = await store.sessions.getById(p.id);
+      return store.sessions.commitOperation({
         id: p.id,
         jti: p.jti,
         newJti: p.newJti,
@@ -185,30 +185,30 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
     describe('lifecycle and meta', () => {
       it('migrate is idempotent and keeps the data', async () => {
         const n = uid('meta');
-        await store.putMetaIfAbsent(n, 'kept');
+        await store.meta.putIfAbsent(n, 'kept');
         await store.migrate();
         await store.migrate();
         await store.ping();
-        assert.equal(await store.getMeta(n), 'kept');
-        assert.deepEqual(await store.getMerchant(mA.id, 'test'), mA);
+        assert.equal(await store.meta.get(n), 'kept');
+        assert.deepEqual(await store.merchants.get(mA.id, 'test'), mA);
       });
 
       it('reports its engine', () => {
-        assert.ok(store.engine === 'sqlite' || store.engine === 'postgres');
+        assert.ok(['sqlite', 'postgres', 'memory'].includes(store.engine));
       });
 
       it('getMeta is null for an unknown name; putMetaIfAbsent keeps the first value', async () => {
         const n = uid('meta');
-        assert.equal(await store.getMeta(n), null);
-        assert.equal(await store.putMetaIfAbsent(n, 'first'), 'first');
-        assert.equal(await store.putMetaIfAbsent(n, 'second'), 'first', 'the second put returns the stored value');
-        assert.equal(await store.getMeta(n), 'first');
+        assert.equal(await store.meta.get(n), null);
+        assert.equal(await store.meta.putIfAbsent(n, 'first'), 'first');
+        assert.equal(await store.meta.putIfAbsent(n, 'second'), 'first', 'the second put returns the stored value');
+        assert.equal(await store.meta.get(n), 'first');
       });
 
       it('concurrent putMetaIfAbsent calls agree on one value', async () => {
         const n = uid('meta');
-        const got = await Promise.all(Array.from({ length: 10 }, (_, i) => store.putMetaIfAbsent(n, `v${i}`)));
-        const stored = await store.getMeta(n);
+        const got = await Promise.all(Array.from({ length: 10 }, (_, i) => store.meta.putIfAbsent(n, `v${i}`)));
+        const stored = await store.meta.get(n);
         assert.ok(stored !== null && /^v\d$/.test(stored));
         for (const g of got) assert.equal(g, stored);
       });
@@ -225,26 +225,26 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
           createdAt: T0 - 5,
           updatedAt: T0 + 5,
         });
-        await store.insertMerchant(m);
-        assert.deepEqual(await store.getMerchant(m.id, 'test'), m);
-        assert.equal(await store.getMerchant(uid('mer'), 'test'), null);
+        await store.merchants.insert(m);
+        assert.deepEqual(await store.merchants.get(m.id, 'test'), m);
+        assert.equal(await store.merchants.get(uid('mer'), 'test'), null);
       });
 
       it('refuses a second merchant with the same id', async () => {
         const m = merchantRec();
-        await store.insertMerchant(m);
-        await assert.rejects(store.insertMerchant({ ...m, name: 'Other' }));
-        assert.equal((await store.getMerchant(m.id, 'test'))?.name, 'Shop');
+        await store.merchants.insert(m);
+        await assert.rejects(store.merchants.insert({ ...m, name: 'Other' }));
+        assert.equal((await store.merchants.get(m.id, 'test'))?.name, 'Shop');
       });
 
       it("listAllAllowedOrigins has every merchant's origins, each once", async () => {
         const shared = `https://${uid('shared').toLowerCase().replace(/_/g, '-')}.example`;
         const only1 = `https://${uid('one').toLowerCase().replace(/_/g, '-')}.example`;
         const only2 = `http://localhost:${3000 + Math.floor(Math.random() * 1000)}`;
-        await store.insertMerchant(merchantRec({ allowedOrigins: [shared, only1] }));
-        await store.insertMerchant(merchantRec({ allowedOrigins: [only2, shared] }));
-        await store.insertMerchant(merchantRec({ allowedOrigins: [] }));
-        const all = await store.listAllAllowedOrigins();
+        await store.merchants.insert(merchantRec({ allowedOrigins: [shared, only1] }));
+        await store.merchants.insert(merchantRec({ allowedOrigins: [only2, shared] }));
+        await store.merchants.insert(merchantRec({ allowedOrigins: [] }));
+        const all = await store.merchants.listAllAllowedOrigins();
         assert.ok(all.includes(only1) && all.includes(only2) && all.includes(mB.allowedOrigins[0]!));
         assert.equal(all.filter((o) => o === shared).length, 1, 'an origin two merchants allow is listed once');
         assert.equal(new Set(all).size, all.length, 'no duplicates');
@@ -269,12 +269,12 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
           createdAt: T0 - 10,
           revokedAt: T0 + 10,
         };
-        await store.insertApiKey(live);
-        await store.insertApiKey(revoked);
-        assert.deepEqual(await store.findApiKeyByHash(live.hash), live);
-        assert.deepEqual(await store.findApiKeyByHash(revoked.hash), revoked);
-        assert.equal(await store.findApiKeyByHash(randomBytes(32).toString('hex')), null);
-        assert.equal(await store.findApiKeyByHash(live.hash.toUpperCase()), null, 'the hash is compared exactly');
+        await store.merchants.insertApiKey(live);
+        await store.merchants.insertApiKey(revoked);
+        assert.deepEqual(await store.merchants.findApiKeyByHash(live.hash), live);
+        assert.deepEqual(await store.merchants.findApiKeyByHash(revoked.hash), revoked);
+        assert.equal(await store.merchants.findApiKeyByHash(randomBytes(32).toString('hex')), null);
+        assert.equal(await store.merchants.findApiKeyByHash(live.hash.toUpperCase()), null, 'the hash is compared exactly');
       });
 
       it('refuses a second API key with the same hash', async () => {
@@ -287,9 +287,9 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
           createdAt: T0,
           revokedAt: null,
         };
-        await store.insertApiKey(k);
-        await assert.rejects(store.insertApiKey({ ...k, id: uid('key'), merchantId: mB.id }));
-        assert.equal((await store.findApiKeyByHash(k.hash))?.merchantId, mA.id);
+        await store.merchants.insertApiKey(k);
+        await assert.rejects(store.merchants.insertApiKey({ ...k, id: uid('key'), merchantId: mB.id }));
+        assert.equal((await store.merchants.findApiKeyByHash(k.hash))?.merchantId, mA.id);
       });
     });
 
@@ -311,31 +311,31 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         const k3 = key(T0 - 1_000);
         k3.privateSealed = sealed(2);
         // Inserted out of order: the order comes from activatedAt.
-        for (const k of [k2, old, k3, k1]) await store.insertSigningKey(k);
-        await assert.rejects(store.insertSigningKey({ ...k1, alg: 'ES256' }), 'a kid is unique');
+        for (const k of [k2, old, k3, k1]) await store.signingKeys.insert(k);
+        await assert.rejects(store.signingKeys.insert({ ...k1, alg: 'ES256' }), 'a kid is unique');
 
         const mine = new Set([old.kid, k1.kid, k2.kid, k3.kid]);
-        const listed = (await store.listSigningKeys()).filter((k) => mine.has(k.kid));
+        const listed = (await store.signingKeys.list()).filter((k) => mine.has(k.kid));
         assert.deepEqual(listed, [k3, k2, k1, old]);
         assertSealed(listed[0]!.privateSealed, k3.privateSealed, 'private key');
 
-        await store.retireSigningKeysExcept(k3.kid, T0);
-        const byKid = new Map((await store.listSigningKeys()).map((k) => [k.kid, k]));
+        await store.signingKeys.retireAllExcept(k3.kid, T0);
+        const byKid = new Map((await store.signingKeys.list()).map((k) => [k.kid, k]));
         assert.equal(byKid.get(k3.kid)!.retiredAt, null, 'the kept key stays active');
         assert.equal(byKid.get(k1.kid)!.retiredAt, T0);
         assert.equal(byKid.get(k2.kid)!.retiredAt, T0);
         assert.equal(byKid.get(old.kid)!.retiredAt, T0 - 5_000, 'an already retired key keeps its retirement time');
 
-        assert.equal(await store.deleteSigningKeysRetiredBefore(T0 - 5_000), 0, 'retired exactly at t is not before t');
-        assert.equal(await store.deleteSigningKeysRetiredBefore(T0), 1);
+        assert.equal(await store.signingKeys.deleteRetiredBefore(T0 - 5_000), 0, 'retired exactly at t is not before t');
+        assert.equal(await store.signingKeys.deleteRetiredBefore(T0), 1);
         assert.deepEqual(
-          (await store.listSigningKeys()).map((k) => k.kid).filter((k) => mine.has(k)),
+          (await store.signingKeys.list()).map((k) => k.kid).filter((k) => mine.has(k)),
           [k3.kid, k2.kid, k1.kid],
         );
-        assert.equal(await store.deleteSigningKeysRetiredBefore(T0 + 1), 2);
-        assert.equal(await store.deleteSigningKeysRetiredBefore(Number.MAX_SAFE_INTEGER), 0, 'the active key is never deleted');
+        assert.equal(await store.signingKeys.deleteRetiredBefore(T0 + 1), 2);
+        assert.equal(await store.signingKeys.deleteRetiredBefore(Number.MAX_SAFE_INTEGER), 0, 'the active key is never deleted');
         assert.deepEqual(
-          (await store.listSigningKeys()).map((k) => k.kid).filter((k) => mine.has(k)),
+          (await store.signingKeys.list()).map((k) => k.kid).filter((k) => mine.has(k)),
           [k3.kid],
         );
       });
@@ -355,10 +355,10 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
           holderSealed: sealed(1),
           createdAt: T0 + 123,
         });
-        await store.insertCard(plain);
-        await store.insertCard(full);
-        assert.deepEqual(await store.getCard(mA.id, 'test', plain.token), plain);
-        const got = await store.getCard(mA.id, 'live', full.token);
+        await store.cards.insert(plain);
+        await store.cards.insert(full);
+        assert.deepEqual(await store.cards.get(mA.id, 'test', plain.token), plain);
+        const got = await store.cards.get(mA.id, 'live', full.token);
         assert.deepEqual(got, full);
         assertSealed(got.numberSealed, full.numberSealed, 'number');
         assertSealed(got.holderSealed, full.holderSealed!, 'holder');
@@ -366,37 +366,37 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
 
       it('gets a card only for its merchant and mode', async () => {
         const c = cardRec(mA.id);
-        await store.insertCard(c);
-        assert.equal(await store.getCard(mB.id, 'test', c.token), null, 'another merchant');
-        assert.equal(await store.getCard(mA.id, 'live', c.token), null, 'the other mode');
-        assert.equal(await store.getCard(mA.id, 'test', uid('tok')), null, 'unknown');
+        await store.cards.insert(c);
+        assert.equal(await store.cards.get(mB.id, 'test', c.token), null, 'another merchant');
+        assert.equal(await store.cards.get(mA.id, 'live', c.token), null, 'the other mode');
+        assert.equal(await store.cards.get(mA.id, 'test', uid('tok')), null, 'unknown');
       });
 
       it('deleteCard deletes the card and its CVC sessions, only for its merchant and mode', async () => {
         const c = cardRec(mA.id);
         const other = cardRec(mA.id);
-        await store.insertCard(c);
-        await store.insertCard(other);
+        await store.cards.insert(c);
+        await store.cards.insert(other);
         const cvc1 = cvcRec(mA.id, c.token);
         const cvc2 = cvcRec(mA.id, c.token, { sessionId: uid('cvo') });
         const otherCvc = cvcRec(mA.id, other.token);
-        for (const x of [cvc1, cvc2, otherCvc]) await store.insertCvcSession(x);
+        for (const x of [cvc1, cvc2, otherCvc]) await store.cvc.insert(x);
 
-        assert.equal(await store.deleteCard(mB.id, 'test', c.token), false, 'another merchant cannot delete it');
-        assert.equal(await store.deleteCard(mA.id, 'live', c.token), false, 'nor the other mode');
-        assert.ok(await store.getCard(mA.id, 'test', c.token));
-        assert.ok(await store.getLiveCvcSession(mA.id, 'test', cvc1.id, T0));
+        assert.equal(await store.cards.delete(mB.id, 'test', c.token), false, 'another merchant cannot delete it');
+        assert.equal(await store.cards.delete(mA.id, 'live', c.token), false, 'nor the other mode');
+        assert.ok(await store.cards.get(mA.id, 'test', c.token));
+        assert.ok(await store.cvc.getLive(mA.id, 'test', cvc1.id, T0));
 
-        assert.equal(await store.deleteCard(mA.id, 'test', c.token), true);
-        assert.equal(await store.getCard(mA.id, 'test', c.token), null);
-        assert.equal(await store.getLiveCvcSession(mA.id, 'test', cvc1.id, T0), null, "the card's CVC session is gone");
-        assert.equal(await store.getLiveCvcSession(mA.id, 'test', cvc2.id, T0), null, "the card's session CVC is gone");
-        assert.equal(await store.findUsableCvcSession(mA.id, c.token, cvc2.sessionId!, T0), null);
-        assert.ok(await store.getCard(mA.id, 'test', other.token), 'another card stays');
-        assert.ok(await store.getLiveCvcSession(mA.id, 'test', otherCvc.id, T0), "another card's CVC session stays");
+        assert.equal(await store.cards.delete(mA.id, 'test', c.token), true);
+        assert.equal(await store.cards.get(mA.id, 'test', c.token), null);
+        assert.equal(await store.cvc.getLive(mA.id, 'test', cvc1.id, T0), null, "the card's CVC session is gone");
+        assert.equal(await store.cvc.getLive(mA.id, 'test', cvc2.id, T0), null, "the card's session CVC is gone");
+        assert.equal(await store.cvc.findUsable(mA.id, c.token, cvc2.sessionId!, T0), null);
+        assert.ok(await store.cards.get(mA.id, 'test', other.token), 'another card stays');
+        assert.ok(await store.cvc.getLive(mA.id, 'test', otherCvc.id, T0), "another card's CVC session stays");
 
-        assert.equal(await store.deleteCard(mA.id, 'test', c.token), false, 'a second delete finds nothing');
-        assert.equal(await store.deleteCard(mA.id, 'test', uid('tok')), false, 'unknown');
+        assert.equal(await store.cards.delete(mA.id, 'test', c.token), false, 'a second delete finds nothing');
+        assert.equal(await store.cards.delete(mA.id, 'test', uid('tok')), false, 'unknown');
       });
     });
 
@@ -404,7 +404,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
       let card: CardRecord;
       before(async () => {
         card = cardRec(mA.id);
-        await store.insertCard(card);
+        await store.cards.insert(card);
       });
 
       it('round-trips every field; getLiveCvcSession is scoped by merchant and mode', async () => {
@@ -417,23 +417,23 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
           expiresAt: T0 + 300_000,
         });
         const live = cvcRec(mA.id, card.token, { mode: 'live', retention: 'reusable' });
-        await store.insertCvcSession(c);
-        await store.insertCvcSession(live);
-        const got = await store.getLiveCvcSession(mA.id, 'test', c.id, T0);
+        await store.cvc.insert(c);
+        await store.cvc.insert(live);
+        const got = await store.cvc.getLive(mA.id, 'test', c.id, T0);
         assert.deepEqual(got, c);
         assertSealed(got.sealed, c.sealed, 'cvc');
-        assert.deepEqual(await store.getLiveCvcSession(mA.id, 'live', live.id, T0), live);
-        assert.equal(await store.getLiveCvcSession(mB.id, 'test', c.id, T0), null, 'another merchant');
-        assert.equal(await store.getLiveCvcSession(mA.id, 'live', c.id, T0), null, 'the other mode');
-        assert.equal(await store.getLiveCvcSession(mA.id, 'test', uid('cvc'), T0), null, 'unknown');
+        assert.deepEqual(await store.cvc.getLive(mA.id, 'live', live.id, T0), live);
+        assert.equal(await store.cvc.getLive(mB.id, 'test', c.id, T0), null, 'another merchant');
+        assert.equal(await store.cvc.getLive(mA.id, 'live', c.id, T0), null, 'the other mode');
+        assert.equal(await store.cvc.getLive(mA.id, 'test', uid('cvc'), T0), null, 'unknown');
       });
 
       it('getLiveCvcSession never returns an expired one: gone at expiresAt, there a millisecond before', async () => {
         const c = cvcRec(mA.id, card.token, { expiresAt: T0 + 90_000 });
-        await store.insertCvcSession(c);
-        assert.ok(await store.getLiveCvcSession(mA.id, 'test', c.id, c.expiresAt - 1));
-        assert.equal(await store.getLiveCvcSession(mA.id, 'test', c.id, c.expiresAt), null);
-        assert.equal(await store.getLiveCvcSession(mA.id, 'test', c.id, c.expiresAt + 1), null);
+        await store.cvc.insert(c);
+        assert.ok(await store.cvc.getLive(mA.id, 'test', c.id, c.expiresAt - 1));
+        assert.equal(await store.cvc.getLive(mA.id, 'test', c.id, c.expiresAt), null);
+        assert.equal(await store.cvc.getLive(mA.id, 'test', c.id, c.expiresAt + 1), null);
       });
 
       it("inserting with a sessionId replaces that session's earlier CVC session, and only that", async () => {
@@ -441,67 +441,67 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         const first = cvcRec(mA.id, card.token, { sessionId: sid });
         const otherSession = cvcRec(mA.id, card.token, { sessionId: uid('cvo') });
         const cardLevel = cvcRec(mA.id, card.token);
-        for (const x of [first, otherSession, cardLevel]) await store.insertCvcSession(x);
+        for (const x of [first, otherSession, cardLevel]) await store.cvc.insert(x);
         const second = cvcRec(mA.id, card.token, { sessionId: sid, createdAt: T0 + 1 });
-        await store.insertCvcSession(second);
-        assert.equal(await store.getLiveCvcSession(mA.id, 'test', first.id, T0), null, 'the earlier one is gone');
-        assert.deepEqual(await store.getLiveCvcSession(mA.id, 'test', second.id, T0), second);
-        assert.ok(await store.getLiveCvcSession(mA.id, 'test', otherSession.id, T0), "another session's stays");
-        assert.ok(await store.getLiveCvcSession(mA.id, 'test', cardLevel.id, T0), 'a card-level one stays');
+        await store.cvc.insert(second);
+        assert.equal(await store.cvc.getLive(mA.id, 'test', first.id, T0), null, 'the earlier one is gone');
+        assert.deepEqual(await store.cvc.getLive(mA.id, 'test', second.id, T0), second);
+        assert.ok(await store.cvc.getLive(mA.id, 'test', otherSession.id, T0), "another session's stays");
+        assert.ok(await store.cvc.getLive(mA.id, 'test', cardLevel.id, T0), 'a card-level one stays');
 
         // Card-level ones (sessionId null) do not replace each other.
         const cardLevel2 = cvcRec(mA.id, card.token);
-        await store.insertCvcSession(cardLevel2);
-        assert.ok(await store.getLiveCvcSession(mA.id, 'test', cardLevel.id, T0));
-        assert.ok(await store.getLiveCvcSession(mA.id, 'test', cardLevel2.id, T0));
+        await store.cvc.insert(cardLevel2);
+        assert.ok(await store.cvc.getLive(mA.id, 'test', cardLevel.id, T0));
+        assert.ok(await store.cvc.getLive(mA.id, 'test', cardLevel2.id, T0));
       });
 
       it("findUsableCvcSession prefers the session's own over a card-level one, even a newer one", async () => {
         const c = cardRec(mA.id);
-        await store.insertCard(c);
+        await store.cards.insert(c);
         const sid = uid('cvo');
         const own = cvcRec(mA.id, c.token, { sessionId: sid, createdAt: T0 });
         const cardLevel = cvcRec(mA.id, c.token, { createdAt: T0 + 10 });
         const foreign = cvcRec(mA.id, c.token, { sessionId: uid('cvo'), createdAt: T0 + 20 });
-        await store.insertCvcSession(cardLevel);
-        await store.insertCvcSession(own);
-        await store.insertCvcSession(foreign);
-        assert.deepEqual(await store.findUsableCvcSession(mA.id, c.token, sid, T0 + 30), own);
+        await store.cvc.insert(cardLevel);
+        await store.cvc.insert(own);
+        await store.cvc.insert(foreign);
+        assert.deepEqual(await store.cvc.findUsable(mA.id, c.token, sid, T0 + 30), own);
         // Another session never gets this session's CVC; it falls back to the card-level one.
-        assert.deepEqual(await store.findUsableCvcSession(mA.id, c.token, uid('cvo'), T0 + 30), cardLevel);
-        assert.equal(await store.findUsableCvcSession(mB.id, c.token, sid, T0 + 30), null, 'another merchant');
-        assert.equal(await store.findUsableCvcSession(mA.id, uid('tok'), sid, T0 + 30), null, 'another card');
+        assert.deepEqual(await store.cvc.findUsable(mA.id, c.token, uid('cvo'), T0 + 30), cardLevel);
+        assert.equal(await store.cvc.findUsable(mB.id, c.token, sid, T0 + 30), null, 'another merchant');
+        assert.equal(await store.cvc.findUsable(mA.id, uid('tok'), sid, T0 + 30), null, 'another card');
       });
 
       it('findUsableCvcSession never returns an expired one (checked in the query)', async () => {
         const c = cardRec(mA.id);
-        await store.insertCard(c);
+        await store.cards.insert(c);
         const sid = uid('cvo');
         const own = cvcRec(mA.id, c.token, { sessionId: sid, expiresAt: T0 + 1_000 });
         const cardLevel = cvcRec(mA.id, c.token, { expiresAt: T0 + 2_000 });
-        await store.insertCvcSession(own);
-        await store.insertCvcSession(cardLevel);
-        assert.equal((await store.findUsableCvcSession(mA.id, c.token, sid, own.expiresAt - 1))?.id, own.id, 'a millisecond before: there');
-        assert.equal((await store.findUsableCvcSession(mA.id, c.token, sid, own.expiresAt))?.id, cardLevel.id, 'at expiresAt: the own one is gone');
-        assert.equal((await store.findUsableCvcSession(mA.id, c.token, sid, cardLevel.expiresAt - 1))?.id, cardLevel.id);
-        assert.equal(await store.findUsableCvcSession(mA.id, c.token, sid, cardLevel.expiresAt), null, 'both expired');
+        await store.cvc.insert(own);
+        await store.cvc.insert(cardLevel);
+        assert.equal((await store.cvc.findUsable(mA.id, c.token, sid, own.expiresAt - 1))?.id, own.id, 'a millisecond before: there');
+        assert.equal((await store.cvc.findUsable(mA.id, c.token, sid, own.expiresAt))?.id, cardLevel.id, 'at expiresAt: the own one is gone');
+        assert.equal((await store.cvc.findUsable(mA.id, c.token, sid, cardLevel.expiresAt - 1))?.id, cardLevel.id);
+        assert.equal(await store.cvc.findUsable(mA.id, c.token, sid, cardLevel.expiresAt), null, 'both expired');
       });
 
       it('deleteCvcSession: true for a live one, false for an expired, unknown or foreign one', async () => {
         const live = cvcRec(mA.id, card.token);
         const expired = cvcRec(mA.id, card.token, { expiresAt: T0 });
         const other = cvcRec(mA.id, card.token);
-        for (const x of [live, expired, other]) await store.insertCvcSession(x);
+        for (const x of [live, expired, other]) await store.cvc.insert(x);
 
-        assert.equal(await store.deleteCvcSession(mB.id, 'test', other.id, T0), false, 'another merchant');
-        assert.equal(await store.deleteCvcSession(mA.id, 'live', other.id, T0), false, 'the other mode');
-        assert.ok(await store.getLiveCvcSession(mA.id, 'test', other.id, T0), 'a foreign delete leaves it');
+        assert.equal(await store.cvc.delete(mB.id, 'test', other.id, T0), false, 'another merchant');
+        assert.equal(await store.cvc.delete(mA.id, 'live', other.id, T0), false, 'the other mode');
+        assert.ok(await store.cvc.getLive(mA.id, 'test', other.id, T0), 'a foreign delete leaves it');
 
-        assert.equal(await store.deleteCvcSession(mA.id, 'test', live.id, T0), true);
-        assert.equal(await store.getLiveCvcSession(mA.id, 'test', live.id, T0), null);
-        assert.equal(await store.deleteCvcSession(mA.id, 'test', live.id, T0), false, 'already deleted');
-        assert.equal(await store.deleteCvcSession(mA.id, 'test', expired.id, T0), false, 'expired');
-        assert.equal(await store.deleteCvcSession(mA.id, 'test', uid('cvc'), T0), false, 'unknown');
+        assert.equal(await store.cvc.delete(mA.id, 'test', live.id, T0), true);
+        assert.equal(await store.cvc.getLive(mA.id, 'test', live.id, T0), null);
+        assert.equal(await store.cvc.delete(mA.id, 'test', live.id, T0), false, 'already deleted');
+        assert.equal(await store.cvc.delete(mA.id, 'test', expired.id, T0), false, 'expired');
+        assert.equal(await store.cvc.delete(mA.id, 'test', uid('cvc'), T0), false, 'unknown');
       });
 
       it("deleteCvcSessionsOfSession removes that session's CVC sessions only", async () => {
@@ -509,12 +509,12 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         const mine = cvcRec(mA.id, card.token, { sessionId: sid });
         const theirs = cvcRec(mA.id, card.token, { sessionId: uid('cvo') });
         const cardLevel = cvcRec(mA.id, card.token);
-        for (const x of [mine, theirs, cardLevel]) await store.insertCvcSession(x);
-        assert.equal(await store.deleteCvcSessionsOfSession(sid), 1);
-        assert.equal(await store.getLiveCvcSession(mA.id, 'test', mine.id, T0), null);
-        assert.ok(await store.getLiveCvcSession(mA.id, 'test', theirs.id, T0));
-        assert.ok(await store.getLiveCvcSession(mA.id, 'test', cardLevel.id, T0));
-        assert.equal(await store.deleteCvcSessionsOfSession(sid), 0);
+        for (const x of [mine, theirs, cardLevel]) await store.cvc.insert(x);
+        assert.equal(await store.cvc.deleteOfSession(sid), 1);
+        assert.equal(await store.cvc.getLive(mA.id, 'test', mine.id, T0), null);
+        assert.ok(await store.cvc.getLive(mA.id, 'test', theirs.id, T0));
+        assert.ok(await store.cvc.getLive(mA.id, 'test', cardLevel.id, T0));
+        assert.equal(await store.cvc.deleteOfSession(sid), 0);
       });
 
       it('deleteExpiredCvcSessions respects the limit and leaves live ones', async () => {
@@ -522,12 +522,12 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         const expired = Array.from({ length: 5 }, (_, i) => cvcRec(mA.id, card.token, { createdAt: 500, expiresAt: 1_000 + i }));
         const atNow = cvcRec(mA.id, card.token, { createdAt: 500, expiresAt: SWEEP_NOW });
         const live = cvcRec(mA.id, card.token, { createdAt: 500, expiresAt: SWEEP_NOW + 1 });
-        for (const x of [...expired, atNow, live]) await store.insertCvcSession(x);
-        assert.equal(await store.deleteExpiredCvcSessions(SWEEP_NOW, 2), 2);
-        assert.equal(await store.deleteExpiredCvcSessions(SWEEP_NOW, 3), 3);
-        assert.equal(await store.deleteExpiredCvcSessions(SWEEP_NOW, 100), 1, 'one expiring exactly at now is expired');
-        assert.equal(await store.deleteExpiredCvcSessions(SWEEP_NOW, 100), 0);
-        assert.deepEqual(await store.getLiveCvcSession(mA.id, 'test', live.id, SWEEP_NOW), live, 'the live one stays');
+        for (const x of [...expired, atNow, live]) await store.cvc.insert(x);
+        assert.equal(await store.cvc.deleteExpired(SWEEP_NOW, 2), 2);
+        assert.equal(await store.cvc.deleteExpired(SWEEP_NOW, 3), 3);
+        assert.equal(await store.cvc.deleteExpired(SWEEP_NOW, 100), 1, 'one expiring exactly at now is expired');
+        assert.equal(await store.cvc.deleteExpired(SWEEP_NOW, 100), 0);
+        assert.deepEqual(await store.cvc.getLive(mA.id, 'test', live.id, SWEEP_NOW), live, 'the live one stays');
       });
     });
 
@@ -552,9 +552,9 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
           createdAt: T0 - 1,
           updatedAt: T0 + 2,
         });
-        await store.insertSession(s);
-        assert.deepEqual(await store.getSession(mA.id, 'live', s.id), s);
-        assert.deepEqual(await store.getSessionById(s.id), s);
+        await store.sessions.insert(s);
+        assert.deepEqual(await store.sessions.get(mA.id, 'live', s.id), s);
+        assert.deepEqual(await store.sessions.getById(s.id), s);
       });
 
       it('round-trips every field (amount, metadata, reference, returnUrl null; booleans false)', async () => {
@@ -569,29 +569,29 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
           maxAttempts: 1,
           status: 'completed',
         });
-        await store.insertSession(s);
-        assert.deepEqual(await store.getSession(mB.id, 'test', s.id), s);
-        assert.deepEqual(await store.getSessionById(s.id), s);
+        await store.sessions.insert(s);
+        assert.deepEqual(await store.sessions.get(mB.id, 'test', s.id), s);
+        assert.deepEqual(await store.sessions.getById(s.id), s);
       });
 
       it('getOperationContext: the session, its card, merchant settings of its mode, CVV status, latest 3DS and usable CVC session, in one read', async () => {
         const card = cardRec(mA.id, { holderSealed: sealed() });
-        await store.insertCard(card);
+        await store.cards.insert(card);
         const s = sessionRec(mA.id, { cardToken: card.token });
-        await store.insertSession(s);
-        let got = await store.getOperationContext(s.id, T0);
+        await store.sessions.insert(s);
+        let got = await store.sessions.getOperationContext(s.id, T0);
         assert.deepEqual(got?.session, s);
-        assert.deepEqual(got?.card, await store.getCard(mA.id, 'test', card.token));
+        assert.deepEqual(got?.card, await store.cards.get(mA.id, 'test', card.token));
         assertSealed(got?.card?.numberSealed, card.numberSealed, 'number');
         assertSealed(got?.card?.holderSealed, card.holderSealed!, 'holder');
-        assert.deepEqual(got?.merchant, await store.getMerchant(mA.id, 'test'));
+        assert.deepEqual(got?.merchant, await store.merchants.get(mA.id, 'test'));
         assert.equal(got?.cvvStatus, null, 'never failed');
         assert.equal(got?.latestTds, null);
         assert.equal(got?.usableCvc, null);
         // Then each part appears as it is written.
-        await store.recordCvvFailure(mA.id, card.fingerprint, 3, T0);
+        await store.cards.recordCvvFailure(mA.id, card.fingerprint, 3, T0);
         const cardLevel = cvcRec(mA.id, card.token, { createdAt: T0 + 1 });
-        await store.insertCvcSession(cardLevel);
+        await store.cvc.insert(cardLevel);
         const older = {
           id: uid('tds'),
           merchantId: mA.id,
@@ -606,53 +606,53 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
           completedAt: T0,
         };
         const latest = { ...older, id: uid('tds'), status: 'challenge' as const, result: null, createdAt: T0 + 5, completedAt: null };
-        await store.insertTds(older);
-        await store.insertTds(latest);
-        got = await store.getOperationContext(s.id, T0);
-        assert.deepEqual(got?.cvvStatus, await store.getCvvStatus(mA.id, card.fingerprint));
+        await store.sessions.insertTds(older);
+        await store.sessions.insertTds(latest);
+        got = await store.sessions.getOperationContext(s.id, T0);
+        assert.deepEqual(got?.cvvStatus, await store.cards.getCvvStatus(mA.id, card.fingerprint));
         assert.deepEqual(got?.latestTds, latest);
         assert.equal(got?.usableCvc?.id, cardLevel.id, "the card's CVC session, when the session has none of its own");
         const own = cvcRec(mA.id, card.token, { sessionId: s.id, createdAt: T0 });
-        await store.insertCvcSession(own);
-        got = await store.getOperationContext(s.id, T0);
+        await store.cvc.insert(own);
+        got = await store.sessions.getOperationContext(s.id, T0);
         assert.equal(got?.usableCvc?.id, own.id, "the session's own first, even an older one");
         assertSealed(got?.usableCvc?.sealed, own.sealed, 'cvc');
-        assert.equal((await store.getOperationContext(s.id, own.expiresAt))?.usableCvc, null, 'expired ones are never served');
+        assert.equal((await store.sessions.getOperationContext(s.id, own.expiresAt))?.usableCvc, null, 'expired ones are never served');
         // The card deleted: the session is still read, without it.
-        await store.deleteCard(mA.id, 'test', card.token);
-        const after = await store.getOperationContext(s.id, T0);
+        await store.cards.delete(mA.id, 'test', card.token);
+        const after = await store.sessions.getOperationContext(s.id, T0);
         assert.deepEqual(after?.session, s);
         assert.equal(after?.card, null);
-        assert.equal(await store.getOperationContext(uid('cvo'), T0), null);
+        assert.equal(await store.sessions.getOperationContext(uid('cvo'), T0), null);
       });
 
       it('getCreateContext: the card of the merchant and mode and, for a key, its live record, in one read', async () => {
         const card = cardRec(mA.id);
-        await store.insertCard(card);
+        await store.cards.insert(card);
         const endpoint = 'test:POST /CvvOperations';
         const key = uid('idem');
-        let got = await store.getCreateContext({ merchantId: mA.id, mode: 'test', cardToken: card.token, idempotency: { endpoint, key, now: T0 } });
-        assert.deepEqual(got.card, await store.getCard(mA.id, 'test', card.token));
+        let got = await store.sessions.getCreateContext({ merchantId: mA.id, mode: 'test', cardToken: card.token, idempotency: { endpoint, key, now: T0 } });
+        assert.deepEqual(got.card, await store.cards.get(mA.id, 'test', card.token));
         assert.equal(got.idempotency, null);
-        assert.equal((await store.getCreateContext({ merchantId: mA.id, mode: 'live', cardToken: card.token })).card, null, 'another mode');
-        assert.equal((await store.getCreateContext({ merchantId: mA.id, mode: 'test', cardToken: uid('tok') })).card, null);
+        assert.equal((await store.sessions.getCreateContext({ merchantId: mA.id, mode: 'live', cardToken: card.token })).card, null, 'another mode');
+        assert.equal((await store.sessions.getCreateContext({ merchantId: mA.id, mode: 'test', cardToken: uid('tok') })).card, null);
         const resp = sealed();
         const s = sessionRec(mA.id, { cardToken: card.token });
         const rec = { endpoint, key, requestHash: 'h1', status: 201, responseSealed: resp, now: T0, expiresAt: T0 + 1000 };
-        assert.equal(await store.insertSession(s, rec), true);
-        got = await store.getCreateContext({ merchantId: mA.id, mode: 'test', cardToken: card.token, idempotency: { endpoint, key, now: T0 } });
+        assert.equal(await store.sessions.insert(s, rec), true);
+        got = await store.sessions.getCreateContext({ merchantId: mA.id, mode: 'test', cardToken: card.token, idempotency: { endpoint, key, now: T0 } });
         assert.equal(got.idempotency?.requestHash, 'h1');
         assert.equal(got.idempotency?.status, 201);
         assertSealed(got.idempotency?.responseSealed ?? undefined, resp, 'response');
         assert.equal(
-          (await store.getCreateContext({ merchantId: mA.id, mode: 'test', cardToken: card.token, idempotency: { endpoint, key, now: T0 + 1000 } }))
+          (await store.sessions.getCreateContext({ merchantId: mA.id, mode: 'test', cardToken: card.token, idempotency: { endpoint, key, now: T0 + 1000 } }))
             .idempotency,
           null,
           'expired ones are absent',
         );
         assert.equal(
           (
-            await store.getCreateContext({
+            await store.sessions.getCreateContext({
               merchantId: mA.id,
               mode: 'test',
               cardToken: card.token,
@@ -669,18 +669,18 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         const key = uid('idem');
         const rec = (over: object = {}) => ({ endpoint, key, requestHash: 'h', status: 201, responseSealed: sealed(), now: T0, expiresAt: T0 + 1000, ...over });
         const first = sessionRec(mA.id);
-        assert.equal(await store.insertSession(first, rec()), true);
+        assert.equal(await store.sessions.insert(first, rec()), true);
         const second = sessionRec(mA.id);
-        assert.equal(await store.insertSession(second, rec({ requestHash: 'other' })), false);
-        assert.equal(await store.getSessionById(second.id), null, 'nothing of the losing request was written');
-        assert.deepEqual(await store.getSessionById(first.id), first);
+        assert.equal(await store.sessions.insert(second, rec({ requestHash: 'other' })), false);
+        assert.equal(await store.sessions.getById(second.id), null, 'nothing of the losing request was written');
+        assert.deepEqual(await store.sessions.getById(first.id), first);
         const later = sessionRec(mA.id);
         assert.equal(
-          await store.insertSession(later, rec({ requestHash: 'h2', now: T0 + 1000, expiresAt: T0 + 5000 })),
+          await store.sessions.insert(later, rec({ requestHash: 'h2', now: T0 + 1000, expiresAt: T0 + 5000 })),
           true,
           'the expired record is replaced',
         );
-        const got = await store.getCreateContext({
+        const got = await store.sessions.getCreateContext({
           merchantId: mA.id,
           mode: 'test',
           cardToken: later.cardToken,
@@ -691,11 +691,11 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
 
       it('getSession is scoped by merchant and mode; getSessionById by id only', async () => {
         const s = await newSession();
-        assert.equal(await store.getSession(mB.id, 'test', s.id), null, 'another merchant');
-        assert.equal(await store.getSession(mA.id, 'live', s.id), null, 'the other mode');
-        assert.equal(await store.getSession(mA.id, 'test', uid('cvo')), null);
-        assert.equal(await store.getSessionById(uid('cvo')), null);
-        assert.equal((await store.getSessionById(s.id))?.merchantId, mA.id);
+        assert.equal(await store.sessions.get(mB.id, 'test', s.id), null, 'another merchant');
+        assert.equal(await store.sessions.get(mA.id, 'live', s.id), null, 'the other mode');
+        assert.equal(await store.sessions.get(mA.id, 'test', uid('cvo')), null);
+        assert.equal(await store.sessions.getById(uid('cvo')), null);
+        assert.equal((await store.sessions.getById(s.id))?.merchantId, mA.id);
       });
 
       it('commitOperation (the rotation): true once for the current jti; moves jti, increments seq and the attempt', async () => {
@@ -738,7 +738,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         };
         // The same outbox row twice: the second insert fails after the rotation and the first insert have run.
         await assert.rejects(
-          store.commitOperation({
+          store.sessions.commitOperation({
             id: s.id,
             jti: s.jti,
             newJti: 'never',
@@ -755,11 +755,11 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         );
         assert.deepEqual(await mustSession(s.id), before, 'the token was not rotated');
         assert.deepEqual(
-          (await store.listOutbox(s.merchantId)).filter((o) => o.id === event.id),
+          (await store.webhooks.listOutbox(s.merchantId)).filter((o) => o.id === event.id),
           [],
           'no event kept',
         );
-        for (let i = 0; i < 12; i++) assert.equal(await store.getSessionById(s.id).then((x) => x?.jti), s.jti, 'the pooled connections still answer');
+        for (let i = 0; i < 12; i++) assert.equal(await store.sessions.getById(s.id).then((x) => x?.jti), s.jti, 'the pooled connections still answer');
         assert.equal(await claim({ id: s.id, jti: s.jti, newJti: 'after-failure', op: 'collectCvv', now: T0 + 2 }), true);
       });
 
@@ -821,7 +821,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         const replay = { jti: 'f1', hash: uid('rh'), sealed: { keyVersion: 1, blob: randomBytes(40) }, at: T0 + 1 };
         const results = { collectCvv: { cvcSession: 'cvc_1', at: 'x' } };
         assert.equal(
-          await store.finishOperation({
+          await store.sessions.finishOperation({
             id: s.id,
             jti: s.jti,
             results,
@@ -839,7 +839,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.deepEqual(unchanged.results, {});
 
         assert.equal(
-          await store.finishOperation({
+          await store.sessions.finishOperation({
             id: s.id,
             jti: 'f1',
             results,
@@ -866,7 +866,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         const results2 = { ...results, charge: { status: 'approved' } };
         const replay2 = { jti: 'f2', hash: uid('rh'), sealed: { keyVersion: 2, blob: randomBytes(40) }, at: T0 + 4 };
         assert.equal(
-          await store.finishOperation({
+          await store.sessions.finishOperation({
             id: s.id,
             jti: 'f2',
             results: results2,
@@ -888,15 +888,15 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         const s = await newSession();
         assert.equal(await claim({ id: s.id, jti: s.jti, newJti: 'r1', op: 'collectCvv', now: T0 }), true);
         const replay = { jti: 'r1', hash: 'h', sealed: sealed(), at: T0 };
-        assert.equal(await store.finishOperation({ id: s.id, jti: 'r1', results: {}, tokenHash: 'th-r1', now: T0, complete: false, replay }), true);
+        assert.equal(await store.sessions.finishOperation({ id: s.id, jti: 'r1', results: {}, tokenHash: 'th-r1', now: T0, complete: false, replay }), true);
         assert.ok((await mustSession(s.id)).replay);
 
-        assert.equal(await store.rotateToken({ id: s.id, jti: s.jti, newJti: 'r2', tokenHash: 'th-r2', now: T0 + 1 }), false, 'stale jti');
+        assert.equal(await store.sessions.rotateToken({ id: s.id, jti: s.jti, newJti: 'r2', tokenHash: 'th-r2', now: T0 + 1 }), false, 'stale jti');
         const before1 = await mustSession(s.id);
         assert.equal(before1.jti, 'r1');
         assert.ok(before1.replay, 'a failed rotation keeps the replay');
 
-        assert.equal(await store.rotateToken({ id: s.id, jti: 'r1', newJti: 'r2', tokenHash: 'th-r2', now: T0 + 2 }), true);
+        assert.equal(await store.sessions.rotateToken({ id: s.id, jti: 'r1', newJti: 'r2', tokenHash: 'th-r2', now: T0 + 2 }), true);
         const rotated = await mustSession(s.id);
         assert.equal(rotated.jti, 'r2');
         assert.equal(rotated.seq, before1.seq + 1);
@@ -904,38 +904,38 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(rotated.replay, null, 'the replay is cleared');
         assert.equal(rotated.updatedAt, T0 + 2);
         assert.deepEqual(rotated.attempts, before1.attempts, 'a reissue counts no attempt');
-        assert.equal(await store.rotateToken({ id: s.id, jti: 'r1', newJti: 'r3', tokenHash: 'x', now: T0 + 3 }), false, 'the old jti is dead');
+        assert.equal(await store.sessions.rotateToken({ id: s.id, jti: 'r1', newJti: 'r3', tokenHash: 'x', now: T0 + 3 }), false, 'the old jti is dead');
       });
 
       it('rotateToken refuses a canceled or expired session', async () => {
         const canceled = await newSession({ status: 'canceled' });
-        assert.equal(await store.rotateToken({ id: canceled.id, jti: canceled.jti, newJti: 'n', tokenHash: 'h', now: T0 }), false);
+        assert.equal(await store.sessions.rotateToken({ id: canceled.id, jti: canceled.jti, newJti: 'n', tokenHash: 'h', now: T0 }), false);
         const s = await newSession({ expiresAt: T0 + 10 });
-        assert.equal(await store.rotateToken({ id: s.id, jti: s.jti, newJti: 'n', tokenHash: 'h', now: s.expiresAt }), false);
+        assert.equal(await store.sessions.rotateToken({ id: s.id, jti: s.jti, newJti: 'n', tokenHash: 'h', now: s.expiresAt }), false);
         assert.deepEqual(await mustSession(s.id), s);
       });
 
       it('cancelSession: only from active and unexpired, scoped by merchant and mode', async () => {
         const s = await newSession();
-        assert.equal(await store.cancelSession(mB.id, 'test', s.id, T0), false, 'another merchant');
-        assert.equal(await store.cancelSession(mA.id, 'live', s.id, T0), false, 'the other mode');
+        assert.equal(await store.sessions.cancel(mB.id, 'test', s.id, T0), false, 'another merchant');
+        assert.equal(await store.sessions.cancel(mA.id, 'live', s.id, T0), false, 'the other mode');
         assert.equal((await mustSession(s.id)).status, 'active');
-        assert.equal(await store.cancelSession(mA.id, 'test', s.id, T0 + 9), true);
+        assert.equal(await store.sessions.cancel(mA.id, 'test', s.id, T0 + 9), true);
         const c = await mustSession(s.id);
         assert.equal(c.status, 'canceled');
         assert.equal(c.updatedAt, T0 + 9);
-        assert.equal(await store.cancelSession(mA.id, 'test', s.id, T0 + 10), false, 'already canceled');
+        assert.equal(await store.sessions.cancel(mA.id, 'test', s.id, T0 + 10), false, 'already canceled');
         assert.equal(await claim({ id: s.id, jti: s.jti, newJti: 'z', op: 'charge', now: T0 + 11 }), false, 'a canceled session takes no claims');
 
         const completed = await newSession({ status: 'completed' });
-        assert.equal(await store.cancelSession(mA.id, 'test', completed.id, T0), false);
+        assert.equal(await store.sessions.cancel(mA.id, 'test', completed.id, T0), false);
         assert.equal((await mustSession(completed.id)).status, 'completed');
 
         const expiring = await newSession({ expiresAt: T0 + 100 });
-        assert.equal(await store.cancelSession(mA.id, 'test', expiring.id, expiring.expiresAt), false, 'at expiresAt');
+        assert.equal(await store.sessions.cancel(mA.id, 'test', expiring.id, expiring.expiresAt), false, 'at expiresAt');
         assert.equal((await mustSession(expiring.id)).status, 'active');
-        assert.equal(await store.cancelSession(mA.id, 'test', expiring.id, expiring.expiresAt - 1), true, 'a millisecond before');
-        assert.equal(await store.cancelSession(mA.id, 'test', uid('cvo'), T0), false, 'unknown');
+        assert.equal(await store.sessions.cancel(mA.id, 'test', expiring.id, expiring.expiresAt - 1), true, 'a millisecond before');
+        assert.equal(await store.sessions.cancel(mA.id, 'test', uid('cvo'), T0), false, 'unknown');
       });
     });
 
@@ -952,10 +952,10 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
 
       it('reserve: null the first time, then the stored record; a different requestHash gets the stored one', async () => {
         const p = idem();
-        assert.equal(await store.reserveIdempotencyKey(p), null);
-        assert.deepEqual(await store.reserveIdempotencyKey(p), { requestHash: 'hash-1', status: null, responseSealed: null });
+        assert.equal(await store.idempotency.reserve(p), null);
+        assert.deepEqual(await store.idempotency.reserve(p), { requestHash: 'hash-1', status: null, responseSealed: null });
         assert.deepEqual(
-          await store.reserveIdempotencyKey({ ...p, requestHash: 'hash-2' }),
+          await store.idempotency.reserve({ ...p, requestHash: 'hash-2' }),
           { requestHash: 'hash-1', status: null, responseSealed: null },
           'the stored hash, for the caller to compare',
         );
@@ -963,17 +963,17 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
 
       it('keys are scoped by merchant and endpoint', async () => {
         const p = idem();
-        assert.equal(await store.reserveIdempotencyKey(p), null);
-        assert.equal(await store.reserveIdempotencyKey({ ...p, merchantId: mB.id }), null, 'another merchant');
-        assert.equal(await store.reserveIdempotencyKey({ ...p, endpoint: 'POST /Cards' }), null, 'another endpoint');
+        assert.equal(await store.idempotency.reserve(p), null);
+        assert.equal(await store.idempotency.reserve({ ...p, merchantId: mB.id }), null, 'another merchant');
+        assert.equal(await store.idempotency.reserve({ ...p, endpoint: 'POST /Cards' }), null, 'another endpoint');
       });
 
       it('complete stores the status and the sealed response byte-exact', async () => {
         const p = idem();
-        assert.equal(await store.reserveIdempotencyKey(p), null);
+        assert.equal(await store.idempotency.reserve(p), null);
         const response = { keyVersion: 1, blob: randomBytes(40) };
-        await store.completeIdempotencyKey({ merchantId: p.merchantId, endpoint: p.endpoint, key: p.key, status: 201, responseSealed: response });
-        const got = await store.reserveIdempotencyKey({ ...p, now: T0 + 1 });
+        await store.idempotency.complete({ merchantId: p.merchantId, endpoint: p.endpoint, key: p.key, status: 201, responseSealed: response });
+        const got = await store.idempotency.reserve({ ...p, now: T0 + 1 });
         assert.ok(got);
         assert.equal(got.requestHash, 'hash-1');
         assert.equal(got.status, 201);
@@ -983,12 +983,12 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
       it('release frees a key only while it is in flight (status null)', async () => {
         const p = idem();
         const k = { merchantId: p.merchantId, endpoint: p.endpoint, key: p.key };
-        assert.equal(await store.reserveIdempotencyKey(p), null);
-        await store.releaseIdempotencyKey(k);
-        assert.equal(await store.reserveIdempotencyKey({ ...p, requestHash: 'hash-2' }), null, 'released: claimable again');
-        await store.completeIdempotencyKey({ ...k, status: 200, responseSealed: sealed() });
-        await store.releaseIdempotencyKey(k);
-        const got = await store.reserveIdempotencyKey(p);
+        assert.equal(await store.idempotency.reserve(p), null);
+        await store.idempotency.release(k);
+        assert.equal(await store.idempotency.reserve({ ...p, requestHash: 'hash-2' }), null, 'released: claimable again');
+        await store.idempotency.complete({ ...k, status: 200, responseSealed: sealed() });
+        await store.idempotency.release(k);
+        const got = await store.idempotency.reserve(p);
         assert.ok(got, 'a completed key is not released');
         assert.equal(got.status, 200);
         assert.equal(got.requestHash, 'hash-2');
@@ -996,20 +996,20 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
 
       it('an expired key is replaced', async () => {
         const p = idem({ expiresAt: T0 + 1_000 });
-        assert.equal(await store.reserveIdempotencyKey(p), null);
-        await store.completeIdempotencyKey({ merchantId: p.merchantId, endpoint: p.endpoint, key: p.key, status: 201, responseSealed: sealed() });
-        assert.equal((await store.reserveIdempotencyKey({ ...p, now: p.expiresAt - 1 }))?.status, 201, 'a millisecond before: stored');
+        assert.equal(await store.idempotency.reserve(p), null);
+        await store.idempotency.complete({ merchantId: p.merchantId, endpoint: p.endpoint, key: p.key, status: 201, responseSealed: sealed() });
+        assert.equal((await store.idempotency.reserve({ ...p, now: p.expiresAt - 1 }))?.status, 201, 'a millisecond before: stored');
         assert.equal(
-          await store.reserveIdempotencyKey({ ...p, requestHash: 'hash-new', now: p.expiresAt, expiresAt: p.expiresAt + 1_000 }),
+          await store.idempotency.reserve({ ...p, requestHash: 'hash-new', now: p.expiresAt, expiresAt: p.expiresAt + 1_000 }),
           null,
           'at expiresAt: replaced',
         );
-        assert.deepEqual(await store.reserveIdempotencyKey({ ...p, now: p.expiresAt + 1 }), { requestHash: 'hash-new', status: null, responseSealed: null });
+        assert.deepEqual(await store.idempotency.reserve({ ...p, now: p.expiresAt + 1 }), { requestHash: 'hash-new', status: null, responseSealed: null });
       });
 
       it('20 simultaneous reservations of one key: exactly one gets null', async () => {
         const p = idem();
-        const got = await Promise.all(Array.from({ length: 20 }, (_, i) => store.reserveIdempotencyKey({ ...p, requestHash: `h${i}` })));
+        const got = await Promise.all(Array.from({ length: 20 }, (_, i) => store.idempotency.reserve({ ...p, requestHash: `h${i}` })));
         const winners = got.filter((g) => g === null).length;
         assert.equal(winners, 1);
         const winnerHash = `h${got.indexOf(null)}`;
@@ -1021,12 +1021,12 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         const expired = Array.from({ length: 3 }, (_, i) => idem({ now: 100, expiresAt: 1_000 + i }));
         const atNow = idem({ now: 100, expiresAt: SWEEP_NOW });
         const live = idem({ now: 100, expiresAt: SWEEP_NOW + 1 });
-        for (const x of [...expired, atNow, live]) assert.equal(await store.reserveIdempotencyKey(x), null);
-        assert.equal(await store.deleteExpiredIdempotencyKeys(SWEEP_NOW, 2), 2);
-        assert.equal(await store.deleteExpiredIdempotencyKeys(SWEEP_NOW, 100), 2);
-        assert.equal(await store.deleteExpiredIdempotencyKeys(SWEEP_NOW, 100), 0);
+        for (const x of [...expired, atNow, live]) assert.equal(await store.idempotency.reserve(x), null);
+        assert.equal(await store.idempotency.deleteExpired(SWEEP_NOW, 2), 2);
+        assert.equal(await store.idempotency.deleteExpired(SWEEP_NOW, 100), 2);
+        assert.equal(await store.idempotency.deleteExpired(SWEEP_NOW, 100), 0);
         assert.deepEqual(
-          await store.reserveIdempotencyKey({ ...live, now: SWEEP_NOW }),
+          await store.idempotency.reserve({ ...live, now: SWEEP_NOW }),
           { requestHash: 'hash-1', status: null, responseSealed: null },
           'the live key stays',
         );
@@ -1037,55 +1037,55 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
       let card: CardRecord;
       before(async () => {
         card = cardRec(mA.id);
-        await store.insertCard(card);
+        await store.cards.insert(card);
       });
 
       it('takeCvcSession returns the row and deletes it; a second take gets null', async () => {
         const c = cvcRec(mA.id, card.token, { sessionId: uid('cvo'), sealed: { keyVersion: 4, blob: randomBytes(48) }, firstUsedAt: T0 + 1 });
         const share = randomBytes(32);
-        await store.putCvvKeyShare(c.id, share, T0);
-        await store.insertCvcSession(c);
-        const got = await store.takeCvcSession(c.id, T0 + 2);
+        await store.cvc.putKeyShare(c.id, share, T0);
+        await store.cvc.insert(c);
+        const got = await store.cvc.take(c.id, T0 + 2);
         assert.deepEqual(got, { ...c, keyShare: share }, 'every field of the taken row, with the key share it took along');
-        assert.equal(await store.getCvvKeyShare(c.id), null, 'the key share is gone with the row');
+        assert.equal(await store.cvc.getKeyShare(c.id), null, 'the key share is gone with the row');
         assertSealed(got.sealed, c.sealed, 'taken');
-        assert.equal(await store.getLiveCvcSession(mA.id, 'test', c.id, T0 + 2), null, 'gone from storage');
-        assert.equal(await store.getCvcSessionById(c.id, T0 + 2), null);
-        assert.equal(await store.takeCvcSession(c.id, T0 + 3), null, 'read once');
-        assert.equal(await store.takeCvcSession(uid('cvc'), T0), null, 'unknown');
+        assert.equal(await store.cvc.getLive(mA.id, 'test', c.id, T0 + 2), null, 'gone from storage');
+        assert.equal(await store.cvc.getById(c.id, T0 + 2), null);
+        assert.equal(await store.cvc.take(c.id, T0 + 3), null, 'read once');
+        assert.equal(await store.cvc.take(uid('cvc'), T0), null, 'unknown');
       });
 
       it('takeCvcSession never returns an expired row: null at expiresAt, the row a millisecond before', async () => {
         const expired = cvcRec(mA.id, card.token, { expiresAt: T0 + 1_000 });
         const live = cvcRec(mA.id, card.token, { expiresAt: T0 + 1_000 });
-        await store.insertCvcSession(expired);
-        await store.insertCvcSession(live);
-        assert.equal(await store.takeCvcSession(expired.id, expired.expiresAt), null, 'at expiresAt');
-        assert.equal(await store.takeCvcSession(expired.id, expired.expiresAt + 1), null, 'after');
-        assert.deepEqual(await store.takeCvcSession(live.id, live.expiresAt - 1), { ...live, keyShare: null });
+        await store.cvc.insert(expired);
+        await store.cvc.insert(live);
+        assert.equal(await store.cvc.take(expired.id, expired.expiresAt), null, 'at expiresAt');
+        assert.equal(await store.cvc.take(expired.id, expired.expiresAt + 1), null, 'after');
+        assert.deepEqual(await store.cvc.take(live.id, live.expiresAt - 1), { ...live, keyShare: null });
       });
 
       it('key shares: stored apart, deleted with their CVC session by every deletion path', async () => {
         const mk = async (over: Partial<CvcSessionRecord> = {}) => {
           const c = cvcRec(mA.id, card.token, over);
-          await store.putCvvKeyShare(c.id, randomBytes(32), T0);
-          await store.insertCvcSession(c);
-          assert.ok(await store.getCvvKeyShare(c.id));
+          await store.cvc.putKeyShare(c.id, randomBytes(32), T0);
+          await store.cvc.insert(c);
+          assert.ok(await store.cvc.getKeyShare(c.id));
           return c;
         };
         const a = await mk();
-        assert.equal(await store.deleteCvcSession(mA.id, 'test', a.id, T0), true);
-        assert.equal(await store.getCvvKeyShare(a.id), null, 'deleteCvcSession');
+        assert.equal(await store.cvc.delete(mA.id, 'test', a.id, T0), true);
+        assert.equal(await store.cvc.getKeyShare(a.id), null, 'deleteCvcSession');
         const sid = uid('cvo');
         const b = await mk({ sessionId: sid });
-        await store.deleteCvcSessionsOfSession(sid);
-        assert.equal(await store.getCvvKeyShare(b.id), null, 'deleteCvcSessionsOfSession');
+        await store.cvc.deleteOfSession(sid);
+        assert.equal(await store.cvc.getKeyShare(b.id), null, 'deleteCvcSessionsOfSession');
         const e = await mk({ expiresAt: 5_000 });
-        await store.deleteExpiredCvcSessions(5_000, 1000);
-        assert.equal(await store.getCvvKeyShare(e.id), null, 'deleteExpiredCvcSessions');
+        await store.cvc.deleteExpired(5_000, 1000);
+        assert.equal(await store.cvc.getKeyShare(e.id), null, 'deleteExpiredCvcSessions');
         const foreign = await mk();
-        assert.equal(await store.deleteCvcSession(uid('mer'), 'test', foreign.id, T0), false);
-        assert.ok(await store.getCvvKeyShare(foreign.id), "another merchant's delete leaves the share alone");
+        assert.equal(await store.cvc.delete(uid('mer'), 'test', foreign.id, T0), false);
+        assert.ok(await store.cvc.getKeyShare(foreign.id), "another merchant's delete leaves the share alone");
       });
 
       it('deleteOrphanCvvKeyShares deletes shares one to two minutes old without a CVC session, and nothing else', async () => {
@@ -1093,61 +1093,61 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         const orphan = uid('cvc');
         const fresh = uid('cvc');
         const old = uid('cvc');
-        await store.putCvvKeyShare(orphan, randomBytes(32), now - 90_000);
-        await store.putCvvKeyShare(fresh, randomBytes(32), now - 30_000);
-        await store.putCvvKeyShare(old, randomBytes(32), now - 180_000);
+        await store.cvc.putKeyShare(orphan, randomBytes(32), now - 90_000);
+        await store.cvc.putKeyShare(fresh, randomBytes(32), now - 30_000);
+        await store.cvc.putKeyShare(old, randomBytes(32), now - 180_000);
         const kept = cvcRec(mA.id, card.token, { expiresAt: now + 60_000 });
-        await store.putCvvKeyShare(kept.id, randomBytes(32), now - 90_000);
-        await store.insertCvcSession(kept);
-        assert.equal(await store.deleteOrphanCvvKeyShares(now), 1);
-        assert.equal(await store.getCvvKeyShare(orphan), null, 'the orphan is gone');
-        assert.ok(await store.getCvvKeyShare(fresh), 'one being stored right now stays');
-        assert.ok(await store.getCvvKeyShare(old), 'outside the window (older ones were handled by earlier ticks)');
-        assert.ok(await store.getCvvKeyShare(kept.id), 'a share with its CVC session stays');
-        assert.equal(await store.deleteOrphanCvvKeyShares(now), 0);
+        await store.cvc.putKeyShare(kept.id, randomBytes(32), now - 90_000);
+        await store.cvc.insert(kept);
+        assert.equal(await store.cvc.deleteOrphanKeyShares(now), 1);
+        assert.equal(await store.cvc.getKeyShare(orphan), null, 'the orphan is gone');
+        assert.ok(await store.cvc.getKeyShare(fresh), 'one being stored right now stays');
+        assert.ok(await store.cvc.getKeyShare(old), 'outside the window (older ones were handled by earlier ticks)');
+        assert.ok(await store.cvc.getKeyShare(kept.id), 'a share with its CVC session stays');
+        assert.equal(await store.cvc.deleteOrphanKeyShares(now), 0);
       });
 
       it('20 simultaneous takes of one CVC session: exactly one gets it', async () => {
         const c = cvcRec(mA.id, card.token);
-        await store.insertCvcSession(c);
-        const got = await Promise.all(Array.from({ length: 20 }, () => store.takeCvcSession(c.id, T0)));
+        await store.cvc.insert(c);
+        const got = await Promise.all(Array.from({ length: 20 }, () => store.cvc.take(c.id, T0)));
         const winners = got.filter((g) => g !== null);
         assert.equal(winners.length, 1, `winners: ${winners.length}`);
         assert.deepEqual(winners[0], { ...c, keyShare: null });
-        assert.equal(await store.getCvcSessionById(c.id, T0), null);
+        assert.equal(await store.cvc.getById(c.id, T0), null);
       });
 
       it('startCvcCacheWindow sets first_used_at once and pulls the expiry in to `until`', async () => {
         const c = cvcRec(mA.id, card.token, { retention: 'cache', expiresAt: T0 + 600_000 });
-        await store.insertCvcSession(c);
-        await store.startCvcCacheWindow(c.id, T0 + 5, T0 + 300_005);
-        const started = await store.getCvcSessionById(c.id, T0 + 5);
+        await store.cvc.insert(c);
+        await store.cvc.startCacheWindow(c.id, T0 + 5, T0 + 300_005);
+        const started = await store.cvc.getById(c.id, T0 + 5);
         assert.ok(started);
         assert.equal(started.firstUsedAt, T0 + 5);
         assert.equal(started.expiresAt, T0 + 300_005, 'pulled in');
         assert.deepEqual({ ...started, firstUsedAt: null, expiresAt: c.expiresAt }, c, 'nothing else changes');
 
-        await store.startCvcCacheWindow(c.id, T0 + 10, T0 + 100);
-        assert.deepEqual(await store.getCvcSessionById(c.id, T0 + 10), started, 'a second start changes nothing');
-        await store.startCvcCacheWindow(c.id, T0 + 20, T0 + 900_000);
-        assert.deepEqual(await store.getCvcSessionById(c.id, T0 + 20), started, 'nor does a later, longer one');
-        await store.startCvcCacheWindow(uid('cvc'), T0, T0 + 1);
+        await store.cvc.startCacheWindow(c.id, T0 + 10, T0 + 100);
+        assert.deepEqual(await store.cvc.getById(c.id, T0 + 10), started, 'a second start changes nothing');
+        await store.cvc.startCacheWindow(c.id, T0 + 20, T0 + 900_000);
+        assert.deepEqual(await store.cvc.getById(c.id, T0 + 20), started, 'nor does a later, longer one');
+        await store.cvc.startCacheWindow(uid('cvc'), T0, T0 + 1);
       });
 
       it('startCvcCacheWindow never extends the expiry', async () => {
         const c = cvcRec(mA.id, card.token, { retention: 'cache', expiresAt: T0 + 30_000 });
-        await store.insertCvcSession(c);
-        await store.startCvcCacheWindow(c.id, T0 + 1, T0 + 300_001);
-        const got = await store.getCvcSessionById(c.id, T0 + 1);
+        await store.cvc.insert(c);
+        await store.cvc.startCacheWindow(c.id, T0 + 1, T0 + 300_001);
+        const got = await store.cvc.getById(c.id, T0 + 1);
         assert.equal(got?.firstUsedAt, T0 + 1, 'the window is started');
         assert.equal(got?.expiresAt, T0 + 30_000, 'the earlier expiry stays');
       });
 
       it('10 simultaneous starts of one cache window: one wins, whole', async () => {
         const c = cvcRec(mA.id, card.token, { retention: 'cache', expiresAt: T0 + 600_000 });
-        await store.insertCvcSession(c);
-        await Promise.all(Array.from({ length: 10 }, (_, i) => store.startCvcCacheWindow(c.id, T0 + i, T0 + 1_000 + i)));
-        const got = await store.getCvcSessionById(c.id, T0);
+        await store.cvc.insert(c);
+        await Promise.all(Array.from({ length: 10 }, (_, i) => store.cvc.startCacheWindow(c.id, T0 + i, T0 + 1_000 + i)));
+        const got = await store.cvc.getById(c.id, T0);
         assert.ok(got && got.firstUsedAt !== null);
         const i = got.firstUsedAt - T0;
         assert.ok(i >= 0 && i < 10);
@@ -1156,26 +1156,26 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
 
       it('getCvcSessionById: by id only, live only', async () => {
         const c = cvcRec(mB.id, card.token, { mode: 'live', expiresAt: T0 + 1_000 });
-        await store.insertCvcSession(c);
-        assert.deepEqual(await store.getCvcSessionById(c.id, T0), c);
-        assert.deepEqual(await store.getCvcSessionById(c.id, c.expiresAt - 1), c);
-        assert.equal(await store.getCvcSessionById(c.id, c.expiresAt), null, 'at expiresAt');
-        assert.equal(await store.getCvcSessionById(uid('cvc'), T0), null, 'unknown');
+        await store.cvc.insert(c);
+        assert.deepEqual(await store.cvc.getById(c.id, T0), c);
+        assert.deepEqual(await store.cvc.getById(c.id, c.expiresAt - 1), c);
+        assert.equal(await store.cvc.getById(c.id, c.expiresAt), null, 'at expiresAt');
+        assert.equal(await store.cvc.getById(uid('cvc'), T0), null, 'unknown');
       });
 
       it("findLiveCvcSessionOfCard: the card's newest live one, whichever session made it", async () => {
         const c = cardRec(mA.id);
-        await store.insertCard(c);
-        assert.equal(await store.findLiveCvcSessionOfCard(mA.id, c.token, T0), null, 'none yet');
+        await store.cards.insert(c);
+        assert.equal(await store.cvc.findLiveOfCard(mA.id, c.token, T0), null, 'none yet');
         const old = cvcRec(mA.id, c.token, { createdAt: T0, expiresAt: T0 + 10_000 });
         const ofSession = cvcRec(mA.id, c.token, { sessionId: uid('cvo'), createdAt: T0 + 10, expiresAt: T0 + 1_000 });
         const otherCard = cvcRec(mA.id, card.token, { createdAt: T0 + 20 });
-        for (const x of [old, ofSession, otherCard]) await store.insertCvcSession(x);
-        assert.deepEqual(await store.findLiveCvcSessionOfCard(mA.id, c.token, T0 + 30), ofSession, 'the newest, made by a session');
-        assert.deepEqual(await store.findLiveCvcSessionOfCard(mA.id, c.token, ofSession.expiresAt), old, 'the newest expired: the next one');
-        assert.equal(await store.findLiveCvcSessionOfCard(mA.id, c.token, old.expiresAt), null, 'all expired');
-        assert.equal(await store.findLiveCvcSessionOfCard(mB.id, c.token, T0 + 30), null, 'another merchant');
-        assert.equal(await store.findLiveCvcSessionOfCard(mA.id, uid('tok'), T0 + 30), null, 'another card');
+        for (const x of [old, ofSession, otherCard]) await store.cvc.insert(x);
+        assert.deepEqual(await store.cvc.findLiveOfCard(mA.id, c.token, T0 + 30), ofSession, 'the newest, made by a session');
+        assert.deepEqual(await store.cvc.findLiveOfCard(mA.id, c.token, ofSession.expiresAt), old, 'the newest expired: the next one');
+        assert.equal(await store.cvc.findLiveOfCard(mA.id, c.token, old.expiresAt), null, 'all expired');
+        assert.equal(await store.cvc.findLiveOfCard(mB.id, c.token, T0 + 30), null, 'another merchant');
+        assert.equal(await store.cvc.findLiveOfCard(mA.id, uid('tok'), T0 + 30), null, 'another card');
       });
     });
 
@@ -1184,43 +1184,43 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
 
       it('recordCvvFailure counts and blocks at the threshold; the status is returned', async () => {
         const f = fp();
-        assert.equal(await store.getCvvStatus(mA.id, f), null);
-        assert.deepEqual(await store.recordCvvFailure(mA.id, f, 3, T0 + 1), {
+        assert.equal(await store.cards.getCvvStatus(mA.id, f), null);
+        assert.deepEqual(await store.cards.recordCvvFailure(mA.id, f, 3, T0 + 1), {
           merchantId: mA.id,
           fingerprint: f,
           failedAttempts: 1,
           blocked: false,
           updatedAt: T0 + 1,
         });
-        assert.deepEqual(await store.recordCvvFailure(mA.id, f, 3, T0 + 2), {
+        assert.deepEqual(await store.cards.recordCvvFailure(mA.id, f, 3, T0 + 2), {
           merchantId: mA.id,
           fingerprint: f,
           failedAttempts: 2,
           blocked: false,
           updatedAt: T0 + 2,
         });
-        const third = await store.recordCvvFailure(mA.id, f, 3, T0 + 3);
+        const third = await store.cards.recordCvvFailure(mA.id, f, 3, T0 + 3);
         assert.deepEqual(third, { merchantId: mA.id, fingerprint: f, failedAttempts: 3, blocked: true, updatedAt: T0 + 3 }, 'blocked at the threshold');
-        assert.deepEqual(await store.getCvvStatus(mA.id, f), third);
-        const fourth = await store.recordCvvFailure(mA.id, f, 3, T0 + 4);
+        assert.deepEqual(await store.cards.getCvvStatus(mA.id, f), third);
+        const fourth = await store.cards.recordCvvFailure(mA.id, f, 3, T0 + 4);
         assert.equal(fourth.failedAttempts, 4);
         assert.equal(fourth.blocked, true, 'stays blocked');
-        assert.equal(await store.getCvvStatus(mB.id, f), null, 'counted per merchant');
+        assert.equal(await store.cards.getCvvStatus(mB.id, f), null, 'counted per merchant');
       });
 
       it('recordCvvFailure with threshold 1 blocks at the first failure; a lowered threshold blocks at once', async () => {
         const f = fp();
-        assert.equal((await store.recordCvvFailure(mA.id, f, 1, T0)).blocked, true);
+        assert.equal((await store.cards.recordCvvFailure(mA.id, f, 1, T0)).blocked, true);
         const g = fp();
-        assert.equal((await store.recordCvvFailure(mA.id, g, 5, T0)).blocked, false);
-        assert.equal((await store.recordCvvFailure(mA.id, g, 5, T0)).blocked, false);
-        assert.equal((await store.recordCvvFailure(mA.id, g, 2, T0)).blocked, true, '3 >= 2');
+        assert.equal((await store.cards.recordCvvFailure(mA.id, g, 5, T0)).blocked, false);
+        assert.equal((await store.cards.recordCvvFailure(mA.id, g, 5, T0)).blocked, false);
+        assert.equal((await store.cards.recordCvvFailure(mA.id, g, 2, T0)).blocked, true, '3 >= 2');
       });
 
       it('10 simultaneous failures count 10, and each caller gets its own count', async () => {
         const f = fp();
-        const got = await Promise.all(Array.from({ length: 10 }, (_, i) => store.recordCvvFailure(mA.id, f, 3, T0 + i)));
-        const st = await store.getCvvStatus(mA.id, f);
+        const got = await Promise.all(Array.from({ length: 10 }, (_, i) => store.cards.recordCvvFailure(mA.id, f, 3, T0 + i)));
+        const st = await store.cards.getCvvStatus(mA.id, f);
         assert.equal(st?.failedAttempts, 10);
         assert.equal(st?.blocked, true);
         assert.deepEqual(
@@ -1233,19 +1233,25 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
 
       it('resetCvvStatus: the count back to zero, unblocked; only that merchant and card number', async () => {
         const f = fp();
-        for (let i = 0; i < 3; i++) await store.recordCvvFailure(mA.id, f, 3, T0);
-        await store.recordCvvFailure(mB.id, f, 3, T0);
+        for (let i = 0; i < 3; i++) await store.cards.recordCvvFailure(mA.id, f, 3, T0);
+        await store.cards.recordCvvFailure(mB.id, f, 3, T0);
         const other = fp();
-        await store.recordCvvFailure(mA.id, other, 3, T0);
-        await store.resetCvvStatus(mA.id, f, T0 + 50);
-        assert.deepEqual(await store.getCvvStatus(mA.id, f), { merchantId: mA.id, fingerprint: f, failedAttempts: 0, blocked: false, updatedAt: T0 + 50 });
-        assert.equal((await store.getCvvStatus(mB.id, f))?.failedAttempts, 1, 'another merchant keeps its count');
-        assert.equal((await store.getCvvStatus(mA.id, other))?.failedAttempts, 1, 'another card number keeps its count');
-        assert.equal((await store.recordCvvFailure(mA.id, f, 3, T0 + 51)).failedAttempts, 1, 'counting starts over');
+        await store.cards.recordCvvFailure(mA.id, other, 3, T0);
+        await store.cards.resetCvvStatus(mA.id, f, T0 + 50);
+        assert.deepEqual(await store.cards.getCvvStatus(mA.id, f), {
+          merchantId: mA.id,
+          fingerprint: f,
+          failedAttempts: 0,
+          blocked: false,
+          updatedAt: T0 + 50,
+        });
+        assert.equal((await store.cards.getCvvStatus(mB.id, f))?.failedAttempts, 1, 'another merchant keeps its count');
+        assert.equal((await store.cards.getCvvStatus(mA.id, other))?.failedAttempts, 1, 'another card number keeps its count');
+        assert.equal((await store.cards.recordCvvFailure(mA.id, f, 3, T0 + 51)).failedAttempts, 1, 'counting starts over');
 
         const unknown = fp();
-        await store.resetCvvStatus(mA.id, unknown, T0);
-        const st = await store.getCvvStatus(mA.id, unknown);
+        await store.cards.resetCvvStatus(mA.id, unknown, T0);
+        const st = await store.cards.getCvvStatus(mA.id, unknown);
         assert.ok(st === null || (st.failedAttempts === 0 && !st.blocked), 'resetting an unknown card number leaves it unblocked');
       });
     });
@@ -1253,14 +1259,14 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
     describe('merchant settings', () => {
       it('updateMerchant changes the given fields only, sets updatedAt and returns the merchant', async () => {
         const m = merchantRec();
-        await store.insertMerchant(m);
+        await store.merchants.insert(m);
         const processor = { type: 'http', url: 'https://psp.example/v1/charges', sealed: randomBytes(30).toString('base64') };
-        const a = await store.updateMerchant(m.id, 'test', { processor, cvvBlockThreshold: 5 }, T0 + 10);
+        const a = await store.merchants.update(m.id, 'test', { processor, cvvBlockThreshold: 5 }, T0 + 10);
         const want1 = { ...m, processor, cvvBlockThreshold: 5, updatedAt: T0 + 10 };
         assert.deepEqual(a, want1);
-        assert.deepEqual(await store.getMerchant(m.id, 'test'), want1);
+        assert.deepEqual(await store.merchants.get(m.id, 'test'), want1);
 
-        const b = await store.updateMerchant(
+        const b = await store.merchants.update(
           m.id,
           'test',
           {
@@ -1278,27 +1284,27 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
           updatedAt: T0 + 20,
         };
         assert.deepEqual(b, want2);
-        assert.ok((await store.listAllAllowedOrigins()).includes('http://localhost:4000'));
+        assert.ok((await store.merchants.listAllAllowedOrigins()).includes('http://localhost:4000'));
 
         assert.deepEqual(
-          await store.updateMerchant(m.id, 'test', { allowedOrigins: [] }, T0 + 30),
+          await store.merchants.update(m.id, 'test', { allowedOrigins: [] }, T0 + 30),
           { ...want2, allowedOrigins: [], updatedAt: T0 + 30 },
           'an empty list is a value',
         );
         assert.deepEqual(
-          await store.updateMerchant(m.id, 'test', {}, T0 + 40),
+          await store.merchants.update(m.id, 'test', {}, T0 + 40),
           { ...want2, allowedOrigins: [], updatedAt: T0 + 40 },
           'an empty patch only touches updatedAt',
         );
-        assert.deepEqual(await store.getMerchant(mA.id, 'test'), mA, 'other merchants are untouched');
+        assert.deepEqual(await store.merchants.get(mA.id, 'test'), mA, 'other merchants are untouched');
       });
 
       it('settings are per mode: a new merchant has the same in both; changing one mode never touches the other', async () => {
         const m = merchantRec({ allowedOrigins: ['https://both.example'], allowedProxyTargets: ['https://psp.example/'] });
-        await store.insertMerchant(m);
-        assert.deepEqual(await store.getMerchant(m.id, 'live'), { ...m, mode: 'live' });
+        await store.merchants.insert(m);
+        assert.deepEqual(await store.merchants.get(m.id, 'live'), { ...m, mode: 'live' });
         const processor = { type: 'http', url: 'https://evil.example/steal', sealed: 'x' };
-        await store.updateMerchant(
+        await store.merchants.update(
           m.id,
           'test',
           {
@@ -1310,19 +1316,19 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
           },
           T0 + 10,
         );
-        assert.deepEqual(await store.getMerchant(m.id, 'live'), { ...m, mode: 'live' }, 'live settings untouched by a test-mode change');
-        const t = await store.getMerchant(m.id, 'test');
+        assert.deepEqual(await store.merchants.get(m.id, 'live'), { ...m, mode: 'live' }, 'live settings untouched by a test-mode change');
+        const t = await store.merchants.get(m.id, 'test');
         assert.deepEqual(t?.processor, processor);
         assert.deepEqual(t?.allowedOrigins, ['https://test-only.example']);
-        assert.ok((await store.listAllAllowedOrigins()).includes('https://both.example'), "the live mode's origins still count for preflights");
-        await store.updateMerchant(m.id, 'live', { allowedOrigins: [] }, T0 + 20);
-        assert.deepEqual((await store.getMerchant(m.id, 'test'))?.allowedOrigins, ['https://test-only.example'], 'and the other way round');
+        assert.ok((await store.merchants.listAllAllowedOrigins()).includes('https://both.example'), "the live mode's origins still count for preflights");
+        await store.merchants.update(m.id, 'live', { allowedOrigins: [] }, T0 + 20);
+        assert.deepEqual((await store.merchants.get(m.id, 'test'))?.allowedOrigins, ['https://test-only.example'], 'and the other way round');
       });
 
       it('updateMerchant of an unknown merchant is null and creates nothing', async () => {
         const id = uid('mer');
-        assert.equal(await store.updateMerchant(id, 'test', { cvvBlockThreshold: 4 }, T0), null);
-        assert.equal(await store.getMerchant(id, 'test'), null);
+        assert.equal(await store.merchants.update(id, 'test', { cvvBlockThreshold: 4 }, T0), null);
+        assert.equal(await store.merchants.get(id, 'test'), null);
       });
     });
 
@@ -1351,7 +1357,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
     });
 
     describe('session expiry', () => {
-      // The only test calling listExpiredSessions: it acts on every session. Its sessions expire far below T0.
+      // The only test calling sessions.listExpired: it acts on every session. Its sessions expire far below T0.
       it('listExpiredSessions and expireSession: only active, unowned sessions past expiry, each expired once even by concurrent sweepers', async () => {
         const due = await Promise.all(
           Array.from({ length: 31 }, (_, i) =>
@@ -1367,7 +1373,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         // One with a replay, to see it cleared; one with a CVV, to see it deleted.
         assert.equal(await claim({ id: due[0]!.id, jti: due[0]!.jti, newJti: 'e1', op: 'collectCvv', now: 500 }), true);
         assert.equal(
-          await store.finishOperation({
+          await store.sessions.finishOperation({
             id: due[0]!.id,
             jti: 'e1',
             results: {},
@@ -1379,15 +1385,15 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
           true,
         );
         const cvc = cvcRec(mA.id, due[1]!.cardToken, { sessionId: due[1]!.id, mode: due[1]!.mode, expiresAt: T0 });
-        await store.putCvvKeyShare(cvc.id, randomBytes(32), T0);
-        await store.insertCvcSession(cvc);
+        await store.cvc.putKeyShare(cvc.id, randomBytes(32), T0);
+        await store.cvc.insert(cvc);
         const live = await newSession({ createdAt: 100, expiresAt: SWEEP_NOW + 1 });
         const completed = await newSession({ status: 'completed', createdAt: 100, expiresAt: 1_000 });
         const canceled = await newSession({ status: 'canceled', createdAt: 100, expiresAt: 1_000 });
 
-        const listed = await store.listExpiredSessions(SWEEP_NOW, 100);
+        const listed = await store.sessions.listExpired(SWEEP_NOW, 100);
         assert.deepEqual(new Set(listed.map((r) => r.id)), dueIds, 'exactly the active sessions past expiry');
-        assert.equal((await store.listExpiredSessions(SWEEP_NOW, 10)).length, 10, 'the limit holds');
+        assert.equal((await store.sessions.listExpired(SWEEP_NOW, 10)).length, 10, 'the limit holds');
         const byId = new Map(due.map((s) => [s.id, s]));
         for (const r of listed) assert.deepEqual(r, { id: r.id, merchantId: byId.get(r.id)!.merchantId, mode: byId.get(r.id)!.mode });
         const endpointId = uid('whe');
@@ -1407,9 +1413,9 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
           deliveredAt: null,
         });
         // Five sweepers at once, each preparing its own event: each session expires once, with one event.
-        const won = await Promise.all(listed.flatMap((r) => Array.from({ length: 5 }, () => store.expireSession(r.id, SWEEP_NOW, [event(r.id)]))));
+        const won = await Promise.all(listed.flatMap((r) => Array.from({ length: 5 }, () => store.sessions.expire(r.id, SWEEP_NOW, [event(r.id)]))));
         assert.equal(won.filter(Boolean).length, listed.length, 'one win per session');
-        const outbox = (await store.listOutbox(mA.id)).filter((o) => o.endpointId === endpointId);
+        const outbox = (await store.webhooks.listOutbox(mA.id)).filter((o) => o.endpointId === endpointId);
         assert.equal(outbox.length, listed.length, 'one event per expired session, none from the losers');
         for (const s of due) {
           const got = await mustSession(s.id);
@@ -1417,12 +1423,12 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
           assert.equal(got.updatedAt, SWEEP_NOW);
           assert.equal(got.replay, null, 'the replay is cleared');
         }
-        assert.equal(await store.getCvcSessionById(cvc.id, 0), null, "the session's CVV is deleted with it");
-        assert.equal(await store.getCvvKeyShare(cvc.id), null);
+        assert.equal(await store.cvc.getById(cvc.id, 0), null, "the session's CVV is deleted with it");
+        assert.equal(await store.cvc.getKeyShare(cvc.id), null);
         assert.equal((await mustSession(live.id)).status, 'active', 'one expiring after now stays active');
         assert.deepEqual(await mustSession(completed.id), completed, 'a completed one is not touched');
         assert.deepEqual(await mustSession(canceled.id), canceled, 'a canceled one is not touched');
-        assert.deepEqual(await store.listExpiredSessions(SWEEP_NOW, 100), [], 'nothing is expired twice');
+        assert.deepEqual(await store.sessions.listExpired(SWEEP_NOW, 100), [], 'nothing is expired twice');
       });
     });
 
@@ -1451,35 +1457,35 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
           completedAt: T0 + 9,
         });
         const noCavv = tdsRec({ status: 'completed', result: { status: 'N', eci: null, cavvSealed: null }, completedAt: T0 + 1 });
-        for (const t of [open, done, noCavv]) await store.insertTds(t);
-        assert.deepEqual(await store.getTds(open.id), open);
-        const got = await store.getTds(done.id);
+        for (const t of [open, done, noCavv]) await store.sessions.insertTds(t);
+        assert.deepEqual(await store.sessions.getTds(open.id), open);
+        const got = await store.sessions.getTds(done.id);
         assert.deepEqual(got, done);
         assertSealed(got.result!.cavvSealed, done.result!.cavvSealed!, 'cavv');
-        assert.deepEqual(await store.getTds(noCavv.id), noCavv);
-        assert.equal(await store.getTds(uid('tds')), null);
+        assert.deepEqual(await store.sessions.getTds(noCavv.id), noCavv);
+        assert.equal(await store.sessions.getTds(uid('tds')), null);
       });
 
       it('completeTds: challenge → completed once; a second completion changes nothing', async () => {
         const t = tdsRec();
-        await store.insertTds(t);
+        await store.sessions.insertTds(t);
         const result = { status: 'Y', eci: '05', cavvSealed: sealed(3) };
-        assert.equal(await store.completeTds(t.id, result, T0 + 7), true);
-        const got = await store.getTds(t.id);
+        assert.equal(await store.sessions.completeTds(t.id, result, T0 + 7), true);
+        const got = await store.sessions.getTds(t.id);
         assert.deepEqual(got, { ...t, status: 'completed', result, completedAt: T0 + 7 });
-        assert.equal(await store.completeTds(t.id, { status: 'N', eci: null, cavvSealed: null }, T0 + 8), false);
-        assert.deepEqual(await store.getTds(t.id), got);
-        assert.equal(await store.completeTds(uid('tds'), result, T0), false, 'unknown');
+        assert.equal(await store.sessions.completeTds(t.id, { status: 'N', eci: null, cavvSealed: null }, T0 + 8), false);
+        assert.deepEqual(await store.sessions.getTds(t.id), got);
+        assert.equal(await store.sessions.completeTds(uid('tds'), result, T0), false, 'unknown');
       });
 
       it('10 simultaneous completions: exactly one wins, and its result is stored', async () => {
         const t = tdsRec();
-        await store.insertTds(t);
+        await store.sessions.insertTds(t);
         const results = Array.from({ length: 10 }, (_, i) => ({ status: i % 2 ? 'Y' : 'N', eci: `0${i}`, cavvSealed: null }));
-        const won = await Promise.all(results.map((r, i) => store.completeTds(t.id, r, T0 + i)));
+        const won = await Promise.all(results.map((r, i) => store.sessions.completeTds(t.id, r, T0 + i)));
         assert.equal(won.filter(Boolean).length, 1);
         const i = won.indexOf(true);
-        assert.deepEqual(await store.getTds(t.id), { ...t, status: 'completed', result: results[i], completedAt: T0 + i });
+        assert.deepEqual(await store.sessions.getTds(t.id), { ...t, status: 'completed', result: results[i], completedAt: T0 + i });
       });
     });
 
@@ -1521,7 +1527,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         networkTransactionId: null,
       };
       const begin = (s: SessionRecord, c: ChargeRecord, cvv: { fingerprint: string; threshold: number } | null, newJti = uid('jti')) =>
-        store.beginCharge({ claim: { id: s.id, jti: s.jti, newJti, now: T0 }, charge: c, cvv }).then((r) => r.status);
+        store.charges.begin({ claim: { id: s.id, jti: s.jti, newJti, now: T0 }, charge: c, cvv }).then((r) => r.status);
 
       it('beginCharge wins the token, counts the attempt, owns the session and stores the intent, in one unit', async () => {
         const s = await newSession();
@@ -1531,20 +1537,20 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(got.jti, 'jti_charging');
         assert.equal(got.attempts.charge, 1);
         assert.deepEqual(got.chargeInFlight, { chargeId: c.id, since: T0 });
-        assert.equal((await store.getCharge(c.id))?.status, 'pending');
+        assert.equal((await store.charges.get(c.id))?.status, 'pending');
         // While it owns the session nothing else changes it.
         assert.equal(await claim({ id: s.id, jti: 'jti_charging', newJti: uid('jti'), op: 'collectCvv', now: T0 }), false);
-        assert.equal(await store.rotateToken({ id: s.id, jti: 'jti_charging', newJti: uid('jti'), tokenHash: 'x', now: T0 }), false);
-        assert.equal(await store.cancelSession(mA.id, 'test', s.id, T0), false);
-        assert.equal(await store.deleteSessionCvvUnlessCharging(s.id), null);
+        assert.equal(await store.sessions.rotateToken({ id: s.id, jti: 'jti_charging', newJti: uid('jti'), tokenHash: 'x', now: T0 }), false);
+        assert.equal(await store.sessions.cancel(mA.id, 'test', s.id, T0), false);
+        assert.equal(await store.cvc.deleteOfSessionUnlessCharging(s.id), null);
         assert.equal(await begin({ ...got, jti: 'jti_charging' }, intent(s.id), null), 'lost', 'a second charge cannot own it');
-        // The outcome recorded and the session freed by finishOperation.
-        assert.deepEqual(await store.recordChargeOutcome(c.id, { ...wrongCvv, status: 'approved', declineCode: null, cvvResult: 'M' }, T0, 3), {
+        // The outcome recorded and the session freed by sessions.finishOperation.
+        assert.deepEqual(await store.charges.recordOutcome(c.id, { ...wrongCvv, status: 'approved', declineCode: null, cvvResult: 'M' }, T0, 3), {
           recorded: true,
           cvvBlocked: false,
         });
         assert.equal(
-          await store.finishOperation({
+          await store.sessions.finishOperation({
             id: s.id,
             jti: 'jti_charging',
             results: {},
@@ -1570,21 +1576,21 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(after.jti, s.jti, 'the token is untouched');
         assert.equal(after.attempts.charge, 0);
         assert.equal(after.chargeInFlight, null);
-        assert.equal(await store.getCharge(c.id), null);
+        assert.equal(await store.charges.get(c.id), null);
       });
 
       it('abortCharge undoes beginCharge: token, attempt, ownership, intent', async () => {
         const s = await newSession();
         const c = intent(s.id);
         assert.equal(await begin(s, c, { fingerprint: uid('fp'), threshold: 3 }, 'jti_won'), 'ok');
-        assert.equal(await store.abortCharge({ id: s.id, jti: 'jti_won', oldJti: s.jti, chargeId: c.id, now: T0 }), true);
+        assert.equal(await store.charges.abort({ id: s.id, jti: 'jti_won', oldJti: s.jti, chargeId: c.id, now: T0 }), true);
         const got = await mustSession(s.id);
         assert.equal(got.jti, s.jti);
         assert.equal(got.seq, s.seq);
         assert.equal(got.attempts.charge, 0);
         assert.equal(got.chargeInFlight, null);
-        assert.equal(await store.getCharge(c.id), null);
-        assert.equal(await store.abortCharge({ id: s.id, jti: 'jti_won', oldJti: s.jti, chargeId: c.id, now: T0 }), false, 'once');
+        assert.equal(await store.charges.get(c.id), null);
+        assert.equal(await store.charges.abort({ id: s.id, jti: 'jti_won', oldJti: s.jti, chargeId: c.id, now: T0 }), false, 'once');
       });
 
       it('20 simultaneous charges of one card number with CVVs, threshold 3: exactly 3 reserve, the rest are cvv_busy; 3 wrong CVVs block once', async () => {
@@ -1595,18 +1601,18 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(got.filter((r) => r === 'ok').length, 3, got.join(','));
         assert.equal(got.filter((r) => r === 'cvv_busy').length, 17);
         const won = intents.filter((_c, i) => got[i] === 'ok');
-        const blocked = await Promise.all(won.map((c) => store.recordChargeOutcome(c.id, wrongCvv, T0, 3)));
+        const blocked = await Promise.all(won.map((c) => store.charges.recordOutcome(c.id, wrongCvv, T0, 3)));
         assert.deepEqual(
           blocked.map((b) => b.recorded),
           [true, true, true],
         );
         assert.equal(blocked.filter((b) => b.cvvBlocked).length, 1, 'exactly one outcome blocked the number');
-        const st = await store.getCvvStatus(mA.id, fingerprint);
+        const st = await store.cards.getCvvStatus(mA.id, fingerprint);
         assert.equal(st?.failedAttempts, 3);
         assert.equal(st?.blocked, true);
         const late = sessions.find((_s, i) => got[i] !== 'ok')!;
         assert.equal(await begin(late, intent(late.id), { fingerprint, threshold: 3 }), 'cvv_blocked');
-        assert.deepEqual(await store.recordChargeOutcome(won[0]!.id, wrongCvv, T0, 3), { recorded: false, cvvBlocked: false }, 'an outcome is recorded once');
+        assert.deepEqual(await store.charges.recordOutcome(won[0]!.id, wrongCvv, T0, 3), { recorded: false, cvvBlocked: false }, 'an outcome is recorded once');
       });
 
       it('a match resets the count; an error outcome frees the reservation without counting; charges without a CVV reserve nothing', async () => {
@@ -1615,78 +1621,78 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         const [a, b, c, d] = await Promise.all([newSession(), newSession(), newSession(), newSession()]);
         const ca = intent(a.id);
         assert.equal(await begin(a, ca, cvv), 'ok');
-        await store.recordChargeOutcome(ca.id, wrongCvv, T0, 2);
+        await store.charges.recordOutcome(ca.id, wrongCvv, T0, 2);
         const cb = intent(b.id);
         assert.equal(await begin(b, cb, cvv), 'ok');
         assert.equal(await begin(c, intent(c.id), cvv), 'cvv_busy', 'one failure + one in flight = the threshold');
         assert.equal(await begin(d, intent(d.id), null, 'jti_no_cvv'), 'ok', 'a charge without a CVV tests none');
-        await store.recordChargeOutcome(
+        await store.charges.recordOutcome(
           cb.id,
           { status: 'error', authorizationCode: null, declineCode: null, cvvResult: 'U', avsResult: 'U', networkTransactionId: null },
           T0,
           2,
         );
-        assert.equal((await store.getCvvStatus(mA.id, fingerprint))?.failedAttempts, 1, 'an error counts nothing');
+        assert.equal((await store.cards.getCvvStatus(mA.id, fingerprint))?.failedAttempts, 1, 'an error counts nothing');
         const cc = intent(c.id);
         assert.equal(await begin(c, cc, cvv), 'ok', 'the reservation was freed');
-        await store.recordChargeOutcome(
+        await store.charges.recordOutcome(
           cc.id,
           { status: 'approved', authorizationCode: '1', declineCode: null, cvvResult: 'M', avsResult: 'U', networkTransactionId: null },
           T0,
           2,
         );
-        assert.equal((await store.getCvvStatus(mA.id, fingerprint))?.failedAttempts, 0, 'a match resets');
+        assert.equal((await store.cards.getCvvStatus(mA.id, fingerprint))?.failedAttempts, 0, 'a match resets');
       });
 
       it('settleChargeLock frees the session with the outcome, only for the charge that owns it; deleteCvcSessionUnlessCharging respects ownership', async () => {
         const s = await newSession();
         const c = intent(s.id);
-        await store.insertCvcSession(cvcRec(mA.id, s.cardToken, { sessionId: s.id }));
+        await store.cvc.insert(cvcRec(mA.id, s.cardToken, { sessionId: s.id }));
         const cardLevel = cvcRec(mA.id, s.cardToken);
-        await store.insertCvcSession(cardLevel);
+        await store.cvc.insert(cardLevel);
         assert.equal(await begin(s, c, null), 'ok');
-        assert.equal(await store.deleteCvcSessionUnlessCharging(mA.id, 'test', cardLevel.id, T0), 'charging', 'a card-level CVV of a card being charged stays');
+        assert.equal(await store.cvc.deleteUnlessCharging(mA.id, 'test', cardLevel.id, T0), 'charging', 'a card-level CVV of a card being charged stays');
         const p = { id: s.id, newJti: 'jti_settled', tokenHash: 'th2', results: { charge: { status: 'approved' } }, complete: true, now: T0 + 5 };
-        assert.equal(await store.settleChargeLock({ ...p, chargeId: uid('ch') }), false, 'another charge id');
-        assert.equal(await store.settleChargeLock({ ...p, chargeId: c.id }), true);
+        assert.equal(await store.charges.settleLock({ ...p, chargeId: uid('ch') }), false, 'another charge id');
+        assert.equal(await store.charges.settleLock({ ...p, chargeId: c.id }), true);
         const got = await mustSession(s.id);
         assert.equal(got.status, 'completed');
         assert.equal(got.jti, 'jti_settled');
         assert.deepEqual(got.results, { charge: { status: 'approved' } });
         assert.equal(got.chargeInFlight, null);
-        assert.equal(await store.settleChargeLock({ ...p, chargeId: c.id }), false, 'once');
-        assert.equal(await store.deleteCvcSessionUnlessCharging(mA.id, 'test', cardLevel.id, T0), 'deleted');
-        assert.equal(await store.deleteCvcSessionUnlessCharging(mA.id, 'test', cardLevel.id, T0), 'gone');
-        assert.equal(await store.deleteSessionCvvUnlessCharging(s.id), 1);
+        assert.equal(await store.charges.settleLock({ ...p, chargeId: c.id }), false, 'once');
+        assert.equal(await store.cvc.deleteUnlessCharging(mA.id, 'test', cardLevel.id, T0), 'deleted');
+        assert.equal(await store.cvc.deleteUnlessCharging(mA.id, 'test', cardLevel.id, T0), 'gone');
+        assert.equal(await store.cvc.deleteOfSessionUnlessCharging(s.id), 1);
       });
 
       it("getOperationContext with a charge key: the id of the charge holding that key in the session's merchant and mode, in the same read", async () => {
         const s = await newSession({ expiresAt: T0 + 900_000 });
         const key = uid('idem');
-        assert.equal((await store.getOperationContext(s.id, T0, key))?.keyedChargeId, null, 'unused key');
+        assert.equal((await store.sessions.getOperationContext(s.id, T0, key))?.keyedChargeId, null, 'unused key');
         const other = await newSession({ expiresAt: T0 + 900_000 });
         const c = intent(other.id, { idempotencyKey: key });
-        assert.equal((await store.beginCharge({ claim: { id: other.id, jti: other.jti, newJti: uid('jti'), now: T0 }, charge: c, cvv: null })).status, 'ok');
-        const got = await store.getOperationContext(s.id, T0, key);
+        assert.equal((await store.charges.begin({ claim: { id: other.id, jti: other.jti, newJti: uid('jti'), now: T0 }, charge: c, cvv: null })).status, 'ok');
+        const got = await store.sessions.getOperationContext(s.id, T0, key);
         assert.equal(got?.keyedChargeId, c.id, "a key is the merchant's, whichever session used it");
-        assert.deepEqual(got?.session, await store.getSessionById(s.id));
-        assert.equal((await store.getOperationContext(s.id, T0))?.keyedChargeId, null, 'no key asked');
-        assert.equal((await store.getOperationContext(s.id, T0, uid('idem')))?.keyedChargeId, null);
+        assert.deepEqual(got?.session, await store.sessions.getById(s.id));
+        assert.equal((await store.sessions.getOperationContext(s.id, T0))?.keyedChargeId, null, 'no key asked');
+        assert.equal((await store.sessions.getOperationContext(s.id, T0, uid('idem')))?.keyedChargeId, null);
       });
 
-      // The only test calling listChargeLocks: it acts on every session. Its locks are taken far below T0.
+      // The only test calling charges.listLocks: it acts on every session. Its locks are taken far below T0.
       it('listChargeLocks: sessions owned by a charge since before a time, oldest first, up to the limit', async () => {
         const mine = [];
         for (const at of [1_500, 1_000, 1_200]) {
           const s = await newSession({ expiresAt: T0 + 900_000 });
           const c = intent(s.id);
-          assert.equal((await store.beginCharge({ claim: { id: s.id, jti: s.jti, newJti: uid('jti'), now: at }, charge: c, cvv: null })).status, 'ok');
+          assert.equal((await store.charges.begin({ claim: { id: s.id, jti: s.jti, newJti: uid('jti'), now: at }, charge: c, cvv: null })).status, 'ok');
           mine.push({ sessionId: s.id, chargeId: c.id, since: at, merchantId: mA.id, mode: 'test' as const });
         }
         const sorted = [...mine].sort((x, y) => x.since - y.since);
-        assert.deepEqual(await store.listChargeLocks(SWEEP_NOW, 100), sorted);
-        assert.deepEqual(await store.listChargeLocks(SWEEP_NOW, 2), sorted.slice(0, 2));
-        assert.deepEqual(await store.listChargeLocks(1_200, 100), sorted.slice(0, 1), 'strictly before');
+        assert.deepEqual(await store.charges.listLocks(SWEEP_NOW, 100), sorted);
+        assert.deepEqual(await store.charges.listLocks(SWEEP_NOW, 2), sorted.slice(0, 2));
+        assert.deepEqual(await store.charges.listLocks(1_200, 100), sorted.slice(0, 1), 'strictly before');
       });
     });
 
@@ -1699,22 +1705,22 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         avsResult: 'U',
         networkTransactionId: 'nt_1',
       };
-      /** A charge's intent, stored the only way there is: by a charge winning a session of its own (beginCharge). */
+      /** A charge's intent, stored the only way there is: by a charge winning a session of its own (charges.begin). */
       const intentFor = async (c: ChargeRecord): Promise<boolean> => {
         const sess = await newSession({ merchantId: c.merchantId, mode: c.mode });
-        return (await store.beginCharge({ claim: { id: sess.id, jti: sess.jti, newJti: uid('jti'), now: T0 }, charge: c, cvv: null })).status === 'ok';
+        return (await store.charges.begin({ claim: { id: sess.id, jti: sess.jti, newJti: uid('jti'), now: T0 }, charge: c, cvv: null })).status === 'ok';
       };
-      const finish = async (id: string, o: Parameters<Store['recordChargeOutcome']>[1], now: number): Promise<boolean> =>
-        (await store.recordChargeOutcome(id, o, now, 3)).recorded;
+      const finish = async (id: string, o: Parameters<Store['charges']['recordOutcome']>[1], now: number): Promise<boolean> =>
+        (await store.charges.recordOutcome(id, o, now, 3)).recorded;
 
       it('beginCharge stores the intent with every field; getCharge of an unknown one is null', async () => {
         const c = chargeRec({ amount: { value: 5_000_000_000, currency: 'JPY' }, mode: 'live', createdAt: T0 + 1, updatedAt: T0 + 2 });
         assert.equal(await intentFor(c), true);
-        assert.deepEqual(await store.getCharge(c.id), c);
+        assert.deepEqual(await store.charges.get(c.id), c);
         const noKey = chargeRec({ idempotencyKey: null });
         assert.equal(await intentFor(noKey), true);
-        assert.deepEqual(await store.getCharge(noKey.id), noKey);
-        assert.equal(await store.getCharge(uid('ch')), null);
+        assert.deepEqual(await store.charges.get(noKey.id), noKey);
+        assert.equal(await store.charges.get(uid('ch')), null);
       });
 
       it('beginCharge: key_reused for a second intent with the same merchant, mode and key; keys are scoped', async () => {
@@ -1722,8 +1728,8 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(await intentFor(c), true);
         const dup = chargeRec({ idempotencyKey: c.idempotencyKey, sessionId: c.sessionId });
         assert.equal(await intentFor(dup), false);
-        assert.equal(await store.getCharge(dup.id), null, 'the second intent is not stored');
-        assert.deepEqual(await store.getCharge(c.id), c, 'the first is untouched');
+        assert.equal(await store.charges.get(dup.id), null, 'the second intent is not stored');
+        assert.deepEqual(await store.charges.get(c.id), c, 'the first is untouched');
         assert.equal(await intentFor(chargeRec({ idempotencyKey: c.idempotencyKey, mode: 'live' })), true, 'the other mode');
         assert.equal(await intentFor(chargeRec({ idempotencyKey: c.idempotencyKey, merchantId: mB.id })), true, 'another merchant');
         const sid = uid('cvo');
@@ -1737,26 +1743,26 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         const ok = await Promise.all(intents.map((c) => intentFor(c)));
         assert.equal(ok.filter(Boolean).length, 1);
         const winner = intents[ok.indexOf(true)]!;
-        assert.deepEqual(await store.findChargeByIdempotencyKey(mA.id, 'test', key), winner);
+        assert.deepEqual(await store.charges.findByIdempotencyKey(mA.id, 'test', key), winner);
       });
 
       it('findChargeByIdempotencyKey is scoped by merchant and mode', async () => {
         const c = chargeRec();
         await intentFor(c);
-        assert.deepEqual(await store.findChargeByIdempotencyKey(mA.id, 'test', c.idempotencyKey!), c);
-        assert.equal(await store.findChargeByIdempotencyKey(mB.id, 'test', c.idempotencyKey!), null, 'another merchant');
-        assert.equal(await store.findChargeByIdempotencyKey(mA.id, 'live', c.idempotencyKey!), null, 'the other mode');
-        assert.equal(await store.findChargeByIdempotencyKey(mA.id, 'test', uid('idem')), null, 'unknown');
+        assert.deepEqual(await store.charges.findByIdempotencyKey(mA.id, 'test', c.idempotencyKey!), c);
+        assert.equal(await store.charges.findByIdempotencyKey(mB.id, 'test', c.idempotencyKey!), null, 'another merchant');
+        assert.equal(await store.charges.findByIdempotencyKey(mA.id, 'live', c.idempotencyKey!), null, 'the other mode');
+        assert.equal(await store.charges.findByIdempotencyKey(mA.id, 'test', uid('idem')), null, 'unknown');
       });
 
       it('recordChargeOutcome: only from pending, once', async () => {
         const c = chargeRec();
         await intentFor(c);
         assert.equal(await finish(c.id, outcome, T0 + 5), true);
-        const done = await store.getCharge(c.id);
+        const done = await store.charges.get(c.id);
         assert.deepEqual(done, { ...c, ...outcome, updatedAt: T0 + 5 });
         assert.equal(await finish(c.id, { ...outcome, status: 'declined', authorizationCode: null, declineCode: 'do_not_honor' }, T0 + 6), false);
-        assert.deepEqual(await store.getCharge(c.id), done, 'a finished charge keeps its outcome');
+        assert.deepEqual(await store.charges.get(c.id), done, 'a finished charge keeps its outcome');
         assert.equal(await finish(uid('ch'), outcome, T0), false, 'unknown');
 
         const declined = chargeRec();
@@ -1770,7 +1776,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
           networkTransactionId: null,
         };
         assert.equal(await finish(declined.id, d, T0 + 1), true);
-        assert.deepEqual(await store.getCharge(declined.id), { ...declined, ...d, updatedAt: T0 + 1 });
+        assert.deepEqual(await store.charges.get(declined.id), { ...declined, ...d, updatedAt: T0 + 1 });
       });
 
       it('10 simultaneous finishes: exactly one outcome is stored', async () => {
@@ -1780,7 +1786,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         const ok = await Promise.all(outcomes.map((o, i) => finish(c.id, o, T0 + i)));
         assert.equal(ok.filter(Boolean).length, 1);
         const i = ok.indexOf(true);
-        assert.deepEqual(await store.getCharge(c.id), { ...c, ...outcomes[i], updatedAt: T0 + i });
+        assert.deepEqual(await store.charges.get(c.id), { ...c, ...outcomes[i], updatedAt: T0 + i });
       });
 
       it('setChargeResponse stores the sealed response byte-exact', async () => {
@@ -1788,11 +1794,11 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         await intentFor(c);
         await finish(c.id, outcome, T0 + 1);
         const s1 = { keyVersion: 7, blob: Buffer.concat([Buffer.alloc(3), randomBytes(60)]) };
-        await store.setChargeResponse(c.id, s1);
-        const got = await store.getCharge(c.id);
+        await store.charges.setResponse(c.id, s1);
+        const got = await store.charges.get(c.id);
         assertSealed(got!.responseSealed, s1, 'response');
         assert.deepEqual(got, { ...c, ...outcome, updatedAt: T0 + 1, responseSealed: s1 });
-        assertSealed((await store.findChargeByIdempotencyKey(mA.id, 'test', c.idempotencyKey!))!.responseSealed, s1, 'by key');
+        assertSealed((await store.charges.findByIdempotencyKey(mA.id, 'test', c.idempotencyKey!))!.responseSealed, s1, 'by key');
       });
     });
 
@@ -1814,33 +1820,33 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         const b = endpointRec({ merchantId, createdAt: T0 + 1, events: [], url: 'https://other.example/h?x=1' });
         const live = endpointRec({ merchantId, mode: 'live' });
         const other = endpointRec();
-        for (const e of [a, b, live, other]) await store.insertWebhookEndpoint(e);
-        const got = await store.getWebhookEndpoint(a.id);
+        for (const e of [a, b, live, other]) await store.webhooks.insertEndpoint(e);
+        const got = await store.webhooks.getEndpoint(a.id);
         assert.deepEqual(got, a);
         assertSealed(got.secretSealed, a.secretSealed, 'secret');
-        assert.deepEqual(await store.listWebhookEndpoints(merchantId, 'test'), [b, a]);
-        assert.deepEqual(await store.listWebhookEndpoints(merchantId, 'live'), [live]);
-        assert.deepEqual(await store.listWebhookEndpoints(uid('mer'), 'test'), []);
-        assert.equal(await store.getWebhookEndpoint(uid('whe')), null);
-        await assert.rejects(store.insertWebhookEndpoint({ ...a, url: 'https://dup.example' }), 'an id is unique');
+        assert.deepEqual(await store.webhooks.listEndpoints(merchantId, 'test'), [b, a]);
+        assert.deepEqual(await store.webhooks.listEndpoints(merchantId, 'live'), [live]);
+        assert.deepEqual(await store.webhooks.listEndpoints(uid('mer'), 'test'), []);
+        assert.equal(await store.webhooks.getEndpoint(uid('whe')), null);
+        await assert.rejects(store.webhooks.insertEndpoint({ ...a, url: 'https://dup.example' }), 'an id is unique');
       });
 
       it('deleteWebhookEndpoint is scoped by merchant and mode', async () => {
         const e = endpointRec();
-        await store.insertWebhookEndpoint(e);
-        assert.equal(await store.deleteWebhookEndpoint(mB.id, 'test', e.id), false, 'another merchant');
-        assert.equal(await store.deleteWebhookEndpoint(mA.id, 'live', e.id), false, 'the other mode');
-        assert.deepEqual(await store.getWebhookEndpoint(e.id), e);
-        assert.equal(await store.deleteWebhookEndpoint(mA.id, 'test', e.id), true);
-        assert.equal(await store.getWebhookEndpoint(e.id), null);
-        assert.ok(!(await store.listWebhookEndpoints(mA.id, 'test')).some((x) => x.id === e.id));
-        assert.equal(await store.deleteWebhookEndpoint(mA.id, 'test', e.id), false, 'twice');
+        await store.webhooks.insertEndpoint(e);
+        assert.equal(await store.webhooks.deleteEndpoint(mB.id, 'test', e.id), false, 'another merchant');
+        assert.equal(await store.webhooks.deleteEndpoint(mA.id, 'live', e.id), false, 'the other mode');
+        assert.deepEqual(await store.webhooks.getEndpoint(e.id), e);
+        assert.equal(await store.webhooks.deleteEndpoint(mA.id, 'test', e.id), true);
+        assert.equal(await store.webhooks.getEndpoint(e.id), null);
+        assert.ok(!(await store.webhooks.listEndpoints(mA.id, 'test')).some((x) => x.id === e.id));
+        assert.equal(await store.webhooks.deleteEndpoint(mA.id, 'test', e.id), false, 'twice');
       });
     });
 
     describe('webhook outbox', () => {
       /*
-       * claimDueWebhooks acts on every row. Each claiming test works in its
+       * webhooks.claimDue acts on every row. Each claiming test works in its
        * own window of times far below T0, windows descending in test order,
        * so rows an earlier test left behind are never due in a later one;
        * every other outbox row is due only at T0 * 2.
@@ -1862,7 +1868,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         ...over,
       });
       const settleAll = async (rows: OutboxRecord[], now: number) => {
-        for (const r of rows) await store.settleWebhook(r.id, { status: 'delivered', attempts: 1, nextAttemptAt: now, lastStatus: 200, now });
+        for (const r of rows) await store.webhooks.settle(r.id, { status: 'delivered', attempts: 1, nextAttemptAt: now, lastStatus: 200, now });
       };
       const ids = (rows: OutboxRecord[]) => rows.map((r) => r.id).sort();
 
@@ -1880,10 +1886,10 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
           nextAttemptAt: T0 + 40,
         });
         const other = outboxRec();
-        await store.enqueueWebhooks([]);
-        await store.enqueueWebhooks([a, b, other]);
-        assert.deepEqual(await store.listOutbox(merchantId), [b, a]);
-        assert.deepEqual(await store.listOutbox(uid('mer')), []);
+        await store.webhooks.enqueue([]);
+        await store.webhooks.enqueue([a, b, other]);
+        assert.deepEqual(await store.webhooks.listOutbox(merchantId), [b, a]);
+        assert.deepEqual(await store.webhooks.listOutbox(uid('mer')), []);
       });
 
       it('claimDueWebhooks claims only due, unlocked, pending rows, and locks them', async () => {
@@ -1898,23 +1904,23 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         const delivered = rec({ nextAttemptAt: W - 100, status: 'delivered', deliveredAt: W - 500 });
         const failed = rec({ nextAttemptAt: W - 100, status: 'failed', attempts: 20 });
         const all = [due1, dueNow, lockExpired, notYet, locked, delivered, failed];
-        await store.enqueueWebhooks(all);
+        await store.webhooks.enqueue(all);
         try {
-          const first = await store.claimDueWebhooks(W, 30_000, 100);
+          const first = await store.webhooks.claimDue(W, 30_000, 100);
           assert.deepEqual(ids(first), ids([due1, dueNow, lockExpired]));
           for (const r of first) {
             const orig = all.find((x) => x.id === r.id)!;
             assert.deepEqual(r, { ...orig, lockedUntil: W + 30_000 }, 'the claimed row, with its lock');
           }
-          assert.deepEqual(await store.claimDueWebhooks(W, 30_000, 100), [], 'claimed rows are locked');
-          assert.deepEqual(ids(await store.claimDueWebhooks(W + 10, 30_000, 100)), ids([notYet, locked]), 'rows become due, locks run out');
-          assert.deepEqual(await store.claimDueWebhooks(W + 29_999, 30_000, 100), [], 'a millisecond before the locks run out');
+          assert.deepEqual(await store.webhooks.claimDue(W, 30_000, 100), [], 'claimed rows are locked');
+          assert.deepEqual(ids(await store.webhooks.claimDue(W + 10, 30_000, 100)), ids([notYet, locked]), 'rows become due, locks run out');
+          assert.deepEqual(await store.webhooks.claimDue(W + 29_999, 30_000, 100), [], 'a millisecond before the locks run out');
           assert.deepEqual(
-            ids(await store.claimDueWebhooks(W + 30_000, 30_000, 100)),
+            ids(await store.webhooks.claimDue(W + 30_000, 30_000, 100)),
             ids([due1, dueNow, lockExpired]),
             'a lock that ran out: claimable again',
           );
-          const byList = new Map((await store.listOutbox(merchantId)).map((r) => [r.id, r]));
+          const byList = new Map((await store.webhooks.listOutbox(merchantId)).map((r) => [r.id, r]));
           assert.deepEqual(byList.get(delivered.id), delivered, 'a delivered row is never claimed');
           assert.deepEqual(byList.get(failed.id), failed, 'a failed row is never claimed');
           assert.equal(byList.get(due1.id)!.lockedUntil, W + 60_000);
@@ -1929,13 +1935,13 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
       it('claimDueWebhooks respects the limit', async () => {
         const W = 800_000;
         const rows = Array.from({ length: 5 }, (_, i) => outboxRec({ nextAttemptAt: W - 10 + i }));
-        await store.enqueueWebhooks(rows);
+        await store.webhooks.enqueue(rows);
         try {
-          const a = await store.claimDueWebhooks(W, 10_000, 2);
+          const a = await store.webhooks.claimDue(W, 10_000, 2);
           assert.equal(a.length, 2);
-          const b = await store.claimDueWebhooks(W, 10_000, 2);
+          const b = await store.webhooks.claimDue(W, 10_000, 2);
           assert.equal(b.length, 2);
-          const c = await store.claimDueWebhooks(W, 10_000, 2);
+          const c = await store.webhooks.claimDue(W, 10_000, 2);
           assert.equal(c.length, 1);
           assert.deepEqual([...ids(a), ...ids(b), ...ids(c)].sort(), ids(rows));
         } finally {
@@ -1946,22 +1952,22 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
       it('settleWebhook records the outcome and unlocks; pending rows come back when due, settled ones never', async () => {
         const W = 700_000;
         const r = outboxRec({ nextAttemptAt: W });
-        await store.enqueueWebhooks([r]);
+        await store.webhooks.enqueue([r]);
         try {
-          assert.deepEqual(ids(await store.claimDueWebhooks(W, 1_000, 10)), [r.id]);
-          await store.settleWebhook(r.id, { status: 'pending', attempts: 1, nextAttemptAt: W + 5_000, lastStatus: 500, now: W + 1 });
-          const retry = (await store.listOutbox(r.merchantId)).find((x) => x.id === r.id);
+          assert.deepEqual(ids(await store.webhooks.claimDue(W, 1_000, 10)), [r.id]);
+          await store.webhooks.settle(r.id, { status: 'pending', attempts: 1, nextAttemptAt: W + 5_000, lastStatus: 500, now: W + 1 });
+          const retry = (await store.webhooks.listOutbox(r.merchantId)).find((x) => x.id === r.id);
           assert.deepEqual(retry, { ...r, attempts: 1, nextAttemptAt: W + 5_000, lastStatus: 500, lockedUntil: 0 }, 'unlocked, with the retry time');
-          assert.deepEqual(await store.claimDueWebhooks(W + 4_999, 1_000, 10), [], 'not before its retry time');
-          const again = await store.claimDueWebhooks(W + 5_000, 1_000, 10);
+          assert.deepEqual(await store.webhooks.claimDue(W + 4_999, 1_000, 10), [], 'not before its retry time');
+          const again = await store.webhooks.claimDue(W + 5_000, 1_000, 10);
           assert.deepEqual(again, [{ ...retry, lockedUntil: W + 6_000 }]);
 
-          await store.settleWebhook(r.id, { status: 'pending', attempts: 2, nextAttemptAt: W + 6_000, lastStatus: null, now: W + 5_001 });
-          assert.equal((await store.listOutbox(r.merchantId)).find((x) => x.id === r.id)?.lastStatus, null, 'a transport failure has no status');
+          await store.webhooks.settle(r.id, { status: 'pending', attempts: 2, nextAttemptAt: W + 6_000, lastStatus: null, now: W + 5_001 });
+          assert.equal((await store.webhooks.listOutbox(r.merchantId)).find((x) => x.id === r.id)?.lastStatus, null, 'a transport failure has no status');
 
-          await store.claimDueWebhooks(W + 6_000, 1_000, 10);
-          await store.settleWebhook(r.id, { status: 'delivered', attempts: 3, nextAttemptAt: W + 6_000, lastStatus: 200, now: W + 6_010 });
-          const delivered = (await store.listOutbox(r.merchantId)).find((x) => x.id === r.id);
+          await store.webhooks.claimDue(W + 6_000, 1_000, 10);
+          await store.webhooks.settle(r.id, { status: 'delivered', attempts: 3, nextAttemptAt: W + 6_000, lastStatus: 200, now: W + 6_010 });
+          const delivered = (await store.webhooks.listOutbox(r.merchantId)).find((x) => x.id === r.id);
           assert.deepEqual(delivered, {
             ...r,
             status: 'delivered',
@@ -1971,14 +1977,14 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
             lockedUntil: 0,
             deliveredAt: W + 6_010,
           });
-          assert.deepEqual(await store.claimDueWebhooks(W + 50_000, 1_000, 10), [], 'a delivered row is never claimed again');
+          assert.deepEqual(await store.webhooks.claimDue(W + 50_000, 1_000, 10), [], 'a delivered row is never claimed again');
 
           const f = outboxRec({ nextAttemptAt: W + 100 });
-          await store.enqueueWebhooks([f]);
-          await store.settleWebhook(f.id, { status: 'failed', attempts: 20, nextAttemptAt: W + 100, lastStatus: 410, now: W + 100 });
-          const failed = (await store.listOutbox(f.merchantId)).find((x) => x.id === f.id);
+          await store.webhooks.enqueue([f]);
+          await store.webhooks.settle(f.id, { status: 'failed', attempts: 20, nextAttemptAt: W + 100, lastStatus: 410, now: W + 100 });
+          const failed = (await store.webhooks.listOutbox(f.merchantId)).find((x) => x.id === f.id);
           assert.deepEqual(failed, { ...f, status: 'failed', attempts: 20, lastStatus: 410, lockedUntil: 0, deliveredAt: null });
-          assert.deepEqual(await store.claimDueWebhooks(W + 50_000, 1_000, 10), [], 'a failed row is never claimed');
+          assert.deepEqual(await store.webhooks.claimDue(W + 50_000, 1_000, 10), [], 'a failed row is never claimed');
         } finally {
           await settleAll([r], W + 60_000);
         }
@@ -1987,17 +1993,17 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
       it('5 concurrent claimers over 50 due rows never get the same row', async () => {
         const W = 600_000;
         const rows = Array.from({ length: 50 }, (_, i) => outboxRec({ nextAttemptAt: W - 50 + i, createdAt: W - 100 }));
-        await store.enqueueWebhooks(rows);
+        await store.webhooks.enqueue(rows);
         try {
-          const claims = await Promise.all(Array.from({ length: 5 }, () => store.claimDueWebhooks(W, 60_000, 10)));
+          const claims = await Promise.all(Array.from({ length: 5 }, () => store.webhooks.claimDue(W, 60_000, 10)));
           const got = claims.flat().map((r) => r.id);
           assert.equal(new Set(got).size, got.length, `a row was claimed twice (${got.length} claims, ${new Set(got).size} rows)`);
           for (const c of claims) assert.ok(c.length <= 10, `the limit holds (${c.length} claimed)`);
-          const rest = await store.claimDueWebhooks(W, 60_000, 100);
+          const rest = await store.webhooks.claimDue(W, 60_000, 100);
           const all = [...got, ...rest.map((r) => r.id)];
           assert.equal(new Set(all).size, all.length, 'nor by a later claimer');
           assert.deepEqual(all.sort(), ids(rows), 'every due row claimed once');
-          assert.deepEqual(await store.claimDueWebhooks(W + 59_999, 60_000, 100), []);
+          assert.deepEqual(await store.webhooks.claimDue(W + 59_999, 60_000, 100), []);
         } finally {
           await settleAll(rows, W + 70_000);
         }

@@ -48,8 +48,8 @@ if (!base) {
           [[s1, s2]],
         );
         assert.deepEqual(rows.map((r) => r.table_schema).sort(), [s1, s2].sort(), 'each schema keeps its own migration table');
-        await first.putMetaIfAbsent('which', 'first');
-        assert.equal(await second.getMeta('which'), null, 'the schemas do not share rows');
+        await first.meta.putIfAbsent('which', 'first');
+        assert.equal(await second.meta.get('which'), null, 'the schemas do not share rows');
       } finally {
         await first.close();
         await second.close();

@@ -40,7 +40,7 @@ async function migrationKeepsSettings(url: string): Promise<void> {
     await store.migrate();
     for (const mode of ['test', 'live'] as const) {
       assert.deepEqual(
-        await store.getMerchant('mer_old', mode),
+        await store.merchants.get('mer_old', mode),
         {
           id: 'mer_old',
           name: 'Old shop',

@@ -57,7 +57,7 @@ describe('SQLite money writes are flushed to disk before they resolve', () => {
   /** A charge's intent, as a charge stores it: one transaction with the claim of its session. */
   async function begin(c: ChargeRecord): Promise<boolean> {
     const jti = `jti_${c.id}`;
-    await store.insertSession({
+    await store.sessions.insert({
       id: c.sessionId,
       merchantId: c.merchantId,
       mode: 'test',
@@ -84,16 +84,16 @@ describe('SQLite money writes are flushed to disk before they resolve', () => {
       createdAt: 1,
       updatedAt: 1,
     });
-    return (await store.beginCharge({ claim: { id: c.sessionId, jti, newJti: `${jti}_won`, now: 1 }, charge: c, cvv: null })).status === 'ok';
+    return (await store.charges.begin({ claim: { id: c.sessionId, jti, newJti: `${jti}_won`, now: 1 }, charge: c, cvv: null })).status === 'ok';
   }
 
   it('an intent and an outcome each wait for a WAL flush; ordinary writes do not', async () => {
     const before = store.walSyncs;
     assert.equal(await begin(intent(0)), true);
     assert.equal(store.walSyncs, before + 1);
-    assert.equal((await store.recordChargeOutcome('ch_durable0', outcome, 2, 3)).recorded, true);
+    assert.equal((await store.charges.recordOutcome('ch_durable0', outcome, 2, 3)).recorded, true);
     assert.equal(store.walSyncs, before + 2);
-    await store.setChargeResponse('ch_durable0', { keyVersion: 1, blob: Buffer.alloc(40) });
+    await store.charges.setResponse('ch_durable0', { keyVersion: 1, blob: Buffer.alloc(40) });
     assert.equal(store.walSyncs, before + 2);
   });
 
@@ -113,7 +113,7 @@ describe('SQLite money writes are flushed to disk before they resolve', () => {
     );
     const flushes = store.walSyncs - before;
     assert.ok(flushes >= 1 && flushes <= 2, `flushes shared: ${flushes} for 40 intents`);
-    for (let i = 0; i < 40; i++) assert.equal((await store.getCharge(`ch_durable${100 + i}`))?.status, 'pending');
+    for (let i = 0; i < 40; i++) assert.equal((await store.charges.get(`ch_durable${100 + i}`))?.status, 'pending');
   });
 });
 

@@ -27,12 +27,12 @@ describe('caches expire by the injected clock', () => {
   });
 
   it("a merchant's settings changed by another instance: cached for one second of the server's clock", async () => {
-    const before = await a.deps.store.getMerchant(m.id, 'test');
+    const before = await a.deps.store.merchants.get(m.id, 'test');
     assert.ok(before);
-    await b.deps.store.updateMerchant(m.id, 'test', { cvvBlockThreshold: before.cvvBlockThreshold + 1 }, b.clock.now());
-    assert.equal((await a.deps.store.getMerchant(m.id, 'test'))?.cvvBlockThreshold, before.cvvBlockThreshold, 'still the cached settings');
+    await b.deps.store.merchants.update(m.id, 'test', { cvvBlockThreshold: before.cvvBlockThreshold + 1 }, b.clock.now());
+    assert.equal((await a.deps.store.merchants.get(m.id, 'test'))?.cvvBlockThreshold, before.cvvBlockThreshold, 'still the cached settings');
     clock.advance(1001);
-    assert.equal((await a.deps.store.getMerchant(m.id, 'test'))?.cvvBlockThreshold, before.cvvBlockThreshold + 1, 'read again');
+    assert.equal((await a.deps.store.merchants.get(m.id, 'test'))?.cvvBlockThreshold, before.cvvBlockThreshold + 1, 'read again');
   });
 
   it("webhook endpoints created by another instance: cached for one second of the server's clock", async () => {

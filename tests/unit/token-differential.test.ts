@@ -40,7 +40,7 @@ describe('session tokens: our verifier judges as jose does (500+ mutated tokens)
     // millisecond (ours) and one rounded down to the second (jose).
     h = await makeHarness({ clock: new ManualClock(Date.UTC(2026, 11, 5, 12, 0, 0) + 500) });
     tokens = h.deps.tokens;
-    const [row] = await h.deps.store.listSigningKeys();
+    const [row] = await h.deps.store.signingKeys.list();
     assert.ok(row);
     kid = row.kid;
     alg = row.alg;
