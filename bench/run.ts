@@ -9,6 +9,8 @@
  *   npm run bench -- --only profile            only the profile
  *   npm run bench -- --only growth,soak,background --soak-duration 60
  *                                              the growth, memory and background-work targets (SQLite only)
+ *   npm run bench -- --only tokens,flows-50    signing and verifying: TokenService against jose, in-process,
+ *                                              set against a flow's server CPU
  *
  * Writes bench/results.md and bench/results.json (and bench/*.cpuprofile with --profile).
  */
@@ -44,6 +46,7 @@ import {
   startCvvops,
 } from './lib/servers.js';
 import { median, spread } from './lib/stats.js';
+import { tokenCosts, type TokenCostsResult } from './lib/tokens.js';
 import { evaluateTargets, worstStepP99 } from './lib/targets.js';
 import type { BackgroundResult, BenchResults, Machine, RepResult, ScenarioResult, SoakInfo } from './lib/types.js';
 
@@ -62,6 +65,7 @@ const ALL = [
   'growth',
   'soak',
   'background',
+  'tokens',
 ] as const;
 const EXTRA = ['flows-50-sqlite', 'profile'] as const;
 /** Always on SQLite (PERFORMANCE.md's growth, memory and background-work targets); left out of a full `--postgres` run. */
@@ -1028,6 +1032,19 @@ async function main(): Promise<void> {
     return growthScenario(reference);
   });
   await run('soak', () => soakScenario());
+  let tokens: TokenCostsResult[] | undefined;
+  if (selected.includes('tokens')) {
+    log('\n▶ tokens (in this process: TokenService against jose, 20,000 calls each)');
+    tokens = [];
+    for (const alg of ['EdDSA', 'ES256'] as const) {
+      const t = await tokenCosts(alg, 20_000);
+      tokens.push(t);
+      for (const c of t.costs) log(`  ${alg.padEnd(5)} ${fmt(c.cpuUs, 1).padStart(6)} µs CPU (${fmt(c.wallUs, 1)} µs wall)  ${c.what}`);
+      log(
+        `  ${alg.padEnd(5)} a flow's tokens: ${fmt(t.perFlow.ours)} µs now, ${fmt(t.perFlow.oursWithoutShortcut)} µs without the shortcut, ${fmt(t.perFlow.jose)} µs with jose`,
+      );
+    }
+  }
   let background: BackgroundResult | undefined;
   if (selected.includes('background')) {
     log('\n▶ background');
@@ -1098,6 +1115,7 @@ async function main(): Promise<void> {
     },
     scenarios,
     background,
+    ...(tokens ? { tokens } : {}),
     targets: [],
     profile,
     profileWorkers,

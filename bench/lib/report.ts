@@ -274,6 +274,34 @@ export function renderMarkdown(r: BenchResults): string {
     out.push('');
   }
 
+  if (r.tokens?.length) {
+    const flow = r.scenarios.find((sc) => sc.name === 'flows-50' && sc.workers === 1)?.cpuPerFlowUs?.median;
+    out.push('## Session tokens: TokenService against jose', '');
+    out.push(
+      "Measured in the benchmark process (bench/lib/tokens.ts), one call at a time: the server's TokenService (node:crypto, synchronous, with the " +
+        "shortcut that skips the signature of a token this process signed) against jose's CompactSign and compactVerify (asynchronous; given the key " +
+        "object, and charged only for the payload's JSON.parse after it, not the header, kid and claim checks TokenService also does). A flow signs 4 " +
+        'tokens (create and the three operations) and verifies 4 (the three operations, whose tokens this process signed, and validateToken, counted ' +
+        'here as a token signed elsewhere).',
+      '',
+    );
+    out.push('| algorithm | call | CPU µs | wall µs |', '|---|---|---:|---:|');
+    for (const t of r.tokens) for (const c of t.costs) out.push(`| ${t.alg} | ${c.what} | ${f(c.cpuUs, 1)} | ${f(c.wallUs, 1)} |`);
+    out.push('');
+    out.push(
+      "| algorithm | a flow's tokens now | without the shortcut | with jose |" + (flow ? ' server CPU a flow (flows-50) |' : ''),
+      '|---|---:|---:|---:|' + (flow ? '---:|' : ''),
+    );
+    for (const t of r.tokens) {
+      const share = (us: number) => (flow ? ` (${f((100 * us) / flow, 1)} %)` : '');
+      out.push(
+        `| ${t.alg} | ${f(t.perFlow.ours)} µs${share(t.perFlow.ours)} | ${f(t.perFlow.oursWithoutShortcut)} µs${share(t.perFlow.oursWithoutShortcut)} | ${f(t.perFlow.jose)} µs${share(t.perFlow.jose)} |` +
+          (flow ? ` ${f(flow)} µs |` : ''),
+      );
+    }
+    out.push('');
+  }
+
   if (r.profile) {
     const p = r.profile;
     out.push('## CPU profile', '');

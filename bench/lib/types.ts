@@ -1,3 +1,4 @@
+import type { TokenCostsResult } from './tokens.js';
 import type { Step } from './flows.js';
 import type { ProbeWindow } from './probe.js';
 import type { ProfileSummary } from './profile.js';
@@ -191,5 +192,7 @@ export interface BenchResults {
     mainCpuMsPerFlow: number;
     processes: Array<{ busyMs: number; layers: ProfileSummary['layers'] }>;
   };
+  /** `tokens`: signing and verifying as the server does it and as jose would (bench/lib/tokens.ts). */
+  tokens?: TokenCostsResult[];
   warnings: string[];
 }
