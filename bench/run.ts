@@ -1034,10 +1034,10 @@ async function main(): Promise<void> {
   await run('soak', () => soakScenario());
   let tokens: TokenCostsResult[] | undefined;
   if (selected.includes('tokens')) {
-    log('\n▶ tokens (in this process: TokenService against jose, 20,000 calls each)');
+    log('\n▶ tokens (in this process: TokenService against jose, 10,000 calls each)');
     tokens = [];
     for (const alg of ['EdDSA', 'ES256'] as const) {
-      const t = await tokenCosts(alg, 20_000);
+      const t = await tokenCosts(alg, 10_000);
       tokens.push(t);
       for (const c of t.costs) log(`  ${alg.padEnd(5)} ${fmt(c.cpuUs, 1).padStart(6)} µs CPU (${fmt(c.wallUs, 1)} µs wall)  ${c.what}`);
       log(
