@@ -3,6 +3,7 @@ import { type ChargeResult, type Processor, ProcessorError } from '../connectors
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ChargeRecord, CvcSessionRecord, CvvStatusRecord, MerchantRecord, Store } from '../store/store.js';
+import { NO_OUTCOME } from '../store/store.js';
 import type { CardService } from './cards.js';
 import type { Clock } from './clock.js';
 import { newId } from './ids.js';
@@ -185,13 +186,7 @@ export class ChargeService {
       providerKey: idempotencyKey ? `cvvops_${createHash('sha256').update(`${merchant.id}|${session.mode}|${idempotencyKey}`).digest('hex').slice(0, 40)}` : id,
       processor: this.processorFor(merchant).processor.name,
       amount: plan.amount,
-      status: 'pending',
-      authorizationCode: null,
-      declineCode: null,
-      cvvResult: null,
-      avsResult: null,
-      networkTransactionId: null,
-      responseSealed: null,
+      ...NO_OUTCOME,
       createdAt: now,
       updatedAt: now,
     };

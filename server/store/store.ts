@@ -180,6 +180,17 @@ export interface ChargeRecord {
   updatedAt: number;
 }
 
+/** What every new charge record starts as: pending, without an outcome or a stored response. */
+export const NO_OUTCOME = {
+  status: 'pending',
+  authorizationCode: null,
+  declineCode: null,
+  cvvResult: null,
+  avsResult: null,
+  networkTransactionId: null,
+  responseSealed: null,
+} as const satisfies Partial<ChargeRecord>;
+
 export interface WebhookEndpointRecord {
   id: string;
   merchantId: string;

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { codeOf, world, type World } from './world.js';
+import { NO_OUTCOME } from '../../server/store/store.js';
 
 /**
  * A charge's states without HTTP or a database (MemoryStore, the test-mode
@@ -110,13 +111,7 @@ describe('domain: charge states', () => {
         providerKey: chargeId,
         processor: 'simulator',
         amount: { value: 1999, currency: 'EUR' },
-        status: 'pending',
-        authorizationCode: null,
-        declineCode: null,
-        cvvResult: null,
-        avsResult: null,
-        networkTransactionId: null,
-        responseSealed: null,
+        ...NO_OUTCOME,
         createdAt: now,
         updatedAt: now,
       },

@@ -7,6 +7,7 @@ import { type Recorded, RecordingServer } from '../helpers/recording-server.js';
 import { isPrivateAddress, outbound, OutboundError } from '../../server/connectors/outbound.js';
 import { ChargeService } from '../../server/domain/charges.js';
 import { newId } from '../../server/domain/ids.js';
+import { NO_OUTCOME } from '../../server/store/store.js';
 import {
   auth,
   collect,
@@ -406,13 +407,7 @@ describe('http processor: settings and charges through a local fake provider', (
         providerKey: 'cvvops_crashkey_1',
         processor: 'http',
         amount: { value: 1999, currency: 'EUR' },
-        status: 'pending',
-        authorizationCode: null,
-        declineCode: null,
-        cvvResult: null,
-        avsResult: null,
-        networkTransactionId: null,
-        responseSealed: null,
+        ...NO_OUTCOME,
         createdAt: now - 60_000,
         updatedAt: now - 60_000,
       },

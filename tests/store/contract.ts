@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { KyselyStore } from '../../server/store/kysely-store.js';
+import { NO_OUTCOME } from '../../server/store/store.js';
 import type { Sealed } from '../../server/domain/keyring.js';
 import type {
   ApiKeyRecord,
@@ -1500,13 +1501,7 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
       providerKey: `cvvops_${randomBytes(20).toString('hex')}`,
       processor: 'http',
       amount: { value: 1999, currency: 'EUR' },
-      status: 'pending',
-      authorizationCode: null,
-      declineCode: null,
-      cvvResult: null,
-      avsResult: null,
-      networkTransactionId: null,
-      responseSealed: null,
+      ...NO_OUTCOME,
       createdAt: T0,
       updatedAt: T0,
       ...over,

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { ChargeRecord } from '../../server/store/store.js';
+import { NO_OUTCOME } from '../../server/store/store.js';
 import { openMigrated, storeContract } from './contract.js';
 
 /** The store contract on SQLite: a fresh temporary database file per run. */
@@ -43,13 +44,7 @@ describe('SQLite money writes are flushed to disk before they resolve', () => {
     providerKey: `ch_durable${i}`,
     processor: 'simulator',
     amount: { value: 100, currency: 'EUR' },
-    status: 'pending',
-    authorizationCode: null,
-    declineCode: null,
-    cvvResult: null,
-    avsResult: null,
-    networkTransactionId: null,
-    responseSealed: null,
+    ...NO_OUTCOME,
     createdAt: 1,
     updatedAt: 1,
   });

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { CardRecord, CvvStatusRecord, Mode, CardStore } from '../store.js';
 import { pack, KyselyEngine } from './engine.js';
-import { toCard } from './rows.js';
+import { toCard, toCvvStatus } from './rows.js';
 
 export class KyselyCardStore implements CardStore {
   constructor(private readonly e: KyselyEngine) {}
@@ -69,13 +69,7 @@ export class KyselyCardStore implements CardStore {
       this.e.db.selectFrom('cvv_status').selectAll().where('merchant_id', '=', a.merchantId).where('fingerprint', '=', a.fingerprint),
     );
     if (!r) return null;
-    return {
-      merchantId: r.merchant_id,
-      fingerprint: r.fingerprint,
-      failedAttempts: Number(r.failed_attempts),
-      blocked: Number(r.blocked) === 1,
-      updatedAt: Number(r.updated_at),
-    };
+    return toCvvStatus(r);
   }
 
   async recordCvvFailure(merchantId: string, fingerprint: string, threshold: number, now: number): Promise<CvvStatusRecord> {
@@ -94,13 +88,7 @@ export class KyselyCardStore implements CardStore {
       )
       .returningAll()
       .executeTakeFirstOrThrow();
-    return {
-      merchantId: r.merchant_id,
-      fingerprint: r.fingerprint,
-      failedAttempts: Number(r.failed_attempts),
-      blocked: Number(r.blocked) === 1,
-      updatedAt: Number(r.updated_at),
-    };
+    return toCvvStatus(r);
   }
 
   async resetCvvStatus(merchantId: string, fingerprint: string, now: number): Promise<void> {

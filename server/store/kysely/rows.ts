@@ -20,6 +20,7 @@ import type {
   CardRecord,
   CvcRetention,
   CvcSessionRecord,
+  CvvStatusRecord,
   MerchantRecord,
   Mode,
   SessionRecord,
@@ -248,6 +249,16 @@ export function toForm(r: Selectable<Database['custom_forms']>): CustomFormRecor
     html: r.html,
     css: r.css,
     createdAt: Number(r.created_at),
+    updatedAt: Number(r.updated_at),
+  };
+}
+
+export function toCvvStatus(r: Selectable<Database['cvv_status']>): CvvStatusRecord {
+  return {
+    merchantId: r.merchant_id,
+    fingerprint: r.fingerprint,
+    failedAttempts: Number(r.failed_attempts),
+    blocked: Number(r.blocked) === 1,
     updatedAt: Number(r.updated_at),
   };
 }

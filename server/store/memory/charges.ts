@@ -1,5 +1,6 @@
 import type { Sealed } from '../../types/shared.js';
 import type { ChargeOutcome, ChargeRecord, ChargeStore, CvcSessionRecord, Mode } from '../store.js';
+import { NO_OUTCOME } from '../store.js';
 import { copy, Refusal, replayOf, type Tables } from './tables.js';
 
 type Begin = Awaited<ReturnType<ChargeStore['begin']>>;
@@ -41,16 +42,7 @@ export class MemoryChargeStore implements ChargeStore {
         (c.idempotencyKey !== null &&
           [...this.t.charges.values()].some((x) => x.rec.merchantId === c.merchantId && x.rec.mode === c.mode && x.rec.idempotencyKey === c.idempotencyKey));
       if (taken) throw new Refusal({ status: 'key_reused' });
-      const rec: ChargeRecord = {
-        ...copy(c),
-        status: 'pending',
-        authorizationCode: null,
-        declineCode: null,
-        cvvResult: null,
-        avsResult: null,
-        networkTransactionId: null,
-        responseSealed: null,
-      };
+      const rec: ChargeRecord = { ...copy(c), ...NO_OUTCOME };
       this.t.charges.set(c.id, { rec, cvvFingerprint: cvv?.fingerprint ?? null });
       // The CVV the charge sends, taken now: gone or expired, the whole charge is refused and nothing changes.
       let cvc: CvcSessionRecord | null = null;
