@@ -105,7 +105,7 @@ export function buildApp(d: Deps, metrics = new Metrics()): Express {
   });
   app.use(router);
   app.use(notFound);
-  app.use(errorHandler(d.log));
+  app.use(errorHandler(d.log, (r) => d.sessions.recordRefusal(r)));
   return app;
 }
 

@@ -96,7 +96,8 @@ export class ChargeService {
     claims: SessionClaims;
     body: ChargeBody;
     origin: string | undefined;
-    idempotencyKey?: string;
+    idempotencyKey?: string | undefined;
+    requestId?: string | undefined;
   }): Promise<{ response: OperationResponse; replayed: boolean }> {
     const hash = ChargeService.requestHash(p.body);
     const key = p.idempotencyKey ?? null;
@@ -125,6 +126,7 @@ export class ChargeService {
       token: p.token,
       claims: p.claims,
       origin: p.origin,
+      requestId: p.requestId,
       body: p.body,
       read,
       prepare: async (ctx) => {
@@ -264,6 +266,7 @@ export class ChargeService {
       { type: outcome.status === 'approved' ? 'charge.succeeded' : 'charge.failed', data },
       ...(outcome.status === 'approved' ? [{ type: 'session.completed' as const, data: { session: session.id, chargeId: charge.id } }] : []),
     ]);
+    events.push(f.history);
     const ifBlocked =
       outcome.declineCode === 'incorrect_cvc' && cvc
         ? await this.webhooks.prepare(merchant.id, session.mode, [

@@ -12,6 +12,8 @@ export interface OperationCall {
   token: string;
   claims: SessionClaims;
   origin: string | undefined;
+  /** The request's id, for the session's history. */
+  requestId?: string | undefined;
 }
 
 /**

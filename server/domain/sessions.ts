@@ -13,6 +13,7 @@ import type {
   OperationResults,
   OperationWrite,
   EventWrite,
+  HistoryRecord,
   SessionRecord,
   SessionStatus,
   Store,
@@ -21,6 +22,7 @@ import type {
 } from '../store/store.js';
 import type { WebhookEvent } from './webhooks.js';
 import { cvvLengthFor } from './cards.js';
+import { historyEntry, historyView } from './history.js';
 import { type Clock, epochSeconds, isoTime } from './clock.js';
 import { newId } from './ids.js';
 import type { Keyring, Sealed } from './keyring.js';
@@ -97,6 +99,8 @@ export interface FinishUnit {
   replay: { jti: string; hash: string; sealed: Sealed; at: number };
   /** The response this call answers with (a keyed charge keeps it with its outcome). */
   response: OperationResponse;
+  /** The operation's trail entry, for `finish` to write with the outcome. */
+  history: HistoryRecord;
 }
 
 /** A webhook event an operation raises: written to the outbox with the state change that raised it. */
@@ -161,7 +165,7 @@ export class SessionService {
   async create(
     m: MerchantContext,
     input: CreateSessionInput,
-    opts: { idempotencyKey?: string } = {},
+    opts: { idempotencyKey?: string; requestId?: string } = {},
   ): Promise<{ status: number; body: Record<string, unknown>; replayed: boolean }> {
     const idem = opts.idempotencyKey !== undefined ? this.#keyed(m, opts.idempotencyKey, input) : null;
     const read = () =>
@@ -224,7 +228,8 @@ export class SessionService {
       token,
       formUrl: `${this.opts.publicBaseUrl}${form === 'hosted' ? '/hosted/cvv' : `/hosted/forms/${form}`}?session=${s.id}#token=${token}`,
     };
-    if (!(await this.store.sessions.insert(s, idem?.record(201, body)))) {
+    const created = historyEntry({ session: s, type: 'created', requestId: opts.requestId, at: now });
+    if (!(await this.store.sessions.insert(s, idem?.record(201, body), [created]))) {
       // A concurrent request with the same key was written first: its response, or 409.
       const again = (await read()).idempotency;
       if (!idem || !again) throw new AppError('idempotency_key_reused', 'A request with this Idempotency-Key is still in progress.', { retryAfter: 1 });
@@ -363,6 +368,46 @@ export class SessionService {
     return { object: 'list', data, hasMore: rows.length > limit };
   }
 
+  /**
+   * GET /CvvOperations/{id}/history: the session's trail, oldest first, in
+   * pages (`limit`, `starting_after`: the entries after that one). 404 for
+   * another merchant's or mode's session, as for an unknown one.
+   */
+  async history(m: MerchantContext, id: string, q: { limit?: number; startingAfter?: string }) {
+    await this.get(m, id);
+    const limit = q.limit ?? 100;
+    const rows = await this.store.sessions.history(m.merchant.id, m.mode, id, {
+      limit: limit + 1,
+      ...(q.startingAfter !== undefined ? { after: q.startingAfter } : {}),
+    });
+    return { object: 'list' as const, data: rows.slice(0, limit).map(historyView), hasMore: rows.length > limit };
+  }
+
+  /**
+   * A refused call on a session, for its trail (the errorHandler reports every
+   * 4xx whose session it knows: from a verified token, or from the path of a
+   * merchant call). A session the caller could not see (404) gets nothing.
+   * Never throws: the refusal is answered whatever happens here.
+   */
+  async recordRefusal(p: { sessionId: string; merchantId: string; mode: Mode; operation: string; code: string; requestId: string }): Promise<void> {
+    if (p.code === 'not_found') return;
+    try {
+      // Only a session of that merchant and mode: a refused call naming someone else's (or no) session leaves no trace there.
+      if (!(await this.store.sessions.get(p.merchantId, p.mode, p.sessionId))) return;
+      const entry = historyEntry({
+        session: { id: p.sessionId, merchantId: p.merchantId, mode: p.mode },
+        type: 'refused',
+        operation: p.operation,
+        code: p.code,
+        requestId: p.requestId,
+        at: this.clock.now(),
+      });
+      await this.store.sessions.appendHistory([entry]);
+    } catch (err) {
+      this.opts.log?.warn({ session: p.sessionId, err: err instanceof Error ? err.message : String(err) }, 'a refused call could not be added to its history');
+    }
+  }
+
   /** The session of this merchant and mode, or 404 (another merchant's answers exactly like an unknown one). */
   async get(m: MerchantContext, id: string): Promise<SessionRecord> {
     const s = await this.store.sessions.get(m.merchant.id, m.mode, id);
@@ -395,7 +440,7 @@ export class SessionService {
   }
 
   /** POST /CvvOperations/{id}/token: a new current token; every earlier token stops working. */
-  async reissue(m: MerchantContext, id: string): Promise<{ token: string }> {
+  async reissue(m: MerchantContext, id: string, requestId?: string): Promise<{ token: string }> {
     for (let i = 0; i < 5; i++) {
       const s = await this.get(m, id);
       this.#assertOpen(s);
@@ -403,7 +448,9 @@ export class SessionService {
       const card = await this.#card(s);
       const jti = newJti();
       const token = await this.tokens.sign(this.claimsFor(s, card, jti, s.seq + 1, s.tokenHash, s.results));
-      if (await this.store.sessions.rotateToken({ id: s.id, jti: s.jti, newJti: jti, tokenHash: tokenHash(token), now: this.clock.now() })) {
+      const now = this.clock.now();
+      if (await this.store.sessions.rotateToken({ id: s.id, jti: s.jti, newJti: jti, tokenHash: tokenHash(token), now })) {
+        await this.store.sessions.appendHistory([historyEntry({ session: s, type: 'reissued', requestId, at: now })]);
         this.opts.log?.info({ audit: true, event: 'token.reissued', merchantId: m.merchant.id, session: s.id, jti, seq: s.seq + 1 }, 'token reissued');
         return { token };
       }
@@ -411,13 +458,15 @@ export class SessionService {
     throw new AppError('token_superseded', 'The session changed while reissuing; try again.');
   }
 
-  async cancel(m: MerchantContext, id: string): Promise<SessionRecord> {
+  async cancel(m: MerchantContext, id: string, requestId?: string): Promise<SessionRecord> {
     const s = await this.get(m, id);
     if (s.status !== 'canceled') {
       this.#assertOpen(s);
       if (s.chargeInFlight) throw chargeInProgress();
-      const events = await (this.opts.prepareEvents?.(m.merchant.id, m.mode, [{ type: 'session.canceled', data: { session: id } }]) ?? []);
-      if (!(await this.store.sessions.cancel(m.merchant.id, m.mode, id, this.clock.now(), events))) {
+      const now = this.clock.now();
+      const events: EventWrite[] = [...((await this.opts.prepareEvents?.(m.merchant.id, m.mode, [{ type: 'session.canceled', data: { session: id } }])) ?? [])];
+      events.push(historyEntry({ session: s, type: 'canceled', requestId, at: now }));
+      if (!(await this.store.sessions.cancel(m.merchant.id, m.mode, id, now, events))) {
         const again = await this.get(m, id);
         if (again.status !== 'canceled') this.#assertOpen(again);
         if (again.chargeInFlight) throw chargeInProgress();
@@ -477,6 +526,8 @@ export class SessionService {
     claims: SessionClaims;
     body: unknown;
     origin: string | undefined;
+    /** The request's id, for the session's history. */
+    requestId?: string | undefined;
     /** false for a call that only fetches an outcome (threeDS/result): no attempt is counted. */
     countAttempt?: boolean;
     /** What the caller already read (Store.getOperationContext for claims.sub, just now); read here when absent. */
@@ -529,12 +580,25 @@ export class SessionService {
       throw new AppError('token_superseded');
     };
 
+    /** The trail entry of this operation, once it has its outcome. */
+    const entry = (work: OperationWork, at: number) =>
+      historyEntry({
+        session: s,
+        type: 'operation',
+        operation: p.op === 'threeDS' && !counts ? 'threeDS/result' : p.op,
+        outcome: typeof work.claim.status === 'string' ? work.claim.status : null,
+        code: typeof work.claim.declineCode === 'string' ? work.claim.declineCode : null,
+        requestId: p.requestId,
+        at,
+      });
+
     if (!p.claim) {
       const work = await p.work({ ...ctx, newJti: jti });
       const results: OperationResults = { ...s.results, [p.op]: work.claim };
       const response = await this.#respond(s, card, p.token, jti, results, work);
       const now = this.clock.now();
-      const events = work.events?.length ? await (this.opts.prepareEvents?.(s.merchantId, s.mode, work.events) ?? []) : [];
+      const events: EventWrite[] = work.events?.length ? [...((await this.opts.prepareEvents?.(s.merchantId, s.mode, work.events)) ?? [])] : [];
+      events.push(entry(work, now));
       const done = await this.store.sessions.commitOperation({
         id: s.id,
         jti: claims.jti,
@@ -576,6 +640,7 @@ export class SessionService {
       complete: work.complete === true,
       replay: this.#replayRecord(s.id, claims.jti, hash, jti, response, at),
       response,
+      history: entry(work, at),
     };
     const done = p.finish ? await p.finish(unit) : await this.store.sessions.finishOperation({ id: s.id, ...unit });
     if (!done) {
@@ -668,8 +733,11 @@ export class SessionService {
     const jti = newJti();
     const results: OperationResults = { ...s.results, charge: claim };
     const token = await this.tokens.sign(this.claimsFor(s, card, jti, s.seq + 1, s.tokenHash, results));
-    if (!(await this.store.charges.settleLock({ id: s.id, chargeId, newJti: jti, tokenHash: tokenHash(token), results, complete, now: this.clock.now() })))
-      return null;
+    const now = this.clock.now();
+    if (!(await this.store.charges.settleLock({ id: s.id, chargeId, newJti: jti, tokenHash: tokenHash(token), results, complete, now }))) return null;
+    const status = typeof claim.status === 'string' ? claim.status : null;
+    const code = typeof claim.declineCode === 'string' ? claim.declineCode : null;
+    await this.store.sessions.appendHistory([historyEntry({ session: s, type: 'reconciled', operation: 'charge', outcome: status, code, at: now })]);
     this.opts.log?.info(
       { audit: true, event: 'operation.reconciled', merchantId: s.merchantId, session: s.id, op: 'charge', chargeId, jti, seq: s.seq + 1 },
       'charge outcome settled; token rotated',

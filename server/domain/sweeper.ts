@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.js';
-import type { Store } from '../store/store.js';
+import type { EventWrite, Store } from '../store/store.js';
 import type { Clock } from './clock.js';
+import { historyEntry } from './history.js';
 import { REPLAY_WINDOW_MS } from './sessions.js';
 import type { TokenService } from './tokens.js';
 import type { WebhookService } from './webhooks.js';
@@ -101,7 +102,10 @@ export class Sweeper {
       }
       for (const s of await this.store.sessions.listExpired(now, 100)) {
         // Expired, its CVV deleted and its event written, in one transaction (once, whatever other sweepers do).
-        const events = (await this.webhooks?.prepare(s.merchantId, s.mode, [{ type: 'session.expired', data: { session: s.id } }])) ?? [];
+        const events: EventWrite[] = [
+          ...((await this.webhooks?.prepare(s.merchantId, s.mode, [{ type: 'session.expired', data: { session: s.id } }])) ?? []),
+          historyEntry({ session: s, type: 'expired', at: now }),
+        ];
         await this.store.sessions.expire(s.id, now, events);
         await slice.pace();
       }

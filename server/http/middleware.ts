@@ -191,34 +191,41 @@ const SESSION_IN_PATH = /^\/CvvOperations\/(cvo_[A-Za-z0-9_-]{1,64})(?:\/|$)/;
  * A refused call on a session is an audit record: the session, the call,
  * the error code and the request id (never the token or the key).
  */
-function auditRefusal(log: Logger, req: Request, res: Response, e: AppError, requestId: string): void {
-  const claims = (res.locals.sessionToken as { claims?: { sub?: unknown; aud?: unknown } } | undefined)?.claims;
-  const merchant = res.locals.merchant as { merchant?: { id?: string } } | undefined;
+/** The id the requestId middleware gave this request (in X-Request-Id and every error body). */
+export const requestIdOf = (res: Response): string | undefined => res.locals.requestId as string | undefined;
+
+/** A refused call on a known session, as the session's history records it (SessionService.recordRefusal). */
+export interface Refusal {
+  sessionId: string;
+  merchantId: string;
+  mode: 'test' | 'live';
+  operation: string;
+  code: string;
+  requestId: string;
+}
+
+function auditRefusal(log: Logger, req: Request, res: Response, e: AppError, requestId: string, onRefused?: (r: Refusal) => Promise<void>): void {
+  const claims = (res.locals.sessionToken as { claims?: { sub?: unknown; aud?: unknown; mode?: unknown } } | undefined)?.claims;
+  const merchant = res.locals.merchant as { merchant?: { id?: string }; mode?: 'test' | 'live' } | undefined;
   const session = typeof claims?.sub === 'string' ? claims.sub : SESSION_IN_PATH.exec(req.path)?.[1];
   if (!session) return;
-  log.warn(
-    {
-      audit: true,
-      event: 'operation.refused',
-      session,
-      merchantId: typeof claims?.aud === 'string' ? claims.aud : merchant?.merchant?.id,
-      // The route as the API reference writes it (/CvvOperations/{id}/token), never the raw path.
-      operation: maskDigits(
-        `${req.method} ${(routePath(req) ?? req.path.replace(SESSION_IN_PATH, '/CvvOperations/:id/').replace(/\/$/, '')).replace(/:([A-Za-z]+)/g, '{$1}')}`,
-      ),
-      code: e.code,
-      status: e.status,
-      requestId,
-    },
-    'call refused',
+  const merchantId = typeof claims?.aud === 'string' ? claims.aud : merchant?.merchant?.id;
+  const mode = claims ? (claims.mode === 'live' ? 'live' : 'test') : merchant?.mode;
+  // The route as the API reference writes it (/CvvOperations/{id}/token), never the raw path.
+  const operation = maskDigits(
+    `${req.method} ${(routePath(req) ?? req.path.replace(SESSION_IN_PATH, '/CvvOperations/:id/').replace(/\/$/, '')).replace(/:([A-Za-z]+)/g, '{$1}')}`,
   );
+  log.warn({ audit: true, event: 'operation.refused', session, merchantId, operation, code: e.code, status: e.status, requestId }, 'call refused');
+  // Into the session's history too, unless it is a rate limit's refusal (a flood must not become a flood of writes).
+  if (onRefused && merchantId && mode && e.code !== 'rate_limited')
+    void onRefused({ sessionId: session, merchantId, mode, operation, code: e.code, requestId });
 }
 
 /**
  * Writes every error in the API.md shape. 5xx are logged with their cause;
  * no cause, stack or input value is ever sent.
  */
-export function errorHandler(log: Logger) {
+export function errorHandler(log: Logger, onRefused?: (r: Refusal) => Promise<void>) {
   return (err: unknown, req: Request, res: Response, _next: NextFunction): void => {
     let e: AppError;
     if (isAppError(err)) e = err;
@@ -238,7 +245,7 @@ export function errorHandler(log: Logger) {
         'request failed',
       );
     }
-    if (e.status >= 400 && e.status < 500) auditRefusal(log, req, res, e, requestId);
+    if (e.status >= 400 && e.status < 500) auditRefusal(log, req, res, e, requestId, onRefused);
     if (res.headersSent) {
       res.destroy();
       return;

@@ -170,6 +170,38 @@ export const ListSessionsQuery = z
   })
   .openapi('ListSessionsQuery');
 
+export const HistoryEntry = z
+  .object({
+    id: z.string(),
+    type: z.enum(['created', 'operation', 'refused', 'reissued', 'canceled', 'expired', 'reconciled']),
+    createdAt: z.string().openapi({ description: 'ISO 8601.' }),
+    operation: z.string().nullable().openapi({
+      description: 'The operation (collectCvv, threeDS, threeDS/result, charge) or, for a refused call, its route (POST /CvvOperations/{id}/token).',
+    }),
+    outcome: z
+      .string()
+      .nullable()
+      .openapi({ description: "An operation's result status: succeeded (collectCvv), the 3-D Secure status, approved, declined or error." }),
+    code: z.string().nullable().openapi({ description: "A refused call's error code, or a declined charge's decline code." }),
+    requestId: z.string().nullable().openapi({ description: 'The request that made it (its X-Request-Id and error requestId); null for expiry and recovery.' }),
+  })
+  .openapi('HistoryEntry');
+
+export const HistoryQuery = z
+  .strictObject({
+    limit: pageQuery('entries').limit.openapi({ description: 'How many entries (1-100, default 100).' }),
+    starting_after: z.string().max(100).optional().openapi({ description: 'The last id of the previous page: the entries after it (oldest first).' }),
+  })
+  .openapi('HistoryQuery');
+
+export const SessionHistory = z
+  .object({
+    object: z.literal('list'),
+    data: z.array(HistoryEntry),
+    hasMore: z.boolean().openapi({ description: 'More entries after the last one: ask again with starting_after set to its id.' }),
+  })
+  .openapi('SessionHistory');
+
 export const SessionList = z
   .object({
     object: z.literal('list'),

@@ -393,6 +393,26 @@ const m0011: Migration = {
   },
 };
 
+/** A session's trail (GET /CvvOperations/{id}/history): written with the state changes it records, deleted with the session. */
+const m0012: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema
+      .createTable('session_history')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('session_id', 'text', (c) => c.notNull())
+      .addColumn('merchant_id', 'text', (c) => c.notNull())
+      .addColumn('mode', 'text', (c) => c.notNull())
+      .addColumn('type', 'text', (c) => c.notNull())
+      .addColumn('operation', 'text')
+      .addColumn('outcome', 'text')
+      .addColumn('code', 'text')
+      .addColumn('request_id', 'text')
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('session_history_session').on('session_history').columns(['session_id', 'created_at', 'id']).execute();
+  },
+};
+
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
@@ -408,6 +428,7 @@ export function migrationProvider(engine: Engine): MigrationProvider {
         '0009_lifetimes': m0009,
         '0010_events': m0010,
         '0011_deliveries': m0011,
+        '0012_session_history': m0012,
       };
     },
   };

@@ -131,6 +131,20 @@ export interface EventsTable {
   created_at: number;
 }
 
+/** A session's trail (migration 0012). */
+export interface SessionHistoryTable {
+  id: string;
+  session_id: string;
+  merchant_id: string;
+  mode: string;
+  type: string;
+  operation: string | null;
+  outcome: string | null;
+  code: string | null;
+  request_id: string | null;
+  created_at: number;
+}
+
 /** Leases (migration 0009): work one instance of a cluster does at a time, e.g. the retention sweep. */
 export interface LeasesTable {
   name: string;
@@ -241,4 +255,5 @@ export interface Database {
   meta: MetaTable;
   leases: LeasesTable;
   events: EventsTable;
+  session_history: SessionHistoryTable;
 }

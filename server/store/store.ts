@@ -231,9 +231,33 @@ export interface EventRecord {
   createdAt: number;
 }
 
-/** What a state change writes about its events: each event's record and its outbox rows (one per listening endpoint). */
-export type EventWrite = EventRecord | OutboxRecord;
+/**
+ * One entry of a session's trail (GET /CvvOperations/{id}/history): what
+ * happened to it, written in the transaction of the change it records (or,
+ * for a refused call, right after the refusal). Never a secret: no token,
+ * CVV, card number or CAVV, only ids, statuses and codes.
+ */
+export interface HistoryRecord {
+  kind: 'history';
+  id: string;
+  sessionId: string;
+  merchantId: string;
+  mode: Mode;
+  type: 'created' | 'operation' | 'refused' | 'reissued' | 'canceled' | 'expired' | 'reconciled';
+  /** The operation (collectCvv, threeDS, threeDS/result, charge), or for a refused call its route (`POST /CvvOperations/{id}/token`). */
+  operation: string | null;
+  /** An operation's result status (`collected`, a 3DS status, `approved`, `declined`, `error`). */
+  outcome: string | null;
+  /** A refused call's error code, or a declined charge's decline code. */
+  code: string | null;
+  requestId: string | null;
+  createdAt: number;
+}
+
+/** What a state change writes about itself besides its own rows: each event's record, its outbox rows (one per listening endpoint), and the session's history entries. */
+export type EventWrite = EventRecord | OutboxRecord | HistoryRecord;
 export const isEventRecord = (w: EventWrite): w is EventRecord => 'kind' in w && w.kind === 'event';
+export const isHistoryRecord = (w: EventWrite): w is HistoryRecord => 'kind' in w && w.kind === 'history';
 
 export interface CustomFormRecord {
   id: string;
@@ -397,9 +421,10 @@ export interface SessionStore {
    * Stores a new session. With `idempotency`: in the same transaction, the
    * completed Idempotency-Key record of the request that created it (an
    * expired one of the same key replaced); false, and nothing written, when
-   * another request holds that key.
+   * another request holds that key. `history`: its first trail entries, in
+   * the same transaction.
    */
-  insert(s: SessionRecord, idempotency?: NewIdempotencyRecord): Promise<boolean>;
+  insert(s: SessionRecord, idempotency?: NewIdempotencyRecord, history?: HistoryRecord[]): Promise<boolean>;
   /**
    * What POST /CvvOperations reads, in one statement: the card (of this
    * merchant and mode) and, for a keyed request, the live Idempotency-Key
@@ -492,10 +517,15 @@ export interface SessionStore {
   /**
    * Deletes ended sessions (completed, canceled, expired) whose expiry time is
    * before `before` (at most `limit`), in one transaction with their 3DS
-   * transactions, their charge records and any CVC session left of them. A
+   * transactions, their charge records, their history and any CVC session left of them. A
    * session a charge still owns is kept.
    */
   deleteEnded(before: number, limit: number): Promise<number>;
+
+  /** Writes trail entries outside any other change (a refused call, a reissue). */
+  appendHistory(rows: HistoryRecord[]): Promise<void>;
+  /** A session's trail, oldest first, at most `limit`; `after`: the entries after that one (none if it is not this session's). Only the merchant's and mode's. */
+  history(merchantId: string, mode: Mode, sessionId: string, q: { limit: number; after?: string }): Promise<HistoryRecord[]>;
 
   insertTds(t: TdsRecord): Promise<void>;
   getTds(id: string): Promise<TdsRecord | null>;

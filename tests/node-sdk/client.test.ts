@@ -173,7 +173,7 @@ describe('@cvvops/node against a running server', () => {
     await rejects(cvvops.webhookEndpoints.del(ep.id), { status: 404, code: 'not_found' });
   });
 
-  it("sessions.list pages (awaited, iterated across pages, filtered); events list, retrieve and resend; an endpoint's deliveries", async () => {
+  it("sessions.list pages (awaited, iterated across pages, filtered); events list, retrieve and resend; an endpoint's deliveries; a session's history", async () => {
     const card = await cvvops.cards.create({ number: TEST_CARD, expMonth: 12, expYear: 2030 });
     const made: string[] = [];
     for (let i = 0; i < 5; i++) made.push((await cvvops.sessions.create({ card: card.token, operations: ['collectCvv'] })).id);
@@ -202,6 +202,16 @@ describe('@cvvops/node against a running server', () => {
       deliveries.data.map((d) => d.event),
       [canceled.id],
     );
+
+    const trail = await cvvops.sessions.history(made[0]!, { limit: 1 });
+    assert.deepEqual(
+      trail.data.map((e) => e.type),
+      ['created'],
+    );
+    assert.equal(trail.hasMore, true);
+    const types: string[] = [];
+    for await (const e of cvvops.sessions.history(made[0]!, { limit: 1 })) types.push(e.type);
+    assert.deepEqual(types, ['created', 'canceled'], "the session's whole trail, one entry a page");
   });
 
   it('errors carry status, code, message and requestId; a bad key is invalid_api_key', async () => {

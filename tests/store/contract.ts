@@ -9,6 +9,8 @@ import type {
   CardRecord,
   ChargeRecord,
   CvcSessionRecord,
+  EventWrite,
+  HistoryRecord,
   MerchantRecord,
   OutboxRecord,
   SessionRecord,
@@ -182,6 +184,23 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         events: [],
       });
     };
+
+    /** An operation's unit on `s` (its stored jti presented) that writes `rows` with the rotation: whether it won. */
+    const claimWith = async (s: SessionRecord, rows: EventWrite[]): Promise<boolean> =>
+      store.sessions.commitOperation({
+        id: s.id,
+        jti: s.jti,
+        newJti: uid('jti'),
+        op: 'collectCvv',
+        countAttempt: true,
+        now: T0 + 1,
+        results: {},
+        tokenHash: uid('th'),
+        complete: false,
+        replay: { jti: s.jti, hash: uid('rh'), sealed: sealed(), at: T0 + 1 },
+        writes: [],
+        events: rows,
+      });
 
     describe('lifecycle and meta', () => {
       it('migrate is idempotent and keeps the data', async () => {
@@ -1430,6 +1449,56 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.deepEqual(await mustSession(completed.id), completed, 'a completed one is not touched');
         assert.deepEqual(await mustSession(canceled.id), canceled, 'a canceled one is not touched');
         assert.deepEqual(await store.sessions.listExpired(SWEEP_NOW, 100), [], 'nothing is expired twice');
+      });
+    });
+
+    describe('session history', () => {
+      const entry = (s: SessionRecord, over: Partial<HistoryRecord> = {}): HistoryRecord => ({
+        kind: 'history',
+        id: uid('hst'),
+        sessionId: s.id,
+        merchantId: s.merchantId,
+        mode: s.mode,
+        type: 'operation',
+        operation: 'collectCvv',
+        outcome: 'collected',
+        code: null,
+        requestId: uid('req'),
+        createdAt: T0,
+        ...over,
+      });
+
+      it('is written with the session and with operations, oldest first, only for its merchant and mode, in pages', async () => {
+        const s = sessionRec(mA.id);
+        const created = entry(s, { type: 'created', operation: null, outcome: null, requestId: null, createdAt: T0 });
+        assert.equal(await store.sessions.insert(s, undefined, [created]), true);
+        const op = entry(s, { createdAt: T0 + 10 });
+        assert.equal(await claimWith(s, [op]), true);
+        const refused = entry(s, { type: 'refused', operation: 'POST /CvvOperations/threeDS', outcome: null, code: 'token_superseded', createdAt: T0 + 20 });
+        await store.sessions.appendHistory([refused]);
+        const all = await store.sessions.history(mA.id, 'test', s.id, { limit: 10 });
+        assert.deepEqual(all, [created, op, refused]);
+        assert.deepEqual(await store.sessions.history(mA.id, 'test', s.id, { limit: 2 }), [created, op]);
+        assert.deepEqual(await store.sessions.history(mA.id, 'test', s.id, { limit: 2, after: op.id }), [refused]);
+        assert.deepEqual(await store.sessions.history(mA.id, 'test', s.id, { limit: 2, after: uid('hst') }), [], 'an unknown cursor: an empty page');
+        assert.deepEqual(await store.sessions.history(mB.id, 'test', s.id, { limit: 10 }), [], "another merchant's view");
+        assert.deepEqual(await store.sessions.history(mA.id, 'live', s.id, { limit: 10 }), [], "the other mode's view");
+      });
+
+      it('an operation that loses its token writes no history', async () => {
+        const s = sessionRec(mA.id);
+        await store.sessions.insert(s);
+        assert.equal(await claimWith({ ...s, jti: 'not-current' }, [entry(s)]), false);
+        assert.deepEqual(await store.sessions.history(mA.id, 'test', s.id, { limit: 10 }), []);
+      });
+
+      it('goes with its session when the session is deleted after its retention', async () => {
+        const s = sessionRec(mA.id, { status: 'completed', expiresAt: SWEEP_NOW - 1 });
+        await store.sessions.insert(s, undefined, [entry(s, { type: 'created' })]);
+        let n = 0;
+        while ((await store.sessions.deleteEnded(SWEEP_NOW, 100)) > 0 && n++ < 100);
+        assert.equal(await store.sessions.getById(s.id), null);
+        assert.deepEqual(await store.sessions.history(mA.id, 'test', s.id, { limit: 10 }), []);
       });
     });
 

@@ -44,3 +44,18 @@ export class PagePromise<T, P extends Page<T> = Page<T>> implements PromiseLike<
     for await (const page of this.pages()) yield* page.data;
   }
 }
+
+/** A page query: `limit`, and `starting_after` the last id of the page before (or the caller's own cursor). */
+export const pageQuery = (
+  previous: { data: Array<{ id: string }> } | undefined,
+  params: { limit?: number; startingAfter?: string },
+  extra: Record<string, string | undefined> = {},
+): string => {
+  const q = new URLSearchParams();
+  if (params.limit !== undefined) q.set('limit', String(params.limit));
+  const after = previous ? previous.data.at(-1)?.id : params.startingAfter;
+  if (after !== undefined) q.set('starting_after', after);
+  for (const [k, v] of Object.entries(extra)) if (v !== undefined) q.set(k, v);
+  const s = q.toString();
+  return s ? `?${s}` : '';
+};

@@ -1,4 +1,4 @@
-import type { Request } from 'express';
+import type { Request, Response } from 'express';
 import type { Deps } from '../../deps.js';
 import type { SessionClaims } from '../../domain/tokens.js';
 import { Secret } from '../../secret.js';
@@ -7,10 +7,16 @@ import { IdempotencyService } from '../../domain/idempotency.js';
 import { ChargeBody, CollectCvvBody, EmptyBody, OperationResponse, ThreeDSBody } from '../schemas.js';
 
 const origin = (req: Request) => req.headers.origin;
+import { requestIdOf } from '../middleware.js';
 
 /** Section 4: operations, for the browser, with the current session token. Each route parses, calls one use case, answers. */
 export function operationRoutes(api: Api, d: Pick<Deps, 'charges' | 'operations'>): void {
-  const call = (req: Request, token: { token: string; claims: SessionClaims }) => ({ token: token.token, claims: token.claims, origin: origin(req) });
+  const call = (req: Request, res: Response, token: { token: string; claims: SessionClaims }) => ({
+    token: token.token,
+    claims: token.claims,
+    origin: origin(req),
+    requestId: requestIdOf(res),
+  });
 
   api.add({
     method: 'post',
@@ -22,7 +28,7 @@ export function operationRoutes(api: Api, d: Pick<Deps, 'charges' | 'operations'
     fieldCodes: { cvv: 'invalid_cvv' },
     responses: { 200: { description: 'The CVC session, and the next token.', schema: OperationResponse } },
     handler: async (req, res, { body, token }) => {
-      res.json(await d.operations.collectCvv(call(req, token), new Secret(body.cvv)));
+      res.json(await d.operations.collectCvv(call(req, res, token), new Secret(body.cvv)));
     },
   });
 
@@ -37,7 +43,7 @@ export function operationRoutes(api: Api, d: Pick<Deps, 'charges' | 'operations'
       200: { description: 'The 3DS result (status C with challengeUrl when a challenge is needed), and the next token.', schema: OperationResponse },
     },
     handler: async (req, res, { body, token }) => {
-      res.json(await d.operations.threeDSAuthenticate(call(req, token), body));
+      res.json(await d.operations.threeDSAuthenticate(call(req, res, token), body));
     },
   });
 
@@ -50,7 +56,7 @@ export function operationRoutes(api: Api, d: Pick<Deps, 'charges' | 'operations'
     body: EmptyBody,
     responses: { 200: { description: 'The final 3DS result, and the next token.', schema: OperationResponse } },
     handler: async (req, res, { body, token }) => {
-      res.json(await d.operations.threeDSResult(call(req, token), body));
+      res.json(await d.operations.threeDSResult(call(req, res, token), body));
     },
   });
 
@@ -66,7 +72,7 @@ export function operationRoutes(api: Api, d: Pick<Deps, 'charges' | 'operations'
     handler: async (req, res, { body, token }) => {
       const key = req.get('idempotency-key');
       if (key !== undefined) IdempotencyService.checkKey(key);
-      const { response, replayed } = await d.charges.charge({ ...call(req, token), body, idempotencyKey: key });
+      const { response, replayed } = await d.charges.charge({ ...call(req, res, token), body, idempotencyKey: key });
       if (replayed) res.setHeader('Idempotent-Replayed', 'true');
       res.json(response);
     },

@@ -1,10 +1,13 @@
 import type { Deps } from '../../deps.js';
 import type { Api } from '../api.js';
 import { IdempotencyService } from '../../domain/idempotency.js';
+import { requestIdOf } from '../middleware.js';
 import {
   CreateSessionBody,
   CreatedSession,
+  HistoryQuery,
   ListSessionsQuery,
+  SessionHistory,
   Session,
   SessionList,
   TokenResponse,
@@ -29,7 +32,7 @@ export function sessionRoutes(api: Api, d: Pick<Deps, 'sessions'>): void {
     handler: async (req, res, { body, merchant }) => {
       const key = req.get('idempotency-key');
       if (key !== undefined) IdempotencyService.checkKey(key);
-      const r = await d.sessions.create(merchant, body, key !== undefined ? { idempotencyKey: key } : {});
+      const r = await d.sessions.create(merchant, body, { ...(key !== undefined ? { idempotencyKey: key } : {}), requestId: requestIdOf(res) });
       if (r.replayed) res.setHeader('Idempotent-Replayed', 'true');
       res.status(r.status).json(r.body);
     },
@@ -91,7 +94,7 @@ export function sessionRoutes(api: Api, d: Pick<Deps, 'sessions'>): void {
     summary: 'Reissue: a new current token; every earlier one stops working',
     responses: { 200: { description: 'The new token.', schema: TokenResponse } },
     handler: async (_req, res, { merchant, params }) => {
-      res.json(await d.sessions.reissue(merchant, params.id!));
+      res.json(await d.sessions.reissue(merchant, params.id!, requestIdOf(res)));
     },
   });
 
@@ -103,7 +106,26 @@ export function sessionRoutes(api: Api, d: Pick<Deps, 'sessions'>): void {
     summary: 'Cancel the session and delete its CVV at once',
     responses: { 200: { description: 'The canceled session.', schema: Session } },
     handler: async (_req, res, { merchant, params }) => {
-      res.json(await d.sessions.view(await d.sessions.cancel(merchant, params.id!)));
+      res.json(await d.sessions.view(await d.sessions.cancel(merchant, params.id!, requestIdOf(res))));
+    },
+  });
+
+  api.add({
+    method: 'get',
+    path: '/CvvOperations/{id}/history',
+    tag: 'Sessions',
+    auth: 'merchant',
+    summary: "The session's trail, oldest first: created, each operation and its outcome, each refused call, reissue, cancel, expiry",
+    query: HistoryQuery,
+    responses: { 200: { description: 'A page of the trail.', schema: SessionHistory } },
+    handler: async (_req, res, { merchant, params, query }) => {
+      const q = query as z.infer<typeof HistoryQuery>;
+      res.json(
+        await d.sessions.history(merchant, params.id!, {
+          ...(q.limit !== undefined ? { limit: q.limit } : {}),
+          ...(q.starting_after !== undefined ? { startingAfter: q.starting_after } : {}),
+        }),
+      );
     },
   });
 

@@ -15,6 +15,7 @@ import type {
   OutboxRecord,
   EventRecord,
   EventWrite,
+  HistoryRecord,
   TdsRecord,
   WebhookEndpointRecord,
   CardRecord,
@@ -26,7 +27,7 @@ import type {
   SessionRecord,
   SessionStatus,
 } from '../store.js';
-import { isEventRecord } from '../store.js';
+import { isEventRecord, isHistoryRecord } from '../store.js';
 import { pack, unpack, Prepared, prepared } from './engine.js';
 
 /** An outbox record as its row. */
@@ -94,8 +95,37 @@ export const eventSteps = (db: Kysely<Database>, events: EventWrite[]): Prepared
   events.map((e) =>
     isEventRecord(e)
       ? prepared('unit:insertEventRecord', eventRow(e), (a) => db.insertInto('events').values(a))
-      : prepared('unit:insertEvent', outboxRow(e), (a) => db.insertInto('webhook_outbox').values(a)),
+      : isHistoryRecord(e)
+        ? prepared('unit:insertHistory', historyRow(e), (a) => db.insertInto('session_history').values(a))
+        : prepared('unit:insertEvent', outboxRow(e), (a) => db.insertInto('webhook_outbox').values(a)),
   );
+
+/** A history entry as its row. */
+export const historyRow = (h: HistoryRecord) => ({
+  id: h.id,
+  session_id: h.sessionId,
+  merchant_id: h.merchantId,
+  mode: h.mode,
+  type: h.type,
+  operation: h.operation,
+  outcome: h.outcome,
+  code: h.code,
+  request_id: h.requestId,
+  created_at: h.createdAt,
+});
+export const toHistory = (r: Selectable<Database['session_history']>): HistoryRecord => ({
+  kind: 'history',
+  id: r.id,
+  sessionId: r.session_id,
+  merchantId: r.merchant_id,
+  mode: r.mode as Mode,
+  type: r.type as HistoryRecord['type'],
+  operation: r.operation,
+  outcome: r.outcome,
+  code: r.code,
+  requestId: r.request_id,
+  createdAt: Number(r.created_at),
+});
 
 export function toMerchant(r: Selectable<MerchantSettingsTable> & { id: string; name: string; created_at: number }): MerchantRecord {
   return {

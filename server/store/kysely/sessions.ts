@@ -3,6 +3,7 @@ import type { Sealed } from '../../types/shared.js';
 import type { CardsTable, Database, SessionsTable } from '../schema.js';
 import type {
   EventWrite,
+  HistoryRecord,
   TdsRecord,
   MerchantRecord,
   Mode,
@@ -13,7 +14,7 @@ import type {
   SessionStore,
 } from '../store.js';
 import { pack, unpack, prepared, guarded, Step, Unit, send, ONE, PENDING, COMPLETED, KyselyEngine } from './engine.js';
-import { tdsRow, cvcRow, eventSteps, toMerchant, toCard, toCvc, toSession, toTds } from './rows.js';
+import { tdsRow, cvcRow, eventSteps, toHistory, toMerchant, toCard, toCvc, toSession, toTds } from './rows.js';
 
 /** An operation's outcome on its session, as arguments of a prepared statement: results, next token hash, replay record. */
 export interface FinishArgs extends Record<string, unknown> {
@@ -64,6 +65,44 @@ export const ATTEMPT_COLUMN = { collectCvv: 'att_collect', threeDS: 'att_threeds
   keyof SessionsTable
 >;
 
+/** Create's Idempotency-Key record, taken in the unit that stores the session (an expired one of the same key replaced); refused when another request holds the key. */
+function idempotencySteps(db: Kysely<Database>, merchantId: string, i: NewIdempotencyRecord): Step[] {
+  const key = { merchantId, endpoint: i.endpoint, key: i.key };
+  return [
+    prepared('unit:dropExpiredIdempotency', { ...key, now: i.now }, (a) =>
+      db
+        .deleteFrom('idempotency_keys')
+        .where('merchant_id', '=', a.merchantId)
+        .where('endpoint', '=', a.endpoint)
+        .where('idem_key', '=', a.key)
+        .where('expires_at', '<=', a.now),
+    ),
+    // The key taken by this request, or the unit is undone (another request holds it).
+    guarded(
+      prepared(
+        'unit:insertIdempotency',
+        {
+          merchant_id: merchantId,
+          endpoint: i.endpoint,
+          idem_key: i.key,
+          request_hash: i.requestHash,
+          status: i.status,
+          response_sealed: pack(i.responseSealed),
+          created_at: i.now,
+          expires_at: i.expiresAt,
+        },
+        (a) =>
+          db
+            .insertInto('idempotency_keys')
+            .values(a)
+            .onConflict((oc) => oc.columns(['merchant_id', 'endpoint', 'idem_key']).doNothing())
+            .returning(ONE),
+      ),
+      false,
+    ),
+  ];
+}
+
 export class KyselySessionStore implements SessionStore {
   constructor(private readonly e: KyselyEngine) {}
 
@@ -96,7 +135,7 @@ export class KyselySessionStore implements SessionStore {
     return done;
   }
 
-  async insert(s: SessionRecord, idempotency?: NewIdempotencyRecord): Promise<boolean> {
+  async insert(s: SessionRecord, idempotency?: NewIdempotencyRecord, history: HistoryRecord[] = []): Promise<boolean> {
     const args = {
       id: s.id,
       merchant_id: s.merchantId,
@@ -131,46 +170,15 @@ export class KyselySessionStore implements SessionStore {
       created_at: s.createdAt,
       updated_at: s.updatedAt,
     };
-    if (!idempotency) {
+    if (!idempotency && history.length === 0) {
       await this.e.exec('insertSession', args, (a) => this.e.db.insertInto('sessions').values(a));
       return true;
     }
     const db = this.e.db;
-    const i = idempotency;
-    const key = { merchantId: s.merchantId, endpoint: i.endpoint, key: i.key };
     const steps: Step[] = [
-      prepared('unit:dropExpiredIdempotency', { ...key, now: i.now }, (a) =>
-        db
-          .deleteFrom('idempotency_keys')
-          .where('merchant_id', '=', a.merchantId)
-          .where('endpoint', '=', a.endpoint)
-          .where('idem_key', '=', a.key)
-          .where('expires_at', '<=', a.now),
-      ),
-      // The key taken by this request, or the unit is undone (another request holds it).
-      guarded(
-        prepared(
-          'unit:insertIdempotency',
-          {
-            merchant_id: s.merchantId,
-            endpoint: i.endpoint,
-            idem_key: i.key,
-            request_hash: i.requestHash,
-            status: i.status,
-            response_sealed: pack(i.responseSealed),
-            created_at: i.now,
-            expires_at: i.expiresAt,
-          },
-          (a) =>
-            db
-              .insertInto('idempotency_keys')
-              .values(a)
-              .onConflict((oc) => oc.columns(['merchant_id', 'endpoint', 'idem_key']).doNothing())
-              .returning(ONE),
-        ),
-        false,
-      ),
+      ...(idempotency ? idempotencySteps(db, s.merchantId, idempotency) : []),
       prepared('unit:insertSession', args, (a) => db.insertInto('sessions').values(a)),
+      ...eventSteps(db, history),
     ];
     return this.e.transaction(function* (): Unit<boolean> {
       yield* send(steps, { final: true });
@@ -537,6 +545,11 @@ export class KyselySessionStore implements SessionStore {
         .where((eb) =>
           eb.not(eb.exists(db.selectFrom('charges').select('id').where('charges.session_id', '=', eb.ref('sessions.id')).where('status', '=', PENDING))),
         ),
+      // Their trail, for those deleted (a session kept for its pending charge keeps it).
+      db
+        .deleteFrom('session_history')
+        .where('session_id', 'in', ids)
+        .where((eb) => eb.not(eb.exists(eb.selectFrom('sessions').select('sessions.id').whereRef('sessions.id', '=', 'session_history.session_id')))),
     ];
     let cvvDeleted = false;
     const n = await this.e.transaction(function* (): Unit<number> {
@@ -549,6 +562,36 @@ export class KyselySessionStore implements SessionStore {
       this.e.afterCvvDelete();
     }
     return n;
+  }
+
+  async appendHistory(rows: HistoryRecord[]): Promise<void> {
+    if (rows.length === 0) return;
+    const steps = eventSteps(this.e.db, rows);
+    await this.e.transaction(function* (): Unit<void> {
+      yield* send(steps, { final: true });
+    });
+  }
+
+  async history(merchantId: string, mode: Mode, sessionId: string, q: { limit: number; after?: string }): Promise<HistoryRecord[]> {
+    let query = this.e.db
+      .selectFrom('session_history')
+      .selectAll()
+      .where('session_id', '=', sessionId)
+      .where('merchant_id', '=', merchantId)
+      .where('mode', '=', mode);
+    if (q.after !== undefined) {
+      const c = await this.e.db
+        .selectFrom('session_history')
+        .select(['created_at', 'id'])
+        .where('id', '=', q.after)
+        .where('session_id', '=', sessionId)
+        .where('merchant_id', '=', merchantId)
+        .where('mode', '=', mode)
+        .executeTakeFirst();
+      if (!c) return [];
+      query = query.where(sql<boolean>`(created_at > ${c.created_at} OR (created_at = ${c.created_at} AND id > ${c.id}))`);
+    }
+    return (await query.orderBy('created_at').orderBy('id').limit(q.limit).execute()).map(toHistory);
   }
 
   async insertTds(t: TdsRecord): Promise<void> {

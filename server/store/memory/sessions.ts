@@ -1,4 +1,4 @@
-import type { CardRecord, EventWrite, Mode, OperationContextRecord, SessionRecord, SessionStore, TdsRecord } from '../store.js';
+import type { CardRecord, EventWrite, HistoryRecord, Mode, OperationContextRecord, SessionRecord, SessionStore, TdsRecord } from '../store.js';
 import { usableCvc } from './cards.js';
 import { copy, page, Refusal, replayOf, type Tables } from './tables.js';
 
@@ -7,7 +7,7 @@ const ENDED = new Set(['completed', 'canceled', 'expired']);
 export class MemorySessionStore implements SessionStore {
   constructor(private readonly t: Tables) {}
 
-  async insert(s: SessionRecord, idempotency?: Parameters<SessionStore['insert']>[1]): Promise<boolean> {
+  async insert(s: SessionRecord, idempotency?: Parameters<SessionStore['insert']>[1], history: HistoryRecord[] = []): Promise<boolean> {
     const row: SessionRecord = { ...copy(s), replay: null, chargeInFlight: null };
     return this.t.tx(() => {
       if (idempotency) {
@@ -25,6 +25,7 @@ export class MemorySessionStore implements SessionStore {
         });
       }
       this.t.insert(this.t.sessions, s.id, row, `session ${s.id}`);
+      this.t.writeEvents(history);
       return true;
     });
   }
@@ -198,11 +199,28 @@ export class MemorySessionStore implements SessionStore {
         this.t.dropCvc((v) => v.sessionId === id);
         if (!pending) {
           this.t.sessions.delete(id);
+          for (const [k, h] of [...this.t.history]) if (h.sessionId === id) this.t.history.delete(k);
           n++;
         }
       }
       return n;
     });
+  }
+
+  async appendHistory(rows: HistoryRecord[]): Promise<void> {
+    this.t.tx(() => this.t.writeEvents(rows));
+  }
+
+  async history(merchantId: string, mode: Mode, sessionId: string, q: { limit: number; after?: string }): Promise<HistoryRecord[]> {
+    const own = [...this.t.history.values()].filter((h) => h.sessionId === sessionId && h.merchantId === merchantId && h.mode === mode);
+    const byTime = (a: HistoryRecord, b: HistoryRecord) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+    own.sort(byTime);
+    if (q.after !== undefined) {
+      const at = own.findIndex((h) => h.id === q.after);
+      if (at < 0) return [];
+      return own.slice(at + 1, at + 1 + q.limit).map((h) => copy(h));
+    }
+    return own.slice(0, q.limit).map((h) => copy(h));
   }
 
   async insertTds(x: TdsRecord): Promise<void> {

@@ -7,6 +7,7 @@ import type {
   CvvStatusRecord,
   EventRecord,
   EventWrite,
+  HistoryRecord,
   IdempotencyRecord,
   MerchantRecord,
   Mode,
@@ -17,7 +18,7 @@ import type {
   TdsRecord,
   WebhookEndpointRecord,
 } from '../store.js';
-import { isEventRecord } from '../store.js';
+import { isEventRecord, isHistoryRecord } from '../store.js';
 
 /** A merchant's own row: its settings live per mode (`settings`). */
 export interface MerchantRow {
@@ -59,6 +60,7 @@ export class Tables {
   charges = new Map<string, ChargeRow>();
   endpoints = new Map<string, WebhookEndpointRecord>();
   events = new Map<string, EventRecord>();
+  history = new Map<string, HistoryRecord>();
   outbox = new Map<string, OutboxRecord>();
   forms = new Map<string, CustomFormRecord>();
   /** By `${merchantId}|${endpoint}|${key}`. */
@@ -103,6 +105,7 @@ export class Tables {
   writeEvents(rows: EventWrite[]): void {
     for (const w of rows) {
       if (isEventRecord(w)) this.insert(this.events, w.id, copy(w), `event ${w.id}`);
+      else if (isHistoryRecord(w)) this.insert(this.history, w.id, copy(w), `history ${w.id}`);
       else this.insert(this.outbox, w.id, copy(w), `outbox ${w.id}`);
     }
   }

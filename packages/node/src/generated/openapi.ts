@@ -582,6 +582,69 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/CvvOperations/{id}/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The session's trail, oldest first: created, each operation and its outcome, each refused call, reissue, cancel, expiry */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description How many entries (1-100, default 100). */
+                    limit?: string;
+                    /** @description The last id of the previous page: the entries after it (oldest first). */
+                    starting_after?: string;
+                };
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A page of the trail. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SessionHistory"];
+                    };
+                };
+                /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
+                401: {
+                    headers: {
+                        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description An error (API.md section 2). */
+                default: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/CvvOperations/{id}/cvv": {
         parameters: {
             query?: never;
@@ -2176,6 +2239,28 @@ export interface components {
         };
         TokenResponse: {
             token: string;
+        };
+        SessionHistory: {
+            /** @enum {string} */
+            object: "list";
+            data: components["schemas"]["HistoryEntry"][];
+            /** @description More entries after the last one: ask again with starting_after set to its id. */
+            hasMore: boolean;
+        };
+        HistoryEntry: {
+            id: string;
+            /** @enum {string} */
+            type: "created" | "operation" | "refused" | "reissued" | "canceled" | "expired" | "reconciled";
+            /** @description ISO 8601. */
+            createdAt: string;
+            /** @description The operation (collectCvv, threeDS, threeDS/result, charge) or, for a refused call, its route (POST /CvvOperations/{id}/token). */
+            operation: string | null;
+            /** @description An operation's result status: succeeded (collectCvv), the 3-D Secure status, approved, declined or error. */
+            outcome: string | null;
+            /** @description A refused call's error code, or a declined charge's decline code. */
+            code: string | null;
+            /** @description The request that made it (its X-Request-Id and error requestId); null for expiry and recovery. */
+            requestId: string | null;
         };
         OperationResponse: {
             result: {

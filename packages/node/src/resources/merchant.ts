@@ -1,5 +1,5 @@
 import { type HttpClient, type RequestOptions, seg } from '../http.js';
-import { PagePromise } from '../pagination.js';
+import { PagePromise, pageQuery } from '../pagination.js';
 import type {
   ApiEvent,
   CreatedWebhookEndpoint,
@@ -13,21 +13,6 @@ import type {
   UpdateMerchantParams,
   WebhookEndpoint,
 } from '../types.js';
-
-/** A page query: `limit`, and `starting_after` the last id of the page before (or the caller's own cursor). */
-const pageQuery = (
-  previous: { data: Array<{ id: string }> } | undefined,
-  params: { limit?: number; startingAfter?: string },
-  extra: Record<string, string | undefined> = {},
-): string => {
-  const q = new URLSearchParams();
-  if (params.limit !== undefined) q.set('limit', String(params.limit));
-  const after = previous ? previous.data.at(-1)?.id : params.startingAfter;
-  if (after !== undefined) q.set('starting_after', after);
-  for (const [k, v] of Object.entries(extra)) if (v !== undefined) q.set(k, v);
-  const s = q.toString();
-  return s ? `?${s}` : '';
-};
 
 /** The calling merchant's settings, of the API key's mode (API.md section 8). */
 export class MerchantResource {

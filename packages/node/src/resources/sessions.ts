@@ -1,6 +1,16 @@
 import { type HttpClient, type RequestOptions, seg } from '../http.js';
-import { PagePromise } from '../pagination.js';
-import type { CreatedSession, CreateSessionParams, ListSessionsParams, ReissuedToken, Session, SessionPage, ValidateTokenResult } from '../types.js';
+import { PagePromise, pageQuery } from '../pagination.js';
+import type {
+  CreatedSession,
+  CreateSessionParams,
+  HistoryEntry,
+  ListSessionsParams,
+  ReissuedToken,
+  Session,
+  SessionHistory,
+  SessionPage,
+  ValidateTokenResult,
+} from '../types.js';
 
 /** A time filter as the server takes it: ISO 8601 or Unix seconds. */
 const timeParam = (t: Date | string | number): string => (t instanceof Date ? t.toISOString() : String(t));
@@ -22,18 +32,26 @@ export class Sessions {
    * asked for only when needed, after the last session of the one before).
    */
   list(params: ListSessionsParams = {}, options?: RequestOptions): PagePromise<Session, SessionPage> {
-    return new PagePromise<Session, SessionPage>((previous) => {
-      const q = new URLSearchParams();
-      if (params.limit !== undefined) q.set('limit', String(params.limit));
-      const after = previous ? previous.data.at(-1)?.id : params.startingAfter;
-      if (after !== undefined) q.set('starting_after', after);
-      if (params.status !== undefined) q.set('status', params.status);
-      if (params.card !== undefined) q.set('card', params.card);
-      if (params.created?.gte !== undefined) q.set('created[gte]', timeParam(params.created.gte));
-      if (params.created?.lt !== undefined) q.set('created[lt]', timeParam(params.created.lt));
-      const query = q.toString();
-      return this.http.request<SessionPage>({ method: 'GET', path: `/CvvOperations${query ? `?${query}` : ''}`, retry: 'repeatable', options });
-    });
+    const filters = {
+      status: params.status,
+      card: params.card,
+      'created[gte]': params.created?.gte !== undefined ? timeParam(params.created.gte) : undefined,
+      'created[lt]': params.created?.lt !== undefined ? timeParam(params.created.lt) : undefined,
+    };
+    return new PagePromise<Session, SessionPage>((previous) =>
+      this.http.request<SessionPage>({ method: 'GET', path: `/CvvOperations${pageQuery(previous, params, filters)}`, retry: 'repeatable', options }),
+    );
+  }
+
+  /**
+   * GET /CvvOperations/{id}/history: the session's trail, oldest first (created, each operation
+   * and its outcome, each refused call with its error code and request id, reissue, cancel,
+   * expiry). `await` it for the first page, or `for await` over every entry.
+   */
+  history(id: string, params: { limit?: number; startingAfter?: string } = {}, options?: RequestOptions): PagePromise<HistoryEntry, SessionHistory> {
+    return new PagePromise<HistoryEntry, SessionHistory>((previous) =>
+      this.http.request<SessionHistory>({ method: 'GET', path: `${path(id, '/history')}${pageQuery(previous, params)}`, retry: 'repeatable', options }),
+    );
   }
 
   /** GET /CvvOperations/{id}: the session as the server knows it. */
