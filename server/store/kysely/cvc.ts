@@ -194,6 +194,7 @@ export class KyselyCvcStore implements CvcStore {
   }
 
   async deleteExpired(now: number, limit: number): Promise<number> {
+    await this.e.backgroundTurn();
     const ids = (await this.e.db.selectFrom('cvc_sessions').select('id').where('expires_at', '<=', now).limit(limit).execute()).map((r) => r.id);
     if (ids.length === 0) return 0;
     await this.e.dropKeys(ids);
@@ -204,6 +205,7 @@ export class KyselyCvcStore implements CvcStore {
   }
 
   async deleteOrphanKeyShares(now: number): Promise<number> {
+    await this.e.backgroundTurn();
     // A minute to two old, so none is being stored, and the scan stays small (the sweeper runs every second).
     const r = await this.e.db
       .deleteFrom('cvv_keys')

@@ -2,6 +2,7 @@ import { type Compilable, type CompiledQuery, Kysely, Migrator, PostgresDialect,
 import type BetterSqlite3 from 'better-sqlite3';
 import { chmodSync, closeSync, fdatasync, fstatSync, openSync } from 'node:fs';
 import { migrationProvider, type Engine } from '../migrations.js';
+import { Checkpointer } from './checkpointer.js';
 import type { Sealed } from '../../types/shared.js';
 import type { Database } from '../schema.js';
 import type { Mode } from '../store.js';
@@ -178,7 +179,17 @@ export class KyselyEngine {
       };
       const counter = { n: 0, trips: 0 };
       const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: database }), log: () => void (counter.n++, counter.trips++) });
-      return new KyselyEngine(db, 'sqlite', raw, opts, (text) => database.prepare(text), counter);
+      const engine = new KyselyEngine(db, 'sqlite', raw, opts, (text) => database.prepare(text), counter);
+      if (path !== ':memory:') {
+        engine.#checkpointer = Checkpointer.start(path);
+        if (engine.#checkpointer) {
+          // Checkpoints run in the worker, after CVV deletions and once a second: none inside a commit on this thread.
+          raw.pragma('wal_autocheckpoint = 0');
+          engine.#periodic = setInterval(() => engine.#checkpoint(), 1000);
+          engine.#periodic.unref();
+        }
+      }
+      return engine;
     }
     if (/^postgres(ql)?:\/\//.test(url)) {
       const pg = await import('pg');
@@ -305,6 +316,9 @@ export class KyselyEngine {
   }
 
   async close(): Promise<void> {
+    if (this.#periodic) clearInterval(this.#periodic);
+    await this.#checkpointer?.close();
+    this.#checkpointer = null;
     await this.#walSyncing?.catch(() => undefined);
     if (this.#walFd !== null) {
       closeSync(this.#walFd);
@@ -328,12 +342,44 @@ export class KyselyEngine {
     if (!this.#sqlite || this.#checkpointTimer) return;
     this.#checkpointTimer = setTimeout(() => {
       this.#checkpointTimer = null;
-      this.checkpointNow();
+      this.#checkpoint();
     }, 20);
     this.#checkpointTimer.unref();
   }
 
+  /** The worker thread that checkpoints the WAL (SQLite files), when it could be started. */
+  #checkpointer: Checkpointer | null = null;
+  #periodic: NodeJS.Timeout | null = null;
+  /** A checkpoint: in the worker when there is one (retried as checkpointNow retries), else on this thread. */
+  #checkpoint(): void {
+    if (!this.#checkpointer) return this.checkpointNow();
+    void this.#checkpointer.run(this.opts.onCheckpoint).then((done) => this.#retry(done));
+  }
+
+  /**
+   * Background writers (the sweeper's purges, the webhook outbox) call this
+   * before writing: while the worker's checkpoint holds the write lock they
+   * wait here, asynchronously, rather than in SQLite's busy handler, which
+   * would block the event loop.
+   */
+  async backgroundTurn(): Promise<void> {
+    await this.#checkpointer?.inflight;
+  }
+
   #checkpointRetries = 0;
+  /** After a checkpoint: one that could not finish (a reader or writer held it) is retried shortly, up to 5 s. */
+  #retry(done: boolean): void {
+    if (done) {
+      this.#checkpointRetries = 0;
+    } else if (this.#checkpointRetries++ < 50 && !this.#checkpointTimer) {
+      this.#checkpointTimer = setTimeout(() => {
+        this.#checkpointTimer = null;
+        this.#checkpoint();
+      }, 100);
+      this.#checkpointTimer.unref();
+    }
+  }
+
   /**
    * Runs the WAL checkpoint at once (SQLite); a no-op on PostgreSQL. With
    * several processes on one file (CVVOPS_WORKERS) another one may be reading:
@@ -350,15 +396,7 @@ export class KyselyEngine {
       done = false;
     }
     this.opts.onCheckpoint?.(performance.now() - t0);
-    if (done) {
-      this.#checkpointRetries = 0;
-    } else if (this.#checkpointRetries++ < 50 && !this.#checkpointTimer) {
-      this.#checkpointTimer = setTimeout(() => {
-        this.#checkpointTimer = null;
-        this.checkpointNow();
-      }, 100);
-      this.#checkpointTimer.unref();
-    }
+    this.#retry(done);
   }
 
   /**

@@ -55,6 +55,7 @@ export class KyselyIdempotencyStore implements IdempotencyStore {
   }
 
   async deleteExpired(now: number, limit: number): Promise<number> {
+    await this.e.backgroundTurn();
     const keys = await this.e.db
       .selectFrom('idempotency_keys')
       .select(['merchant_id', 'endpoint', 'idem_key'])

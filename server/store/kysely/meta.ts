@@ -20,6 +20,7 @@ export class KyselyMetaStore implements MetaStore {
   }
 
   async takeLease(name: string, holder: string, now: number, until: number): Promise<boolean> {
+    await this.e.backgroundTurn();
     const r = await sql<{ holder: string }>`INSERT INTO leases (name, holder, until) VALUES (${name}, ${holder}, ${until})
       ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
       WHERE leases.until <= ${now} OR leases.holder = excluded.holder

@@ -454,6 +454,7 @@ export class KyselySessionStore implements SessionStore {
   }
 
   async expire(id: string, now: number, events: EventWrite[]): Promise<boolean> {
+    await this.e.backgroundTurn();
     return this.#endSession(id, events, (db) =>
       db
         .updateTable('sessions')
@@ -498,19 +499,25 @@ export class KyselySessionStore implements SessionStore {
   }
 
   async dropReplaysBefore(before: number, limit: number): Promise<number> {
+    await this.e.backgroundTurn();
     const r = await this.e.db
       .updateTable('sessions')
       .set({ replay_jti: null, replay_hash: null, replay_sealed: null, replay_at: null })
       .where(
         'id',
         'in',
-        this.e.db
-          .selectFrom('sessions')
-          .select('id')
-          .where('status', '=', COMPLETED)
-          .where('replay_at', 'is not', null)
-          .where('replay_at', '<', before)
-          .limit(limit),
+        // SQLite, without statistics, preferred the (status, expires_at) index and walked every completed session
+        // to find the few with a record left (12 ms a batch over 100,000 sessions): the partial index is named.
+        this.e.engine === 'sqlite'
+          ? sql<string>`(SELECT id FROM sessions INDEXED BY sessions_replay_completed
+              WHERE status = 'completed' AND replay_at IS NOT NULL AND replay_at < ${before} LIMIT ${limit})`
+          : this.e.db
+              .selectFrom('sessions')
+              .select('id')
+              .where('status', '=', COMPLETED)
+              .where('replay_at', 'is not', null)
+              .where('replay_at', '<', before)
+              .limit(limit),
       )
       .where('replay_at', '<', before)
       .executeTakeFirst();
@@ -518,6 +525,7 @@ export class KyselySessionStore implements SessionStore {
   }
 
   async deleteEnded(before: number, limit: number): Promise<number> {
+    await this.e.backgroundTurn();
     const ENDED = ['completed', 'canceled', 'expired'];
     const ids = (
       await this.e.db

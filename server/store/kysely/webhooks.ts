@@ -74,6 +74,7 @@ export class KyselyWebhookStore implements WebhookStore {
   }
 
   async deleteOldEvents(before: number, limit: number): Promise<number> {
+    await this.e.backgroundTurn();
     const r = await this.e.db
       .deleteFrom('events')
       .where('id', 'in', this.e.db.selectFrom('events').select('id').where('created_at', '<', before).limit(limit))
@@ -97,6 +98,7 @@ export class KyselyWebhookStore implements WebhookStore {
   }
 
   async claimDue(now: number, lockMs: number, limit: number): Promise<OutboxRecord[]> {
+    await this.e.backgroundTurn();
     // The due rows are picked once, in a MATERIALIZED CTE. As a plain
     // `id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` PostgreSQL may plan the
     // sub-select as the inner side of a nested-loop semi join and rescan it
@@ -131,6 +133,7 @@ export class KyselyWebhookStore implements WebhookStore {
   }
 
   async settle(id: string, p: Parameters<WebhookStore['settle']>[1]): Promise<void> {
+    await this.e.backgroundTurn();
     await this.e.db
       .updateTable('webhook_outbox')
       .set({
@@ -151,6 +154,7 @@ export class KyselyWebhookStore implements WebhookStore {
   }
 
   async deleteOldOutbox(deliveredBefore: number, failedBefore: number, limit: number): Promise<number> {
+    await this.e.backgroundTurn();
     const old = (status: 'delivered' | 'failed', column: 'delivered_at' | 'next_attempt_at', before: number) =>
       this.e.db.selectFrom('webhook_outbox').select('id').where('status', '=', status).where(column, '<', before).limit(limit);
     const a = await this.e.db
