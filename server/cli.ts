@@ -1,4 +1,5 @@
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
+import { PatchMerchantBody } from './http/schemas.js';
 import { ConfigError, loadConfig, loadEnvFile } from './config.js';
 import { createDeps } from './deps.js';
 import { createLogger } from './log.js';
@@ -56,25 +57,194 @@ merchant
     });
   });
 
-const keys = program.command('keys').description('token signing keys');
+/** Prints `value` as one JSON line (`--json`), or `text` for a person. */
+function print(json: boolean | undefined, value: unknown, text: () => string): void {
+  process.stdout.write(json ? `${JSON.stringify(value)}\n` : text());
+}
+
+/** A mode option's value, or a usage error. */
+function modeOf(v: string): 'test' | 'live' {
+  if (v !== 'test' && v !== 'live') throw new InvalidArgumentError('test or live');
+  return v;
+}
+
+/** A duration: seconds, or a number with s, m, h or d. */
+function durationMs(v: string): number {
+  const m = /^(\d{1,6})(s|m|h|d)?$/.exec(v.trim());
+  if (!m) throw new InvalidArgumentError('a duration such as 0, 90s, 30m, 24h or 7d');
+  return Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 's') as 's' | 'm' | 'h' | 'd'];
+}
+
+const repeat = (v: string, acc: string[]) => [...acc, v];
+
+merchant
+  .command('list')
+  .description('every merchant: id, name, creation time')
+  .option('--json', 'print one JSON array')
+  .action(async (opts: { json?: boolean }) => {
+    await withDeps(async (d) => {
+      const all = (await d.merchants.list()).map((m) => ({ id: m.id, name: m.name, createdAt: new Date(m.createdAt).toISOString().replace(/\.\d{3}Z$/, 'Z') }));
+      print(opts.json, all, () => (all.length ? all.map((m) => `${m.id}  ${m.createdAt}  ${m.name}\n`).join('') : 'no merchants\n'));
+    });
+  });
+
+merchant
+  .command('show')
+  .description("a merchant's settings in each mode and its API keys (by their last four characters; never the keys)")
+  .argument('<merchant>', 'the merchant id (mer_…)')
+  .option('--json', 'print one JSON object')
+  .action(async (id: string, opts: { json?: boolean }) => {
+    await withDeps(async (d) => {
+      const m = await d.merchants.describe(id);
+      const mode = (name: string, x: typeof m.test) =>
+        `${name} mode\n  allowed origins: ${x.allowedOrigins.join(', ') || '(none)'}\n  proxy targets: ${x.allowedProxyTargets.join(', ') || '(none)'}\n` +
+        `  processor: ${x.processor.type}${'url' in x.processor ? ` ${String(x.processor.url)}` : ''}\n  CVV block threshold: ${x.cvvBlockThreshold}\n  live CVV lifetime: ${x.cvcSessionTtlSeconds} s\n`;
+      print(opts.json, m, () =>
+        [
+          `merchant ${m.id} (${m.name}), created ${m.createdAt}\n`,
+          mode('test', m.test),
+          mode('live', m.live),
+          'API keys\n',
+          ...m.keys.map(
+            (k) =>
+              `  ${k.id}  ${k.mode}  …${k.suffix}  created ${k.createdAt}  ${k.active ? (k.endsAt ? `ends ${k.endsAt}` : 'active') : `ended ${k.endsAt}`}\n`,
+          ),
+        ].join(''),
+      );
+    });
+  });
+
+merchant
+  .command('update')
+  .description("change one mode's settings (the others stay as they are)")
+  .argument('<merchant>', 'the merchant id (mer_…)')
+  .requiredOption('--mode <mode>', 'test or live', modeOf)
+  .option('--origin <origin>', 'an allowed origin, scheme://host[:port]; repeat it for each (replaces the list)', repeat, [] as string[])
+  .option('--no-origins', 'allow no origin at all')
+  .option('--proxy-target <url>', 'an allowed proxy target URL prefix; repeat it for each (replaces the list)', repeat, [] as string[])
+  .option('--threshold <n>', 'incorrect-CVC declines that block a card number (1-20)', (v) => Number(v))
+  .option('--cvc-ttl <seconds>', 'how long a live CVV lives, in seconds (30-3600)', (v) => Number(v))
+  .option('--json', "print the mode's settings as one JSON object")
+  .action(
+    async (
+      id: string,
+      opts: { mode: 'test' | 'live'; origin: string[]; origins: boolean; proxyTarget: string[]; threshold?: number; cvcTtl?: number; json?: boolean },
+    ) => {
+      await withDeps(async (d) => {
+        const current = await d.merchants.settings(id, opts.mode);
+        if (!current) throw new Error(`no merchant ${id}`);
+        // The same rules as PATCH /Merchant.
+        const parsed = PatchMerchantBody.safeParse({
+          ...(opts.origin.length || !opts.origins ? { allowedOrigins: opts.origins ? opts.origin : [] } : {}),
+          ...(opts.proxyTarget.length ? { allowedProxyTargets: opts.proxyTarget } : {}),
+          ...(opts.threshold !== undefined ? { cvvBlockThreshold: opts.threshold } : {}),
+          ...(opts.cvcTtl !== undefined ? { cvcSessionTtlSeconds: opts.cvcTtl } : {}),
+        });
+        if (!parsed.success) throw new Error(parsed.error.issues.map((i) => `${i.path.join('.') || 'settings'}: ${i.message}`).join('; '));
+        const patch = parsed.data;
+        if (Object.keys(patch).length === 0) throw new Error('nothing to change: give --origin, --no-origins, --proxy-target, --threshold or --cvc-ttl');
+        const next = await d.merchants.updateSettings({ merchant: current, mode: opts.mode, keyId: 'cli' }, patch);
+        const view = {
+          id: next.id,
+          mode: next.mode,
+          allowedOrigins: next.allowedOrigins,
+          allowedProxyTargets: next.allowedProxyTargets,
+          cvvBlockThreshold: next.cvvBlockThreshold,
+          cvcSessionTtlSeconds: next.cvcSessionTtlSeconds,
+        };
+        await d.origins.refresh();
+        print(opts.json, view, () => `${next.id} ${next.mode} mode updated: ${Object.keys(patch).join(', ')}\n`);
+      });
+    },
+  );
+
+const keys = program.command('keys').description('API keys (roll, revoke) and token signing keys (rotate)');
+keys
+  .command('roll')
+  .description("a new API key for one mode; the mode's keys still working keep working for the grace period, then stop")
+  .argument('<merchant>', 'the merchant id (mer_…)')
+  .requiredOption('--mode <mode>', 'test or live', modeOf)
+  .option('--grace <duration>', 'how long the old keys keep working: 0, 90s, 30m, 24h, 7d', durationMs, 24 * 3_600_000)
+  .option('--json', 'print one JSON object {"key","mode","ending":[…]} (the key is shown only now)')
+  .action(async (id: string, opts: { mode: 'test' | 'live'; grace: number; json?: boolean }) => {
+    await withDeps(async (d) => {
+      const r = await d.merchants.rollKey(id, opts.mode, opts.grace);
+      print(opts.json, { key: r.key.expose(), mode: opts.mode, ending: r.ending }, () =>
+        [
+          `new ${opts.mode} key: ${r.key.expose()}\nIt is shown only now; store it safely.\n`,
+          ...r.ending.map((k) => `the key ending …${k.suffix} (${k.id}) stops at ${k.endsAt}\n`),
+        ].join(''),
+      );
+    });
+  });
+
+keys
+  .command('revoke')
+  .description('stop an API key now')
+  .argument('<merchant>', 'the merchant id (mer_…)')
+  .argument('<key>', "the key's id (key_…) or its last four characters")
+  .option('--json', 'print one JSON object')
+  .action(async (id: string, which: string, opts: { json?: boolean }) => {
+    await withDeps(async (d) => {
+      const k = await d.merchants.revokeKey(id, which);
+      print(opts.json, { revoked: k.id, suffix: k.suffix, mode: k.mode }, () => `revoked the ${k.mode} key …${k.suffix} (${k.id})\n`);
+    });
+  });
+
 keys
   .command('rotate')
-  .description('make a new signing key active; old keys stay in the JWKS until their tokens have expired')
-  .action(async () => {
+  .description('make a new token signing key active; old keys stay in the JWKS until their tokens have expired')
+  .option('--json', 'print one JSON object {"kid"}')
+  .action(async (opts: { json?: boolean }) => {
     await withDeps(async (d) => {
       const kid = await d.tokens.rotate('cli');
-      process.stdout.write(`active signing key: ${kid}\n`);
+      print(opts.json, { kid }, () => `active signing key: ${kid}\n`);
+    });
+  });
+
+program
+  .command('webhooks')
+  .description('webhook endpoints')
+  .command('test')
+  .description('post one signed webhook.test event to an endpoint now (not stored, not retried) and show what it answered')
+  .argument('<merchant>', 'the merchant id (mer_…)')
+  .argument('<endpoint>', 'the endpoint id (whe_…)')
+  .option('--json', 'print one JSON object')
+  .action(async (id: string, endpoint: string, opts: { json?: boolean }) => {
+    await withDeps(async (d) => {
+      const r = await d.webhooks.sendTest(id, endpoint);
+      print(opts.json, r, () => `${r.event} to ${r.url}: ${r.status === null ? 'no answer' : `HTTP ${r.status}`}${r.delivered ? ' (delivered)' : ''}\n`);
+      if (!r.delivered) process.exitCode = 1;
     });
   });
 
 program
   .command('migrate')
   .description('apply storage migrations')
-  .action(async () => {
+  .option('--json', 'print one JSON object')
+  .action(async (opts: { json?: boolean }) => {
     await withDeps(async (d) => {
-      process.stdout.write(`migrations applied (${d.store.engine})\n`);
+      print(opts.json, { migrated: true, engine: d.store.engine }, () => `migrations applied (${d.store.engine})\n`);
     });
   });
+
+program.addHelpText(
+  'after',
+  `
+It reads the same configuration as the server (environment, or .env): DATABASE_URL and CVVOPS_MASTER_KEY.
+
+Examples:
+  $ cvvops merchant create --name "My shop" --origin https://shop.example --json
+  $ cvvops merchant list
+  $ cvvops merchant show mer_…
+  $ cvvops merchant update mer_… --mode live --origin https://shop.example --origin https://www.shop.example
+  $ cvvops merchant update mer_… --mode test --threshold 5
+  $ cvvops keys roll mer_… --mode live --grace 24h     # a new live key; the old one works 24 more hours
+  $ cvvops keys revoke mer_… a1b2                      # stop the key ending in a1b2 now
+  $ cvvops keys rotate                                  # a new token signing key
+  $ cvvops webhooks test mer_… whe_…
+  $ cvvops migrate`,
+);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`cvvops: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -6,6 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Webhooks } from '../packages/node/src/webhooks.js';
 import Sqlite from 'better-sqlite3';
 import { loadConfig } from '../server/config.js';
 import { createDeps, type Deps } from '../server/deps.js';
@@ -251,5 +254,138 @@ describe('cvvops CLI', () => {
     const w = workspace();
     const ok = await cli(['migrate'], { ...w.env, NODE_ENV: 'production', PUBLIC_BASE_URL: 'https://cvv.example' });
     assert.equal(ok.code, 0, ok.stderr);
+  });
+});
+
+describe('cvvops CLI: merchants, API keys and webhooks for an operator', () => {
+  it('merchant list and show (--json): every merchant, its settings per mode, its keys by suffix and never a key', async () => {
+    const w = workspace();
+    const a = JSON.parse((await cli(['merchant', 'create', '--name', 'Shop A', '--origin', 'https://a.example', '--json'], w.env)).stdout) as Record<
+      string,
+      string
+    >;
+    const b = JSON.parse((await cli(['merchant', 'create', '--name', 'Shop B', '--json'], w.env)).stdout) as Record<string, string>;
+    const list = await cli(['merchant', 'list', '--json'], w.env);
+    assert.equal(list.code, 0, list.stderr);
+    assert.deepEqual(
+      (JSON.parse(list.stdout) as Array<{ id: string; name: string }>).map((m) => [m.id, m.name]),
+      [
+        [a.merchantId, 'Shop A'],
+        [b.merchantId, 'Shop B'],
+      ],
+    );
+    const show = await cli(['merchant', 'show', a.merchantId!, '--json'], w.env);
+    assert.equal(show.code, 0, show.stderr);
+    const m = JSON.parse(show.stdout) as {
+      test: { allowedOrigins: string[] };
+      live: { allowedOrigins: string[] };
+      keys: Array<{ mode: string; suffix: string; active: boolean }>;
+    };
+    assert.deepEqual(m.test.allowedOrigins, ['https://a.example']);
+    assert.deepEqual(m.live.allowedOrigins, ['https://a.example']);
+    assert.deepEqual(m.keys.map((k) => [k.mode, k.suffix, k.active]).sort(), [
+      ['live', a.liveKey!.slice(-4), true],
+      ['test', a.testKey!.slice(-4), true],
+    ]);
+    for (const key of [a.testKey!, a.liveKey!]) assert.ok(!show.stdout.includes(key), 'no key in the output');
+    const unknown = await cli(['merchant', 'show', 'mer_unknown'], w.env);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /No merchant mer_unknown/);
+  });
+
+  it('merchant update changes one mode only, with the API rules (an out-of-range threshold is refused, nothing changes)', async () => {
+    const w = workspace();
+    const a = JSON.parse((await cli(['merchant', 'create', '--name', 'Shop', '--origin', 'https://a.example', '--json'], w.env)).stdout) as Record<
+      string,
+      string
+    >;
+    const r = await cli(['merchant', 'update', a.merchantId!, '--mode', 'live', '--origin', 'https://b.example', '--threshold', '5', '--json'], w.env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual((JSON.parse(r.stdout) as { allowedOrigins: string[] }).allowedOrigins, ['https://b.example']);
+    const bad = await cli(['merchant', 'update', a.merchantId!, '--mode', 'test', '--threshold', '50'], w.env);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /cvvBlockThreshold/);
+    const noMode = await cli(['merchant', 'update', a.merchantId!, '--threshold', '4'], w.env);
+    assert.notEqual(noMode.code, 0, 'the mode is required');
+    const d = await depsFor(w.env);
+    try {
+      const live = (await d.merchants.settings(a.merchantId!, 'live'))!;
+      const test = (await d.merchants.settings(a.merchantId!, 'test'))!;
+      assert.deepEqual([live.allowedOrigins, live.cvvBlockThreshold], [['https://b.example'], 5]);
+      assert.deepEqual([test.allowedOrigins, test.cvvBlockThreshold], [['https://a.example'], 3], 'the test settings are untouched');
+    } finally {
+      await d.close();
+    }
+  });
+
+  it('keys roll: a new key at once, the old one until its grace ends (0: at once); keys revoke by suffix stops a key now', async () => {
+    const w = workspace();
+    const a = JSON.parse((await cli(['merchant', 'create', '--name', 'Shop', '--json'], w.env)).stdout) as Record<string, string>;
+    const rolled = await cli(['keys', 'roll', a.merchantId!, '--mode', 'live', '--grace', '1h', '--json'], w.env);
+    assert.equal(rolled.code, 0, rolled.stderr);
+    const r = JSON.parse(rolled.stdout) as { key: string; ending: Array<{ suffix: string; endsAt: string }> };
+    assert.match(r.key, /^sk_live_/);
+    assert.deepEqual(
+      r.ending.map((k) => k.suffix),
+      [a.liveKey!.slice(-4)],
+    );
+    const ends = Date.parse(r.ending[0]!.endsAt) - Date.now();
+    assert.ok(ends > 3_500_000 && ends <= 3_600_000, `the old key ends in an hour (${ends} ms)`);
+    const now = await cli(['keys', 'roll', a.merchantId!, '--mode', 'test', '--grace', '0', '--json'], w.env);
+    const t = JSON.parse(now.stdout) as { key: string };
+    const d = await depsFor(w.env);
+    try {
+      assert.equal((await d.merchants.authenticate(new Secret(r.key))).mode, 'live', 'the new live key works');
+      assert.equal((await d.merchants.authenticate(new Secret(a.liveKey!))).mode, 'live', 'the old live key works during its grace');
+      assert.equal((await d.merchants.authenticate(new Secret(t.key))).mode, 'test');
+      await assert.rejects(d.merchants.authenticate(new Secret(a.testKey!)), 'a grace of 0 ends the old test key at once');
+      const revoked = await cli(['keys', 'revoke', a.merchantId!, a.liveKey!.slice(-4), '--json'], w.env);
+      assert.equal(revoked.code, 0, revoked.stderr);
+      await assert.rejects(d.merchants.authenticate(new Secret(a.liveKey!)), 'revoked: refused now');
+      assert.equal((await d.merchants.authenticate(new Secret(r.key))).mode, 'live', 'the other live key still works');
+      const again = await cli(['keys', 'revoke', a.merchantId!, a.liveKey!.slice(-4)], w.env);
+      assert.equal(again.code, 1, 'no working key by that suffix any more');
+      const badGrace = await cli(['keys', 'roll', a.merchantId!, '--mode', 'live', '--grace', 'soon'], w.env);
+      assert.notEqual(badGrace.code, 0);
+      assert.match(badGrace.stderr, /duration/);
+    } finally {
+      await d.close();
+    }
+  });
+
+  it('webhooks test posts one signed webhook.test event to the endpoint and reports its answer', async () => {
+    const w = workspace();
+    const env = { ...w.env, CVVOPS_ALLOW_PRIVATE_TARGETS: 'on' };
+    const a = JSON.parse((await cli(['merchant', 'create', '--name', 'Shop', '--json'], env)).stdout) as Record<string, string>;
+    const got: Array<{ body: string; signature: string | undefined }> = [];
+    const receiver = createServer((req, res) => {
+      let body = '';
+      req.setEncoding('utf8').on('data', (c: string) => (body += c));
+      req.on('end', () => {
+        got.push({ body, signature: req.headers['cvvops-signature'] as string | undefined });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    const port = (receiver.address() as AddressInfo).port;
+    const d = await depsFor(env);
+    try {
+      const { endpoint, secret } = await d.webhooks.createEndpoint(a.merchantId!, 'test', `http://127.0.0.1:${port}/hooks`, ['session.completed']);
+      const r = await cli(['webhooks', 'test', a.merchantId!, endpoint.id, '--json'], env);
+      assert.equal(r.code, 0, r.stderr);
+      const out = JSON.parse(r.stdout) as { status: number; delivered: boolean; event: string };
+      assert.deepEqual([out.status, out.delivered], [204, true]);
+      assert.equal(got.length, 1);
+      const event = new Webhooks().constructEvent(got[0]!.body, got[0]!.signature, secret);
+      assert.equal(event.type, 'webhook.test');
+      assert.equal(event.id, out.event);
+      const other = JSON.parse((await cli(['merchant', 'create', '--name', 'Other', '--json'], env)).stdout) as Record<string, string>;
+      const foreign = await cli(['webhooks', 'test', other.merchantId!, endpoint.id], env);
+      assert.equal(foreign.code, 1, "another merchant's endpoint is not found");
+      assert.equal(got.length, 1, 'and nothing was sent');
+    } finally {
+      await d.close();
+      receiver.close();
+    }
   });
 });

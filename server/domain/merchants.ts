@@ -3,7 +3,7 @@ import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Secret } from '../secret.js';
 import type { MerchantRecord, Mode, Store } from '../store/store.js';
-import type { Clock } from './clock.js';
+import { type Clock, isoTime } from './clock.js';
 import { newId } from './ids.js';
 import { constantTimeEqualHex, type Keyring } from './keyring.js';
 import { targetAllowed } from './targets.js';
@@ -114,6 +114,72 @@ export class MerchantService {
     return this.store.merchants.get(id, mode);
   }
 
+  /** Every merchant, oldest first (`cvvops merchant list`). */
+  list(): Promise<Array<{ id: string; name: string; createdAt: number }>> {
+    return this.store.merchants.listAll();
+  }
+
+  /**
+   * A merchant as its operator sees it (`cvvops merchant show`): its name, the
+   * settings of each mode (the processor's sealed configuration left out),
+   * and its API keys by suffix, with when each was made and when it ends.
+   */
+  async describe(id: string) {
+    const [test, live] = await Promise.all([this.store.merchants.get(id, 'test'), this.store.merchants.get(id, 'live')]);
+    if (!test || !live) throw new AppError('not_found', `No merchant ${id}.`);
+    const now = this.clock.now();
+    const settings = (m: MerchantRecord) => ({
+      allowedOrigins: m.allowedOrigins,
+      allowedProxyTargets: m.allowedProxyTargets,
+      processor: m.processor.type === 'http' ? { type: 'http', url: m.processor.url } : { type: 'simulator' },
+      cvvBlockThreshold: m.cvvBlockThreshold,
+      cvcSessionTtlSeconds: m.cvcSessionTtlSeconds,
+      updatedAt: isoTime(m.updatedAt),
+    });
+    const keys = (await this.store.merchants.listApiKeys(id)).map((k) => ({
+      id: k.id,
+      mode: k.mode,
+      suffix: k.suffix,
+      createdAt: isoTime(k.createdAt),
+      endsAt: k.revokedAt === null ? null : isoTime(k.revokedAt),
+      active: k.revokedAt === null || k.revokedAt > now,
+    }));
+    return { id, name: test.name, createdAt: isoTime(test.createdAt), test: settings(test), live: settings(live), keys };
+  }
+
+  /**
+   * Rolls a mode's API key (`cvvops keys roll`): a new key, and every key of
+   * that mode still working ends `graceMs` from now (0: at once), so the
+   * merchant can deploy the new one before the old one stops.
+   */
+  async rollKey(
+    merchantId: string,
+    mode: Mode,
+    graceMs: number,
+  ): Promise<{ key: Secret<string>; ending: Array<{ id: string; suffix: string; endsAt: string }> }> {
+    if (!(await this.store.merchants.get(merchantId, mode))) throw new AppError('not_found', `No merchant ${merchantId}.`);
+    const now = this.clock.now();
+    const old = (await this.store.merchants.listApiKeys(merchantId)).filter((k) => k.mode === mode && (k.revokedAt === null || k.revokedAt > now));
+    const key = await this.createKey(merchantId, mode);
+    const end = now + Math.max(0, graceMs);
+    for (const k of old) await this.store.merchants.revokeApiKey(merchantId, k.id, end);
+    this.opts.log?.info({ audit: true, event: 'api_key.rolled', merchantId, mode, ending: old.map((k) => k.id), endsAt: isoTime(end) }, 'API key rolled');
+    return { key, ending: old.map((k) => ({ id: k.id, suffix: k.suffix, endsAt: isoTime(Math.min(end, k.revokedAt ?? end)) })) };
+  }
+
+  /** Ends an API key now (`cvvops keys revoke`), by its id or its last four characters. */
+  async revokeKey(merchantId: string, which: string): Promise<{ id: string; suffix: string; mode: Mode }> {
+    const keys = await this.store.merchants.listApiKeys(merchantId);
+    const now = this.clock.now();
+    const matches = keys.filter((k) => (k.id === which || k.suffix === which) && (k.revokedAt === null || k.revokedAt > now));
+    if (matches.length === 0) throw new AppError('not_found', `No working API key ${which} of merchant ${merchantId}.`);
+    if (matches.length > 1) throw new AppError('invalid_request', `Several working keys end in ${which}: name one by its id.`);
+    const k = matches[0]!;
+    await this.store.merchants.revokeApiKey(merchantId, k.id, now);
+    this.opts.log?.info({ audit: true, event: 'api_key.revoked', merchantId, mode: k.mode, keyId: k.id }, 'API key revoked');
+    return { id: k.id, suffix: k.suffix, mode: k.mode };
+  }
+
   async createKey(merchantId: string, mode: Mode): Promise<Secret<string>> {
     const key = `sk_${mode}_${randomBytes(32).toString('base64url')}`;
     await this.store.merchants.insertApiKey({
@@ -200,7 +266,9 @@ export class MerchantService {
     if (!API_KEY.test(k)) throw new AppError('invalid_api_key');
     const hash = this.keyring.mac('api-key', k);
     const row = await this.store.merchants.findApiKeyByHash(hash);
-    if (!row || !constantTimeEqualHex(hash, row.hash) || row.revokedAt !== null || !k.startsWith(`sk_${row.mode}_`)) {
+    // A key being rolled works until its end (revokedAt ahead); a revoked one never again.
+    const ended = row !== null && row.revokedAt !== null && row.revokedAt <= this.clock.now();
+    if (!row || !constantTimeEqualHex(hash, row.hash) || ended || !k.startsWith(`sk_${row.mode}_`)) {
       throw new AppError('invalid_api_key');
     }
     const merchant = await this.store.merchants.get(row.merchantId, row.mode);

@@ -285,6 +285,41 @@ export class WebhookService {
     }
   }
 
+  /** One signed POST of `body` to the endpoint: the receiver's status code, or null when it could not be reached. */
+  async #post(endpoint: WebhookEndpointRecord, body: string, eventId: string): Promise<number | null> {
+    try {
+      const secret = this.keyring.open('signing-key', endpoint.secretSealed, `webhook|${endpoint.merchantId}|${endpoint.id}`).toString('utf8');
+      const t = epochSeconds(this.clock.now());
+      const res = await outbound({
+        method: 'POST',
+        url: endpoint.url,
+        body,
+        timeoutMs: 10_000,
+        allowPrivate: this.opts.allowPrivate && endpoint.mode === 'test',
+        maxResponseBytes: 64 * 1024,
+        headers: { 'content-type': 'application/json', 'user-agent': 'cvvops-webhooks/1', 'cvvops-signature': signWebhook(secret, t, body) },
+      });
+      return res.status;
+    } catch (err) {
+      this.opts.log?.warn({ endpoint: endpoint.id, event: eventId, err: err instanceof Error ? err.message : String(err) }, 'webhook delivery failed');
+      return null;
+    }
+  }
+
+  /**
+   * `cvvops webhooks test`: one signed `webhook.test` event posted to an
+   * endpoint at once, outside the outbox (nothing stored, nothing retried), so
+   * an operator can check the receiver and its signature check end to end.
+   */
+  async sendTest(merchantId: string, endpointId: string): Promise<{ event: string; endpoint: string; url: string; status: number | null; delivered: boolean }> {
+    const endpoint = await this.store.webhooks.getEndpoint(endpointId);
+    if (!endpoint || endpoint.merchantId !== merchantId) throw new AppError('not_found', `No webhook endpoint ${endpointId} of merchant ${merchantId}.`);
+    const id = newId('evt');
+    const body = JSON.stringify({ id, type: 'webhook.test', createdAt: isoTime(this.clock.now()), mode: endpoint.mode, data: { endpoint: endpoint.id } });
+    const status = await this.#post(endpoint, body, id);
+    return { event: id, endpoint: endpoint.id, url: endpoint.url, status, delivered: status !== null && status >= 200 && status < 300 };
+  }
+
   async #deliver(row: OutboxRecord): Promise<void> {
     const endpoint = await this.store.webhooks.getEndpoint(row.endpointId);
     const attempts = row.attempts + 1;
@@ -293,23 +328,7 @@ export class WebhookService {
       await this.store.webhooks.settle(row.id, { status: 'failed', attempts, nextAttemptAt: now(), lastStatus: null, now: now() });
       return;
     }
-    let status: number | null = null;
-    try {
-      const secret = this.keyring.open('signing-key', endpoint.secretSealed, `webhook|${endpoint.merchantId}|${endpoint.id}`).toString('utf8');
-      const t = epochSeconds(now());
-      const res = await outbound({
-        method: 'POST',
-        url: endpoint.url,
-        body: row.body,
-        timeoutMs: 10_000,
-        allowPrivate: this.opts.allowPrivate && endpoint.mode === 'test',
-        maxResponseBytes: 64 * 1024,
-        headers: { 'content-type': 'application/json', 'user-agent': 'cvvops-webhooks/1', 'cvvops-signature': signWebhook(secret, t, row.body) },
-      });
-      status = res.status;
-    } catch (err) {
-      this.opts.log?.warn({ endpoint: endpoint.id, event: row.eventId, err: err instanceof Error ? err.message : String(err) }, 'webhook delivery failed');
-    }
+    const status = await this.#post(endpoint, row.body, row.eventId);
     if (status !== null && status >= 200 && status < 300) {
       await this.store.webhooks.settle(row.id, { status: 'delivered', attempts, nextAttemptAt: now(), lastStatus: status, now: now() });
       return;

@@ -29,6 +29,7 @@ export interface ApiKeyRecord {
   /** The key's last four characters, for people telling keys apart. */
   suffix: string;
   createdAt: number;
+  /** When it stops (or stopped) working: null while it has no end; a time ahead while it is being rolled. */
   revokedAt: number | null;
 }
 
@@ -361,6 +362,12 @@ export interface MerchantStore {
   listAllAllowedOrigins(): Promise<string[]>;
   insertApiKey(k: ApiKeyRecord): Promise<void>;
   findApiKeyByHash(hash: string): Promise<ApiKeyRecord | null>;
+  /** Every merchant (id, name, creation time), oldest first: the operator's list (`cvvops merchant list`). */
+  listAll(): Promise<Array<{ id: string; name: string; createdAt: number }>>;
+  /** A merchant's API keys (both modes, revoked ones too), oldest first. */
+  listApiKeys(merchantId: string): Promise<ApiKeyRecord[]>;
+  /** Sets when a key stops working, never later than it already stops: false when no such key of this merchant. */
+  revokeApiKey(merchantId: string, id: string, at: number): Promise<boolean>;
 }
 
 /** The token-signing keys (their private halves sealed). */

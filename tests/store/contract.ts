@@ -313,6 +313,45 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
       });
     });
 
+    describe('the operator view of merchants and keys', () => {
+      it("lists every merchant oldest first, a merchant's keys, and ends a key no later than it already ends", async () => {
+        const all = await store.merchants.listAll();
+        const ids = all.map((x) => x.id);
+        assert.ok(ids.includes(mA.id) && ids.includes(mB.id));
+        assert.deepEqual(
+          all.find((x) => x.id === mA.id),
+          { id: mA.id, name: mA.name, createdAt: mA.createdAt },
+        );
+        const m = merchantRec({ createdAt: T0 + 5 });
+        await store.merchants.insert(m);
+        const key = (over: Partial<ApiKeyRecord>): ApiKeyRecord => ({
+          id: uid('key'),
+          merchantId: m.id,
+          mode: 'test',
+          hash: randomBytes(32).toString('hex'),
+          suffix: 'abcd',
+          createdAt: T0,
+          revokedAt: null,
+          ...over,
+        });
+        const k1 = key({});
+        const k2 = key({ mode: 'live', createdAt: T0 + 1 });
+        await store.merchants.insertApiKey(k1);
+        await store.merchants.insertApiKey(k2);
+        assert.deepEqual(await store.merchants.listApiKeys(m.id), [k1, k2]);
+        const ofB = await store.merchants.listApiKeys(mB.id);
+        assert.ok(ofB.every((k) => k.merchantId === mB.id) && !ofB.some((k) => k.id === k1.id || k.id === k2.id), "another merchant's keys are not listed");
+        assert.equal(await store.merchants.revokeApiKey(m.id, k1.id, T0 + 100), true);
+        assert.equal((await store.merchants.findApiKeyByHash(k1.hash))?.revokedAt, T0 + 100);
+        assert.equal(await store.merchants.revokeApiKey(m.id, k1.id, T0 + 500), true, 'a later end is no change');
+        assert.equal((await store.merchants.findApiKeyByHash(k1.hash))?.revokedAt, T0 + 100);
+        assert.equal(await store.merchants.revokeApiKey(m.id, k1.id, T0 + 50), true, 'an earlier end moves it forward');
+        assert.equal((await store.merchants.findApiKeyByHash(k1.hash))?.revokedAt, T0 + 50);
+        assert.equal(await store.merchants.revokeApiKey(mB.id, k2.id, T0), false, 'not through another merchant');
+        assert.equal((await store.merchants.findApiKeyByHash(k2.hash))?.revokedAt, null);
+      });
+    });
+
     describe('signing keys', () => {
       // The only test touching signing keys: retirement acts on every key.
       it('lists newest activated first, retires all but one, deletes only those retired before a time', async () => {

@@ -2,7 +2,7 @@ import { type Updateable } from 'kysely';
 import type { MerchantSettingsTable } from '../schema.js';
 import type { ApiKeyRecord, MerchantRecord, Mode, MerchantStore } from '../store.js';
 import { Unit, KyselyEngine } from './engine.js';
-import { toMerchant } from './rows.js';
+import { toApiKey, toMerchant } from './rows.js';
 
 export class KyselyMerchantStore implements MerchantStore {
   constructor(private readonly e: KyselyEngine) {}
@@ -98,19 +98,32 @@ export class KyselyMerchantStore implements MerchantStore {
       .execute();
   }
 
+  async listAll(): Promise<Array<{ id: string; name: string; createdAt: number }>> {
+    const rows = await this.e.db.selectFrom('merchants').select(['id', 'name', 'created_at']).orderBy('created_at').orderBy('id').execute();
+    return rows.map((r) => ({ id: r.id, name: r.name, createdAt: Number(r.created_at) }));
+  }
+
+  async listApiKeys(merchantId: string): Promise<ApiKeyRecord[]> {
+    const rows = await this.e.db.selectFrom('api_keys').selectAll().where('merchant_id', '=', merchantId).orderBy('created_at').orderBy('id').execute();
+    return rows.map(toApiKey);
+  }
+
+  async revokeApiKey(merchantId: string, id: string, at: number): Promise<boolean> {
+    const r = await this.e.db
+      .updateTable('api_keys')
+      .set({ revoked_at: at })
+      .where('id', '=', id)
+      .where('merchant_id', '=', merchantId)
+      .where((eb) => eb.or([eb('revoked_at', 'is', null), eb('revoked_at', '>', at)]))
+      .executeTakeFirst();
+    if (Number(r.numUpdatedRows) === 1) return true;
+    return !!(await this.e.db.selectFrom('api_keys').select('id').where('id', '=', id).where('merchant_id', '=', merchantId).executeTakeFirst());
+  }
+
   async findApiKeyByHash(hash: string): Promise<ApiKeyRecord | null> {
     const {
       rows: [r],
     } = await this.e.exec('findApiKeyByHash', { hash }, (a) => this.e.db.selectFrom('api_keys').selectAll().where('hash', '=', a.hash));
-    if (!r) return null;
-    return {
-      id: r.id,
-      merchantId: r.merchant_id,
-      mode: r.mode as Mode,
-      hash: r.hash,
-      suffix: r.suffix,
-      createdAt: Number(r.created_at),
-      revokedAt: r.revoked_at === null ? null : Number(r.revoked_at),
-    };
+    return r ? toApiKey(r) : null;
   }
 }

@@ -10,6 +10,7 @@ import type {
   WebhookOutboxTable,
 } from '../schema.js';
 import type {
+  ApiKeyRecord,
   ChargeRecord,
   CustomFormRecord,
   OutboxRecord,
@@ -290,5 +291,17 @@ export function toCvvStatus(r: Selectable<Database['cvv_status']>): CvvStatusRec
     failedAttempts: Number(r.failed_attempts),
     blocked: Number(r.blocked) === 1,
     updatedAt: Number(r.updated_at),
+  };
+}
+
+export function toApiKey(r: Selectable<Database['api_keys']>): ApiKeyRecord {
+  return {
+    id: r.id,
+    merchantId: r.merchant_id,
+    mode: r.mode as Mode,
+    hash: r.hash,
+    suffix: r.suffix,
+    createdAt: Number(r.created_at),
+    revokedAt: r.revoked_at === null ? null : Number(r.revoked_at),
   };
 }

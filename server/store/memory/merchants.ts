@@ -65,6 +65,24 @@ export class MemoryMerchantStore implements MerchantStore {
     this.t.insert(this.t.apiKeys, k.id, copy(k), `api key ${k.id}`);
   }
 
+  async listAll(): Promise<Array<{ id: string; name: string; createdAt: number }>> {
+    return [...this.t.merchants.values()].sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map((m) => copy(m));
+  }
+
+  async listApiKeys(merchantId: string): Promise<ApiKeyRecord[]> {
+    return [...this.t.apiKeys.values()]
+      .filter((k) => k.merchantId === merchantId)
+      .sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+      .map((k) => copy(k));
+  }
+
+  async revokeApiKey(merchantId: string, id: string, at: number): Promise<boolean> {
+    const k = this.t.apiKeys.get(id);
+    if (!k || k.merchantId !== merchantId) return false;
+    if (k.revokedAt === null || k.revokedAt > at) this.t.apiKeys.set(id, { ...k, revokedAt: at });
+    return true;
+  }
+
   async findApiKeyByHash(hash: string): Promise<ApiKeyRecord | null> {
     for (const k of this.t.apiKeys.values()) if (k.hash === hash) return copy(k);
     return null;
