@@ -7,7 +7,7 @@ import type { Deps } from '../../deps.js';
 import { AppError } from '../../errors.js';
 import { Secret } from '../../secret.js';
 import type { MerchantRecord, TdsRecord } from '../../store/store.js';
-import { projectRoot } from '../../version.js';
+import { projectRoot, VERSION } from '../../version.js';
 import { CreatedSession, z } from '../schemas.js';
 
 const OUTCOME_TEXT: Record<string, string> = {
@@ -171,6 +171,16 @@ export function hostedRoutes(app: Express, d: Pick<Deps, 'cards' | 'clock' | 'co
     const from = bodyField(req, 'origin');
     const origin = typeof from === 'string' ? from : '';
     await renderChallenge(res, await d.threeDS.submitChallenge(hostedId(req.params.id, 'challenge'), code), origin);
+  });
+
+  // The landing page: where the demo, the references and the health endpoints are (a newcomer's first request).
+  app.get('/', (_req: Request, res: Response) => {
+    const n = nonce();
+    res.setHeader(
+      'Content-Security-Policy',
+      [`default-src 'none'`, `style-src 'nonce-${n}'`, "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'"].join('; '),
+    );
+    res.type('html').render('index', { nonce: n, version: VERSION, demo: d.config.demo });
   });
 
   if (!d.config.demo) return;
