@@ -390,6 +390,12 @@ export interface CardStore {
   recordCvvFailure(merchantId: string, fingerprint: string, threshold: number, now: number): Promise<CvvStatusRecord>;
   /** A match (or an unblock): the count back to zero, unblocked. */
   resetCvvStatus(merchantId: string, fingerprint: string, now: number): Promise<void>;
+  /**
+   * Deletes card numbers' CVV statuses untouched since before `before` (at
+   * most `limit`): never a blocked one (a block lasts until it is lifted), nor
+   * one a pending charge counts on.
+   */
+  deleteStaleCvvStatus(before: number, limit: number): Promise<number>;
 }
 
 /** CVC sessions (a sealed CVV) and their key shares: deleting the share is what destroys the CVV. */

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Kysely } from 'kysely';
@@ -145,6 +146,20 @@ function lifetimes(engine: 'SQLite' | 'PostgreSQL'): void {
       assert.equal(await count('sessions', (q) => q.where('id', '=', canceled.id)), 0, 'the canceled session too');
       assert.equal((await request(h.app).get(`/CvvOperations/${done.id}`).set(auth(m.testKey))).status, 404);
       assert.equal(await count('sessions', (q) => q.where('id', '=', active.id)), 1, 'a session made later (its expiry within the retention) stays');
+    });
+
+    it("a card number's CVV status goes once untouched for the retention; a blocked one stays until it is lifted", async () => {
+      const st = h.deps.store.cards;
+      const [clean, blocked] = [randomBytes(32).toString('hex'), randomBytes(32).toString('hex')];
+      await st.recordCvvFailure(m.id, clean, 3, clock.now());
+      await st.recordCvvFailure(m.id, blocked, 1, clock.now());
+      clock.advance(2 * DAY);
+      await sweep(3);
+      assert.ok(await st.getCvvStatus(m.id, clean), 'kept within the retention');
+      clock.advance(2 * DAY);
+      await sweep(3);
+      assert.equal(await st.getCvvStatus(m.id, clean), null, 'untouched for longer than the retention: gone');
+      assert.equal((await st.getCvvStatus(m.id, blocked))?.blocked, true, 'a block stays');
     });
 
     it('the retention sweep runs in one instance at a time (a lease); another takes over when the holder stops', async () => {

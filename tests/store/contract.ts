@@ -1632,6 +1632,20 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
       const begin = (s: SessionRecord, c: ChargeRecord, cvv: { fingerprint: string; threshold: number } | null, newJti = uid('jti')) =>
         store.charges.begin({ claim: { id: s.id, jti: s.jti, newJti, now: T0 }, charge: c, cvv }).then((r) => r.status);
 
+      it('deleteStaleCvvStatus: statuses untouched since before go; a blocked one and one a pending charge counts on stay', async () => {
+        // Times far below every other test's (10, 20), so only these rows are old enough.
+        const [fpA, fpB, fpC] = [0, 1, 2].map(() => randomBytes(32).toString('hex'));
+        await store.cards.recordCvvFailure(mA.id, fpA!, 3, 10);
+        await store.cards.recordCvvFailure(mA.id, fpB!, 1, 10); // blocked at the first failure
+        await store.cards.recordCvvFailure(mA.id, fpC!, 3, 10);
+        const s = await newSession();
+        assert.equal(await begin(s, intent(s.id), { fingerprint: fpC!, threshold: 3 }), 'ok', 'a charge of fpC is pending');
+        for (let i = 0; i < 1000 && (await store.cards.deleteStaleCvvStatus(20, 100)) === 100; i++);
+        assert.equal(await store.cards.getCvvStatus(mA.id, fpA!), null, 'the stale one is gone');
+        assert.equal((await store.cards.getCvvStatus(mA.id, fpB!))?.blocked, true, 'a block stays until it is lifted');
+        assert.equal((await store.cards.getCvvStatus(mA.id, fpC!))?.failedAttempts, 1, 'the pending charge still counts on it');
+      });
+
       it('beginCharge wins the token, counts the attempt, owns the session and stores the intent, in one unit', async () => {
         const s = await newSession();
         const c = intent(s.id);

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { CardRecord, CvvStatusRecord, Mode, CardStore } from '../store.js';
-import { pack, KyselyEngine } from './engine.js';
+import { pack, PENDING, KyselyEngine } from './engine.js';
 import { toCard, toCvvStatus } from './rows.js';
 
 export class KyselyCardStore implements CardStore {
@@ -89,6 +89,42 @@ export class KyselyCardStore implements CardStore {
       .returningAll()
       .executeTakeFirstOrThrow();
     return toCvvStatus(r);
+  }
+
+  async deleteStaleCvvStatus(before: number, limit: number): Promise<number> {
+    await this.e.backgroundTurn();
+    const db = this.e.db;
+    const stale = await db
+      .selectFrom('cvv_status')
+      .select(['merchant_id', 'fingerprint'])
+      .where('blocked', '=', 0)
+      .where('updated_at', '<', before)
+      .limit(limit)
+      .execute();
+    let n = 0;
+    for (const s of stale) {
+      const r = await db
+        .deleteFrom('cvv_status')
+        .where('merchant_id', '=', s.merchant_id)
+        .where('fingerprint', '=', s.fingerprint)
+        .where('blocked', '=', 0)
+        .where('updated_at', '<', before)
+        .where((eb) =>
+          eb.not(
+            eb.exists(
+              db
+                .selectFrom('charges')
+                .select('id')
+                .where('charges.merchant_id', '=', s.merchant_id)
+                .where('charges.cvv_fingerprint', '=', s.fingerprint)
+                .where('charges.status', '=', PENDING),
+            ),
+          ),
+        )
+        .executeTakeFirst();
+      n += Number(r.numDeletedRows);
+    }
+    return n;
   }
 
   async resetCvvStatus(merchantId: string, fingerprint: string, now: number): Promise<void> {

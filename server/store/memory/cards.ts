@@ -38,6 +38,14 @@ export class MemoryCardStore implements CardStore {
     return copy(next);
   }
 
+  async deleteStaleCvvStatus(before: number, limit: number): Promise<number> {
+    const pending = (merchantId: string, fp: string) =>
+      [...this.t.charges.values()].some((c) => c.rec.merchantId === merchantId && c.cvvFingerprint === fp && c.rec.status === 'pending');
+    const stale = [...this.t.cvvStatus].filter(([, st]) => !st.blocked && st.updatedAt < before && !pending(st.merchantId, st.fingerprint)).slice(0, limit);
+    for (const [k] of stale) this.t.cvvStatus.delete(k);
+    return stale.length;
+  }
+
   async resetCvvStatus(merchantId: string, fingerprint: string, now: number): Promise<void> {
     const key = `${merchantId}|${fingerprint}`;
     const st = this.t.cvvStatus.get(key);
