@@ -13,6 +13,7 @@ import { createLogger } from '../../server/log.js';
 import type { Processor } from '../../server/connectors/processors/processor.js';
 import { processorAad } from '../../server/domain/merchants.js';
 import { Secret } from '../../server/secret.js';
+import { violations, withResponseCheck } from './openapi-check.js';
 
 export const TEST_CARD = '4000000000001018';
 export const AMEX_CARD = '378282246310005';
@@ -63,7 +64,7 @@ export async function makeHarness(
   const log = createLogger('info', sink);
   const clock = opts.clock ?? new ManualClock(Date.now());
   const deps = await createDeps(config, log, { clock, masterKey: new Secret(masterKey), ...(opts.simulator ? { simulator: opts.simulator } : {}) });
-  const app = buildApp(deps);
+  const app = withResponseCheck(buildApp(deps));
   return {
     deps,
     app,
@@ -75,6 +76,8 @@ export async function makeHarness(
     masterKey,
     async close() {
       await deps.close();
+      const found = violations.splice(0);
+      if (found.length) throw new Error(`responses that do not match openapi.json:\n${[...new Set(found)].join('\n')}`);
       if (!opts.shareWith) rmSync(dir, { recursive: true, force: true });
     },
   };
