@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { startFlags } from '../../bench/lib/start-flags.js';
+import { ERRORS } from '../../server/errors.js';
 
 /** The README, .env.example and the code must say the same things. */
 describe('the documentation is true to the code', () => {
@@ -42,5 +43,16 @@ describe('the documentation is true to the code', () => {
       assert.ok(!text.includes('../shared'), `${f} points to ../shared, which a clone does not have`);
     }
     assert.ok(readFileSync('README.md', 'utf8').includes('](docs/api.md'), 'the README links the API reference in the repository');
+  });
+
+  it('docs/api.md names every path of the OpenAPI document and every error code, with what it means', () => {
+    const api = readFileSync('docs/api.md', 'utf8');
+    const doc = JSON.parse(readFileSync('openapi.json', 'utf8')) as { paths: Record<string, unknown> };
+    const paths = Object.keys(doc.paths);
+    assert.ok(paths.length > 30);
+    for (const p of paths) assert.ok(api.includes(p), `docs/api.md must document ${p}`);
+    const codes = Object.keys(ERRORS);
+    assert.ok(codes.length > 20);
+    for (const c of codes) assert.ok(api.includes(`\`${c}\``), `docs/api.md must explain the error code ${c}`);
   });
 });
