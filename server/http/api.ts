@@ -23,7 +23,7 @@ export interface RouteDef<S extends z.ZodType | undefined = z.ZodType | undefine
   /** OpenAPI style: /CvvOperations/{id} */
   path: string;
   summary: string;
-  tag: string;
+  tag: keyof typeof TAGS;
   auth: Auth;
   /**
    * The JSON body's schema. A route without one takes no body: only none at
@@ -228,6 +228,7 @@ export class Api {
       registry.registerPath({
         method: r.method,
         path: r.path,
+        operationId: operationId(r.method, r.path),
         summary: r.summary,
         tags: [r.tag],
         security: r.auth === 'merchant' ? [{ apiKey: [] }] : r.auth === 'session' ? [{ sessionToken: [] }] : [],
@@ -245,9 +246,33 @@ export class Api {
       info: {
         title: 'cvvops',
         version: opts.version,
-        description: "Collect a card's CVV safely and use it for one payment. Contract: API.md.",
+        description: "Collect a card's CVV safely and use it for one payment. Reference: docs/api.md in the repository.",
+        license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
       },
       servers: [{ url: opts.serverUrl }],
+      tags: Object.entries(TAGS).map(([name, description]) => ({ name, description })),
     }) as unknown as Record<string, unknown>;
   }
+}
+
+/** The document's tags, in the order the reference reads (every route's `tag` is one of them). */
+export const TAGS = {
+  Sessions: "Operations sessions, for the merchant's server (API key).",
+  Operations: 'The operations the browser runs with the current session token: collectCvv, threeDS, charge.',
+  Cards: 'Card tokens and their CVVs (API key).',
+  Merchant: "The merchant's settings, per mode (API key).",
+  Webhooks: 'Webhook endpoints, events and deliveries (API key).',
+  Proxy: 'Forwarding a request with the CVV to an allowed target (API key).',
+  'Custom forms': "Custom CVV forms stored with the merchant's HTML and CSS (API key).",
+  Public: 'The signing keys, health, metrics and this document: no credential.',
+} as const;
+
+/** A route's operationId: its method and path, camelCased (`GET /CvvOperations/{id}/history` → `getCvvOperationsByIdHistory`). */
+export function operationId(method: string, path: string): string {
+  const words = path
+    .split('/')
+    .filter(Boolean)
+    .flatMap((seg) => (seg.startsWith('{') ? ['by', seg.slice(1, -1)] : seg.split(/[^A-Za-z0-9]+/)))
+    .filter(Boolean);
+  return method.toLowerCase() + words.map((w) => w[0]!.toUpperCase() + w.slice(1)).join('');
 }
