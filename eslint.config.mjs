@@ -107,6 +107,8 @@ export default tseslint.config(
     },
   },
   { files: ['public/src/**'], languageOptions: { globals: { ...globals.browser } } },
+  // The example integration's page script: a browser module, with the SDK's global from its <script> tag.
+  { files: ['examples/*/public/**'], languageOptions: { globals: { ...globals.browser, CvvOps: 'readonly' } } },
   { files: ['**/*.js', '**/*.mjs', '**/*.cjs'], ...tseslint.configs.disableTypeChecked },
   prettier,
 );
