@@ -106,11 +106,18 @@ function history(engine: 'SQLite' | 'PostgreSQL'): void {
       assert.equal((await trail(s.id, other.testKey)).status, 404);
       assert.equal((await trail(s.id, m.liveKey)).status, 404);
       assert.equal((await request(h.app).post(`/CvvOperations/${s.id}/cancel`).set(auth(other.testKey))).status, 404);
-      await new Promise((res) => setTimeout(res, 50));
-      const r = await trail(s.id);
+      // A marker: the session's own merchant's refused call, written after the foreign one would have been.
+      await request(h.app).post(`/CvvOperations/${s.id}/cancel`).set(auth(m.testKey));
+      assert.equal((await request(h.app).post(`/CvvOperations/${s.id}/token`).set(auth(m.testKey))).status, 409);
+      const r = await settled(s.id, 3);
       assert.deepEqual(
-        r.body.data.map((e: { type: string }) => e.type),
-        ['created'],
+        r.body.data.map((e: { type: string; code: string | null }) => [e.type, e.code]),
+        [
+          ['created', null],
+          ['canceled', null],
+          ['refused', 'session_canceled'],
+        ],
+        "only the merchant's own calls are in the trail",
       );
       assert.deepEqual(await h.deps.store.sessions.history(other.id, 'test', s.id, { limit: 10 }), [], 'nothing stored under the other merchant either');
     });
