@@ -97,6 +97,11 @@ export const CardSummary = z
   })
   .openapi('CardSummary');
 
+/** A session's card once the card was deleted (DELETE /Cards/{token}): only its token is left. */
+export const DeletedCard = z
+  .object({ token: z.string(), deleted: z.literal(true) })
+  .openapi('DeletedCard', { description: 'The card was deleted after the session was made: only its token is left.' });
+
 const SessionBase = {
   id: z.string().openapi({ example: 'cvo_…' }),
   object: z.literal('cvv_operations'),
@@ -105,7 +110,7 @@ const SessionBase = {
   expiresAt: z.string(),
   operations: z.array(OperationName),
   amount: Amount.nullable(),
-  card: CardSummary,
+  card: z.union([CardSummary, DeletedCard]),
   reference: z.string().nullable(),
   require3DS: z.boolean(),
   requireCvv: z.boolean(),

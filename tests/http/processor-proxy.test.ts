@@ -87,7 +87,7 @@ class FakeProvider extends RecordingServer {
 /** Every byte of the SQLite files (main, -wal, -shm). */
 function dbBytes(h: Harness): Buffer {
   return Buffer.concat(
-    ['', '-wal', '-shm']
+    ['-wal', '-shm', '']
       .map((s) => h.dbPath + s)
       .filter((f) => existsSync(f))
       .map((f) => readFileSync(f)),

@@ -8,10 +8,14 @@ import { auth, collect, type Harness, makeCard, makeHarness, makeMerchant, makeS
 
 const LIVE_CARD = '4242424242424242';
 
-/** Every byte of the SQLite files (main, -wal, -shm). */
+/**
+ * Every byte of the SQLite files, the log first: a checkpoint (a worker thread
+ * may run one at any time) copies the log into the main file before it empties
+ * the log, so read in this order no byte in transit is missed.
+ */
 function dbBytes(h: Harness): Buffer {
   return Buffer.concat(
-    ['', '-wal', '-shm']
+    ['-wal', '-shm', '']
       .map((s) => h.dbPath + s)
       .filter((f) => existsSync(f))
       .map((f) => readFileSync(f)),

@@ -84,7 +84,7 @@ async function addEndpoint(h: Harness, key: string, url: string, events: string[
 
 function dbBytes(h: Harness): Buffer {
   return Buffer.concat(
-    ['', '-wal', '-shm']
+    ['-wal', '-shm', '']
       .map((s) => h.dbPath + s)
       .filter((f) => existsSync(f))
       .map((f) => readFileSync(f)),

@@ -577,7 +577,7 @@ export interface components {
             expiresAt: string;
             operations: components["schemas"]["Operation"][];
             amount: components["schemas"]["Amount"];
-            card: components["schemas"]["CardSummary"];
+            card: components["schemas"]["CardSummary"] | components["schemas"]["DeletedCard"];
             reference: string | null;
             require3DS: boolean;
             requireCvv: boolean;
@@ -613,6 +613,12 @@ export interface components {
             last4: string;
             expMonth: number;
             expYear: number;
+        };
+        /** @description The card was deleted after the session was made: only its token is left. */
+        DeletedCard: {
+            token: string;
+            /** @enum {boolean} */
+            deleted: true;
         };
         CreateSessionRequest: {
             card: string;
@@ -651,7 +657,7 @@ export interface components {
             expiresAt: string;
             operations: components["schemas"]["Operation"][];
             amount: components["schemas"]["Amount"];
-            card: components["schemas"]["CardSummary"];
+            card: components["schemas"]["CardSummary"] | components["schemas"]["DeletedCard"];
             reference: string | null;
             require3DS: boolean;
             requireCvv: boolean;
