@@ -43,6 +43,14 @@ export function historyEntry(p: {
   };
 }
 
+/** What an operation's claim says for its trail: its result status, and a declined charge's decline code. */
+export function claimOutcome(claim: Record<string, unknown>): { outcome: string | null; code: string | null } {
+  return {
+    outcome: typeof claim.status === 'string' ? claim.status : null,
+    code: typeof claim.declineCode === 'string' ? claim.declineCode : null,
+  };
+}
+
 /** An entry as the API shows it. */
 export function historyView(h: HistoryRecord) {
   return {

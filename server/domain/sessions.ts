@@ -22,7 +22,7 @@ import type {
 } from '../store/store.js';
 import type { WebhookEvent } from './webhooks.js';
 import { cvvLengthFor } from './cards.js';
-import { historyEntry, historyView } from './history.js';
+import { claimOutcome, historyEntry, historyView } from './history.js';
 import { type Clock, epochSeconds, isoTime } from './clock.js';
 import { newId } from './ids.js';
 import type { Keyring, Sealed } from './keyring.js';
@@ -586,8 +586,7 @@ export class SessionService {
         session: s,
         type: 'operation',
         operation: p.op === 'threeDS' && !counts ? 'threeDS/result' : p.op,
-        outcome: typeof work.claim.status === 'string' ? work.claim.status : null,
-        code: typeof work.claim.declineCode === 'string' ? work.claim.declineCode : null,
+        ...claimOutcome(work.claim),
         requestId: p.requestId,
         at,
       });
@@ -735,9 +734,7 @@ export class SessionService {
     const token = await this.tokens.sign(this.claimsFor(s, card, jti, s.seq + 1, s.tokenHash, results));
     const now = this.clock.now();
     if (!(await this.store.charges.settleLock({ id: s.id, chargeId, newJti: jti, tokenHash: tokenHash(token), results, complete, now }))) return null;
-    const status = typeof claim.status === 'string' ? claim.status : null;
-    const code = typeof claim.declineCode === 'string' ? claim.declineCode : null;
-    await this.store.sessions.appendHistory([historyEntry({ session: s, type: 'reconciled', operation: 'charge', outcome: status, code, at: now })]);
+    await this.store.sessions.appendHistory([historyEntry({ session: s, type: 'reconciled', operation: 'charge', ...claimOutcome(claim), at: now })]);
     this.opts.log?.info(
       { audit: true, event: 'operation.reconciled', merchantId: s.merchantId, session: s.id, op: 'charge', chargeId, jti, seq: s.seq + 1 },
       'charge outcome settled; token rotated',

@@ -102,6 +102,17 @@ export interface KyselyStoreOptions {
  * need after CVV rows are deleted. The aggregates (this folder) run their
  * statements through it.
  */
+/**
+ * Keyset pagination's condition: the rows after the cursor row `c` in
+ * (created_at, id) order, going to `older` rows (newest-first lists) or
+ * `newer` ones (oldest-first, a session's history).
+ */
+export function pastCursor(c: { created_at: number; id: string }, toward: 'older' | 'newer') {
+  return toward === 'older'
+    ? sql<boolean>`(created_at < ${c.created_at} OR (created_at = ${c.created_at} AND id < ${c.id}))`
+    : sql<boolean>`(created_at > ${c.created_at} OR (created_at = ${c.created_at} AND id > ${c.id}))`;
+}
+
 export class KyselyEngine {
   readonly db: Kysely<Database>;
   readonly engine: Engine;
@@ -615,6 +626,6 @@ export class KyselyEngine {
       .where('merchant_id', '=', merchantId)
       .where('mode', '=', mode)
       .executeTakeFirst();
-    return c ? sql<boolean>`(created_at < ${c.created_at} OR (created_at = ${c.created_at} AND id < ${c.id}))` : null;
+    return c ? pastCursor(c, 'older') : null;
   }
 }

@@ -13,7 +13,7 @@ import type {
   SessionRecord,
   SessionStore,
 } from '../store.js';
-import { pack, unpack, prepared, guarded, Step, Unit, send, ONE, PENDING, COMPLETED, KyselyEngine } from './engine.js';
+import { pack, unpack, prepared, guarded, Step, Unit, send, ONE, PENDING, COMPLETED, KyselyEngine, pastCursor } from './engine.js';
 import { tdsRow, cvcRow, eventSteps, toHistory, toMerchant, toCard, toCvc, toSession, toTds } from './rows.js';
 
 /** An operation's outcome on its session, as arguments of a prepared statement: results, next token hash, replay record. */
@@ -597,7 +597,7 @@ export class KyselySessionStore implements SessionStore {
         .where('mode', '=', mode)
         .executeTakeFirst();
       if (!c) return [];
-      query = query.where(sql<boolean>`(created_at > ${c.created_at} OR (created_at = ${c.created_at} AND id > ${c.id}))`);
+      query = query.where(pastCursor(c, 'newer'));
     }
     return (await query.orderBy('created_at').orderBy('id').limit(q.limit).execute()).map(toHistory);
   }

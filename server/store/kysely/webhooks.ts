@@ -1,6 +1,5 @@
-import { sql } from 'kysely';
 import type { OutboxRecord, EventRecord, EventWrite, WebhookEndpointRecord, Mode, WebhookStore } from '../store.js';
-import { pack, Unit, send, KyselyEngine } from './engine.js';
+import { pack, Unit, send, KyselyEngine, pastCursor } from './engine.js';
 import { toEvent, eventSteps, toEndpoint, toOutbox } from './rows.js';
 
 export class KyselyWebhookStore implements WebhookStore {
@@ -92,7 +91,7 @@ export class KyselyWebhookStore implements WebhookStore {
         .where('endpoint_id', '=', endpointId)
         .executeTakeFirst();
       if (!c) return [];
-      query = query.where(sql<boolean>`(created_at < ${c.created_at} OR (created_at = ${c.created_at} AND id < ${c.id}))`);
+      query = query.where(pastCursor(c, 'older'));
     }
     return (await query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(q.limit).execute()).map(toOutbox);
   }
