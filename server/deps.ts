@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import type { Config } from './config.js';
 import { CardService } from './domain/cards.js';
-import { type Clock, systemClock } from './domain/clock.js';
+import { type Clock, systemClock, type Timer } from './domain/clock.js';
 import { IdempotencyService } from './domain/idempotency.js';
 import { Keyring } from './domain/keyring.js';
 import { MerchantService, processorAad } from './domain/merchants.js';
@@ -81,7 +81,15 @@ export function resolveMasterKey(config: Config, log: Logger): Secret<Buffer> {
 export async function createDeps(
   config: Config,
   log: Logger,
-  opts: { clock?: Clock; store?: Store; masterKey?: Secret<Buffer>; limits?: RateLimits; threeDSProvider?: ThreeDSProvider; simulator?: Processor } = {},
+  opts: {
+    clock?: Clock;
+    timer?: Timer;
+    store?: Store;
+    masterKey?: Secret<Buffer>;
+    limits?: RateLimits;
+    threeDSProvider?: ThreeDSProvider;
+    simulator?: Processor;
+  } = {},
 ): Promise<Deps> {
   const clock = opts.clock ?? systemClock;
   const store = opts.store ?? (await KyselyStore.open(config.databaseUrl, { synchronous: config.sqliteSynchronous, now: () => clock.now() }));
@@ -101,7 +109,7 @@ export async function createDeps(
     idempotency,
     prepareEvents: (merchantId, mode, events) => webhooks.prepare(merchantId, mode, events),
   });
-  const origins = new OriginRegistry(store, config.publicOrigin);
+  const origins = new OriginRegistry(store, config.publicOrigin, opts.timer ? { timer: opts.timer } : {});
   await origins.refresh();
   const limits = opts.limits ?? (await chooseLimits(config, store));
   const threeDS = new ThreeDSService(store, keyring, clock, cards, opts.threeDSProvider ?? new SimulatorThreeDS(), webhooks, {

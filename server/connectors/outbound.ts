@@ -147,6 +147,16 @@ const AGENTS = {
   privateOk: { http: new http.Agent(POOL), https: new https.Agent(POOL) },
 } as const;
 
+/** Connections open in the pools to a port, idle or busy (tests wait on it). */
+export function pooledConnections(port: number): number {
+  let n = 0;
+  for (const pool of Object.values(AGENTS))
+    for (const agent of Object.values(pool))
+      for (const [name, list] of [...Object.entries(agent.freeSockets), ...Object.entries(agent.sockets)])
+        if (name.includes(`:${port}:`)) n += list?.length ?? 0;
+  return n;
+}
+
 /** Framing is ours: a caller's (a merchant template's) value could only be wrong or smuggle a second request. */
 const FRAMING = new Set(['content-length', 'transfer-encoding']);
 const BODILESS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE']);

@@ -1,9 +1,8 @@
 import type { MerchantStore } from '../store/store.js';
+import { systemTimer, type Timer } from './clock.js';
 
 /** How often, at most, origins the registry does not know make it read the store (a few times a second). */
 export const MISS_REFRESH_INTERVAL_MS = 250;
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * Every origin some merchant allows, for CORS preflights (which arrive
@@ -14,7 +13,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  */
 export class OriginRegistry {
   #all = new Set<string>();
-  #timer: NodeJS.Timeout | null = null;
+  #interval: NodeJS.Timeout | null = null;
   /** Refreshes started, and the start number of the one whose result #all holds (a slower, older read never overwrites a newer one). */
   #started = 0;
   #applied = 0;
@@ -24,16 +23,16 @@ export class OriginRegistry {
   #running: Promise<void> | null = null;
   #lastMissRead = Number.NEGATIVE_INFINITY;
   readonly #missIntervalMs: number;
-  readonly #now: () => number;
+  readonly #timer: Timer;
 
   constructor(
     private readonly store: { readonly merchants: Pick<MerchantStore, 'listAllAllowedOrigins'> },
     private readonly ownOrigin: string,
-    opts: { missIntervalMs?: number; now?: () => number } = {},
+    /** `timer`: a monotonic clock with its sleep (this is about spacing reads, not about the domain's time). */
+    opts: { missIntervalMs?: number; timer?: Timer } = {},
   ) {
     this.#missIntervalMs = opts.missIntervalMs ?? MISS_REFRESH_INTERVAL_MS;
-    // A monotonic clock: this is about spacing reads, not about the domain's time.
-    this.#now = opts.now ?? (() => performance.now());
+    this.#timer = opts.timer ?? systemTimer;
   }
 
   async refresh(): Promise<void> {
@@ -46,12 +45,12 @@ export class OriginRegistry {
   }
 
   start(everyMs = 5000): void {
-    this.#timer = setInterval(() => void this.refresh().catch(() => undefined), everyMs);
-    this.#timer.unref();
+    this.#interval = setInterval(() => void this.refresh().catch(() => undefined), everyMs);
+    this.#interval.unref();
   }
 
   stop(): void {
-    if (this.#timer) clearInterval(this.#timer);
+    if (this.#interval) clearInterval(this.#interval);
   }
 
   /** Some merchant allows it, or it is the server's own origin, as of the last refresh. */
@@ -85,12 +84,11 @@ export class OriginRegistry {
   async #readAfter(previous: Promise<void> | null): Promise<void> {
     // Always yields first (even with nothing before it), so #missRead has recorded this read as queued.
     await previous;
-    for (let wait = this.#lastMissRead + this.#missIntervalMs - this.#now(); wait > 0; wait = this.#lastMissRead + this.#missIntervalMs - this.#now()) {
-      await sleep(wait);
-    }
+    const wait = () => this.#lastMissRead + this.#missIntervalMs - this.#timer.now();
+    for (let ms = wait(); ms > 0; ms = wait()) await this.#timer.sleep(ms);
     // It starts now: a miss arriving from here on may be newer than this read, so it queues the next one.
     this.#queued = null;
-    this.#lastMissRead = this.#now();
+    this.#lastMissRead = this.#timer.now();
     // A failed read (store unreachable) leaves the registry as it was; the periodic refresh retries.
     const running = this.refresh().catch(() => undefined);
     this.#running = running;

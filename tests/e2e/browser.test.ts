@@ -348,7 +348,8 @@ window.flow = (async () => {
       await page.click('#pay');
       await page.waitForFunction("document.querySelector('#out').textContent !== ''", undefined, { timeout: 20_000 });
       assert.equal(JSON.parse((await page.textContent('#out'))!).charge, 'approved');
-      await new Promise((r) => setTimeout(r, 300));
+      // Until no request has been under way for 500 ms: whatever the injected markup could start has started.
+      await page.waitForLoadState('networkidle');
       assert.deepEqual(evilHits, [], 'nothing injected ran or loaded');
       await page.close();
     });

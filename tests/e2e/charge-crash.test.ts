@@ -28,8 +28,6 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TEST_CARD = '4000000000001018';
 /** HttpProcessorConfig.timeoutMs: a pending charge older than timeoutMs + 2 s counts as interrupted. */
 const PROCESSOR_TIMEOUT_MS = 1000;
-/** How long after the crash a retry is sure to find the pending charge interrupted (timeoutMs + 2 s margin, plus slack). */
-const INTERRUPTED_AFTER_MS = PROCESSOR_TIMEOUT_MS + 2000 + 500;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -365,8 +363,6 @@ describe('a charge interrupted by a server crash (real server process, SQLite, h
       assert.equal(provider.lookups.length, 0, 'no lookup while the charge may still be in flight');
     }
 
-    await sleep(Math.max(0, killedAt + INTERRUPTED_AFTER_MS - Date.now()));
-
     // The retry settles it, or finds the restarted server's sweeper doing so (then waits for it): one lookup either way.
     const retry = await settledRetry(token, key);
     assert.equal(retry.status, 200, show(retry));
@@ -419,7 +415,7 @@ describe('a charge interrupted by a server crash (real server process, SQLite, h
     const postsBefore = provider.posts.length;
     const lookupsBefore = provider.lookups.length;
     provider.forgetNext = true;
-    const killedAt = await chargeAndCrash(token, key);
+    await chargeAndCrash(token, key);
     const postsAfterCrash = provider.posts.length;
     assert.equal(postsAfterCrash, postsBefore + 1);
     const sentKey = provider.posts.at(-1)!.key!;
@@ -427,8 +423,6 @@ describe('a charge interrupted by a server crash (real server process, SQLite, h
     assert.equal(provider.ledger.has(sentKey), false, 'the provider has no record of it');
 
     server = await startServer(env);
-    await sleep(Math.max(0, killedAt + INTERRUPTED_AFTER_MS - Date.now()));
-
     const retry = await settledRetry(token, key);
     assert.equal(retry.status, 200, show(retry));
     assert.equal(retry.body.result.status, 'error', show(retry));

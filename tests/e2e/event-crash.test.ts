@@ -134,12 +134,12 @@ describe(
       const got = await call(server.base, 'GET', `/CvvOperations/${s.id}`, testKey);
       assert.equal(got.status, 200);
       assert.equal(got.body.results.collectCvv, undefined, `nothing of the unit was kept: ${JSON.stringify(got.body.results)}`);
-      await sleep(1500); // three outbox ticks
-      assert.equal(receiver.deliveries('cvv.collected', s.id).length, 0, 'no event without its state change');
       const again = await call(server.base, 'POST', '/CvvOperations/collectCvv', s.token, { cvv: '123' });
       assert.equal(again.status, 200, `the token was never rotated: ${JSON.stringify(again.body)}`);
       assert.ok(await waitFor(() => receiver.deliveries('cvv.collected', s.id).length > 0, 15_000), 'the retried operation delivers its event');
-      assert.equal(receiver.deliveries('cvv.collected', s.id).length, 1);
+      // No event without its state change: one written by the killed unit would be older than the retried one's,
+      // so the outbox (oldest first) would have delivered it by now.
+      assert.equal(receiver.deliveries('cvv.collected', s.id).length, 1, 'no event without its state change');
       await server.stop();
       server = null;
     });

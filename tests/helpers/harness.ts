@@ -7,7 +7,7 @@ import type { Express } from 'express';
 import request from 'supertest';
 import { buildApp } from '../../server/app.js';
 import { loadConfig, type Config } from '../../server/config.js';
-import { ManualClock } from '../../server/domain/clock.js';
+import { ManualClock, type Timer } from '../../server/domain/clock.js';
 import { createDeps, type Deps } from '../../server/deps.js';
 import { createLogger } from '../../server/log.js';
 import type { Processor } from '../../server/connectors/processors/processor.js';
@@ -35,6 +35,8 @@ export async function makeHarness(
   opts: {
     env?: Record<string, string>;
     clock?: ManualClock;
+    /** The monotonic timer of the caches that space their store reads (default: the real one). */
+    timer?: Timer;
     databaseUrl?: string;
     /** The test-mode processor (default: the simulator). */
     simulator?: Processor;
@@ -63,7 +65,12 @@ export async function makeHarness(
   });
   const log = createLogger('info', sink);
   const clock = opts.clock ?? new ManualClock(Date.now());
-  const deps = await createDeps(config, log, { clock, masterKey: new Secret(masterKey), ...(opts.simulator ? { simulator: opts.simulator } : {}) });
+  const deps = await createDeps(config, log, {
+    clock,
+    masterKey: new Secret(masterKey),
+    ...(opts.simulator ? { simulator: opts.simulator } : {}),
+    ...(opts.timer ? { timer: opts.timer } : {}),
+  });
   const app = withResponseCheck(buildApp(deps));
   return {
     deps,

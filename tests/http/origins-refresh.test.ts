@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
 import { createDeps, type Deps } from '../../server/deps.js';
-import { OriginRegistry } from '../../server/domain/origins.js';
+import { ManualTimer } from '../../server/domain/clock.js';
+import { MISS_REFRESH_INTERVAL_MS, OriginRegistry } from '../../server/domain/origins.js';
 import { createLogger } from '../../server/log.js';
 import { Secret } from '../../server/secret.js';
 import { auth, type Harness, makeHarness, makeSession } from '../helpers/harness.js';
@@ -16,14 +17,24 @@ import { auth, type Harness, makeHarness, makeSession } from '../helpers/harness
  * not know makes it read the store again, coalesced and rate-limited, so a
  * flood of unknown origins cannot hammer the database.
  */
+/** Polls a condition (the server answers over real sockets); fails after about a second. */
+const until = async (cond: () => boolean, what = 'the condition') => {
+  for (let i = 0; i < 400 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
+  assert.ok(cond(), `timed out waiting for ${what}`);
+};
+
 describe('the origin registry learns a new merchant at once', () => {
   let h: Harness;
+  /** The registry's monotonic timer, moved by the tests: no test waits for its miss interval to pass. */
+  const timer = new ManualTimer();
+  /** The last miss-driven read is older than the interval: the next miss reads at once. */
+  const intervalPassed = () => timer.advance(MISS_REFRESH_INTERVAL_MS);
   /** Another process's view of the same database: what `cvvops merchant create` uses. */
   let cli: Deps;
   let reads = 0;
 
   before(async () => {
-    h = await makeHarness();
+    h = await makeHarness({ timer });
     cli = await createDeps(h.config, createLogger('silent'), { clock: h.clock, masterKey: new Secret(h.masterKey) });
     const merchants = h.deps.store.merchants;
     const list = merchants.listAllAllowedOrigins.bind(merchants);
@@ -46,8 +57,9 @@ describe('the origin registry learns a new merchant at once', () => {
 
   it('a preflight from the origin of a merchant created by another process is answered at once (204)', async () => {
     const origin = `https://new-${randomBytes(4).toString('hex')}.example`;
+    intervalPassed();
     assert.equal((await preflight(origin)).status, 403, 'control: unknown before it exists');
-    await new Promise((r) => setTimeout(r, 300));
+    intervalPassed();
     const created = await cli.merchants.create({ name: 'New shop', origins: [origin] });
     // No refresh of this process's registry: the next preflight must find it by itself.
     const res = await preflight(origin);
@@ -62,7 +74,7 @@ describe('the origin registry learns a new merchant at once', () => {
 
   it('the real call from a new origin, arriving where no preflight was answered (another instance), carries CORS headers', async () => {
     const origin = `https://other-${randomBytes(4).toString('hex')}.example`;
-    await new Promise((r) => setTimeout(r, 300));
+    intervalPassed();
     const created = await cli.merchants.create({ name: 'Other shop', origins: [origin] });
     const s = await makeSession(h, created.testKey.expose());
     const call = await request(h.app).post('/CvvOperations/collectCvv').set(auth(s.token)).set('Origin', origin).send({ cvv: '123' });
@@ -71,6 +83,7 @@ describe('the origin registry learns a new merchant at once', () => {
   });
 
   it('an origin no merchant allows is still refused after the refresh, without CORS headers', async () => {
+    intervalPassed();
     const res = await preflight('https://evil.example');
     assert.equal(res.status, 403);
     assert.equal(res.body.error.code, 'origin_not_allowed');
@@ -86,29 +99,36 @@ describe('the origin registry learns a new merchant at once', () => {
     assert.equal(reads, n);
   });
 
-  it('a flood of preflights from random unknown origins causes only a few store reads', async () => {
-    await new Promise((r) => setTimeout(r, 300));
+  it('a flood of preflights from random unknown origins within one interval costs one read; the rest share the next', async () => {
+    intervalPassed();
     const n = reads;
-    const t0 = Date.now();
-    // 400 preflights, 50 at a time, each from a fresh origin no merchant allows.
-    const statuses: number[] = [];
-    for (let wave = 0; wave < 8; wave++) {
-      const batch = await Promise.all(Array.from({ length: 50 }, () => preflight(`https://flood-${randomBytes(6).toString('hex')}.example`)));
-      statuses.push(...batch.map((r) => r.status));
+    const registry = h.deps.origins;
+    const allows = registry.allows.bind(registry);
+    let asked = 0;
+    registry.allows = (origin) => {
+      asked++;
+      return allows(origin);
+    };
+    try {
+      // 400 preflights at once, each from a fresh origin no merchant allows; the timer does not move.
+      const all = Array.from({ length: 400 }, () => preflight(`https://flood-${randomBytes(6).toString('hex')}.example`).then((r) => r.status));
+      await until(() => asked === 400 && timer.sleeping === 1, 'every preflight to reach the registry and the next read to wait');
+      assert.equal(reads - n, 1, 'one read for the misses of this interval, never one per request');
+      // The interval passes: one more read answers every miss that queued behind the first.
+      timer.advance(MISS_REFRESH_INTERVAL_MS);
+      const statuses = await Promise.all(all);
+      assert.ok(
+        statuses.every((s) => s === 403),
+        'all refused',
+      );
+      assert.equal(reads - n, 2, 'two reads for 400 preflights');
+    } finally {
+      registry.allows = allows;
     }
-    const seconds = (Date.now() - t0) / 1000;
-    assert.ok(
-      statuses.every((s) => s === 403),
-      'all refused',
-    );
-    const made = reads - n;
-    // At most a few reads a second (the registry allows one miss-driven read every 250 ms), never one per request.
-    assert.ok(made <= Math.ceil(seconds * 4) + 1, `${made} store reads in ${seconds.toFixed(2)} s for 400 preflights`);
-    assert.ok(made >= 1, 'the unknown origins did make the registry look');
   });
 
   it('simultaneous misses share one read', async () => {
-    await new Promise((r) => setTimeout(r, 300));
+    intervalPassed();
     const n = reads;
     const answers = await Promise.all(Array.from({ length: 30 }, () => h.deps.origins.allows(`https://burst-${randomBytes(6).toString('hex')}.example`)));
     assert.ok(answers.every((a) => a === false));
@@ -138,11 +158,6 @@ describe('OriginRegistry: miss-driven reads', () => {
     };
     return store;
   }
-  const until = async (cond: () => boolean) => {
-    for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
-    assert.ok(cond());
-  };
-
   it('a miss that arrives while a read is in flight waits for a read that starts after it (the one in flight may predate the merchant)', async () => {
     const store = slowStore();
     const reg = new OriginRegistry({ merchants: store }, 'https://cvv.test', { missIntervalMs: 20 });
@@ -162,26 +177,32 @@ describe('OriginRegistry: miss-driven reads', () => {
   });
 
   it('miss-driven reads are spaced and one at a time', async () => {
+    const timer = new ManualTimer();
     const store = {
       reads: 0,
       at: [] as number[],
       async listAllAllowedOrigins() {
         store.reads++;
-        store.at.push(performance.now());
+        store.at.push(timer.now());
         return [];
       },
     };
-    const reg = new OriginRegistry({ merchants: store }, 'https://cvv.test', { missIntervalMs: 100 });
-    const t0 = performance.now();
+    const reg = new OriginRegistry({ merchants: store }, 'https://cvv.test', { missIntervalMs: 100, timer });
+    // A miss every 10 ms for 450 ms.
     const all: Promise<boolean>[] = [];
-    while (performance.now() - t0 < 450) {
-      all.push(reg.allows(`https://x${all.length}.example`));
-      await new Promise((r) => setTimeout(r, 2));
+    for (let t = 0; t < 450; t += 10) {
+      all.push(reg.allows(`https://x${t}.example`));
+      await new Promise((r) => setImmediate(r));
+      timer.advance(10);
     }
-    await Promise.all(all);
-    assert.ok(store.reads >= 2 && store.reads <= 6, `${store.reads} reads for ${all.length} misses in 450 ms`);
-    for (let i = 1; i < store.at.length; i++)
-      assert.ok(store.at[i]! - store.at[i - 1]! >= 95, `reads ${i - 1} and ${i} are ${store.at[i]! - store.at[i - 1]!} ms apart`);
+    // The misses after 400 ms wait for the read due at 500.
+    assert.equal(timer.sleeping, 1);
+    timer.advance(500 - timer.now());
+    assert.deepEqual(
+      await Promise.all(all),
+      all.map(() => false),
+    );
+    assert.deepEqual(store.at, [0, 100, 200, 300, 400, 500], `reads at ${store.at.join(', ')} ms for ${all.length} misses`);
   });
 
   it('a failing store makes the miss a refusal, not an error', async () => {

@@ -4,7 +4,7 @@ import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import request from 'supertest';
-import { isPrivateAddress, outbound, OutboundError } from '../../server/connectors/outbound.js';
+import { isPrivateAddress, OutboundError, outbound, pooledConnections } from '../../server/connectors/outbound.js';
 import { newId } from '../../server/domain/ids.js';
 import { auth, collect, forceSettings, type Harness, makeCard, makeHarness, makeMerchant, makeSession, type TestMerchant } from '../helpers/harness.js';
 
@@ -96,12 +96,13 @@ class Receiver {
     return `${this.scheme}://localhost:${this.port}${path}`;
   }
 
-  /** Forgets what was seen and drops kept-alive sockets; waits a moment so the client's pool sees them close. */
+  /** Forgets what was seen and drops kept-alive sockets; waits until the client's pools have seen them close. */
   async clear(): Promise<void> {
     this.seen.length = 0;
     this.connections = 0;
     for (const s of this.#sockets) s.destroy();
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    for (let i = 0; i < 400 && pooledConnections(this.port) > 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.equal(pooledConnections(this.port), 0, 'the pools still hold connections');
   }
 
   async close(): Promise<void> {
@@ -157,10 +158,11 @@ describe('outbound(): a kept-alive connection from a test-mode call is never reu
       assert.ok(!e.message.includes(LIVE_CARD) && !e.message.includes('987'));
       return true;
     });
-    await new Promise((r) => setTimeout(r, 50));
+    // A marker on the test pool's kept-alive connection: whatever the live call could have sent on it arrives first.
+    assert.equal((await call('/marker', true, '{}')).status, 200);
     assert.deepEqual(
       rx.seen.map((s) => s.path),
-      ['/test'],
+      ['/test', '/marker'],
       'the live call reached the loopback receiver',
     );
     assert.ok(!rx.seen.some((s) => anyText(s).includes(LIVE_CARD)), 'the live card number reached a loopback address');

@@ -53,7 +53,8 @@ describe('verifyToken against the server: key rotation, another issuer, ES256', 
   });
 
   it('with the cooldown, a new kid right after a fetch is unknown_key until the cooldown has passed', async () => {
-    const cvvops = new CvvOps(m.testKey, { baseUrl: a.base, jwksCooldownMs: 2000 });
+    let now = Date.now();
+    const cvvops = new CvvOps(m.testKey, { baseUrl: a.base, jwksCooldownMs: 2000, now: () => now });
     const s1 = await newSession(cvvops);
     await cvvops.verifyToken(s1.token);
     await a.h.deps.tokens.rotate('test');
@@ -61,7 +62,10 @@ describe('verifyToken against the server: key rotation, another issuer, ES256', 
     await refused(cvvops.verifyToken(s2.token), 'unknown_key');
     await refused(cvvops.verifyToken(s2.token), 'unknown_key');
     assert.equal(cvvops.jwksFetches, 1, 'the cooldown held');
-    await new Promise((r) => setTimeout(r, 2050));
+    now += 1999;
+    await refused(cvvops.verifyToken(s2.token), 'unknown_key');
+    assert.equal(cvvops.jwksFetches, 1, 'the cooldown held to its last millisecond');
+    now += 1;
     assert.equal((await cvvops.verifyToken(s2.token)).sub, s2.id);
     assert.equal(cvvops.jwksFetches, 2);
   });
@@ -281,7 +285,8 @@ describe('verifyToken: what it refuses (stub JWKS)', () => {
 
   it('an unknown kid fetches the JWKS again at most once per cooldown; keys of other types or inconsistent algs are not used', async () => {
     jwks = [edJwk, ecJwk, { ...attacker.publicKey.export({ format: 'jwk' }), kid: 'rsa-says', alg: 'RS256' }, { kty: 'oct', k: 'c2VjcmV0', kid: 'oct1' }];
-    const fresh = new CvvOps(`sk_test_${'s'.repeat(43)}`, { baseUrl: stub.url, issuer: ISS, merchantId: MER, jwksCooldownMs: 1000 });
+    let now = Date.now();
+    const fresh = new CvvOps(`sk_test_${'s'.repeat(43)}`, { baseUrl: stub.url, issuer: ISS, merchantId: MER, jwksCooldownMs: 1000, now: () => now });
     const before = jwksHits;
     await fresh.verifyToken(signJws(H, claims(), ed.privateKey));
     await refused(fresh.verifyToken(signJws({ ...H, kid: 'rsa-says' }, claims(), attacker.privateKey)), 'unknown_key');
@@ -294,7 +299,7 @@ describe('verifyToken: what it refuses (stub JWKS)', () => {
     const next = generateKeyPairSync('ed25519');
     jwks = [...jwks, { ...next.publicKey.export({ format: 'jwk' }), kid: 'ed2', alg: 'EdDSA' }];
     await refused(fresh.verifyToken(signJws({ ...H, kid: 'ed2' }, claims(), next.privateKey)), 'unknown_key');
-    await new Promise((r) => setTimeout(r, 1050));
+    now += 1000;
     assert.equal((await fresh.verifyToken(signJws({ ...H, kid: 'ed2' }, claims(), next.privateKey))).sub, 'cvo_1');
     assert.equal(jwksHits - before, 2);
   });

@@ -24,6 +24,11 @@ export interface CvvOpsOptions {
   jwksCooldownMs?: number;
   /** How long a fetched JWKS is used before it is fetched again (default 600 000 ms). */
   jwksCacheMaxAgeMs?: number;
+  /**
+   * The clock `verifyToken` reads (milliseconds since the epoch; default `Date.now`): token
+   * expiry when no `currentDate` is given, the JWKS cache's age and its cooldown. For tests.
+   */
+  now?: () => number;
   /** The first retry's backoff, doubled per retry, with jitter (default 500 ms). */
   retryBaseDelayMs?: number;
   /** Receives one entry per response, retry and failure: method, path, status, code, request id. Never a body or a header. */
@@ -118,6 +123,7 @@ export class CvvOps {
       mode: this.mode,
       cooldownMs: options.jwksCooldownMs ?? 30_000,
       cacheMaxAgeMs: options.jwksCacheMaxAgeMs ?? 600_000,
+      now: options.now ?? Date.now,
     });
   }
 

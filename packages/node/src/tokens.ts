@@ -30,6 +30,8 @@ export interface TokenVerifierConfig {
   mode: 'test' | 'live';
   cooldownMs: number;
   cacheMaxAgeMs: number;
+  /** Milliseconds since the epoch. */
+  now: () => number;
 }
 
 interface KeySet {
@@ -125,7 +127,7 @@ export class TokenVerifier {
     )
       throw refuse('malformed');
     if (c.aud !== (await this.cfg.merchantId()) || c.mode !== this.cfg.mode) throw refuse('wrong_merchant');
-    const now = opts.currentDate?.getTime() ?? Date.now();
+    const now = opts.currentDate?.getTime() ?? this.cfg.now();
     if ('nbf' in c && (!Number.isFinite(c.nbf) || (c.nbf as number) * 1000 > now + tol)) throw refuse('malformed');
     if ((c.exp as number) * 1000 <= now - tol) throw refuse('expired');
     if (opts.maxAgeSeconds !== undefined && now - (c.iat as number) * 1000 > opts.maxAgeSeconds * 1000 + tol) throw refuse('too_old');
@@ -134,9 +136,9 @@ export class TokenVerifier {
 
   async #key(kid: string): Promise<{ alg: Alg; key: KeyObject } | undefined> {
     let set = this.#set;
-    if (!set || Date.now() - set.fetchedAt > this.cfg.cacheMaxAgeMs) set = await this.#refresh(set);
+    if (!set || this.cfg.now() - set.fetchedAt > this.cfg.cacheMaxAgeMs) set = await this.#refresh(set);
     let key = set.keys.get(kid);
-    if (!key && Date.now() - this.#lastFetch >= this.cfg.cooldownMs) {
+    if (!key && this.cfg.now() - this.#lastFetch >= this.cfg.cooldownMs) {
       set = await this.#refresh(set);
       key = set.keys.get(kid);
     }
@@ -146,7 +148,7 @@ export class TokenVerifier {
   /** Fetches the set (one fetch at a time); when that fails and an older set is known, keeps using it. */
   async #refresh(current: KeySet | null): Promise<KeySet> {
     if (!this.#inflight) {
-      this.#lastFetch = Date.now();
+      this.#lastFetch = this.cfg.now();
       this.#inflight = this.#fetch().finally(() => {
         this.#inflight = null;
       });
@@ -185,6 +187,6 @@ export class TokenVerifier {
         // A key Node cannot read verifies nothing.
       }
     }
-    return { keys, fetchedAt: Date.now() };
+    return { keys, fetchedAt: this.cfg.now() };
   }
 }
