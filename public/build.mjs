@@ -3,6 +3,7 @@
 // so the SRI hash in the README stays true until the source changes.
 import { build } from 'esbuild';
 import { copyFileSync, mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -23,5 +24,8 @@ await Promise.all([
   build({ ...common, entryPoints: [join(here, 'src/form-runtime.ts')], outfile: join(here, 'assets/form.js'), format: 'iife' }),
   build({ ...common, entryPoints: [join(here, 'src/challenge.ts')], outfile: join(here, 'assets/challenge.js'), format: 'iife' }),
   build({ ...common, entryPoints: [join(here, 'src/demo.ts')], outfile: join(here, 'assets/demo.js'), format: 'iife' }),
+  // The API reference page: Swagger UI bundled in, so /docs works offline and under a CSP of 'self' only.
+  build({ ...common, entryPoints: [join(here, 'src/docs.ts')], outfile: join(here, 'assets/docs.js'), format: 'iife' }),
 ]);
+copyFileSync(createRequire(import.meta.url).resolve('swagger-ui-dist/swagger-ui.css'), join(here, 'assets/docs.css'));
 copyFileSync(join(here, 'src/cvvops.d.ts'), join(here, 'sdk/v1/cvvops.d.ts'));

@@ -3,7 +3,8 @@ import type { NextFunction, Request, Response, Router } from 'express';
 import { AppError, type ErrorCode } from '../errors.js';
 import type { MerchantContext } from '../domain/merchants.js';
 import type { VerifiedToken } from './auth.js';
-import { ErrorBody, z } from './schemas.js';
+import { ERRORS } from '../errors.js';
+import { ErrorBody, EVENT_SCHEMAS, TestEvent, z } from './schemas.js';
 
 export type Auth = 'merchant' | 'session' | 'none';
 type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
@@ -23,6 +24,8 @@ export interface RouteDef<S extends z.ZodType | undefined = z.ZodType | undefine
   /** OpenAPI style: /CvvOperations/{id} */
   path: string;
   summary: string;
+  /** What a merchant needs to know beyond the summary (the document's operation description). */
+  description: string;
   tag: keyof typeof TAGS;
   auth: Auth;
   /**
@@ -43,7 +46,14 @@ export interface RouteDef<S extends z.ZodType | undefined = z.ZodType | undefine
   fieldCodes?: Record<string, ErrorCode>;
   /** Idempotency-Key honoured: by the HTTP middleware (true), or by the use case itself, in its own units ('in-use-case'). */
   idempotent?: boolean | 'in-use-case';
-  responses: Record<number, { description: string; schema?: z.ZodType }>;
+  responses: Record<number, { description: string; schema?: z.ZodType; mediaType?: string }>;
+  /**
+   * The error codes of this route beyond those every route of its kind has (see `errorCodes`): the
+   * document lists each status's codes as an enum, and the HTTP tests check every answer against it.
+   */
+  errors?: ErrorCode[];
+  /** Request headers the route reads, beyond Authorization, X-Request-Id and Idempotency-Key. */
+  headers?: Record<string, { description: string; required?: boolean }>;
   handler: (req: Request, res: Response, ctx: HandlerContext<S extends z.ZodType ? z.infer<S> : undefined>) => Promise<void>;
 }
 
@@ -199,46 +209,117 @@ export class Api {
       bearerFormat: 'JWS',
       description: 'The current session token (cvvops-session+jwt).',
     });
+    registry.registerComponent('securitySchemes', 'webhookSignature', {
+      type: 'apiKey',
+      in: 'header',
+      name: 'Cvvops-Signature',
+      description:
+        'Webhook deliveries are signed, not authenticated: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>"> with the endpoint\'s secret (whsec_…).',
+    });
+    registry.register('Error', ErrorBody);
+    for (const [name, h] of Object.entries(HEADERS)) registry.registerComponent('headers', name, h);
     for (const r of this.routes) {
       const params = [...r.path.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!);
       const responses: Record<string, unknown> = {};
       for (const [status, resp] of Object.entries(r.responses)) {
-        responses[status] = resp.schema
-          ? { description: resp.description, content: { 'application/json': { schema: resp.schema } } }
-          : { description: resp.description };
-      }
-      if (r.auth !== 'none') {
-        // RFC 6750 section 3: every 401 names the scheme (errorHandler sets it).
-        responses['401'] = {
-          description:
-            r.auth === 'merchant'
-              ? 'No API key (unauthenticated), or a refused one (invalid_api_key).'
-              : 'No session token (unauthenticated), or an invalid or expired one (invalid_token, token_expired).',
-          headers: {
-            'WWW-Authenticate': {
-              description: 'Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused.',
-              schema: { type: 'string' },
-            },
-          },
-          content: { 'application/json': { schema: ErrorBody } },
+        responses[status] = {
+          description: resp.description,
+          headers: { ...RESPONSE_HEADERS.always, ...(r.idempotent ? RESPONSE_HEADERS.idempotent : {}), ...(r.auth === 'session' ? RESPONSE_HEADERS.cors : {}) },
+          ...(resp.schema ? { content: { [resp.mediaType ?? 'application/json']: { schema: resp.schema } } } : {}),
         };
       }
-      responses.default = { description: 'An error (API.md section 2).', content: { 'application/json': { schema: ErrorBody } } };
-      const headers = r.idempotent ? z.object({ 'idempotency-key': z.string().max(255).optional() }) : undefined;
+      const byStatus = new Map<number, ErrorCode[]>();
+      for (const code of errorCodes(r)) byStatus.set(ERRORS[code][0], [...(byStatus.get(ERRORS[code][0]) ?? []), code]);
+      for (const [status, codes] of [...byStatus].sort(([a], [b]) => a - b)) {
+        responses[String(status)] = {
+          description: codes.map((c) => `\`${c}\`: ${ERRORS[c][1]}`).join(' '),
+          headers: {
+            ...RESPONSE_HEADERS.always,
+            ...RESPONSE_HEADERS.error,
+            ...(status === 401 ? RESPONSE_HEADERS.unauthorized : {}),
+            ...(codes.some((c) => RETRY_AFTER.has(c)) ? RESPONSE_HEADERS.retryAfter : {}),
+            ...(r.auth === 'session' ? RESPONSE_HEADERS.cors : {}),
+          },
+          // The Error schema, with this status's codes only.
+          content: {
+            'application/json': {
+              schema: {
+                allOf: [{ $ref: '#/components/schemas/Error' }],
+                properties: { error: { properties: { code: { enum: codes } } } },
+              },
+            },
+          },
+        };
+      }
+      const headers = z.object({
+        'x-request-id': z
+          .string()
+          .max(128)
+          .optional()
+          .openapi({ description: 'Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours.' }),
+        ...(r.idempotent
+          ? {
+              'idempotency-key': z
+                .string()
+                .max(255)
+                .optional()
+                .openapi({ description: 'Makes a retry safe: the same key with the same body gets the first answer, never a second effect.' }),
+            }
+          : {}),
+        ...Object.fromEntries(
+          Object.entries(r.headers ?? {}).map(([name, h]) => [
+            name.toLowerCase(),
+            (h.required ? z.string() : z.string().optional()).openapi({ description: h.description }),
+          ]),
+        ),
+      });
+      // A body is optional when the route accepts none at all (its schema takes {}).
+      const bodyRequired = r.body ? !r.body.safeParse({}).success : false;
       registry.registerPath({
         method: r.method,
         path: r.path,
         operationId: operationId(r.method, r.path),
         summary: r.summary,
+        description: r.description,
         tags: [r.tag],
         security: r.auth === 'merchant' ? [{ apiKey: [] }] : r.auth === 'session' ? [{ sessionToken: [] }] : [],
         request: {
           ...(params.length ? { params: z.object(Object.fromEntries(params.map((p) => [p, z.string()]))) } : {}),
-          ...(headers ? { headers } : {}),
+          headers,
           ...(r.query ? { query: r.query as z.ZodObject } : {}),
-          ...(r.body ? { body: { required: true, content: { 'application/json': { schema: r.body } } } } : {}),
+          ...(r.body ? { body: { required: bodyRequired, content: { 'application/json': { schema: r.body } } } } : {}),
         },
         responses: responses as never,
+      });
+    }
+    // Webhooks are not walked for component schemas: the payloads are registered here by name.
+    registry.register('WebhookTestEvent', TestEvent);
+    for (const [type, schema] of [...Object.entries(EVENT_SCHEMAS), [TestEvent.shape.type.value, TestEvent] as const]) {
+      registry.registerWebhook({
+        method: 'post',
+        path: type,
+        operationId: `webhook${type.replace(/(^|\.)(\w)/g, (_m, _d, c: string) => c.toUpperCase())}`,
+        summary: type,
+        description: `${schema.description ?? ''} Sent to every endpoint of the event's mode that listens to \`${type}\` (docs/webhooks.md).`.trim(),
+        tags: ['Webhooks'],
+        security: [{ webhookSignature: [] }],
+        request: {
+          headers: z.object({
+            'cvvops-signature': z.string().openapi({
+              description:
+                't=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" with the endpoint\'s secret>. Verify it on the raw body, in constant time, and refuse a t more than 5 minutes old.',
+              example: 't=1764950400,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd',
+            }),
+            'user-agent': z.string().openapi({ description: 'cvvops-webhooks/1' }),
+          }),
+          body: { required: true, content: { 'application/json': { schema } } },
+        },
+        responses: {
+          200: {
+            description:
+              'Any 2xx acknowledges the delivery. Anything else (a redirect included), a timeout or no answer is a failure: the delivery is tried again, after 10 s, then twice as long each time (at most an hour apart), for 24 hours.',
+          },
+        },
       });
     }
     return new OpenApiGeneratorV31(registry.definitions).generateDocument({
@@ -248,6 +329,8 @@ export class Api {
         version: opts.version,
         description: "Collect a card's CVV safely and use it for one payment. Reference: docs/api.md in the repository.",
         license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
+        // Self-hosted: whoever runs this server answers for it; its docs are served with it.
+        contact: { name: 'The operator of this cvvops server', url: `${opts.serverUrl}/docs` },
       },
       servers: [{ url: opts.serverUrl }],
       tags: Object.entries(TAGS).map(([name, description]) => ({ name, description })),
@@ -276,3 +359,64 @@ export function operationId(method: string, path: string): string {
     .filter(Boolean);
   return method.toLowerCase() + words.map((w) => w[0]!.toUpperCase() + w.slice(1)).join('');
 }
+
+/**
+ * The error codes a route can answer: those of every route (the checks before any route: an
+ * undecodable path or a repeated header, an API key in the query string, a compressed or
+ * oversized body, an unexpected failure), those of its credential, its path parameters, its
+ * body and its Idempotency-Key, and its own (`errors`).
+ */
+export function errorCodes(r: Pick<RouteDef, 'auth' | 'path' | 'unknownId' | 'fieldCodes' | 'idempotent' | 'errors'>): ErrorCode[] {
+  const codes = new Set<ErrorCode>(['invalid_request', 'invalid_api_key', 'payload_too_large', 'unsupported_media_type', 'internal_error']);
+  if (r.auth === 'merchant') for (const c of ['unauthenticated', 'invalid_token', 'wrong_credential_type', 'rate_limited'] as const) codes.add(c);
+  if (r.auth === 'session')
+    for (const c of [
+      'unauthenticated',
+      'invalid_token',
+      'token_expired',
+      'wrong_credential_type',
+      'rate_limited',
+      'operation_not_allowed',
+      'origin_not_allowed',
+      'token_superseded',
+      'session_completed',
+      'session_canceled',
+      'session_expired',
+      'attempts_exhausted',
+    ] as const)
+      codes.add(c);
+  if (r.path.includes('{')) codes.add(r.unknownId ?? 'not_found');
+  for (const c of Object.values(r.fieldCodes ?? {})) codes.add(c);
+  if (r.idempotent) codes.add('idempotency_key_reused');
+  for (const c of r.errors ?? []) codes.add(c);
+  return [...codes].sort((a, b) => ERRORS[a][0] - ERRORS[b][0] || a.localeCompare(b));
+}
+
+/** The codes whose answer carries Retry-After (when a wait helps). */
+const RETRY_AFTER = new Set<ErrorCode>(['rate_limited', 'attempts_exhausted', 'idempotency_key_reused', 'precondition_failed']);
+
+/** The response headers, each declared once under components/headers and referred to by name. */
+const HEADERS = {
+  'X-Request-Id': { description: "The call's id: the one sent, or ours (req_…); errors quote it.", schema: { type: 'string' } },
+  'Cache-Control': { description: 'no-store: an error is never cached.', schema: { type: 'string' } },
+  'WWW-Authenticate': {
+    description: 'Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused (RFC 6750).',
+    schema: { type: 'string' },
+  },
+  'Retry-After': { description: 'Seconds to wait before trying again, where a wait helps.', schema: { type: 'integer', minimum: 1 } },
+  'Idempotent-Replayed': { description: 'true when this is the stored answer of an earlier call with the same Idempotency-Key.', schema: { type: 'string' } },
+  'Access-Control-Allow-Origin': { description: "The calling page's origin, when the session's merchant allows it.", schema: { type: 'string' } },
+  'Access-Control-Expose-Headers': {
+    description: 'The headers a cross-origin page may read (X-Request-Id, Retry-After, Idempotent-Replayed).',
+    schema: { type: 'string' },
+  },
+} as const;
+const refs = (...names: Array<keyof typeof HEADERS>) => Object.fromEntries(names.map((n) => [n, { $ref: `#/components/headers/${n}` }]));
+const RESPONSE_HEADERS = {
+  always: refs('X-Request-Id'),
+  error: refs('Cache-Control'),
+  unauthorized: refs('WWW-Authenticate'),
+  retryAfter: refs('Retry-After'),
+  idempotent: refs('Idempotent-Replayed'),
+  cors: refs('Access-Control-Allow-Origin', 'Access-Control-Expose-Headers'),
+};

@@ -1,6 +1,8 @@
 import { extendZodWithOpenApi } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
 import { HttpProcessorConfig } from '../connectors/processors/http.js';
+import type { WebhookEvent } from '../domain/webhooks.js';
+import { ERRORS, type ErrorCode } from '../errors.js';
 
 extendZodWithOpenApi(z);
 
@@ -97,6 +99,118 @@ export const CardSummary = z
   })
   .openapi('CardSummary');
 
+const SESSION_STATUS = ['active', 'completed', 'canceled', 'expired'] as const;
+
+export const ThreeDSStatus = z.enum(['Y', 'A', 'N', 'U', 'R', 'C']).openapi('ThreeDSStatus', {
+  description: 'EMV 3-D Secure transaction status: Y authenticated, A attempted, N not authenticated, U unavailable, R rejected, C challenge required.',
+});
+const CvvResult = z.enum(['M', 'N', 'P', 'U']).openapi('CvvResult', { description: 'M match, N no match, P not processed, U unavailable.' });
+const ChargeOutcome = z.enum(['approved', 'declined', 'error']).openapi('ChargeStatus', {
+  description: 'approved; declined (see declineCode); error: the processor failed or could not be reached (the page may retry).',
+});
+const AmountOut = z.object({ value: z.number().int(), currency: z.string() }).openapi('AmountValue', { description: 'Minor units and ISO 4217 currency.' });
+
+/** What each operation left in the session (its claim in `res` of the token, and `results` of the session). */
+export const CollectCvvClaim = z
+  .object({ status: z.literal('succeeded'), at: z.number().int().openapi({ description: 'Unix seconds.' }) })
+  .strict()
+  .openapi('CollectCvvClaim');
+export const ThreeDSClaim = z.object({ status: ThreeDSStatus, eci: z.string().nullable(), transactionId: z.string() }).strict().openapi('ThreeDSClaim');
+export const ChargeClaim = z
+  .object({
+    status: ChargeOutcome,
+    chargeId: z.string(),
+    amount: AmountOut,
+    authorizationCode: z.string().nullable(),
+    cvvResult: CvvResult.nullable(),
+    declineCode: z.string().nullable(),
+  })
+  .strict()
+  .openapi('ChargeClaim');
+export const Results = z
+  .object({ collectCvv: CollectCvvClaim.optional(), threeDS: ThreeDSClaim.optional(), charge: ChargeClaim.optional() })
+  .strict()
+  .openapi('Results', { description: 'The outcome of each operation that ran, by operation.' });
+/** A session's results: a charge under way shows as pending. */
+const SessionResults = z
+  .object({
+    collectCvv: CollectCvvClaim.optional(),
+    threeDS: ThreeDSClaim.optional(),
+    charge: z
+      .union([
+        ChargeClaim,
+        z
+          .object({ status: z.literal('pending'), chargeId: z.string() })
+          .strict()
+          .openapi('PendingCharge'),
+      ])
+      .optional(),
+  })
+  .strict()
+  .openapi('SessionResults', { description: 'The outcome of each operation that ran; a charge still in flight shows as pending.' });
+
+/** The claims of a session token (its payload). */
+export const TokenClaims = z
+  .object({
+    iss: z.string().openapi({ description: "The server's PUBLIC_BASE_URL." }),
+    aud: z.string().openapi({ description: 'The merchant id.' }),
+    sub: z.string().openapi({ description: 'The session id.' }),
+    jti: z.string(),
+    iat: z.number().int(),
+    exp: z.number().int(),
+    seq: z.number().int().openapi({ description: 'The rotation number: 0 for the first token, one more per operation call.' }),
+    mode: z.enum(['test', 'live']),
+    ops: z.array(OperationName),
+    amt: AmountOut.optional(),
+    card: z.object({ token: z.string(), brand: z.string(), last4: z.string(), cvvLength: z.number().int() }).strict(),
+    prev: z.string().optional().openapi({ description: 'The jti of the token this one replaced.' }),
+    form: z.string(),
+    res: Results,
+  })
+  .strict()
+  .openapi('TokenClaims', { description: 'The payload of a session token (cvvops-session+jwt).' });
+
+/** Each operation's result (the `result` of its 200). */
+export const CollectCvvResult = z
+  .object({ status: z.literal('succeeded'), cvcSession: z.object({ id: z.string(), expiresAt: z.string() }).strict() })
+  .strict()
+  .openapi('CollectCvvResult');
+export const ThreeDSResult = z
+  .object({
+    status: ThreeDSStatus.exclude(['C']),
+    transactionId: z.string(),
+    eci: z.string().nullable(),
+    authenticationValue: z.string().nullable().openapi({ description: 'The CAVV (base64), shown once, to the page that asked.' }),
+    dsTransactionId: z.string(),
+    version: z.string(),
+  })
+  .strict()
+  .openapi('ThreeDSResult');
+export const ThreeDSChallenge = z
+  .object({
+    status: z.literal('C'),
+    transactionId: z.string(),
+    challengeUrl: z.string().openapi({ description: 'The hosted challenge page: open it in a frame, or redirect the shopper to it.' }),
+    dsTransactionId: z.string(),
+    version: z.string(),
+  })
+  .strict()
+  .openapi('ThreeDSChallenge');
+export const ChargeResult = z
+  .object({
+    status: ChargeOutcome,
+    chargeId: z.string(),
+    amount: AmountOut,
+    authorizationCode: z.string().nullable(),
+    cvvResult: CvvResult.nullable(),
+    avsResult: z.string().nullable(),
+    networkTransactionId: z.string().nullable(),
+    declineCode: z.string().nullable(),
+    processor: z.string(),
+  })
+  .strict()
+  .openapi('ChargeResult');
+
 /** A session's card once the card was deleted (DELETE /Cards/{token}): only its token is left. */
 export const DeletedCard = z
   .object({ token: z.string(), deleted: z.literal(true) })
@@ -134,7 +248,7 @@ export const CreatedSession = z
 export const Session = z
   .object({
     ...SessionBase,
-    results: z.record(z.string(), z.unknown()),
+    results: SessionResults,
     attempts: z.record(z.string(), z.object({ used: z.number().int(), max: z.number().int() })),
     cvv: z.union([z.object({ available: z.literal(true), expiresAt: z.string() }), z.object({ available: z.literal(false) })]),
   })
@@ -218,7 +332,7 @@ export const SessionList = z
 export const ValidateTokenBody = z.strictObject({ token: z.string().max(16384) }).openapi('ValidateTokenRequest');
 export const ValidateTokenResponse = z
   .union([
-    z.object({ valid: z.literal(true), current: z.boolean(), claims: z.record(z.string(), z.unknown()), session: Session }),
+    z.object({ valid: z.literal(true), current: z.boolean(), claims: TokenClaims, session: Session }),
     z.object({
       valid: z.literal(false),
       reason: z.enum(['bad_signature', 'malformed', 'expired', 'unknown_key', 'wrong_merchant', 'wrong_type', 'wrong_issuer']),
@@ -254,18 +368,36 @@ export const Card = z
 export const CreatedCard = Card.extend({ cvcSession: CvcSessionRef.nullable() }).openapi('CreatedCard');
 
 export const CollectCvvBody = z.strictObject({ cvv: z.string().openapi({ example: '123' }) }).openapi('CollectCvvRequest');
-export const OperationResponse = z
-  .object({
-    result: z.record(z.string(), z.unknown()),
-    token: z.string(),
-    session: z.object({ status: z.enum(['active', 'completed', 'canceled', 'expired']) }),
-  })
-  .openapi('OperationResponse');
+/** An operation's 200: its result, the next token, the session's status. */
+const operationResponse = <R extends z.ZodType>(name: string, result: R) =>
+  z
+    .object({
+      result,
+      token: z.string().openapi({ description: 'The next session token: the one sent is now superseded.' }),
+      session: z.object({ status: z.enum(SESSION_STATUS) }),
+    })
+    .openapi(name);
+export const CollectCvvResponse = operationResponse('CollectCvvResponse', CollectCvvResult);
+export const ThreeDSResponse = operationResponse('ThreeDSResponse', z.union([ThreeDSResult, ThreeDSChallenge]));
+export const ThreeDSResultResponse = operationResponse('ThreeDSResultResponse', ThreeDSResult);
+export const ChargeResponse = operationResponse('ChargeResponse', ChargeResult);
 
+export const ErrorCodeEnum = z
+  .enum(Object.keys(ERRORS) as [ErrorCode, ...ErrorCode[]])
+  .openapi('ErrorCode', { description: 'A stable error code (docs/api.md, Errors).' });
+
+/** Every error's body; each route's document narrows `code` to the codes of each status. */
 export const ErrorBody = z
   .object({
-    error: z.object({ code: z.string(), message: z.string(), requestId: z.string() }),
+    error: z
+      .object({
+        code: ErrorCodeEnum,
+        message: z.string().openapi({ description: 'For people: never a CVV, a card number or a token.' }),
+        requestId: z.string().openapi({ description: 'The X-Request-Id of the call, to quote in a support request.' }),
+      })
+      .strict(),
   })
+  .strict()
   .openapi('Error');
 
 export const CvvStatus = z
@@ -284,7 +416,9 @@ export const Merchant = z
     mode: z.enum(['test', 'live']),
     allowedOrigins: z.array(z.string()),
     allowedProxyTargets: z.array(z.string()),
-    processor: z.record(z.string(), z.unknown()),
+    processor: z
+      .union([z.object({ type: z.literal('simulator') }).strict(), z.object({ type: z.literal('http'), url: z.string() }).strict()])
+      .openapi({ description: "The processor of this mode (an http processor's template and credentials are never shown)." }),
     cvvBlockThreshold: z.number().int(),
     cvcSessionTtlSeconds: z.number().int(),
     createdAt: z.string(),
@@ -349,14 +483,66 @@ export const CreateWebhookEndpointBody = z
   })
   .openapi('CreateWebhookEndpointRequest');
 
+const eventOf = <D extends z.ZodRawShape>(type: string, name: string, description: string, data: D) =>
+  z
+    .object({
+      id: z.string().openapi({ description: 'evt_…: the same on every delivery and retry of the event (deduplicate on it).' }),
+      type: z.literal(type),
+      createdAt: z.string(),
+      mode: z.enum(['test', 'live']),
+      data: z.object(data).strict(),
+    })
+    .strict()
+    .describe(description)
+    .openapi(name);
+
+const sessionRef = z.string().openapi({ description: 'The session id (cvo_…).' });
+export const EVENT_SCHEMAS = {
+  'cvv.collected': eventOf('cvv.collected', 'CvvCollectedEvent', 'The CVV was collected into a CVC session of the session.', {
+    session: sessionRef,
+    card: z.string(),
+    cvcSession: z.string(),
+    expiresAt: z.string().openapi({ description: 'When the CVC session ends (ISO 8601).' }),
+  }),
+  'threeds.completed': eventOf('threeds.completed', 'ThreeDSCompletedEvent', 'A 3-D Secure transaction reached its final status.', {
+    session: sessionRef,
+    transactionId: z.string(),
+    status: ThreeDSStatus.exclude(['C']),
+    eci: z.string().nullable(),
+  }),
+  'charge.succeeded': eventOf('charge.succeeded', 'ChargeSucceededEvent', 'A charge was approved.', {
+    session: sessionRef,
+    chargeId: z.string(),
+    status: z.literal('approved'),
+    amount: AmountOut,
+    declineCode: z.null(),
+    cvvResult: CvvResult.nullable(),
+  }),
+  'charge.failed': eventOf('charge.failed', 'ChargeFailedEvent', 'A charge was declined, or failed at the processor.', {
+    session: sessionRef,
+    chargeId: z.string(),
+    status: z.enum(['declined', 'error']),
+    amount: AmountOut,
+    declineCode: z.string().nullable(),
+    cvvResult: CvvResult.nullable(),
+  }),
+  'session.completed': eventOf('session.completed', 'SessionCompletedEvent', 'The session ended with an approved charge.', {
+    session: sessionRef,
+    chargeId: z.string(),
+  }),
+  'session.canceled': eventOf('session.canceled', 'SessionCanceledEvent', 'The merchant canceled the session.', { session: sessionRef }),
+  'session.expired': eventOf('session.expired', 'SessionExpiredEvent', 'The session reached its expiry unfinished.', { session: sessionRef }),
+  'cvv.blocked': eventOf('cvv.blocked', 'CvvBlockedEvent', "The card's CVV is blocked after too many wrong CVVs (POST /Cards/{token}/cvv/unblock).", {
+    card: z.string(),
+    failedAttempts: z.number().int(),
+  }),
+} as const satisfies Record<WebhookEvent, z.ZodType>;
+export const TestEvent = eventOf('webhook.test', 'WebhookTestEvent', 'Sent by `cvvops webhooks test`, to one endpoint; not stored.', {
+  endpoint: z.string(),
+});
+
 export const Event = z
-  .object({
-    id: z.string(),
-    type: z.string(),
-    createdAt: z.string(),
-    mode: z.enum(['test', 'live']),
-    data: z.record(z.string(), z.unknown()),
-  })
+  .discriminatedUnion('type', Object.values(EVENT_SCHEMAS) as unknown as [z.ZodObject, ...z.ZodObject[]])
   .openapi('Event', { description: 'An event: the same payload as its webhook delivery.' });
 
 export const ListEventsQuery = z

@@ -31,11 +31,15 @@ describe('every HTTP test response is checked against openapi.json', () => {
   it('reports a body that does not match its status: a wrong success body, or a success where only errors are declared', () => {
     checkResponse('GET', '/Merchant', 200, { id: 5 });
     checkResponse('POST', '/CvvOperations/cvo_x/token', 200, { token: 42 });
-    checkResponse('POST', '/CvvOperations', 200, { id: 'cvo_x' }); // create answers 201: any other status must be an error body
+    checkResponse('POST', '/CvvOperations', 200, { id: 'cvo_x' }); // create answers 201, never 200
+    // An error code the route's status does not list (collectCvv's 400s are invalid_request and invalid_cvv).
+    checkResponse('POST', '/CvvOperations/collectCvv', 400, { error: { code: 'invalid_card', message: 'x', requestId: 'req_1' } });
+    checkResponse('POST', '/CvvOperations/collectCvv', 400, { error: { code: 'invalid_cvv', message: 'x', requestId: 'req_1' } });
     const found = violations.splice(0);
-    assert.equal(found.length, 3, found.join('\n'));
+    assert.equal(found.length, 4, found.join('\n'));
     assert.match(found[0]!, /GET \/Merchant → 200: .*required property 'name'/);
     assert.match(found[1]!, /POST \/CvvOperations\/\{id\}\/token → 200: .*token must be string/);
-    assert.match(found[2]!, /POST \/CvvOperations → 200: .*required property 'error'/);
+    assert.match(found[2]!, /POST \/CvvOperations → 200: this status is not declared/);
+    assert.match(found[3]!, /POST \/CvvOperations\/collectCvv → 400: .*must be equal to one of the allowed values/);
   });
 });

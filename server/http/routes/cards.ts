@@ -9,6 +9,9 @@ export function cardRoutes(api: Api, d: Pick<Deps, 'cards' | 'proxy' | 'vault'>)
   api.add({
     method: 'post',
     path: '/Cards',
+    description:
+      'From your server, with your API key: tokenizes a card number (encrypted at rest; only its brand, BIN and last four are ever shown). With `cvv`, also opens a CVC session for it. Test keys accept only the test cards, live keys refuse them.',
+    errors: ['invalid_card', 'invalid_cvv', 'cvv_blocked'],
     tag: 'Cards',
     auth: 'merchant',
     summary: 'Tokenize a card (optionally with its CVV)',
@@ -31,6 +34,7 @@ export function cardRoutes(api: Api, d: Pick<Deps, 'cards' | 'proxy' | 'vault'>)
   api.add({
     method: 'get',
     path: '/Cards/{token}',
+    description: "The card's masked details: brand, BIN, last four digits and expiry.",
     tag: 'Cards',
     auth: 'merchant',
     summary: 'Masked card details',
@@ -43,6 +47,8 @@ export function cardRoutes(api: Api, d: Pick<Deps, 'cards' | 'proxy' | 'vault'>)
   api.add({
     method: 'delete',
     path: '/Cards/{token}',
+    description: 'Deletes the card and every CVC session of it. Refused with `precondition_failed` while a charge of the card is in flight.',
+    errors: ['precondition_failed'],
     tag: 'Cards',
     auth: 'merchant',
     summary: 'Delete the card and every CVC session of it',
@@ -56,6 +62,8 @@ export function cardRoutes(api: Api, d: Pick<Deps, 'cards' | 'proxy' | 'vault'>)
   api.add({
     method: 'get',
     path: '/Cards/{token}/cvv/status',
+    description:
+      "Whether the card's CVV is blocked (after too many wrong CVVs at the processor), the count of failed attempts, and whether a CVC session is available and until when.",
     tag: 'Cards',
     auth: 'merchant',
     summary: "The card's CVV status: blocking and CVC session",
@@ -69,6 +77,7 @@ export function cardRoutes(api: Api, d: Pick<Deps, 'cards' | 'proxy' | 'vault'>)
   api.add({
     method: 'post',
     path: '/Cards/{token}/cvv/unblock',
+    description: "Unblocks the card's CVV and resets its count of failed attempts, after you have checked with the cardholder.",
     tag: 'Cards',
     auth: 'merchant',
     summary: "Unblock the card's CVV and reset the count",
@@ -83,6 +92,9 @@ export function cardRoutes(api: Api, d: Pick<Deps, 'cards' | 'proxy' | 'vault'>)
   api.add({
     method: 'delete',
     path: '/CvcSessions/{id}',
+    description:
+      'Destroys one CVC session (an encrypted CVV) now. An unknown, expired, used, deleted or foreign CVC session is the same `cvc_session_not_found`, so the answer reveals nothing.',
+    errors: ['precondition_failed'],
     tag: 'Cards',
     auth: 'merchant',
     summary: 'Delete one CVC session by id',
@@ -97,6 +109,14 @@ export function cardRoutes(api: Api, d: Pick<Deps, 'cards' | 'proxy' | 'vault'>)
   api.add({
     method: 'post',
     path: '/proxy',
+    description:
+      "Forwards your request to one of your allowed proxy targets with `${cvv}` and the card placeholders filled in from the vault, and answers with the target's status, headers and body as they came. Name the target, the card and the CVC session in headers; the body is JSON or form-encoded.",
+    errors: ['invalid_card', 'cvc_session_missing', 'cvc_session_not_found', 'target_not_allowed', 'processor_error'],
+    headers: {
+      'X-Proxy-Target': { required: true, description: 'The URL to call: within your allowedProxyTargets.' },
+      'X-Card-Token': { description: 'The card (tok_…) whose placeholders the body uses.' },
+      'X-Cvc-Session-Id': { description: 'The CVC session (cvc_…) whose CVV fills ${cvv}.' },
+    },
     tag: 'Proxy',
     auth: 'merchant',
     rawBody: true,

@@ -7,6 +7,8 @@ export function formRoutes(api: Api, d: Pick<Deps, 'forms'>): void {
   api.add({
     method: 'post',
     path: '/CustomForms',
+    description:
+      'Stores a custom CVV form: your HTML and CSS, sanitized (scripts, event handlers, external URLs and @import removed; what was removed is reported) and served from this server under a strict CSP, with our runtime doing the work. The HTML must mark its CVV field with `data-cvvops="cvv"`.',
     tag: 'Custom forms',
     auth: 'merchant',
     summary: 'Store a custom CVV form (sanitized; what was removed is reported)',
@@ -19,6 +21,7 @@ export function formRoutes(api: Api, d: Pick<Deps, 'forms'>): void {
   api.add({
     method: 'get',
     path: '/CustomForms',
+    description: "Your custom forms in the calling key's mode.",
     tag: 'Custom forms',
     auth: 'merchant',
     summary: "The merchant's custom forms",
@@ -30,6 +33,7 @@ export function formRoutes(api: Api, d: Pick<Deps, 'forms'>): void {
   api.add({
     method: 'get',
     path: '/CustomForms/{id}',
+    description: 'One custom form, as stored (sanitized).',
     tag: 'Custom forms',
     auth: 'merchant',
     summary: 'One custom form',
@@ -41,6 +45,7 @@ export function formRoutes(api: Api, d: Pick<Deps, 'forms'>): void {
   api.add({
     method: 'put',
     path: '/CustomForms/{id}',
+    description: "Replaces a custom form's name, HTML and CSS (sanitized again). Sessions created with it use the new version from now on.",
     tag: 'Custom forms',
     auth: 'merchant',
     summary: 'Replace a custom form',
@@ -53,6 +58,7 @@ export function formRoutes(api: Api, d: Pick<Deps, 'forms'>): void {
   api.add({
     method: 'delete',
     path: '/CustomForms/{id}',
+    description: 'Deletes a custom form. Sessions that name it can no longer load it.',
     tag: 'Custom forms',
     auth: 'merchant',
     summary: 'Delete a custom form',

@@ -183,6 +183,25 @@ export function hostedRoutes(app: Express, d: Pick<Deps, 'cards' | 'clock' | 'co
     res.type('html').render('index', { nonce: n, version: VERSION, demo: d.config.demo });
   });
 
+  // The API reference, rendered from /openapi.json by Swagger UI (bundled at build time): scripts and
+  // styles from this server only, nothing inline, no calls but the document itself.
+  app.get('/docs', (_req: Request, res: Response) => {
+    res.setHeader(
+      'Content-Security-Policy',
+      [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+      ].join('; '),
+    );
+    res.type('html').render('docs', { version: VERSION });
+  });
+
   if (!d.config.demo) return;
   // The demo checkout: the merchant's server side runs here with the demo merchant's test key.
   const demoKey = async () => (await d.merchants.ensureDemo([d.config.publicOrigin])).testKey;

@@ -43,6 +43,8 @@ export function merchantRoutes(api: Api, d: Pick<Deps, 'merchants' | 'origins' |
   api.add({
     method: 'get',
     path: '/Merchant',
+    description:
+      "Your settings in the calling key's mode: allowed origins and proxy targets, the processor, the CVV block threshold and the CVC session lifetime. Test and live settings are kept apart.",
     tag: 'Merchant',
     auth: 'merchant',
     summary: "The calling merchant's settings, of the calling key's mode",
@@ -54,6 +56,9 @@ export function merchantRoutes(api: Api, d: Pick<Deps, 'merchants' | 'origins' |
   api.add({
     method: 'patch',
     path: '/Merchant',
+    description:
+      "Changes your settings in the calling key's mode only. Origins must be exact origins, proxy targets https URLs; the processor's URLs must be within the proxy targets and, in live mode, public addresses.",
+    errors: ['target_not_allowed'],
     tag: 'Merchant',
     auth: 'merchant',
     summary: "Change allowed origins, proxy targets, the processor and CVV settings, of the calling key's mode only",
@@ -69,6 +74,8 @@ export function merchantRoutes(api: Api, d: Pick<Deps, 'merchants' | 'origins' |
   api.add({
     method: 'post',
     path: '/WebhookEndpoints',
+    description:
+      "Adds a webhook endpoint in the calling key's mode, for the event types listed. Its signing secret is in this answer only: store it to verify the Cvvops-Signature header of each delivery.",
     tag: 'Webhooks',
     auth: 'merchant',
     summary: 'Add a webhook endpoint (its secret is shown once)',
@@ -82,6 +89,7 @@ export function merchantRoutes(api: Api, d: Pick<Deps, 'merchants' | 'origins' |
   api.add({
     method: 'get',
     path: '/WebhookEndpoints',
+    description: "The webhook endpoints of the calling key's mode, without their secrets.",
     tag: 'Webhooks',
     auth: 'merchant',
     summary: 'The webhook endpoints (without secrets)',
@@ -93,6 +101,7 @@ export function merchantRoutes(api: Api, d: Pick<Deps, 'merchants' | 'origins' |
   api.add({
     method: 'delete',
     path: '/WebhookEndpoints/{id}',
+    description: 'Removes a webhook endpoint: its pending deliveries are dropped.',
     tag: 'Webhooks',
     auth: 'merchant',
     summary: 'Remove a webhook endpoint',
@@ -106,6 +115,8 @@ export function merchantRoutes(api: Api, d: Pick<Deps, 'merchants' | 'origins' |
   api.add({
     method: 'get',
     path: '/Events',
+    description:
+      "The events of the calling key's mode, newest first, in pages (kept 30 days), optionally of one type: what the webhooks delivered, or would have.",
     tag: 'Webhooks',
     auth: 'merchant',
     summary: "The key's events in its mode, newest first (kept 30 days; Stripe-style pages)",
@@ -125,6 +136,7 @@ export function merchantRoutes(api: Api, d: Pick<Deps, 'merchants' | 'origins' |
   api.add({
     method: 'get',
     path: '/Events/{id}',
+    description: 'One event: the payload its webhook deliveries carry.',
     tag: 'Webhooks',
     auth: 'merchant',
     summary: 'One event: the payload its webhook deliveries carry',
@@ -137,6 +149,7 @@ export function merchantRoutes(api: Api, d: Pick<Deps, 'merchants' | 'origins' |
   api.add({
     method: 'get',
     path: '/WebhookEndpoints/{id}/deliveries',
+    description: "An endpoint's deliveries, newest first: each with its event, attempts, the receiver's last status code and the next try while pending.",
     tag: 'Webhooks',
     auth: 'merchant',
     summary: "An endpoint's deliveries, newest first: each with its event, attempts, last status code and next try",
@@ -155,6 +168,8 @@ export function merchantRoutes(api: Api, d: Pick<Deps, 'merchants' | 'origins' |
   api.add({
     method: 'post',
     path: '/Events/{id}/resend',
+    description:
+      'Queues a new delivery of an event, to one endpoint or to every endpoint of its mode that listens to its type: for a receiver that was down longer than the retries last, or lost what it received.',
     tag: 'Webhooks',
     auth: 'merchant',
     summary: 'Queue a new delivery of an event (to one endpoint, or to every endpoint listening to its type)',

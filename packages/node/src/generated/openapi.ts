@@ -11,7 +11,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Public signing keys, for offline token verification */
+        /**
+         * Public signing keys, for offline token verification
+         * @description The public keys that sign session tokens (JWK Set, RFC 7517): the active key and the retired keys whose tokens may still be alive. Verify a token offline with the key its header's `kid` names, and only with that key's `alg`; fetch the set again when a token names a `kid` you do not hold (a key rotation), at most once every few seconds.
+         */
         get: operations["getWellKnownJwksJson"];
         put?: never;
         post?: never;
@@ -28,7 +31,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Liveness */
+        /**
+         * Liveness
+         * @description Liveness: the process answers. For a load balancer's or an orchestrator's liveness probe; it checks nothing else.
+         */
         get: operations["getHealthz"];
         put?: never;
         post?: never;
@@ -45,7 +51,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Readiness: storage reachable, signing keys loaded */
+        /**
+         * Readiness: storage reachable, signing keys loaded
+         * @description Readiness: the database answers and the signing keys are loaded. Route traffic to an instance only while this is 200; 503 names the check that failed.
+         */
         get: operations["getReadyz"];
         put?: never;
         post?: never;
@@ -62,7 +71,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Prometheus metrics (no card data, no tokens) */
+        /**
+         * Prometheus metrics (no card data, no tokens)
+         * @description Prometheus metrics in the text exposition format: requests by route and status, durations, operations and their outcomes, webhook deliveries, background work. Never card data, tokens or keys. Expose it to your monitoring network only (see docs/operations.md).
+         */
         get: operations["getMetrics"];
         put?: never;
         post?: never;
@@ -79,7 +91,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** This OpenAPI 3.1 document */
+        /**
+         * This OpenAPI 3.1 document
+         * @description This document, generated from the schemas that validate requests, so it always matches the running server. `/docs` renders it.
+         */
         get: operations["getOpenapiJson"];
         put?: never;
         post?: never;
@@ -96,10 +111,16 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The key's sessions in its mode, newest first (Stripe-style pages) */
+        /**
+         * The key's sessions in its mode, newest first (Stripe-style pages)
+         * @description The sessions of the calling key's mode, newest first, in pages (`limit`, `starting_after`), optionally filtered by status, card and creation time.
+         */
         get: operations["getCvvOperations"];
         put?: never;
-        /** Start an operations session */
+        /**
+         * Start an operations session
+         * @description From your server, with your API key: starts an operations session for a stored card. The session fixes which operations the browser may run (`collectCvv`, `threeDS`, `charge`), the most it may charge, whether 3-D Secure and a CVV are required, how many attempts each operation has and how long the session lives. The answer carries the first session token and the hosted form's URL; hand the token to the page. Send an `Idempotency-Key` so a retried request returns the same session.
+         */
         post: operations["postCvvOperations"];
         delete?: never;
         options?: never;
@@ -116,7 +137,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Verify a token the browser sent back (RFC 7662 style) */
+        /**
+         * Verify a token the browser sent back (RFC 7662 style)
+         * @description From your server, with your API key: checks a session token the browser sent back (RFC 7662 style). A token that verifies answers `valid: true`, its claims, whether it is still the session's current token and the session as the server knows it; a token that does not verify answers `valid: false` and why (never an error status). Trust the outcome of a payment only from this answer or from an offline verification with the JWKS, never from the page.
+         */
         post: operations["postCvvOperationsValidateToken"];
         delete?: never;
         options?: never;
@@ -131,7 +155,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The session as the server knows it */
+        /**
+         * The session as the server knows it
+         * @description The session as the server knows it: status, each operation's result, attempts used and left, whether a CVV is held and until when.
+         */
         get: operations["getCvvOperationsById"];
         put?: never;
         post?: never;
@@ -150,7 +177,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Reissue: a new current token; every earlier one stops working */
+        /**
+         * Reissue: a new current token; every earlier one stops working
+         * @description Issues a new current token for the session; every earlier token stops working at once. For a page that lost its token (a reload); the session, its results and its attempts are unchanged.
+         */
         post: operations["postCvvOperationsByIdToken"];
         delete?: never;
         options?: never;
@@ -167,7 +197,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Cancel the session and delete its CVV at once */
+        /**
+         * Cancel the session and delete its CVV at once
+         * @description Cancels the session: its tokens stop working and its CVV is destroyed at once. A session that already ended answers with the status it ended in.
+         */
         post: operations["postCvvOperationsByIdCancel"];
         delete?: never;
         options?: never;
@@ -182,7 +215,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The session's trail, oldest first: created, each operation and its outcome, each refused call, reissue, cancel, expiry */
+        /**
+         * The session's trail, oldest first: created, each operation and its outcome, each refused call, reissue, cancel, expiry
+         * @description The session's trail, oldest first: its creation, each operation with its outcome, each refused call with its error code, each reissue, the cancel or the expiry, and a charge settled by recovery. Each entry names the request that made it (its X-Request-Id). Never a CVV, a card number or a token.
+         */
         get: operations["getCvvOperationsByIdHistory"];
         put?: never;
         post?: never;
@@ -202,7 +238,10 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /** Delete the session's CVC session now */
+        /**
+         * Delete the session's CVC session now
+         * @description Destroys the session's CVC session (its encrypted CVV) now, before its lifetime ends.
+         */
         delete: operations["deleteCvvOperationsByIdCvv"];
         options?: never;
         head?: never;
@@ -218,7 +257,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Collect the CVV into the vault */
+        /**
+         * Collect the CVV into the vault
+         * @description From the browser, with the current session token: stores the CVV, encrypted, in a CVC session bound to the card and the session, and rotates the token. The CVV must be exactly 3 ASCII digits, or 4 for American Express; anything else is `invalid_cvv` and counts no attempt.
+         */
         post: operations["postCvvOperationsCollectCvv"];
         delete?: never;
         options?: never;
@@ -235,7 +277,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Run 3-D Secure (frictionless, or a challenge to open) */
+        /**
+         * Run 3-D Secure (frictionless, or a challenge to open)
+         * @description From the browser, with the current session token: runs 3-D Secure for the session's card and amount, and rotates the token. A frictionless outcome comes at once (`Y`, `A`, `N`, `U`, `R`); `C` means a challenge: open `challengeUrl` (the SDK does it in an overlay), then call threeDS/result. The browser fields improve the issuer's risk assessment; all are optional.
+         */
         post: operations["postCvvOperationsThreeDS"];
         delete?: never;
         options?: never;
@@ -252,7 +297,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** The final 3DS result of the session's latest transaction (409 while its challenge is open) */
+        /**
+         * The final 3DS result of the session's latest transaction (409 while its challenge is open)
+         * @description From the browser, with the current session token, after a challenge: the final result of the session's latest 3-D Secure transaction, and the next token. `precondition_failed` while the challenge is still open (wait for the challenge page's message, then call again).
+         */
         post: operations["postCvvOperationsThreeDSResult"];
         delete?: never;
         options?: never;
@@ -269,7 +317,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Authorize on the processor with the vaulted CVV */
+        /**
+         * Authorize on the processor with the vaulted CVV
+         * @description From the browser, with the current session token: authorizes the charge on the merchant's processor with the vaulted CVV, and rotates the token. The amount defaults to the session's; it may be less, never more, never another currency. A declined or failed charge is still a 200 (its `status` says so) and counts an attempt. Send an `Idempotency-Key`: a retry then gets the first outcome and the card is never charged twice, even across a server crash.
+         */
         post: operations["postCvvOperationsCharge"];
         delete?: never;
         options?: never;
@@ -286,7 +337,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Tokenize a card (optionally with its CVV) */
+        /**
+         * Tokenize a card (optionally with its CVV)
+         * @description From your server, with your API key: tokenizes a card number (encrypted at rest; only its brand, BIN and last four are ever shown). With `cvv`, also opens a CVC session for it. Test keys accept only the test cards, live keys refuse them.
+         */
         post: operations["postCards"];
         delete?: never;
         options?: never;
@@ -301,11 +355,17 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Masked card details */
+        /**
+         * Masked card details
+         * @description The card's masked details: brand, BIN, last four digits and expiry.
+         */
         get: operations["getCardsByToken"];
         put?: never;
         post?: never;
-        /** Delete the card and every CVC session of it */
+        /**
+         * Delete the card and every CVC session of it
+         * @description Deletes the card and every CVC session of it. Refused with `precondition_failed` while a charge of the card is in flight.
+         */
         delete: operations["deleteCardsByToken"];
         options?: never;
         head?: never;
@@ -319,7 +379,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The card's CVV status: blocking and CVC session */
+        /**
+         * The card's CVV status: blocking and CVC session
+         * @description Whether the card's CVV is blocked (after too many wrong CVVs at the processor), the count of failed attempts, and whether a CVC session is available and until when.
+         */
         get: operations["getCardsByTokenCvvStatus"];
         put?: never;
         post?: never;
@@ -338,7 +401,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Unblock the card's CVV and reset the count */
+        /**
+         * Unblock the card's CVV and reset the count
+         * @description Unblocks the card's CVV and resets its count of failed attempts, after you have checked with the cardholder.
+         */
         post: operations["postCardsByTokenCvvUnblock"];
         delete?: never;
         options?: never;
@@ -356,7 +422,10 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /** Delete one CVC session by id */
+        /**
+         * Delete one CVC session by id
+         * @description Destroys one CVC session (an encrypted CVV) now. An unknown, expired, used, deleted or foreign CVC session is the same `cvc_session_not_found`, so the answer reveals nothing.
+         */
         delete: operations["deleteCvcSessionsById"];
         options?: never;
         head?: never;
@@ -372,7 +441,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Forward a request to an allowed target with ${cvv} and card placeholders filled in */
+        /**
+         * Forward a request to an allowed target with ${cvv} and card placeholders filled in
+         * @description Forwards your request to one of your allowed proxy targets with `${cvv}` and the card placeholders filled in from the vault, and answers with the target's status, headers and body as they came. Name the target, the card and the CVC session in headers; the body is JSON or form-encoded.
+         */
         post: operations["postProxy"];
         delete?: never;
         options?: never;
@@ -387,14 +459,20 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The calling merchant's settings, of the calling key's mode */
+        /**
+         * The calling merchant's settings, of the calling key's mode
+         * @description Your settings in the calling key's mode: allowed origins and proxy targets, the processor, the CVV block threshold and the CVC session lifetime. Test and live settings are kept apart.
+         */
         get: operations["getMerchant"];
         put?: never;
         post?: never;
         delete?: never;
         options?: never;
         head?: never;
-        /** Change allowed origins, proxy targets, the processor and CVV settings, of the calling key's mode only */
+        /**
+         * Change allowed origins, proxy targets, the processor and CVV settings, of the calling key's mode only
+         * @description Changes your settings in the calling key's mode only. Origins must be exact origins, proxy targets https URLs; the processor's URLs must be within the proxy targets and, in live mode, public addresses.
+         */
         patch: operations["patchMerchant"];
         trace?: never;
     };
@@ -405,10 +483,16 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The webhook endpoints (without secrets) */
+        /**
+         * The webhook endpoints (without secrets)
+         * @description The webhook endpoints of the calling key's mode, without their secrets.
+         */
         get: operations["getWebhookEndpoints"];
         put?: never;
-        /** Add a webhook endpoint (its secret is shown once) */
+        /**
+         * Add a webhook endpoint (its secret is shown once)
+         * @description Adds a webhook endpoint in the calling key's mode, for the event types listed. Its signing secret is in this answer only: store it to verify the Cvvops-Signature header of each delivery.
+         */
         post: operations["postWebhookEndpoints"];
         delete?: never;
         options?: never;
@@ -426,7 +510,10 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /** Remove a webhook endpoint */
+        /**
+         * Remove a webhook endpoint
+         * @description Removes a webhook endpoint: its pending deliveries are dropped.
+         */
         delete: operations["deleteWebhookEndpointsById"];
         options?: never;
         head?: never;
@@ -440,7 +527,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The key's events in its mode, newest first (kept 30 days; Stripe-style pages) */
+        /**
+         * The key's events in its mode, newest first (kept 30 days; Stripe-style pages)
+         * @description The events of the calling key's mode, newest first, in pages (kept 30 days), optionally of one type: what the webhooks delivered, or would have.
+         */
         get: operations["getEvents"];
         put?: never;
         post?: never;
@@ -457,7 +547,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One event: the payload its webhook deliveries carry */
+        /**
+         * One event: the payload its webhook deliveries carry
+         * @description One event: the payload its webhook deliveries carry.
+         */
         get: operations["getEventsById"];
         put?: never;
         post?: never;
@@ -474,7 +567,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** An endpoint's deliveries, newest first: each with its event, attempts, last status code and next try */
+        /**
+         * An endpoint's deliveries, newest first: each with its event, attempts, last status code and next try
+         * @description An endpoint's deliveries, newest first: each with its event, attempts, the receiver's last status code and the next try while pending.
+         */
         get: operations["getWebhookEndpointsByIdDeliveries"];
         put?: never;
         post?: never;
@@ -493,7 +589,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Queue a new delivery of an event (to one endpoint, or to every endpoint listening to its type) */
+        /**
+         * Queue a new delivery of an event (to one endpoint, or to every endpoint listening to its type)
+         * @description Queues a new delivery of an event, to one endpoint or to every endpoint of its mode that listens to its type: for a receiver that was down longer than the retries last, or lost what it received.
+         */
         post: operations["postEventsByIdResend"];
         delete?: never;
         options?: never;
@@ -508,10 +607,16 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The merchant's custom forms */
+        /**
+         * The merchant's custom forms
+         * @description Your custom forms in the calling key's mode.
+         */
         get: operations["getCustomForms"];
         put?: never;
-        /** Store a custom CVV form (sanitized; what was removed is reported) */
+        /**
+         * Store a custom CVV form (sanitized; what was removed is reported)
+         * @description Stores a custom CVV form: your HTML and CSS, sanitized (scripts, event handlers, external URLs and @import removed; what was removed is reported) and served from this server under a strict CSP, with our runtime doing the work. The HTML must mark its CVV field with `data-cvvops="cvv"`.
+         */
         post: operations["postCustomForms"];
         delete?: never;
         options?: never;
@@ -526,12 +631,21 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One custom form */
+        /**
+         * One custom form
+         * @description One custom form, as stored (sanitized).
+         */
         get: operations["getCustomFormsById"];
-        /** Replace a custom form */
+        /**
+         * Replace a custom form
+         * @description Replaces a custom form's name, HTML and CSS (sanitized again). Sessions created with it use the new version from now on.
+         */
         put: operations["putCustomFormsById"];
         post?: never;
-        /** Delete a custom form */
+        /**
+         * Delete a custom form
+         * @description Deletes a custom form. Sessions that name it can no longer load it.
+         */
         delete: operations["deleteCustomFormsById"];
         options?: never;
         head?: never;
@@ -539,20 +653,254 @@ export interface paths {
         trace?: never;
     };
 }
-export type webhooks = Record<string, never>;
+export interface webhooks {
+    "cvv.collected": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * cvv.collected
+         * @description Sent to every endpoint of the event's mode that listens to `cvv.collected` (docs/webhooks.md).
+         */
+        post: operations["webhookCvvCollected"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "threeds.completed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * threeds.completed
+         * @description Sent to every endpoint of the event's mode that listens to `threeds.completed` (docs/webhooks.md).
+         */
+        post: operations["webhookThreedsCompleted"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "charge.succeeded": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * charge.succeeded
+         * @description Sent to every endpoint of the event's mode that listens to `charge.succeeded` (docs/webhooks.md).
+         */
+        post: operations["webhookChargeSucceeded"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "charge.failed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * charge.failed
+         * @description Sent to every endpoint of the event's mode that listens to `charge.failed` (docs/webhooks.md).
+         */
+        post: operations["webhookChargeFailed"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "session.completed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * session.completed
+         * @description Sent to every endpoint of the event's mode that listens to `session.completed` (docs/webhooks.md).
+         */
+        post: operations["webhookSessionCompleted"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "session.canceled": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * session.canceled
+         * @description Sent to every endpoint of the event's mode that listens to `session.canceled` (docs/webhooks.md).
+         */
+        post: operations["webhookSessionCanceled"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "session.expired": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * session.expired
+         * @description Sent to every endpoint of the event's mode that listens to `session.expired` (docs/webhooks.md).
+         */
+        post: operations["webhookSessionExpired"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "cvv.blocked": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * cvv.blocked
+         * @description Sent to every endpoint of the event's mode that listens to `cvv.blocked` (docs/webhooks.md).
+         */
+        post: operations["webhookCvvBlocked"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "webhook.test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * webhook.test
+         * @description Sent to every endpoint of the event's mode that listens to `webhook.test` (docs/webhooks.md).
+         */
+        post: operations["webhookWebhookTest"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+}
 export interface components {
     schemas: {
-        JWKS: {
-            keys: {
-                [key: string]: unknown;
-            }[];
-        };
         Error: {
             error: {
-                code: string;
+                code: components["schemas"]["ErrorCode"];
+                /** @description For people: never a CVV, a card number or a token. */
                 message: string;
+                /** @description The X-Request-Id of the call, to quote in a support request. */
                 requestId: string;
             };
+        };
+        /**
+         * @description A stable error code (docs/api.md, Errors).
+         * @enum {string}
+         */
+        ErrorCode: "invalid_request" | "invalid_cvv" | "invalid_card" | "invalid_amount" | "cvc_session_missing" | "unauthenticated" | "invalid_api_key" | "invalid_token" | "token_expired" | "wrong_credential_type" | "operation_not_allowed" | "forbidden" | "origin_not_allowed" | "target_not_allowed" | "not_found" | "method_not_allowed" | "token_superseded" | "session_completed" | "session_canceled" | "idempotency_key_reused" | "precondition_failed" | "session_expired" | "cvc_session_not_found" | "payload_too_large" | "unsupported_media_type" | "cvv_blocked" | "rate_limited" | "attempts_exhausted" | "processor_error" | "threeds_provider_error" | "internal_error";
+        /** @description Sent by `cvvops webhooks test`, to one endpoint; not stored. */
+        WebhookTestEvent: {
+            /** @description evt_…: the same on every delivery and retry of the event (deduplicate on it). */
+            id: string;
+            /** @enum {string} */
+            type: "webhook.test";
+            createdAt: string;
+            /** @enum {string} */
+            mode: "test" | "live";
+            data: {
+                endpoint: string;
+            };
+        };
+        JWKS: {
+            keys: components["schemas"]["JWK"][];
+        };
+        /** @description A public signing key (RFC 7517): never a private member. */
+        JWK: components["schemas"]["Ed25519Jwk"] | components["schemas"]["P256Jwk"];
+        Ed25519Jwk: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kty: "OKP";
+            /** @enum {string} */
+            crv: "Ed25519";
+            x: string;
+            /** @enum {string} */
+            alg: "EdDSA";
+            /** @description The key's RFC 7638 thumbprint: a token's header names it. */
+            kid: string;
+            /** @enum {string} */
+            use: "sig";
+        };
+        P256Jwk: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kty: "EC";
+            /** @enum {string} */
+            crv: "P-256";
+            x: string;
+            y: string;
+            /** @enum {string} */
+            alg: "ES256";
+            /** @description The key's RFC 7638 thumbprint: a token's header names it. */
+            kid: string;
+            /** @enum {string} */
+            use: "sig";
         };
         Health: {
             status: string;
@@ -563,6 +911,14 @@ export interface components {
             checks: {
                 storage: string;
                 keys: string;
+            };
+        };
+        OpenAPIDocument: {
+            /** @enum {string} */
+            openapi: "3.1.0";
+            info: {
+                title: string;
+                version: string;
             };
         };
         CreatedSession: {
@@ -671,9 +1027,7 @@ export interface components {
             };
             createdAt: string;
             updatedAt: string;
-            results: {
-                [key: string]: unknown;
-            };
+            results: components["schemas"]["SessionResults"];
             attempts: {
                 [key: string]: {
                     used: number;
@@ -689,19 +1043,101 @@ export interface components {
                 available: false;
             };
         };
+        /** @description The outcome of each operation that ran; a charge still in flight shows as pending. */
+        SessionResults: {
+            collectCvv?: components["schemas"]["CollectCvvClaim"];
+            threeDS?: components["schemas"]["ThreeDSClaim"];
+            charge?: components["schemas"]["ChargeClaim"] | components["schemas"]["PendingCharge"];
+        };
+        CollectCvvClaim: {
+            /** @enum {string} */
+            status: "succeeded";
+            /** @description Unix seconds. */
+            at: number;
+        };
+        ThreeDSClaim: {
+            status: components["schemas"]["ThreeDSStatus"];
+            eci: string | null;
+            transactionId: string;
+        };
+        /**
+         * @description EMV 3-D Secure transaction status: Y authenticated, A attempted, N not authenticated, U unavailable, R rejected, C challenge required.
+         * @enum {string}
+         */
+        ThreeDSStatus: "Y" | "A" | "N" | "U" | "R" | "C";
+        ChargeClaim: {
+            status: components["schemas"]["ChargeStatus"];
+            chargeId: string;
+            amount: components["schemas"]["AmountValue"];
+            authorizationCode: string | null;
+            cvvResult: components["schemas"]["CvvResult"];
+            declineCode: string | null;
+        };
+        /**
+         * @description approved; declined (see declineCode); error: the processor failed or could not be reached (the page may retry).
+         * @enum {string}
+         */
+        ChargeStatus: "approved" | "declined" | "error";
+        /** @description Minor units and ISO 4217 currency. */
+        AmountValue: {
+            value: number;
+            currency: string;
+        };
+        /**
+         * @description M match, N no match, P not processed, U unavailable.
+         * @enum {string|null}
+         */
+        CvvResult: "M" | "N" | "P" | "U" | null;
+        PendingCharge: {
+            /** @enum {string} */
+            status: "pending";
+            chargeId: string;
+        };
         ValidateTokenResponse: {
             /** @enum {boolean} */
             valid: true;
             current: boolean;
-            claims: {
-                [key: string]: unknown;
-            };
+            claims: components["schemas"]["TokenClaims"];
             session: components["schemas"]["Session"];
         } | {
             /** @enum {boolean} */
             valid: false;
             /** @enum {string} */
             reason: "bad_signature" | "malformed" | "expired" | "unknown_key" | "wrong_merchant" | "wrong_type" | "wrong_issuer";
+        };
+        /** @description The payload of a session token (cvvops-session+jwt). */
+        TokenClaims: {
+            /** @description The server's PUBLIC_BASE_URL. */
+            iss: string;
+            /** @description The merchant id. */
+            aud: string;
+            /** @description The session id. */
+            sub: string;
+            jti: string;
+            iat: number;
+            exp: number;
+            /** @description The rotation number: 0 for the first token, one more per operation call. */
+            seq: number;
+            /** @enum {string} */
+            mode: "test" | "live";
+            ops: components["schemas"]["Operation"][];
+            amt?: components["schemas"]["AmountValue"];
+            card: {
+                token: string;
+                brand: string;
+                last4: string;
+                cvvLength: number;
+            };
+            /** @description The jti of the token this one replaced. */
+            prev?: string;
+            form: string;
+            res: components["schemas"]["Results"];
+        };
+        /** @description The outcome of each operation that ran, by operation. */
+        Results: {
+            collectCvv?: components["schemas"]["CollectCvvClaim"];
+            threeDS?: components["schemas"]["ThreeDSClaim"];
+            charge?: components["schemas"]["ChargeClaim"];
         };
         ValidateTokenRequest: {
             token: string;
@@ -731,19 +1167,54 @@ export interface components {
             /** @description The request that made it (its X-Request-Id and error requestId); null for expiry and recovery. */
             requestId: string | null;
         };
-        OperationResponse: {
-            result: {
-                [key: string]: unknown;
-            };
+        CollectCvvResponse: {
+            result: components["schemas"]["CollectCvvResult"];
+            /** @description The next session token: the one sent is now superseded. */
             token: string;
             session: {
                 /** @enum {string} */
                 status: "active" | "completed" | "canceled" | "expired";
             };
         };
+        CollectCvvResult: {
+            /** @enum {string} */
+            status: "succeeded";
+            cvcSession: {
+                id: string;
+                expiresAt: string;
+            };
+        };
         CollectCvvRequest: {
             /** @example 123 */
             cvv: string;
+        };
+        ThreeDSResponse: {
+            result: components["schemas"]["ThreeDSResult"] | components["schemas"]["ThreeDSChallenge"];
+            /** @description The next session token: the one sent is now superseded. */
+            token: string;
+            session: {
+                /** @enum {string} */
+                status: "active" | "completed" | "canceled" | "expired";
+            };
+        };
+        ThreeDSResult: {
+            /** @enum {string} */
+            status: "Y" | "A" | "N" | "U" | "R";
+            transactionId: string;
+            eci: string | null;
+            /** @description The CAVV (base64), shown once, to the page that asked. */
+            authenticationValue: string | null;
+            dsTransactionId: string;
+            version: string;
+        };
+        ThreeDSChallenge: {
+            /** @enum {string} */
+            status: "C";
+            transactionId: string;
+            /** @description The hosted challenge page: open it in a frame, or redirect the shopper to it. */
+            challengeUrl: string;
+            dsTransactionId: string;
+            version: string;
         };
         ThreeDSRequest: {
             browser?: {
@@ -758,7 +1229,36 @@ export interface components {
                 javascriptEnabled?: boolean;
             };
         };
+        ThreeDSResultResponse: {
+            result: components["schemas"]["ThreeDSResult"];
+            /** @description The next session token: the one sent is now superseded. */
+            token: string;
+            session: {
+                /** @enum {string} */
+                status: "active" | "completed" | "canceled" | "expired";
+            };
+        };
         EmptyRequest: Record<string, never>;
+        ChargeResponse: {
+            result: components["schemas"]["ChargeResult"];
+            /** @description The next session token: the one sent is now superseded. */
+            token: string;
+            session: {
+                /** @enum {string} */
+                status: "active" | "completed" | "canceled" | "expired";
+            };
+        };
+        ChargeResult: {
+            status: components["schemas"]["ChargeStatus"];
+            chargeId: string;
+            amount: components["schemas"]["AmountValue"];
+            authorizationCode: string | null;
+            cvvResult: components["schemas"]["CvvResult"];
+            avsResult: string | null;
+            networkTransactionId: string | null;
+            declineCode: string | null;
+            processor: string;
+        };
         ChargeRequest: {
             amount?: components["schemas"]["Amount"];
         };
@@ -807,8 +1307,14 @@ export interface components {
             mode: "test" | "live";
             allowedOrigins: string[];
             allowedProxyTargets: string[];
+            /** @description The processor of this mode (an http processor's template and credentials are never shown). */
             processor: {
-                [key: string]: unknown;
+                /** @enum {string} */
+                type: "simulator";
+            } | {
+                /** @enum {string} */
+                type: "http";
+                url: string;
             };
             cvvBlockThreshold: number;
             cvcSessionTtlSeconds: number;
@@ -897,14 +1403,162 @@ export interface components {
             hasMore: boolean;
         };
         /** @description An event: the same payload as its webhook delivery. */
-        Event: {
+        Event: components["schemas"]["CvvCollectedEvent"] | components["schemas"]["ThreeDSCompletedEvent"] | components["schemas"]["ChargeSucceededEvent"] | components["schemas"]["ChargeFailedEvent"] | components["schemas"]["SessionCompletedEvent"] | components["schemas"]["SessionCanceledEvent"] | components["schemas"]["SessionExpiredEvent"] | components["schemas"]["CvvBlockedEvent"];
+        /** @description The CVV was collected into a CVC session of the session. */
+        CvvCollectedEvent: {
+            /** @description evt_…: the same on every delivery and retry of the event (deduplicate on it). */
             id: string;
-            type: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "cvv.collected";
             createdAt: string;
             /** @enum {string} */
             mode: "test" | "live";
             data: {
-                [key: string]: unknown;
+                /** @description The session id (cvo_…). */
+                session: string;
+                card: string;
+                cvcSession: string;
+                /** @description When the CVC session ends (ISO 8601). */
+                expiresAt: string;
+            };
+        };
+        /** @description A 3-D Secure transaction reached its final status. */
+        ThreeDSCompletedEvent: {
+            /** @description evt_…: the same on every delivery and retry of the event (deduplicate on it). */
+            id: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "threeds.completed";
+            createdAt: string;
+            /** @enum {string} */
+            mode: "test" | "live";
+            data: {
+                /** @description The session id (cvo_…). */
+                session: string;
+                transactionId: string;
+                /** @enum {string} */
+                status: "Y" | "A" | "N" | "U" | "R";
+                eci: string | null;
+            };
+        };
+        /** @description A charge was approved. */
+        ChargeSucceededEvent: {
+            /** @description evt_…: the same on every delivery and retry of the event (deduplicate on it). */
+            id: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "charge.succeeded";
+            createdAt: string;
+            /** @enum {string} */
+            mode: "test" | "live";
+            data: {
+                /** @description The session id (cvo_…). */
+                session: string;
+                chargeId: string;
+                /** @enum {string} */
+                status: "approved";
+                amount: components["schemas"]["AmountValue"];
+                declineCode: null;
+                cvvResult: components["schemas"]["CvvResult"];
+            };
+        };
+        /** @description A charge was declined, or failed at the processor. */
+        ChargeFailedEvent: {
+            /** @description evt_…: the same on every delivery and retry of the event (deduplicate on it). */
+            id: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "charge.failed";
+            createdAt: string;
+            /** @enum {string} */
+            mode: "test" | "live";
+            data: {
+                /** @description The session id (cvo_…). */
+                session: string;
+                chargeId: string;
+                /** @enum {string} */
+                status: "declined" | "error";
+                amount: components["schemas"]["AmountValue"];
+                declineCode: string | null;
+                cvvResult: components["schemas"]["CvvResult"];
+            };
+        };
+        /** @description The session ended with an approved charge. */
+        SessionCompletedEvent: {
+            /** @description evt_…: the same on every delivery and retry of the event (deduplicate on it). */
+            id: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "session.completed";
+            createdAt: string;
+            /** @enum {string} */
+            mode: "test" | "live";
+            data: {
+                /** @description The session id (cvo_…). */
+                session: string;
+                chargeId: string;
+            };
+        };
+        /** @description The merchant canceled the session. */
+        SessionCanceledEvent: {
+            /** @description evt_…: the same on every delivery and retry of the event (deduplicate on it). */
+            id: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "session.canceled";
+            createdAt: string;
+            /** @enum {string} */
+            mode: "test" | "live";
+            data: {
+                /** @description The session id (cvo_…). */
+                session: string;
+            };
+        };
+        /** @description The session reached its expiry unfinished. */
+        SessionExpiredEvent: {
+            /** @description evt_…: the same on every delivery and retry of the event (deduplicate on it). */
+            id: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "session.expired";
+            createdAt: string;
+            /** @enum {string} */
+            mode: "test" | "live";
+            data: {
+                /** @description The session id (cvo_…). */
+                session: string;
+            };
+        };
+        /** @description The card's CVV is blocked after too many wrong CVVs (POST /Cards/{token}/cvv/unblock). */
+        CvvBlockedEvent: {
+            /** @description evt_…: the same on every delivery and retry of the event (deduplicate on it). */
+            id: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "cvv.blocked";
+            createdAt: string;
+            /** @enum {string} */
+            mode: "test" | "live";
+            data: {
+                card: string;
+                failedAttempts: number;
             };
         };
         DeliveryList: {
@@ -957,7 +1611,22 @@ export interface components {
     responses: never;
     parameters: never;
     requestBodies: never;
-    headers: never;
+    headers: {
+        /** @description The call's id: the one sent, or ours (req_…); errors quote it. */
+        "X-Request-Id": string;
+        /** @description no-store: an error is never cached. */
+        "Cache-Control": string;
+        /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused (RFC 6750). */
+        "WWW-Authenticate": string;
+        /** @description Seconds to wait before trying again, where a wait helps. */
+        "Retry-After": number;
+        /** @description true when this is the stored answer of an earlier call with the same Idempotency-Key. */
+        "Idempotent-Replayed": string;
+        /** @description The calling page's origin, when the session's merchant allows it. */
+        "Access-Control-Allow-Origin": string;
+        /** @description The headers a cross-origin page may read (X-Request-Id, Retry-After, Idempotent-Replayed). */
+        "Access-Control-Expose-Headers": string;
+    };
     pathItems: never;
 }
 export type $defs = Record<string, never>;
@@ -965,7 +1634,10 @@ export interface operations {
     getWellKnownJwksJson: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -974,19 +1646,92 @@ export interface operations {
             /** @description The JWKS: the active key and retired keys whose tokens may still be alive. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["JWKS"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `invalid_api_key`: The API key is not valid. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -994,7 +1739,10 @@ export interface operations {
     getHealthz: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1003,19 +1751,92 @@ export interface operations {
             /** @description The process is up. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Health"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `invalid_api_key`: The API key is not valid. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -1023,7 +1844,10 @@ export interface operations {
     getReadyz: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1032,28 +1856,102 @@ export interface operations {
             /** @description Ready. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Readiness"];
+                };
+            };
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `invalid_api_key`: The API key is not valid. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
             /** @description Not ready. */
             503: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Readiness"];
-                };
-            };
-            /** @description An error (API.md section 2). */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -1061,7 +1959,10 @@ export interface operations {
     getMetrics: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1070,17 +1971,92 @@ export interface operations {
             /** @description Prometheus text exposition format. */
             200: {
                 headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description An error (API.md section 2). */
-            default: {
-                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "text/plain": string;
+                };
+            };
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `invalid_api_key`: The API key is not valid. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -1088,7 +2064,10 @@ export interface operations {
     getOpenapiJson: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1097,17 +2076,92 @@ export interface operations {
             /** @description The document, generated from the schemas that validate requests. */
             200: {
                 headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description An error (API.md section 2). */
-            default: {
-                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["OpenAPIDocument"];
+                };
+            };
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `invalid_api_key`: The API key is not valid. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -1127,7 +2181,10 @@ export interface operations {
                 /** @description Created before (ISO 8601 or Unix seconds). */
                 "created[lt]"?: string;
             };
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1136,30 +2193,109 @@ export interface operations {
             /** @description A page of sessions. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["SessionList"];
                 };
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -1168,6 +2304,9 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+                /** @description Makes a retry safe: the same key with the same body gets the first answer, never a second effect. */
                 "idempotency-key"?: string;
             };
             path?: never;
@@ -1182,30 +2321,127 @@ export interface operations {
             /** @description The session and its first token. */
             201: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["CreatedSession"];
                 };
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_amount`: The amount is not valid. `invalid_card`: The card is not valid. `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_amount" | "invalid_card" | "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `idempotency_key_reused`: This idempotency key was used with a different request. */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "idempotency_key_reused";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -1213,7 +2449,10 @@ export interface operations {
     postCvvOperationsValidateToken: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1226,30 +2465,109 @@ export interface operations {
             /** @description Whether the token is valid, and what happened. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["ValidateTokenResponse"];
                 };
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -1257,7 +2575,10 @@ export interface operations {
     getCvvOperationsById: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path: {
                 id: string;
             };
@@ -1268,30 +2589,125 @@ export interface operations {
             /** @description The session. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Session"];
                 };
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `not_found`: No such object. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -1299,7 +2715,10 @@ export interface operations {
     postCvvOperationsByIdToken: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path: {
                 id: string;
             };
@@ -1310,30 +2729,158 @@ export interface operations {
             /** @description The new token. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["TokenResponse"];
                 };
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `not_found`: No such object. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `precondition_failed`: A precondition of this operation is not met. `session_canceled`: The session is canceled. `session_completed`: The session is completed. `token_superseded`: The session token has been superseded by a newer one. */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "precondition_failed" | "session_canceled" | "session_completed" | "token_superseded";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `session_expired`: The session has expired. */
+            410: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "session_expired";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -1341,7 +2888,10 @@ export interface operations {
     postCvvOperationsByIdCancel: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path: {
                 id: string;
             };
@@ -1352,30 +2902,158 @@ export interface operations {
             /** @description The canceled session. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Session"];
                 };
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `not_found`: No such object. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `precondition_failed`: A precondition of this operation is not met. `session_canceled`: The session is canceled. `session_completed`: The session is completed. */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "precondition_failed" | "session_canceled" | "session_completed";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `session_expired`: The session has expired. */
+            410: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "session_expired";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -1388,7 +3066,10 @@ export interface operations {
                 /** @description The last id of the previous page: the entries after it (oldest first). */
                 starting_after?: string;
             };
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path: {
                 id: string;
             };
@@ -1399,30 +3080,125 @@ export interface operations {
             /** @description A page of the trail. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["SessionHistory"];
                 };
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `not_found`: No such object. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -1430,7 +3206,10 @@ export interface operations {
     deleteCvvOperationsByIdCvv: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path: {
                 id: string;
             };
@@ -1441,28 +3220,156 @@ export interface operations {
             /** @description The CVV is gone from storage. */
             204: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content?: never;
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `not_found`: No such object. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `precondition_failed`: A precondition of this operation is not met. */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "precondition_failed";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `cvc_session_not_found`: No such CVC session. */
+            410: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "cvc_session_not_found";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -1470,7 +3377,10 @@ export interface operations {
     postCvvOperationsCollectCvv: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1483,30 +3393,196 @@ export interface operations {
             /** @description The CVC session, and the next token. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["OperationResponse"];
+                    "application/json": components["schemas"]["CollectCvvResponse"];
                 };
             };
-            /** @description No session token (unauthenticated), or an invalid or expired one (invalid_token, token_expired). */
+            /** @description `invalid_cvv`: The CVV is not valid. `invalid_request`: The request is not valid. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_cvv" | "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `token_expired`: The session token has expired. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
             401: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "token_expired" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `operation_not_allowed`: This operation is not allowed by the session token. `origin_not_allowed`: This origin is not allowed for this merchant. */
+            403: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "operation_not_allowed" | "origin_not_allowed";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `precondition_failed`: A precondition of this operation is not met. `session_canceled`: The session is canceled. `session_completed`: The session is completed. `token_superseded`: The session token has been superseded by a newer one. */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "precondition_failed" | "session_canceled" | "session_completed" | "token_superseded";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `session_expired`: The session has expired. */
+            410: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "session_expired";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `cvv_blocked`: The card's CVV is blocked. */
+            423: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "cvv_blocked";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `attempts_exhausted`: The attempts for this operation are used up. `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "attempts_exhausted" | "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -1514,11 +3590,14 @@ export interface operations {
     postCvvOperationsThreeDS: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
-        requestBody: {
+        requestBody?: {
             content: {
                 "application/json": components["schemas"]["ThreeDSRequest"];
             };
@@ -1527,30 +3606,196 @@ export interface operations {
             /** @description The 3DS result (status C with challengeUrl when a challenge is needed), and the next token. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["OperationResponse"];
+                    "application/json": components["schemas"]["ThreeDSResponse"];
                 };
             };
-            /** @description No session token (unauthenticated), or an invalid or expired one (invalid_token, token_expired). */
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `token_expired`: The session token has expired. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
             401: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "token_expired" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `operation_not_allowed`: This operation is not allowed by the session token. `origin_not_allowed`: This origin is not allowed for this merchant. */
+            403: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "operation_not_allowed" | "origin_not_allowed";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `precondition_failed`: A precondition of this operation is not met. `session_canceled`: The session is canceled. `session_completed`: The session is completed. `token_superseded`: The session token has been superseded by a newer one. */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "precondition_failed" | "session_canceled" | "session_completed" | "token_superseded";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `session_expired`: The session has expired. */
+            410: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "session_expired";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `attempts_exhausted`: The attempts for this operation are used up. `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "attempts_exhausted" | "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `threeds_provider_error`: The 3-D Secure provider failed. */
+            502: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "threeds_provider_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -1558,11 +3803,14 @@ export interface operations {
     postCvvOperationsThreeDSResult: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
-        requestBody: {
+        requestBody?: {
             content: {
                 "application/json": components["schemas"]["EmptyRequest"];
             };
@@ -1571,30 +3819,178 @@ export interface operations {
             /** @description The final 3DS result, and the next token. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["OperationResponse"];
+                    "application/json": components["schemas"]["ThreeDSResultResponse"];
                 };
             };
-            /** @description No session token (unauthenticated), or an invalid or expired one (invalid_token, token_expired). */
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `token_expired`: The session token has expired. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
             401: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "token_expired" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `operation_not_allowed`: This operation is not allowed by the session token. `origin_not_allowed`: This origin is not allowed for this merchant. */
+            403: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "operation_not_allowed" | "origin_not_allowed";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `precondition_failed`: A precondition of this operation is not met. `session_canceled`: The session is canceled. `session_completed`: The session is completed. `token_superseded`: The session token has been superseded by a newer one. */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "precondition_failed" | "session_canceled" | "session_completed" | "token_superseded";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `session_expired`: The session has expired. */
+            410: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "session_expired";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `attempts_exhausted`: The attempts for this operation are used up. `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "attempts_exhausted" | "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -1602,11 +3998,14 @@ export interface operations {
     postCvvOperationsCharge: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
-        requestBody: {
+        requestBody?: {
             content: {
                 "application/json": components["schemas"]["ChargeRequest"];
             };
@@ -1615,30 +4014,214 @@ export interface operations {
             /** @description The charge result (approved, declined or error), and the next token. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["OperationResponse"];
+                    "application/json": components["schemas"]["ChargeResponse"];
                 };
             };
-            /** @description No session token (unauthenticated), or an invalid or expired one (invalid_token, token_expired). */
+            /** @description `invalid_amount`: The amount is not valid. `invalid_request`: The request is not valid. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_amount" | "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `token_expired`: The session token has expired. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
             401: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "token_expired" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `operation_not_allowed`: This operation is not allowed by the session token. `origin_not_allowed`: This origin is not allowed for this merchant. */
+            403: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "operation_not_allowed" | "origin_not_allowed";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `precondition_failed`: A precondition of this operation is not met. `session_canceled`: The session is canceled. `session_completed`: The session is completed. `token_superseded`: The session token has been superseded by a newer one. */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "precondition_failed" | "session_canceled" | "session_completed" | "token_superseded";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `cvc_session_not_found`: No such CVC session. `session_expired`: The session has expired. */
+            410: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "cvc_session_not_found" | "session_expired";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `cvv_blocked`: The card's CVV is blocked. */
+            423: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "cvv_blocked";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `attempts_exhausted`: The attempts for this operation are used up. `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "attempts_exhausted" | "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `processor_error`: The processor failed. */
+            502: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "processor_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -1647,6 +4230,9 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+                /** @description Makes a retry safe: the same key with the same body gets the first answer, never a second effect. */
                 "idempotency-key"?: string;
             };
             path?: never;
@@ -1661,30 +4247,143 @@ export interface operations {
             /** @description The card token, masked details and the CVC session if a CVV was given. */
             201: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["CreatedCard"];
                 };
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_card`: The card is not valid. `invalid_cvv`: The CVV is not valid. `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_card" | "invalid_cvv" | "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `idempotency_key_reused`: This idempotency key was used with a different request. */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "idempotency_key_reused";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `cvv_blocked`: The card's CVV is blocked. */
+            423: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "cvv_blocked";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -1692,7 +4391,10 @@ export interface operations {
     getCardsByToken: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path: {
                 token: string;
             };
@@ -1703,30 +4405,125 @@ export interface operations {
             /** @description The card. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Card"];
                 };
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `not_found`: No such object. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -1734,7 +4531,10 @@ export interface operations {
     deleteCardsByToken: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path: {
                 token: string;
             };
@@ -1745,28 +4545,140 @@ export interface operations {
             /** @description Deleted. */
             204: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content?: never;
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `not_found`: No such object. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `precondition_failed`: A precondition of this operation is not met. */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "precondition_failed";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -1774,7 +4686,10 @@ export interface operations {
     getCardsByTokenCvvStatus: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path: {
                 token: string;
             };
@@ -1785,30 +4700,125 @@ export interface operations {
             /** @description The status; never the CVV. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["CvvStatus"];
                 };
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `not_found`: No such object. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -1816,7 +4826,10 @@ export interface operations {
     postCardsByTokenCvvUnblock: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path: {
                 token: string;
             };
@@ -1827,28 +4840,123 @@ export interface operations {
             /** @description Unblocked. */
             204: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content?: never;
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `not_found`: No such object. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -1856,7 +4964,10 @@ export interface operations {
     deleteCvcSessionsById: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path: {
                 id: string;
             };
@@ -1867,28 +4978,140 @@ export interface operations {
             /** @description The CVV is gone from storage. */
             204: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content?: never;
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `precondition_failed`: A precondition of this operation is not met. */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "precondition_failed";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `cvc_session_not_found`: No such CVC session. */
+            410: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "cvc_session_not_found";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -1896,7 +5119,16 @@ export interface operations {
     postProxy: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+                /** @description The URL to call: within your allowedProxyTargets. */
+                "x-proxy-target": string;
+                /** @description The card (tok_…) whose placeholders the body uses. */
+                "x-card-token"?: string;
+                /** @description The CVC session (cvc_…) whose CVV fills ${cvv}. */
+                "x-cvc-session-id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1905,28 +5137,155 @@ export interface operations {
             /** @description The provider's status, headers (minus hop-by-hop) and body, as they came. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content?: never;
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `cvc_session_missing`: A CVC session is required. `invalid_card`: The card is not valid. `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "cvc_session_missing" | "invalid_card" | "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `target_not_allowed`: This target is not allowed for this merchant. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "target_not_allowed";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `cvc_session_not_found`: No such CVC session. */
+            410: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "cvc_session_not_found";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `processor_error`: The processor failed. */
+            502: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "processor_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -1934,7 +5293,10 @@ export interface operations {
     getMerchant: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1943,30 +5305,109 @@ export interface operations {
             /** @description The merchant. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Merchant"];
                 };
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -1974,11 +5415,14 @@ export interface operations {
     patchMerchant: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
-        requestBody: {
+        requestBody?: {
             content: {
                 "application/json": components["schemas"]["PatchMerchantRequest"];
             };
@@ -1987,30 +5431,125 @@ export interface operations {
             /** @description The merchant as it is now. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Merchant"];
                 };
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `target_not_allowed`: This target is not allowed for this merchant. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "target_not_allowed";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -2018,7 +5557,10 @@ export interface operations {
     getWebhookEndpoints: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2027,6 +5569,7 @@ export interface operations {
             /** @description The endpoints. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2035,24 +5578,102 @@ export interface operations {
                     };
                 };
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -2060,7 +5681,10 @@ export interface operations {
     postWebhookEndpoints: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2073,30 +5697,109 @@ export interface operations {
             /** @description The endpoint and its signing secret. */
             201: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["CreatedWebhookEndpoint"];
                 };
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -2104,7 +5807,10 @@ export interface operations {
     deleteWebhookEndpointsById: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path: {
                 id: string;
             };
@@ -2115,28 +5821,123 @@ export interface operations {
             /** @description Removed. */
             204: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content?: never;
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `not_found`: No such object. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -2151,7 +5952,10 @@ export interface operations {
                 /** @description Only events of this type (session.completed, charge.succeeded, …). */
                 type?: string;
             };
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2160,30 +5964,109 @@ export interface operations {
             /** @description A page of events. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["EventList"];
                 };
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -2191,7 +6074,10 @@ export interface operations {
     getEventsById: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path: {
                 id: string;
             };
@@ -2202,30 +6088,125 @@ export interface operations {
             /** @description The event. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Event"];
                 };
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `not_found`: No such object. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -2238,7 +6219,10 @@ export interface operations {
                 /** @description The last id of the previous page: the deliveries created before it (newest first). */
                 starting_after?: string;
             };
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path: {
                 id: string;
             };
@@ -2249,30 +6233,125 @@ export interface operations {
             /** @description A page of deliveries. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["DeliveryList"];
                 };
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `not_found`: No such object. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -2280,13 +6359,16 @@ export interface operations {
     postEventsByIdResend: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path: {
                 id: string;
             };
             cookie?: never;
         };
-        requestBody: {
+        requestBody?: {
             content: {
                 "application/json": components["schemas"]["ResendEventRequest"];
             };
@@ -2295,30 +6377,125 @@ export interface operations {
             /** @description The new deliveries. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["ResendEventResponse"];
                 };
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `not_found`: No such object. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -2326,7 +6503,10 @@ export interface operations {
     getCustomForms: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2335,6 +6515,7 @@ export interface operations {
             /** @description The forms. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2343,24 +6524,102 @@ export interface operations {
                     };
                 };
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -2368,7 +6627,10 @@ export interface operations {
     postCustomForms: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2381,30 +6643,109 @@ export interface operations {
             /** @description The stored form. */
             201: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["CustomForm"];
                 };
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -2412,7 +6753,10 @@ export interface operations {
     getCustomFormsById: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path: {
                 id: string;
             };
@@ -2423,30 +6767,125 @@ export interface operations {
             /** @description The form. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["CustomForm"];
                 };
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `not_found`: No such object. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -2454,7 +6893,10 @@ export interface operations {
     putCustomFormsById: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path: {
                 id: string;
             };
@@ -2469,30 +6911,125 @@ export interface operations {
             /** @description The form as stored. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["CustomForm"];
                 };
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `not_found`: No such object. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
         };
@@ -2500,7 +7037,10 @@ export interface operations {
     deleteCustomFormsById: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
+                "x-request-id"?: string;
+            };
             path: {
                 id: string;
             };
@@ -2511,29 +7051,367 @@ export interface operations {
             /** @description Deleted. */
             204: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content?: never;
             };
-            /** @description No API key (unauthenticated), or a refused one (invalid_api_key). */
-            401: {
+            /** @description `invalid_request`: The request is not valid. */
+            400: {
                 headers: {
-                    /** @description Bearer realm="cvvops", with error="invalid_token" when a credential was sent and refused. */
-                    "WWW-Authenticate"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
                 };
             };
-            /** @description An error (API.md section 2). */
-            default: {
+            /** @description `invalid_api_key`: The API key is not valid. `invalid_token`: The session token is not valid. `unauthenticated`: Authentication is required. `wrong_credential_type`: This endpoint does not accept this kind of credential. */
+            401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_api_key" | "invalid_token" | "unauthenticated" | "wrong_credential_type";
+                        };
+                    } & components["schemas"]["Error"];
                 };
+            };
+            /** @description `not_found`: No such object. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: Internal server error. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    webhookCvvCollected: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" with the endpoint's secret>. Verify it on the raw body, in constant time, and refuse a t more than 5 minutes old. */
+                "cvvops-signature": string;
+                /** @description cvvops-webhooks/1 */
+                "user-agent": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CvvCollectedEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx acknowledges the delivery. Anything else (a redirect included), a timeout or no answer is a failure: the delivery is tried again, after 10 s, then twice as long each time (at most an hour apart), for 24 hours. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhookThreedsCompleted: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" with the endpoint's secret>. Verify it on the raw body, in constant time, and refuse a t more than 5 minutes old. */
+                "cvvops-signature": string;
+                /** @description cvvops-webhooks/1 */
+                "user-agent": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ThreeDSCompletedEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx acknowledges the delivery. Anything else (a redirect included), a timeout or no answer is a failure: the delivery is tried again, after 10 s, then twice as long each time (at most an hour apart), for 24 hours. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhookChargeSucceeded: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" with the endpoint's secret>. Verify it on the raw body, in constant time, and refuse a t more than 5 minutes old. */
+                "cvvops-signature": string;
+                /** @description cvvops-webhooks/1 */
+                "user-agent": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChargeSucceededEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx acknowledges the delivery. Anything else (a redirect included), a timeout or no answer is a failure: the delivery is tried again, after 10 s, then twice as long each time (at most an hour apart), for 24 hours. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhookChargeFailed: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" with the endpoint's secret>. Verify it on the raw body, in constant time, and refuse a t more than 5 minutes old. */
+                "cvvops-signature": string;
+                /** @description cvvops-webhooks/1 */
+                "user-agent": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChargeFailedEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx acknowledges the delivery. Anything else (a redirect included), a timeout or no answer is a failure: the delivery is tried again, after 10 s, then twice as long each time (at most an hour apart), for 24 hours. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhookSessionCompleted: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" with the endpoint's secret>. Verify it on the raw body, in constant time, and refuse a t more than 5 minutes old. */
+                "cvvops-signature": string;
+                /** @description cvvops-webhooks/1 */
+                "user-agent": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SessionCompletedEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx acknowledges the delivery. Anything else (a redirect included), a timeout or no answer is a failure: the delivery is tried again, after 10 s, then twice as long each time (at most an hour apart), for 24 hours. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhookSessionCanceled: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" with the endpoint's secret>. Verify it on the raw body, in constant time, and refuse a t more than 5 minutes old. */
+                "cvvops-signature": string;
+                /** @description cvvops-webhooks/1 */
+                "user-agent": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SessionCanceledEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx acknowledges the delivery. Anything else (a redirect included), a timeout or no answer is a failure: the delivery is tried again, after 10 s, then twice as long each time (at most an hour apart), for 24 hours. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhookSessionExpired: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" with the endpoint's secret>. Verify it on the raw body, in constant time, and refuse a t more than 5 minutes old. */
+                "cvvops-signature": string;
+                /** @description cvvops-webhooks/1 */
+                "user-agent": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SessionExpiredEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx acknowledges the delivery. Anything else (a redirect included), a timeout or no answer is a failure: the delivery is tried again, after 10 s, then twice as long each time (at most an hour apart), for 24 hours. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhookCvvBlocked: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" with the endpoint's secret>. Verify it on the raw body, in constant time, and refuse a t more than 5 minutes old. */
+                "cvvops-signature": string;
+                /** @description cvvops-webhooks/1 */
+                "user-agent": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CvvBlockedEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx acknowledges the delivery. Anything else (a redirect included), a timeout or no answer is a failure: the delivery is tried again, after 10 s, then twice as long each time (at most an hour apart), for 24 hours. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhookWebhookTest: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" with the endpoint's secret>. Verify it on the raw body, in constant time, and refuse a t more than 5 minutes old. */
+                "cvvops-signature": string;
+                /** @description cvvops-webhooks/1 */
+                "user-agent": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookTestEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx acknowledges the delivery. Anything else (a redirect included), a timeout or no answer is a failure: the delivery is tried again, after 10 s, then twice as long each time (at most an hour apart), for 24 hours. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };
