@@ -79,7 +79,7 @@ const repeat = (v: string, acc: string[]) => [...acc, v];
 
 merchant
   .command('list')
-  .description('every merchant: id, name, creation time')
+  .description('every merchant: id, creation time, name')
   .option('--json', 'print one JSON array')
   .action(async (opts: { json?: boolean }) => {
     await withDeps(async (d) => {
