@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { type ChargeResult, type Processor, ProcessorError } from '../connectors/processors/processor.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { ChargeRecord, CvcSessionRecord, CvvStatusRecord, MerchantRecord, Store } from '../store/store.js';
+import type { ChargeRecord, CvcSessionRecord, CvvStatusRecord, EventWrite, MerchantRecord, Mode, Store } from '../store/store.js';
 import { NO_OUTCOME } from '../store/store.js';
 import type { CardService } from './cards.js';
 import type { Clock } from './clock.js';
@@ -254,25 +254,8 @@ export class ChargeService {
     const authorized = outcome.status === 'approved' || outcome.status === 'declined';
     // An authorization response arrived: in live mode the CVV is destroyed now, whatever the retention (PCI DSS 3.3.1).
     const destroyCvc = authorized && cvc && cvc.mode === 'live' && cvc.retention !== 'single_use' ? cvc.id : null;
-    const data = {
-      session: session.id,
-      chargeId: charge.id,
-      status: outcome.status,
-      amount: plan.amount,
-      declineCode: outcome.declineCode,
-      cvvResult: outcome.cvvResult,
-    };
-    const events = await this.webhooks.prepare(merchant.id, session.mode, [
-      { type: outcome.status === 'approved' ? 'charge.succeeded' : 'charge.failed', data },
-      ...(outcome.status === 'approved' ? [{ type: 'session.completed' as const, data: { session: session.id, chargeId: charge.id } }] : []),
-    ]);
+    const { events, ifBlocked } = await this.#outcomeEvents(merchant, session.mode, session.id, card.token, charge.id, plan.amount, outcome, cvc !== null);
     events.push(f.history);
-    const ifBlocked =
-      outcome.declineCode === 'incorrect_cvc' && cvc
-        ? await this.webhooks.prepare(merchant.id, session.mode, [
-            { type: 'cvv.blocked', data: { card: card.token, failedAttempts: merchant.cvvBlockThreshold } },
-          ])
-        : [];
     const rec = await this.store.charges.complete({
       chargeId: charge.id,
       outcome,
@@ -328,17 +311,35 @@ export class ChargeService {
     }
   }
 
-  /** Effects of a recorded outcome: the live CVV destroyed after authorization, webhooks. */
-  async #after(
+  /**
+   * The webhook events of a charge's outcome, written with it: charge.succeeded or charge.failed,
+   * session.completed when approved, and cvv.blocked (`ifBlocked`: written only when this very
+   * outcome blocks the card number) when a CVV was sent and found wrong.
+   */
+  async #outcomeEvents(
     merchant: MerchantRecord,
+    mode: Mode,
     sessionId: string,
-    card: OperationContext['card'],
-    cvc: CvcSessionRecord | null,
-    outcome: Outcome,
+    cardToken: string,
     chargeId: string,
     amount: { value: number; currency: string },
-    cvvBlocked: boolean,
-  ): Promise<void> {
+    outcome: Outcome,
+    cvvSent: boolean,
+  ): Promise<{ events: EventWrite[]; ifBlocked: EventWrite[] }> {
+    const data = { session: sessionId, chargeId, status: outcome.status, amount, declineCode: outcome.declineCode, cvvResult: outcome.cvvResult };
+    const events = await this.webhooks.prepare(merchant.id, mode, [
+      { type: outcome.status === 'approved' ? 'charge.succeeded' : 'charge.failed', data },
+      ...(outcome.status === 'approved' ? [{ type: 'session.completed' as const, data: { session: sessionId, chargeId } }] : []),
+    ]);
+    const ifBlocked =
+      outcome.declineCode === 'incorrect_cvc' && cvvSent
+        ? await this.webhooks.prepare(merchant.id, mode, [{ type: 'cvv.blocked', data: { card: cardToken, failedAttempts: merchant.cvvBlockThreshold } }])
+        : [];
+    return { events, ifBlocked };
+  }
+
+  /** Effects of an outcome recorded by recovery, run at least once: the live CVV destroyed after authorization. (Its events were written with it.) */
+  async #after(merchant: MerchantRecord, card: OperationContext['card'], cvc: CvcSessionRecord | null, outcome: Outcome, cvvBlocked: boolean): Promise<void> {
     if (outcome.status === 'approved' || outcome.status === 'declined') {
       // An authorization response arrived: in live mode the CVV is destroyed now, whatever the retention.
       if (cvc) await this.vault.afterAuthorization(cvc);
@@ -348,11 +349,7 @@ export class ChargeService {
         { audit: true, event: 'cvv.blocked', merchantId: merchant.id, card: card.token, failedAttempts: merchant.cvvBlockThreshold },
         'card CVV blocked',
       );
-      await this.webhooks.emit(merchant.id, card.mode, 'cvv.blocked', { card: card.token, failedAttempts: merchant.cvvBlockThreshold });
     }
-    const data = { session: sessionId, chargeId, status: outcome.status, amount, declineCode: outcome.declineCode, cvvResult: outcome.cvvResult };
-    await this.webhooks.emit(merchant.id, card.mode, outcome.status === 'approved' ? 'charge.succeeded' : 'charge.failed', data);
-    if (outcome.status === 'approved') await this.webhooks.emit(merchant.id, card.mode, 'session.completed', { session: sessionId, chargeId });
   }
 
   #present(chargeId: string, amount: { value: number; currency: string }, o: Outcome, processor: string, complete = false): OperationWork {
@@ -440,7 +437,9 @@ export class ChargeService {
         outcome = FAILED;
       }
       if (c) {
-        const rec = await this.store.charges.recordOutcome(c.id, outcome, this.clock.now(), merchant.cvvBlockThreshold);
+        // The outcome and its events in one transaction: a settler that stops after it leaves nothing to send again.
+        const ev = await this.#outcomeEvents(merchant, c.mode, sessionId, session.cardToken, c.id, c.amount, outcome, true);
+        const rec = await this.store.charges.recordOutcome(c.id, outcome, this.clock.now(), merchant.cvvBlockThreshold, ev);
         cvvBlocked = rec.cvvBlocked;
         if (rec.recorded) {
           this.opts.log?.warn(
@@ -454,10 +453,10 @@ export class ChargeService {
     const outcome: Outcome = c ? outcomeOf(c) : FAILED;
     const amount = c?.amount ?? session.amount ?? { value: 0, currency: 'EUR' };
     const card = await this.store.cards.get(session.merchantId, session.mode, session.cardToken);
-    // Its effects may not have run (the server stopped after recording the outcome): at least once, like webhooks.
+    // Its effects may not have run (the server stopped after recording the outcome): at least once.
     if (card) {
       const cvc = await this.store.cvc.findUsable(session.merchantId, card.token, sessionId, this.clock.now());
-      await this.#after(merchant, sessionId, card, cvc, outcome, chargeId, amount, cvvBlocked);
+      await this.#after(merchant, card, cvc, outcome, cvvBlocked);
     }
     const w = this.#present(chargeId, amount, outcome, c?.processor ?? this.processorFor(merchant).processor.name);
     const response = await this.sessions.settleCharge(sessionId, chargeId, w.result, w.claim, outcome.status === 'approved');

@@ -149,12 +149,15 @@ export class ThreeDSService {
         throw new AppError('threeds_provider_error', undefined, { cause: err });
       }
     }
-    if (await this.store.sessions.completeTds(id, { status: r.status, eci: r.eci, cavvSealed: this.#seal(id, t.merchantId, r) }, now)) {
+    // The outcome and its event in one transaction: no event without its state change, and no state change without its event.
+    const events = await this.webhooks.prepare(t.merchantId, t.mode, [
+      { type: 'threeds.completed', data: { session: t.sessionId, transactionId: id, status: r.status, eci: r.eci } },
+    ]);
+    if (await this.store.sessions.completeTds(id, { status: r.status, eci: r.eci, cavvSealed: this.#seal(id, t.merchantId, r) }, now, events)) {
       this.opts.log?.info(
         { audit: true, event: 'threeds.challenge_completed', merchantId: t.merchantId, session: t.sessionId, transactionId: id, status: r.status },
         '3DS challenge completed',
       );
-      await this.webhooks.emit(t.merchantId, t.mode, 'threeds.completed', { session: t.sessionId, transactionId: id, status: r.status, eci: r.eci });
     }
     return (await this.store.sessions.getTds(id))!;
   }

@@ -543,7 +543,8 @@ export interface SessionStore {
   insertTds(t: TdsRecord): Promise<void>;
   getTds(id: string): Promise<TdsRecord | null>;
   /** challenge → completed, once; false if it was already completed. */
-  completeTds(id: string, result: NonNullable<TdsRecord['result']>, now: number): Promise<boolean>;
+  /** A challenge's outcome, with the events it raises, in one transaction; false (and nothing written) unless it was still open. */
+  completeTds(id: string, result: NonNullable<TdsRecord['result']>, now: number, events?: EventWrite[]): Promise<boolean>;
 }
 
 /** Charges: each one's intent, outcome and ownership of its session while it is at the processor. */
@@ -603,9 +604,18 @@ export interface ChargeStore {
    * Records a charge's outcome (only from pending) and, in the same
    * transaction, what it says about the CVV it sent: `incorrect_cvc` counts a
    * failure (blocking at `threshold`), a match resets the count.
-   * `cvvBlocked`: this very outcome blocked the card number.
+   * `cvvBlocked`: this very outcome blocked the card number. The webhook
+   * events are written with it, and `ifBlocked` ones only when this very
+   * outcome blocked the card number (as complete); nothing is written unless
+   * it recorded.
    */
-  recordOutcome(id: string, outcome: ChargeOutcome, now: number, threshold: number): Promise<{ recorded: boolean; cvvBlocked: boolean }>;
+  recordOutcome(
+    id: string,
+    outcome: ChargeOutcome,
+    now: number,
+    threshold: number,
+    events?: { events: EventWrite[]; ifBlocked: EventWrite[] },
+  ): Promise<{ recorded: boolean; cvvBlocked: boolean }>;
   /**
    * Ends a charge's ownership of its session with its outcome, from outside
    * the operation call (crash recovery): a new current token, the results,

@@ -128,5 +128,45 @@ describe('domain: charge states', () => {
     assert.equal(stored.chargeInFlight, null);
     assert.equal(stored.status, 'active');
     assert.equal(await w.deps.charges.recoverInFlight(), 0, 'settled once');
+    const failed = (await w.store.webhooks.listEvents(w.m.merchant.id, 'test', { limit: 100, type: 'charge.failed' })).filter((e) => e.body.includes(chargeId));
+    assert.equal(failed.length, 1, 'one charge.failed event');
+  });
+
+  it('a settler that stops after recording the outcome leaves nothing to send again: the next one settles with no second event', async () => {
+    const { s, token } = await ready('4000000000001018');
+    const claims = await w.claims(token);
+    const now = w.clock.now();
+    const chargeId = 'ch_settler_stopped';
+    const begun = await w.store.charges.begin({
+      claim: { id: s.id, jti: claims.jti, newJti: 'jti_after_crash_2', now },
+      charge: {
+        id: chargeId,
+        merchantId: w.m.merchant.id,
+        sessionId: s.id,
+        mode: 'test',
+        idempotencyKey: null,
+        requestHash: 'h',
+        providerKey: chargeId,
+        processor: 'simulator',
+        amount: { value: 1999, currency: 'EUR' },
+        ...NO_OUTCOME,
+        createdAt: now,
+        updatedAt: now,
+      },
+      cvv: null,
+    });
+    assert.equal(begun.status, 'ok');
+    // The first settler records the outcome, then stops before it frees the session.
+    const settleLock = w.store.charges.settleLock.bind(w.store.charges);
+    w.store.charges.settleLock = () => Promise.reject(new Error('stopped'));
+    w.clock.advance(60_000);
+    assert.equal(await w.deps.charges.recoverInFlight(), 0);
+    assert.equal((await charge(chargeId)).status, 'error', 'the outcome was recorded');
+    w.store.charges.settleLock = settleLock;
+    w.clock.advance(60_000);
+    assert.equal(await w.deps.charges.recoverInFlight(), 1, 'the next settler frees the session');
+    assert.equal((await w.store.sessions.getById(s.id))!.chargeInFlight, null);
+    const failed = (await w.store.webhooks.listEvents(w.m.merchant.id, 'test', { limit: 100, type: 'charge.failed' })).filter((e) => e.body.includes(chargeId));
+    assert.equal(failed.length, 1, 'one charge.failed event, written with the outcome');
   });
 });

@@ -1587,6 +1587,21 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(await store.sessions.completeTds(uid('tds'), result, T0), false, 'unknown');
       });
 
+      it('completeTds writes its events with the outcome, and only when it completes the challenge', async () => {
+        const t = tdsRec();
+        await store.sessions.insertTds(t);
+        const event = (): EventWrite => {
+          const id = uid('evt');
+          return { kind: 'event', id, merchantId: mA.id, mode: 'test', type: 'threeds.completed', body: JSON.stringify({ id }), createdAt: T0 };
+        };
+        const first = event();
+        assert.equal(await store.sessions.completeTds(t.id, { status: 'Y', eci: '05', cavvSealed: null }, T0 + 1, [first]), true);
+        assert.ok(await store.webhooks.getEvent(mA.id, 'test', first.id), 'the event is written with the outcome');
+        const late = event();
+        assert.equal(await store.sessions.completeTds(t.id, { status: 'N', eci: null, cavvSealed: null }, T0 + 2, [late]), false);
+        assert.equal(await store.webhooks.getEvent(mA.id, 'test', late.id), null, 'a completion that changed nothing writes no event');
+      });
+
       it('10 simultaneous completions: exactly one wins, and its result is stored', async () => {
         const t = tdsRec();
         await store.sessions.insertTds(t);
@@ -1730,6 +1745,29 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         const late = sessions.find((_s, i) => got[i] !== 'ok')!;
         assert.equal(await begin(late, intent(late.id), { fingerprint, threshold: 3 }), 'cvv_blocked');
         assert.deepEqual(await store.charges.recordOutcome(won[0]!.id, wrongCvv, T0, 3), { recorded: false, cvvBlocked: false }, 'an outcome is recorded once');
+      });
+
+      it('recordOutcome writes its events with the outcome, ifBlocked ones only when it blocked, and none when it records nothing', async () => {
+        const fingerprint = uid('fp');
+        const sessions = await Promise.all(Array.from({ length: 2 }, () => newSession()));
+        const intents = sessions.map((s) => intent(s.id));
+        for (const [i, s] of sessions.entries()) assert.equal(await begin(s, intents[i]!, { fingerprint, threshold: 2 }), 'ok');
+        const ev = (type: string): EventWrite => {
+          const id = uid('evt');
+          return { kind: 'event', id, merchantId: mA.id, mode: 'test', type, body: JSON.stringify({ id }), createdAt: T0 };
+        };
+        const written = async (e: EventWrite) => (await store.webhooks.getEvent(mA.id, 'test', (e as { id: string }).id)) !== null;
+        const first = { events: [ev('charge.failed')], ifBlocked: [ev('cvv.blocked')] };
+        assert.deepEqual(await store.charges.recordOutcome(intents[0]!.id, wrongCvv, T0, 2, first), { recorded: true, cvvBlocked: false });
+        assert.equal(await written(first.events[0]!), true, "the outcome's event");
+        assert.equal(await written(first.ifBlocked[0]!), false, 'no cvv.blocked: this outcome did not block');
+        const second = { events: [ev('charge.failed')], ifBlocked: [ev('cvv.blocked')] };
+        assert.deepEqual(await store.charges.recordOutcome(intents[1]!.id, wrongCvv, T0, 2, second), { recorded: true, cvvBlocked: true });
+        assert.equal(await written(second.events[0]!), true);
+        assert.equal(await written(second.ifBlocked[0]!), true, 'cvv.blocked with the outcome that blocked');
+        const again = { events: [ev('charge.failed')], ifBlocked: [] };
+        assert.deepEqual(await store.charges.recordOutcome(intents[1]!.id, wrongCvv, T0, 2, again), { recorded: false, cvvBlocked: false });
+        assert.equal(await written(again.events[0]!), false, 'an outcome recorded already writes no event');
       });
 
       it('a match resets the count; an error outcome frees the reservation without counting; charges without a CVV reserve nothing', async () => {

@@ -1,7 +1,7 @@
 import { Kysely, type Selectable, sql } from 'kysely';
 import type { Sealed } from '../../types/shared.js';
 import type { CvcSessionsTable, Database } from '../schema.js';
-import type { ChargeRecord, Mode, ChargeStore } from '../store.js';
+import type { ChargeRecord, ChargeStore, EventWrite, Mode } from '../store.js';
 import { pack, StepResult, prepared, guarded, Step, Unit, send, Rollback, ONE, PENDING, KyselyEngine } from './engine.js';
 import { eventSteps, toCharge, toCvc } from './rows.js';
 import { finishArgs, finishSet } from './sessions.js';
@@ -334,11 +334,17 @@ export class KyselyChargeStore implements ChargeStore {
     o: Parameters<ChargeStore['recordOutcome']>[1],
     now: number,
     threshold: number,
+    ev: { events: EventWrite[]; ifBlocked: EventWrite[] } = { events: [], ifBlocked: [] },
   ): Promise<{ recorded: boolean; cvvBlocked: boolean }> {
-    const { steps, blocked } = outcomeSteps(this.e.db, id, o, now, threshold, { recorded: false, cvvBlocked: false });
+    const db = this.e.db;
+    const { steps, blocked } = outcomeSteps(db, id, o, now, threshold, { recorded: false, cvvBlocked: false });
+    const mayBlock = ev.ifBlocked.length > 0 && o.declineCode === 'incorrect_cvc';
     return this.e.transaction(
       function* (): Unit<{ recorded: boolean; cvvBlocked: boolean }> {
-        return { recorded: true, cvvBlocked: blocked(yield* send(steps, { final: true })) };
+        // As complete: the events in the one batch, unless whether this outcome blocks is to be learnt first.
+        const cvvBlocked = blocked(yield* send(mayBlock ? steps : [...steps, ...eventSteps(db, ev.events)], { final: !mayBlock }));
+        if (mayBlock) yield* send(eventSteps(db, cvvBlocked ? [...ev.ifBlocked, ...ev.events] : ev.events), { final: true });
+        return { recorded: true, cvvBlocked };
       },
       { durable: true },
     );

@@ -611,19 +611,29 @@ export class KyselySessionStore implements SessionStore {
     return r ? toTds(r) : null;
   }
 
-  async completeTds(id: string, result: NonNullable<TdsRecord['result']>, now: number): Promise<boolean> {
-    const r = await this.e.db
-      .updateTable('tds_transactions')
-      .set({
-        status: 'completed',
-        result_status: result.status,
-        eci: result.eci,
-        cavv_sealed: result.cavvSealed ? pack(result.cavvSealed) : null,
-        completed_at: now,
-      })
-      .where('id', '=', id)
-      .where('status', '=', 'challenge')
-      .executeTakeFirst();
-    return Number(r.numUpdatedRows) === 1;
+  async completeTds(id: string, result: NonNullable<TdsRecord['result']>, now: number, events: EventWrite[] = []): Promise<boolean> {
+    const db = this.e.db;
+    const steps: Step[] = [
+      guarded(
+        db
+          .updateTable('tds_transactions')
+          .set({
+            status: 'completed',
+            result_status: result.status,
+            eci: result.eci,
+            cavv_sealed: result.cavvSealed ? pack(result.cavvSealed) : null,
+            completed_at: now,
+          })
+          .where('id', '=', id)
+          .where('status', '=', 'challenge')
+          .returning(ONE),
+        false,
+      ),
+      ...eventSteps(db, events),
+    ];
+    return this.e.transaction(function* (): Unit<boolean> {
+      yield* send(steps, { final: true });
+      return true;
+    });
   }
 }

@@ -1,5 +1,5 @@
 import type { Sealed } from '../../types/shared.js';
-import type { ChargeOutcome, ChargeRecord, ChargeStore, CvcSessionRecord, Mode } from '../store.js';
+import type { ChargeOutcome, ChargeRecord, ChargeStore, CvcSessionRecord, EventWrite, Mode } from '../store.js';
 import { NO_OUTCOME } from '../store.js';
 import { copy, Refusal, replayOf, type Tables } from './tables.js';
 
@@ -121,8 +121,19 @@ export class MemoryChargeStore implements ChargeStore {
     return true;
   }
 
-  async recordOutcome(id: string, o: ChargeOutcome, now: number, threshold: number): Promise<{ recorded: boolean; cvvBlocked: boolean }> {
-    return this.t.tx(() => ({ recorded: true, cvvBlocked: this.#outcome(id, o, now, threshold) }));
+  async recordOutcome(
+    id: string,
+    o: ChargeOutcome,
+    now: number,
+    threshold: number,
+    ev: { events: EventWrite[]; ifBlocked: EventWrite[] } = { events: [], ifBlocked: [] },
+  ): Promise<{ recorded: boolean; cvvBlocked: boolean }> {
+    return this.t.tx(() => {
+      const cvvBlocked = this.#outcome(id, o, now, threshold);
+      const mayBlock = ev.ifBlocked.length > 0 && o.declineCode === 'incorrect_cvc';
+      this.t.writeEvents(mayBlock && cvvBlocked ? [...ev.ifBlocked, ...ev.events] : ev.events);
+      return { recorded: true, cvvBlocked };
+    });
   }
 
   async settleLock(p: Parameters<ChargeStore['settleLock']>[0]): Promise<boolean> {

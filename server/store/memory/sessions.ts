@@ -231,10 +231,13 @@ export class MemorySessionStore implements SessionStore {
     return copy(this.t.tds.get(id) ?? null);
   }
 
-  async completeTds(id: string, result: NonNullable<TdsRecord['result']>, now: number): Promise<boolean> {
+  async completeTds(id: string, result: NonNullable<TdsRecord['result']>, now: number, events: EventWrite[] = []): Promise<boolean> {
     const x = this.t.tds.get(id);
     if (!x || x.status !== 'challenge') return false;
-    this.t.tds.set(id, { ...x, status: 'completed', result: copy(result), completedAt: now });
-    return true;
+    return this.t.tx(() => {
+      this.t.tds.set(id, { ...x, status: 'completed', result: copy(result), completedAt: now });
+      this.t.writeEvents(events);
+      return true;
+    });
   }
 }
