@@ -163,7 +163,10 @@ export const TokenClaims = z
     ops: z.array(OperationName),
     amt: AmountOut.optional(),
     card: z.object({ token: z.string(), brand: z.string(), last4: z.string(), cvvLength: z.number().int() }).strict(),
-    prev: z.string().optional().openapi({ description: 'The jti of the token this one replaced.' }),
+    prev: z
+      .string()
+      .optional()
+      .openapi({ description: 'The base64url SHA-256 of the token this one replaced (absent when seq is 0): the tokens form a chain.' }),
     form: z.string(),
     res: Results,
   })

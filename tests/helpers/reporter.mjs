@@ -15,6 +15,7 @@ const seconds = (ms) => `${(ms / 1000).toFixed(1)} s`;
 export default async function* report(source) {
   const skipped = [];
   const failed = [];
+  let suiteFailures = 0;
   const todo = [];
   const totals = {};
   /** The names of the tests being run, by nesting level (for a failure's full name). */
@@ -37,6 +38,11 @@ export default async function* report(source) {
       if (data.skip !== undefined) skipped.push({ name, where: where(data), reason: data.skip === true ? '(no reason given)' : data.skip });
       else if (data.todo !== undefined) todo.push({ name, where: where(data), reason: data.todo === true ? '' : data.todo });
       else if (type === 'test:fail' && !isSuite) failed.push({ name, where: where(data), error: data.details?.error });
+      // A suite that failed by itself (a hook: e.g. the response check in the harness's close()), not only through its tests.
+      else if (type === 'test:fail' && data.details?.error?.failureType !== 'subtestsFailed') {
+        suiteFailures++;
+        failed.push({ name: `${name} (the suite itself: ${data.details?.error?.failureType ?? 'failed'})`, where: where(data), error: data.details?.error });
+      }
       if (data.nesting === 0) {
         const mark = type === 'test:fail' ? '✖' : data.skip !== undefined ? '-' : '✔';
         yield `${mark} ${data.name} (${seconds(data.details?.duration_ms ?? 0)})\n`;
@@ -66,6 +72,7 @@ export default async function* report(source) {
   }
   yield (
     `\n${tests} tests: ${totals.pass ?? '?'} passed, ${totals.fail ?? '?'} failed, ${totals.cancelled ?? '?'} cancelled, ${totals.skipped ?? '?'} skipped, ${totals.todo ?? '?'} to do` +
+    (suiteFailures ? `; ${suiteFailures} suite${suiteFailures > 1 ? 's' : ''} failed in a hook` : '') +
     ` (${seconds(Number(totals.duration_ms ?? 0))})\n`
   );
 }

@@ -36,8 +36,17 @@ describe('the OpenAPI document', () => {
       }
     }
     assert.ok(authenticated > 20);
-    const create = doc.paths['/CvvOperations'].post;
-    assert.ok(create.parameters.some((p: { in: string; name: string }) => p.in === 'header' && p.name === 'idempotency-key'));
+    for (const [path, op] of [
+      ['/CvvOperations', doc.paths['/CvvOperations'].post],
+      ['/Cards', doc.paths['/Cards'].post],
+      ['/CvvOperations/charge', doc.paths['/CvvOperations/charge'].post],
+    ]) {
+      assert.ok(
+        op.parameters.some((p: { in: string; name: string }) => p.in === 'header' && p.name === 'idempotency-key'),
+        `${path} declares Idempotency-Key`,
+      );
+      assert.ok(op.responses['409'].content['application/json'].schema.properties.error.properties.code.enum.includes('idempotency_key_reused'), path);
+    }
   });
 
   it('every error status of every operation lists its codes, each of that status, with the Error schema; no catch-all default', () => {

@@ -75,6 +75,7 @@ export function operationRoutes(api: Api, d: Pick<Deps, 'charges' | 'operations'
     description:
       "From the browser, with the current session token: authorizes the charge on the merchant's processor with the vaulted CVV, and rotates the token. The amount defaults to the session's; it may be less, never more, never another currency. A declined or failed charge is still a 200 (its `status` says so) and counts an attempt. Send an `Idempotency-Key`: a retry then gets the first outcome and the card is never charged twice, even across a server crash.",
     errors: ['invalid_amount', 'precondition_failed', 'cvv_blocked', 'cvc_session_not_found', 'processor_error'],
+    idempotent: 'in-use-case',
     tag: 'Operations',
     auth: 'session',
     summary: 'Authorize on the processor with the vaulted CVV',

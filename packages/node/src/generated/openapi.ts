@@ -1128,7 +1128,7 @@ export interface components {
                 last4: string;
                 cvvLength: number;
             };
-            /** @description The jti of the token this one replaced. */
+            /** @description The base64url SHA-256 of the token this one replaced (absent when seq is 0): the tokens form a chain. */
             prev?: string;
             form: string;
             res: components["schemas"]["Results"];
@@ -4001,6 +4001,8 @@ export interface operations {
             header?: {
                 /** @description Your id for this call (letters, digits, - and _): answered back, logged and put in errors. Default: one of ours. */
                 "x-request-id"?: string;
+                /** @description Makes a retry safe: the same key with the same body gets the first answer, never a second effect. */
+                "idempotency-key"?: string;
             };
             path?: never;
             cookie?: never;
@@ -4015,6 +4017,7 @@ export interface operations {
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                     "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
                     "Access-Control-Expose-Headers": components["headers"]["Access-Control-Expose-Headers"];
                     [name: string]: unknown;
@@ -4078,7 +4081,7 @@ export interface operations {
                     } & components["schemas"]["Error"];
                 };
             };
-            /** @description `precondition_failed`: A precondition of this operation is not met. `session_canceled`: The session is canceled. `session_completed`: The session is completed. `token_superseded`: The session token has been superseded by a newer one. */
+            /** @description `idempotency_key_reused`: This idempotency key was used with a different request. `precondition_failed`: A precondition of this operation is not met. `session_canceled`: The session is canceled. `session_completed`: The session is completed. `token_superseded`: The session token has been superseded by a newer one. */
             409: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -4092,7 +4095,7 @@ export interface operations {
                     "application/json": {
                         error?: {
                             /** @enum {unknown} */
-                            code?: "precondition_failed" | "session_canceled" | "session_completed" | "token_superseded";
+                            code?: "idempotency_key_reused" | "precondition_failed" | "session_canceled" | "session_completed" | "token_superseded";
                         };
                     } & components["schemas"]["Error"];
                 };
