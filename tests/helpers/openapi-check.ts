@@ -38,8 +38,10 @@ export const stats = { checked: 0 };
 /** Checks one response; undocumented paths (hosted pages, the SDK files, /demo) are not API responses and are skipped. */
 export function checkResponse(method: string, path: string, status: number, body: unknown): void {
   const m = method.toLowerCase();
-  const route = routes.find((r) => r.re.test(path) && doc.paths[r.tpl]![m]);
-  if (!route) return;
+  // The most specific path first (POST /CvvOperations/collectCvv is not GET /CvvOperations/{id}); a method the
+  // path does not have is the server's 405, which belongs to no operation.
+  const route = routes.find((r) => r.re.test(path));
+  if (!route || !doc.paths[route.tpl]![m]) return;
   const responses = doc.paths[route.tpl]![m]!.responses ?? {};
   const key =
     String(status) in responses ? String(status) : `${String(status)[0]}XX` in responses ? `${String(status)[0]}XX` : 'default' in responses ? 'default' : null;

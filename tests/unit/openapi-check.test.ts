@@ -28,6 +28,13 @@ describe('every HTTP test response is checked against openapi.json', () => {
     assert.deepEqual(violations, []);
   });
 
+  it('a method a path does not have (405) belongs to no operation: GET /CvvOperations/collectCvv is not GET /CvvOperations/{id}', async () => {
+    const before = stats.checked;
+    assert.equal((await request(h.app).get('/CvvOperations/collectCvv').set(auth(m.testKey))).status, 405);
+    assert.equal(stats.checked - before, 0);
+    assert.deepEqual(violations, []);
+  });
+
   it('reports a body that does not match its status: a wrong success body, or a success where only errors are declared', () => {
     checkResponse('GET', '/Merchant', 200, { id: 5 });
     checkResponse('POST', '/CvvOperations/cvo_x/token', 200, { token: 42 });
