@@ -427,7 +427,7 @@ export class SessionService {
     return {
       valid: true,
       current: s.jti === claims.jti && this.status(s) !== 'expired',
-      claims,
+      claims: profileClaims(claims),
       session: await this.view(s, found.card, true, found.usableCvc),
     };
   }
@@ -764,4 +764,10 @@ export class SessionService {
     }
     throw new AppError('token_superseded');
   }
+}
+
+/** The claims a session token of ours carries (API.md section 10): what validateToken answers, and nothing a token could add. */
+const CLAIMS = ['iss', 'aud', 'sub', 'jti', 'iat', 'exp', 'nbf', 'seq', 'mode', 'ops', 'amt', 'card', 'prev', 'form', 'res'] as const;
+function profileClaims(c: SessionClaims): SessionClaims {
+  return Object.fromEntries(CLAIMS.filter((k) => k in c).map((k) => [k, c[k]])) as unknown as SessionClaims;
 }

@@ -158,6 +158,7 @@ export const TokenClaims = z
     jti: z.string(),
     iat: z.number().int(),
     exp: z.number().int(),
+    nbf: z.number().optional().openapi({ description: 'Never issued by this server; checked when a token carries one.' }),
     seq: z.number().int().openapi({ description: 'The rotation number: 0 for the first token, one more per operation call.' }),
     mode: z.enum(['test', 'live']),
     ops: z.array(OperationName),

@@ -1116,6 +1116,8 @@ export interface components {
             jti: string;
             iat: number;
             exp: number;
+            /** @description Never issued by this server; checked when a token carries one. */
+            nbf?: number;
             /** @description The rotation number: 0 for the first token, one more per operation call. */
             seq: number;
             /** @enum {string} */
