@@ -273,16 +273,57 @@ export function mount(target: string | HTMLElement, options: MountOptions): Prom
   iframe.src = `${base.origin}${path}?session=${encodeURIComponent(claims.sub)}#${frag.toString()}`;
   const form = new CvvOpsForm(iframe, base.origin, options.token);
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
+    let done = false;
+    const fail = (e: CvvOpsError) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
       form.destroy();
-      reject(new CvvOpsError({ code: 'timeout', status: 0, message: 'the form did not become ready' }));
-    }, options.timeoutMs ?? 15000);
+      reject(e);
+    };
+    const timer = setTimeout(() => fail(new CvvOpsError({ code: 'timeout', status: 0, message: 'the form did not become ready' })), options.timeoutMs ?? 15000);
     form.on('ready', () => {
+      if (done) return;
+      done = true;
       clearTimeout(timer);
       resolve(form);
     });
     el.appendChild(iframe);
+    // A page whose origin the merchant does not allow cannot frame the form, and a refused frame tells the page
+    // nothing: ask the server at once, so mount() fails in a moment with the reason and the fix, not at the timeout.
+    // (Unanswered, e.g. under a connect-src that leaves the server out, the timeout still applies.)
+    if (base.origin === location.origin) return; // the server's own pages are always allowed
+    void originCheck(base.origin, claims.sub as string).then((check) => {
+      if (check && !check.allowed)
+        fail(
+          new CvvOpsError({
+            code: 'origin_not_allowed',
+            status: 403,
+            message:
+              `This page's origin, ${location.origin}, is not allowed to show this merchant's payment form. ` +
+              `Add it to the merchant's allowed origins in the session's mode (PATCH /Merchant {"allowedOrigins": [...]}, ` +
+              `or cvvops merchant update --origin ${location.origin}).`,
+          }),
+        );
+    });
   });
+}
+
+/** The server's answer to "may this page's origin frame the form?", or null when it cannot be had. */
+async function originCheck(server: string, session: string): Promise<{ allowed: boolean } | null> {
+  try {
+    const r = await fetch(`${server}/hosted/origin-check?session=${encodeURIComponent(session)}`, {
+      mode: 'cors',
+      credentials: 'omit',
+      referrerPolicy: 'no-referrer',
+      cache: 'no-store',
+    });
+    if (!r.ok) return null;
+    const body = (await r.json()) as unknown;
+    return body !== null && typeof body === 'object' && typeof (body as { allowed?: unknown }).allowed === 'boolean' ? (body as { allowed: boolean }) : null;
+  } catch {
+    return null;
+  }
 }
 
 export const CvvOps = { mount, CvvOpsError, version: '1' };

@@ -112,7 +112,25 @@ window.flow = (async () => {
       await new Promise<void>((r) => shop.listen(0, 'localhost', () => r()));
       shopOrigin = `http://localhost:${(shop.address() as { port: number }).port}`;
       other = http.createServer((req, res) => {
-        const src = new URL(req.url ?? '/', 'http://x').searchParams.get('src') ?? '';
+        const q = new URL(req.url ?? '/', 'http://x').searchParams;
+        if (q.has('token')) {
+          // A page that mounts the SDK with a session token of a merchant that does not allow this origin.
+          res.writeHead(200, { 'content-type': 'text/html' }).end(`<!doctype html><title>Other</title><div id="cvv"></div>
+<script src="${base}/sdk/v1/cvvops.js"></script>
+<script>
+window.mounted = (async () => {
+  const t0 = performance.now();
+  try {
+    await CvvOps.mount('#cvv', { token: ${JSON.stringify(q.get('token'))} });
+    return { ok: true };
+  } catch (e) {
+    return { code: e.code, message: e.message, ms: performance.now() - t0, frames: document.querySelectorAll('iframe').length };
+  }
+})();
+</script>`);
+          return;
+        }
+        const src = q.get('src') ?? '';
         res
           .writeHead(200, { 'content-type': 'text/html' })
           .end(`<!doctype html><title>Other</title><iframe id="f" src="${src.replace(/"/g, '&quot;')}"></iframe>`);
@@ -383,6 +401,16 @@ window.flow = (async () => {
             .catch(() => 0)
         : 0;
       assert.equal(inputs, 0, 'the form must not render inside a foreign page');
+      // Mounted with the SDK there, the form fails in a moment, naming the page's origin and the fix (not after the 15 s timeout).
+      const sdkPage = await browser.newPage();
+      await sdkPage.goto(`${otherOrigin}/?token=${encodeURIComponent(s.token)}`);
+      const failed = await sdkPage.evaluate<{ code: string; message: string; ms: number; frames: number }>('window.mounted');
+      assert.equal(failed.code, 'origin_not_allowed', JSON.stringify(failed));
+      assert.ok(failed.ms < 3000, `rejected after ${Math.round(failed.ms)} ms`);
+      assert.ok(failed.message.includes(otherOrigin), failed.message);
+      assert.match(failed.message, /allowedOrigins|merchant update --origin/);
+      assert.equal(failed.frames, 0, 'the refused frame is removed');
+      await sdkPage.close();
       // The same form is framable by the merchant's origin (control).
       const ok = await browser.newPage();
       await ok.goto(`${shopOrigin}/?card=4000000000001018`);

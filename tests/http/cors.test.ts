@@ -87,3 +87,32 @@ describe('CORS on the operation endpoints', () => {
     assert.notEqual(pre.status, 204);
   });
 });
+
+describe('GET /hosted/origin-check: may the calling page frame this session form (the SDK asks, to fail fast)', () => {
+  let h: Harness;
+  let a: TestMerchant;
+  before(async () => {
+    h = await makeHarness();
+    a = await makeMerchant(h, ['https://shop-a.example']);
+    await makeMerchant(h, ['https://shop-b.example']);
+  });
+  after(() => h.close());
+
+  it("answers for the session's merchant only, readable from any origin; an unknown session is 404", async () => {
+    const s = await makeSession(h, a.testKey);
+    const check = (origin?: string) => {
+      const r = request(h.app).get(`/hosted/origin-check?session=${s.id}`);
+      return origin ? r.set('Origin', origin) : r;
+    };
+    const ok = await check('https://shop-a.example');
+    assert.equal(ok.status, 200);
+    assert.deepEqual(ok.body, { origin: 'https://shop-a.example', allowed: true });
+    assert.equal(ok.headers['access-control-allow-origin'], '*');
+    assert.equal(ok.headers['cache-control'], 'no-store');
+    assert.deepEqual((await check('https://shop-b.example')).body, { origin: 'https://shop-b.example', allowed: false }, "another merchant's origin");
+    assert.deepEqual((await check('http://shop-a.example')).body.allowed, false, 'exact origins only');
+    assert.deepEqual((await check()).body, { origin: 'http://cvv.test', allowed: true }, 'no Origin: a same-origin page of the server');
+    assert.equal((await request(h.app).get('/hosted/origin-check?session=cvo_unknown').set('Origin', 'https://shop-a.example')).status, 404);
+    assert.ok(!JSON.stringify(ok.body).includes(a.id), 'nothing about the merchant');
+  });
+});

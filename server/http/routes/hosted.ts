@@ -118,6 +118,20 @@ export function hostedRoutes(app: Express, d: Pick<Deps, 'cards' | 'clock' | 'co
     res.type('html').render('hosted-cvv', { nonce: n, sri, allowedOrigins: m.allowedOrigins });
   });
 
+  // Whether the calling page's origin may frame this session's form: the SDK asks before the frame can fail
+  // silently (a frame-ancestors refusal shows nothing to the page), so mount() fails in a moment, naming the
+  // origin. Readable from any origin (a simple GET, no credential); it says no more than the form's own CSP.
+  app.get('/hosted/origin-check', async (req: Request, res: Response) => {
+    await limitAddress(req);
+    const m = await merchantOfSession(req.query.session);
+    // A browser leaves Origin out of a same-origin GET only: no Origin is this server's own page.
+    const origin = req.get('origin') ?? d.config.publicOrigin;
+    res.setHeader('Access-Control-Allow-Origin', '*');
+    res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin');
+    res.setHeader('Cache-Control', 'no-store');
+    res.json({ origin, allowed: origin === d.config.publicOrigin || m.allowedOrigins.includes(origin) });
+  });
+
   app.get('/hosted/forms/:id', async (req: Request, res: Response) => {
     await limitAddress(req);
     const form = await d.forms.byId(hostedId(req.params.id, 'custom form'));
