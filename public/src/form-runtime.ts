@@ -76,17 +76,32 @@ function start(rootEl: HTMLElement): void {
   };
   const setInvalid = (bad: boolean) => input.setAttribute('aria-invalid', bad ? 'true' : 'false');
 
-  input.addEventListener('input', () => {
+  // Typing, pasting and autofill all end here: `input` for keystrokes and paste, `change` too for an autofill
+  // that sets the value without keystrokes. What is not a digit goes; the change is told once per new value.
+  let told: string | null = null;
+  const onValue = () => {
     const digits = input.value.replace(/[^0-9]/g, '').slice(0, cvvLength);
     if (digits !== input.value) input.value = digits;
     if (input.getAttribute('aria-invalid') === 'true' && valid()) {
       setInvalid(false);
       say('', 'info');
     }
+    if (told === input.value) return;
+    told = input.value;
     post({ type: 'cvvops:event', name: 'change', data: { valid: valid(), empty: input.value === '', brand } });
-  });
+  };
+  input.addEventListener('input', onValue);
+  input.addEventListener('change', onValue);
   input.addEventListener('focus', () => post({ type: 'cvvops:event', name: 'focus', data: {} }));
-  input.addEventListener('blur', () => post({ type: 'cvvops:event', name: 'blur', data: {} }));
+  input.addEventListener('blur', () => {
+    // Checked when the shopper leaves the field, not only on submit: a started but short code is said at once.
+    onValue();
+    if (input.value !== '' && !valid()) {
+      setInvalid(true);
+      say(t.invalid(cvvLength), 'error');
+    }
+    post({ type: 'cvvops:event', name: 'blur', data: {} });
+  });
 
   if (toggle) {
     toggle.textContent = t.show;
@@ -196,6 +211,17 @@ function start(rootEl: HTMLElement): void {
   // The page's disabled default button keeps Enter from submitting the form natively while this
   // script is not running (views/hosted-cvv.ejs). Now every submission comes here: Enter may submit.
   if (form) for (const guard of form.querySelectorAll('[data-cvvops-noscript-guard]')) guard.remove();
+  // The frame takes the height of what it shows, as that changes (a message appears, a narrow column wraps).
+  let height = 0;
+  const sendHeight = () => {
+    const h = Math.ceil(document.documentElement.getBoundingClientRect().height);
+    if (h !== height && h > 0) {
+      height = h;
+      post({ type: 'cvvops:resize', height: h });
+    }
+  };
+  new ResizeObserver(sendHeight).observe(document.documentElement);
+  sendHeight();
   post({ type: 'cvvops:ready' });
 }
 

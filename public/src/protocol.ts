@@ -16,6 +16,8 @@ export type FromForm =
   | { type: 'cvvops:event'; name: 'error'; data: ApiErrorShape }
   | { type: 'cvvops:event'; name: 'submit'; data: Record<string, never> }
   | { type: 'cvvops:token'; token: string }
+  /** The form's content height in CSS pixels: the SDK sizes the iframe to it (no gap, nothing cut off). */
+  | { type: 'cvvops:resize'; height: number }
   | { type: 'cvvops:result'; id: number; ok: true; response: unknown }
   | { type: 'cvvops:result'; id: number; ok: false; error: ApiErrorShape };
 

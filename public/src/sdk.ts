@@ -89,6 +89,10 @@ export class CvvOpsForm {
       case 'cvvops:ready':
         this.#emit('ready', {});
         break;
+      case 'cvvops:resize':
+        // The form's own height, within sane bounds (a frame cannot grow the page without limit).
+        if (typeof msg.height === 'number' && Number.isFinite(msg.height)) this.iframe.style.height = `${Math.min(600, Math.max(40, Math.ceil(msg.height)))}px`;
+        break;
       case 'cvvops:event':
         this.#emit(msg.name, msg.data);
         break;

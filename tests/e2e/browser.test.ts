@@ -81,6 +81,7 @@ if (!chromiumAvailable()) {
 <script>
 window.flow = (async () => {
   const q = new URLSearchParams(location.search);
+  if (q.get('width')) document.querySelector('#cvv').style.width = q.get('width') + 'px';
   const { token } = await (await fetch('/session?' + q.toString())).json();
   const form = await CvvOps.mount('#cvv', { token, locale: q.get('locale') || undefined, theme: { '--cvvops-accent': '#0a7d4f' } });
   window.form = form;
@@ -293,6 +294,86 @@ window.mounted = (async () => {
         assert.equal(label, locale === 'fr' ? 'Cryptogramme visuel (CVV)' : 'Security code (CVV)');
         await page.close();
       }
+    });
+
+    it('the field fits a 200 px column, a 390 px phone, 1280 px and 200 % zoom: nothing clipped, the toggle as tall as the input, the frame as tall as the form', async () => {
+      const cases = [
+        { what: '200 px column', viewport: { width: 1280, height: 800 }, scale: 1, width: 200 },
+        { what: '390 px phone', viewport: { width: 390, height: 844 }, scale: 3, width: 0 },
+        { what: '1280 px', viewport: { width: 1280, height: 800 }, scale: 1, width: 0 },
+        // Page zoom at 200 % halves the CSS pixels a window has: 1280 device px are 640 CSS px, each drawn twice.
+        { what: '200 % zoom', viewport: { width: 640, height: 400 }, scale: 2, width: 0 },
+        { what: '200 % zoom in a 200 px column', viewport: { width: 640, height: 400 }, scale: 2, width: 200 },
+      ];
+      for (const c of cases) {
+        const context = await browser.newContext({ viewport: c.viewport, deviceScaleFactor: c.scale });
+        const page = await context.newPage();
+        await page.goto(`${shopOrigin}/?card=4000000000001018${c.width ? `&width=${c.width}` : ''}`);
+        await page.evaluate('window.flow');
+        const frameEl = await page.waitForSelector('#cvv iframe');
+        const form = (await frameEl.contentFrame())!;
+        // A started, too short code, then Tab: the error shows (the frame must grow to show it too).
+        await form.locator('[data-cvvops="cvv"]').fill('12');
+        await form.locator('[data-cvvops="cvv"]').press('Tab');
+        await form.waitForSelector('[data-cvvops="message"][data-kind="error"]');
+        const m = await form.evaluate<{
+          client: number;
+          scroll: number;
+          doc: number;
+          outside: string[];
+          input: number;
+          toggle: number;
+        }>(`(() => {
+          const de = document.documentElement;
+          const outside = [...document.querySelectorAll('label, input, button:not([hidden]), p')]
+            .filter((e) => { const r = e.getBoundingClientRect(); return r.width > 0 && (r.left < 0 || r.right > de.clientWidth + 0.5); })
+            .map((e) => e.getAttribute('data-cvvops') || e.tagName);
+          return {
+            client: de.clientWidth, scroll: de.scrollWidth, doc: Math.ceil(de.getBoundingClientRect().height), outside,
+            input: document.querySelector('[data-cvvops="cvv"]').getBoundingClientRect().height,
+            toggle: document.querySelector('[data-cvvops="toggle"]').getBoundingClientRect().height,
+          };
+        })()`);
+        // The frame grows to the form's height (its resize message), whatever the width made of it.
+        await page.waitForFunction(`Math.abs(document.querySelector('#cvv iframe').getBoundingClientRect().height - ${m.doc}) <= 1`);
+        const frameBox = (await frameEl.boundingBox())!;
+        const container = (await page.locator('#cvv').boundingBox())!;
+        assert.deepEqual(m.outside, [], `${c.what}: elements cut off at the sides`);
+        assert.ok(m.scroll <= m.client, `${c.what}: the form scrolls sideways (${m.scroll} > ${m.client})`);
+        assert.ok(Math.abs(m.input - m.toggle) <= 1, `${c.what}: input ${m.input} px, toggle ${m.toggle} px`);
+        assert.ok(frameBox.width <= container.width + 0.5, `${c.what}: the frame is wider than its column`);
+        assert.ok(m.doc < 260, `${c.what}: ${m.doc} px tall`);
+        const errorText = await form.locator('[data-cvvops="message"]').textContent();
+        assert.match(errorText ?? '', /3-digit/, `${c.what}: blur validation says what is wrong`);
+        await context.close();
+      }
+    });
+
+    it('blur, paste and autofill: a short code is said on leaving the field; a pasted or autofilled code (no keystrokes) enables Pay', async () => {
+      const { page, form } = await shopPage('?card=4000000000001018');
+      const field = form.locator('[data-cvvops="cvv"]');
+      await field.focus();
+      await field.press('Tab');
+      assert.equal(await form.locator('[data-cvvops="message"]').textContent(), '', 'an empty field left alone is not an error');
+      await field.fill('1');
+      await field.press('Tab');
+      assert.equal(await field.getAttribute('aria-invalid'), 'true');
+      assert.match((await form.locator('[data-cvvops="message"]').textContent()) ?? '', /3-digit/);
+      assert.equal(await form.locator('[data-cvvops="message"]').getAttribute('role'), 'alert', 'announced');
+      assert.equal(await page.isDisabled('#pay'), true);
+      // Paste: the clipboard's text, letters and spaces dropped.
+      await field.focus();
+      const inField = (js: string) => form.evaluate(`(() => { const el = document.querySelector('[data-cvvops="cvv"]'); ${js} })()`);
+      await inField(`el.value = ' 1 2 3 '; el.dispatchEvent(new InputEvent('input', { bubbles: true, inputType: 'insertFromPaste' }));`);
+      await page.waitForFunction("!document.querySelector('#pay').disabled");
+      assert.equal(await field.inputValue(), '123');
+      assert.equal(await field.getAttribute('aria-invalid'), 'false');
+      // Autofill: the value set with only a change event, no keystroke and no input event.
+      await inField(`el.value = ''; el.dispatchEvent(new Event('input', { bubbles: true }));`);
+      await page.waitForFunction("document.querySelector('#pay').disabled");
+      await inField(`el.value = '456'; el.dispatchEvent(new Event('change', { bubbles: true }));`);
+      await page.waitForFunction("!document.querySelector('#pay').disabled");
+      await page.close();
     });
 
     it('keyboard only: tab into the field, type, tab to Pay, press Enter', async () => {
