@@ -13,6 +13,8 @@ const STRINGS = {
     expired: 'This payment session has expired.',
     error: 'Something went wrong. Please try again.',
     submit: 'Continue',
+    verification: 'Payment verification',
+    cancelVerification: 'Cancel the verification',
   },
   fr: {
     label: 'Cryptogramme visuel (CVV)',
@@ -26,6 +28,8 @@ const STRINGS = {
     expired: 'Cette session de paiement a expiré.',
     error: 'Une erreur est survenue. Veuillez réessayer.',
     submit: 'Continuer',
+    verification: 'Vérification du paiement',
+    cancelVerification: 'Annuler la vérification',
   },
   de: {
     label: 'Kartenprüfnummer (CVV)',
@@ -39,6 +43,8 @@ const STRINGS = {
     expired: 'Diese Zahlungssitzung ist abgelaufen.',
     error: 'Etwas ist schiefgelaufen. Bitte versuchen Sie es erneut.',
     submit: 'Weiter',
+    verification: 'Zahlungsbestätigung',
+    cancelVerification: 'Bestätigung abbrechen',
   },
   es: {
     label: 'Código de seguridad (CVV)',
@@ -52,6 +58,8 @@ const STRINGS = {
     expired: 'Esta sesión de pago ha caducado.',
     error: 'Algo ha fallado. Inténtelo de nuevo.',
     submit: 'Continuar',
+    verification: 'Verificación del pago',
+    cancelVerification: 'Cancelar la verificación',
   },
 } as const;
 

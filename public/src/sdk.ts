@@ -12,6 +12,7 @@
  *   await form.charge();
  *   sendToMyServer(form.token);
  */
+import { type Locale, pickLocale, strings } from './i18n';
 import { type ApiErrorShape, decodeClaims, type FromChallenge, type FromForm, type Method, safeTheme, type ToForm } from './protocol';
 
 // The public types are declared once, in the declarations shipped with the SDK (cvvops.d.ts).
@@ -41,11 +42,14 @@ export class CvvOpsForm {
   #nextId = 1;
   #onMessage: (e: MessageEvent) => void;
   #overlay: HTMLElement | null = null;
+  /** The form's language: the challenge page and the overlay speak it too. */
+  readonly #locale: Locale;
 
-  constructor(iframe: HTMLIFrameElement, origin: string, token: string) {
+  constructor(iframe: HTMLIFrameElement, origin: string, token: string, locale: Locale = 'en') {
     this.iframe = iframe;
     this.#origin = origin;
     this.token = token;
+    this.#locale = locale;
     this.#onMessage = (e) => this.#receive(e);
     window.addEventListener('message', this.#onMessage);
   }
@@ -153,22 +157,24 @@ export class CvvOpsForm {
     const u = new URL(url);
     if (u.origin !== this.#origin) return Promise.reject(new CvvOpsError({ code: 'invalid_request', status: 0, message: 'unexpected challenge origin' }));
     const previous = document.activeElement instanceof HTMLElement ? document.activeElement : null;
+    const t = strings(this.#locale);
+    if (this.#locale !== 'en') u.searchParams.set('locale', this.#locale);
     const overlay = document.createElement('div');
     overlay.setAttribute('role', 'dialog');
     overlay.setAttribute('aria-modal', 'true');
-    overlay.setAttribute('aria-label', 'Payment verification');
+    overlay.setAttribute('aria-label', t.verification);
     overlay.style.cssText = 'position:fixed;inset:0;z-index:2147483647;background:rgba(0,0,0,.55);display:flex;align-items:center;justify-content:center';
     const box = document.createElement('div');
     box.style.cssText = 'position:relative;width:min(440px,96vw);height:min(560px,90vh)';
     const frame = document.createElement('iframe');
-    frame.title = 'Payment verification';
-    frame.src = `${url}#origin=${encodeURIComponent(location.origin)}`;
+    frame.title = t.verification;
+    frame.src = `${u.href}#origin=${encodeURIComponent(location.origin)}`;
     frame.referrerPolicy = 'no-referrer';
     frame.style.cssText = 'width:100%;height:100%;border:0;border-radius:8px;background:#fff';
     const close = document.createElement('button');
     close.type = 'button';
     close.textContent = '\u00d7';
-    close.setAttribute('aria-label', 'Cancel the verification');
+    close.setAttribute('aria-label', t.cancelVerification);
     close.style.cssText =
       'position:absolute;top:6px;right:6px;width:36px;height:36px;border:0;border-radius:50%;background:#fff;color:#222;' +
       'font:24px/36px system-ui,sans-serif;cursor:pointer;box-shadow:0 1px 3px rgba(0,0,0,.3)';
@@ -275,7 +281,7 @@ export function mount(target: string | HTMLElement, options: MountOptions): Prom
   iframe.setAttribute('allowtransparency', 'true');
   iframe.style.cssText = 'width:100%;height:128px;border:0;display:block;background:transparent';
   iframe.src = `${base.origin}${path}?session=${encodeURIComponent(claims.sub)}#${frag.toString()}`;
-  const form = new CvvOpsForm(iframe, base.origin, options.token);
+  const form = new CvvOpsForm(iframe, base.origin, options.token, pickLocale(options.locale));
   return new Promise((resolve, reject) => {
     let done = false;
     const fail = (e: CvvOpsError) => {

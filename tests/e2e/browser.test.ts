@@ -376,6 +376,28 @@ window.mounted = (async () => {
       await page.close();
     });
 
+    it('a form mounted in French shows the 3-D Secure overlay and challenge page in French, through to the outcome; axe-clean', async () => {
+      const { page, form } = await shopPage('?locale=fr'); // the default card asks for a challenge
+      await form.locator('[data-cvvops="cvv"]').fill('123');
+      await page.click('#pay');
+      const overlay = await page.waitForSelector('iframe[title="Vérification du paiement"]');
+      assert.equal(await page.getAttribute('[role=dialog]', 'aria-label'), 'Vérification du paiement');
+      assert.equal(await page.getAttribute('[role=dialog] button', 'aria-label'), 'Annuler la vérification');
+      const challenge = (await overlay.contentFrame())!;
+      await challenge.waitForSelector('#code');
+      assert.equal(await challenge.getAttribute('html', 'lang'), 'fr');
+      assert.equal(await challenge.textContent('h1'), 'Vérifiez votre paiement');
+      assert.match((await challenge.textContent('main p'))!, /Votre banque vous demande de confirmer ce paiement de 19,99\s€/);
+      assert.equal(await challenge.textContent('label[for=code]'), 'Code à usage unique');
+      assert.match((await challenge.textContent('#code-hint'))!, /Mode test/);
+      assert.deepEqual(await axe(challenge), [], 'axe: the challenge page in French');
+      await challenge.locator('#code').fill('123456');
+      await challenge.locator('button[type=submit]').click();
+      await page.waitForFunction("document.querySelector('#out').textContent !== ''", undefined, { timeout: 20_000 });
+      assert.equal(JSON.parse((await page.textContent('#out'))!).charge, 'approved');
+      await page.close();
+    });
+
     it('keyboard only: tab into the field, type, tab to Pay, press Enter', async () => {
       const { page, form } = await shopPage('?card=4000000000001018');
       await page.keyboard.press('Tab');

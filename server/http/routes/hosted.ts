@@ -4,19 +4,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import express, { type Express, type Request, type Response } from 'express';
 import type { Deps } from '../../deps.js';
+import { type ChallengeLocale, challengeLocale, challengeText, type ChallengeText } from '../challenge-text.js';
 import { AppError } from '../../errors.js';
 import { Secret } from '../../secret.js';
 import type { MerchantRecord, TdsRecord } from '../../store/store.js';
 import { projectRoot, VERSION } from '../../version.js';
 import { CreatedSession, z } from '../schemas.js';
-
-const OUTCOME_TEXT: Record<string, string> = {
-  Y: 'Thank you: the payment is verified.',
-  A: 'Thank you: the verification was attempted.',
-  N: 'The payment could not be verified.',
-  U: 'The verification is unavailable right now.',
-  R: 'The bank declined the verification.',
-};
 
 /** Subresource Integrity of our own scripts and styles, computed from the built files at start. */
 function integrity(file: string): string {
@@ -152,22 +145,26 @@ export function hostedRoutes(app: Express, d: Pick<Deps, 'cards' | 'clock' | 'co
 
   // The 3-D Secure challenge: a plain HTML form that works without JavaScript.
   const form = express.urlencoded({ extended: false, limit: 4096, parameterLimit: 5 });
-  async function renderChallenge(res: Response, t: TdsRecord, parentOrigin: string): Promise<void> {
+  async function renderChallenge(res: Response, t: TdsRecord, parentOrigin: string, locale: ChallengeLocale): Promise<void> {
     const c = await d.sessions.hostedContext(t.sessionId);
     const origins = c?.merchant.allowedOrigins ?? [];
     const n = nonce();
     framable(res, hostedCsp(n, origins, { styleNonce: true }));
-    const amount = c?.session.amount ? formatAmount(c.session.amount) : null;
+    const amount = c?.session.amount ? formatAmount(c.session.amount, locale) : null;
     const status = t.result?.status ?? '';
+    const text = challengeText(locale);
     res.type('html').render('three-ds-challenge', {
       nonce: n,
       sri,
+      lang: locale,
+      text,
       state: t.status === 'challenge' ? 'open' : 'done',
-      action: `/hosted/3ds/${t.id}`,
+      // The answer comes back in the same language.
+      action: `/hosted/3ds/${t.id}${locale === 'en' ? '' : `?locale=${locale}`}`,
       mode: t.mode,
       amount,
       status,
-      message: OUTCOME_TEXT[status] ?? 'The verification has finished.',
+      message: text.outcome[status as keyof ChallengeText['outcome']] ?? text.finished,
       allowedOrigins: origins,
       transactionId: t.id,
       parentOrigin: origins.includes(parentOrigin) ? parentOrigin : '',
@@ -175,7 +172,7 @@ export function hostedRoutes(app: Express, d: Pick<Deps, 'cards' | 'clock' | 'co
   }
   app.get('/hosted/3ds/:id', async (req: Request, res: Response) => {
     await limitAddress(req);
-    await renderChallenge(res, await d.threeDS.challenge(hostedId(req.params.id, 'challenge')), '');
+    await renderChallenge(res, await d.threeDS.challenge(hostedId(req.params.id, 'challenge')), '', challengeLocale(req.query.locale));
   });
   app.post('/hosted/3ds/:id', form, async (req: Request, res: Response) => {
     await limitAddress(req);
@@ -184,7 +181,7 @@ export function hostedRoutes(app: Express, d: Pick<Deps, 'cards' | 'clock' | 'co
     if (code.length > 12) throw new AppError('invalid_request', 'The code is too long.');
     const from = bodyField(req, 'origin');
     const origin = typeof from === 'string' ? from : '';
-    await renderChallenge(res, await d.threeDS.submitChallenge(hostedId(req.params.id, 'challenge'), code), origin);
+    await renderChallenge(res, await d.threeDS.submitChallenge(hostedId(req.params.id, 'challenge'), code), origin, challengeLocale(req.query.locale));
   });
 
   // The landing page: where the demo, the references and the health endpoints are (a newcomer's first request).
@@ -262,7 +259,8 @@ export function hostedRoutes(app: Express, d: Pick<Deps, 'cards' | 'clock' | 'co
   });
 }
 
-function formatAmount(a: { value: number; currency: string }): string {
-  const digits = new Intl.NumberFormat('en', { style: 'currency', currency: a.currency }).resolvedOptions().maximumFractionDigits ?? 2;
-  return new Intl.NumberFormat('en', { style: 'currency', currency: a.currency }).format(a.value / 10 ** digits);
+function formatAmount(a: { value: number; currency: string }, locale: ChallengeLocale): string {
+  const format = new Intl.NumberFormat(locale, { style: 'currency', currency: a.currency });
+  const digits = format.resolvedOptions().maximumFractionDigits ?? 2;
+  return format.format(a.value / 10 ** digits);
 }
