@@ -4,8 +4,16 @@ export interface MountOptions {
   token: string;
   /** en (default), fr, de or es. */
   locale?: string;
-  /** CSS variables: --cvvops-accent, --cvvops-text, --cvvops-background, --cvvops-border, --cvvops-error, --cvvops-radius, --cvvops-font-size, --cvvops-font-family. */
+  /**
+   * CSS variables: --cvvops-accent, --cvvops-text, --cvvops-background, --cvvops-border, --cvvops-error,
+   * --cvvops-radius, --cvvops-font-size, and --cvvops-font-family by name from a fixed list of system
+   * font stacks: 'system' (default), 'sans-serif', 'serif', 'monospace', 'rounded'.
+   */
   theme?: Record<string, string>;
+  /** 'light' (default) or 'dark': a dark field for a dark page, its colours checked for contrast. */
+  appearance?: 'light' | 'dark';
+  /** Your words instead of the locale's, for the hosted form: plain text, at most 120 characters each. */
+  texts?: { label?: string; placeholder?: string; hint?: string };
   /** A custom form id (frm_…) instead of the hosted form. */
   form?: string;
   /** Milliseconds to wait for the form to be ready (default 15000). */

@@ -4,7 +4,7 @@
  * the collectCvv request to our own server; the parent page gets events and,
  * after each operation, the response with the rotated token.
  */
-import { type ApiErrorShape, decodeClaims, type FromForm, type Method, safeTheme, type ToForm } from './protocol';
+import { type ApiErrorShape, decodeClaims, type FromForm, type Method, safeTexts, safeTheme, type ToForm } from './protocol';
 import { pickLocale, strings } from './i18n';
 
 /** An API answer as this runtime reads it: the rotated token, the operation's result; the rest passed on as it is. */
@@ -34,6 +34,13 @@ function start(rootEl: HTMLElement): void {
     theme = null;
   }
   for (const [k, v] of Object.entries(safeTheme(theme))) document.documentElement.style.setProperty(k, v);
+  if (params.get('appearance') === 'dark') document.documentElement.dataset.theme = 'dark';
+  let texts: ReturnType<typeof safeTexts> = {};
+  try {
+    texts = safeTexts(JSON.parse(params.get('texts') ?? 'null'));
+  } catch {
+    texts = {};
+  }
 
   const claims = decodeClaims(token);
   const cvvLength: number = claims?.card?.cvvLength === 4 ? 4 : 3;
@@ -46,9 +53,15 @@ function start(rootEl: HTMLElement): void {
   const toggle = rootEl.querySelector<HTMLButtonElement>('[data-cvvops="toggle"]');
   const label = rootEl.querySelector<HTMLElement>('[data-cvvops="label"]');
   const hint = rootEl.querySelector<HTMLElement>('[data-cvvops="hint"]');
-  // The hosted form speaks the shopper's language; a custom form keeps the merchant's own label text.
-  if (label && (rootEl.dataset.kind === 'hosted' || !label.textContent?.trim())) label.textContent = t.label;
-  if (hint) hint.textContent = t.hint(cvvLength);
+  // The hosted form speaks the shopper's language (or the merchant's words, `texts`); a custom form keeps its own label.
+  const hosted = rootEl.dataset.kind === 'hosted';
+  if (label && (hosted || !label.textContent?.trim())) label.textContent = (hosted && texts.label) || t.label;
+  if (hint) {
+    hint.textContent = (hosted && texts.hint) || t.hint(cvvLength);
+    // Where the code is: the back of the card, or the front for American Express (4 digits).
+    if (hosted) hint.prepend(cardPicture(cvvLength === 4, t.picture(cvvLength)));
+  }
+  if (hosted && !input.placeholder) input.placeholder = texts.placeholder ?? t.placeholder;
   if (submit && !submit.textContent?.trim()) submit.textContent = t.submit;
   if (message) {
     message.setAttribute('role', 'alert');
@@ -241,4 +254,33 @@ function ensureInput(el: HTMLElement | null): HTMLInputElement {
   input.className = 'cvvops-input';
   (el ?? document.body).appendChild(input);
   return input;
+}
+
+/** A small drawing of where the code is: the back of the card by the signature strip, or the front (4 digits) for Amex. */
+function cardPicture(front: boolean, title: string): SVGSVGElement {
+  const NS = 'http://www.w3.org/2000/svg';
+  const el = <K extends keyof SVGElementTagNameMap>(name: K, attrs: Record<string, string>, text?: string): SVGElementTagNameMap[K] => {
+    const e = document.createElementNS(NS, name);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    if (text !== undefined) e.textContent = text;
+    return e;
+  };
+  const svg = el('svg', { viewBox: '0 0 48 32', width: '36', height: '24', role: 'img', class: 'cvvops-card', focusable: 'false' });
+  svg.append(el('title', {}, title), el('rect', { x: '0.5', y: '0.5', width: '47', height: '31', rx: '3.5', class: 'cvvops-card-body' }));
+  if (front) {
+    svg.append(
+      el('rect', { x: '30', y: '6', width: '14', height: '8', rx: '1.5', class: 'cvvops-card-code' }),
+      el('text', { x: '37', y: '12.2', 'text-anchor': 'middle', class: 'cvvops-card-digits' }, '1234'),
+      el('rect', { x: '5', y: '18', width: '38', height: '3', rx: '1', class: 'cvvops-card-line' }),
+      el('rect', { x: '5', y: '24', width: '18', height: '3', rx: '1', class: 'cvvops-card-line' }),
+    );
+  } else {
+    svg.append(
+      el('rect', { x: '0.5', y: '5', width: '47', height: '6', class: 'cvvops-card-stripe' }),
+      el('rect', { x: '5', y: '16', width: '24', height: '7', rx: '1', class: 'cvvops-card-line' }),
+      el('rect', { x: '31', y: '14.5', width: '13', height: '10', rx: '1.5', class: 'cvvops-card-code' }),
+      el('text', { x: '37.5', y: '21.6', 'text-anchor': 'middle', class: 'cvvops-card-digits' }, '123'),
+    );
+  }
+  return svg;
 }

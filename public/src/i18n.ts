@@ -3,7 +3,9 @@ export type Locale = 'en' | 'fr' | 'de' | 'es';
 const STRINGS = {
   en: {
     label: 'Security code (CVV)',
-    hint: (n: number) => `The ${n} digits on your card.`,
+    hint: (n: number) => (n === 4 ? 'The 4 digits on the front of your card, above the number.' : 'The 3 digits on the back of your card, by the signature.'),
+    placeholder: 'CVV',
+    picture: (n: number) => (n === 4 ? 'Where to find it: the front of the card' : 'Where to find it: the back of the card'),
     show: 'Show',
     hide: 'Hide',
     invalid: (n: number) => `Enter the ${n}-digit security code.`,
@@ -18,7 +20,10 @@ const STRINGS = {
   },
   fr: {
     label: 'Cryptogramme visuel (CVV)',
-    hint: (n: number) => `Les ${n} chiffres au dos de votre carte.`,
+    hint: (n: number) =>
+      n === 4 ? 'Les 4 chiffres au recto de votre carte, au-dessus du numéro.' : 'Les 3 chiffres au dos de votre carte, près de la signature.',
+    placeholder: 'CVV',
+    picture: (n: number) => (n === 4 ? 'Où le trouver : le recto de la carte' : 'Où le trouver : le dos de la carte'),
     show: 'Afficher',
     hide: 'Masquer',
     invalid: (n: number) => `Saisissez le code de sécurité à ${n} chiffres.`,
@@ -33,7 +38,10 @@ const STRINGS = {
   },
   de: {
     label: 'Kartenprüfnummer (CVV)',
-    hint: (n: number) => `Die ${n} Ziffern auf Ihrer Karte.`,
+    hint: (n: number) =>
+      n === 4 ? 'Die 4 Ziffern auf der Vorderseite Ihrer Karte, über der Nummer.' : 'Die 3 Ziffern auf der Rückseite Ihrer Karte, beim Unterschriftsfeld.',
+    placeholder: 'CVV',
+    picture: (n: number) => (n === 4 ? 'Wo Sie sie finden: die Vorderseite der Karte' : 'Wo Sie sie finden: die Rückseite der Karte'),
     show: 'Anzeigen',
     hide: 'Verbergen',
     invalid: (n: number) => `Geben Sie die ${n}-stellige Prüfnummer ein.`,
@@ -48,7 +56,10 @@ const STRINGS = {
   },
   es: {
     label: 'Código de seguridad (CVV)',
-    hint: (n: number) => `Los ${n} dígitos de su tarjeta.`,
+    hint: (n: number) =>
+      n === 4 ? 'Los 4 dígitos del anverso de su tarjeta, encima del número.' : 'Los 3 dígitos del reverso de su tarjeta, junto a la firma.',
+    placeholder: 'CVV',
+    picture: (n: number) => (n === 4 ? 'Dónde encontrarlo: el anverso de la tarjeta' : 'Dónde encontrarlo: el reverso de la tarjeta'),
     show: 'Mostrar',
     hide: 'Ocultar',
     invalid: (n: number) => `Introduzca el código de seguridad de ${n} dígitos.`,

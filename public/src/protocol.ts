@@ -61,11 +61,42 @@ export const THEME_VARIABLES = [
   '--cvvops-font-family',
 ] as const;
 const SAFE_VALUE = /^[#(),.%\w\s-]{1,64}$/;
+
+/**
+ * The font stacks a form may use, by name: fonts installed with the system only (a web font would be a
+ * request from the form to somewhere, and a font name is a fingerprinting channel the merchant's page
+ * does not need). `--cvvops-font-family` takes one of these names.
+ */
+export const FONT_STACKS = {
+  system: 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif',
+  'sans-serif': '"Helvetica Neue", Helvetica, Arial, "Liberation Sans", sans-serif',
+  serif: 'Georgia, "Times New Roman", "Liberation Serif", serif',
+  monospace: 'ui-monospace, "SF Mono", Menlo, Consolas, "Liberation Mono", monospace',
+  rounded: 'ui-rounded, "SF Pro Rounded", "Nunito", system-ui, sans-serif',
+} as const;
+
 export function safeTheme(theme: unknown): Record<string, string> {
   const out: Record<string, string> = {};
   if (!theme || typeof theme !== 'object') return out;
   for (const [k, v] of Object.entries(theme as Record<string, unknown>)) {
+    if (k === '--cvvops-font-family') {
+      if (typeof v === 'string' && Object.hasOwn(FONT_STACKS, v)) out[k] = FONT_STACKS[v as keyof typeof FONT_STACKS];
+      continue;
+    }
     if ((THEME_VARIABLES as readonly string[]).includes(k) && typeof v === 'string' && SAFE_VALUE.test(v) && !/url|expression|image|attr/i.test(v)) out[k] = v;
+  }
+  return out;
+}
+
+/** The texts a merchant may put in the hosted form instead of the locale's: plain text, short, no controls. */
+export type TextOverrides = { label?: string; placeholder?: string; hint?: string };
+export function safeTexts(texts: unknown): TextOverrides {
+  const out: TextOverrides = {};
+  if (!texts || typeof texts !== 'object') return out;
+  for (const k of ['label', 'placeholder', 'hint'] as const) {
+    const v = (texts as Record<string, unknown>)[k];
+    // eslint-disable-next-line no-control-regex
+    if (typeof v === 'string' && v.trim() !== '' && v.length <= 120 && !/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/.test(v)) out[k] = v.trim();
   }
   return out;
 }

@@ -13,7 +13,7 @@
  *   sendToMyServer(form.token);
  */
 import { type Locale, pickLocale, strings } from './i18n';
-import { type ApiErrorShape, decodeClaims, type FromChallenge, type FromForm, type Method, safeTheme, type ToForm } from './protocol';
+import { type ApiErrorShape, decodeClaims, type FromChallenge, type FromForm, type Method, safeTexts, safeTheme, type ToForm } from './protocol';
 
 // The public types are declared once, in the declarations shipped with the SDK (cvvops.d.ts).
 import type { EventName, MountOptions, OperationResponse } from './cvvops';
@@ -275,6 +275,9 @@ export function mount(target: string | HTMLElement, options: MountOptions): Prom
   const frag = new URLSearchParams({ token: options.token, origin: location.origin, locale: options.locale ?? '' });
   const theme = safeTheme(options.theme);
   if (Object.keys(theme).length) frag.set('theme', JSON.stringify(theme));
+  if (options.appearance === 'dark') frag.set('appearance', 'dark');
+  const texts = safeTexts(options.texts);
+  if (Object.keys(texts).length) frag.set('texts', JSON.stringify(texts));
   const iframe = document.createElement('iframe');
   iframe.title = 'Card security code';
   iframe.referrerPolicy = 'no-referrer';

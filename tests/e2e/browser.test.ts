@@ -83,7 +83,13 @@ window.flow = (async () => {
   const q = new URLSearchParams(location.search);
   if (q.get('width')) document.querySelector('#cvv').style.width = q.get('width') + 'px';
   const { token } = await (await fetch('/session?' + q.toString())).json();
-  const form = await CvvOps.mount('#cvv', { token, locale: q.get('locale') || undefined, theme: { '--cvvops-accent': '#0a7d4f' } });
+  const form = await CvvOps.mount('#cvv', {
+    token,
+    locale: q.get('locale') || undefined,
+    theme: q.get('appearance') ? undefined : { '--cvvops-accent': '#0a7d4f' },
+    appearance: q.get('appearance') || undefined,
+    texts: q.get('texts') ? JSON.parse(q.get('texts')) : undefined,
+  });
   window.form = form;
   window.events = [];
   form.on('change', (e) => { window.events.push(['change', e]); document.querySelector('#pay').disabled = !e.valid; });
@@ -312,6 +318,10 @@ window.mounted = (async () => {
         await page.evaluate('window.flow');
         const frameEl = await page.waitForSelector('#cvv iframe');
         const form = (await frameEl.contentFrame())!;
+        if (c.what === '1280 px') {
+          await form.waitForSelector('[data-cvvops="cvv"]');
+          await page.locator('#cvv').screenshot({ path: join(SHOTS, 'field.png') });
+        }
         // A started, too short code, then Tab: the error shows (the frame must grow to show it too).
         await form.locator('[data-cvvops="cvv"]').fill('12');
         await form.locator('[data-cvvops="cvv"]').press('Tab');
@@ -343,6 +353,8 @@ window.mounted = (async () => {
         assert.ok(Math.abs(m.input - m.toggle) <= 1, `${c.what}: input ${m.input} px, toggle ${m.toggle} px`);
         assert.ok(frameBox.width <= container.width + 0.5, `${c.what}: the frame is wider than its column`);
         assert.ok(m.doc < 260, `${c.what}: ${m.doc} px tall`);
+        if (c.what === '390 px phone') await page.screenshot({ path: join(SHOTS, 'phone.png'), clip: { x: 0, y: 0, width: 390, height: 260 } });
+        if (c.what === '1280 px') await page.locator('#cvv').screenshot({ path: join(SHOTS, 'field-error.png') });
         const errorText = await form.locator('[data-cvvops="message"]').textContent();
         assert.match(errorText ?? '', /3-digit/, `${c.what}: blur validation says what is wrong`);
         await context.close();
@@ -395,6 +407,37 @@ window.mounted = (async () => {
       await challenge.locator('button[type=submit]').click();
       await page.waitForFunction("document.querySelector('#out').textContent !== ''", undefined, { timeout: 20_000 });
       assert.equal(JSON.parse((await page.textContent('#out'))!).charge, 'approved');
+      await page.close();
+    });
+
+    it('where the code is (the back, or the front for Amex), the merchant words, the dark appearance: axe-clean, in the error state too', async () => {
+      // A Visa: 3 digits on the back.
+      {
+        const { page, form } = await shopPage('?card=4000000000001018');
+        assert.match((await form.textContent('[data-cvvops="hint"]'))!, /3 digits on the back/);
+        assert.equal(await form.getAttribute('[data-cvvops="hint"] svg', 'role'), 'img');
+        assert.equal(await form.textContent('[data-cvvops="hint"] svg title'), 'Where to find it: the back of the card');
+        assert.equal(await form.textContent('[data-cvvops="hint"] svg text'), '123');
+        assert.equal(await form.getAttribute('[data-cvvops="cvv"]', 'placeholder'), 'CVV');
+        await page.close();
+      }
+      // An Amex: 4 digits on the front; the merchant's own label, placeholder and hint; dark.
+      const texts = { label: 'Card code', placeholder: '4 digits', hint: 'Printed above the card number.' };
+      const { page, form } = await shopPage(`?card=378282246310005&appearance=dark&texts=${encodeURIComponent(JSON.stringify(texts))}`);
+      assert.equal(await form.textContent('[data-cvvops="label"]'), 'Card code');
+      assert.equal(await form.getAttribute('[data-cvvops="cvv"]', 'placeholder'), '4 digits');
+      assert.match((await form.textContent('[data-cvvops="hint"]'))!, /Printed above the card number\./);
+      assert.equal(await form.textContent('[data-cvvops="hint"] svg title'), 'Where to find it: the front of the card');
+      assert.equal(await form.textContent('[data-cvvops="hint"] svg text'), '1234');
+      assert.equal(await form.getAttribute('html', 'data-theme'), 'dark');
+      assert.deepEqual(await axe(form), [], 'axe (contrast included): dark');
+      await form.locator('[data-cvvops="cvv"]').fill('12');
+      await form.locator('[data-cvvops="cvv"]').press('Tab');
+      await form.waitForSelector('[data-cvvops="message"][data-kind="error"]');
+      assert.match((await form.textContent('[data-cvvops="message"]'))!, /4-digit/);
+      assert.deepEqual(await axe(form), [], 'axe (contrast included): dark, error shown');
+      await form.locator('[data-cvvops="cvv"]').focus();
+      await page.locator('#cvv').screenshot({ path: join(SHOTS, 'field-dark-error.png') });
       await page.close();
     });
 
