@@ -26,7 +26,8 @@ export interface OperationResponse {
   session: { status: 'active' | 'completed' | 'canceled' | 'expired' };
 }
 
-export type EventName = 'ready' | 'change' | 'focus' | 'blur' | 'error' | 'token' | 'submit';
+/** `challenge`: threeDS() is opening the bank's challenge in its overlay ({ transactionId }). */
+export type EventName = 'ready' | 'change' | 'focus' | 'blur' | 'error' | 'token' | 'submit' | 'challenge';
 
 export interface ChangeEvent {
   valid: boolean;

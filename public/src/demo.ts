@@ -42,8 +42,15 @@ interface DemoValidation {
   valid: boolean;
   current?: boolean;
   session?: { status?: string };
-  claims?: { res?: { charge?: { status?: string } } };
+  claims?: { res?: { charge?: { status?: string; declineCode?: string | null } } };
 }
+
+/** What a 3-D Secure status other than Y or A means to the shopper. */
+const THREE_DS_FAILURE: Record<string, string> = {
+  N: 'not authenticated: the code was wrong',
+  U: 'the verification was unavailable',
+  R: 'the bank rejected the verification',
+};
 
 async function backend<T>(path: string, body: unknown): Promise<T> {
   const r = await fetch(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -66,6 +73,9 @@ async function begin(): Promise<void> {
     );
     form = await CvvOps.mount('#cvv', { token: session.token, locale: document.documentElement.lang });
     form.on('change', ({ valid }: { valid: boolean }) => (pay.disabled = !valid));
+    form.on('challenge', ({ transactionId }: { transactionId: string }) =>
+      step('Browser: 3-D Secure challenge (status C: the bank asks the shopper for a code, in the overlay)', { transactionId }),
+    );
     $('#checkout').hidden = false;
   } catch (e) {
     step('Error', { message: String(e) });
@@ -86,13 +96,22 @@ async function checkout(): Promise<void> {
     const authenticated = auth.result.status === 'Y' || auth.result.status === 'A';
     if (!authenticated) {
       // No charge without a successful authentication: the session requires it (require3DS), the server would refuse it.
-      $('#outcome').textContent = `Not paid: 3-D Secure ended with ${String(auth.result.status)} (not authenticated). No charge was made.`;
+      const why = THREE_DS_FAILURE[String(auth.result.status)] ?? 'not authenticated';
+      $('#outcome').textContent = `Not paid: 3-D Secure ended with ${String(auth.result.status)} (${why}). No charge was made.`;
       return;
     }
     show('Browser: charge', await form.charge());
     const v = await backend<DemoValidation>('/demo/api/validate', { token: form.token });
     step('Merchant server: validateToken', { valid: v.valid, current: v.current, status: v.session?.status, charge: v.claims?.res?.charge });
-    $('#outcome').textContent = v.claims?.res?.charge?.status === 'approved' ? "Paid. The merchant's server has verified it." : 'Not paid: see the steps.';
+    const charge = v.claims?.res?.charge;
+    $('#outcome').textContent =
+      charge?.status === 'approved'
+        ? "Paid. The merchant's server has verified it."
+        : charge?.status === 'declined'
+          ? `Not paid: the card was declined (${charge.declineCode ?? 'no reason given'}).`
+          : charge?.status === 'error'
+            ? 'Not paid: the processor failed or could not be reached; no money moved. Try again.'
+            : 'Not paid: see the steps.';
   } catch (e: unknown) {
     const err = e as { code?: string; status?: number; message?: string } | null;
     step('Error', { code: err?.code, status: err?.status, message: err?.message });

@@ -136,6 +136,7 @@ export class CvvOpsForm {
   async threeDS(): Promise<OperationResponse> {
     const first = await this.#call('threeDS');
     if (first.result?.status !== 'C' || typeof first.result.challengeUrl !== 'string') return first;
+    this.#emit('challenge', { transactionId: String(first.result.transactionId) });
     return this.#challenge(first.result.challengeUrl, String(first.result.transactionId));
   }
 

@@ -605,6 +605,47 @@ window.mounted = (async () => {
       await ctx.close();
     });
 
+    it('the demo on a 390 px phone: nothing sideways, every step shown with the challenge, "Not paid" with the reason for a decline', async () => {
+      const context = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2 });
+      const page = await context.newPage();
+      page.setDefaultTimeout(20_000);
+      const outcome = () =>
+        page.waitForFunction(() => (globalThis as any).document.querySelector('#outcome').textContent !== '', undefined, { timeout: 20_000 });
+      const sideways = () =>
+        page.evaluate(() => (globalThis as any).document.documentElement.scrollWidth - (globalThis as any).document.documentElement.clientWidth);
+      await page.goto(`${base}/demo`);
+      assert.equal(await sideways(), 0, 'the page scrolls sideways');
+      // The challenge card: the challenge is a step of its own.
+      await page.selectOption('#card', '4000000000002024');
+      await page.click('#start');
+      const frame = (await (await page.waitForSelector('#cvv iframe')).contentFrame())!;
+      await frame.locator('[data-cvvops="cvv"]').fill('123');
+      await page.click('#pay');
+      const overlay = (await (await page.waitForSelector('iframe[title="Payment verification"]')).contentFrame())!;
+      await overlay.locator('#code').fill('123456');
+      await overlay.locator('button[type=submit]').click();
+      await outcome();
+      assert.match((await page.textContent('#outcome'))!, /^Paid/);
+      const titles = await page.locator('#steps h3').allTextContents();
+      assert.ok(
+        titles.some((t) => /challenge/.test(t)),
+        titles.join(' | '),
+      );
+      assert.equal(titles.length, 6, titles.join(' | '));
+      assert.equal(await sideways(), 0, 'the page scrolls sideways after the flow');
+      await page.screenshot({ path: join(SHOTS, 'demo-phone.png'), fullPage: true });
+      // A declined card: "Not paid", with the reason.
+      await page.selectOption('#card', '4000000000006066');
+      await page.click('#start');
+      const frame2 = (await (await page.waitForSelector('#cvv iframe')).contentFrame())!;
+      await frame2.locator('[data-cvvops="cvv"]').fill('123');
+      await page.evaluate(() => ((globalThis as any).document.querySelector('#outcome').textContent = ''));
+      await page.click('#pay');
+      await outcome();
+      assert.equal(await page.textContent('#outcome'), 'Not paid: the card was declined (insufficient_funds).');
+      await context.close();
+    });
+
     it('the demo checkout runs the whole flow and has no accessibility violations', async () => {
       const page = await browser.newPage();
       page.setDefaultTimeout(20_000);
