@@ -18,6 +18,9 @@ if (root) {
     window.parent.postMessage(msg, target);
   }
   document.querySelector<HTMLInputElement>('#code')?.focus();
+  // Redirect mode (a whole page, not a frame): once finished, straight back to the shop (the link stays for a page without script).
+  const back = document.querySelector<HTMLAnchorElement>('a[data-cvvops-3ds-back]');
+  if (back && window.parent === window) location.replace(back.href);
   // Escape closes the SDK's overlay: keys pressed in this frame never reach the page around it, so it is told.
   if (target && allowed.includes(target) && window.parent !== window) {
     document.addEventListener('keydown', (e) => {

@@ -50,15 +50,30 @@ export interface CvvOpsForm {
   on(name: EventName, fn: (data: any) => void): this;
   off(name: EventName, fn: (data: any) => void): this;
   collectCvv(): Promise<OperationResponse>;
-  /** Runs 3-D Secure; a challenge opens in a modal overlay. Rejects with code `canceled` when the shopper closes it (the session can try again). */
-  threeDS(): Promise<OperationResponse>;
+  /**
+   * Runs 3-D Secure; a challenge opens in a modal overlay. Rejects with code `canceled` when the shopper closes
+   * it (the session can try again). `mode: 'redirect'`: the shopper goes to the challenge page and back to
+   * `returnUrl` (default this page; on one of the merchant's allowed origins), where `CvvOps.resume()` goes on.
+   */
+  threeDS(opts?: { mode?: 'overlay' | 'redirect'; returnUrl?: string }): Promise<OperationResponse>;
+  /** The final result of the session's latest 3-D Secure transaction (409 `precondition_failed` while its challenge is open). */
+  threeDSResult(): Promise<OperationResponse>;
   charge(opts?: { amount?: { value: number; currency: string } }): Promise<OperationResponse>;
   destroy(): void;
 }
 
 export declare function mount(target: string | HTMLElement, options: MountOptions): Promise<CvvOpsForm>;
 
-export declare const CvvOps: { mount: typeof mount; CvvOpsError: typeof CvvOpsError; version: string };
+/**
+ * Back from a challenge in redirect mode: mounts the form again (the token was kept in this tab's
+ * sessionStorage, never in a URL) and fetches the challenge's final result. Null when there is nothing to resume.
+ */
+export declare function resume(
+  target: string | HTMLElement,
+  options?: Omit<MountOptions, 'token'>,
+): Promise<{ form: CvvOpsForm; threeDS: OperationResponse | null; canceled: boolean } | null>;
+
+export declare const CvvOps: { mount: typeof mount; resume: typeof resume; CvvOpsError: typeof CvvOpsError; version: string };
 export default CvvOps;
 
 declare global {

@@ -95,7 +95,6 @@ export function safeTexts(texts: unknown): TextOverrides {
   if (!texts || typeof texts !== 'object') return out;
   for (const k of ['label', 'placeholder', 'hint'] as const) {
     const v = (texts as Record<string, unknown>)[k];
-    // eslint-disable-next-line no-control-regex
     if (typeof v === 'string' && v.trim() !== '' && v.length <= 120 && !/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/.test(v)) out[k] = v.trim();
   }
   return out;

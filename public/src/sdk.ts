@@ -132,12 +132,37 @@ export class CvvOpsForm {
     return this.#call('collectCvv');
   }
 
-  /** Runs 3-D Secure; opens the challenge in an overlay when needed and resolves with the final result. */
-  async threeDS(): Promise<OperationResponse> {
+  /**
+   * Runs 3-D Secure; when the card needs a challenge, opens it in an overlay and resolves with the final
+   * result. `mode: 'redirect'` (for pages whose CSP forbids frames, or that prefer a whole page): the shopper
+   * goes to the challenge page and comes back to `returnUrl` (default: this page; it must be on one of the
+   * merchant's allowed origins), where `CvvOps.resume()` picks the flow up. This promise then never settles.
+   */
+  async threeDS(opts: { mode?: 'overlay' | 'redirect'; returnUrl?: string } = {}): Promise<OperationResponse> {
     const first = await this.#call('threeDS');
     if (first.result?.status !== 'C' || typeof first.result.challengeUrl !== 'string') return first;
-    this.#emit('challenge', { transactionId: String(first.result.transactionId) });
-    return this.#challenge(first.result.challengeUrl, String(first.result.transactionId));
+    const transactionId = String(first.result.transactionId);
+    this.#emit('challenge', { transactionId });
+    if (opts.mode === 'redirect') return this.#redirect(first.result.challengeUrl, transactionId, opts.returnUrl ?? location.href);
+    return this.#challenge(first.result.challengeUrl, transactionId);
+  }
+
+  /** The final result of the session's latest 3-D Secure transaction (409 precondition_failed while its challenge is open). */
+  threeDSResult(): Promise<OperationResponse> {
+    return this.#call('threeDSResult');
+  }
+
+  #redirect(url: string, transactionId: string, returnUrl: string): Promise<OperationResponse> {
+    const u = new URL(url);
+    if (u.origin !== this.#origin) return Promise.reject(new CvvOpsError({ code: 'invalid_request', status: 0, message: 'unexpected challenge origin' }));
+    const back = new URL(returnUrl, location.href);
+    back.hash = '';
+    u.searchParams.set('return', back.href);
+    if (this.#locale !== 'en') u.searchParams.set('locale', this.#locale);
+    // What resume() needs, in this tab's storage for this origin only (never in a URL): the current token.
+    sessionStorage.setItem(RESUME_KEY, JSON.stringify({ token: this.token, transactionId, locale: this.#locale }));
+    location.assign(u.href);
+    return new Promise<OperationResponse>(() => undefined);
   }
 
   /** Charges (at most the session amount) with the vaulted CVV. */
@@ -262,6 +287,41 @@ export class CvvOpsForm {
   }
 }
 
+const RESUME_KEY = 'cvvops:resume';
+
+/**
+ * Back from a challenge in redirect mode: mounts the form again with the session's token (kept in this tab's
+ * sessionStorage, never in a URL) and asks for the challenge's final result. Null when there is nothing to
+ * resume (no challenge was left for in this tab). `canceled`: the shopper chose to go back without finishing;
+ * the same session can run threeDS() again.
+ */
+export async function resume(
+  target: string | HTMLElement,
+  options: Omit<MountOptions, 'token'> = {},
+): Promise<{ form: CvvOpsForm; threeDS: OperationResponse | null; canceled: boolean } | null> {
+  const saved = sessionStorage.getItem(RESUME_KEY);
+  if (!saved) return null;
+  sessionStorage.removeItem(RESUME_KEY);
+  let state: { token?: unknown; locale?: unknown };
+  try {
+    state = JSON.parse(saved) as typeof state;
+  } catch {
+    return null;
+  }
+  if (typeof state.token !== 'string') return null;
+  const outcome = new URLSearchParams(location.hash.slice(1)).get('cvvops');
+  if (outcome) history.replaceState(null, '', location.pathname + location.search);
+  const form = await mount(target, { ...options, token: state.token, locale: options.locale ?? (typeof state.locale === 'string' ? state.locale : undefined) });
+  if (outcome === 'canceled' || outcome === '3ds-canceled') return { form, threeDS: null, canceled: true };
+  try {
+    return { form, threeDS: await form.threeDSResult(), canceled: false };
+  } catch (e) {
+    // Still open: the shopper came back some other way (the browser's Back) without finishing.
+    if (e instanceof CvvOpsError && e.code === 'precondition_failed') return { form, threeDS: null, canceled: true };
+    throw e;
+  }
+}
+
 /** Mounts the form into an element (or a selector) and resolves once it is ready. */
 export function mount(target: string | HTMLElement, options: MountOptions): Promise<CvvOpsForm> {
   const el = typeof target === 'string' ? document.querySelector<HTMLElement>(target) : target;
@@ -340,5 +400,5 @@ async function originCheck(server: string, session: string): Promise<{ allowed: 
   }
 }
 
-export const CvvOps = { mount, CvvOpsError, version: '1' };
+export const CvvOps = { mount, resume, CvvOpsError, version: '1' };
 export default CvvOps;

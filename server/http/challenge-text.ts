@@ -16,6 +16,9 @@ export interface ChallengeText {
   outcome: Record<'Y' | 'A' | 'N' | 'U' | 'R', string>;
   finished: string;
   closeHint: string;
+  /** Redirect mode: the links back to the shop. */
+  backToShop: string;
+  cancelToShop: string;
 }
 
 const TEXT: Record<ChallengeLocale, ChallengeText> = {
@@ -37,6 +40,8 @@ const TEXT: Record<ChallengeLocale, ChallengeText> = {
     },
     finished: 'The verification has finished.',
     closeHint: 'You can close this window and return to the shop.',
+    backToShop: 'Return to the shop',
+    cancelToShop: 'Cancel and return to the shop',
   },
   fr: {
     title: 'Vérifiez votre paiement — 3-D Secure',
@@ -58,6 +63,8 @@ const TEXT: Record<ChallengeLocale, ChallengeText> = {
     },
     finished: 'La vérification est terminée.',
     closeHint: 'Vous pouvez fermer cette fenêtre et revenir à la boutique.',
+    backToShop: 'Revenir à la boutique',
+    cancelToShop: 'Annuler et revenir à la boutique',
   },
   de: {
     title: 'Zahlung bestätigen — 3-D Secure',
@@ -79,6 +86,8 @@ const TEXT: Record<ChallengeLocale, ChallengeText> = {
     },
     finished: 'Die Bestätigung ist abgeschlossen.',
     closeHint: 'Sie können dieses Fenster schließen und zum Shop zurückkehren.',
+    backToShop: 'Zurück zum Shop',
+    cancelToShop: 'Abbrechen und zurück zum Shop',
   },
   es: {
     title: 'Verifique su pago — 3-D Secure',
@@ -97,6 +106,8 @@ const TEXT: Record<ChallengeLocale, ChallengeText> = {
     },
     finished: 'La verificación ha terminado.',
     closeHint: 'Puede cerrar esta ventana y volver a la tienda.',
+    backToShop: 'Volver a la tienda',
+    cancelToShop: 'Cancelar y volver a la tienda',
   },
 };
 

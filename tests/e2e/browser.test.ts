@@ -71,6 +71,38 @@ if (!chromiumAvailable()) {
           res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(await api('/CvvOperations/validateToken', JSON.parse(body))));
           return;
         }
+        if (url.pathname === '/redirect') {
+          // A checkout in redirect mode: the challenge is a whole page; back here, CvvOps.resume() goes on.
+          res.writeHead(200, { 'content-type': 'text/html' }).end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shop</title></head><body>
+<main><div id="cvv"></div><button id="pay" type="button">Pay</button><p id="out" role="status"></p></main>
+<script src="${base}/sdk/v1/cvvops.js"></script>
+<script>
+const out = (o) => { document.querySelector('#out').textContent = JSON.stringify(o); };
+const finish = async (form) => {
+  const p = await form.charge();
+  const v = await (await fetch('/validate', { method: 'POST', body: JSON.stringify({ token: form.token }) })).json();
+  return { charge: p.result.status, valid: v.valid, current: v.current };
+};
+window.flow = (async () => {
+  const back = await CvvOps.resume('#cvv', { locale: 'fr' });
+  if (back) {
+    window.form = back.form;
+    if (back.canceled) { out({ canceled: true }); return true; }
+    out({ threeDS: back.threeDS.result.status, ...(await finish(back.form)) });
+    return true;
+  }
+  const { token } = await (await fetch('/session')).json();
+  const form = await CvvOps.mount('#cvv', { token, locale: 'fr' });
+  window.form = form;
+  document.querySelector('#pay').addEventListener('click', async () => {
+    await form.collectCvv();
+    await form.threeDS({ mode: 'redirect' });
+  });
+  return true;
+})();
+</script></body></html>`);
+          return;
+        }
         const sri = `sha384-${(await import('node:crypto'))
           .createHash('sha384')
           .update(readFileSync(join(process.cwd(), 'public/sdk/v1/cvvops.js')))
@@ -438,6 +470,55 @@ window.mounted = (async () => {
       assert.deepEqual(await axe(form), [], 'axe (contrast included): dark, error shown');
       await form.locator('[data-cvvops="cvv"]').focus();
       await page.locator('#cvv').screenshot({ path: join(SHOTS, 'field-dark-error.png') });
+      await page.close();
+    });
+
+    it('redirect mode: the challenge as a whole page and back, resumed by CvvOps.resume(); canceled, then retried in the same session; no token in any URL', async () => {
+      const page = await browser.newPage();
+      page.setDefaultTimeout(20_000);
+      const urls: string[] = [];
+      page.on('request', (r) => urls.push(r.url()));
+      page.on('framenavigated', (f) => urls.push(f.url()));
+      const shopAt = `${shopOrigin}/redirect`;
+      const payAndGo = async () => {
+        await page.goto(shopAt);
+        await page.evaluate('window.flow');
+        const form = (await (await page.waitForSelector('#cvv iframe')).contentFrame())!;
+        await form.locator('[data-cvvops="cvv"]').fill('123');
+        await Promise.all([page.waitForURL(`${base}/hosted/3ds/**`), page.click('#pay')]);
+        // The challenge page, in the form's language, the whole window.
+        assert.equal(await page.getAttribute('html', 'lang'), 'fr');
+        assert.deepEqual(await axe(page), [], 'axe: the challenge page in redirect mode');
+      };
+      // 1. The shopper goes back without finishing: resumed as canceled.
+      await payAndGo();
+      await Promise.all([page.waitForURL(`${shopAt}**`), page.click('a[data-cvvops-3ds-cancel]')]);
+      await page.evaluate('window.flow');
+      await page.waitForFunction("document.querySelector('#out').textContent !== ''");
+      assert.deepEqual(JSON.parse((await page.textContent('#out'))!), { canceled: true });
+      assert.equal(new URL(page.url()).hash, '', 'the outcome left the address bar');
+      // 2. The same session tries again (the overlay this time) and authenticates.
+      // Started, not awaited: it settles once the shopper has finished in the overlay.
+      void page.evaluate(`window.form.threeDS().then((t) => { window.retried = t.result.status; }, (e) => { window.retried = e.code; })`);
+      const overlay = (await (await page.waitForSelector('iframe[title="Vérification du paiement"]')).contentFrame())!;
+      await overlay.locator('#code').fill('123456');
+      await overlay.locator('button[type=submit]').click();
+      await page.waitForFunction('window.retried !== undefined');
+      assert.equal(await page.evaluate('window.retried'), 'Y', 'the same session authenticated after its cancel');
+      // 3. A new session, the code given on the challenge page: back at the shop, resumed, charged, validated.
+      await payAndGo();
+      await page.locator('#code').fill('123456');
+      await Promise.all([page.waitForURL(`${shopAt}**`), page.click('button[type=submit]')]);
+      await page.evaluate('window.flow');
+      await page.waitForFunction("document.querySelector('#out').textContent !== ''");
+      assert.deepEqual(JSON.parse((await page.textContent('#out'))!), { threeDS: 'Y', charge: 'approved', valid: true, current: true });
+      // The token travelled in this tab's storage only: no address the browser went to or asked for holds one.
+      const jws = /eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+/;
+      assert.deepEqual(
+        urls.filter((u) => jws.test(u.split('#')[0]!)),
+        [],
+      );
+      assert.equal(await page.evaluate("sessionStorage.getItem('cvvops:resume')"), null, 'nothing left to resume');
       await page.close();
     });
 

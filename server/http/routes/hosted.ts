@@ -145,9 +145,30 @@ export function hostedRoutes(app: Express, d: Pick<Deps, 'cards' | 'clock' | 'co
 
   // The 3-D Secure challenge: a plain HTML form that works without JavaScript.
   const form = express.urlencoded({ extended: false, limit: 4096, parameterLimit: 5 });
-  async function renderChallenge(res: Response, t: TdsRecord, parentOrigin: string, locale: ChallengeLocale): Promise<void> {
+  /**
+   * Redirect mode: where the shopper goes back to, an http(s) URL on one of the merchant's allowed origins
+   * (the SDK's `returnUrl`, or the session's), without its fragment; anything else is refused (400), so the
+   * page can never send a shopper to a place the merchant did not allow.
+   */
+  function returnTo(wanted: unknown, c: { merchant: MerchantRecord; session: { returnUrl: string | null } } | null): string | null {
+    if (wanted === undefined) return null;
+    const raw = typeof wanted === 'string' && wanted !== '' ? wanted : (c?.session.returnUrl ?? '');
+    let u: URL;
+    try {
+      u = new URL(raw);
+    } catch {
+      throw new AppError('invalid_request', "return must be an absolute URL on one of the merchant's allowed origins.");
+    }
+    if (!/^https?:$/.test(u.protocol) || raw.length > 2048 || !c?.merchant.allowedOrigins.includes(u.origin))
+      throw new AppError('invalid_request', "return must be an absolute URL on one of the merchant's allowed origins.");
+    u.hash = '';
+    return u.href;
+  }
+
+  async function renderChallenge(res: Response, t: TdsRecord, parentOrigin: string, locale: ChallengeLocale, wantedReturn?: unknown): Promise<void> {
     const c = await d.sessions.hostedContext(t.sessionId);
     const origins = c?.merchant.allowedOrigins ?? [];
+    const returnUrl = returnTo(wantedReturn, c);
     const n = nonce();
     framable(res, hostedCsp(n, origins, { styleNonce: true }));
     const amount = c?.session.amount ? formatAmount(c.session.amount, locale) : null;
@@ -159,8 +180,10 @@ export function hostedRoutes(app: Express, d: Pick<Deps, 'cards' | 'clock' | 'co
       lang: locale,
       text,
       state: t.status === 'challenge' ? 'open' : 'done',
-      // The answer comes back in the same language.
-      action: `/hosted/3ds/${t.id}${locale === 'en' ? '' : `?locale=${locale}`}`,
+      // The answer comes back in the same language, and in redirect mode knows where to send the shopper.
+      action: `/hosted/3ds/${t.id}${query({ locale: locale === 'en' ? null : locale, return: returnUrl })}`,
+      // Redirect mode: the way back to the shop, with how it ended in the fragment (never sent to a server).
+      back: returnUrl ? { done: `${returnUrl}#cvvops=3ds-done`, canceled: `${returnUrl}#cvvops=3ds-canceled` } : null,
       mode: t.mode,
       amount,
       status,
@@ -172,7 +195,7 @@ export function hostedRoutes(app: Express, d: Pick<Deps, 'cards' | 'clock' | 'co
   }
   app.get('/hosted/3ds/:id', async (req: Request, res: Response) => {
     await limitAddress(req);
-    await renderChallenge(res, await d.threeDS.challenge(hostedId(req.params.id, 'challenge')), '', challengeLocale(req.query.locale));
+    await renderChallenge(res, await d.threeDS.challenge(hostedId(req.params.id, 'challenge')), '', challengeLocale(req.query.locale), req.query.return);
   });
   app.post('/hosted/3ds/:id', form, async (req: Request, res: Response) => {
     await limitAddress(req);
@@ -181,7 +204,10 @@ export function hostedRoutes(app: Express, d: Pick<Deps, 'cards' | 'clock' | 'co
     if (code.length > 12) throw new AppError('invalid_request', 'The code is too long.');
     const from = bodyField(req, 'origin');
     const origin = typeof from === 'string' ? from : '';
-    await renderChallenge(res, await d.threeDS.submitChallenge(hostedId(req.params.id, 'challenge'), code), origin, challengeLocale(req.query.locale));
+    const id = hostedId(req.params.id, 'challenge');
+    // A return address that is not the merchant's is refused before the code is used, not after.
+    if (req.query.return !== undefined) returnTo(req.query.return, await d.sessions.hostedContext((await d.threeDS.challenge(id)).sessionId));
+    await renderChallenge(res, await d.threeDS.submitChallenge(id, code), origin, challengeLocale(req.query.locale), req.query.return);
   });
 
   // The landing page: where the demo, the references and the health endpoints are (a newcomer's first request).
@@ -263,4 +289,11 @@ function formatAmount(a: { value: number; currency: string }, locale: ChallengeL
   const format = new Intl.NumberFormat(locale, { style: 'currency', currency: a.currency });
   const digits = format.resolvedOptions().maximumFractionDigits ?? 2;
   return format.format(a.value / 10 ** digits);
+}
+
+/** A query string of the parameters that have a value ("" when none). */
+function query(params: Record<string, string | null>): string {
+  const q = new URLSearchParams(Object.entries(params).filter((e): e is [string, string] => e[1] !== null));
+  const text = q.toString();
+  return text ? `?${text}` : '';
 }
