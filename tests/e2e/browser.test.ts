@@ -310,6 +310,7 @@ window.mounted = (async () => {
       const challenge = (await overlay.contentFrame())!;
       await challenge.waitForSelector('#code');
       assert.deepEqual(await axe(challenge), [], 'axe: the challenge page');
+      assert.deepEqual(await axe(page), [], 'axe: the merchant page with the overlay open (dialog, close button)');
       await challenge.locator('#code').fill('123456');
       await page.screenshot({ path: join(SHOTS, 'challenge.png') });
       await challenge.locator('button[type=submit]').click();
@@ -404,6 +405,7 @@ window.mounted = (async () => {
       assert.equal(await field.getAttribute('aria-invalid'), 'true');
       assert.match((await form.locator('[data-cvvops="message"]').textContent()) ?? '', /3-digit/);
       assert.equal(await form.locator('[data-cvvops="message"]').getAttribute('role'), 'alert', 'announced');
+      assert.deepEqual(await axe(form), [], 'axe: the field in its error state');
       assert.equal(await page.isDisabled('#pay'), true);
       // Paste: the clipboard's text, letters and spaces dropped.
       await field.focus();
