@@ -7,6 +7,7 @@ import { type Clock, systemClock, type Timer } from './domain/clock.js';
 import { IdempotencyService } from './domain/idempotency.js';
 import { Keyring } from './domain/keyring.js';
 import { MerchantService, processorAad } from './domain/merchants.js';
+import { checkMasterKey } from './domain/key-check.js';
 import { OriginRegistry } from './domain/origins.js';
 import { RateLimits } from './domain/rate-limits.js';
 import { SessionService } from './domain/sessions.js';
@@ -95,6 +96,12 @@ export async function createDeps(
   const store = opts.store ?? (await KyselyStore.open(config.databaseUrl, { synchronous: config.sqliteSynchronous, now: () => clock.now() }));
   await store.migrate();
   const keyring = new Keyring(opts.masterKey ?? resolveMasterKey(config, log));
+  try {
+    await checkMasterKey(store, keyring, log);
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
   const tokens = new TokenService(store, keyring, clock, { alg: config.signingAlg, issuer: config.publicBaseUrl, log });
   await tokens.init();
   const vault = new Vault(store, keyring, clock, log);

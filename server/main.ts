@@ -3,6 +3,7 @@ import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, loadEnvFile } from './config.js';
+import { MasterKeyMismatch } from './domain/key-check.js';
 import { Sweeper } from './domain/sweeper.js';
 import { createDeps } from './deps.js';
 import { createLogger } from './log.js';
@@ -128,5 +129,6 @@ async function assertPortFree(port: number, host: string): Promise<void> {
 
 main().catch((err) => {
   process.stderr.write(`cvvops failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
+  // A wrong master key is a configuration fault, like a bad variable (78, EX_CONFIG).
+  process.exit(err instanceof MasterKeyMismatch ? 78 : 1);
 });

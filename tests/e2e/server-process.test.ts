@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -103,6 +104,51 @@ describe('the server process', () => {
     child.stderr.on('data', (b) => (err += b));
     assert.equal(await new Promise((r) => child.once('exit', r)), 78);
     assert.match(err, /CVVOPS_ENV_FILE names .*missing\.env, which does not exist/);
+  });
+
+  it('a wrong master key stops the start with one clear message (exit 78), before anything is served; the right one starts', async () => {
+    const db = `sqlite:${join(dir, 'keys.db')}`;
+    const right = randomBytes(32).toString('base64');
+    const s = await startServer({ DATABASE_URL: db, CVVOPS_MASTER_KEY: right, PORT: '0' });
+    await s.stop();
+    const run = (key: string) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts'], {
+        env: { ...process.env, DATABASE_URL: db, CVVOPS_MASTER_KEY: key, PORT: '0', LOG_LEVEL: 'info' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (b) => (out += b));
+      child.stderr.on('data', (b) => (err += b));
+      return new Promise<{ code: unknown; out: string; err: string }>((r) => child.once('exit', (code) => r({ code, out, err })));
+    };
+    const wrong = await run(randomBytes(32).toString('base64'));
+    assert.equal(wrong.code, 78);
+    assert.match(wrong.err, /CVVOPS_MASTER_KEY is not the key this database was created with/);
+    assert.ok(!wrong.out.includes('cvvops listening'), 'nothing was served');
+    assert.match(wrong.out, /"event":"key.unwrap_failed"/, 'audited');
+    const again = await startServer({ DATABASE_URL: db, CVVOPS_MASTER_KEY: right, PORT: '0' });
+    await again.stop();
+  });
+
+  it('a database from before the key check is tested with its signing key, then given the check', async () => {
+    const file = join(dir, 'old.db');
+    const key = randomBytes(32).toString('base64');
+    await (await startServer({ DATABASE_URL: `sqlite:${file}`, CVVOPS_MASTER_KEY: key, PORT: '0' })).stop();
+    // What a database made before the check looks like: no key_check row.
+    const { default: Database } = await import('better-sqlite3');
+    const raw = new Database(file);
+    assert.equal(raw.prepare("DELETE FROM meta WHERE name = 'key_check'").run().changes, 1);
+    raw.close();
+    const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts'], {
+      env: { ...process.env, DATABASE_URL: `sqlite:${file}`, CVVOPS_MASTER_KEY: randomBytes(32).toString('base64'), PORT: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    child.stderr.on('data', (b) => (err += b));
+    assert.equal(await new Promise((r) => child.once('exit', r)), 78, 'its signing key does not open with the wrong key');
+    assert.match(err, /not the key this database was created with/);
+    await (await startServer({ DATABASE_URL: `sqlite:${file}`, CVVOPS_MASTER_KEY: key, PORT: '0' })).stop();
   });
 
   it('a busy port is reported before any banner, with the PORT hint', async () => {
