@@ -116,17 +116,16 @@ export const CollectCvvClaim = z
   .strict()
   .openapi('CollectCvvClaim');
 export const ThreeDSClaim = z.object({ status: ThreeDSStatus, eci: z.string().nullable(), transactionId: z.string() }).strict().openapi('ThreeDSClaim');
-export const ChargeClaim = z
-  .object({
-    status: ChargeOutcome,
-    chargeId: z.string(),
-    amount: AmountOut,
-    authorizationCode: z.string().nullable(),
-    cvvResult: CvvResult.nullable(),
-    declineCode: z.string().nullable(),
-  })
-  .strict()
-  .openapi('ChargeClaim');
+/** What a charge's claim and its result both say (the result adds what only the page that charged sees). */
+const chargeOutcome = {
+  status: ChargeOutcome,
+  chargeId: z.string(),
+  amount: AmountOut,
+  authorizationCode: z.string().nullable(),
+  cvvResult: CvvResult.nullable(),
+  declineCode: z.string().nullable(),
+};
+export const ChargeClaim = z.object(chargeOutcome).strict().openapi('ChargeClaim');
 export const Results = z
   .object({ collectCvv: CollectCvvClaim.optional(), threeDS: ThreeDSClaim.optional(), charge: ChargeClaim.optional() })
   .strict()
@@ -201,17 +200,7 @@ export const ThreeDSChallenge = z
   .strict()
   .openapi('ThreeDSChallenge');
 export const ChargeResult = z
-  .object({
-    status: ChargeOutcome,
-    chargeId: z.string(),
-    amount: AmountOut,
-    authorizationCode: z.string().nullable(),
-    cvvResult: CvvResult.nullable(),
-    avsResult: z.string().nullable(),
-    networkTransactionId: z.string().nullable(),
-    declineCode: z.string().nullable(),
-    processor: z.string(),
-  })
+  .object({ ...chargeOutcome, avsResult: z.string().nullable(), networkTransactionId: z.string().nullable(), processor: z.string() })
   .strict()
   .openapi('ChargeResult');
 

@@ -94,13 +94,13 @@ describe('domain: charge states', () => {
     assert.equal((await w.store.sessions.getById(s.id))!.attempts.charge, 1);
   });
 
-  it('a charge left pending by a stopped server owns its session until recovery settles it from the processor (never sent: error)', async () => {
+  /** A session whose charge was begun (the token won, the intent stored) by a server that stopped before it called the processor. */
+  async function leftPending(chargeId: string, newJti: string) {
     const { s, token } = await ready('4000000000001018');
     const claims = await w.claims(token);
     const now = w.clock.now();
-    const chargeId = 'ch_interrupted';
     const begun = await w.store.charges.begin({
-      claim: { id: s.id, jti: claims.jti, newJti: 'jti_after_crash', now },
+      claim: { id: s.id, jti: claims.jti, newJti, now },
       charge: {
         id: chargeId,
         merchantId: w.m.merchant.id,
@@ -118,6 +118,12 @@ describe('domain: charge states', () => {
       cvv: null,
     });
     assert.equal(begun.status, 'ok');
+    return { s, token };
+  }
+
+  it('a charge left pending by a stopped server owns its session until recovery settles it from the processor (never sent: error)', async () => {
+    const chargeId = 'ch_interrupted';
+    const { s, token } = await leftPending(chargeId, 'jti_after_crash');
     // The server stops here. The session refuses everything while the charge owns it.
     await assert.rejects(w.charge(token), (e) => codeOf(e) === 'precondition_failed' && (e as { retryAfter?: number }).retryAfter === 1);
     assert.equal(await w.deps.charges.recoverInFlight(), 0, 'too early: the processor may still answer');
@@ -133,29 +139,8 @@ describe('domain: charge states', () => {
   });
 
   it('a settler that stops after recording the outcome leaves nothing to send again: the next one settles with no second event', async () => {
-    const { s, token } = await ready('4000000000001018');
-    const claims = await w.claims(token);
-    const now = w.clock.now();
     const chargeId = 'ch_settler_stopped';
-    const begun = await w.store.charges.begin({
-      claim: { id: s.id, jti: claims.jti, newJti: 'jti_after_crash_2', now },
-      charge: {
-        id: chargeId,
-        merchantId: w.m.merchant.id,
-        sessionId: s.id,
-        mode: 'test',
-        idempotencyKey: null,
-        requestHash: 'h',
-        providerKey: chargeId,
-        processor: 'simulator',
-        amount: { value: 1999, currency: 'EUR' },
-        ...NO_OUTCOME,
-        createdAt: now,
-        updatedAt: now,
-      },
-      cvv: null,
-    });
-    assert.equal(begun.status, 'ok');
+    const { s } = await leftPending(chargeId, 'jti_after_crash_2');
     // The first settler records the outcome, then stops before it frees the session.
     const settleLock = w.store.charges.settleLock.bind(w.store.charges);
     w.store.charges.settleLock = () => Promise.reject(new Error('stopped'));

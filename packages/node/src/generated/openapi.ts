@@ -1256,9 +1256,9 @@ export interface components {
             amount: components["schemas"]["AmountValue"];
             authorizationCode: string | null;
             cvvResult: components["schemas"]["CvvResult"];
+            declineCode: string | null;
             avsResult: string | null;
             networkTransactionId: string | null;
-            declineCode: string | null;
             processor: string;
         };
         ChargeRequest: {
