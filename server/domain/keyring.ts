@@ -3,7 +3,8 @@ import { Secret } from '../secret.js';
 import { secureRandom } from './random.js';
 
 /** What a key is for: each purpose gets its own key, derived from the master key with HKDF. */
-export type KeyPurpose = 'cvv' | 'card' | 'signing-key' | 'replay' | 'idempotency' | 'fingerprint' | 'api-key' | 'demo' | 'settings' | 'cavv' | 'key-check';
+export type KeyPurpose =
+  'cvv' | 'card' | 'signing-key' | 'webhook-secret' | 'replay' | 'idempotency' | 'fingerprint' | 'api-key' | 'demo' | 'settings' | 'cavv' | 'key-check';
 
 /** A value encrypted with AES-256-GCM: key version, 96-bit IV, ciphertext and tag (one buffer). */
 import type { Sealed } from '../types/shared.js';
@@ -23,7 +24,20 @@ export class Keyring {
   constructor(master: Secret<Buffer>) {
     const m = master.expose();
     if (m.length !== 32) throw new Error('master key must be 32 bytes');
-    const purposes: KeyPurpose[] = ['cvv', 'card', 'signing-key', 'replay', 'idempotency', 'fingerprint', 'api-key', 'demo', 'settings', 'cavv', 'key-check'];
+    const purposes: KeyPurpose[] = [
+      'cvv',
+      'card',
+      'signing-key',
+      'webhook-secret',
+      'replay',
+      'idempotency',
+      'fingerprint',
+      'api-key',
+      'demo',
+      'settings',
+      'cavv',
+      'key-check',
+    ];
     for (const p of purposes) {
       this.#keys.set(`${p}:${CURRENT_VERSION}`, Buffer.from(hkdfSync('sha256', m, 'cvvops', `cvvops/${p}/v${CURRENT_VERSION}`, 32)));
     }

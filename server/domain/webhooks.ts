@@ -91,7 +91,7 @@ export class WebhookService {
       mode,
       url,
       events: [...new Set(events)],
-      secretSealed: this.keyring.seal('signing-key', secret, `webhook|${merchantId}|${id}`),
+      secretSealed: this.keyring.seal('webhook-secret', secret, `webhook|${merchantId}|${id}`),
       createdAt: this.clock.now(),
     };
     await this.store.webhooks.insertEndpoint(endpoint);
@@ -288,7 +288,7 @@ export class WebhookService {
   /** One signed POST of `body` to the endpoint: the receiver's status code, or null when it could not be reached. */
   async #post(endpoint: WebhookEndpointRecord, body: string, eventId: string): Promise<number | null> {
     try {
-      const secret = this.keyring.open('signing-key', endpoint.secretSealed, `webhook|${endpoint.merchantId}|${endpoint.id}`).toString('utf8');
+      const secret = openWebhookSecret(this.keyring, endpoint);
       const t = epochSeconds(this.clock.now());
       const res = await outbound({
         method: 'POST',
@@ -343,5 +343,19 @@ export class WebhookService {
       lastStatus: status,
       now: now(),
     });
+  }
+}
+
+/**
+ * An endpoint's signing secret. Sealed under its own key (`webhook-secret`); endpoints made before that
+ * have theirs under the signing-key purpose's key, which still opens them (the GCM tag tells which key fits,
+ * so trying both cannot take one secret for another).
+ */
+export function openWebhookSecret(keyring: Keyring, e: Pick<WebhookEndpointRecord, 'merchantId' | 'id' | 'secretSealed'>): string {
+  const aad = `webhook|${e.merchantId}|${e.id}`;
+  try {
+    return keyring.open('webhook-secret', e.secretSealed, aad).toString('utf8');
+  } catch {
+    return keyring.open('signing-key', e.secretSealed, aad).toString('utf8');
   }
 }

@@ -401,6 +401,35 @@ describe('webhook delivery from the outbox', () => {
     }
   });
 
+  it("an endpoint's secret is sealed under a key of its own (not the signing keys'); one sealed the old way still signs its deliveries", async () => {
+    const m = await makeMerchant(h);
+    const ep = await addEndpoint(h, m.testKey, rx.url('/own-key'), ['session.canceled']);
+    const stored = (await h.deps.store.webhooks.listEndpoints(m.id, 'test')).find((e) => e.id === ep.id)!;
+    const aad = `webhook|${m.id}|${ep.id}`;
+    assert.equal(h.deps.keyring.open('webhook-secret', stored.secretSealed, aad).toString('utf8'), ep.secret);
+    assert.throws(() => h.deps.keyring.open('signing-key', stored.secretSealed, aad), 'the signing-key purpose does not open it');
+    // An endpoint from before: its secret sealed under the signing-key purpose.
+    const legacySecret = `whsec_${'l'.repeat(43)}`;
+    const legacyId = `whe_legacy${Date.now()}`;
+    await h.deps.store.webhooks.insertEndpoint({
+      id: legacyId,
+      merchantId: m.id,
+      mode: 'test',
+      url: rx.url('/legacy-key'),
+      events: ['session.canceled'],
+      secretSealed: h.deps.keyring.seal('signing-key', legacySecret, `webhook|${m.id}|${legacyId}`),
+      createdAt: h.clock.now(),
+    });
+    h.deps.webhooks.forget(m.id, 'test');
+    const s = await makeSession(h, m.testKey);
+    await request(h.app).post(`/CvvOperations/${s.id}/cancel`).set(auth(m.testKey)).expect(200);
+    await h.deps.webhooks.tick();
+    const [own] = rx.at('/own-key');
+    const [legacy] = rx.at('/legacy-key');
+    assert.ok(own && verifySignature(own.headers['cvvops-signature'], own.body, ep.secret).ok);
+    assert.ok(legacy && verifySignature(legacy.headers['cvvops-signature'], legacy.body, legacySecret).ok);
+  });
+
   it('a redirect is a failed delivery: not followed, retried later', async () => {
     const m = await makeMerchant(h);
     await addEndpoint(h, m.testKey, rx.url('/moved'), ['session.canceled']);
