@@ -2,6 +2,9 @@ import { Command, InvalidArgumentError } from 'commander';
 import { PatchMerchantBody } from './http/schemas.js';
 import { ConfigError, loadConfig, loadEnvFile } from './config.js';
 import { createDeps } from './deps.js';
+import { isoTime } from './domain/clock.js';
+import { CURRENT_VERSION, KEY_PURPOSES, type KeyPurpose } from './domain/keyring.js';
+import type { ProtectedCounts } from './store/store.js';
 import { createLogger } from './log.js';
 import { pino } from 'pino';
 import { VERSION } from './version.js';
@@ -199,6 +202,77 @@ keys
     await withDeps(async (d) => {
       const kid = await d.tokens.rotate('cli');
       print(opts.json, { kid }, () => `active signing key: ${kid}\n`);
+    });
+  });
+
+/** After how long the active token signing key is reported as due for rotation. */
+const SIGNING_KEY_ROTATION_DAYS = 90;
+/** What each key purpose protects, and which count says how much of it is stored. */
+const PROTECTS: Record<KeyPurpose, [string, keyof ProtectedCounts | null]> = {
+  card: ['card numbers and holder names', 'cards'],
+  cvv: ['CVVs (with a key share per CVC session)', 'cvcSessions'],
+  'signing-key': ["token signing keys' private halves (and webhook secrets made before webhook-secret)", 'signingKeys'],
+  'webhook-secret': ['webhook endpoint secrets', 'webhookEndpoints'],
+  settings: ['http processor settings (templates, credentials)', 'processorSettings'],
+  idempotency: ['stored idempotent responses', 'idempotencyRecords'],
+  replay: ['replayable operation responses', 'replayRecords'],
+  cavv: ['3-D Secure authentication values', 'cavvs'],
+  'api-key': ['API key digests (an HMAC key)', 'apiKeys'],
+  fingerprint: ['card-number fingerprints of CVV statuses (an HMAC key)', 'cvvStatuses'],
+  demo: ["the demo merchant's test key", null],
+  'key-check': ['the start-up key check', null],
+};
+
+keys
+  .command('status')
+  .description("the keys: the master key's source and check, each purpose's key versions and what it protects (counts), the signing keys, and what is due")
+  .option('--json', 'print one JSON object')
+  .addHelpText('after', '\nExamples:\n  cvvops keys status\n  cvvops keys status --json')
+  .action(async (opts: { json?: boolean }) => {
+    await withDeps(async (d) => {
+      const counts = await d.store.meta.protectedCounts();
+      const now = d.clock.now();
+      const signing = (await d.store.signingKeys.list())
+        .sort((a, b) => b.activatedAt - a.activatedAt)
+        .map((k) => ({
+          kid: k.kid,
+          alg: k.alg,
+          state: k.retiredAt === null ? 'active' : 'retired',
+          activatedAt: isoTime(k.activatedAt),
+          retiredAt: k.retiredAt === null ? null : isoTime(k.retiredAt),
+        }));
+      const active = (await d.store.signingKeys.list()).find((k) => k.retiredAt === null);
+      const due: string[] = [];
+      if (active && now - active.activatedAt > SIGNING_KEY_ROTATION_DAYS * 86_400_000)
+        due.push(
+          `the active token signing key is ${Math.floor((now - active.activatedAt) / 86_400_000)} days old (over ${SIGNING_KEY_ROTATION_DAYS}): cvvops keys rotate`,
+        );
+      const status = {
+        master: {
+          provider: 'local',
+          source: d.config.masterKey ? 'CVVOPS_MASTER_KEY' : `${d.config.dataDir}/master.key (development key)`,
+          check: 'ok',
+        },
+        purposes: KEY_PURPOSES.map((p) => {
+          const [protects, count] = PROTECTS[p];
+          return { purpose: p, versions: [CURRENT_VERSION], key: 'HKDF-SHA256 from the master key', protects, stored: count ? counts[count] : null };
+        }),
+        signingKeys: signing,
+        due,
+      };
+      print(opts.json, status, () =>
+        [
+          `master key: ${status.master.source} (provider ${status.master.provider}), check ${status.master.check}`,
+          'purposes (version: key):',
+          ...status.purposes.map(
+            (p) => `  ${p.purpose.padEnd(15)} v${p.versions.join(', v')}  ${p.protects}${p.stored === null ? '' : `: ${p.stored} stored`}`,
+          ),
+          'token signing keys:',
+          ...status.signingKeys.map((k) => `  ${k.kid}  ${k.alg}  ${k.state}  since ${k.activatedAt}${k.retiredAt ? `, retired ${k.retiredAt}` : ''}`),
+          due.length ? `due:\n${due.map((x) => `  ${x}`).join('\n')}` : 'due: nothing',
+          '',
+        ].join('\n'),
+      );
     });
   });
 

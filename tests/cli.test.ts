@@ -202,6 +202,40 @@ describe('cvvops CLI', () => {
     }
   });
 
+  it('keys status: the master key and its check, each purpose with what it protects (counted), the signing keys, what is due; never a key', async () => {
+    const w = workspace();
+    assert.equal((await cli(['merchant', 'create', '--name', 'Shop', '--origin', 'https://shop.example'], w.env)).code, 0);
+    const r = await cli(['keys', 'status', '--json'], w.env);
+    assert.equal(r.code, 0, r.stderr);
+    const s = JSON.parse(r.stdout) as {
+      master: { source: string; check: string };
+      purposes: Array<{ purpose: string; versions: number[]; stored: number | null }>;
+      signingKeys: Array<{ kid: string; state: string }>;
+      due: string[];
+    };
+    assert.deepEqual(s.master, { provider: 'local', source: 'CVVOPS_MASTER_KEY', check: 'ok' });
+    const by = new Map(s.purposes.map((p) => [p.purpose, p]));
+    for (const p of ['cvv', 'card', 'signing-key', 'webhook-secret', 'settings', 'api-key']) assert.ok(by.has(p), p);
+    assert.equal(by.get('api-key')!.stored, 2, 'the new merchant has a test and a live key');
+    assert.equal(by.get('card')!.stored, 0);
+    assert.equal(by.get('signing-key')!.stored, s.signingKeys.length);
+    assert.equal(s.signingKeys.filter((k) => k.state === 'active').length, 1);
+    assert.deepEqual(s.due, []);
+    assert.ok(!r.stdout.includes(w.env.CVVOPS_MASTER_KEY!), 'never the master key');
+    assert.doesNotMatch(r.stdout, /sk_(test|live)_|"d":/, 'never an API key or a private key');
+    const text = await cli(['keys', 'status'], w.env);
+    assert.match(text.stdout, /^master key: CVVOPS_MASTER_KEY \(provider local\), check ok$/m);
+    assert.match(text.stdout, /^ {2}api-key +v1 +API key digests \(an HMAC key\): 2 stored$/m);
+    assert.match(text.stdout, /^due: nothing$/m);
+    // The active signing key 100 days old: its rotation is due.
+    const db = new Sqlite(w.dbPath);
+    db.prepare('UPDATE signing_keys SET activated_at = activated_at - ? WHERE retired_at IS NULL').run(100 * 86_400_000);
+    db.close();
+    const old = JSON.parse((await cli(['keys', 'status', '--json'], w.env)).stdout) as { due: string[] };
+    assert.equal(old.due.length, 1);
+    assert.match(old.due[0]!, /active token signing key is 100 days old .*cvvops keys rotate/);
+  });
+
   it('migrate exits 0, and again', async () => {
     const w = workspace();
     const r = await cli(['migrate'], w.env);

@@ -3,15 +3,29 @@ import { Secret } from '../secret.js';
 import { secureRandom } from './random.js';
 
 /** What a key is for: each purpose gets its own key, derived from the master key with HKDF. */
-export type KeyPurpose =
-  'cvv' | 'card' | 'signing-key' | 'webhook-secret' | 'replay' | 'idempotency' | 'fingerprint' | 'api-key' | 'demo' | 'settings' | 'cavv' | 'key-check';
+export const KEY_PURPOSES = [
+  'cvv',
+  'card',
+  'signing-key',
+  'webhook-secret',
+  'replay',
+  'idempotency',
+  'fingerprint',
+  'api-key',
+  'demo',
+  'settings',
+  'cavv',
+  'key-check',
+] as const;
+export type KeyPurpose = (typeof KEY_PURPOSES)[number];
 
 /** A value encrypted with AES-256-GCM: key version, 96-bit IV, ciphertext and tag (one buffer). */
 import type { Sealed } from '../types/shared.js';
 
 export type { Sealed };
 
-const CURRENT_VERSION = 1;
+/** The version every purpose's key has today: derived from the master key (rotation of data keys is not built yet). */
+export const CURRENT_VERSION = 1;
 
 /**
  * The server's symmetric keys, all derived from the master key with

@@ -343,6 +343,22 @@ export interface MetaStore {
    * (`until` ≤ now) or already the holder's (renewed). True: the holder has it.
    */
   takeLease(name: string, holder: string, now: number, until: number): Promise<boolean>;
+  /** How many stored values each kind of key protects (`cvvops keys status`). */
+  protectedCounts(): Promise<ProtectedCounts>;
+}
+
+/** The stored values under each key purpose, counted. */
+export interface ProtectedCounts {
+  cards: number;
+  cvcSessions: number;
+  signingKeys: number;
+  webhookEndpoints: number;
+  processorSettings: number;
+  idempotencyRecords: number;
+  replayRecords: number;
+  cavvs: number;
+  apiKeys: number;
+  cvvStatuses: number;
 }
 
 /** Merchants, their settings per mode, and their API keys. */

@@ -225,6 +225,26 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.equal(await store.meta.get(n), 'first');
       });
 
+      it('protectedCounts counts what each key purpose protects (a card, an endpoint, a sealed processor, an API key)', async () => {
+        const before = await store.meta.protectedCounts();
+        await store.cards.insert(cardRec(mA.id));
+        await store.webhooks.insertEndpoint({
+          id: uid('whe'),
+          merchantId: mA.id,
+          mode: 'test',
+          url: 'https://hooks.example/a',
+          events: ['charge.succeeded'],
+          secretSealed: sealed(1),
+          createdAt: T0,
+        });
+        const after = await store.meta.protectedCounts();
+        assert.equal(after.cards, before.cards + 1);
+        assert.equal(after.webhookEndpoints, before.webhookEndpoints + 1);
+        assert.equal(after.signingKeys, before.signingKeys, 'nothing else moved');
+        assert.equal(after.cvcSessions, before.cvcSessions);
+        for (const v of Object.values(after)) assert.ok(Number.isInteger(v) && v >= 0);
+      });
+
       it('concurrent putMetaIfAbsent calls agree on one value', async () => {
         const n = uid('meta');
         const got = await Promise.all(Array.from({ length: 10 }, (_, i) => store.meta.putIfAbsent(n, `v${i}`)));

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
-import type { MetaStore } from '../store.js';
+import type { Database } from '../schema.js';
+import type { MetaStore, ProtectedCounts } from '../store.js';
 import { KyselyEngine } from './engine.js';
 
 export class KyselyMetaStore implements MetaStore {
@@ -17,6 +18,24 @@ export class KyselyMetaStore implements MetaStore {
       .onConflict((oc) => oc.column('name').doNothing())
       .execute();
     return (await this.get(name)) ?? value;
+  }
+
+  async protectedCounts(): Promise<ProtectedCounts> {
+    const db = this.e.db;
+    const n = async (q: { executeTakeFirstOrThrow(): Promise<{ n: number | string | bigint }> }) => Number((await q.executeTakeFirstOrThrow()).n);
+    const all = (t: keyof Database) => db.selectFrom(t).select((eb) => eb.fn.countAll<number>().as('n'));
+    return {
+      cards: await n(all('cards')),
+      cvcSessions: await n(all('cvc_sessions')),
+      signingKeys: await n(all('signing_keys')),
+      webhookEndpoints: await n(all('webhook_endpoints')),
+      processorSettings: await n(all('merchant_settings').where('processor', 'like', '%"sealed"%')),
+      idempotencyRecords: await n(all('idempotency_keys')),
+      replayRecords: await n(all('sessions').where('replay_sealed', 'is not', null)),
+      cavvs: await n(all('tds_transactions').where('cavv_sealed', 'is not', null)),
+      apiKeys: await n(all('api_keys')),
+      cvvStatuses: await n(all('cvv_status')),
+    };
   }
 
   async takeLease(name: string, holder: string, now: number, until: number): Promise<boolean> {

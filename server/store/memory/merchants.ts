@@ -1,4 +1,4 @@
-import type { ApiKeyRecord, MerchantRecord, MerchantStore, MetaStore, Mode, SigningKeyRecord, SigningKeyStore } from '../store.js';
+import type { ApiKeyRecord, MerchantRecord, MerchantStore, MetaStore, Mode, ProtectedCounts, SigningKeyRecord, SigningKeyStore } from '../store.js';
 import { copy, modeKey, type Tables } from './tables.js';
 
 export class MemoryMetaStore implements MetaStore {
@@ -18,6 +18,22 @@ export class MemoryMetaStore implements MetaStore {
     if (l && l.until > now && l.holder !== holder) return false;
     this.t.leases.set(name, { holder, until });
     return true;
+  }
+
+  async protectedCounts(): Promise<ProtectedCounts> {
+    const t = this.t;
+    return {
+      cards: t.cards.size,
+      cvcSessions: t.cvc.size,
+      signingKeys: t.signingKeys.size,
+      webhookEndpoints: t.endpoints.size,
+      processorSettings: [...t.settings.values()].filter((s) => typeof (s.processor as { sealed?: unknown }).sealed === 'string').length,
+      idempotencyRecords: t.idempotency.size,
+      replayRecords: [...t.sessions.values()].filter((s) => s.replay !== null).length,
+      cavvs: [...t.tds.values()].filter((x) => x.result?.cavvSealed).length,
+      apiKeys: t.apiKeys.size,
+      cvvStatuses: t.cvvStatus.size,
+    };
   }
 }
 
