@@ -3,7 +3,8 @@ import { PatchMerchantBody } from './http/schemas.js';
 import { ConfigError, loadConfig, loadEnvFile } from './config.js';
 import { createDeps } from './deps.js';
 import { isoTime } from './domain/clock.js';
-import { CURRENT_VERSION, KEY_PURPOSES, type KeyPurpose } from './domain/keyring.js';
+import { CURRENT_VERSION, KEY_PURPOSES, type KeyPurpose, ROTATABLE_PURPOSES, type RotatablePurpose } from './domain/keyring.js';
+import { DATA_KEY_ACTIVATION_MS, DATA_KEY_RELOAD_MS, rotateDataKey } from './domain/data-keys.js';
 import type { ProtectedCounts } from './store/store.js';
 import { createLogger } from './log.js';
 import { pino } from 'pino';
@@ -255,7 +256,13 @@ keys
         },
         purposes: KEY_PURPOSES.map((p) => {
           const [protects, count] = PROTECTS[p];
-          return { purpose: p, versions: [CURRENT_VERSION], key: 'HKDF-SHA256 from the master key', protects, stored: count ? counts[count] : null };
+          const writing = d.keyring.writeVersion(p);
+          const versions = d.keyring.versions(p).map((v) => ({
+            version: v.version,
+            key: v.version === CURRENT_VERSION ? 'HKDF-SHA256 from the master key' : `random, wrapped by the ${d.keyProvider.name} KEK`,
+            state: v.version === writing ? 'writes' : v.activeFrom !== null && v.activeFrom > now ? `staged until ${isoTime(v.activeFrom)}` : 'reads only',
+          }));
+          return { purpose: p, versions, protects, stored: count ? counts[count] : null };
         }),
         signingKeys: signing,
         due,
@@ -263,9 +270,10 @@ keys
       print(opts.json, status, () =>
         [
           `master key: ${status.master.source} (provider ${status.master.provider}), check ${status.master.check}`,
-          'purposes (version: key):',
+          'purposes (versions):',
           ...status.purposes.map(
-            (p) => `  ${p.purpose.padEnd(15)} v${p.versions.join(', v')}  ${p.protects}${p.stored === null ? '' : `: ${p.stored} stored`}`,
+            (p) =>
+              `  ${p.purpose.padEnd(15)} ${p.versions.map((v) => `v${v.version} (${v.state})`).join(', ')}  ${p.protects}${p.stored === null ? '' : `: ${p.stored} stored`}`,
           ),
           'token signing keys:',
           ...status.signingKeys.map((k) => `  ${k.kid}  ${k.alg}  ${k.state}  since ${k.activatedAt}${k.retiredAt ? `, retired ${k.retiredAt}` : ''}`),
@@ -273,6 +281,40 @@ keys
           '',
         ].join('\n'),
       );
+    });
+  });
+
+keys
+  .command('rotate-data')
+  .description(
+    'a new data key for one purpose, wrapped by the key provider: new writes use it after --activate-in (every running instance loads it within 10 s), every older version still opens what it sealed',
+  )
+  .requiredOption('--purpose <purpose>', `one of ${ROTATABLE_PURPOSES.join(', ')}`, (v: string) => {
+    if (!(ROTATABLE_PURPOSES as readonly string[]).includes(v)) throw new InvalidArgumentError(`one of ${ROTATABLE_PURPOSES.join(', ')}`);
+    return v as RotatablePurpose;
+  })
+  .option('--activate-in <duration>', 'how long before new writes use it (default 60s; at least 20s)', durationMs, DATA_KEY_ACTIVATION_MS)
+  .option('--json', 'print one JSON object')
+  .addHelpText('after', '\nExamples:\n  cvvops keys rotate-data --purpose card\n  cvvops keys rotate-data --purpose cvv --activate-in 5m --json')
+  .action(async (opts: { purpose: RotatablePurpose; activateIn: number; json?: boolean }) => {
+    if (opts.activateIn < 2 * DATA_KEY_RELOAD_MS) throw new InvalidArgumentError(`--activate-in must be at least ${(2 * DATA_KEY_RELOAD_MS) / 1000}s`);
+    await withDeps(async (d) => {
+      const e = await rotateDataKey(d.store.meta, d.keyProvider, opts.purpose, d.clock.now(), opts.activateIn);
+      // At warn: an audit record the CLI keeps at its default level.
+      d.log.warn(
+        {
+          audit: true,
+          event: 'key.created',
+          purpose: e.purpose,
+          version: e.version,
+          provider: d.keyProvider.name,
+          kekVersion: e.kekVersion,
+          activeFrom: isoTime(e.activeFrom),
+        },
+        'data key created',
+      );
+      const out = { purpose: e.purpose, version: e.version, activeFrom: isoTime(e.activeFrom) };
+      print(opts.json, out, () => `${out.purpose} data key v${out.version}: new writes use it from ${out.activeFrom}\n`);
     });
   });
 

@@ -6,6 +6,8 @@ import { CardService } from './domain/cards.js';
 import { type Clock, systemClock, type Timer } from './domain/clock.js';
 import { IdempotencyService } from './domain/idempotency.js';
 import { Keyring } from './domain/keyring.js';
+import { DATA_KEY_RELOAD_MS, loadDataKeys } from './domain/data-keys.js';
+import { type KeyProvider, LocalKeyProvider } from './domain/key-provider.js';
 import { MerchantService, processorAad } from './domain/merchants.js';
 import { checkMasterKey } from './domain/key-check.js';
 import { OriginRegistry } from './domain/origins.js';
@@ -37,6 +39,8 @@ export interface Deps {
   clock: Clock;
   store: Store;
   keyring: Keyring;
+  /** Where the key-encryption key lives (`local`: derived from the master key). */
+  keyProvider: KeyProvider;
   tokens: TokenService;
   merchants: MerchantService;
   cards: CardService;
@@ -95,13 +99,25 @@ export async function createDeps(
   const clock = opts.clock ?? systemClock;
   const store = opts.store ?? (await KyselyStore.open(config.databaseUrl, { synchronous: config.sqliteSynchronous, now: () => clock.now() }));
   await store.migrate();
-  const keyring = new Keyring(opts.masterKey ?? resolveMasterKey(config, log));
+  const master = opts.masterKey ?? resolveMasterKey(config, log);
+  const keyring = new Keyring(master, { now: () => clock.now() });
+  const keyProvider = new LocalKeyProvider(master);
   try {
     await checkMasterKey(store, keyring, log);
+    await loadDataKeys(store.meta, keyring, keyProvider);
   } catch (e) {
     await store.close();
     throw e;
   }
+  // Data keys made since (cvvops keys rotate-data, another instance): picked up without a restart, well before they are used.
+  const dataKeyReload = setInterval(
+    () =>
+      void loadDataKeys(store.meta, keyring, keyProvider).catch((err: unknown) =>
+        log.error({ audit: true, event: 'key.unwrap_failed', err: err instanceof Error ? err.message : String(err) }, 'a data key could not be loaded'),
+      ),
+    DATA_KEY_RELOAD_MS,
+  );
+  dataKeyReload.unref();
   const tokens = new TokenService(store, keyring, clock, { alg: config.signingAlg, issuer: config.publicBaseUrl, log });
   await tokens.init();
   const vault = new Vault(store, keyring, clock, log);
@@ -159,6 +175,7 @@ export async function createDeps(
     clock,
     store,
     keyring,
+    keyProvider,
     tokens,
     merchants,
     cards,
@@ -176,6 +193,7 @@ export async function createDeps(
     forms,
     ping: () => store.ping(),
     async close() {
+      clearInterval(dataKeyReload);
       origins.stop();
       webhooks.stop();
       await store.close();

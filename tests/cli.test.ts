@@ -225,7 +225,7 @@ describe('cvvops CLI', () => {
     assert.doesNotMatch(r.stdout, /sk_(test|live)_|"d":/, 'never an API key or a private key');
     const text = await cli(['keys', 'status'], w.env);
     assert.match(text.stdout, /^master key: CVVOPS_MASTER_KEY \(provider local\), check ok$/m);
-    assert.match(text.stdout, /^ {2}api-key +v1 +API key digests \(an HMAC key\): 2 stored$/m);
+    assert.match(text.stdout, /^ {2}api-key +v1 \(writes\) +API key digests \(an HMAC key\): 2 stored$/m);
     assert.match(text.stdout, /^due: nothing$/m);
     // The active signing key 100 days old: its rotation is due.
     const db = new Sqlite(w.dbPath);
@@ -234,6 +234,53 @@ describe('cvvops CLI', () => {
     const old = JSON.parse((await cli(['keys', 'status', '--json'], w.env)).stdout) as { due: string[] };
     assert.equal(old.due.length, 1);
     assert.match(old.due[0]!, /active token signing key is 100 days old .*cvvops keys rotate/);
+  });
+
+  it('keys rotate-data: a new data key, staged then written with; status shows it; a purpose that cannot be rotated is refused', async () => {
+    const w = workspace();
+    const r = await cli(['keys', 'rotate-data', '--purpose', 'card', '--json'], w.env);
+    assert.equal(r.code, 0, r.stderr);
+    const made = JSON.parse(r.stdout) as { purpose: string; version: number; activeFrom: string };
+    assert.equal(made.purpose, 'card');
+    assert.equal(made.version, 2);
+    assert.ok(Date.parse(made.activeFrom) > Date.now() + 50_000, 'staged for a minute');
+    assert.match(r.stderr, /"event":"key.created".*"purpose":"card".*"version":2/, 'audited');
+    const s = JSON.parse((await cli(['keys', 'status', '--json'], w.env)).stdout) as {
+      purposes: Array<{ purpose: string; versions: Array<{ version: number; state: string; key: string }> }>;
+    };
+    const card = s.purposes.find((p) => p.purpose === 'card')!;
+    assert.deepEqual(
+      card.versions.map((v) => [v.version, v.state.replace(/until .*/, 'until …')]),
+      [
+        [1, 'writes'],
+        [2, 'staged until …'],
+      ],
+    );
+    assert.match(card.versions[1]!.key, /wrapped by the local KEK/);
+    // The server (here its dependencies) loads it, and writes with it once its time has come.
+    const d = await depsFor(w.env);
+    try {
+      assert.equal(d.keyring.writeVersion('card'), 1);
+      const db = new Sqlite(w.dbPath);
+      const row = db.prepare("SELECT name, value FROM meta WHERE name LIKE 'data_key/card/%'").get() as { name: string; value: string };
+      db.prepare('UPDATE meta SET value = ? WHERE name = ?').run(JSON.stringify({ ...JSON.parse(row.value), activeFrom: Date.now() - 1 }), row.name);
+      db.close();
+    } finally {
+      await d.close();
+    }
+    const again = await depsFor(w.env);
+    try {
+      assert.equal(again.keyring.writeVersion('card'), 2);
+      assert.equal(again.keyring.seal('card', 'x', 'y').keyVersion, 2);
+    } finally {
+      await again.close();
+    }
+    const refused = await cli(['keys', 'rotate-data', '--purpose', 'api-key'], w.env);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /one of cvv, card/);
+    const soon = await cli(['keys', 'rotate-data', '--purpose', 'cvv', '--activate-in', '5s'], w.env);
+    assert.notEqual(soon.code, 0);
+    assert.match(soon.stderr, /at least 20s/);
   });
 
   it('migrate exits 0, and again', async () => {

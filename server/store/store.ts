@@ -343,6 +343,8 @@ export interface MetaStore {
    * (`until` ≤ now) or already the holder's (renewed). True: the holder has it.
    */
   takeLease(name: string, holder: string, now: number, until: number): Promise<boolean>;
+  /** The entries whose name starts with `prefix`, by name. */
+  list(prefix: string): Promise<Array<{ name: string; value: string }>>;
   /** How many stored values each kind of key protects (`cvvops keys status`). */
   protectedCounts(): Promise<ProtectedCounts>;
 }

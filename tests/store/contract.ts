@@ -245,6 +245,19 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         for (const v of Object.values(after)) assert.ok(Number.isInteger(v) && v >= 0);
       });
 
+      it('meta.list(prefix): exactly the names that start with it (no wildcard: _ and % are characters), by name', async () => {
+        const p = `${uid('pre')}_x%/`;
+        await store.meta.putIfAbsent(`${p}b`, '2');
+        await store.meta.putIfAbsent(`${p}a`, '1');
+        await store.meta.putIfAbsent(`${p.replace('_x%', 'Zx%')}a`, 'not this');
+        await store.meta.putIfAbsent(`${p.slice(0, -1)}`, 'not this either');
+        assert.deepEqual(await store.meta.list(p), [
+          { name: `${p}a`, value: '1' },
+          { name: `${p}b`, value: '2' },
+        ]);
+        assert.deepEqual(await store.meta.list(`${uid('none')}/`), []);
+      });
+
       it('concurrent putMetaIfAbsent calls agree on one value', async () => {
         const n = uid('meta');
         const got = await Promise.all(Array.from({ length: 10 }, (_, i) => store.meta.putIfAbsent(n, `v${i}`)));

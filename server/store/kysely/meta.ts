@@ -20,6 +20,16 @@ export class KyselyMetaStore implements MetaStore {
     return (await this.get(name)) ?? value;
   }
 
+  async list(prefix: string): Promise<Array<{ name: string; value: string }>> {
+    // An exact comparison of the name's start: not LIKE (`_` is a wildcard there), not a range (collations may order `/` and `_` apart).
+    const rows = await this.e.db
+      .selectFrom('meta')
+      .select(['name', 'value'])
+      .where(sql<boolean>`substr(name, 1, ${prefix.length}) = ${prefix}`)
+      .execute();
+    return rows.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
   async protectedCounts(): Promise<ProtectedCounts> {
     const db = this.e.db;
     const n = async (q: { executeTakeFirstOrThrow(): Promise<{ n: number | string | bigint }> }) => Number((await q.executeTakeFirstOrThrow()).n);

@@ -20,6 +20,13 @@ export class MemoryMetaStore implements MetaStore {
     return true;
   }
 
+  async list(prefix: string): Promise<Array<{ name: string; value: string }>> {
+    return [...this.t.meta]
+      .filter(([name]) => name.startsWith(prefix))
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([name, value]) => ({ name, value }));
+  }
+
   async protectedCounts(): Promise<ProtectedCounts> {
     const t = this.t;
     return {
