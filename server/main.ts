@@ -42,7 +42,10 @@ async function main(): Promise<void> {
       );
     }
     // Background work runs once per server (in the primary with several workers).
-    const sweeper = new Sweeper(deps.store, deps.tokens, deps.clock, log, deps.webhooks, deps.charges, { retentionDays: config.retentionDays });
+    const sweeper = new Sweeper(deps.store, deps.tokens, deps.clock, log, deps.webhooks, deps.charges, {
+      retentionDays: config.retentionDays,
+      reencrypt: (limit) => deps.cards.reencrypt(limit),
+    });
     sweeper.start();
     deps.webhooks.start();
     if (config.demo) {

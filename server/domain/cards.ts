@@ -139,6 +139,33 @@ export class CardService {
     };
   }
 
+  /**
+   * Re-encryption after a rotation of the card key, one slice at a time (the sweeper's turn): up to `limit`
+   * cards sealed with an older version are opened and sealed anew with the version new writes use, each only
+   * if it did not change meanwhile. Returns how many were re-sealed; 0 when none is left (or the new version
+   * is not active yet).
+   */
+  async reencrypt(limit = 100): Promise<number> {
+    const version = this.keyring.writeVersion('card');
+    if (version === 1) return 0;
+    let done = 0;
+    for (const c of await this.store.cards.listSealedBelow(version, limit)) {
+      const aad = `${c.merchantId}|${c.token}`;
+      const number = this.keyring.open('card', c.numberSealed, `number|${aad}`);
+      const holder = c.holderSealed ? this.keyring.open('card', c.holderSealed, `holder|${aad}`) : null;
+      const resealed = {
+        token: c.token,
+        merchantId: c.merchantId,
+        numberSealed: this.keyring.seal('card', number, `number|${aad}`),
+        holderSealed: holder ? this.keyring.seal('card', holder, `holder|${aad}`) : null,
+      };
+      number.fill(0);
+      holder?.fill(0);
+      if (await this.store.cards.reseal(resealed, c.numberSealed)) done++;
+    }
+    return done;
+  }
+
   /** Per merchant: the same card number tokenized twice has one fingerprint (CVV blocking counts per card number). */
   fingerprint(merchantId: string, number: string): string {
     return this.keyring.mac('fingerprint', `${merchantId}|${number}`);

@@ -62,7 +62,12 @@ export class Sweeper {
     private readonly webhooks?: WebhookService,
     /** Crash recovery of charges left at the processor by a server that stopped (ChargeService.recoverInFlight). */
     private readonly charges?: { recoverInFlight(): Promise<number> },
-    private readonly opts: { retentionDays: number; holder?: string } = { retentionDays: 90 },
+    private readonly opts: {
+      retentionDays: number;
+      holder?: string;
+      /** Re-encryption after a key rotation, a slice at a time (CardService.reencrypt): done with the retention pass. */
+      reencrypt?: (limit: number) => Promise<number>;
+    } = { retentionDays: 90 },
   ) {
     this.#holder = opts.holder ?? randomUUID();
   }
@@ -168,6 +173,16 @@ export class Sweeper {
       cvvStatus += n;
       await slice.pace();
     }
+    // Cards sealed with an older card key, re-sealed with the one new writes use (after `cvvops keys rotate-data`).
+    let reencrypted = 0;
+    if (this.opts.reencrypt)
+      for (n = RETENTION_BATCH; n === RETENTION_BATCH && more();) {
+        n = await this.opts.reencrypt(RETENTION_BATCH);
+        reencrypted += n;
+        await slice.pace();
+      }
+    if (reencrypted > 0)
+      this.log.info({ audit: true, event: 'key.reencrypted', purpose: 'card', records: reencrypted }, 'cards re-encrypted with the current key');
     if (outbox + events + sessions + cvvStatus > 0)
       this.log.info(
         { audit: true, event: 'retention.swept', outbox, events, sessions, cvvStatus, retentionDays: this.opts.retentionDays },

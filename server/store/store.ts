@@ -400,6 +400,13 @@ export interface SigningKeyStore {
 /** Stored cards, and the CVV status (failures, block) of each card number. */
 export interface CardStore {
   insert(c: CardRecord): Promise<void>;
+  /** Up to `limit` cards whose number is sealed with a key version below `version` (re-encryption after a rotation). */
+  listSealedBelow(version: number, limit: number): Promise<CardRecord[]>;
+  /**
+   * Replaces a card's sealed number and holder name with the same values sealed anew, only if the card still
+   * has the sealed number it was read with (`was`): false, and nothing written, otherwise.
+   */
+  reseal(c: Pick<CardRecord, 'token' | 'merchantId' | 'numberSealed' | 'holderSealed'>, was: CardRecord['numberSealed']): Promise<boolean>;
   get(merchantId: string, mode: Mode, token: string): Promise<CardRecord | null>;
   /** Deletes the card and every CVC session of it; false if there was no such card, or a charge of it is in flight. */
   delete(merchantId: string, mode: Mode, token: string): Promise<boolean>;

@@ -5,6 +5,7 @@ import { DATA_KEY_ACTIVATION_MS, listDataKeys, loadDataKeys, rotateDataKey } fro
 import { LocalKeyProvider } from '../../server/domain/key-provider.js';
 import { Keyring } from '../../server/domain/keyring.js';
 import { Secret } from '../../server/secret.js';
+import { Sweeper } from '../../server/domain/sweeper.js';
 import { type World, world } from './world.js';
 
 /**
@@ -51,6 +52,28 @@ describe('domain: data keys (envelope encryption, local provider)', () => {
     const c = await w.collect(s.body.token as string);
     const ch = await w.charge((await w.threeDS(c.token)).token);
     assert.equal(ch.result.status, 'approved', 'a card sealed with v1, charged after the rotation');
+  });
+
+  it("cards sealed with the older card key are re-sealed in slices by the sweeper's retention pass, and charge as before", async () => {
+    // The card key was rotated (and activated) by the first test: every card made before is on version 1.
+    const before = await w.store.cards.listSealedBelow(2, 1000);
+    assert.ok(before.length >= 3, `${before.length} cards on version 1`);
+    const sweeper = new Sweeper(w.deps.store, w.deps.tokens, w.clock, w.deps.log, w.deps.webhooks, w.deps.charges, {
+      retentionDays: 90,
+      holder: 'reencrypt-test',
+      reencrypt: (limit) => w.deps.cards.reencrypt(limit),
+    });
+    await sweeper.tick();
+    assert.deepEqual(await w.store.cards.listSealedBelow(2, 1000), [], 'none left on version 1');
+    assert.equal(await w.deps.cards.reencrypt(100), 0, 'nothing to do the second time');
+    const c = before[0]!;
+    const now = (await w.store.cards.get(c.merchantId, c.mode, c.token))!;
+    assert.equal(now.numberSealed.keyVersion, 2);
+    assert.notDeepEqual(now.numberSealed.blob, c.numberSealed.blob);
+    assert.equal(w.deps.cards.open(now).number.expose(), w.deps.cards.open(c).number.expose(), 'the same number, sealed anew');
+    const s = await w.deps.sessions.create(w.m, { card: c.token, operations: ['collectCvv', 'threeDS', 'charge'], amount: { value: 700, currency: 'EUR' } });
+    const col = await w.collect(s.body.token as string);
+    assert.equal((await w.charge((await w.threeDS(col.token)).token)).result.status, 'approved', 'a re-encrypted card charges');
   });
 
   it('another instance (its own keyring, the same master key) loads the new version and opens what it sealed; a wrong master key cannot unwrap it', async () => {

@@ -434,6 +434,22 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
     });
 
     describe('cards', () => {
+      it('listSealedBelow finds cards sealed with an older key version; reseal replaces the sealed values only if unchanged', async () => {
+        const old = cardRec(mA.id, { numberSealed: sealed(1), holderSealed: sealed(1) });
+        const cur = cardRec(mA.id, { numberSealed: sealed(7) });
+        await store.cards.insert(old);
+        await store.cards.insert(cur);
+        const below = (await store.cards.listSealedBelow(7, 10_000)).map((c) => c.token);
+        assert.ok(below.includes(old.token) && !below.includes(cur.token));
+        const next = { token: old.token, merchantId: mA.id, numberSealed: sealed(7), holderSealed: sealed(7) };
+        assert.equal(await store.cards.reseal(next, cur.numberSealed), false, 'not what it was read with: nothing written');
+        assert.equal(await store.cards.reseal(next, old.numberSealed), true);
+        const got = (await store.cards.get(mA.id, old.mode, old.token))!;
+        assert.deepEqual([got.numberSealed, got.holderSealed], [next.numberSealed, next.holderSealed]);
+        assert.ok(!(await store.cards.listSealedBelow(7, 10_000)).some((c) => c.token === old.token));
+        assert.equal(await store.cards.reseal(next, old.numberSealed), false, 'once');
+      });
+
       it('inserts and gets a card with every field, sealed blobs byte-exact', async () => {
         const plain = cardRec(mA.id);
         const full = cardRec(mA.id, {

@@ -27,6 +27,29 @@ export class KyselyCardStore implements CardStore {
       .execute();
   }
 
+  async listSealedBelow(version: number, limit: number): Promise<CardRecord[]> {
+    const rows = await this.e.db
+      .selectFrom('cards')
+      .selectAll()
+      .where('key_version', '<', version)
+      .orderBy('created_at')
+      .orderBy('token')
+      .limit(limit)
+      .execute();
+    return rows.map(toCard);
+  }
+
+  async reseal(c: Pick<CardRecord, 'token' | 'merchantId' | 'numberSealed' | 'holderSealed'>, was: CardRecord['numberSealed']): Promise<boolean> {
+    const r = await this.e.db
+      .updateTable('cards')
+      .set({ number_sealed: pack(c.numberSealed), holder_sealed: c.holderSealed ? pack(c.holderSealed) : null, key_version: c.numberSealed.keyVersion })
+      .where('token', '=', c.token)
+      .where('merchant_id', '=', c.merchantId)
+      .where('number_sealed', '=', pack(was))
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
   async get(merchantId: string, mode: Mode, token: string): Promise<CardRecord | null> {
     const {
       rows: [r],

@@ -11,6 +11,21 @@ export class MemoryCardStore implements CardStore {
     this.t.insert(this.t.cards, c.token, copy(c), `card ${c.token}`);
   }
 
+  async listSealedBelow(version: number, limit: number): Promise<CardRecord[]> {
+    return [...this.t.cards.values()]
+      .filter((c) => c.numberSealed.keyVersion < version)
+      .sort((a, b) => a.createdAt - b.createdAt || (a.token < b.token ? -1 : 1))
+      .slice(0, limit)
+      .map((c) => copy(c));
+  }
+
+  async reseal(c: Pick<CardRecord, 'token' | 'merchantId' | 'numberSealed' | 'holderSealed'>, was: CardRecord['numberSealed']): Promise<boolean> {
+    const cur = this.t.cards.get(c.token);
+    if (!cur || cur.merchantId !== c.merchantId || !cur.numberSealed.blob.equals(was.blob) || cur.numberSealed.keyVersion !== was.keyVersion) return false;
+    this.t.cards.set(c.token, { ...cur, numberSealed: copy(c.numberSealed), holderSealed: c.holderSealed ? copy(c.holderSealed) : null });
+    return true;
+  }
+
   async get(merchantId: string, mode: Mode, token: string): Promise<CardRecord | null> {
     const c = this.t.cards.get(token);
     return c && c.merchantId === merchantId && c.mode === mode ? copy(c) : null;
