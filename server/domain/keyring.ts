@@ -64,21 +64,7 @@ export class Keyring {
     this.#now = opts.now ?? Date.now;
     const m = master.expose();
     if (m.length !== 32) throw new Error('master key must be 32 bytes');
-    const purposes: KeyPurpose[] = [
-      'cvv',
-      'card',
-      'signing-key',
-      'webhook-secret',
-      'replay',
-      'idempotency',
-      'fingerprint',
-      'api-key',
-      'demo',
-      'settings',
-      'cavv',
-      'key-check',
-    ];
-    for (const p of purposes) {
+    for (const p of KEY_PURPOSES) {
       this.#keys.set(`${p}:${CURRENT_VERSION}`, Buffer.from(hkdfSync('sha256', m, 'cvvops', `cvvops/${p}/v${CURRENT_VERSION}`, 32)));
     }
   }
