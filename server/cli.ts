@@ -233,16 +233,15 @@ keys
     await withDeps(async (d) => {
       const counts = await d.store.meta.protectedCounts();
       const now = d.clock.now();
-      const signing = (await d.store.signingKeys.list())
-        .sort((a, b) => b.activatedAt - a.activatedAt)
-        .map((k) => ({
-          kid: k.kid,
-          alg: k.alg,
-          state: k.retiredAt === null ? 'active' : 'retired',
-          activatedAt: isoTime(k.activatedAt),
-          retiredAt: k.retiredAt === null ? null : isoTime(k.retiredAt),
-        }));
-      const active = (await d.store.signingKeys.list()).find((k) => k.retiredAt === null);
+      const keys = (await d.store.signingKeys.list()).sort((a, b) => b.activatedAt - a.activatedAt);
+      const signing = keys.map((k) => ({
+        kid: k.kid,
+        alg: k.alg,
+        state: k.retiredAt === null ? 'active' : 'retired',
+        activatedAt: isoTime(k.activatedAt),
+        retiredAt: k.retiredAt === null ? null : isoTime(k.retiredAt),
+      }));
+      const active = keys.find((k) => k.retiredAt === null);
       const due: string[] = [];
       if (active && now - active.activatedAt > SIGNING_KEY_ROTATION_DAYS * 86_400_000)
         due.push(

@@ -142,9 +142,13 @@ export class CvvOpsForm {
     const first = await this.#call('threeDS');
     if (first.result?.status !== 'C' || typeof first.result.challengeUrl !== 'string') return first;
     const transactionId = String(first.result.transactionId);
+    // The challenge page is ours (the form's origin), in the form's language, framed or not.
+    const u = new URL(first.result.challengeUrl);
+    if (u.origin !== this.#origin) throw new CvvOpsError({ code: 'invalid_request', status: 0, message: 'unexpected challenge origin' });
+    if (this.#locale !== 'en') u.searchParams.set('locale', this.#locale);
     this.#emit('challenge', { transactionId });
-    if (opts.mode === 'redirect') return this.#redirect(first.result.challengeUrl, transactionId, opts.returnUrl ?? location.href);
-    return this.#challenge(first.result.challengeUrl, transactionId);
+    if (opts.mode === 'redirect') return this.#redirect(u, transactionId, opts.returnUrl ?? location.href);
+    return this.#challenge(u, transactionId);
   }
 
   /** The final result of the session's latest 3-D Secure transaction (409 precondition_failed while its challenge is open). */
@@ -152,13 +156,10 @@ export class CvvOpsForm {
     return this.#call('threeDSResult');
   }
 
-  #redirect(url: string, transactionId: string, returnUrl: string): Promise<OperationResponse> {
-    const u = new URL(url);
-    if (u.origin !== this.#origin) return Promise.reject(new CvvOpsError({ code: 'invalid_request', status: 0, message: 'unexpected challenge origin' }));
+  #redirect(u: URL, transactionId: string, returnUrl: string): Promise<OperationResponse> {
     const back = new URL(returnUrl, location.href);
     back.hash = '';
     u.searchParams.set('return', back.href);
-    if (this.#locale !== 'en') u.searchParams.set('locale', this.#locale);
     // What resume() needs, in this tab's storage for this origin only (never in a URL): the current token.
     sessionStorage.setItem(RESUME_KEY, JSON.stringify({ token: this.token, transactionId, locale: this.#locale }));
     location.assign(u.href);
@@ -179,12 +180,9 @@ export class CvvOpsForm {
    * close button, Escape, a click on the backdrop): threeDS() then rejects
    * with code `canceled`, and the same session can run threeDS() again.
    */
-  #challenge(url: string, transactionId: string): Promise<OperationResponse> {
-    const u = new URL(url);
-    if (u.origin !== this.#origin) return Promise.reject(new CvvOpsError({ code: 'invalid_request', status: 0, message: 'unexpected challenge origin' }));
+  #challenge(u: URL, transactionId: string): Promise<OperationResponse> {
     const previous = document.activeElement instanceof HTMLElement ? document.activeElement : null;
     const t = strings(this.#locale);
-    if (this.#locale !== 'en') u.searchParams.set('locale', this.#locale);
     const overlay = document.createElement('div');
     overlay.setAttribute('role', 'dialog');
     overlay.setAttribute('aria-modal', 'true');
@@ -312,7 +310,7 @@ export async function resume(
   const outcome = new URLSearchParams(location.hash.slice(1)).get('cvvops');
   if (outcome) history.replaceState(null, '', location.pathname + location.search);
   const form = await mount(target, { ...options, token: state.token, locale: options.locale ?? (typeof state.locale === 'string' ? state.locale : undefined) });
-  if (outcome === 'canceled' || outcome === '3ds-canceled') return { form, threeDS: null, canceled: true };
+  if (outcome === '3ds-canceled') return { form, threeDS: null, canceled: true };
   try {
     return { form, threeDS: await form.threeDSResult(), canceled: false };
   } catch (e) {
