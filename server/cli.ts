@@ -186,7 +186,7 @@ keys
   .command('revoke')
   .description('stop an API key now')
   .argument('<merchant>', 'the merchant id (mer_…)')
-  .argument('<key>', "the key's id (key_…) or its last four characters")
+  .argument('<key>', "the key's id (key_…) or its last four characters (after --, when they start with -: revoke -- mer_… -a1b)")
   .option('--json', 'print one JSON object')
   .action(async (id: string, which: string, opts: { json?: boolean }) => {
     await withDeps(async (d) => {

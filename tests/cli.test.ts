@@ -420,11 +420,12 @@ describe('cvvops CLI: merchants, API keys and webhooks for an operator', () => {
       assert.equal((await d.merchants.authenticate(new Secret(a.liveKey!))).mode, 'live', 'the old live key works during its grace');
       assert.equal((await d.merchants.authenticate(new Secret(t.key))).mode, 'test');
       await assert.rejects(d.merchants.authenticate(new Secret(a.testKey!)), 'a grace of 0 ends the old test key at once');
-      const revoked = await cli(['keys', 'revoke', a.merchantId!, a.liveKey!.slice(-4), '--json'], w.env);
+      // `--` before the arguments: a suffix may start with '-' (base64url), which would read as an option.
+      const revoked = await cli(['keys', 'revoke', '--json', '--', a.merchantId!, a.liveKey!.slice(-4)], w.env);
       assert.equal(revoked.code, 0, revoked.stderr);
       await assert.rejects(d.merchants.authenticate(new Secret(a.liveKey!)), 'revoked: refused now');
       assert.equal((await d.merchants.authenticate(new Secret(r.key))).mode, 'live', 'the other live key still works');
-      const again = await cli(['keys', 'revoke', a.merchantId!, a.liveKey!.slice(-4)], w.env);
+      const again = await cli(['keys', 'revoke', '--', a.merchantId!, a.liveKey!.slice(-4)], w.env);
       assert.equal(again.code, 1, 'no working key by that suffix any more');
       const badGrace = await cli(['keys', 'roll', a.merchantId!, '--mode', 'live', '--grace', 'soon'], w.env);
       assert.notEqual(badGrace.code, 0);
