@@ -1,12 +1,16 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { PatchMerchantBody } from './http/schemas.js';
-import { ConfigError, loadConfig, loadEnvFile } from './config.js';
+import { ConfigError, keyProviderConfig, loadConfig, loadEnvFile } from './config.js';
 import { createDeps } from './deps.js';
 import { isoTime } from './domain/clock.js';
 import { CURRENT_VERSION, KEY_PURPOSES, type KeyPurpose, ROTATABLE_PURPOSES, type RotatablePurpose } from './domain/keyring.js';
-import { DATA_KEY_ACTIVATION_MS, DATA_KEY_RELOAD_MS, rotateDataKey } from './domain/data-keys.js';
+import { DATA_KEY_ACTIVATION_MS, DATA_KEY_RELOAD_MS, listDataKeys, rewrapDataKeys, rotateDataKey } from './domain/data-keys.js';
+import { KeyProviderError } from './domain/key-provider.js';
+import { PROVIDER_RECORD, type ProviderRecord, replaceRoot } from './domain/key-setup.js';
 import type { ProtectedCounts } from './store/store.js';
 import { createLogger } from './log.js';
+import { Secret } from './secret.js';
+import { KyselyStore } from './store/kysely-store.js';
 import { pino } from 'pino';
 import { VERSION } from './version.js';
 
@@ -247,32 +251,53 @@ keys
         due.push(
           `the active token signing key is ${Math.floor((now - active.activatedAt) / 86_400_000)} days old (over ${SIGNING_KEY_ROTATION_DAYS}): cvvops keys rotate`,
         );
+      const recorded = await d.store.meta.get(PROVIDER_RECORD);
+      const sealedCounts = await d.store.sealed.versionCounts();
+      const stored = await listDataKeys(d.store.meta);
+      const keks = d.keyProvider.versions().map((v) => v.version);
+      const newestKek = Math.max(...keks);
+      const underOld = stored.filter((e) => !e.retiredAt && e.kekVersion !== newestKek).length;
+      if (underOld > 0) due.push(`${underOld} data keys are under an older KEK: the running server re-wraps them (or cvvops keys rotate-master --rewrap-now)`);
       const status = {
         master: {
-          provider: 'local',
-          source: d.config.masterKey ? 'CVVOPS_MASTER_KEY' : `${d.config.dataDir}/master.key (development key)`,
+          provider: d.keyProvider.name,
+          source:
+            d.keyProvider.name === 'pkcs11'
+              ? 'the HSM (CVVOPS_PKCS11_*)'
+              : d.config.masterKey
+                ? 'CVVOPS_MASTER_KEY'
+                : `${d.config.dataDir}/master.key (development key)`,
           check: 'ok',
+          record: recorded ? (JSON.parse(recorded) as ProviderRecord) : null,
+          keks: keks.map((v) => ({
+            version: v,
+            state: v === newestKek ? 'wraps' : 'unwraps only',
+            dataKeys: stored.filter((e) => !e.retiredAt && e.kekVersion === v).length,
+          })),
         },
         purposes: KEY_PURPOSES.map((p) => {
           const [protects, count] = PROTECTS[p];
           const writing = d.keyring.writeVersion(p);
           const versions = d.keyring.versions(p).map((v) => ({
             version: v.version,
-            key: v.version === CURRENT_VERSION ? 'HKDF-SHA256 from the master key' : `random, wrapped by the ${d.keyProvider.name} KEK`,
+            key: d.keyring.derived(p) && v.version === CURRENT_VERSION ? 'HKDF-SHA256 from the master key' : `random, wrapped by the ${d.keyProvider.name} KEK`,
             state: v.version === writing ? 'writes' : v.activeFrom !== null && v.activeFrom > now ? `staged until ${isoTime(v.activeFrom)}` : 'reads only',
+            sealed: sealedCounts.find((c) => c.purpose === p && c.version === v.version)?.count ?? 0,
           }));
-          return { purpose: p, versions, protects, stored: count ? counts[count] : null };
+          const retired = stored.filter((e) => e.purpose === p && e.retiredAt).map((e) => e.version);
+          return { purpose: p, versions, retired, protects, stored: count ? counts[count] : null };
         }),
         signingKeys: signing,
         due,
       };
       print(opts.json, status, () =>
         [
-          `master key: ${status.master.source} (provider ${status.master.provider}), check ${status.master.check}`,
+          `root: ${status.master.source} (provider ${status.master.provider}), check ${status.master.check}`,
+          `KEKs: ${status.master.keks.map((k) => `v${k.version} (${k.state}, ${k.dataKeys} data keys)`).join(', ')}`,
           'purposes (versions):',
           ...status.purposes.map(
             (p) =>
-              `  ${p.purpose.padEnd(15)} ${p.versions.map((v) => `v${v.version} (${v.state})`).join(', ')}  ${p.protects}${p.stored === null ? '' : `: ${p.stored} stored`}`,
+              `  ${p.purpose.padEnd(15)} ${p.versions.map((v) => `v${v.version} (${v.state}${(ROTATABLE_PURPOSES as readonly string[]).includes(p.purpose) ? `, ${v.sealed} sealed` : ''})`).join(', ')}${p.retired.length ? `, retired ${p.retired.map((v) => `v${v}`).join(' ')}` : ''}  ${p.protects}${p.stored === null ? '' : `: ${p.stored} stored`}`,
           ),
           'token signing keys:',
           ...status.signingKeys.map((k) => `  ${k.kid}  ${k.alg}  ${k.state}  since ${k.activatedAt}${k.retiredAt ? `, retired ${k.retiredAt}` : ''}`),
@@ -315,6 +340,97 @@ keys
       const out = { purpose: e.purpose, version: e.version, activeFrom: isoTime(e.activeFrom) };
       print(opts.json, out, () => `${out.purpose} data key v${out.version}: new writes use it from ${out.activeFrom}\n`);
     });
+  });
+
+keys
+  .command('rotate-master')
+  .description(
+    "a new key-encryption key (KEK) inside the key provider (local: a random key kept wrapped under CVVOPS_MASTER_KEY; pkcs11: a new key object in the HSM): data keys are re-wrapped under it by the running server's background work, and the old KEK is retired once no data key is under it. No environment change, no restart",
+  )
+  .option('--rewrap-now', 're-wrap every data key now, in this command, instead of leaving it to the server')
+  .option('--json', 'print one JSON object')
+  .addHelpText('after', '\nExamples:\n  cvvops keys rotate-master\n  cvvops keys rotate-master --rewrap-now --json')
+  .action(async (opts: { rewrapNow?: boolean; json?: boolean }) => {
+    await withDeps(async (d) => {
+      const kekVersion = await d.keyProvider.rotate(d.clock.now());
+      d.log.warn({ audit: true, event: 'key.created', kind: 'kek', provider: d.keyProvider.name, kekVersion }, 'key-encryption key created');
+      let rewrapped = 0;
+      if (opts.rewrapNow) {
+        rewrapped = await rewrapDataKeys(d.store.meta, d.keyProvider, Number.MAX_SAFE_INTEGER);
+        if (rewrapped > 0)
+          d.log.warn(
+            { audit: true, event: 'key.rewrapped', provider: d.keyProvider.name, kekVersion, dataKeys: rewrapped },
+            'data keys re-wrapped under the newest KEK',
+          );
+      }
+      const left = (await listDataKeys(d.store.meta)).filter((e) => !e.retiredAt && e.kekVersion !== kekVersion).length;
+      const out = { provider: d.keyProvider.name, kekVersion, rewrapped, left };
+      print(
+        opts.json,
+        out,
+        () =>
+          `${out.provider} KEK v${kekVersion} created; new data keys are wrapped under it. ` +
+          (left === 0
+            ? 'Every data key is under it.\n'
+            : `${left} data keys are re-wrapped by the running server within a few minutes (cvvops keys status).\n`),
+      );
+    });
+  });
+
+keys
+  .command('replace-root')
+  .description(
+    'moves every key of this database under another root: a new CVVOPS_MASTER_KEY, or an HSM (CVVOPS_KEY_PROVIDER=pkcs11). The root in use now comes from CVVOPS_OLD_MASTER_KEY (or CVVOPS_OLD_KEY_PROVIDER=pkcs11 and CVVOPS_OLD_PKCS11_*); the new one from the usual settings. Then restart every instance with the new settings',
+  )
+  .option('--json', 'print one JSON object')
+  .addHelpText(
+    'after',
+    '\nExamples:\n  CVVOPS_OLD_MASTER_KEY=<old> CVVOPS_MASTER_KEY=<new> cvvops keys replace-root\n' +
+      '  CVVOPS_OLD_MASTER_KEY=<old> CVVOPS_KEY_PROVIDER=pkcs11 CVVOPS_PKCS11_LIBRARY=/usr/lib/softhsm/libsofthsm2.so CVVOPS_PKCS11_TOKEN_LABEL=cvvops CVVOPS_PKCS11_PIN_FILE=/run/secrets/pin cvvops keys replace-root',
+  )
+  .action(async (opts: { json?: boolean }) => {
+    let config;
+    const problems: string[] = [];
+    try {
+      loadEnvFile();
+      config = loadConfig(process.env);
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      problems.push(...e.problems);
+    }
+    const env = process.env;
+    const fromCfg = keyProviderConfig(env, problems, 'CVVOPS_OLD_');
+    const oldKey = (env.CVVOPS_OLD_MASTER_KEY ?? '').trim();
+    const oldMaster = Buffer.from(oldKey, 'base64');
+    if (fromCfg.name === 'local' && oldMaster.length !== 32)
+      problems.push('CVVOPS_OLD_MASTER_KEY (32 bytes, base64) names the master key the database is under now');
+    if (config?.keyProvider.name === 'local' && !config.masterKey) problems.push('CVVOPS_MASTER_KEY names the new master key');
+    if (problems.length || !config) {
+      process.stderr.write(`Invalid configuration:\n  - ${problems.join('\n  - ')}\n`);
+      process.exit(78);
+    }
+    const log = createLogger(process.env.LOG_LEVEL ?? 'warn', pino.destination(2));
+    const store = await KyselyStore.open(config.databaseUrl);
+    try {
+      await store.migrate();
+      const r = await replaceRoot(
+        store,
+        { cfg: fromCfg, master: fromCfg.name === 'local' ? new Secret(oldMaster) : null },
+        { cfg: config.keyProvider, master: config.masterKey },
+        Date.now,
+        log,
+      );
+      const out = { provider: r.provider, dataKeysMoved: r.dataKeys, firstVersionsStored: r.firstVersions };
+      print(
+        opts.json,
+        out,
+        () =>
+          `Every key is now under the ${r.provider.name} provider (${r.dataKeys} data keys re-wrapped, ${r.firstVersions.length} first versions stored). ` +
+          'Restart every instance with the new settings; the old root opens nothing new from now on.\n',
+      );
+    } finally {
+      await store.close();
+    }
   });
 
 program
@@ -363,5 +479,6 @@ Examples:
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`cvvops: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
+  // A wrong master key or a missing HSM object is a configuration fault (78, EX_CONFIG), as for the server.
+  process.exit(err instanceof KeyProviderError ? 78 : 1);
 });

@@ -1,7 +1,8 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { Secret } from './secret.js';
 
 import type { SigningAlg } from './types/shared.js';
+import type { KeyProviderConfig } from './domain/key-provider.js';
 
 export type { SigningAlg };
 
@@ -33,6 +34,37 @@ export interface Config {
   readonly sqliteSynchronous: 'FULL' | 'NORMAL';
   /** CVVOPS_RETENTION_DAYS: how long ended sessions, their 3DS transactions and charge records are kept. */
   readonly retentionDays: number;
+  /** CVVOPS_KEY_PROVIDER: where the key-encryption keys live (`local`: under the master key; `pkcs11`: in an HSM). */
+  readonly keyProvider: KeyProviderConfig;
+}
+
+export type { KeyProviderConfig };
+
+/** The key provider's settings (CVVOPS_KEY_PROVIDER and CVVOPS_PKCS11_*); `prefix` reads another set (CVVOPS_OLD_…). */
+export function keyProviderConfig(env: NodeJS.ProcessEnv, problems: string[], prefix = 'CVVOPS_'): KeyProviderConfig {
+  const name = (env[`${prefix}KEY_PROVIDER`] ?? '').trim() || 'local';
+  if (name === 'local') return { name };
+  if (name !== 'pkcs11') {
+    problems.push(`${prefix}KEY_PROVIDER must be local or pkcs11 (got "${name}")`);
+    return { name: 'local' };
+  }
+  const get = (k: string) => (env[`${prefix}PKCS11_${k}`] ?? '').trim();
+  const library = get('LIBRARY');
+  const tokenLabel = get('TOKEN_LABEL');
+  let pin = get('PIN');
+  const pinFile = get('PIN_FILE');
+  if (!pin && pinFile) {
+    try {
+      pin = readFileSync(pinFile, 'utf8').trim();
+    } catch {
+      problems.push(`${prefix}PKCS11_PIN_FILE names ${pinFile}, which cannot be read`);
+    }
+  }
+  if (!library) problems.push(`${prefix}PKCS11_LIBRARY is required with ${prefix}KEY_PROVIDER=pkcs11 (the PKCS#11 module's path)`);
+  else if (!existsSync(library)) problems.push(`${prefix}PKCS11_LIBRARY names ${library}, which does not exist`);
+  if (!tokenLabel) problems.push(`${prefix}PKCS11_TOKEN_LABEL is required with ${prefix}KEY_PROVIDER=pkcs11`);
+  if (!pin && !pinFile) problems.push(`${prefix}PKCS11_PIN or ${prefix}PKCS11_PIN_FILE is required with ${prefix}KEY_PROVIDER=pkcs11`);
+  return { name, library, tokenLabel, pin: new Secret(pin), keyLabel: get('KEY_LABEL') || 'cvvops-kek' };
 }
 
 export class ConfigError extends Error {
@@ -117,14 +149,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   if (env.CVVOPS_DATA_DIR) dataDir = env.CVVOPS_DATA_DIR;
 
+  const keyProvider = keyProviderConfig(env, problems);
   let masterKey: Secret<Buffer> | null = null;
   if (env.CVVOPS_MASTER_KEY !== undefined && env.CVVOPS_MASTER_KEY !== '') {
     const raw = env.CVVOPS_MASTER_KEY.trim();
     const buf = /^[A-Za-z0-9+/_-]+={0,2}$/.test(raw) ? Buffer.from(raw, 'base64') : Buffer.alloc(0);
     if (buf.length !== 32) problems.push('CVVOPS_MASTER_KEY must be exactly 32 bytes, base64-encoded');
     else masterKey = new Secret(buf);
-  } else if (production) {
-    problems.push('CVVOPS_MASTER_KEY is required with NODE_ENV=production (32 bytes, base64)');
+  } else if (production && keyProvider.name === 'local') {
+    problems.push('CVVOPS_MASTER_KEY is required with NODE_ENV=production (32 bytes, base64), unless CVVOPS_KEY_PROVIDER=pkcs11');
   }
 
   const demo = onOff('CVVOPS_DEMO', env.CVVOPS_DEMO, !production, problems);
@@ -204,5 +237,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     signingAlg,
     sqliteSynchronous: sync,
     retentionDays,
+    keyProvider,
   });
 }

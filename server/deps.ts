@@ -5,11 +5,12 @@ import type { Config } from './config.js';
 import { CardService } from './domain/cards.js';
 import { type Clock, systemClock, type Timer } from './domain/clock.js';
 import { IdempotencyService } from './domain/idempotency.js';
-import { Keyring } from './domain/keyring.js';
+import type { Keyring } from './domain/keyring.js';
 import { DATA_KEY_RELOAD_MS, loadDataKeys } from './domain/data-keys.js';
-import { type KeyProvider, LocalKeyProvider } from './domain/key-provider.js';
+import type { KeyProvider } from './domain/key-provider.js';
+import { KeyMaintenance } from './domain/key-maintenance.js';
+import { openKeys } from './domain/key-setup.js';
 import { MerchantService, processorAad } from './domain/merchants.js';
-import { checkMasterKey } from './domain/key-check.js';
 import { OriginRegistry } from './domain/origins.js';
 import { RateLimits } from './domain/rate-limits.js';
 import { SessionService } from './domain/sessions.js';
@@ -39,8 +40,10 @@ export interface Deps {
   clock: Clock;
   store: Store;
   keyring: Keyring;
-  /** Where the key-encryption key lives (`local`: derived from the master key). */
+  /** Where the key-encryption keys live (`local`: under the master key; `pkcs11`: an HSM). */
   keyProvider: KeyProvider;
+  /** The work a key rotation leaves (re-sealing, re-wrapping, retiring), run in slices by the sweeper. */
+  keyMaintenance: KeyMaintenance;
   tokens: TokenService;
   merchants: MerchantService;
   cards: CardService;
@@ -99,12 +102,12 @@ export async function createDeps(
   const clock = opts.clock ?? systemClock;
   const store = opts.store ?? (await KyselyStore.open(config.databaseUrl, { synchronous: config.sqliteSynchronous, now: () => clock.now() }));
   await store.migrate();
-  const master = opts.masterKey ?? resolveMasterKey(config, log);
-  const keyring = new Keyring(master, { now: () => clock.now() });
-  const keyProvider = new LocalKeyProvider(master);
+  let keyring: Keyring;
+  let keyProvider: KeyProvider;
   try {
-    await checkMasterKey(store, keyring, log);
-    await loadDataKeys(store.meta, keyring, keyProvider);
+    // With an HSM the master key is not used (nor generated).
+    const master = config.keyProvider.name === 'local' ? (opts.masterKey ?? resolveMasterKey(config, log)) : null;
+    ({ keyring, provider: keyProvider } = await openKeys(store, config.keyProvider, master, () => clock.now(), log));
   } catch (e) {
     await store.close();
     throw e;
@@ -169,6 +172,7 @@ export async function createDeps(
   const operations = new OperationService(sessions, vault, threeDS, keyring, clock);
   const proxy = new ProxyService(store, cards, vault, clock, { allowPrivateTargets: config.allowPrivateTargets, log });
   const forms = new FormService(store, clock, { publicBaseUrl: config.publicBaseUrl, log });
+  const keyMaintenance = new KeyMaintenance(store, keyring, keyProvider, cards, clock, log);
   return {
     config,
     log,
@@ -176,6 +180,7 @@ export async function createDeps(
     store,
     keyring,
     keyProvider,
+    keyMaintenance,
     tokens,
     merchants,
     cards,
@@ -197,6 +202,7 @@ export async function createDeps(
       origins.stop();
       webhooks.stop();
       await store.close();
+      await keyProvider.close();
     },
   };
 }

@@ -3,7 +3,7 @@ import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, loadEnvFile } from './config.js';
-import { MasterKeyMismatch } from './domain/key-check.js';
+import { KeyProviderError } from './domain/key-provider.js';
 import { Sweeper } from './domain/sweeper.js';
 import { createDeps } from './deps.js';
 import { createLogger } from './log.js';
@@ -44,7 +44,7 @@ async function main(): Promise<void> {
     // Background work runs once per server (in the primary with several workers).
     const sweeper = new Sweeper(deps.store, deps.tokens, deps.clock, log, deps.webhooks, deps.charges, {
       retentionDays: config.retentionDays,
-      reencrypt: (limit) => deps.cards.reencrypt(limit),
+      keys: (limit) => deps.keyMaintenance.slice(limit),
     });
     sweeper.start();
     deps.webhooks.start();
@@ -132,6 +132,6 @@ async function assertPortFree(port: number, host: string): Promise<void> {
 
 main().catch((err) => {
   process.stderr.write(`cvvops failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
-  // A wrong master key is a configuration fault, like a bad variable (78, EX_CONFIG).
-  process.exit(err instanceof MasterKeyMismatch ? 78 : 1);
+  // A wrong master key or a missing HSM object is a configuration fault, like a bad variable (78, EX_CONFIG).
+  process.exit(err instanceof KeyProviderError ? 78 : 1);
 });

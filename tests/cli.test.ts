@@ -208,12 +208,14 @@ describe('cvvops CLI', () => {
     const r = await cli(['keys', 'status', '--json'], w.env);
     assert.equal(r.code, 0, r.stderr);
     const s = JSON.parse(r.stdout) as {
-      master: { source: string; check: string };
+      master: { provider: string; source: string; check: string; record: { name: string; rootId: string }; keks: Array<{ version: number; state: string }> };
       purposes: Array<{ purpose: string; versions: number[]; stored: number | null }>;
       signingKeys: Array<{ kid: string; state: string }>;
       due: string[];
     };
-    assert.deepEqual(s.master, { provider: 'local', source: 'CVVOPS_MASTER_KEY', check: 'ok' });
+    assert.deepEqual([s.master.provider, s.master.source, s.master.check, s.master.record.name], ['local', 'CVVOPS_MASTER_KEY', 'ok', 'local']);
+    assert.match(s.master.record.rootId, /^[0-9a-f]{16}$/, "the root key's public id");
+    assert.deepEqual(s.master.keks, [{ version: 1, state: 'wraps', dataKeys: 0 }]);
     const by = new Map(s.purposes.map((p) => [p.purpose, p]));
     for (const p of ['cvv', 'card', 'signing-key', 'webhook-secret', 'settings', 'api-key']) assert.ok(by.has(p), p);
     assert.equal(by.get('api-key')!.stored, 2, 'the new merchant has a test and a live key');
@@ -224,7 +226,9 @@ describe('cvvops CLI', () => {
     assert.ok(!r.stdout.includes(w.env.CVVOPS_MASTER_KEY!), 'never the master key');
     assert.doesNotMatch(r.stdout, /sk_(test|live)_|"d":/, 'never an API key or a private key');
     const text = await cli(['keys', 'status'], w.env);
-    assert.match(text.stdout, /^master key: CVVOPS_MASTER_KEY \(provider local\), check ok$/m);
+    assert.match(text.stdout, /^root: CVVOPS_MASTER_KEY \(provider local\), check ok$/m);
+    assert.match(text.stdout, /^KEKs: v1 \(wraps, 0 data keys\)$/m);
+    assert.match(text.stdout, /^ {2}signing-key +v1 \(writes, 1 sealed\) /m);
     assert.match(text.stdout, /^ {2}api-key +v1 \(writes\) +API key digests \(an HMAC key\): 2 stored$/m);
     assert.match(text.stdout, /^due: nothing$/m);
     // The active signing key 100 days old: its rotation is due.

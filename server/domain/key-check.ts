@@ -1,9 +1,10 @@
 import type { Logger } from '../log.js';
 import type { MetaStore, SigningKeyStore } from '../store/store.js';
 import type { Keyring } from './keyring.js';
+import { KeyProviderError } from './key-provider.js';
 
 /** The master key does not open what this database holds: the server must not start with it. */
-export class MasterKeyMismatch extends Error {
+export class MasterKeyMismatch extends KeyProviderError {
   constructor() {
     super(
       'CVVOPS_MASTER_KEY is not the key this database was created with: it cannot open what the database holds ' +

@@ -27,15 +27,21 @@ export type KeyPurpose = (typeof KEY_PURPOSES)[number];
 export const ROTATABLE_PURPOSES = ['cvv', 'card', 'signing-key', 'webhook-secret', 'replay', 'idempotency', 'settings', 'cavv'] as const;
 export type RotatablePurpose = (typeof ROTATABLE_PURPOSES)[number];
 
-/** A data key of version 2 or later: random, wrapped by the provider's KEK, used for new writes from `activeFrom`. */
+/**
+ * A stored data key: random, wrapped by a KEK of the key provider. Version 1 of a purpose is derived from the
+ * master key (local provider) unless a stored entry replaces it (a database moved to another root, or started
+ * on an HSM); later versions are always stored. A retired entry keeps its slot, with the key erased.
+ */
 export interface DataKeyEntry {
-  purpose: RotatablePurpose;
+  purpose: KeyPurpose;
   version: number;
   kekVersion: number;
-  /** base64 */
+  /** base64; '' once retired */
   wrapped: string;
   createdAt: number;
   activeFrom: number;
+  /** When nothing sealed with it was left and it was erased. */
+  retiredAt?: number | null;
 }
 
 /** What a wrapped data key is bound to: its purpose and version. */
@@ -46,22 +52,28 @@ import type { Sealed } from '../types/shared.js';
 
 export type { Sealed };
 
-/** The version every purpose's key has today: derived from the master key (rotation of data keys is not built yet). */
+/** The first version of every purpose's key: derived from the master key (local provider) or stored wrapped. */
 export const CURRENT_VERSION = 1;
 
 /**
- * The server's symmetric keys, all derived from the master key with
- * HKDF-SHA256 and a distinct label, so a CVV key never decrypts a card
- * number and vice versa. Encryption binds each ciphertext to its row with
- * additional authenticated data (merchant id + record id).
+ * The server's symmetric keys, one per purpose and version, so a CVV key never decrypts a card number and vice
+ * versa. Version 1 of each purpose is derived from the master key with HKDF-SHA256 and a distinct label (local
+ * provider), unless a stored data key takes its place; later versions are data keys, unwrapped by the key
+ * provider (`data-keys.ts`). Encryption binds each ciphertext to its row with additional authenticated data
+ * (merchant id + record id).
  */
 export class Keyring {
   readonly #keys = new Map<string, Buffer>();
+  /** The slots filled from stored data keys (not derived), and those retired. */
+  readonly #stored = new Set<string>();
+  readonly #retired = new Set<string>();
   /** Per purpose, its data keys beyond version 1 and when each becomes the one new writes use. */
   readonly #schedule = new Map<KeyPurpose, Array<{ version: number; activeFrom: number }>>();
   readonly #now: () => number;
-  constructor(master: Secret<Buffer>, opts: { now?: () => number } = {}) {
+  /** `master` null: no key is derived (an HSM holds the root); every version comes from a stored data key. */
+  constructor(master: Secret<Buffer> | null, opts: { now?: () => number } = {}) {
     this.#now = opts.now ?? Date.now;
+    if (master === null) return;
     const m = master.expose();
     if (m.length !== 32) throw new Error('master key must be 32 bytes');
     for (const p of KEY_PURPOSES) {
@@ -69,27 +81,48 @@ export class Keyring {
     }
   }
 
+  /** True if `e` is news to this keyring: a key to load, or a retirement to apply. */
+  needs(e: DataKeyEntry): boolean {
+    const slot = `${e.purpose}:${e.version}`;
+    if (!(KEY_PURPOSES as readonly string[]).includes(e.purpose) || !Number.isInteger(e.version) || e.version < 1) return false;
+    return e.retiredAt ? !this.#retired.has(slot) : !this.#stored.has(slot) && !this.#retired.has(slot);
+  }
+
   /**
-   * Takes the data keys stored (unwrapped by the provider): every version opens what it sealed at once, and a
-   * version becomes the one new writes use from its `activeFrom`, so every instance has loaded it before any
-   * instance writes with it. Loading again adds what is new; a key that does not unwrap throws.
+   * Takes a stored data key, unwrapped: it opens what it sealed at once, and becomes the one new writes use from
+   * its `activeFrom`, so every instance has loaded it before any instance writes with it. A stored version 1
+   * replaces the derived one.
    */
-  loadDataKeys(entries: DataKeyEntry[], unwrap: (e: DataKeyEntry) => Buffer): number {
-    let added = 0;
-    for (const e of entries) {
-      if (!(ROTATABLE_PURPOSES as readonly string[]).includes(e.purpose) || !Number.isInteger(e.version) || e.version < 2) continue;
-      const slot = `${e.purpose}:${e.version}`;
-      if (this.#keys.has(slot)) continue;
-      const dek = unwrap(e);
-      if (dek.length !== 32) throw new Error(`the ${e.purpose} data key v${e.version} is not 32 bytes`);
-      this.#keys.set(slot, dek);
-      const list = this.#schedule.get(e.purpose) ?? [];
+  addDataKey(e: DataKeyEntry, dek: Buffer): void {
+    if (dek.length !== 32) throw new Error(`the ${e.purpose} data key v${e.version} is not 32 bytes`);
+    const slot = `${e.purpose}:${e.version}`;
+    this.#keys.get(slot)?.fill(0);
+    this.#keys.set(slot, dek);
+    this.#stored.add(slot);
+    if (e.version > CURRENT_VERSION) {
+      const list = (this.#schedule.get(e.purpose) ?? []).filter((s) => s.version !== e.version);
       list.push({ version: e.version, activeFrom: e.activeFrom });
       list.sort((a, b) => a.version - b.version);
       this.#schedule.set(e.purpose, list);
-      added++;
     }
-    return added;
+  }
+
+  /** Erases a retired version: what it sealed no longer opens here (nothing should be left). */
+  retire(purpose: KeyPurpose, version: number): void {
+    const slot = `${purpose}:${version}`;
+    this.#keys.get(slot)?.fill(0);
+    this.#keys.delete(slot);
+    this.#retired.add(slot);
+    this.#schedule.set(
+      purpose,
+      (this.#schedule.get(purpose) ?? []).filter((s) => s.version !== version),
+    );
+  }
+
+  /** True if version 1 of `purpose` is derived from the master key here (no stored data key replaces it). */
+  derived(purpose: KeyPurpose): boolean {
+    const slot = `${purpose}:${CURRENT_VERSION}`;
+    return this.#keys.has(slot) && !this.#stored.has(slot);
   }
 
   /** The version new writes of `purpose` use now: the newest loaded one whose time has come, else 1. */
@@ -100,9 +133,18 @@ export class Keyring {
     return v;
   }
 
-  /** The versions this keyring holds for `purpose` (1, derived from the master key, and the loaded data keys). */
+  /** The versions this keyring holds for `purpose` (1, unless retired, and the loaded data keys). */
   versions(purpose: KeyPurpose): Array<{ version: number; activeFrom: number | null }> {
-    return [{ version: CURRENT_VERSION, activeFrom: null }, ...(this.#schedule.get(purpose) ?? [])];
+    const first = this.#keys.has(`${purpose}:${CURRENT_VERSION}`) ? [{ version: CURRENT_VERSION, activeFrom: null }] : [];
+    return [...first, ...(this.#schedule.get(purpose) ?? [])];
+  }
+
+  /**
+   * The key of a slot, for the one caller that must move it under another root (`cvvops keys replace-root`):
+   * it is wrapped at once and never kept.
+   */
+  exportForWrap(purpose: KeyPurpose, version: number): Buffer {
+    return Buffer.from(this.#key(purpose, version));
   }
 
   #key(purpose: KeyPurpose, version: number): Buffer {

@@ -65,8 +65,8 @@ export class Sweeper {
     private readonly opts: {
       retentionDays: number;
       holder?: string;
-      /** Re-encryption after a key rotation, a slice at a time (CardService.reencrypt): done with the retention pass. */
-      reencrypt?: (limit: number) => Promise<number>;
+      /** The work a key rotation leaves, a slice at a time (KeyMaintenance.slice): done with the retention pass. */
+      keys?: (limit: number) => Promise<number>;
     } = { retentionDays: 90 },
   ) {
     this.#holder = opts.holder ?? randomUUID();
@@ -173,16 +173,12 @@ export class Sweeper {
       cvvStatus += n;
       await slice.pace();
     }
-    // Cards sealed with an older card key, re-sealed with the one new writes use (after `cvvops keys rotate-data`).
-    let reencrypted = 0;
-    if (this.opts.reencrypt)
-      for (n = RETENTION_BATCH; n === RETENTION_BATCH && more();) {
-        n = await this.opts.reencrypt(RETENTION_BATCH);
-        reencrypted += n;
+    // What a key rotation leaves: values re-sealed, data keys re-wrapped, unused versions retired (it audits each step).
+    if (this.opts.keys)
+      for (n = RETENTION_BATCH; n > 0 && more();) {
+        n = await this.opts.keys(RETENTION_BATCH);
         await slice.pace();
       }
-    if (reencrypted > 0)
-      this.log.info({ audit: true, event: 'key.reencrypted', purpose: 'card', records: reencrypted }, 'cards re-encrypted with the current key');
     if (outbox + events + sessions + cvvStatus > 0)
       this.log.info(
         { audit: true, event: 'retention.swept', outbox, events, sessions, cvvStatus, retentionDays: this.opts.retentionDays },

@@ -8,6 +8,7 @@ import { KyselyFormStore } from './kysely/forms.js';
 import { KyselyIdempotencyStore } from './kysely/idempotency.js';
 import { KyselyMerchantStore } from './kysely/merchants.js';
 import { KyselyMetaStore } from './kysely/meta.js';
+import { KyselySealedStore } from './kysely/sealed.js';
 import { KyselySessionStore } from './kysely/sessions.js';
 import { KyselySigningKeyStore } from './kysely/signing-keys.js';
 import { KyselyWebhookStore } from './kysely/webhooks.js';
@@ -32,6 +33,7 @@ export class KyselyStore implements Store {
   readonly webhooks: KyselyWebhookStore;
   readonly forms: KyselyFormStore;
   readonly idempotency: KyselyIdempotencyStore;
+  readonly sealed: KyselySealedStore;
 
   readonly #e: KyselyEngine;
 
@@ -47,6 +49,7 @@ export class KyselyStore implements Store {
     this.webhooks = new KyselyWebhookStore(e);
     this.forms = new KyselyFormStore(e);
     this.idempotency = new KyselyIdempotencyStore(e);
+    this.sealed = new KyselySealedStore(e);
   }
 
   static async open(url: string, opts: KyselyStoreOptions = {}): Promise<KyselyStore> {

@@ -3,6 +3,7 @@ import { MemoryCardStore, MemoryCvcStore } from './memory/cards.js';
 import { MemoryChargeStore } from './memory/charges.js';
 import { MemoryFormStore, MemoryIdempotencyStore } from './memory/forms.js';
 import { MemoryMerchantStore, MemoryMetaStore, MemorySigningKeyStore } from './memory/merchants.js';
+import { MemorySealedStore } from './memory/sealed.js';
 import { MemorySessionStore } from './memory/sessions.js';
 import { Tables } from './memory/tables.js';
 import { MemoryWebhookStore } from './memory/webhooks.js';
@@ -28,6 +29,7 @@ export class MemoryStore implements Store {
   readonly webhooks = new MemoryWebhookStore(this.#t);
   readonly forms = new MemoryFormStore(this.#t);
   readonly idempotency = new MemoryIdempotencyStore(this.#t);
+  readonly sealed = new MemorySealedStore(this.#t);
 
   async migrate(): Promise<void> {}
   async ping(): Promise<void> {}

@@ -331,6 +331,35 @@ export interface Store {
   readonly webhooks: WebhookStore;
   readonly forms: FormStore;
   readonly idempotency: IdempotencyStore;
+  readonly sealed: SealedStore;
+}
+
+/** The long-lived sealed values besides cards, re-sealed after their purpose's key rotates. */
+export type LongLivedKind = 'signing-key' | 'webhook-secret' | 'settings';
+
+/** One long-lived sealed value: `ref` names its row (a kid, an endpoint id, `merchantId|mode`). */
+export interface SealedItem {
+  kind: LongLivedKind;
+  ref: string;
+  /** What binds it (AAD): the merchant, the mode, the row. */
+  merchantId: string | null;
+  mode: Mode | null;
+  /** For settings: the scope the processor configuration was sealed with. */
+  scope: string | null;
+  sealed: Sealed;
+}
+
+/**
+ * What each key version seals, for re-sealing after a rotation and for retiring a version once nothing is
+ * left under it (`cvvops keys`).
+ */
+export interface SealedStore {
+  /** How many stored values each purpose's key versions seal (versions with none are left out). */
+  versionCounts(): Promise<Array<{ purpose: string; version: number; count: number }>>;
+  /** Up to `limit` long-lived values of `kind` sealed with a key version below `version`. */
+  listBelow(kind: LongLivedKind, version: number, limit: number): Promise<SealedItem[]>;
+  /** Replaces a value with the same value sealed anew, only if it still holds `item.sealed`: false, and nothing written, otherwise. */
+  reseal(item: SealedItem, next: Sealed): Promise<boolean>;
 }
 
 /** Instance-wide bookkeeping: named values and leases (one instance of a cluster does a job). */
@@ -345,6 +374,8 @@ export interface MetaStore {
   takeLease(name: string, holder: string, now: number, until: number): Promise<boolean>;
   /** The entries whose name starts with `prefix`, by name. */
   list(prefix: string): Promise<Array<{ name: string; value: string }>>;
+  /** Replaces `name` only if it still holds `expected`: false, and nothing written, otherwise. */
+  replace(name: string, expected: string, value: string): Promise<boolean>;
   /** How many stored values each kind of key protects (`cvvops keys status`). */
   protectedCounts(): Promise<ProtectedCounts>;
 }

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { DATA_KEY_ACTIVATION_MS, listDataKeys, loadDataKeys, rotateDataKey } from '../../server/domain/data-keys.js';
 import { LocalKeyProvider } from '../../server/domain/key-provider.js';
-import { Keyring } from '../../server/domain/keyring.js';
+import { dataKeyAad, Keyring } from '../../server/domain/keyring.js';
 import { Secret } from '../../server/secret.js';
 import { Sweeper } from '../../server/domain/sweeper.js';
 import { type World, world } from './world.js';
@@ -61,7 +61,7 @@ describe('domain: data keys (envelope encryption, local provider)', () => {
     const sweeper = new Sweeper(w.deps.store, w.deps.tokens, w.clock, w.deps.log, w.deps.webhooks, w.deps.charges, {
       retentionDays: 90,
       holder: 'reencrypt-test',
-      reencrypt: (limit) => w.deps.cards.reencrypt(limit),
+      keys: (limit) => w.deps.keyMaintenance.slice(limit),
     });
     await sweeper.tick();
     assert.deepEqual(await w.store.cards.listSealedBelow(2, 1000), [], 'none left on version 1');
@@ -86,10 +86,10 @@ describe('domain: data keys (envelope encryption, local provider)', () => {
     const master = (w.deps.config.masterKey as Secret<Buffer>).expose();
     const other = new Keyring(new Secret(master), { now: () => w.clock.now() });
     assert.throws(() => other.open('settings', sealed, 'aad'));
-    await loadDataKeys(w.store.meta, other, new LocalKeyProvider(new Secret(master)));
+    await loadDataKeys(w.store.meta, other, new LocalKeyProvider(new Secret(master), w.store.meta));
     assert.equal(other.open('settings', sealed, 'aad').toString('utf8'), 'processor config');
     const wrong = new Keyring(new Secret(randomBytes(32)));
-    await assert.rejects(loadDataKeys(w.store.meta, wrong, new LocalKeyProvider(new Secret(randomBytes(32)))), 'another KEK does not unwrap it');
+    await assert.rejects(loadDataKeys(w.store.meta, wrong, new LocalKeyProvider(new Secret(randomBytes(32)), w.store.meta)), 'another KEK does not unwrap it');
   });
 
   it('two rotations at once get two versions; the stored keys are wrapped (never the key itself); a data key moved to another slot does not unwrap', async () => {
@@ -106,9 +106,8 @@ describe('domain: data keys (envelope encryption, local provider)', () => {
     for (const x of stored) assert.equal(Buffer.from(x.wrapped, 'base64').length, 60, 'IV, the wrapped 32 bytes, tag');
     // The version-2 key presented as the cvv purpose's: its wrapping is bound to (cavv, 2).
     const moved = { ...stored[0]!, purpose: 'cvv' as const, version: 9 };
-    const k = new Keyring(new Secret(randomBytes(32)));
-    assert.throws(() =>
-      k.loadDataKeys([moved], (e) => w.deps.keyProvider.unwrap(e.kekVersion, Buffer.from(e.wrapped, 'base64'), `cvvops/dek/${e.purpose}/v${e.version}`)),
-    );
+    await assert.rejects(w.deps.keyProvider.unwrap(moved.kekVersion, Buffer.from(moved.wrapped, 'base64'), dataKeyAad(moved.purpose, moved.version)));
+    const right = await w.deps.keyProvider.unwrap(stored[0]!.kekVersion, Buffer.from(stored[0]!.wrapped, 'base64'), dataKeyAad('cavv', 2));
+    assert.equal(right.length, 32, 'in its own slot it unwraps');
   });
 });

@@ -6,7 +6,7 @@ import type { MerchantContext } from '../../server/domain/merchants.js';
 import type { CreateSessionInput, OperationResponse } from '../../server/domain/sessions.js';
 import { Sweeper } from '../../server/domain/sweeper.js';
 import type { SessionClaims } from '../../server/domain/tokens.js';
-import { createLogger } from '../../server/log.js';
+import { createLogger, type Logger } from '../../server/log.js';
 import { Secret } from '../../server/secret.js';
 import { MemoryStore } from '../../server/store/memory-store.js';
 
@@ -42,18 +42,25 @@ export interface World {
   close(): Promise<void>;
 }
 
-export async function world(): Promise<World> {
-  const store = new MemoryStore();
-  const clock = new ManualClock(T0);
-  const masterKey = randomBytes(32);
+/**
+ * `store`: another world's (a restart, or another instance); `masterKey` null: none (an HSM, named by `env`);
+ * `env`: more settings; `log`: where the logs go (silent unless given).
+ */
+export async function world(
+  opts: { store?: MemoryStore; clock?: ManualClock; masterKey?: Buffer | null; env?: Record<string, string>; log?: Logger } = {},
+): Promise<World> {
+  const store = opts.store ?? new MemoryStore();
+  const clock = opts.clock ?? new ManualClock(T0);
+  const masterKey = opts.masterKey === undefined ? randomBytes(32) : opts.masterKey;
   const config = loadConfig({
     DATABASE_URL: 'sqlite::memory:',
     PUBLIC_BASE_URL: 'http://cvv.test',
-    CVVOPS_MASTER_KEY: masterKey.toString('base64'),
+    ...(masterKey ? { CVVOPS_MASTER_KEY: masterKey.toString('base64') } : {}),
     CVVOPS_RATE_LIMIT: 'off',
+    ...opts.env,
   });
-  const log = createLogger('silent');
-  const deps = await createDeps(config, log, { clock, store, masterKey: new Secret(masterKey) });
+  const log = opts.log ?? createLogger('silent');
+  const deps = await createDeps(config, log, { clock, store, ...(masterKey ? { masterKey: new Secret(masterKey) } : {}) });
   const created = await deps.merchants.create({ name: 'Shop', origins: [ORIGIN] });
   const m = await deps.merchants.authenticate(created.testKey);
   const live = await deps.merchants.authenticate(created.liveKey);

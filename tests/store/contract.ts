@@ -245,6 +245,45 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         for (const v of Object.values(after)) assert.ok(Number.isInteger(v) && v >= 0);
       });
 
+      it('meta.replace swaps a value only if it still holds the expected one', async () => {
+        const n = uid('cas');
+        assert.equal(await store.meta.replace(n, 'x', 'y'), false, 'no such name');
+        await store.meta.putIfAbsent(n, 'a');
+        assert.equal(await store.meta.replace(n, 'b', 'c'), false, 'another value');
+        assert.equal(await store.meta.get(n), 'a');
+        assert.equal(await store.meta.replace(n, 'a', 'b'), true);
+        assert.equal(await store.meta.get(n), 'b');
+      });
+
+      it('sealed: versionCounts by purpose and key version; listBelow and reseal of a webhook secret, only if unchanged', async () => {
+        const before = await store.sealed.versionCounts();
+        const count = (cs: typeof before, p: string, v: number) => cs.find((c) => c.purpose === p && c.version === v)?.count ?? 0;
+        const id = uid('whe');
+        await store.webhooks.insertEndpoint({
+          id,
+          merchantId: mA.id,
+          mode: 'test',
+          url: 'https://hooks.example/s',
+          events: ['charge.succeeded'],
+          secretSealed: sealed(1),
+          createdAt: T0,
+        });
+        await store.cards.insert(cardRec(mA.id));
+        const mid = await store.sealed.versionCounts();
+        assert.equal(count(mid, 'webhook-secret', 1), count(before, 'webhook-secret', 1) + 1);
+        assert.ok(count(mid, 'card', 1) >= count(before, 'card', 1) + 1);
+        const item = (await store.sealed.listBelow('webhook-secret', 2, 10_000)).find((i) => i.ref === id)!;
+        assert.equal(item.merchantId, mA.id);
+        assert.equal(item.sealed.keyVersion, 1);
+        const next = { keyVersion: 2, blob: Buffer.from('resealed-blob-of-28-bytes-or-more') };
+        assert.equal(await store.sealed.reseal(item, next), true);
+        assert.equal(await store.sealed.reseal(item, next), false, 'changed meanwhile: not written');
+        assert.deepEqual((await store.webhooks.getEndpoint(id))!.secretSealed, next);
+        const after = await store.sealed.versionCounts();
+        assert.equal(count(after, 'webhook-secret', 2), count(before, 'webhook-secret', 2) + 1);
+        assert.ok(!(await store.sealed.listBelow('webhook-secret', 2, 10_000)).some((i) => i.ref === id));
+      });
+
       it('meta.list(prefix): exactly the names that start with it (no wildcard: _ and % are characters), by name', async () => {
         const p = `${uid('pre')}_x%/`;
         await store.meta.putIfAbsent(`${p}b`, '2');

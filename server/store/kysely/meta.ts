@@ -20,6 +20,11 @@ export class KyselyMetaStore implements MetaStore {
     return (await this.get(name)) ?? value;
   }
 
+  async replace(name: string, expected: string, value: string): Promise<boolean> {
+    const r = await this.e.db.updateTable('meta').set({ value }).where('name', '=', name).where('value', '=', expected).executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
   async list(prefix: string): Promise<Array<{ name: string; value: string }>> {
     // An exact comparison of the name's start: not LIKE (`_` is a wildcard there), not a range (collations may order `/` and `_` apart).
     const rows = await this.e.db

@@ -20,6 +20,12 @@ export class MemoryMetaStore implements MetaStore {
     return true;
   }
 
+  async replace(name: string, expected: string, value: string): Promise<boolean> {
+    if (this.t.meta.get(name) !== expected) return false;
+    this.t.meta.set(name, value);
+    return true;
+  }
+
   async list(prefix: string): Promise<Array<{ name: string; value: string }>> {
     return [...this.t.meta]
       .filter(([name]) => name.startsWith(prefix))
