@@ -40,31 +40,42 @@ export interface Config {
 
 export type { KeyProviderConfig };
 
+/** The key provider's variables; `keys replace-root` reads the root in use now from the same names with CVVOPS_OLD_. */
+const KEY_VARS = {
+  provider: 'CVVOPS_KEY_PROVIDER',
+  library: 'CVVOPS_PKCS11_LIBRARY',
+  token: 'CVVOPS_PKCS11_TOKEN_LABEL',
+  pin: 'CVVOPS_PKCS11_PIN',
+  pinFile: 'CVVOPS_PKCS11_PIN_FILE',
+  keyLabel: 'CVVOPS_PKCS11_KEY_LABEL',
+} as const;
+
 /** The key provider's settings (CVVOPS_KEY_PROVIDER and CVVOPS_PKCS11_*); `prefix` reads another set (CVVOPS_OLD_…). */
 export function keyProviderConfig(env: NodeJS.ProcessEnv, problems: string[], prefix = 'CVVOPS_'): KeyProviderConfig {
-  const name = (env[`${prefix}KEY_PROVIDER`] ?? '').trim() || 'local';
+  const v = (k: keyof typeof KEY_VARS) => KEY_VARS[k].replace(/^CVVOPS_/, prefix);
+  const get = (k: keyof typeof KEY_VARS) => (env[v(k)] ?? '').trim();
+  const name = get('provider') || 'local';
   if (name === 'local') return { name };
   if (name !== 'pkcs11') {
-    problems.push(`${prefix}KEY_PROVIDER must be local or pkcs11 (got "${name}")`);
+    problems.push(`${v('provider')} must be local or pkcs11 (got "${name}")`);
     return { name: 'local' };
   }
-  const get = (k: string) => (env[`${prefix}PKCS11_${k}`] ?? '').trim();
-  const library = get('LIBRARY');
-  const tokenLabel = get('TOKEN_LABEL');
-  let pin = get('PIN');
-  const pinFile = get('PIN_FILE');
+  const library = get('library');
+  const tokenLabel = get('token');
+  let pin = get('pin');
+  const pinFile = get('pinFile');
   if (!pin && pinFile) {
     try {
       pin = readFileSync(pinFile, 'utf8').trim();
     } catch {
-      problems.push(`${prefix}PKCS11_PIN_FILE names ${pinFile}, which cannot be read`);
+      problems.push(`${v('pinFile')} names ${pinFile}, which cannot be read`);
     }
   }
-  if (!library) problems.push(`${prefix}PKCS11_LIBRARY is required with ${prefix}KEY_PROVIDER=pkcs11 (the PKCS#11 module's path)`);
-  else if (!existsSync(library)) problems.push(`${prefix}PKCS11_LIBRARY names ${library}, which does not exist`);
-  if (!tokenLabel) problems.push(`${prefix}PKCS11_TOKEN_LABEL is required with ${prefix}KEY_PROVIDER=pkcs11`);
-  if (!pin && !pinFile) problems.push(`${prefix}PKCS11_PIN or ${prefix}PKCS11_PIN_FILE is required with ${prefix}KEY_PROVIDER=pkcs11`);
-  return { name, library, tokenLabel, pin: new Secret(pin), keyLabel: get('KEY_LABEL') || 'cvvops-kek' };
+  if (!library) problems.push(`${v('library')} is required with ${v('provider')}=pkcs11 (the PKCS#11 module's path)`);
+  else if (!existsSync(library)) problems.push(`${v('library')} names ${library}, which does not exist`);
+  if (!tokenLabel) problems.push(`${v('token')} is required with ${v('provider')}=pkcs11`);
+  if (!pin && !pinFile) problems.push(`${v('pin')} or ${v('pinFile')} is required with ${v('provider')}=pkcs11`);
+  return { name, library, tokenLabel, pin: new Secret(pin), keyLabel: get('keyLabel') || 'cvvops-kek' };
 }
 
 export class ConfigError extends Error {

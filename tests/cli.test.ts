@@ -240,6 +240,35 @@ describe('cvvops CLI', () => {
     assert.match(old.due[0]!, /active token signing key is 100 days old .*cvvops keys rotate/);
   });
 
+  it('keys rotate-master and keys replace-root: a new KEK (audited), data keys re-wrapped; a new master key takes over, the old one is refused (exit 78)', async () => {
+    const w = workspace();
+    assert.equal((await cli(['merchant', 'create', '--name', 'Shop', '--origin', 'https://shop.example'], w.env)).code, 0);
+    assert.equal((await cli(['keys', 'rotate-data', '--purpose', 'card'], w.env)).code, 0);
+    const r = await cli(['keys', 'rotate-master', '--rewrap-now', '--json'], w.env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { provider: 'local', kekVersion: 2, rewrapped: 1, left: 0 });
+    assert.match(r.stderr, /"event":"key.created".*"kind":"kek".*"kekVersion":2/, 'audited');
+    assert.match(r.stderr, /"event":"key.rewrapped"/);
+    const s = JSON.parse((await cli(['keys', 'status', '--json'], w.env)).stdout) as { master: { keks: Array<{ version: number; dataKeys: number }> } };
+    assert.deepEqual(
+      s.master.keks.map((k) => [k.version, k.dataKeys]),
+      [
+        [1, 0],
+        [2, 1],
+      ],
+    );
+    const next = randomBytes(32).toString('base64');
+    const moved = await cli(['keys', 'replace-root', '--json'], { ...w.env, CVVOPS_OLD_MASTER_KEY: w.env.CVVOPS_MASTER_KEY!, CVVOPS_MASTER_KEY: next });
+    assert.equal(moved.code, 0, moved.stderr);
+    assert.equal((JSON.parse(moved.stdout) as { dataKeysMoved: number }).dataKeysMoved, 1);
+    assert.match(moved.stderr, /"event":"key.root_replaced"/);
+    assert.ok(!moved.stdout.includes(next) && !moved.stderr.includes(next), 'never the key');
+    assert.equal((await cli(['merchant', 'list'], { ...w.env, CVVOPS_MASTER_KEY: next })).code, 0, 'the new root opens it');
+    const old = await cli(['merchant', 'list'], w.env);
+    assert.equal(old.code, 78);
+    assert.match(old.stderr, /CVVOPS_MASTER_KEY is not the key this database was created with/);
+  });
+
   it('keys rotate-data: a new data key, staged then written with; status shows it; a purpose that cannot be rotated is refused', async () => {
     const w = workspace();
     const r = await cli(['keys', 'rotate-data', '--purpose', 'card', '--json'], w.env);
