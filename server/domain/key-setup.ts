@@ -79,11 +79,15 @@ export async function openKeys(
           `the HSM token "${cfg.tokenLabel}" holds no key labelled ${cfg.keyLabel}-v…, which this database's keys are wrapped under: ` +
             'wrong token or label, or the key objects were deleted (restore the token from its backup). Nothing was changed.',
         );
-      await provider.rotate(now());
+      const kekVersion = await provider.rotate(now());
+      log?.warn({ audit: true, event: 'key.created', kind: 'kek', provider: provider.name, kekVersion }, 'key-encryption key created (first start)');
     }
     if (recorded === null) await store.meta.putIfAbsent(PROVIDER_RECORD, JSON.stringify(providerRecord(provider, cfg, now())));
     // With no master key (an HSM), every purpose's version 1 is a stored data key: made at the first start.
-    if (cfg.name !== 'local') await storeFirstVersions(store.meta, keyring, provider, now());
+    if (cfg.name !== 'local') {
+      const made = await storeFirstVersions(store.meta, keyring, provider, now());
+      if (made.length) log?.warn({ audit: true, event: 'key.created', kind: 'data', version: 1, purposes: made }, 'data keys created (first start)');
+    }
     try {
       await loadDataKeys(store.meta, keyring, provider);
     } catch (e) {
@@ -122,7 +126,10 @@ export async function replaceRoot(
     if (current.provider instanceof LocalKeyProvider && target instanceof LocalKeyProvider && current.provider.rootId === target.rootId)
       throw new KeyProviderError('the new root key is the one the database is under already: nothing to do');
     await target.open();
-    if (target.versions().length === 0) await target.rotate(now());
+    if (target.versions().length === 0) {
+      const kekVersion = await target.rotate(now());
+      log?.warn({ audit: true, event: 'key.created', kind: 'kek', provider: target.name, kekVersion }, 'key-encryption key created (new root)');
+    }
     let moved = 0;
     for (const e of await listDataKeys(store.meta)) {
       if (e.retiredAt) continue;

@@ -251,6 +251,21 @@ describe('domain: key management (rotate-master, re-sealing, retirement, the HSM
     await flow(onHsm, card, w.m);
     assert.equal(openWebhookSecret(onHsm.deps.keyring, (await w.store.webhooks.getEndpoint(endpoint.id))!), secret);
     await assert.rejects(world({ store: w.store, clock: w.clock, masterKey: oldMaster }), /under the pkcs11 key provider/);
+    // From this HSM key to another (here another key label on the same token): the same command.
+    const third = { ...cfg, keyLabel: 'third-kek' };
+    const moving = (await listDataKeys(w.store.meta)).filter((e) => !e.retiredAt).length;
+    assert.ok(moving >= 13, 'every purpose v1, and the card key v2');
+    assert.equal((await replaceRoot(w.store, { cfg, master: null }, { cfg: third, master: null }, () => w.clock.now(), log)).dataKeys, moving);
+    const onThird = await track(world({ store: w.store, clock: w.clock, masterKey: null, env: pkcs11Env(hsm, 'third-kek') }));
+    await flow(onThird, card, w.m);
+    assert.deepEqual(
+      audit('key.created').map((r) => [r.kind, r.provider]),
+      [
+        ['kek', 'pkcs11'],
+        ['kek', 'pkcs11'],
+      ],
+      'each new root made its KEK, audited',
+    );
 
     // Local to local: a new master key.
     const store = new MemoryStore();
