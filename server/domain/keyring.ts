@@ -1,6 +1,6 @@
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
+import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
+import { gcmOpen, gcmSeal } from './key-provider.js';
 import { Secret } from '../secret.js';
-import { secureRandom } from './random.js';
 
 /** What a key is for: each purpose gets its own key, derived from the master key with HKDF. */
 export const KEY_PURPOSES = [
@@ -155,21 +155,12 @@ export class Keyring {
 
   seal(purpose: KeyPurpose, plaintext: Buffer | string, aad: string): Sealed {
     const version = this.writeVersion(purpose);
-    const iv = secureRandom(12);
-    const c = createCipheriv('aes-256-gcm', this.#key(purpose, version), iv);
-    c.setAAD(Buffer.from(aad, 'utf8'));
-    const body = Buffer.concat([c.update(typeof plaintext === 'string' ? Buffer.from(plaintext, 'utf8') : plaintext), c.final()]);
-    return { keyVersion: version, blob: Buffer.concat([iv, body, c.getAuthTag()]) };
+    return { keyVersion: version, blob: gcmSeal(this.#key(purpose, version), typeof plaintext === 'string' ? Buffer.from(plaintext, 'utf8') : plaintext, aad) };
   }
 
   /** Throws if the ciphertext, its tag or its AAD do not match. */
   open(purpose: KeyPurpose, sealed: Sealed, aad: string): Buffer {
-    const { blob } = sealed;
-    if (blob.length < 28) throw new Error('sealed value too short');
-    const d = createDecipheriv('aes-256-gcm', this.#key(purpose, sealed.keyVersion), blob.subarray(0, 12));
-    d.setAAD(Buffer.from(aad, 'utf8'));
-    d.setAuthTag(blob.subarray(blob.length - 16));
-    return Buffer.concat([d.update(blob.subarray(12, blob.length - 16)), d.final()]);
+    return gcmOpen(this.#key(purpose, sealed.keyVersion), sealed.blob, aad);
   }
 
   /**
@@ -179,32 +170,15 @@ export class Keyring {
    */
   sealWithShare(purpose: KeyPurpose, share: Buffer, plaintext: string, aad: string): Sealed {
     const version = this.writeVersion(purpose);
-    return this.#sealWith(this.#recordKey(purpose, version, share, aad), version, Buffer.from(plaintext, 'utf8'), aad);
+    return { keyVersion: version, blob: gcmSeal(this.#recordKey(purpose, version, share, aad), Buffer.from(plaintext, 'utf8'), aad) };
   }
 
   openWithShare(purpose: KeyPurpose, share: Buffer, sealed: Sealed, aad: string): Buffer {
-    return this.#openWith(this.#recordKey(purpose, sealed.keyVersion, share, aad), sealed, aad);
+    return gcmOpen(this.#recordKey(purpose, sealed.keyVersion, share, aad), sealed.blob, aad);
   }
 
   #recordKey(purpose: KeyPurpose, version: number, share: Buffer, aad: string): Buffer {
     return Buffer.from(hkdfSync('sha256', this.#key(purpose, version), share, `cvvops/record/${aad}`, 32));
-  }
-
-  #sealWith(key: Buffer, version: number, plaintext: Buffer, aad: string): Sealed {
-    const iv = secureRandom(12);
-    const c = createCipheriv('aes-256-gcm', key, iv);
-    c.setAAD(Buffer.from(aad, 'utf8'));
-    const body = Buffer.concat([c.update(plaintext), c.final()]);
-    return { keyVersion: version, blob: Buffer.concat([iv, body, c.getAuthTag()]) };
-  }
-
-  #openWith(key: Buffer, sealed: Sealed, aad: string): Buffer {
-    const { blob } = sealed;
-    if (blob.length < 28) throw new Error('sealed value too short');
-    const d = createDecipheriv('aes-256-gcm', key, blob.subarray(0, 12));
-    d.setAAD(Buffer.from(aad, 'utf8'));
-    d.setAuthTag(blob.subarray(blob.length - 16));
-    return Buffer.concat([d.update(blob.subarray(12, blob.length - 16)), d.final()]);
   }
 
   /** A keyed, deterministic digest (HMAC-SHA256, hex): card fingerprints, API key hashes. */
