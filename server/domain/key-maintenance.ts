@@ -13,6 +13,7 @@ const LONG_LIVED: Array<{ kind: LongLivedKind; aad: (i: SealedItem) => string }>
   { kind: 'signing-key', aad: (i) => `signing-key|${i.ref}` },
   { kind: 'webhook-secret', aad: (i) => `webhook|${i.merchantId}|${i.ref}` },
   { kind: 'settings', aad: (i) => processorAad(i.merchantId!, i.mode!, i.scope ?? undefined) },
+  { kind: 'cvv', aad: (i) => `cvv|${i.merchantId}|${i.ref}` },
 ];
 
 /** Set once no webhook secret is left under the signing-key purpose. */
@@ -22,8 +23,8 @@ const LEGACY_DONE = 'legacy_webhook_secrets_moved';
  * The work a rotation leaves, done in slices by the sweeper's retention pass (one instance at a time, under
  * its lease), each step audited:
  * 1. stored values sealed with an older version of their purpose's key are sealed anew (cards, signing keys,
- *    webhook secrets, processor settings), each only if unchanged meanwhile; CVVs, replay, idempotency and
- *    CAVV records are short-lived and simply age out;
+ *    webhook secrets, processor settings, and CVVs still alive, with their own share), each only if unchanged
+ *    meanwhile; replay, idempotency and CAVV records are short-lived and simply age out;
  * 2. webhook secrets from before they had a purpose of their own (sealed under `signing-key`) move to theirs;
  * 3. data keys wrapped under an older KEK are re-wrapped under the newest (after `keys rotate-master`);
  * 4. a KEK no data key is wrapped under any more is retired (destroyed inside the provider);
@@ -31,7 +32,7 @@ const LEGACY_DONE = 'legacy_webhook_secrets_moved';
  */
 export class KeyMaintenance {
   constructor(
-    private readonly store: Pick<Store, 'meta' | 'sealed'>,
+    private readonly store: Pick<Store, 'meta' | 'sealed' | 'cvc'>,
     private readonly keyring: Keyring,
     private readonly provider: KeyProvider,
     private readonly cards: Pick<CardService, 'reencrypt'>,
@@ -65,7 +66,13 @@ export class KeyMaintenance {
       }
     }
     const blocked = new Set<string>(legacy.left > 0 ? ['signing-key'] : []);
-    for (const r of await retireUnusedDataKeys(this.store.meta, this.keyring, () => this.store.sealed.versionCounts(), this.clock.now(), blocked)) {
+    for (const r of await retireUnusedDataKeys(
+      this.store.meta,
+      this.keyring,
+      (purposes) => this.store.sealed.versionCounts(purposes),
+      this.clock.now(),
+      blocked,
+    )) {
       this.#audit('key.retired', { kind: 'data', purpose: r.purpose, version: r.version }, 'data key retired: nothing is sealed with it');
       work++;
     }
@@ -73,18 +80,28 @@ export class KeyMaintenance {
   }
 
   async #reseal(kind: LongLivedKind, aad: (i: SealedItem) => string, limit: number): Promise<number> {
-    const purpose = kind === 'settings' ? 'settings' : kind;
+    const purpose = kind;
     const version = this.keyring.writeVersion(purpose);
     if (version === 1) return 0;
     let done = 0;
     for (const item of await this.store.sealed.listBelow(kind, version, limit)) {
       const a = aad(item);
-      const plain =
-        kind === 'webhook-secret'
-          ? Buffer.from(openWebhookSecret(this.keyring, { merchantId: item.merchantId!, id: item.ref, secretSealed: item.sealed }), 'utf8')
-          : this.keyring.open(purpose, item.sealed, a);
-      const next = this.keyring.seal(purpose, plain, a);
-      plain.fill(0);
+      let next;
+      if (kind === 'cvv') {
+        // A CVV keeps its own share (destroying it still destroys the CVV); one used or gone meanwhile is left.
+        const share = await this.store.cvc.getKeyShare(item.ref);
+        if (!share) continue;
+        const cvv = this.keyring.openWithShare('cvv', share, item.sealed, a);
+        next = this.keyring.sealWithShare('cvv', share, cvv.toString('utf8'), a);
+        cvv.fill(0);
+      } else {
+        const plain =
+          kind === 'webhook-secret'
+            ? Buffer.from(openWebhookSecret(this.keyring, { merchantId: item.merchantId!, id: item.ref, secretSealed: item.sealed }), 'utf8')
+            : this.keyring.open(purpose, item.sealed, a);
+        next = this.keyring.seal(purpose, plain, a);
+        plain.fill(0);
+      }
       if (await this.store.sealed.reseal(item, next)) done++;
     }
     return done;

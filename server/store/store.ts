@@ -334,8 +334,11 @@ export interface Store {
   readonly sealed: SealedStore;
 }
 
-/** The long-lived sealed values besides cards, re-sealed after their purpose's key rotates. */
-export type LongLivedKind = 'signing-key' | 'webhook-secret' | 'settings';
+/**
+ * The long-lived sealed values besides cards, re-sealed after their purpose's key rotates (CVVs: the test
+ * mode's reusable ones live a year; each is sealed with its own share, which re-sealing keeps).
+ */
+export type LongLivedKind = 'signing-key' | 'webhook-secret' | 'settings' | 'cvv';
 
 /** One long-lived sealed value: `ref` names its row (a kid, an endpoint id, `merchantId|mode`). */
 export interface SealedItem {
@@ -354,8 +357,8 @@ export interface SealedItem {
  * left under it (`cvvops keys`).
  */
 export interface SealedStore {
-  /** How many stored values each purpose's key versions seal (versions with none are left out). */
-  versionCounts(): Promise<Array<{ purpose: string; version: number; count: number }>>;
+  /** How many stored values each purpose's key versions seal (versions with none are left out); `purposes`: only those. */
+  versionCounts(purposes?: readonly string[]): Promise<Array<{ purpose: string; version: number; count: number }>>;
   /** Up to `limit` long-lived values of `kind` sealed with a key version below `version`. */
   listBelow(kind: LongLivedKind, version: number, limit: number): Promise<SealedItem[]>;
   /** Replaces a value with the same value sealed anew, only if it still holds `item.sealed`: false, and nothing written, otherwise. */

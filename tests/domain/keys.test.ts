@@ -110,7 +110,7 @@ describe('domain: key management (rotate-master, re-sealing, retirement, the HSM
     await flow(w, card);
   });
 
-  it('rotate-data of every purpose: long-lived values re-sealed (signing keys, webhook secrets, old ones under signing-key too, processor settings, cards), unused versions retired, flows go on', async () => {
+  it('rotate-data of every purpose: long-lived values re-sealed (signing keys, webhook secrets, old ones under signing-key too, processor settings, cards, live CVVs), unused versions retired, flows go on', async () => {
     const { log, audit } = auditLog();
     const w = await track(world({ log }));
     const k = w.deps.keyring;
@@ -155,14 +155,18 @@ describe('domain: key management (rotate-master, re-sealing, retirement, the HSM
     await maintain(w);
     const counts = await w.store.sealed.versionCounts();
     const left = (p: string) => counts.filter((c) => c.purpose === p && c.version === 1).reduce((n, c) => n + c.count, 0);
-    for (const p of ['card', 'signing-key', 'webhook-secret', 'settings']) assert.equal(left(p), 0, `nothing of ${p} left on v1`);
+    for (const p of ['card', 'signing-key', 'webhook-secret', 'settings', 'cvv']) assert.equal(left(p), 0, `nothing of ${p} left on v1`);
     assert.equal(left('replay'), 0, 'replay records age out (60 s)');
-    assert.equal(left('cvv'), 1, 'a reusable CVV kept with the card ages out at its own expiry: v1 stays until then');
+    // The reusable CVV (test mode keeps one a year) was sealed anew with its own share, and still opens.
+    const cvc = [...(await w.store.sealed.listBelow('cvv', 99, 100))];
+    assert.ok(cvc.length > 0 && cvc.every((c) => c.sealed.keyVersion === 2));
+    const share = (await w.store.cvc.getKeyShare(cvc[0]!.ref))!;
+    assert.equal(k.openWithShare('cvv', share, cvc[0]!.sealed, `cvv|${id}|${cvc[0]!.ref}`).toString('utf8'), '123');
     assert.deepEqual(
       audit('key.reencrypted')
         .map((r) => r.purpose)
         .sort(),
-      ['card', 'settings', 'signing-key', 'webhook-secret'],
+      ['card', 'cvv', 'settings', 'signing-key', 'webhook-secret'],
     );
     // The values are the same, sealed anew.
     assert.equal(openWebhookSecret(k, (await w.store.webhooks.getEndpoint(endpoint.id))!), secret);
@@ -173,9 +177,8 @@ describe('domain: key management (rotate-master, re-sealing, retirement, the HSM
     assert.equal(k.open('settings', { keyVersion: 2, blob: Buffer.from(settings.sealed, 'base64') }, processorAad(id, 'live', 'mode')).toString('utf8'), cfg);
     // Retired: version 1 of what nothing uses any more; kept: replay (still in use), and the digest keys.
     const retired = audit('key.retired').map((r) => `${String(r.purpose)}:${String(r.version)}`);
-    for (const p of ['card', 'signing-key', 'webhook-secret', 'settings', 'replay']) assert.ok(retired.includes(`${p}:1`), `${p} v1 retired`);
-    for (const p of ['cvv', 'cavv', 'idempotency'])
-      assert.ok(!retired.includes(`${p}:1`), `${p} v1 kept (a reusable CVV, CAVVs until the retention sweep, the digest key)`);
+    for (const p of ['card', 'cvv', 'signing-key', 'webhook-secret', 'settings', 'replay']) assert.ok(retired.includes(`${p}:1`), `${p} v1 retired`);
+    for (const p of ['cavv', 'idempotency']) assert.ok(!retired.includes(`${p}:1`), `${p} v1 kept (CAVVs until the retention sweep; the digest key)`);
     assert.deepEqual(
       k.versions('card').map((v) => v.version),
       [2],

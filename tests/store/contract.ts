@@ -284,6 +284,29 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         assert.ok(!(await store.sealed.listBelow('webhook-secret', 2, 10_000)).some((i) => i.ref === id));
       });
 
+      it('sealed: a CVV is re-sealed in place only while it is there, unchanged; versionCounts can be asked for some purposes only', async () => {
+        const card = cardRec(mA.id);
+        await store.cards.insert(card);
+        const c = cvcRec(mA.id, card.token);
+        await store.cvc.insert(c);
+        const item = (await store.sealed.listBelow('cvv', 2, 100_000)).find((i) => i.ref === c.id)!;
+        assert.deepEqual([item.merchantId, item.mode, item.sealed.keyVersion], [mA.id, 'test', 1]);
+        const next = { keyVersion: 2, blob: randomBytes(40) };
+        assert.equal(await store.sealed.reseal(item, next), true);
+        assert.deepEqual((await store.cvc.getById(c.id, T0))!.sealed, next);
+        assert.equal(await store.sealed.reseal(item, { keyVersion: 2, blob: randomBytes(40) }), false, 'changed meanwhile');
+        const taken = await store.cvc.take(c.id, T0);
+        assert.ok(taken);
+        assert.equal(
+          await store.sealed.reseal({ ...item, sealed: next }, { keyVersion: 3, blob: randomBytes(40) }),
+          false,
+          'a CVV used meanwhile is not brought back',
+        );
+        assert.equal(await store.cvc.getById(c.id, T0), null);
+        const only = await store.sealed.versionCounts(['cvv']);
+        assert.ok(only.every((x) => x.purpose === 'cvv'));
+      });
+
       it('meta.list(prefix): exactly the names that start with it (no wildcard: _ and % are characters), by name', async () => {
         const p = `${uid('pre')}_x%/`;
         await store.meta.putIfAbsent(`${p}b`, '2');

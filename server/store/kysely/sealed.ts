@@ -29,20 +29,22 @@ const sealedProcessor = (text: string): (SealedProcessor & { sealed: string; key
 export class KyselySealedStore implements SealedStore {
   constructor(private readonly e: KyselyEngine) {}
 
-  async versionCounts(): Promise<Array<{ purpose: string; version: number; count: number }>> {
+  async versionCounts(purposes?: readonly string[]): Promise<Array<{ purpose: string; version: number; count: number }>> {
     const counts = new Map<string, number>();
     const add = (purpose: string, version: number, n: number) => counts.set(`${purpose}:${version}`, (counts.get(`${purpose}:${version}`) ?? 0) + n);
-    for (const c of COLUMNS) {
+    const wanted = (p: string) => !purposes || purposes.includes(p);
+    for (const c of COLUMNS.filter((x) => wanted(x.purpose))) {
       // Two engines, one statement: the first byte of the packed value (a blob in SQLite, bytea in PostgreSQL).
       const rows = await sql<{ v: Buffer | Uint8Array; n: number | string }>`SELECT substr(${sql.ref(c.column)}, 1, 1) AS v, count(*) AS n
         FROM ${sql.table(c.table)} WHERE ${sql.ref(c.column)} IS NOT NULL GROUP BY substr(${sql.ref(c.column)}, 1, 1)`.execute(this.e.db);
       for (const r of rows.rows) add(c.purpose, Buffer.from(r.v)[0]!, Number(r.n));
     }
-    for (const r of await this.e.db.selectFrom('merchant_settings').select('processor').where('processor', 'like', '%"sealed"%').execute()) {
-      const p = sealedProcessor(r.processor);
-      if (p) add('settings', p.keyVersion, 1);
-    }
-    const kc = await this.e.db.selectFrom('meta').select('value').where('name', '=', 'key_check').executeTakeFirst();
+    if (wanted('settings'))
+      for (const r of await this.e.db.selectFrom('merchant_settings').select('processor').where('processor', 'like', '%"sealed"%').execute()) {
+        const p = sealedProcessor(r.processor);
+        if (p) add('settings', p.keyVersion, 1);
+      }
+    const kc = wanted('key-check') ? await this.e.db.selectFrom('meta').select('value').where('name', '=', 'key_check').executeTakeFirst() : undefined;
     if (kc) add('key-check', (JSON.parse(kc.value) as { v: number }).v, 1);
     return [...counts].map(([k, count]) => {
       const i = k.lastIndexOf(':');
@@ -61,6 +63,16 @@ export class KyselySealedStore implements SealedStore {
         .limit(limit)
         .execute();
       return rows.map((r) => ({ kind, ref: r.kid, merchantId: null, mode: null, scope: null, sealed: unpack(r.private_sealed) }));
+    }
+    if (kind === 'cvv') {
+      const rows = await this.e.db
+        .selectFrom('cvc_sessions')
+        .select(['id', 'merchant_id', 'mode', 'sealed'])
+        .where(below('sealed'))
+        .orderBy('id')
+        .limit(limit)
+        .execute();
+      return rows.map((r) => ({ kind, ref: r.id, merchantId: r.merchant_id, mode: r.mode as Mode, scope: null, sealed: unpack(r.sealed) }));
     }
     if (kind === 'webhook-secret') {
       const rows = await this.e.db
@@ -103,6 +115,16 @@ export class KyselySealedStore implements SealedStore {
         .set({ private_sealed: pack(next), key_version: next.keyVersion })
         .where('kid', '=', item.ref)
         .where('private_sealed', '=', pack(item.sealed))
+        .executeTakeFirst();
+      return Number(r.numUpdatedRows) === 1;
+    }
+    if (item.kind === 'cvv') {
+      // Only if still there, unchanged: a CVV used (taken) or deleted meanwhile is not brought back.
+      const r = await this.e.db
+        .updateTable('cvc_sessions')
+        .set({ sealed: pack(next), key_version: next.keyVersion })
+        .where('id', '=', item.ref)
+        .where('sealed', '=', pack(item.sealed))
         .executeTakeFirst();
       return Number(r.numUpdatedRows) === 1;
     }

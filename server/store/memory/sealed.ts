@@ -16,11 +16,11 @@ const sealedProcessor = (p: unknown): SealedProcessor | null => {
 export class MemorySealedStore implements SealedStore {
   constructor(private readonly t: Tables) {}
 
-  async versionCounts(): Promise<Array<{ purpose: string; version: number; count: number }>> {
+  async versionCounts(purposes?: readonly string[]): Promise<Array<{ purpose: string; version: number; count: number }>> {
     const t = this.t;
     const counts = new Map<string, number>();
     const add = (purpose: string, s: Sealed | null | undefined) => {
-      if (s) counts.set(`${purpose}:${s.keyVersion}`, (counts.get(`${purpose}:${s.keyVersion}`) ?? 0) + 1);
+      if (s && (!purposes || purposes.includes(purpose))) counts.set(`${purpose}:${s.keyVersion}`, (counts.get(`${purpose}:${s.keyVersion}`) ?? 0) + 1);
     };
     for (const c of t.cards.values()) {
       add('card', c.numberSealed);
@@ -48,7 +48,9 @@ export class MemorySealedStore implements SealedStore {
   async listBelow(kind: LongLivedKind, version: number, limit: number): Promise<SealedItem[]> {
     const t = this.t;
     let out: SealedItem[];
-    if (kind === 'signing-key') {
+    if (kind === 'cvv') {
+      out = [...t.cvc.values()].map((c) => ({ kind, ref: c.id, merchantId: c.merchantId, mode: c.mode, scope: null, sealed: c.sealed }));
+    } else if (kind === 'signing-key') {
       out = [...t.signingKeys.values()].map((k) => ({ kind, ref: k.kid, merchantId: null, mode: null, scope: null, sealed: k.privateSealed }));
     } else if (kind === 'webhook-secret') {
       out = [...t.endpoints.values()].map((e) => ({ kind, ref: e.id, merchantId: e.merchantId, mode: e.mode, scope: null, sealed: e.secretSealed }));
@@ -82,6 +84,12 @@ export class MemorySealedStore implements SealedStore {
       const k = t.signingKeys.get(item.ref);
       if (!k || !same(k.privateSealed, item.sealed)) return false;
       t.signingKeys.set(item.ref, { ...k, privateSealed: next });
+      return true;
+    }
+    if (item.kind === 'cvv') {
+      const c = t.cvc.get(item.ref);
+      if (!c || !same(c.sealed, item.sealed)) return false;
+      t.cvc.set(item.ref, { ...c, sealed: next });
       return true;
     }
     if (item.kind === 'webhook-secret') {
