@@ -127,14 +127,14 @@ export async function retireUnusedKeks(meta: Pick<MetaStore, 'list'>, provider: 
 /**
  * Retires the data-key versions nothing is sealed with any more: older than the version new writes use, which
  * has been in use for DATA_KEY_ACTIVATION_MS (no instance writes with an older one). `countSealed` is read
- * only when some version could go, for those purposes only. The stored key is erased; a version 1 derived from the master key is
+ * only when some version could go, for those purposes only (null: not now). The stored key is erased; a version 1 derived from the master key is
  * marked retired, and refused from then on. Version 1 of a purpose that also makes keyed digests is kept.
  * `blocked` names purposes not to retire now.
  */
 export async function retireUnusedDataKeys(
   meta: Meta,
   keyring: Keyring,
-  countSealed: (purposes: string[]) => Promise<Array<{ purpose: string; version: number; count: number }>>,
+  countSealed: (purposes: string[]) => Promise<Array<{ purpose: string; version: number; count: number }> | null>,
   now: number,
   blocked: ReadonlySet<string> = new Set(),
 ): Promise<Array<{ purpose: KeyPurpose; version: number }>> {
@@ -150,6 +150,7 @@ export async function retireUnusedDataKeys(
   // Counting reads every sealed column: only when some version could go.
   if (candidates.length === 0) return [];
   const counts = await countSealed([...new Set(candidates.map((c) => c.purpose))]);
+  if (counts === null) return [];
   const stored = await listDataKeys(meta);
   const retired: Array<{ purpose: KeyPurpose; version: number }> = [];
   for (const { purpose, version } of candidates) {

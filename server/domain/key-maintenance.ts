@@ -16,6 +16,8 @@ const LONG_LIVED: Array<{ kind: LongLivedKind; aad: (i: SealedItem) => string }>
   { kind: 'cvv', aad: (i) => `cvv|${i.merchantId}|${i.ref}` },
 ];
 
+/** How often, at most, the sealed values are counted by key version while an old version waits to retire. */
+const COUNT_EVERY_MS = 10 * 60_000;
 /** Set once no webhook secret is left under the signing-key purpose. */
 const LEGACY_DONE = 'legacy_webhook_secrets_moved';
 
@@ -31,6 +33,8 @@ const LEGACY_DONE = 'legacy_webhook_secrets_moved';
  * 5. a data-key version nothing is sealed with any more is retired (its key erased).
  */
 export class KeyMaintenance {
+  /** When the sealed values may be counted again (for retiring versions). */
+  #nextCount = 0;
   constructor(
     private readonly store: Pick<Store, 'meta' | 'sealed' | 'cvc'>,
     private readonly keyring: Keyring,
@@ -66,13 +70,14 @@ export class KeyMaintenance {
       }
     }
     const blocked = new Set<string>(legacy.left > 0 ? ['signing-key'] : []);
-    for (const r of await retireUnusedDataKeys(
-      this.store.meta,
-      this.keyring,
-      (purposes) => this.store.sealed.versionCounts(purposes),
-      this.clock.now(),
-      blocked,
-    )) {
+    // Counting what each version seals reads whole tables: at most every COUNT_EVERY_MS, while a version is due.
+    const now = this.clock.now();
+    const count = async (purposes: string[]) => {
+      if (now < this.#nextCount) return null;
+      this.#nextCount = now + COUNT_EVERY_MS;
+      return this.store.sealed.versionCounts(purposes);
+    };
+    for (const r of await retireUnusedDataKeys(this.store.meta, this.keyring, count, this.clock.now(), blocked)) {
       this.#audit('key.retired', { kind: 'data', purpose: r.purpose, version: r.version }, 'data key retired: nothing is sealed with it');
       work++;
     }

@@ -196,6 +196,29 @@ describe('domain: key management (rotate-master, re-sealing, retirement, the HSM
     await flow(w, card);
   });
 
+  it('a signing-key rotation alone: webhook secrets from before they had their own key move to it first, then signing-key v1 retires', async () => {
+    const { log, audit } = auditLog();
+    const w = await track(world({ log }));
+    const k = w.deps.keyring;
+    const id = w.m.merchant.id;
+    const { endpoint } = await w.deps.webhooks.createEndpoint(id, 'test', 'https://hooks.example/c', ['charge.succeeded']);
+    await w.store.webhooks.insertEndpoint({ ...endpoint, id: 'whe_old', secretSealed: k.seal('signing-key', 'whsec_old', `webhook|${id}|whe_old`) });
+    await rotateDataKey(w.store.meta, w.deps.keyProvider, 'signing-key', w.clock.now());
+    await loadDataKeys(w.store.meta, k, w.deps.keyProvider);
+    w.clock.advance(2 * DATA_KEY_ACTIVATION_MS);
+    await maintain(w);
+    const moved = audit('key.reencrypted').find((r) => r.from === 'signing-key');
+    assert.equal(moved?.records, 1, 'the old secret moved to the webhook-secret key');
+    const old = (await w.store.webhooks.getEndpoint('whe_old'))!;
+    assert.equal(k.open('webhook-secret', old.secretSealed, `webhook|${id}|whe_old`).toString('utf8'), 'whsec_old');
+    assert.deepEqual(
+      audit('key.retired').map((r) => `${String(r.purpose)}:${String(r.version)}`),
+      ['signing-key:1'],
+    );
+    assert.equal(await w.store.meta.get('legacy_webhook_secrets_moved'), String(w.clock.now()), 'not scanned again');
+    await flow(w);
+  });
+
   it('the pkcs11 provider (SoftHSM2): a database started on the HSM has no key derived from a master key; flows, rotate-master inside the token, the old KEK destroyed; a missing key object stops the start', async () => {
     hsm = freshSoftHsmToken();
     const { log, audit } = auditLog();
