@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startServerProcess } from '../helpers/server-process.js';
+import { freshSoftHsmToken } from '../helpers/softhsm.js';
 
 /** The real server process (as `npm start` runs it, from TypeScript), with what it prints. */
 const startServer = (env: Record<string, string>) => startServerProcess(env);
@@ -129,6 +130,51 @@ describe('the server process', () => {
     assert.match(wrong.out, /"event":"key.unwrap_failed"/, 'audited');
     const again = await startServer({ DATABASE_URL: db, CVVOPS_MASTER_KEY: right, PORT: '0' });
     await again.stop();
+  });
+
+  it('on an HSM (pkcs11, SoftHSM2): starts with no master key at all and serves; without its key objects, or with the local provider, the start stops (exit 78)', async () => {
+    const hsm = freshSoftHsmToken({ label: 'proc-hsm' });
+    try {
+      const db = `sqlite:${join(dir, 'hsm', 'hsm.db')}`;
+      const env = {
+        DATABASE_URL: db,
+        CVVOPS_MASTER_KEY: '',
+        CVVOPS_KEY_PROVIDER: 'pkcs11',
+        CVVOPS_PKCS11_LIBRARY: hsm.library,
+        CVVOPS_PKCS11_TOKEN_LABEL: hsm.tokenLabel,
+        CVVOPS_PKCS11_PIN: hsm.pin,
+        SOFTHSM2_CONF: hsm.conf,
+      };
+      const s = await startServer(env);
+      try {
+        assert.equal((await fetch(`${s.base}/readyz`)).status, 200);
+        assert.match(s.stdout(), /"event":"key.created".*"kind":"kek"/, 'the first KEK, audited');
+        assert.ok(!s.stdout().includes(hsm.pin), 'never the PIN');
+      } finally {
+        await s.stop();
+      }
+      assert.throws(() => statSync(join(dir, 'hsm', 'master.key')), 'no master key was generated');
+      const run = (over: Record<string, string>) => {
+        const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts'], {
+          env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env, ...over },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let out = '';
+        let err = '';
+        child.stdout.on('data', (b) => (out += b));
+        child.stderr.on('data', (b) => (err += b));
+        return new Promise<{ code: unknown; out: string; err: string }>((r) => child.once('exit', (code) => r({ code, out, err })));
+      };
+      const lost = await run({ CVVOPS_PKCS11_KEY_LABEL: 'not-there' });
+      assert.equal(lost.code, 78);
+      assert.match(lost.err, /holds no key labelled not-there-v/);
+      assert.match(lost.out, /"event":"key.unwrap_failed"/, 'audited');
+      const local = await run({ CVVOPS_KEY_PROVIDER: '', CVVOPS_MASTER_KEY: randomBytes(32).toString('base64') });
+      assert.equal(local.code, 78);
+      assert.match(local.err, /under the pkcs11 key provider.*cvvops keys replace-root/);
+    } finally {
+      hsm.cleanup();
+    }
   });
 
   it('a database from before the key check is tested with its signing key, then given the check', async () => {
