@@ -265,7 +265,9 @@ keys
             d.keyProvider.name === 'pkcs11'
               ? 'the HSM (CVVOPS_PKCS11_*)'
               : d.config.masterKey
-                ? 'CVVOPS_MASTER_KEY'
+                ? process.env.CVVOPS_MASTER_KEY_FILE
+                  ? `CVVOPS_MASTER_KEY_FILE (${process.env.CVVOPS_MASTER_KEY_FILE})`
+                  : 'CVVOPS_MASTER_KEY'
                 : `${d.config.dataDir}/master.key (development key)`,
           check: 'ok',
           record: recorded ? (JSON.parse(recorded) as ProviderRecord) : null,

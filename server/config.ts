@@ -162,13 +162,26 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 
   const keyProvider = keyProviderConfig(env, problems);
   let masterKey: Secret<Buffer> | null = null;
-  if (env.CVVOPS_MASTER_KEY !== undefined && env.CVVOPS_MASTER_KEY !== '') {
-    const raw = env.CVVOPS_MASTER_KEY.trim();
+  // The master key from the environment, or from a file (a mounted secret: CVVOPS_MASTER_KEY_FILE), never both.
+  let rawKey = env.CVVOPS_MASTER_KEY ?? '';
+  let keyFrom = 'CVVOPS_MASTER_KEY';
+  const keyFile = (env.CVVOPS_MASTER_KEY_FILE ?? '').trim();
+  if (keyFile) {
+    if (rawKey) problems.push('set CVVOPS_MASTER_KEY or CVVOPS_MASTER_KEY_FILE, not both');
+    keyFrom = 'CVVOPS_MASTER_KEY_FILE';
+    try {
+      rawKey = readFileSync(keyFile, 'utf8');
+    } catch {
+      problems.push(`CVVOPS_MASTER_KEY_FILE names ${keyFile}, which cannot be read`);
+    }
+  }
+  if (rawKey !== '') {
+    const raw = rawKey.trim();
     const buf = /^[A-Za-z0-9+/_-]+={0,2}$/.test(raw) ? Buffer.from(raw, 'base64') : Buffer.alloc(0);
-    if (buf.length !== 32) problems.push('CVVOPS_MASTER_KEY must be exactly 32 bytes, base64-encoded');
+    if (buf.length !== 32) problems.push(`${keyFrom} must hold exactly 32 bytes, base64-encoded`);
     else masterKey = new Secret(buf);
-  } else if (production && keyProvider.name === 'local') {
-    problems.push('CVVOPS_MASTER_KEY is required with NODE_ENV=production (32 bytes, base64), unless CVVOPS_KEY_PROVIDER=pkcs11');
+  } else if (production && keyProvider.name === 'local' && !keyFile) {
+    problems.push('CVVOPS_MASTER_KEY (or CVVOPS_MASTER_KEY_FILE) is required with NODE_ENV=production (32 bytes, base64), unless CVVOPS_KEY_PROVIDER=pkcs11');
   }
 
   const demo = onOff('CVVOPS_DEMO', env.CVVOPS_DEMO, !production, problems);

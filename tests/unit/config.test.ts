@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, loadConfig } from '../../server/config.js';
 
@@ -206,5 +209,40 @@ describe('loadConfig', () => {
     const printed = JSON.stringify(c);
     assert.ok(!printed.includes(KEY.toString('base64')) && !printed.includes(KEY.toString('hex')));
     assert.match(printed, /"masterKey":"\[REDACTED\]"/);
+  });
+
+  it('the master key from a file (CVVOPS_MASTER_KEY_FILE), not both; the pkcs11 provider needs its library, token and PIN, and no master key in production', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cvvops-cfg-'));
+    try {
+      const file = join(dir, 'master.key');
+      writeFileSync(file, `${KEY.toString('base64')}\n`);
+      assert.deepEqual(loadConfig({ CVVOPS_MASTER_KEY_FILE: file }).masterKey!.expose(), KEY);
+      assert.match(configError({ CVVOPS_MASTER_KEY_FILE: file, CVVOPS_MASTER_KEY: KEY.toString('base64') }).message, /not both/);
+      assert.match(configError({ CVVOPS_MASTER_KEY_FILE: join(dir, 'none') }).message, /CVVOPS_MASTER_KEY_FILE names .* cannot be read/);
+      writeFileSync(file, 'c2hvcnQ=');
+      assert.match(configError({ CVVOPS_MASTER_KEY_FILE: file }).message, /CVVOPS_MASTER_KEY_FILE must hold exactly 32 bytes/);
+      const prod = { ...PROD_OK, CVVOPS_MASTER_KEY: undefined };
+      const pin = join(dir, 'pin');
+      writeFileSync(pin, '1234\n');
+      const c = loadConfig({
+        ...prod,
+        CVVOPS_KEY_PROVIDER: 'pkcs11',
+        CVVOPS_PKCS11_LIBRARY: file,
+        CVVOPS_PKCS11_TOKEN_LABEL: 'cvvops',
+        CVVOPS_PKCS11_PIN_FILE: pin,
+      });
+      assert.equal(c.masterKey, null, 'production with an HSM needs no master key');
+      assert.ok(c.keyProvider.name === 'pkcs11' && c.keyProvider.pin.expose() === '1234' && c.keyProvider.keyLabel === 'cvvops-kek');
+      assert.ok(!JSON.stringify(c).includes('1234'), 'the PIN is a Secret');
+      const e = configError({ CVVOPS_KEY_PROVIDER: 'pkcs11' });
+      for (const v of ['CVVOPS_PKCS11_LIBRARY', 'CVVOPS_PKCS11_TOKEN_LABEL', 'CVVOPS_PKCS11_PIN'])
+        assert.ok(
+          e.problems.some((p) => p.includes(v)),
+          v,
+        );
+      assert.match(configError({ CVVOPS_KEY_PROVIDER: 'kms' }).message, /CVVOPS_KEY_PROVIDER must be local or pkcs11/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
