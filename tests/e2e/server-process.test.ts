@@ -12,6 +12,19 @@ import { freshSoftHsmToken } from '../helpers/softhsm.js';
 /** The real server process (as `npm start` runs it, from TypeScript), with what it prints. */
 const startServer = (env: Record<string, string>) => startServerProcess(env);
 
+/** A server process that is expected to stop at start: its exit code and what it printed. */
+function runToExit(env: Record<string, string>): Promise<{ code: unknown; out: string; err: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts'], {
+    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (b) => (out += b));
+  child.stderr.on('data', (b) => (err += b));
+  return new Promise((r) => child.once('exit', (code) => r({ code, out, err })));
+}
+
 describe('the server process', () => {
   let dir: string;
   before(() => {
@@ -112,17 +125,7 @@ describe('the server process', () => {
     const right = randomBytes(32).toString('base64');
     const s = await startServer({ DATABASE_URL: db, CVVOPS_MASTER_KEY: right, PORT: '0' });
     await s.stop();
-    const run = (key: string) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts'], {
-        env: { ...process.env, DATABASE_URL: db, CVVOPS_MASTER_KEY: key, PORT: '0', LOG_LEVEL: 'info' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let out = '';
-      let err = '';
-      child.stdout.on('data', (b) => (out += b));
-      child.stderr.on('data', (b) => (err += b));
-      return new Promise<{ code: unknown; out: string; err: string }>((r) => child.once('exit', (code) => r({ code, out, err })));
-    };
+    const run = (key: string) => runToExit({ DATABASE_URL: db, CVVOPS_MASTER_KEY: key });
     const wrong = await run(randomBytes(32).toString('base64'));
     assert.equal(wrong.code, 78);
     assert.match(wrong.err, /CVVOPS_MASTER_KEY is not the key this database was created with/);
@@ -154,17 +157,7 @@ describe('the server process', () => {
         await s.stop();
       }
       assert.throws(() => statSync(join(dir, 'hsm', 'master.key')), 'no master key was generated');
-      const run = (over: Record<string, string>) => {
-        const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts'], {
-          env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env, ...over },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        let out = '';
-        let err = '';
-        child.stdout.on('data', (b) => (out += b));
-        child.stderr.on('data', (b) => (err += b));
-        return new Promise<{ code: unknown; out: string; err: string }>((r) => child.once('exit', (code) => r({ code, out, err })));
-      };
+      const run = (over: Record<string, string>) => runToExit({ ...env, ...over });
       const lost = await run({ CVVOPS_PKCS11_KEY_LABEL: 'not-there' });
       assert.equal(lost.code, 78);
       assert.match(lost.err, /holds no key labelled not-there-v/);

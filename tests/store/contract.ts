@@ -488,6 +488,14 @@ export function storeContract(name: string, open: () => Promise<Store & { close(
         );
         assert.equal(await store.signingKeys.deleteRetiredBefore(T0 + 1), 2);
         assert.equal(await store.signingKeys.deleteRetiredBefore(Number.MAX_SAFE_INTEGER), 0, 'the active key is never deleted');
+        // Re-sealing after a signing-key rotation: the key on version 2 is listed below 3, sealed anew only if unchanged.
+        const item = (await store.sealed.listBelow('signing-key', 3, 1000)).find((i) => i.ref === k3.kid)!;
+        assert.deepEqual([item.merchantId, item.mode, item.sealed.keyVersion], [null, null, 2]);
+        assert.ok(!(await store.sealed.listBelow('signing-key', 2, 1000)).some((i) => i.ref === k3.kid), 'not below its own version');
+        const next = sealed(3);
+        assert.equal(await store.sealed.reseal(item, next), true);
+        assert.equal(await store.sealed.reseal(item, sealed(3)), false, 'changed meanwhile');
+        assertSealed((await store.signingKeys.list()).find((k) => k.kid === k3.kid)!.privateSealed, next, 'private key re-sealed');
         assert.deepEqual(
           (await store.signingKeys.list()).map((k) => k.kid).filter((k) => mine.has(k)),
           [k3.kid],

@@ -16,6 +16,13 @@ const COLUMNS: Array<{ purpose: string; table: string; column: string }> = [
   { purpose: 'cavv', table: 'tds_transactions', column: 'cavv_sealed' },
 ];
 
+/** The kinds with one row per value: the table, its key, the sealed column, whether the row names a merchant and mode, and whether a key_version column sits beside it. */
+const ROW_KINDS = {
+  'signing-key': { table: 'signing_keys', key: 'kid', column: 'private_sealed', owned: false, keyVersion: true },
+  cvv: { table: 'cvc_sessions', key: 'id', column: 'sealed', owned: true, keyVersion: true },
+  'webhook-secret': { table: 'webhook_endpoints', key: 'id', column: 'secret_sealed', owned: true, keyVersion: false },
+} as const;
+
 interface SealedProcessor {
   sealed?: unknown;
   keyVersion?: unknown;
@@ -53,36 +60,18 @@ export class KyselySealedStore implements SealedStore {
   }
 
   async listBelow(kind: LongLivedKind, version: number, limit: number): Promise<SealedItem[]> {
-    const below = (column: string) => sql<boolean>`substr(${sql.ref(column)}, 1, 1) < ${Buffer.from([version])}`;
-    if (kind === 'signing-key') {
-      const rows = await this.e.db
-        .selectFrom('signing_keys')
-        .select(['kid', 'private_sealed'])
-        .where(below('private_sealed'))
-        .orderBy('kid')
-        .limit(limit)
-        .execute();
-      return rows.map((r) => ({ kind, ref: r.kid, merchantId: null, mode: null, scope: null, sealed: unpack(r.private_sealed) }));
-    }
-    if (kind === 'cvv') {
-      const rows = await this.e.db
-        .selectFrom('cvc_sessions')
-        .select(['id', 'merchant_id', 'mode', 'sealed'])
-        .where(below('sealed'))
-        .orderBy('id')
-        .limit(limit)
-        .execute();
-      return rows.map((r) => ({ kind, ref: r.id, merchantId: r.merchant_id, mode: r.mode as Mode, scope: null, sealed: unpack(r.sealed) }));
-    }
-    if (kind === 'webhook-secret') {
-      const rows = await this.e.db
-        .selectFrom('webhook_endpoints')
-        .select(['id', 'merchant_id', 'mode', 'secret_sealed'])
-        .where(below('secret_sealed'))
-        .orderBy('id')
-        .limit(limit)
-        .execute();
-      return rows.map((r) => ({ kind, ref: r.id, merchantId: r.merchant_id, mode: r.mode as Mode, scope: null, sealed: unpack(r.secret_sealed) }));
+    if (kind !== 'settings') {
+      const k = ROW_KINDS[kind];
+      const owner = k.owned ? sql`merchant_id, mode` : sql`NULL AS merchant_id, NULL AS mode`;
+      const rows = await sql<{
+        ref: string;
+        merchant_id: string | null;
+        mode: string | null;
+        sealed: Buffer | Uint8Array;
+      }>`SELECT ${sql.ref(k.key)} AS ref, ${owner},
+        ${sql.ref(k.column)} AS sealed FROM ${sql.table(k.table)} WHERE substr(${sql.ref(k.column)}, 1, 1) < ${Buffer.from([version])}
+        ORDER BY ${sql.ref(k.key)} LIMIT ${limit}`.execute(this.e.db);
+      return rows.rows.map((r) => ({ kind, ref: r.ref, merchantId: r.merchant_id, mode: r.mode as Mode | null, scope: null, sealed: unpack(r.sealed) }));
     }
     const rows = await this.e.db
       .selectFrom('merchant_settings')
@@ -109,33 +98,13 @@ export class KyselySealedStore implements SealedStore {
   }
 
   async reseal(item: SealedItem, next: Sealed): Promise<boolean> {
-    if (item.kind === 'signing-key') {
-      const r = await this.e.db
-        .updateTable('signing_keys')
-        .set({ private_sealed: pack(next), key_version: next.keyVersion })
-        .where('kid', '=', item.ref)
-        .where('private_sealed', '=', pack(item.sealed))
-        .executeTakeFirst();
-      return Number(r.numUpdatedRows) === 1;
-    }
-    if (item.kind === 'cvv') {
+    if (item.kind !== 'settings') {
       // Only if still there, unchanged: a CVV used (taken) or deleted meanwhile is not brought back.
-      const r = await this.e.db
-        .updateTable('cvc_sessions')
-        .set({ sealed: pack(next), key_version: next.keyVersion })
-        .where('id', '=', item.ref)
-        .where('sealed', '=', pack(item.sealed))
-        .executeTakeFirst();
-      return Number(r.numUpdatedRows) === 1;
-    }
-    if (item.kind === 'webhook-secret') {
-      const r = await this.e.db
-        .updateTable('webhook_endpoints')
-        .set({ secret_sealed: pack(next) })
-        .where('id', '=', item.ref)
-        .where('secret_sealed', '=', pack(item.sealed))
-        .executeTakeFirst();
-      return Number(r.numUpdatedRows) === 1;
+      const k = ROW_KINDS[item.kind];
+      const version = k.keyVersion ? sql`, key_version = ${next.keyVersion}` : sql.raw('');
+      const r = await sql`UPDATE ${sql.table(k.table)} SET ${sql.ref(k.column)} = ${pack(next)}${version}
+        WHERE ${sql.ref(k.key)} = ${item.ref} AND ${sql.ref(k.column)} = ${pack(item.sealed)}`.execute(this.e.db);
+      return Number(r.numAffectedRows ?? 0n) === 1;
     }
     // Settings: the processor JSON, its sealed field replaced, only if it is still the one read.
     const row = await this.e.db
