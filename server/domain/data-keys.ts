@@ -89,17 +89,17 @@ export async function storeFirstVersions(meta: Meta, keyring: Keyring, provider:
 }
 
 /**
- * Re-wraps up to `limit` data keys that are under an older KEK than the newest (after `keys rotate-master`),
- * each only if its row is unchanged meanwhile. `from` unwraps (another provider, when the root is replaced).
+ * Re-wraps up to `limit` data keys that are under an older KEK than the provider's newest (after
+ * `keys rotate-master`), each only if its row is unchanged meanwhile. Returns how many.
  */
-export async function rewrapDataKeys(meta: Meta, to: KeyProvider, limit: number, from: KeyProvider = to): Promise<number> {
-  const newest = Math.max(0, ...to.versions().map((v) => v.version));
+export async function rewrapDataKeys(meta: Meta, provider: KeyProvider, limit: number): Promise<number> {
+  const newest = Math.max(0, ...provider.versions().map((v) => v.version));
   let done = 0;
   for (const e of await listDataKeys(meta)) {
     if (done === limit) break;
-    if (e.retiredAt || (from === to && e.kekVersion >= newest)) continue;
-    const dek = await unwrapEntry(from, e);
-    const { kekVersion, wrapped } = await to.wrap(dek, dataKeyAad(e.purpose, e.version));
+    if (e.retiredAt || e.kekVersion >= newest) continue;
+    const dek = await unwrapEntry(provider, e);
+    const { kekVersion, wrapped } = await provider.wrap(dek, dataKeyAad(e.purpose, e.version));
     dek.fill(0);
     const { raw: _raw, name: _name, ...rest } = e;
     if (await meta.replace(e.name, e.raw, JSON.stringify({ ...rest, kekVersion, wrapped: wrapped.toString('base64') }))) done++;

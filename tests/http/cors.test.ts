@@ -3,14 +3,18 @@ import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
 import { auth, type Harness, makeHarness, makeMerchant, makeSession, type TestMerchant } from '../helpers/harness.js';
 
+/** A server with two merchants: `a` allows https://shop-a.example, the other https://shop-b.example. */
+async function twoMerchants(): Promise<{ h: Harness; a: TestMerchant }> {
+  const h = await makeHarness();
+  const a = await makeMerchant(h, ['https://shop-a.example']);
+  await makeMerchant(h, ['https://shop-b.example']);
+  return { h, a };
+}
+
 describe('CORS on the operation endpoints', () => {
   let h: Harness;
   let a: TestMerchant;
-  before(async () => {
-    h = await makeHarness();
-    a = await makeMerchant(h, ['https://shop-a.example']);
-    await makeMerchant(h, ['https://shop-b.example']);
-  });
+  before(async () => ({ h, a } = await twoMerchants()));
   after(() => h.close());
 
   it('answers a preflight for an origin some merchant allows, with exact headers', async () => {
@@ -91,11 +95,7 @@ describe('CORS on the operation endpoints', () => {
 describe('GET /hosted/origin-check: may the calling page frame this session form (the SDK asks, to fail fast)', () => {
   let h: Harness;
   let a: TestMerchant;
-  before(async () => {
-    h = await makeHarness();
-    a = await makeMerchant(h, ['https://shop-a.example']);
-    await makeMerchant(h, ['https://shop-b.example']);
-  });
+  before(async () => ({ h, a } = await twoMerchants()));
   after(() => h.close());
 
   it("answers for the session's merchant only, readable from any origin; an unknown session is 404", async () => {

@@ -1,8 +1,8 @@
 /**
  * The API's types. Bodies and answers come from src/generated/openapi.ts (openapi-typescript over
  * the server's openapi.json), looked up by path and method, so a method's types are its
- * endpoint's and cannot drift from the server. What the OpenAPI document does not describe
- * (the token's claims, webhook events) is written here after API.md sections 8 and 10.
+ * endpoint's and cannot drift from the server; so are the token's claims (`TokenClaims`). A webhook
+ * event is typed here by its envelope (its `data` differs by type: see the document's `webhooks`).
  */
 import type { components, paths } from './generated/openapi.js';
 
@@ -52,11 +52,9 @@ export interface ListSessionsParams {
   created?: { gte?: Date | string | number; lt?: Date | string | number };
 }
 
-type ValidateTokenAnswer = ResponseBody<'/CvvOperations/validateToken', 'post', 200>;
-/** validateToken's answer, with `claims` typed (the document says only "an object"). */
-export type ValidateTokenResult =
-  (Omit<Extract<ValidateTokenAnswer, { valid: true }>, 'claims'> & { claims: SessionClaims }) | Extract<ValidateTokenAnswer, { valid: false }>;
-export type ValidateTokenFailureReason = Extract<ValidateTokenAnswer, { valid: false }>['reason'];
+/** validateToken's answer: the claims and the session when valid, the reason when not. */
+export type ValidateTokenResult = ResponseBody<'/CvvOperations/validateToken', 'post', 200>;
+export type ValidateTokenFailureReason = Extract<ValidateTokenResult, { valid: false }>['reason'];
 
 export type Merchant = ResponseBody<'/Merchant', 'get', 200>;
 export type UpdateMerchantParams = RequestBody<'/Merchant', 'patch'>;
@@ -66,42 +64,8 @@ export type CreatedWebhookEndpoint = ResponseBody<'/WebhookEndpoints', 'post', 2
 export type WebhookEndpoint = Schemas['WebhookEndpoint'];
 export type WebhookEventType = CreateWebhookEndpointParams['events'][number];
 
-/** The claims of a session token (API.md section 10), as `verifyToken` and validateToken return them. */
-export interface SessionClaims {
-  /** The server's public base URL. */
-  iss: string;
-  /** The merchant id, `mer_…`. */
-  aud: string;
-  /** The session id, `cvo_…`. */
-  sub: string;
-  /** Unique per token; the session's current `jti` makes a token current. */
-  jti: string;
-  iat: number;
-  exp: number;
-  /** 0 for the first token, +1 at every rotation. */
-  seq: number;
-  mode: 'test' | 'live';
-  ops: Operation[];
-  amt?: { value: number; currency: string };
-  card: { token: string; brand: string; last4: string; cvvLength: number };
-  /** base64url SHA-256 of the previous token of the session (absent when `seq` is 0). */
-  prev?: string;
-  form: string;
-  /** The latest result per operation. */
-  res: {
-    collectCvv?: { status: string; at: number };
-    threeDS?: { status: string; eci?: string | null; transactionId: string };
-    charge?: {
-      status: string;
-      chargeId: string;
-      amount?: { value: number; currency: string };
-      authorizationCode?: string | null;
-      cvvResult?: string | null;
-      declineCode?: string | null;
-    };
-  };
-  nbf?: number;
-}
+/** The claims of a session token (the API reference, section 10), as `verifyToken` and validateToken return them. */
+export type SessionClaims = Schemas['TokenClaims'];
 
 /** A webhook event (API.md section 8): no CVV, no card number. */
 export interface WebhookEvent<T extends WebhookEventType = WebhookEventType> {
